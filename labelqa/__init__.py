@@ -1,0 +1,1 @@
+"""labelqa: find label errors."""

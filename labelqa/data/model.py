@@ -1,0 +1,105 @@
+"""LabelData: the validated, in-memory view of a dataset that detectors consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Task = Literal["multiclass", "multilabel"]
+
+
+@dataclass(frozen=True, eq=False)
+class LabelData:
+    """Validated labels and model outputs.
+
+    Validation happens once, when the data is built by :func:`labelqa.load`
+    (or by :meth:`from_arrays`); detectors trust what they get.
+
+    Attributes:
+        labels: Given labels as integer class codes, shape ``(N,)`` (int64),
+            for multiclass data.
+        pred_probs: Out-of-sample predicted probabilities, shape ``(N, K)``,
+            float32 or float64; column ``k`` belongs to ``classes[k]``.
+        classes: The class values in probability-column order, as they appear
+            in the label column (``str`` or ``int``).
+        ids: Row identifiers, shape ``(N,)``: the ``--id-col`` values, or the
+            row index.
+        task: ``"multiclass"`` (the only task of the spine).
+        embeddings: Optional feature embeddings, shape ``(N, D)``.
+        source: Where the data came from (a path), for messages and reports.
+        label_col: Name of the label column in the source.
+        id_col: Name of the id column in the source, or ``None`` for the row
+            index.
+        meta: Free-form provenance (input format, probability source...).
+    """
+
+    labels: np.ndarray
+    pred_probs: np.ndarray
+    classes: tuple[Any, ...]
+    ids: np.ndarray
+    task: Task = "multiclass"
+    embeddings: np.ndarray | None = None
+    source: str | None = None
+    label_col: str = "label"
+    id_col: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows N."""
+        return int(self.pred_probs.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes K."""
+        return len(self.classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class values as strings, for display."""
+        return [str(c) for c in self.classes]
+
+    def class_counts(self) -> np.ndarray:
+        """Number of rows given each class, shape ``(K,)``."""
+        return np.bincount(self.labels, minlength=self.n_classes)
+
+    def label_values(self, codes: np.ndarray) -> np.ndarray:
+        """Map integer class codes back to class values (object array)."""
+        values = np.asarray(self.classes, dtype=object)
+        return values[np.asarray(codes, dtype=np.int64)]
+
+    @classmethod
+    def from_arrays(
+        cls,
+        labels: Any,
+        pred_probs: Any,
+        *,
+        classes: Any = None,
+        ids: Any = None,
+        renormalize: bool = False,
+        source: str | None = None,
+    ) -> LabelData:
+        """Build validated data from in-memory arrays.
+
+        Args:
+            labels: Given labels, shape ``(N,)``: integer codes ``0..K-1`` or
+                class values (strings or ints) found in ``classes``.
+            pred_probs: Predicted probabilities, shape ``(N, K)``.
+            classes: Class values in column order. Default: ``0..K-1`` when
+                labels are integer codes, else the sorted unique labels when
+                their count equals K.
+            ids: Row identifiers; default the row index.
+            renormalize: Divide each probability row by its sum instead of
+                rejecting rows that do not sum to 1.
+            source: A name for messages.
+
+        Raises:
+            LabelqaError: On any invalid input, with what and where.
+        """
+        from labelqa.data.validate import build_label_data
+
+        return build_label_data(
+            labels, pred_probs, classes=classes, ids=ids, renormalize=renormalize, source=source
+        )
