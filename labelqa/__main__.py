@@ -1,0 +1,5 @@
+"""``python -m labelqa`` runs the CLI."""
+
+from labelqa.cli.app import main
+
+main()

@@ -1,0 +1,87 @@
+"""The typer application and the entry point that maps errors to exit codes.
+
+Exit codes: 0 passed, 1 quality gate failed, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+import typer
+
+from labelqa._version import __version__
+from labelqa.errors import LabelqaError
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    name="labelqa",
+    help="Find label errors in ML datasets, export cleaned labels, and gate CI on label quality.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"labelqa {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
+) -> None:
+    if debug:
+        os.environ["LABELQA_DEBUG"] = "1"
+
+
+def _register() -> None:
+    from labelqa.cli import fix_cmd, scan_cmd
+
+    app.command("scan")(scan_cmd.scan)
+    app.command("fix")(fix_cmd.fix)
+
+
+_register()
+
+
+def error_line(message: str) -> None:
+    """Print one error line to stderr."""
+    click.echo(f"labelqa: error: {message}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns (and, as a script, exits with) the exit code."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="labelqa", standalone_mode=False)
+        code = code if isinstance(code, int) else EXIT_OK
+    except LabelqaError as exc:
+        error_line(str(exc))
+        code = EXIT_USAGE
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = EXIT_USAGE
+    except click.exceptions.Abort:
+        error_line("aborted")
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if os.environ.get("LABELQA_DEBUG"):
+            traceback.print_exc()
+        error_line(f"unexpected {type(exc).__name__}: {exc} (re-run with --debug for the traceback)")
+        code = EXIT_USAGE
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -1,0 +1,125 @@
+"""Option declarations shared by the CLI commands (names are the contract)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from labelqa.errors import LabelqaError
+
+LOAD = "Input"
+CL = "Confident learning"
+OUT = "Output"
+
+DataArg = Annotated[Path, typer.Argument(help="Dataset file: .parquet, .csv, .jsonl or .arrow/.feather.", show_default=False)]
+LabelCol = Annotated[str, typer.Option("--label-col", help="Column holding the given labels (int or string).", rich_help_panel=LOAD)]
+PredProbsCol = Annotated[
+    str,
+    typer.Option("--pred-probs-col", help="list<float> column of out-of-sample predicted probabilities. "
+                 "Without it, columns named prob_<class> are used.", rich_help_panel=LOAD),
+]
+PredProbsFile = Annotated[
+    Optional[Path],
+    typer.Option("--pred-probs", help="N x K .npy file of predicted probabilities (row order = data order).",
+                 rich_help_panel=LOAD, show_default=False),
+]
+Classes = Annotated[
+    Optional[str],
+    typer.Option("--classes", help="Comma-separated class names in probability-column order.", rich_help_panel=LOAD,
+                 show_default=False),
+]
+ClassesFile = Annotated[
+    Optional[Path],
+    typer.Option("--classes-file", help="File with one class name per line (or a JSON list), in column order.",
+                 rich_help_panel=LOAD, show_default=False),
+]
+IdCol = Annotated[
+    Optional[str],
+    typer.Option("--id-col", help="Column of row ids for the report [default: row index].", rich_help_panel=LOAD,
+                 show_default=False),
+]
+InputFormat = Annotated[
+    Optional[str],
+    typer.Option("--input-format", help="Override the format guessed from the suffix: parquet, csv, jsonl, arrow.",
+                 rich_help_panel=LOAD, show_default=False),
+]
+Renormalize = Annotated[
+    bool,
+    typer.Option("--renormalize", help="Divide each probability row by its sum instead of rejecting rows that "
+                 "do not sum to 1.", rich_help_panel=LOAD),
+]
+FilterBy = Annotated[
+    str,
+    typer.Option("--filter-by", help="Flagging method: prune_by_noise_rate, prune_by_class, both, "
+                 "confident_learning, predicted_neq_given, low_self_confidence, low_normalized_margin.",
+                 rich_help_panel=CL),
+]
+ScoreMethod = Annotated[
+    str,
+    typer.Option("--score-method", help="Label quality score: self_confidence, normalized_margin, "
+                 "confidence_weighted_entropy.", rich_help_panel=CL),
+]
+AdjustPredProbs = Annotated[
+    bool,
+    typer.Option("--adjust-pred-probs", help="Subtract per-class thresholds from probabilities before scoring.",
+                 rich_help_panel=CL),
+]
+FracNoise = Annotated[
+    float,
+    typer.Option("--frac-noise", min=0.0, max=1.0, help="Flag only this fraction of the estimated issues.",
+                 rich_help_panel=CL),
+]
+MinExamples = Annotated[
+    int,
+    typer.Option("--min-examples-per-class", min=0, help="Keep at least this many rows of every class unflagged.",
+                 rich_help_panel=CL),
+]
+NumToRemove = Annotated[
+    Optional[str],
+    typer.Option("--num-to-remove-per-class", help="Comma-separated counts, one per class, overriding how many "
+                 "rows of each class to flag.", rich_help_panel=CL, show_default=False),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (and --format json output).")]
+
+
+def load_options(
+    *,
+    label_col: str,
+    pred_probs_col: str,
+    pred_probs: Path | None,
+    classes: str | None,
+    classes_file: Path | None,
+    id_col: str | None,
+    input_format: str | None,
+    renormalize: bool,
+) -> dict[str, Any]:
+    """Keyword arguments for :func:`labelqa.load` from CLI options."""
+    if classes is not None and classes_file is not None:
+        raise LabelqaError("--classes and --classes-file both given", "pass only one of them")
+    class_list = None
+    if classes is not None:
+        class_list = [c.strip() for c in classes.split(",")]
+        if any(not c for c in class_list):
+            raise LabelqaError(f"--classes {classes!r} has an empty class name", "write it as --classes a,b,c")
+    return {
+        "label_col": label_col,
+        "pred_probs_col": pred_probs_col,
+        "pred_probs_file": pred_probs,
+        "classes": class_list,
+        "classes_file": classes_file,
+        "id_col": id_col,
+        "input_format": input_format,
+        "renormalize": renormalize,
+    }
+
+
+def parse_int_list(text: str | None, option: str) -> list[int] | None:
+    """Parse ``"3,0,5"`` into ints, or ``None``."""
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise LabelqaError(f"{option} {text!r} is not a comma-separated list of integers", f"e.g. {option} 10,5,0") from None

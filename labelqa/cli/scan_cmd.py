@@ -1,0 +1,105 @@
+"""`labelqa scan`: run detectors, write the report, apply the gate."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from labelqa.cli import options as o
+from labelqa.cli.console import progress_logger, stdout_console
+
+
+class OutputFormat(str, Enum):
+    """What `scan` prints to stdout."""
+
+    human = "human"
+    json = "json"
+    markdown = "markdown"
+
+
+def scan(
+    data: o.DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report files.", rich_help_panel=o.OUT)] = Path(
+        "labelqa-report"
+    ),
+    label_col: o.LabelCol = "label",
+    pred_probs_col: o.PredProbsCol = "pred_probs",
+    pred_probs: o.PredProbsFile = None,
+    classes: o.Classes = None,
+    classes_file: o.ClassesFile = None,
+    id_col: o.IdCol = None,
+    input_format: o.InputFormat = None,
+    renormalize: o.Renormalize = False,
+    filter_by: o.FilterBy = "prune_by_noise_rate",
+    score_method: o.ScoreMethod = "self_confidence",
+    adjust_pred_probs: o.AdjustPredProbs = False,
+    frac_noise: o.FracNoise = 1.0,
+    min_examples_per_class: o.MinExamples = 1,
+    num_to_remove_per_class: o.NumToRemove = None,
+    max_issue_rate: Annotated[
+        Optional[float],
+        typer.Option("--max-issue-rate", help="Quality gate: exit 1 when the share of flagged rows exceeds this "
+                     "fraction (e.g. 0.05).", rich_help_panel="Gate", show_default=False),
+    ] = None,
+    exit_zero: Annotated[
+        bool, typer.Option("--exit-zero", help="Exit 0 even when the gate fails.", rich_help_panel="Gate")
+    ] = False,
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option("--format", help="stdout: human (rich tables), json (summary.json), markdown (summary.md).",
+                     rich_help_panel=o.OUT),
+    ] = OutputFormat.human,
+    top: Annotated[int, typer.Option("--top", min=0, help="Issues listed in the terminal.", rich_help_panel=o.OUT)] = 10,
+    quiet: o.Quiet = False,
+) -> int:
+    """Find label issues in DATA and write a report (issues.parquet/.csv, summary.json/.md)."""
+    from labelqa.detectors.confident import ConfidentLearning
+    from labelqa.gate import check_gate, gate_rules
+    from labelqa.report.markdown import render_markdown
+    from labelqa.report.terminal import print_summary
+    from labelqa.report.writers import summary_json, write_report
+    from labelqa.scan import scan as run_scan
+
+    log = progress_logger(quiet or output_format is not OutputFormat.human)
+    load_kwargs = o.load_options(
+        label_col=label_col, pred_probs_col=pred_probs_col, pred_probs=pred_probs, classes=classes,
+        classes_file=classes_file, id_col=id_col, input_format=input_format, renormalize=renormalize,
+    )
+    detector = ConfidentLearning(
+        filter_by=filter_by,
+        score_method=score_method,
+        adjust_pred_probs=adjust_pred_probs,
+        frac_noise=frac_noise,
+        num_to_remove_per_class=o.parse_int_list(num_to_remove_per_class, "--num-to-remove-per-class"),
+        min_examples_per_class=min_examples_per_class,
+    )
+    rules = gate_rules(max_issue_rate=max_issue_rate)  # validated before any work
+    result = run_scan(data, detectors=[detector], progress=log, **load_kwargs)
+    gate = check_gate(result, rules)
+    summary = result.summary()
+    summary["gate"] = gate.as_dict()
+    log(f"writing report to {out}/")
+    write_report(result, out, summary=summary)
+    log(f"done: {result.n_issues:,} of {result.data.n_rows:,} rows flagged")
+
+    if output_format is OutputFormat.json:
+        typer.echo(summary_json(summary), nl=False)
+    elif output_format is OutputFormat.markdown:
+        typer.echo(render_markdown(summary, result.issues_table()), nl=False)
+    elif not quiet:
+        console = stdout_console()
+        print_summary(console, summary, result.issues_table() if top else None, top=top)
+        console.print(f"Report written to [bold]{out}/[/bold] (issues.parquet, issues.csv, summary.json, summary.md)",
+                      highlight=False)
+    if not gate.passed:
+        from labelqa.cli.app import error_line
+
+        if not exit_zero:
+            error_line(f"quality gate failed: {gate.reason}")
+            return 1
+        if not quiet:
+            error_line(f"quality gate failed (ignored by --exit-zero): {gate.reason}")
+    return 0

@@ -1,0 +1,266 @@
+"""Export cleaned labels: relabel, drop or flag the rows a scan flagged.
+
+The input file is never modified: the cleaned copy goes to a new file,
+written atomically, with provenance columns ``label_original``,
+``label_fixed`` and ``fix_action``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from labelqa.atomic import write_atomic
+from labelqa.errors import LabelqaError
+
+Strategy = Literal["relabel", "drop", "flag"]
+STRATEGIES: tuple[str, ...] = ("relabel", "drop", "flag")
+
+#: fix_action values.
+KEEP, RELABEL, DROP, FLAG = "keep", "relabel", "drop", "flag"
+
+_WRITERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+            ".arrow": "arrow", ".feather": "arrow"}
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """What :func:`fix` did.
+
+    Attributes:
+        table: The cleaned table (dropped rows removed).
+        actions: Number of input rows per action (keep, relabel, flag, drop).
+        out: Where the table was written, or ``None`` when not written.
+    """
+
+    table: pa.Table
+    actions: dict[str, int]
+    out: Path | None = None
+
+
+def plan_actions(
+    is_issue: np.ndarray,
+    confidence: np.ndarray,
+    *,
+    strategy: Strategy = "relabel",
+    min_confidence: float = 0.0,
+) -> np.ndarray:
+    """Decide the action of every row.
+
+    Args:
+        is_issue: Per-row issue flag.
+        confidence: Per-row probability of the suggested label (NaN = unknown,
+            which passes only ``min_confidence == 0``).
+        strategy: ``relabel`` flagged rows to the suggested label, ``drop``
+            them, or only ``flag`` them.
+        min_confidence: Relabel or drop only when the suggested label's
+            probability is at least this; other flagged rows are flagged.
+
+    Returns:
+        Object array of ``keep`` / ``relabel`` / ``drop`` / ``flag``.
+    """
+    if strategy not in STRATEGIES:
+        raise LabelqaError(f"unknown fix strategy {strategy!r}", f"choose one of {', '.join(STRATEGIES)}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise LabelqaError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
+    is_issue = np.asarray(is_issue, dtype=bool)
+    conf = np.asarray(confidence, dtype=np.float64)
+    confident = conf >= min_confidence
+    if min_confidence == 0.0:
+        confident |= np.isnan(conf)
+    actions = np.full(is_issue.shape, KEEP, dtype=object)
+    actions[is_issue] = FLAG
+    if strategy != "flag":
+        actions[is_issue & confident] = RELABEL if strategy == "relabel" else DROP
+    return actions
+
+
+def apply_fix(
+    table: pa.Table,
+    issues: pa.Table,
+    *,
+    label_col: str = "label",
+    id_col: str | None = None,
+    strategy: Strategy = "relabel",
+    min_confidence: float = 0.0,
+) -> FixResult:
+    """Apply a fix strategy to the input table, using a scan's issues table.
+
+    The label column gets the cleaned label (so the output drops in for the
+    input); ``label_original``, ``label_fixed`` and ``fix_action`` record what
+    changed. With ``drop``, dropped rows are removed.
+
+    Args:
+        table: The input table, every column.
+        issues: issues.parquet of a scan of the same data.
+        label_col: Name of the label column.
+        id_col: Name of the id column, or ``None`` when ids are row positions.
+        strategy: ``relabel``, ``drop`` or ``flag``.
+        min_confidence: See :func:`plan_actions`.
+
+    Raises:
+        LabelqaError: When the issues do not belong to this table.
+    """
+    _check_alignment(table, issues, label_col=label_col, id_col=id_col)
+    actions = plan_actions(
+        issues.column("is_label_issue").to_numpy(zero_copy_only=False),
+        issues.column("suggested_confidence").to_numpy(zero_copy_only=False),
+        strategy=strategy,
+        min_confidence=min_confidence,
+    )
+    original = table.column(label_col)
+    suggested = issues.column("suggested_label").cast(original.type)
+    fixed = pc.if_else(pa.array(actions == RELABEL), suggested, original)
+    out = table
+    for name in ("label_original", "label_fixed", "fix_action"):
+        if name in out.column_names and name != label_col:
+            out = out.drop_columns([name])
+    out = out.set_column(out.column_names.index(label_col), label_col, fixed)
+    out = out.append_column("label_original", original)
+    out = out.append_column("label_fixed", fixed)
+    out = out.append_column("fix_action", pa.array(actions.astype(str), type=pa.string()))
+    if strategy == "drop":
+        out = out.filter(pa.array(actions != DROP))
+    counts = {a: int(np.count_nonzero(actions == a)) for a in (KEEP, RELABEL, FLAG, DROP)}
+    return FixResult(table=out, actions=counts)
+
+
+def _check_alignment(table: pa.Table, issues: pa.Table, *, label_col: str, id_col: str | None) -> None:
+    if label_col not in table.column_names:
+        raise LabelqaError(
+            f"label column {label_col!r} not found; columns are {table.column_names}", "pass --label-col NAME"
+        )
+    if issues.num_rows != table.num_rows:
+        raise LabelqaError(
+            f"the report has {issues.num_rows} rows but the data has {table.num_rows}",
+            "re-run `labelqa scan` on this data, or omit --report to scan now",
+        )
+    report_ids = issues.column("id")
+    if id_col is not None:
+        if id_col not in table.column_names:
+            raise LabelqaError(f"id column {id_col!r} not found; columns are {table.column_names}", "pass --id-col NAME")
+        data_ids = table.column(id_col)
+    else:
+        data_ids = pa.array(np.arange(table.num_rows, dtype=np.int64))
+    _first_mismatch(data_ids, report_ids, "id")
+    _first_mismatch(table.column(label_col), issues.column("given_label"), "label")
+
+
+def _first_mismatch(data_col: Any, report_col: Any, what: str) -> None:
+    a = pc.cast(data_col, pa.string()) if not pa.types.is_string(data_col.type) else data_col
+    b = pc.cast(report_col, pa.string()) if not pa.types.is_string(report_col.type) else report_col
+    differ = pc.fill_null(pc.not_equal(a, b), True)
+    if pc.any(differ).as_py():
+        row = int(np.flatnonzero(differ.to_numpy(zero_copy_only=False))[0])
+        raise LabelqaError(
+            f"the report does not match the data: row {row} has {what} {a[row].as_py()!r} in the data "
+            f"but {b[row].as_py()!r} in the report",
+            "re-run `labelqa scan` on this data (with the same --id-col and --label-col), or omit --report",
+        )
+
+
+def write_table(table: pa.Table, path: Path) -> Path:
+    """Write a table by the file suffix (.parquet, .csv, .jsonl, .arrow), atomically."""
+    kind = _WRITERS.get(path.suffix.lower())
+    if kind is None:
+        raise LabelqaError(
+            f"cannot tell the output format of {path}", f"use one of the suffixes {', '.join(sorted(_WRITERS))}"
+        )
+
+    def writer(tmp: Path) -> None:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp, compression="zstd")
+        elif kind == "csv":
+            import pyarrow.csv as pacsv
+
+            pacsv.write_csv(_csv_safe(table), tmp)
+        elif kind == "arrow":
+            import pyarrow.feather as feather
+
+            feather.write_feather(table, tmp)
+        else:
+            import json
+
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for batch in table.to_batches(65536):
+                    for row in batch.to_pylist():
+                        fh.write(json.dumps(row, default=str) + "\n")
+
+    return write_atomic(path, writer)
+
+
+def _csv_safe(table: pa.Table) -> pa.Table:
+    """CSV cannot hold list columns: encode them as JSON-like text."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type) or pa.types.is_fixed_size_list(field.type):
+            import json
+
+            text = pa.array([None if v is None else json.dumps(v) for v in table.column(i).to_pylist()], pa.string())
+            table = table.set_column(i, field.name, text)
+    return table
+
+
+def fix(
+    data: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str],
+    report: str | os.PathLike[str] | None = None,
+    strategy: Strategy = "relabel",
+    min_confidence: float = 0.0,
+    force: bool = False,
+    label_col: str = "label",
+    id_col: str | None = None,
+    input_format: str | None = None,
+    **scan_options: Any,
+) -> FixResult:
+    """Write a cleaned copy of ``data`` to ``out``.
+
+    Args:
+        data: Input file (never modified).
+        out: Output file; its suffix picks the format.
+        report: A report folder from ``labelqa scan``; without it the data is
+            scanned now (``scan_options`` go to :func:`labelqa.scan`).
+        strategy: ``relabel`` (default), ``drop`` or ``flag``.
+        min_confidence: Act on a flagged row only when its suggested label's
+            probability is at least this; other flagged rows are flagged.
+        force: Overwrite an existing output file.
+        label_col: Label column name.
+        id_col: Id column name (default: row positions).
+        input_format: Override the input format detected from the suffix.
+
+    Raises:
+        LabelqaError: On bad options, a mismatched report, or an output that
+            would overwrite the input or an existing file without ``force``.
+    """
+    from labelqa.data import read_table
+    from labelqa.report.writers import read_issues
+    from labelqa.scan import scan
+
+    src, dest = Path(data), Path(out)
+    if dest.exists() and src.exists() and dest.resolve() == src.resolve():
+        raise LabelqaError(f"--out {dest} is the input file", "labelqa never writes over its input: choose another path")
+    if dest.exists() and not force:
+        raise LabelqaError(f"output file {dest} already exists", "choose another --out, or pass --force to overwrite it")
+    if dest.suffix.lower() not in _WRITERS:
+        raise LabelqaError(
+            f"cannot tell the output format of {dest}", f"use one of the suffixes {', '.join(sorted(_WRITERS))}"
+        )
+    plan_actions(np.zeros(0, bool), np.zeros(0), strategy=strategy, min_confidence=min_confidence)  # validate early
+    if report is not None:
+        issues = read_issues(report)
+    else:
+        result = scan(src, label_col=label_col, id_col=id_col, input_format=input_format, **scan_options)
+        issues = result.issues_table()
+    table = read_table(src, input_format=input_format)
+    fixed = apply_fix(table, issues, label_col=label_col, id_col=id_col, strategy=strategy,
+                      min_confidence=min_confidence)
+    write_table(fixed.table, dest)
+    return FixResult(table=fixed.table, actions=fixed.actions, out=dest)

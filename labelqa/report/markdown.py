@@ -1,0 +1,78 @@
+"""summary.md: the dataset summary for people (fits a GitHub step summary)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def render_markdown(summary: dict[str, Any], issues: pa.Table | None = None, top: int = 20) -> str:
+    """Render summary.md from a summary dict and (optionally) the issues table.
+
+    Args:
+        summary: The dict of :meth:`labelqa.result.ScanResult.summary`.
+        issues: The issues table; its ``top`` best-ranked flagged rows are listed.
+        top: How many issues to list.
+    """
+    lines = ["# labelqa scan report", ""]
+    gate = summary.get("gate")
+    if gate:
+        status = "PASSED" if gate["passed"] else "FAILED"
+        lines += [f"**Quality gate: {status}** ({gate['reason']})", ""]
+    lines += [
+        "| | |",
+        "|---|---|",
+        f"| Source | `{summary.get('source')}` |",
+        f"| Rows | {summary['rows']:,} |",
+        f"| Classes | {summary['n_classes']} |",
+        f"| Label issues found | {summary['issues_found']:,} ({_pct(summary['issue_rate'])}) |",
+        f"| Estimated noise rate | {_pct(summary.get('estimated_noise_rate'))} |",
+        f"| Primary detector | {summary['primary_detector']} |",
+        f"| labelqa | {summary['labelqa_version']} |",
+        "",
+        "## Per class",
+        "",
+        "| class | rows | issues | issue rate | est. noise rate |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in summary["per_class"]:
+        lines.append(
+            f"| {_escape(row['class'])} | {row['count']:,} | {row['issues']:,} | {_pct(row['issue_rate'])} "
+            f"| {_pct(row.get('estimated_noise_rate'))} |"
+        )
+    pairs = summary.get("confused_pairs") or []
+    if pairs:
+        lines += ["", "## Most confused pairs (given -> suggested)", "", "| given | suggested | rows |", "|---|---|---:|"]
+        lines += [f"| {_escape(p['given'])} | {_escape(p['suggested'])} | {p['count']:,} |" for p in pairs]
+    if issues is not None and summary["issues_found"]:
+        lines += _top_issues(issues, top)
+    return "\n".join(lines) + "\n"
+
+
+def _top_issues(issues: pa.Table, top: int) -> list[str]:
+    flags = issues.column("is_label_issue").to_numpy(zero_copy_only=False)
+    ranks = issues.column("rank").to_numpy()
+    idx = np.flatnonzero(flags)
+    idx = idx[np.argsort(ranks[idx], kind="stable")][:top]
+    sub = issues.take(pa.array(idx)).to_pylist()
+    lines = ["", f"## Top {len(sub)} issues", "", "| rank | id | given | suggested | quality | reason |", "|---:|---|---|---|---:|---|"]
+    for r in sub:
+        lines.append(
+            f"| {r['rank']} | {_escape(r['id'])} | {_escape(r['given_label'])} | {_escape(r['suggested_label'])} "
+            f"| {r['label_quality']:.4f} | {_escape(r['reason'])} |"
+        )
+    return lines
+
+
+def _escape(value: Any) -> str:
+    """Keep dataset strings from breaking the Markdown table or injecting HTML."""
+    text = str(value)
+    for ch, rep in (("\\", "\\\\"), ("|", "\\|"), ("<", "&lt;"), (">", "&gt;"), ("\n", " "), ("`", "\\`")):
+        text = text.replace(ch, rep)
+    return text

@@ -1,0 +1,75 @@
+"""Rich terminal rendering of a scan: summary, per-class table, top issues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def render_summary(summary: dict[str, Any], issues: pa.Table | None = None, *, top: int = 10,
+                   max_classes: int = 20) -> Group:
+    """A renderable with the headline figures, per-class rates and top issues.
+
+    Dataset strings are wrapped in :class:`rich.text.Text`, so markup-like
+    labels such as ``[bold]`` are shown as typed.
+    """
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("Source", Text(str(summary.get("source"))))
+    head.add_row("Rows", f"{summary['rows']:,}")
+    head.add_row("Classes", str(summary["n_classes"]))
+    head.add_row("Label issues", f"{summary['issues_found']:,} ({_pct(summary['issue_rate'])})")
+    head.add_row("Est. noise rate", _pct(summary.get("estimated_noise_rate")))
+    gate = summary.get("gate")
+    if gate and gate.get("rules"):
+        style = "bold green" if gate["passed"] else "bold red"
+        head.add_row("Quality gate", Text(("PASSED: " if gate["passed"] else "FAILED: ") + gate["reason"], style=style))
+    parts: list[Any] = [Panel(head, title="labelqa scan", expand=False)]
+
+    per_class = sorted(summary["per_class"], key=lambda r: -r["issue_rate"])
+    cls = Table(title="Per class (highest issue rate first)", title_justify="left")
+    for col, just in (("class", "left"), ("rows", "right"), ("issues", "right"), ("issue rate", "right"),
+                      ("est. noise", "right")):
+        cls.add_column(col, justify=just)  # type: ignore[arg-type]
+    for row in per_class[:max_classes]:
+        cls.add_row(Text(row["class"]), f"{row['count']:,}", f"{row['issues']:,}", _pct(row["issue_rate"]),
+                    _pct(row.get("estimated_noise_rate")))
+    if len(per_class) > max_classes:
+        cls.caption = f"{len(per_class) - max_classes} more classes in summary.json"
+    parts.append(cls)
+
+    if issues is not None and summary["issues_found"] and top > 0:
+        parts.append(_top_table(issues, top, summary["issues_found"]))
+    return Group(*parts)
+
+
+def _top_table(issues: pa.Table, top: int, total: int) -> Table:
+    flags = issues.column("is_label_issue").to_numpy(zero_copy_only=False)
+    ranks = issues.column("rank").to_numpy()
+    idx = np.flatnonzero(flags)
+    idx = idx[np.argsort(ranks[idx], kind="stable")][:top]
+    rows = issues.take(pa.array(idx)).to_pylist()
+    table = Table(title=f"Top {len(rows)} of {total:,} label issues", title_justify="left")
+    for col, just in (("rank", "right"), ("id", "left"), ("given", "left"), ("suggested", "left"),
+                      ("quality", "right"), ("reason", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(str(r["rank"]), Text(str(r["id"])), Text(str(r["given_label"])),
+                      Text(str(r["suggested_label"])), f"{r['label_quality']:.4f}", Text(str(r["reason"])))
+    return table
+
+
+def print_summary(console: Console, summary: dict[str, Any], issues: pa.Table | None = None, *, top: int = 10) -> None:
+    """Print :func:`render_summary` to ``console``."""
+    console.print(render_summary(summary, issues, top=top))

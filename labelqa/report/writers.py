@@ -1,0 +1,76 @@
+"""Write a scan's report files: issues.parquet, issues.csv, summary.json, summary.md.
+
+All files are written to a staging folder first and only published into the
+output folder once every one of them is complete (see :mod:`labelqa.atomic`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from labelqa.atomic import publish, staging_dir
+from labelqa.errors import LabelqaError
+from labelqa.report.markdown import render_markdown
+from labelqa.result import ScanResult
+
+#: Report files written by :func:`write_report`.
+REPORT_FILES = ("issues.parquet", "issues.csv", "summary.json", "summary.md")
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """summary.json text: stable key order, 2-space indent, trailing newline."""
+    return json.dumps(summary, indent=2, allow_nan=False, default=str) + "\n"
+
+
+def write_report(
+    result: ScanResult,
+    out_dir: str | Path,
+    *,
+    summary: dict[str, Any] | None = None,
+    csv: bool = True,
+) -> list[Path]:
+    """Write the report files of ``result`` into ``out_dir`` atomically.
+
+    Args:
+        result: The scan to write.
+        out_dir: Destination folder, created if needed. Existing report files
+            there are replaced; other files are left alone.
+        summary: The summary dict to write (default ``result.summary()``);
+            pass one to include extra sections such as the gate outcome.
+        csv: Also write issues.csv.
+
+    Returns:
+        The paths written.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LabelqaError(f"output path {out_dir} exists and is not a folder", "pass --out with a folder path")
+    summary = result.summary() if summary is None else summary
+    table = result.issues_table()
+    with staging_dir(out_dir) as tmp:
+        pq.write_table(table, tmp / "issues.parquet", compression="zstd")
+        if csv:
+            pacsv.write_csv(table, tmp / "issues.csv")
+        (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
+        (tmp / "summary.md").write_text(render_markdown(summary, table), encoding="utf-8")
+        return publish(tmp, out_dir)
+
+
+def read_issues(report_dir: str | Path) -> pa.Table:
+    """Read issues.parquet from a report folder written by :func:`write_report`."""
+    path = Path(report_dir) / "issues.parquet"
+    if not path.is_file():
+        raise LabelqaError(
+            f"no issues.parquet in report folder {report_dir}",
+            "run `labelqa scan DATA --out DIR` first, or pass the folder it wrote",
+        )
+    try:
+        return pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise LabelqaError(f"cannot read {path}: {exc}", "re-run `labelqa scan` to rewrite the report") from exc

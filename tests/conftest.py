@@ -1,0 +1,67 @@
+"""Shared fixtures: small realistic datasets written to real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# The known-answer toy of the spine issue: every method flags exactly row 2.
+TOY_PROBS = np.array(
+    [[0.9, 0.1, 0.0], [0.6, 0.2, 0.2], [0.1, 0.0, 0.9]] + [[0.1, 0.8, 0.1]] * 6 + [[0.1, 0.1, 0.8]]
+)
+TOY_LABELS = np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 2])
+
+
+def noisy_dataset(n: int = 2000, k: int = 4, noise: float = 0.1, seed: int = 0):
+    """Synthetic classifier outputs with uniformly flipped labels.
+
+    Returns (given_labels, true_labels, pred_probs float32, flipped mask).
+    """
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, k, n)
+    logits = rng.normal(0.0, 1.0, (n, k))
+    logits[np.arange(n), true] += 3.0
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    probs = probs.astype(np.float32)
+    probs /= probs.sum(axis=1, keepdims=True)
+    flipped = rng.random(n) < noise
+    given = true.copy()
+    given[flipped] = (true[flipped] + rng.integers(1, k, flipped.sum())) % k
+    return given, true, probs, flipped
+
+
+def write_parquet(path: Path, labels, probs, *, classes=None, extra: dict | None = None) -> Path:
+    """Write labels + a pred_probs list column (+ extra columns) to Parquet."""
+    probs = np.asarray(probs, dtype=np.float32)
+    n, k = probs.shape
+    flat = pa.array(probs.reshape(-1))
+    cols = {
+        "id": pa.array(np.arange(n, dtype=np.int64)),
+        "label": pa.array(list(labels)),
+        "pred_probs": pa.FixedSizeListArray.from_arrays(flat, k),
+    }
+    cols.update(extra or {})
+    table = pa.table(cols)
+    if classes is not None:
+        table = table.replace_schema_metadata({"labelqa.classes": json.dumps(list(classes))})
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.fixture
+def noisy_parquet(tmp_path: Path):
+    """A 2000-row, 4-class Parquet file with string labels and 10% flips."""
+    given, true, probs, flipped = noisy_dataset()
+    names = np.array(["ant", "bee", "cat", "dog"])
+    path = write_parquet(tmp_path / "noisy.parquet", names[given], probs, classes=names,
+                         extra={"true_label": pa.array(names[true])})
+    return path, flipped

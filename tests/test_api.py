@@ -1,0 +1,30 @@
+"""The public API is what it claims, and importing it does not pull in the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import labelqa
+
+
+def test_all_names_exist():
+    for name in labelqa.__all__:
+        assert hasattr(labelqa, name), name
+
+
+def test_import_does_not_load_the_cli():
+    code = "import sys, labelqa; print('typer' in sys.modules, 'labelqa.cli' in sys.modules, 'rich' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "False"]
+
+
+def test_python_api_round_trip(noisy_parquet, tmp_path):
+    path, _ = noisy_parquet
+    data = labelqa.load(path)
+    result = labelqa.scan(data, detectors=[labelqa.ConfidentLearning(filter_by="both")])
+    labelqa.write_report(result, tmp_path / "rep")
+    gate = labelqa.check_gate(result, labelqa.gate_rules(max_issue_rate=0.0))
+    assert not gate.passed
+    fixed = labelqa.fix(path, out=tmp_path / "clean.parquet", report=tmp_path / "rep")
+    assert fixed.out.exists()

@@ -1,0 +1,75 @@
+"""Report files: content, escaping, and atomic publication."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from labelqa.data.model import LabelData
+from labelqa.report import writers
+from labelqa.report.markdown import render_markdown
+from labelqa.report.writers import REPORT_FILES, read_issues, write_report
+from labelqa.scan import scan
+from tests.conftest import TOY_LABELS, TOY_PROBS
+
+
+@pytest.fixture
+def toy():
+    return scan(LabelData.from_arrays(TOY_LABELS, TOY_PROBS, classes=["<script>", "b|c", "plain"]))
+
+
+def test_writes_all_files(toy, tmp_path):
+    out = tmp_path / "rep"
+    written = write_report(toy, out)
+    assert sorted(p.name for p in written) == sorted(REPORT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)  # no temp leftovers
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    issues = pq.read_table(out / "issues.parquet")
+    assert issues.equals(read_issues(out))
+    csv = pacsv.read_csv(out / "issues.csv")
+    assert csv.num_rows == issues.num_rows == 10
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["issues_found"] == 1
+
+
+def test_markdown_escapes_dataset_strings(toy):
+    md = render_markdown(toy.summary(), toy.issues_table())
+    assert "<script>" not in md and "&lt;script&gt;" in md
+    assert "b\\|c" in md
+    assert "## Top 1 issues" in md
+
+
+def test_failure_leaves_nothing_half_written(toy, tmp_path, monkeypatch):
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "summary.json").write_text("old")
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writers, "render_markdown", boom)
+    with pytest.raises(OSError):
+        write_report(toy, out)
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+    assert (out / "summary.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["rep"]
+
+
+def test_out_must_be_a_folder(toy, tmp_path):
+    from labelqa.errors import LabelqaError
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(LabelqaError, match="not a folder"):
+        write_report(toy, f)
+
+
+def test_summary_has_no_nan(tmp_path):
+    probs = np.array([[0.5, 0.5], [0.5, 0.5], [0.9, 0.1], [0.2, 0.8]])
+    res = scan(LabelData.from_arrays(np.array([0, 1, 0, 1]), probs))
+    write_report(res, tmp_path / "r")
+    json.loads((tmp_path / "r" / "summary.json").read_text())

@@ -1,0 +1,95 @@
+"""ScanResult: ranks, issues table and summary built from real detector output."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labelqa.data.model import LabelData
+from labelqa.detectors.confident import ConfidentLearning
+from labelqa.result import ISSUE_COLUMNS, ScanResult, rank_rows
+from labelqa.scan import scan
+from tests.conftest import TOY_LABELS, TOY_PROBS, noisy_dataset
+
+
+def test_rank_rows_hand_computed():
+    scores = np.array([0.5, 0.1, 0.9, 0.2, 0.1])
+    flags = np.array([False, True, False, True, False])
+    # flagged first by score: row1 (0.1), row3 (0.2); then unflagged: row4 (0.1), row0 (0.5), row2 (0.9)
+    assert rank_rows(scores, flags).tolist() == [4, 1, 5, 2, 3]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=1, max_size=40))
+def test_rank_rows_is_a_permutation_with_flagged_first(rows):
+    scores = np.array([r[0] for r in rows])
+    flags = np.array([r[1] for r in rows])
+    ranks = rank_rows(scores, flags)
+    assert sorted(ranks.tolist()) == list(range(1, len(rows) + 1))
+    assert set(ranks[flags].tolist()) == set(range(1, int(flags.sum()) + 1))
+    order = np.argsort(ranks)
+    flagged_scores = scores[order][: flags.sum()]
+    assert np.all(np.diff(flagged_scores) >= 0)
+
+
+def toy_result(classes=("a", "b", "c")) -> ScanResult:
+    data = LabelData.from_arrays(TOY_LABELS, TOY_PROBS, classes=list(classes))
+    return scan(data)
+
+
+def test_issues_table_on_toy():
+    result = toy_result()
+    table = result.issues_table()
+    assert table.column_names[: len(ISSUE_COLUMNS)] == list(ISSUE_COLUMNS)
+    assert {"cl_score", "cl_issue"} <= set(table.column_names)
+    rows = table.to_pylist()
+    assert [r["is_label_issue"] for r in rows] == [i == 2 for i in range(10)]
+    flagged = rows[2]
+    assert flagged["given_label"] == "b" and flagged["suggested_label"] == "c"
+    assert flagged["rank"] == 1
+    assert flagged["suggested_confidence"] == pytest.approx(0.9)
+    assert flagged["detectors"] == "cl"
+    assert "given 'b'" in flagged["reason"] and "'c'" in flagged["reason"]
+    # unflagged rows suggest their given label and carry no reason
+    assert all(r["suggested_label"] == r["given_label"] and r["reason"] == "" for r in rows if not r["is_label_issue"])
+    assert table.column("id").to_pylist() == list(range(10))
+
+
+def test_int_classes_stay_ints_in_the_table():
+    data = LabelData.from_arrays(TOY_LABELS, TOY_PROBS)
+    table = scan(data).issues_table()
+    assert pa.types.is_integer(table.schema.field("given_label").type)
+    assert table.column("suggested_label")[2].as_py() == 2
+
+
+def test_summary_is_json_and_consistent():
+    given, _, probs, _ = noisy_dataset(n=1500, k=5, seed=3)
+    result = scan(LabelData.from_arrays(given, probs))
+    summary = json.loads(json.dumps(result.summary(), allow_nan=False))
+    assert summary["schema_version"] == 1
+    assert summary["rows"] == 1500 and summary["n_classes"] == 5
+    assert summary["issues_found"] == int(result.is_label_issue.sum())
+    assert summary["issue_rate"] == pytest.approx(summary["issues_found"] / 1500)
+    per_class = summary["per_class"]
+    assert sum(r["count"] for r in per_class) == 1500
+    assert sum(r["issues"] for r in per_class) == summary["issues_found"]
+    nm = np.array(summary["noise_matrix"])
+    assert nm.shape == (5, 5)
+    assert np.allclose(nm.sum(axis=0), 1.0)  # columns are distributions over the given label
+    assert sum(p["count"] for p in summary["confused_pairs"]) <= summary["issues_found"]
+    assert "cl" in summary["detectors"]
+
+
+def test_primary_must_have_run():
+    from labelqa.errors import LabelqaError
+
+    data = LabelData.from_arrays(TOY_LABELS, TOY_PROBS)
+    with pytest.raises(LabelqaError, match="primary detector 'nope'"):
+        scan(data, primary="nope")
+    with pytest.raises(LabelqaError, match="given twice"):
+        scan(data, detectors=[ConfidentLearning(), ConfidentLearning()])
