@@ -28,6 +28,8 @@ class LabelData:
             row index.
         task: ``"multiclass"`` (the only task of the spine).
         embeddings: Optional feature embeddings, shape ``(N, D)``.
+        logits_by_epoch: Optional source of per-epoch training logits for
+            training-dynamics detectors (see :mod:`labelqa.detectors.aum`).
         source: Where the data came from (a path), for messages and reports.
         label_col: Name of the label column in the source.
         id_col: Name of the id column in the source, or ``None`` for the row
@@ -41,6 +43,7 @@ class LabelData:
     ids: np.ndarray
     task: Task = "multiclass"
     embeddings: np.ndarray | None = None
+    logits_by_epoch: Any = None
     source: str | None = None
     label_col: str = "label"
     id_col: str | None = None

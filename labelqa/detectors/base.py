@@ -29,6 +29,10 @@ class DetectorResult:
         summary: Dataset-level figures, JSON-serialisable (lists, floats,
             ints, strings); e.g. noise matrix and thresholds.
         params: The detector's parameters, as given.
+        extra: Further per-row arrays, length N in the first axis (e.g. for
+            multi-label: ``labels_to_remove``/``labels_to_add`` as N x K
+            bool; for NRG: ``outlier_score``). Report writers turn each into
+            a column.
     """
 
     name: str
@@ -38,6 +42,7 @@ class DetectorResult:
     suggested_confidence: np.ndarray | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_issues(self) -> int:
