@@ -1,0 +1,481 @@
+"""report.html: one self-contained, offline page for people to read a scan.
+
+The page holds summary cards (with the quality gate when rules were set), a
+noise-matrix heatmap, per-class issue-rate bars (or add/remove bars for
+multi-label data), a label-quality histogram with the flagging threshold,
+the most confused pairs and a sortable, filterable table of the top issues.
+
+Everything is inline: CSS, a small vanilla script, the charts as ``<svg>``
+built in Python (:mod:`labelqa.report.svg`) and the table rows as a JSON
+``<script type="application/json">`` block. Nothing is fetched, so the file
+works from disk, as a CI artifact and in air-gapped places.
+
+Safety: every dataset string (class names, ids, reasons, the source path) is
+escaped with :func:`html.escape` in markup, and the JSON block escapes
+``<``, ``>``, ``&`` and U+2028/U+2029, so a label such as ``</script>`` cannot
+end the block. The table rows are inserted with ``textContent``.
+
+Size: the table is capped at ``max_rows`` best-ranked flagged rows (the full
+list is issues.parquet) and charts are aggregated (histogram bins, at most
+:data:`MAX_HEATMAP_CLASSES` heatmap classes, :data:`MAX_BAR_CLASSES` bars),
+so the page stays a few hundred KB for any number of rows.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from labelqa.report import svg
+from labelqa.report.assets import CSS, JS
+
+#: Heatmap classes shown at most (the classes most involved in confusions).
+MAX_HEATMAP_CLASSES = 30
+#: Per-class bars shown at most (highest issue rates first).
+MAX_BAR_CLASSES = 40
+#: Bins of the label-quality histogram.
+HIST_BINS = 40
+
+#: Columns of the top-issues table: (issues column, header, JSON type, css class, pill).
+_TABLE_COLUMNS = (
+    ("rank", "Rank", "int", "num", None),
+    ("id", "ID", "text", "id mono", None),
+    ("given_label", "Given", "text", "label", "given"),
+    ("suggested_label", "Suggested", "text", "label", "sugg"),
+    ("label_quality", "Quality", "float", "num", None),
+    ("suggested_confidence", "Sugg. conf.", "float", "num", None),
+    ("detectors", "Detectors", "text", "", None),
+    ("reason", "Reason", "text", "reason", None),
+)
+
+
+def esc(value: Any) -> str:
+    """Escape a value for HTML text or a quoted attribute."""
+    return html.escape(str(value), quote=True)
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside ``<script type="application/json">``.
+
+    ``<``, ``>`` and ``&`` become ``\\u003c``/``\\u003e``/``\\u0026`` and the
+    JavaScript line terminators U+2028/U+2029 are escaped too, so no dataset
+    string can close the element or start a comment; ``JSON.parse`` restores
+    the exact text. NaN/inf become ``null``.
+    """
+    text = json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for ch, rep in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, rep)
+    return text
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (np.generic,)):
+        return _finite(value.item())
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def _pct(x: Any, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{100 * float(x):.{digits}f}%"
+
+
+def _int(x: Any) -> str:
+    return "n/a" if x is None else f"{int(x):,}"
+
+
+# ---- data extraction ------------------------------------------------------------
+def top_issue_rows(issues: pa.Table, max_rows: int) -> pa.Table:
+    """The ``max_rows`` best-ranked flagged rows of ``issues``, in rank order."""
+    if max_rows <= 0 or issues.num_rows == 0 or "is_label_issue" not in issues.column_names:
+        return issues.slice(0, 0)
+    flags = issues.column("is_label_issue").fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+    idx = np.flatnonzero(flags)
+    if "rank" in issues.column_names and idx.size:
+        ranks = issues.column("rank").to_numpy(zero_copy_only=False)[idx]
+        if idx.size > max_rows:
+            part = np.argpartition(ranks, max_rows - 1)[:max_rows]
+            idx, ranks = idx[part], ranks[part]
+        idx = idx[np.argsort(ranks, kind="stable")]
+    return issues.take(pa.array(idx[:max_rows], type=pa.int64()))
+
+
+def _table_payload(top: pa.Table) -> dict[str, Any]:
+    cols = []
+    values = []
+    for key, title, typ, cls, pill in _TABLE_COLUMNS:
+        if key not in top.column_names:
+            continue
+        spec: dict[str, Any] = {"key": key, "title": title, "type": typ, "cls": cls}
+        if pill:
+            spec["pill"] = pill
+        if key == "reason":
+            spec["title_attr"] = True
+        cols.append(spec)
+        col = top.column(key)
+        if typ == "float":
+            arr = col.to_numpy(zero_copy_only=False).astype(np.float64)
+            values.append([None if not math.isfinite(v) else round(v, 6) for v in arr.tolist()])
+        else:
+            values.append([_cell(v) for v in col.to_pylist()])
+    rows = [list(r) for r in zip(*values)] if values else []
+    return {"columns": cols, "rows": rows}
+
+
+def _cell(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_cell(x) for x in v]
+    return str(v)
+
+
+def confusion_counts(summary: dict[str, Any], issues: pa.Table | None) -> tuple[list[list[float]] | None, str]:
+    """The heatmap counts and a note of where they come from.
+
+    Prefers the confident-learning detector's ``confident_joint_calibrated``
+    (the primary detector's when it has one), whose rows are given labels
+    and columns suggested (true) labels. Otherwise counts (given, suggested)
+    pairs over the flagged rows of the issues table.
+    """
+    k = len(summary.get("classes") or [])
+    detectors = summary.get("detectors") or {}
+    names = [summary.get("primary_detector")] + [n for n in detectors if n != summary.get("primary_detector")]
+    for name in names:
+        cj = ((detectors.get(name) or {}).get("summary") or {}).get("confident_joint_calibrated")
+        if cj is not None and len(cj) == k and all(len(r) == k for r in cj):
+            return [[float(v) for v in r] for r in cj], (
+                f"Calibrated confident joint of the {name!r} detector: estimated row counts by given label "
+                "(rows) and suggested, i.e. likely true, label (columns). Off-diagonal cells are likely label errors."
+            )
+    if issues is None or k == 0 or not {"given_label", "suggested_label", "is_label_issue"} <= set(issues.column_names):
+        return None, ""
+    try:
+        flagged = issues.filter(pc.fill_null(issues.column("is_label_issue"), False))
+        given = pc.cast(flagged.column("given_label"), pa.string()).to_pylist()
+        sugg = pc.cast(flagged.column("suggested_label"), pa.string()).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None, ""
+    pos = {str(c): i for i, c in enumerate(summary["classes"])}
+    mat = np.zeros((k, k))
+    for g, s in zip(given, sugg):
+        if g in pos and s in pos:
+            mat[pos[g], pos[s]] += 1
+    return mat.tolist(), "Flagged rows counted by given label (rows) and suggested label (columns)."
+
+
+def quality_histogram(issues: pa.Table, bins: int = HIST_BINS) -> dict[str, Any] | None:
+    """Histogram of ``label_quality``, split into flagged and clean rows.
+
+    The range is [0, 1] when every score lies there (confident learning),
+    else the scores' min..max. ``threshold`` is the highest quality among
+    flagged rows: every row at or below it that is not flagged was kept by
+    the detector's per-class rules, every row above it is clean.
+    """
+    if "label_quality" not in issues.column_names or issues.num_rows == 0:
+        return None
+    q = issues.column("label_quality").to_numpy(zero_copy_only=False).astype(np.float64)
+    if "is_label_issue" in issues.column_names:
+        f = issues.column("is_label_issue").fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+    else:
+        f = np.zeros(len(q), dtype=bool)
+    ok = np.isfinite(q)
+    q, f = q[ok], f[ok]
+    if q.size == 0:
+        return None
+    lo, hi = float(q.min()), float(q.max())
+    if lo >= 0.0 and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    elif hi <= lo:
+        hi = lo + 1.0
+    edges = np.linspace(lo, hi, bins + 1)
+    clean, _ = np.histogram(q[~f], bins=edges)
+    flagged, _ = np.histogram(q[f], bins=edges)
+    threshold = float(q[f].max()) if f.any() else None
+    return {"edges": edges.tolist(), "clean": clean.tolist(), "flagged": flagged.tolist(), "threshold": threshold}
+
+
+# ---- sections -------------------------------------------------------------------
+def _card(key: str, value: str, sub: str = "", cls: str = "", attrs: str = "") -> str:
+    sub_html = f'<div class="s">{sub}</div>' if sub else ""
+    return f'<div class="card {cls}"{attrs}><div class="k">{key}</div><div class="v">{value}</div>{sub_html}</div>'
+
+
+def _cards(summary: dict[str, Any]) -> str:
+    cards = []
+    gate = summary.get("gate")
+    if gate and gate.get("rules"):
+        passed = bool(gate.get("passed"))
+        rules = ", ".join(f"{esc(k)} = {esc(v)}" for k, v in gate["rules"].items())
+        cards.append(_card(
+            "Quality gate", "PASSED" if passed else "FAILED",
+            f"{esc(gate.get('reason', ''))}<br><span class=\"mono\">{rules}</span>",
+            "gate-pass" if passed else "gate-fail", f' id="gate" data-passed="{str(passed).lower()}"',
+        ))
+    cards.append(_card("Rows", _int(summary.get("rows")), f"{_int(summary.get('n_classes'))} classes"))
+    cards.append(_card(
+        "Label issues", _int(summary.get("issues_found")), f"{_pct(summary.get('issue_rate'), 2)} of rows flagged",
+        "highlight", ' id="issues-found"',
+    ))
+    est = summary.get("estimated_noise_rate")
+    est_n = summary.get("estimated_num_issues")
+    cards.append(_card(
+        "Est. noise rate", _pct(est, 2),
+        f"about {_int(est_n)} rows mislabelled" if est_n is not None else "share of rows likely mislabelled",
+    ))
+    pairs = summary.get("confused_pairs") or []
+    if pairs:
+        p = pairs[0]
+        cards.append(_card(
+            "Top confusion", esc(svg.clip(f"{p['given']} \u2192 {p['suggested']}", 28)),
+            f"{_int(p['count'])} flagged rows", "text", attrs=f' title="{esc(p["given"])} \u2192 {esc(p["suggested"])}"',
+        ))
+    cards.append(_card("Detector", esc(summary.get("primary_detector", "n/a")),
+                       f"{len(summary.get('detectors') or {})} detector(s) run"))
+    return '<section class="cards" aria-label="Summary">' + "".join(cards) + "</section>"
+
+
+def _panel(title: str, sub: str, body: str, pid: str) -> str:
+    return (f'<section class="panel" id="{pid}"><h2>{title}</h2><p class="sub">{sub}</p>'
+            f'<div class="chart-wrap">{body}</div></section>')
+
+
+def _empty(text: str) -> str:
+    return f'<div class="empty">{text}</div>'
+
+
+def _heatmap_panel(summary: dict[str, Any], issues: pa.Table | None) -> str:
+    classes = [str(c) for c in summary.get("classes") or []]
+    counts, note = confusion_counts(summary, issues)
+    if counts is None:
+        return _panel("Noise matrix", "Given vs suggested label counts.", _empty("Not available for this scan."),
+                      "heatmap")
+    k = len(classes)
+    keep = list(range(k))
+    if k > MAX_HEATMAP_CLASSES:
+        m = np.asarray(counts)
+        off = m.sum(axis=0) + m.sum(axis=1) - 2 * np.diag(m)
+        keep = sorted(np.argsort(-off, kind="stable")[:MAX_HEATMAP_CLASSES].tolist())
+        note += f" Showing the {MAX_HEATMAP_CLASSES} of {k} classes most involved in confusions."
+    nm = summary.get("noise_matrix")
+    notes = None
+    if nm is not None and len(nm) == k:
+        # noise_matrix[i][j] = P(given = i | true = j); rows of the heatmap are given labels, columns true.
+        notes = [[f"P(given | true) = {nm[i][j]:.3f}" if isinstance(nm[i][j], (int, float)) else "" for j in keep]
+                 for i in keep]
+    chart = svg.heatmap(
+        [[counts[i][j] for j in keep] for i in keep], [classes[i] for i in keep], [classes[j] for j in keep],
+        row_title="given label", col_title="suggested label", label="Noise matrix heatmap", cell_note=notes,
+    )
+    legend = ('<div class="legend-row"><span><span class="swatch" style="background:#1d4ed8"></span>agrees '
+              '(diagonal)</span><span><span class="swatch" style="background:#c2410c"></span>given \u2260 suggested'
+              '</span><span>darker = more rows (square-root scale, each colour on its own scale)</span></div>')
+    return _panel("Noise matrix", esc(note), chart + legend, "heatmap")
+
+
+def _class_bars_panel(summary: dict[str, Any]) -> str:
+    per_class = list(summary.get("per_class") or [])
+    multilabel = summary.get("task") == "multilabel" and any(
+        "should_remove" in r or "should_add" in r for r in per_class
+    )
+    if multilabel:
+        rows = sorted(per_class, key=lambda r: -(r.get("should_remove", 0) + r.get("should_add", 0)))
+        note = "Flagged labels per class: labels given but likely wrong (remove) and labels missing (add)."
+        if len(rows) > MAX_BAR_CLASSES:
+            note += f" Top {MAX_BAR_CLASSES} of {len(rows)} classes."
+        rows = rows[:MAX_BAR_CLASSES]
+        chart = svg.diverging_bars(
+            [(str(r["class"]), float(r.get("should_remove", 0)), float(r.get("should_add", 0))) for r in rows],
+            left_name="remove", right_name="add", label="Per-class labels to remove and add",
+        )
+        return _panel("Per-class label changes", esc(note), chart, "per-class")
+    if not per_class:
+        return _panel("Per-class issue rate", "", _empty("No classes."), "per-class")
+    rows = sorted(per_class, key=lambda r: (-float(r.get("issue_rate") or 0), str(r.get("class"))))
+    note = "Share of each class's rows flagged, highest first."
+    has_est = any(r.get("estimated_noise_rate") is not None for r in rows)
+    if has_est:
+        note += " The dark tick marks the class's estimated noise rate."
+    if len(rows) > MAX_BAR_CLASSES:
+        note += f" Top {MAX_BAR_CLASSES} of {len(rows)} classes."
+    rows = rows[:MAX_BAR_CLASSES]
+    bars = [
+        svg.Bar(
+            label=str(r["class"]), value=float(r.get("issue_rate") or 0),
+            text=f"{_pct(r.get('issue_rate'))} ({_int(r.get('issues'))}/{_int(r.get('count'))})",
+            marker=float(r["estimated_noise_rate"]) if r.get("estimated_noise_rate") is not None else None,
+            tip=f"{r['class']}: {_int(r.get('issues'))} of {_int(r.get('count'))} rows flagged",
+        )
+        for r in rows
+    ]
+    hi = max(max(b.value, b.marker or 0) for b in bars) or 1.0
+    chart = svg.hbars(bars, label="Per-class issue rate", max_value=hi, marker_name="estimated noise rate")
+    return _panel("Per-class issue rate", esc(note), chart, "per-class")
+
+
+def _histogram_panel(issues: pa.Table | None) -> str:
+    h = quality_histogram(issues) if issues is not None else None
+    if h is None:
+        return _panel("Label quality", "", _empty("No scores."), "histogram")
+    chart = svg.histogram(
+        h["edges"], [("flagged", h["flagged"], "h-flag"), ("not flagged", h["clean"], "h-clean")],
+        label="Label quality histogram", x_title="label quality (lower = more suspect)",
+        threshold=h["threshold"], threshold_name="threshold",
+    )
+    sub = "Label quality of every row."
+    if h["threshold"] is not None:
+        sub += (f" The dashed line is the highest quality among flagged rows ({h['threshold']:.4g}); "
+                "rows above it were all kept.")
+    return _panel("Label quality", esc(sub), chart, "histogram")
+
+
+def _pairs_panel(summary: dict[str, Any]) -> str:
+    pairs = summary.get("confused_pairs") or []
+    if not pairs:
+        return _panel("Most confused pairs", "", _empty("No flagged rows."), "pairs")
+    bars = [
+        svg.Bar(label=f"{p['given']} \u2192 {p['suggested']}", value=float(p["count"]), text=f"{int(p['count']):,}",
+                tip=f"given {p['given']}, suggested {p['suggested']}: {int(p['count']):,} flagged rows")
+        for p in pairs
+    ]
+    chart = svg.hbars(bars, label="Most confused pairs", cls="bar-pair")
+    return _panel("Most confused pairs", "Flagged rows by given \u2192 suggested label.", chart, "pairs")
+
+
+def _table_section(summary: dict[str, Any], issues: pa.Table | None, max_rows: int) -> str:
+    top = top_issue_rows(issues, max_rows) if issues is not None else None
+    payload = _table_payload(top) if top is not None else {"columns": [], "rows": []}
+    n_flag = int(summary.get("issues_found") or 0)
+    shown = len(payload["rows"])
+    heads = "".join(
+        f'<th scope="col" data-key="{c["key"]}" class="{"num" if c["type"] != "text" else ""}" '
+        f'aria-sort="{"ascending" if c["key"] == "rank" else "none"}"><button type="button">{esc(c["title"])}'
+        "</button></th>"
+        for c in payload["columns"]
+    )
+    if shown < n_flag:
+        sub = (f"The {shown:,} best-ranked of {n_flag:,} flagged rows; the full list is in "
+               "<code>issues.parquet</code> (and issues.csv).")
+    else:
+        sub = f"All {n_flag:,} flagged rows, most suspect first; every row is in <code>issues.parquet</code>."
+    sub += " Click a header to sort, type to filter (all words must match)."
+    return (
+        '<section class="panel table-panel" id="issues"><h2>Top issues</h2>'
+        f'<p class="sub">{sub}</p>'
+        '<div class="toolbar"><input type="search" id="issues-filter" placeholder="Filter: id, label, reason\u2026" '
+        'aria-label="Filter issues" autocomplete="off"><span class="count" id="issues-count" aria-live="polite">'
+        f"{shown:,} rows</span></div>"
+        f'<div class="table-scroll"><table class="issues" id="issues-table"><thead><tr>{heads}</tr></thead>'
+        "<tbody></tbody></table></div>"
+        "<noscript><p>Enable JavaScript to see the table, or open issues.csv.</p></noscript>"
+        f'<script type="application/json" id="issues-data">{script_json(payload)}</script>'
+        "</section>"
+    )
+
+
+def _details(summary: dict[str, Any]) -> str:
+    rows = [
+        ("Source", f'<span class="mono">{esc(summary.get("source"))}</span>'),
+        ("Task", esc(summary.get("task", "multiclass"))),
+        ("Classes", esc(", ".join(str(c) for c in (summary.get("classes") or [])[:200]))
+         + (" \u2026" if len(summary.get("classes") or []) > 200 else "")),
+    ]
+    for name, det in (summary.get("detectors") or {}).items():
+        params = ", ".join(f"{k}={v}" for k, v in (det.get("params") or {}).items())
+        rows.append((f"Detector {esc(name)}",
+                     f"{_int(det.get('issues_found'))} flagged<br><span class=\"mono\">{esc(params)}</span>"))
+    rows.append(("Summary schema", esc(summary.get("schema_version"))))
+    body = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)
+    return f'<details class="more panel"><summary>Scan details</summary><table class="kv">{body}</table></details>'
+
+
+# ---- public API -------------------------------------------------------------------
+def render_html(summary: dict[str, Any], issues: pa.Table | None, *, max_rows: int = 1000) -> str:
+    """Render report.html from a scan summary and its issues table.
+
+    Args:
+        summary: The dict of :meth:`labelqa.result.ScanResult.summary`, with
+            ``gate`` when the CLI added one.
+        issues: The issues table (issues.parquet); ``None`` leaves out the
+            histogram and the table.
+        max_rows: Most flagged rows listed in the table (best-ranked first).
+
+    Returns:
+        The complete HTML document.
+    """
+    version = summary.get("labelqa_version", "")
+    source = summary.get("source")
+    title = f"labelqa report \u2013 {source}" if source else "labelqa report"
+    meta = (f'<span class="mono">{esc(source)}</span> \u00b7 ' if source else "") + (
+        f"{_int(summary.get('rows'))} rows \u00b7 labelqa {esc(version)}")
+    body = (
+        f'<main><header class="page"><h1><span class="brand">labelqa</span> label quality report</h1>'
+        f'<div class="meta">{meta}</div></header>'
+        + _cards(summary)
+        + '<div class="grid">'
+        + _heatmap_panel(summary, issues)
+        + _class_bars_panel(summary)
+        + _histogram_panel(issues)
+        + _pairs_panel(summary)
+        + "</div>"
+        + _table_section(summary, issues, max_rows)
+        + _details(summary)
+        + f"<footer>Generated by labelqa {esc(version)} \u00b7 self-contained: no network access needed</footer></main>"
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
+        "script-src 'unsafe-inline'; img-src data:\">"
+        '<meta name="generator" content="labelqa">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>"
+        f"<body>{body}<script>{JS}</script></body></html>\n"
+    )
+
+
+def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
+    """Rebuild ``report.html`` of a report folder from summary.json and issues.parquet.
+
+    The file is replaced atomically (see :func:`labelqa.atomic.write_atomic`).
+
+    Raises:
+        LabelqaError: When the folder lacks summary.json or issues.parquet, or
+            they cannot be read.
+    """
+    from labelqa.atomic import write_atomic
+    from labelqa.errors import LabelqaError
+    from labelqa.report.writers import read_issues
+
+    report_dir = Path(report_dir)
+    spath = report_dir / "summary.json"
+    if not spath.is_file():
+        raise LabelqaError(
+            f"no summary.json in report folder {report_dir}",
+            "run `labelqa scan DATA --out DIR` first, or pass the folder it wrote",
+        )
+    try:
+        summary = json.loads(spath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LabelqaError(f"cannot read {spath}: {exc}", "re-run `labelqa scan` to rewrite the report") from exc
+    if not isinstance(summary, dict):
+        raise LabelqaError(f"{spath} is not a labelqa summary (not a JSON object)",
+                           "re-run `labelqa scan` to rewrite the report")
+    issues = read_issues(report_dir)
+    text = render_html(summary, issues, max_rows=max_rows)
+    return write_atomic(report_dir / "report.html", lambda p: p.write_text(text, encoding="utf-8"))
