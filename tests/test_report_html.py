@@ -267,7 +267,7 @@ def test_no_issues_and_no_table():
     assert summary["issues_found"] == 0
     doc = render_html(summary, result.issues_table())
     assert table_data(doc)["rows"] == []
-    assert "No flagged rows." in doc
+    assert "No confused pairs among flagged rows." in doc
     assert "<svg" in render_html(summary, None)
     assert top_issue_rows(result.issues_table(), 0).num_rows == 0
 

@@ -243,7 +243,8 @@ def _cards(summary: dict[str, Any]) -> str:
         p = pairs[0]
         cards.append(_card(
             "Top confusion", esc(svg.clip(f"{p['given']} \u2192 {p['suggested']}", 28)),
-            f"{_int(p['count'])} flagged rows", "text", attrs=f' title="{esc(p["given"])} \u2192 {esc(p["suggested"])}"',
+            f"{_int(p['count'])} flagged rows", "text",
+            attrs=f' title="{esc(p["given"])} \u2192 {esc(p["suggested"])}"',
         ))
     cards.append(_card("Detector", esc(summary.get("primary_detector", "n/a")),
                        f"{len(summary.get('detectors') or {})} detector(s) run"))
@@ -347,7 +348,7 @@ def _histogram_panel(issues: pa.Table | None) -> str:
 def _pairs_panel(summary: dict[str, Any]) -> str:
     pairs = summary.get("confused_pairs") or []
     if not pairs:
-        return _panel("Most confused pairs", "", _empty("No flagged rows."), "pairs")
+        return _panel("Most confused pairs", "", _empty("No confused pairs among flagged rows."), "pairs")
     bars = [
         svg.Bar(label=f"{p['given']} \u2192 {p['suggested']}", value=float(p["count"]), text=f"{int(p['count']):,}",
                 tip=f"given {p['given']}, suggested {p['suggested']}: {int(p['count']):,} flagged rows")

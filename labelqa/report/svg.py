@@ -47,13 +47,15 @@ def fmt_num(x: float) -> str:
     return f"{x:.3g}"
 
 
-def nice_ticks(hi: float, n: int = 4) -> list[float]:
-    """About ``n`` round tick values from 0 to at least ``hi``."""
+def nice_ticks(hi: float, n: int = 4, *, integer: bool = False) -> list[float]:
+    """About ``n`` round tick values from 0 to at least ``hi`` (whole steps if ``integer``)."""
     if hi <= 0:
         return [0.0, 1.0]
     raw = hi / n
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    if integer:
+        step = max(1, round(step))
     count = math.ceil(hi / step - 1e-9)
     return [i * step for i in range(count + 1)]
 
@@ -115,7 +117,8 @@ def heatmap(
     max_diag = max(flat_diag, default=0) or 1
     max_off = max(flat_off, default=0) or 1
     body = [
-        f'<text class="axis-title" x="{left + nc * cell / 2:.1f}" y="14" text-anchor="middle">{esc(col_title)} \u2192</text>',
+        f'<text class="axis-title" x="{left + nc * cell / 2:.1f}" y="14" text-anchor="middle">'
+        f"{esc(col_title)} \u2192</text>",
         f'<text class="axis-title" transform="translate(14 {top + nr * cell / 2:.1f}) rotate(-90)" '
         f'text-anchor="middle">{esc(row_title)} \u2192</text>',
     ]
@@ -200,7 +203,7 @@ def hbars(bars: Sequence[Bar], *, label: str, max_value: float | None = None, ma
     row_h = 22
     max_chars = 24
     left = min(max_chars, max((len(str(b.label)) for b in bars), default=1)) * CHAR_W + 12
-    right = 118
+    right = max((len(b.text) for b in bars), default=4) * CHAR_W * 0.95 + 14
     plot_w = max(width - left - right, 80)
     top = 4
     hi = max_value if max_value is not None else max((max(b.value, b.marker or 0) for b in bars), default=0)
@@ -312,7 +315,7 @@ def histogram(
         ticks = [0] + ticks
         y_hi = yv(ticks[-1])
     else:
-        ticks = nice_ticks(hi)
+        ticks = nice_ticks(hi, integer=True)
         y_hi = ticks[-1] or 1
     x0, x1 = float(edges[0]), float(edges[-1])
     span = (x1 - x0) or 1.0
@@ -347,8 +350,10 @@ def histogram(
         xv = x0 + t
         if xv > x1 + 1e-9:
             break
-        body.append(f'<text class="tick" x="{sx(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{fmt_num(round(xv, 6))}</text>')
-    body.append(f'<text class="axis-title" x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle">{esc(x_title)}</text>')
+        body.append(f'<text class="tick" x="{sx(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">'
+                    f"{fmt_num(round(xv, 6))}</text>")
+    body.append(f'<text class="axis-title" x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+                f"{esc(x_title)}</text>")
     body.append(
         f'<text class="axis-title" transform="translate(12 {top + ph / 2:.1f}) rotate(-90)" text-anchor="middle">'
         f'rows{" (log scale)" if log else ""}</text>'
