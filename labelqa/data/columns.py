@@ -1,0 +1,313 @@
+"""From table columns to arrays: probability lists, ``prob_<class>`` columns, classes.
+
+Everything here is vectorised through pyarrow compute and numpy; no Python
+loop runs over rows (only over columns, or over the few rows an error names).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from labelqa.data.readers import check_file
+from labelqa.data.validate import Rows, count_rows, normalize_classes
+from labelqa.errors import LabelqaError
+
+#: Prefix of per-class probability columns: ``prob_cat``, ``prob_dog``...
+PROB_PREFIX = "prob_"
+#: Parquet/Arrow schema metadata key holding the classes as a JSON list.
+CLASSES_METADATA_KEY = "labelqa.classes"
+
+_NUM = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:NaN|nan|Infinity|infinity|inf|Inf)"
+_JSON_LIST = rf"^\[(?:(?:{_NUM})(?:,(?:{_NUM}))*)?\]$"
+
+
+# ------------------------------------------------------------------ classes
+
+
+def parse_classes_file(path: str | os.PathLike[str]) -> list[str | Any]:
+    """Classes from a text file (one per line, blank lines ignored) or a JSON list."""
+    p = check_file(path, what="classes file")
+    try:
+        with open(p, encoding="utf-8-sig") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelqaError(f"cannot read classes file {p}: {exc}", hint="use a UTF-8 text file, one class per line") from exc
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise LabelqaError(
+                f"classes file {p} starts with '[' but is not a JSON list ({exc.msg}, line {exc.lineno})",
+                hint="write a JSON list such as [\"cat\", \"dog\"], or one class per line",
+            ) from exc
+        if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            raise LabelqaError(f"classes file {p}: the JSON list must hold strings or integers", hint="e.g. [\"cat\", \"dog\"]")
+        classes: list[Any] = value
+    else:
+        classes = [line.strip() for line in text.splitlines() if line.strip()]
+    if not classes:
+        raise LabelqaError(f"classes file {p} lists no classes", hint="write one class per line, in probability-column order")
+    return classes
+
+
+def classes_from_metadata(schema: pa.Schema) -> list[Any] | None:
+    """The ``labelqa.classes`` JSON list from schema metadata, or ``None``."""
+    md = schema.metadata or {}
+    raw = md.get(CLASSES_METADATA_KEY.encode())
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LabelqaError(
+            f"schema metadata {CLASSES_METADATA_KEY!r} is not valid JSON ({exc})",
+            hint="store a JSON list such as [\"cat\", \"dog\"], or pass --classes",
+        ) from exc
+    if not isinstance(value, list) or not value:
+        raise LabelqaError(
+            f"schema metadata {CLASSES_METADATA_KEY!r} must be a non-empty JSON list, got {raw[:80]!r}",
+            hint="store a JSON list such as [\"cat\", \"dog\"], or pass --classes",
+        )
+    return value
+
+
+def given_classes(classes: Any, classes_file: str | os.PathLike[str] | None) -> tuple[list[Any] | None, str | None]:
+    """Classes passed by the user and where they came from, or ``(None, None)``."""
+    if classes is not None and classes_file is not None:
+        raise LabelqaError("both classes and a classes file were given", hint="pass either --classes or --classes-file, not both")
+    if classes is not None:
+        values = normalize_classes(classes)
+        if not values:
+            raise LabelqaError("--classes lists no classes", hint="pass --classes a,b,c in probability-column order")
+        return values, "--classes"
+    if classes_file is not None:
+        return parse_classes_file(classes_file), f"classes file {os.fspath(classes_file)}"
+    return None, None
+
+
+# ------------------------------------------------------- prob_<class> columns
+
+
+def find_prob_columns(names: Sequence[str], exclude: Sequence[str | None] = ()) -> list[str]:
+    """Columns named ``prob_<class>``, in file order."""
+    skip = {e for e in exclude if e is not None}
+    return [n for n in names if n.startswith(PROB_PREFIX) and len(n) > len(PROB_PREFIX) and n not in skip]
+
+
+def order_prob_columns(prob_cols: Sequence[str], classes: Sequence[Any] | None, source: str, classes_source: str) -> list[str]:
+    """The ``prob_<class>`` columns in class order (file order when ``classes`` is None)."""
+    if classes is None:
+        return list(prob_cols)
+    wanted = [PROB_PREFIX + str(c) for c in classes]
+    missing = [w for w in wanted if w not in prob_cols]
+    extra = [c for c in prob_cols if c not in wanted]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append("no column " + ", ".join(repr(m) for m in missing[:8]) + (" ..." if len(missing) > 8 else ""))
+        if extra:
+            parts.append(
+                "column " + ", ".join(repr(e) for e in extra[:8]) + (" ..." if len(extra) > 8 else "") + " matches no class"
+            )
+        raise LabelqaError(
+            f"{source}: {len(prob_cols)} prob_* columns but {len(classes)} classes from {classes_source}: " + "; ".join(parts),
+            hint="give exactly one class per prob_<class> column",
+        )
+    return wanted
+
+
+def _float_type_for(types: Sequence[pa.DataType]) -> np.dtype:
+    return np.dtype(np.float32) if all(pa.types.is_float32(t) for t in types) else np.dtype(np.float64)
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_boolean(t)
+
+
+def prob_columns_to_matrix(table: pa.Table, cols: Sequence[str], source: str, rows: Rows) -> np.ndarray:
+    """Stack ``prob_<class>`` columns into an N x K matrix (float32 if all are float32)."""
+    n = table.num_rows
+    types = []
+    for c in cols:
+        col = table.column(c)
+        if not _is_numeric(col.type) and not pa.types.is_null(col.type):
+            raise LabelqaError(
+                f"{source}, column {c!r}: probabilities have type {col.type}; expected numbers",
+                hint="a prob_<class> column must hold one number per row",
+            )
+        if col.null_count:
+            bad = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))
+            raise LabelqaError(
+                f"{source}, column {c!r}: {count_rows(len(bad))} without a probability (empty or null): {rows.many(bad)}",
+                hint="every row needs a probability for every class",
+            )
+        types.append(col.type)
+    dtype = _float_type_for(types)
+    P = np.empty((n, len(cols)), dtype=dtype)
+    for j, c in enumerate(cols):
+        col = table.column(c)
+        if col.type != pa.from_numpy_dtype(dtype):
+            col = pc.cast(col, pa.from_numpy_dtype(dtype))
+        a = 0
+        for chunk in col.chunks:  # write chunk by chunk: no concatenated temporary
+            m = len(chunk)
+            if m:
+                P[a : a + m, j] = chunk.to_numpy(zero_copy_only=False)
+            a += m
+    return P
+
+
+# ----------------------------------------------------- list<float> columns
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _json_lists_fast(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """Parse JSON list strings with pyarrow's JSON reader; ``None`` if anything is off.
+
+    Each string becomes a line ``{"p": <string>}`` of one contiguous buffer
+    (nulls become ``null``), read with an explicit ``list<double>`` schema.
+    """
+    import pyarrow.json as pajson
+
+    schema = pa.schema([("p", pa.list_(pa.float64()))])
+    out = []
+    for chunk in col.chunks:
+        if len(chunk) == 0:
+            continue
+        t = chunk.type
+        lines = pc.binary_join_element_wise(
+            pa.scalar('{"p":', t), pc.fill_null(chunk, pa.scalar("null", t)), pa.scalar("}\n", t), pa.scalar("", t)
+        )
+        _validity, offsets_buf, data_buf = lines.buffers()[:3]
+        width = 8 if pa.types.is_large_string(lines.type) else 4
+        offsets = np.frombuffer(offsets_buf, dtype=np.int64 if width == 8 else np.int32, count=len(lines) + 1,
+                                offset=lines.offset * width)
+        body = data_buf[int(offsets[0]) : int(offsets[-1])]
+        try:
+            table = pajson.read_json(
+                pa.BufferReader(body),
+                read_options=pajson.ReadOptions(block_size=max(1 << 20, min(len(body) + 1, 1 << 26))),
+                parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"),
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
+        if table.num_rows != len(chunk):  # a cell held a newline or several objects
+            return None
+        out.extend(table.column("p").chunks)
+    return pa.chunked_array(out, type=schema.field("p").type)
+
+
+def parse_json_list_strings(col: pa.ChunkedArray, where: str, rows: Rows) -> pa.ChunkedArray:
+    """Strings such as ``"[0.1, 0.9]"`` (CSV) to ``list<double>``, vectorised.
+
+    The fast path uses the JSON reader; if it fails, a regex pass finds the
+    offending row (or accepts ``NaN``/``Infinity``, which JSON does not).
+    """
+    fast = _json_lists_fast(col)
+    if fast is not None:
+        return fast
+    compact = pc.replace_substring_regex(col, pattern=r"\s+", replacement="")
+    ok = pc.match_substring_regex(compact, pattern=_JSON_LIST)
+    bad_mask = pc.invert(pc.fill_null(ok, True)).to_numpy(zero_copy_only=False)
+    if bad_mask.any():
+        bad = np.flatnonzero(bad_mask)
+        first = col[int(bad[0])].as_py()
+        shown = first if len(first) <= 60 else first[:57] + "..."
+        raise LabelqaError(
+            f"{where}: {rows.one(int(bad[0]))} does not hold a JSON list of numbers: {shown!r} "
+            f"({count_rows(len(bad))} in all)",
+            hint='write each row\'s probabilities as a list such as "[0.1, 0.9]"',
+        )
+    inner = pc.utf8_slice_codeunits(compact, 1, -1)
+    empty = pc.fill_null(pc.equal(inner, ""), False).to_numpy(zero_copy_only=False)
+    if empty.any():
+        bad = np.flatnonzero(empty)
+        raise LabelqaError(
+            f"{where}: {count_rows(len(bad))} with an empty probability list: {rows.many(bad)}",
+            hint="every row needs one probability per class",
+        )
+    parts = pc.split_pattern(inner, pattern=",")
+    return pc.cast(parts, pa.list_(pa.float64()))
+
+
+def list_column_to_matrix(col: pa.ChunkedArray, where: str, rows: Rows) -> np.ndarray:
+    """A list<number> column (list, large_list, fixed_size_list; or JSON strings) to N x K.
+
+    Float32 items stay float32; other numbers become float64. Null lists, null
+    items and rows of differing lengths are errors naming the rows.
+    """
+    if isinstance(col, pa.Array):
+        col = pa.chunked_array([col])
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        if col.null_count == len(col):
+            raise LabelqaError(f"{where}: the column is empty", hint="fill in the probabilities")
+        col = parse_json_list_strings(col, where, rows)
+    if not _is_list(col.type):
+        raise LabelqaError(
+            f"{where}: column has type {col.type}; expected a list of probabilities per row",
+            hint="store one list<float> per row, or name per-class columns prob_<class>, or pass --pred-probs-file",
+        )
+    value_type = col.type.value_type
+    if not (_is_numeric(value_type) or pa.types.is_null(value_type)):
+        raise LabelqaError(
+            f"{where}: list items have type {value_type}; expected numbers",
+            hint="store the probabilities as list<float>",
+        )
+    n = len(col)
+    if col.null_count:
+        bad = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))
+        raise LabelqaError(
+            f"{where}: {count_rows(len(bad))} without probabilities (null list): {rows.many(bad)}",
+            hint="every row needs one probability per class",
+        )
+    if pa.types.is_fixed_size_list(col.type):
+        k = col.type.list_size
+    else:
+        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        counts = np.bincount(lengths) if n else np.zeros(1, np.int64)
+        if len(counts) > 1:
+            counts[0] = 0  # an empty list is never the expected length
+        k = int(counts.argmax())
+        bad = np.flatnonzero(lengths != k)
+        if len(bad):
+            first = int(bad[0])
+            raise LabelqaError(
+                f"{where}: probability lists differ in length: {rows.one(first)} has {int(lengths[first])} "
+                f"but most rows have {k} ({count_rows(len(bad))} in all: "
+                f"{rows.many(bad, lambda i: f'{int(lengths[i])} items')})",
+                hint="every row needs exactly one probability per class",
+            )
+    values = pc.list_flatten(col)
+    if values.null_count:
+        null_at = np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))
+        bad_rows = np.unique(null_at // max(k, 1))
+        first = int(null_at[0])
+        raise LabelqaError(
+            f"{where}: {count_rows(len(bad_rows))} with a null probability: {rows.one(first // k)} item {first % k}"
+            + (f" ({rows.many(bad_rows)})" if len(bad_rows) > 1 else ""),
+            hint="every probability must be a number",
+        )
+    dtype = _float_type_for([value_type])
+    arrow_dtype = pa.from_numpy_dtype(dtype)
+    if values.type != arrow_dtype:
+        values = pc.cast(values, arrow_dtype)
+    if values.num_chunks == 1:
+        flat = values.chunk(0).to_numpy(zero_copy_only=False)
+    else:
+        flat = np.empty(len(values), dtype=dtype)
+        a = 0
+        for chunk in values.chunks:
+            flat[a : a + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+            a += len(chunk)
+    return flat.reshape(n, k)

@@ -1,0 +1,362 @@
+"""Reading tables from disk with pyarrow: Parquet, CSV/TSV, JSON lines, Arrow IPC.
+
+The format comes from the file suffix unless ``input_format`` is given. Only
+the requested columns are read where the format allows it (Parquet, Arrow IPC
+and CSV skip the other columns; JSON lines parses them but does not convert
+them), which matters for wide files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from labelqa.errors import LabelqaError
+
+#: Canonical input formats, the values ``input_format`` / ``--input-format`` take.
+SUPPORTED_FORMATS: tuple[str, ...] = ("parquet", "csv", "jsonl", "arrow")
+
+_SUFFIX_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+}
+# Friendly spellings accepted for input_format, mapped to the canonical names.
+_FORMAT_ALIASES = {
+    "pq": "parquet",
+    "tsv": "csv",
+    "json": "jsonl",
+    "ndjson": "jsonl",
+    "feather": "arrow",
+    "ipc": "arrow",
+}
+# Compressed CSV / JSON lines are decompressed by pyarrow from the suffix.
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
+
+_FORMAT_HINT = "pass --input-format " + "|".join(SUPPORTED_FORMATS) + " if the suffix is misleading"
+
+
+def _strip_compression(name: str) -> str:
+    lower = name.lower()
+    for suffix in _COMPRESSION_SUFFIXES:
+        if lower.endswith(suffix):
+            return lower[: -len(suffix)]
+    return lower
+
+
+def resolve_format(path: str | os.PathLike[str], input_format: str | None = None) -> str:
+    """The canonical format of ``path``: ``input_format`` if given, else from the suffix.
+
+    Raises:
+        LabelqaError: Unknown ``input_format``, or a suffix that names no format.
+    """
+    if input_format is not None:
+        fmt = str(input_format).strip().lower().lstrip(".")
+        fmt = _FORMAT_ALIASES.get(fmt, fmt)
+        if fmt not in SUPPORTED_FORMATS:
+            raise LabelqaError(
+                f"unknown input format {input_format!r}",
+                hint="use one of " + ", ".join(SUPPORTED_FORMATS),
+            )
+        return fmt
+    name = _strip_compression(Path(path).name)
+    suffix = Path(name).suffix
+    fmt = _SUFFIX_FORMATS.get(suffix)
+    if fmt is None:
+        known = ", ".join(sorted(_SUFFIX_FORMATS))
+        raise LabelqaError(
+            f"cannot tell the format of {path} from its suffix {suffix or '(none)'!r} "
+            f"(known suffixes: {known})",
+            hint="pass --input-format " + "|".join(SUPPORTED_FORMATS),
+        )
+    return fmt
+
+
+def _is_tsv(path: str | os.PathLike[str], input_format: str | None) -> bool:
+    if input_format is not None and str(input_format).strip().lower().lstrip(".") == "tsv":
+        return True
+    return _strip_compression(Path(path).name).endswith(".tsv")
+
+
+def check_file(path: str | os.PathLike[str], what: str = "input file") -> str:
+    """Return ``path`` as a string, or raise if it is not an existing regular file."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise LabelqaError(f"{what} not found: {p}", hint="check the path")
+    if os.path.isdir(p):
+        raise LabelqaError(f"{what} is a directory, not a file: {p}", hint="pass the path of a file")
+    return p
+
+
+def _unreadable(path: str, fmt: str, exc: BaseException) -> LabelqaError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if len(reason) > 200:
+        reason = reason[:200] + "..."
+    return LabelqaError(f"cannot read {path} as {fmt}: {reason}", hint=f"check the file, or {_FORMAT_HINT}")
+
+
+def format_columns(names: Sequence[str], limit: int = 20) -> str:
+    """Column names for a message, truncated after ``limit``."""
+    shown = ", ".join(repr(n) for n in names[:limit])
+    if len(names) > limit:
+        shown += f", ... ({len(names) - limit} more)"
+    return shown or "(none)"
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _csv_options(path: str, input_format: str | None, columns: Sequence[str] | None):
+    import pyarrow.csv as pacsv
+
+    parse = pacsv.ParseOptions(delimiter="\t" if _is_tsv(path, input_format) else ",")
+    convert = pacsv.ConvertOptions(
+        include_columns=list(columns) if columns is not None else None,
+        # An empty cell is a missing value for every column, strings included.
+        strings_can_be_null=True,
+    )
+    return pacsv.ReadOptions(), parse, convert
+
+
+def _csv_schema(path: str, input_format: str | None) -> pa.Schema:
+    import pyarrow.csv as pacsv
+
+    read, parse, convert = _csv_options(path, input_format, None)
+    reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    try:
+        return reader.schema
+    finally:
+        reader.close()
+
+
+def _csv_read(path: str, input_format: str | None, columns: Sequence[str] | None) -> pa.Table:
+    import pyarrow.csv as pacsv
+
+    read, parse, convert = _csv_options(path, input_format, columns)
+    return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+
+
+# --------------------------------------------------------------------- JSON lines
+
+
+def _jsonl_schema(path: str) -> pa.Schema:
+    """Schema inferred from the first block (keys first seen later are missing)."""
+    import pyarrow.json as pajson
+
+    reader = pajson.open_json(path)
+    try:
+        return reader.schema
+    finally:
+        reader.close()
+
+
+def _jsonl_read(path: str, columns: Sequence[str] | None) -> pa.Table:
+    import pyarrow.json as pajson
+
+    if columns is not None:
+        # Convert only the wanted keys, typed as inferred from the first block;
+        # if later rows disagree with that guess (an int column that turns
+        # float), fall back to a full read, which infers over the whole file.
+        try:
+            first = _jsonl_schema(path)
+            if all(c in first.names for c in columns):
+                schema = pa.schema([first.field(c) for c in columns])
+                opts = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+                return pajson.read_json(path, parse_options=opts)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+    return pajson.read_json(path)
+
+
+# ------------------------------------------------------------------- Arrow IPC
+
+
+def _ipc_open(path: str, columns: Sequence[str] | None):
+    """Open an Arrow IPC file (Feather v2) or stream; return a reader."""
+    import pyarrow.ipc as ipc
+
+    def options(schema: pa.Schema) -> ipc.IpcReadOptions | None:
+        if columns is None:
+            return None
+        idx = [schema.get_field_index(c) for c in columns]
+        if any(i < 0 for i in idx):
+            return None  # reported by the caller with the available columns
+        return ipc.IpcReadOptions(included_fields=sorted(set(idx)))
+
+    try:
+        schema = ipc.open_file(pa.memory_map(path)).schema
+        return ipc.open_file(pa.memory_map(path), options=options(schema))
+    except pa.ArrowInvalid as file_exc:
+        try:
+            schema = ipc.open_stream(pa.memory_map(path)).schema
+            return ipc.open_stream(pa.memory_map(path), options=options(schema))
+        except pa.ArrowInvalid:
+            raise file_exc from None
+
+
+def _arrow_schema(path: str) -> pa.Schema:
+    try:
+        return _ipc_open(path, None).schema
+    except pa.ArrowInvalid:
+        import pyarrow.feather as feather
+
+        return feather.read_table(path).schema  # Feather v1
+
+
+def _arrow_read(path: str, columns: Sequence[str] | None) -> pa.Table:
+    try:
+        return _ipc_open(path, columns).read_all()
+    except pa.ArrowInvalid:
+        import pyarrow.feather as feather
+
+        return feather.read_table(path, columns=list(columns) if columns is not None else None)
+
+
+# ------------------------------------------------------------------ public API
+
+
+def read_schema(path: str | os.PathLike[str], input_format: str | None = None) -> pa.Schema:
+    """The schema of a table file, reading as little as the format allows.
+
+    Parquet and Arrow read the footer/header only; CSV and JSON lines infer
+    types from the first block. Schema metadata (e.g. ``labelqa.classes``) is
+    kept for Parquet and Arrow.
+
+    Raises:
+        LabelqaError: Missing or unreadable file, unknown format.
+    """
+    p = check_file(path)
+    fmt = resolve_format(p, input_format)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_schema(p)
+        if fmt == "csv":
+            return _csv_schema(p, input_format)
+        if fmt == "jsonl":
+            return _jsonl_schema(p)
+        return _arrow_schema(p)
+    except LabelqaError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise _unreadable(p, fmt, exc) from exc
+
+
+def read_table(
+    path: str | os.PathLike[str],
+    input_format: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
+    """Read a table file into a :class:`pyarrow.Table`.
+
+    Args:
+        path: A ``.parquet``/``.pq``, ``.csv``/``.tsv``, ``.jsonl``/``.ndjson``
+            or ``.arrow``/``.feather``/``.ipc`` file (CSV and JSON lines may be
+            compressed: ``.gz``, ``.bz2``, ``.zst``, ``.lz4``).
+        input_format: ``"parquet"``, ``"csv"``, ``"jsonl"`` or ``"arrow"``
+            (also ``"tsv"``, ``"feather"``...), overriding the suffix.
+        columns: Read only these columns, in this order; ``None`` reads all.
+
+    Returns:
+        The table. In CSV files an empty cell is a null, for strings too.
+
+    Raises:
+        LabelqaError: Missing file, unreadable file (naming the format tried),
+            or a requested column that is not in the file (listing those that
+            are).
+    """
+    p = check_file(path)
+    fmt = resolve_format(p, input_format)
+    if columns is not None:
+        columns = list(dict.fromkeys(columns))  # dedupe, keep order
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            if columns is not None:
+                _require_columns(p, pq.read_schema(p).names, columns)
+            table = pq.read_table(p, columns=columns)
+        elif fmt == "csv":
+            if columns is not None:
+                _require_columns(p, _csv_schema(p, input_format).names, columns)
+            table = _csv_read(p, input_format, columns)
+        elif fmt == "jsonl":
+            table = _jsonl_read(p, columns)
+            if columns is not None:
+                _require_columns(p, table.column_names, columns)
+        else:
+            if columns is not None:
+                _require_columns(p, _arrow_schema(p).names, columns)
+            table = _arrow_read(p, columns)
+    except LabelqaError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise _unreadable(p, fmt, exc) from exc
+    if columns is not None:
+        table = table.select(columns)
+    return table
+
+
+def _require_columns(path: str, available: Sequence[str], wanted: Sequence[str]) -> None:
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        names = ", ".join(repr(c) for c in missing)
+        raise LabelqaError(
+            f"{path}: no column {names} (available columns: {format_columns(list(available))})",
+            hint="check the column name",
+        )
+
+
+# ------------------------------------------------------------------------ .npy
+
+
+def read_npy(path: str | os.PathLike[str]):
+    """A ``.npy`` array, memory-mapped read-only; never unpickles.
+
+    Raises:
+        LabelqaError: Missing file, not a ``.npy`` file, or an object array
+            (which would need unpickling, refused for safety).
+    """
+    import numpy as np
+
+    p = check_file(path, what="probabilities file")
+    if p.lower().endswith(".npz"):
+        raise LabelqaError(
+            f"{p} is a .npz archive; expected a single .npy array",
+            hint="save the N x K probabilities with np.save('probs.npy', pred_probs)",
+        )
+    try:
+        with open(p, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:  # (3, 0): utf-8 header, no public reader
+                shape, _fortran, dtype = np.lib.format._read_array_header(fh, version)  # noqa: SLF001
+    except (ValueError, OSError, SyntaxError) as exc:
+        raise LabelqaError(
+            f"cannot read {p} as .npy: {exc}",
+            hint="save the N x K probabilities with np.save('probs.npy', pred_probs)",
+        ) from exc
+    if dtype.hasobject:
+        raise LabelqaError(
+            f"{p} holds Python objects (dtype {dtype}); refusing to unpickle it",
+            hint="save a numeric N x K array, e.g. np.save('probs.npy', np.asarray(p, dtype=np.float32))",
+        )
+    try:
+        if 0 in shape:
+            return np.load(p, allow_pickle=False)
+        return np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise LabelqaError(f"cannot read {p} as .npy: {exc}", hint="re-save it with np.save") from exc

@@ -1,0 +1,217 @@
+"""labelqa.data.columns: probability lists and prob_<class> columns to matrices; classes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labelqa.data.columns import (
+    classes_from_metadata,
+    find_prob_columns,
+    given_classes,
+    list_column_to_matrix,
+    order_prob_columns,
+    parse_classes_file,
+    prob_columns_to_matrix,
+)
+from labelqa.data.validate import Rows
+from labelqa.errors import LabelqaError
+
+P = np.array([[0.9, 0.1, 0.0], [0.2, 0.5, 0.3], [0.0, 0.0, 1.0], [0.25, 0.25, 0.5]])
+WHERE = "d.parquet, column 'pred_probs'"
+
+
+def as_list_column(probs, list_type="list", value_type=pa.float64(), chunks=1):
+    probs = np.asarray(probs)
+    flat = pa.array(probs.reshape(-1), type=value_type)
+    k = probs.shape[1]
+    if list_type == "fixed":
+        arr = pa.FixedSizeListArray.from_arrays(flat, k)
+    else:
+        offsets = pa.array(np.arange(0, probs.size + 1, k), type=pa.int64() if list_type == "large" else pa.int32())
+        cls = pa.LargeListArray if list_type == "large" else pa.ListArray
+        arr = cls.from_arrays(offsets, flat)
+    bounds = np.linspace(0, len(arr), chunks + 1).astype(int)
+    return pa.chunked_array([arr[a:b] for a, b in zip(bounds[:-1], bounds[1:])], type=arr.type)
+
+
+# --------------------------------------------------------------- list columns
+
+
+@pytest.mark.parametrize("list_type", ["list", "large", "fixed"])
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_list_types_and_chunking_give_the_same_matrix(list_type, chunks):
+    got = list_column_to_matrix(as_list_column(P, list_type, chunks=chunks), WHERE, Rows())
+    assert got.dtype == np.float64 and got.shape == P.shape
+    np.testing.assert_array_equal(got, P)
+
+
+def test_float32_items_stay_float32_and_ints_become_float64():
+    got = list_column_to_matrix(as_list_column(P, value_type=pa.float32()), WHERE, Rows())
+    assert got.dtype == np.float32
+    ints = list_column_to_matrix(pa.chunked_array([pa.array([[1, 0], [0, 1]])]), WHERE, Rows())
+    assert ints.dtype == np.float64 and ints.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_sliced_list_array_respects_offsets():
+    arr = as_list_column(P).chunk(0)[1:3]
+    np.testing.assert_array_equal(list_column_to_matrix(pa.chunked_array([arr]), WHERE, Rows()), P[1:3])
+
+
+def test_ragged_lists_name_the_first_bad_row_and_its_length():
+    col = pa.chunked_array([pa.array([[0.5, 0.5], [0.2, 0.8], [1.0], [0.1, 0.9], [0.3, 0.3, 0.4]])])
+    with pytest.raises(LabelqaError, match=r"row 2 has 1 but most rows have 2 \(2 rows in all: row 2: 1 items; row 4: 3 items\)"):
+        list_column_to_matrix(col, WHERE, Rows())
+
+
+def test_ragged_row_message_includes_the_id():
+    col = pa.chunked_array([pa.array([[0.5, 0.5], [1.0], [0.2, 0.8]])])
+    with pytest.raises(LabelqaError, match=r"row 1 \(id 'b'\) has 1 but most rows have 2"):
+        list_column_to_matrix(col, WHERE, Rows(np.array(["a", "b", "c"], dtype=object), "id"))
+
+
+def test_null_list_and_null_item_name_the_row():
+    col = pa.chunked_array([pa.array([[0.5, 0.5], None, [0.2, 0.8]])])
+    with pytest.raises(LabelqaError, match=r"column 'pred_probs': 1 row without probabilities \(null list\): row 1"):
+        list_column_to_matrix(col, WHERE, Rows())
+    col = pa.chunked_array([pa.array([[0.5, 0.5], [0.2, 0.8], [0.3, None]])])
+    with pytest.raises(LabelqaError, match=r"1 row with a null probability: row 2 item 1"):
+        list_column_to_matrix(col, WHERE, Rows())
+
+
+def test_wrong_column_types():
+    with pytest.raises(LabelqaError, match=r"column has type double; expected a list of probabilities per row"):
+        list_column_to_matrix(pa.chunked_array([pa.array([0.5, 0.1])]), WHERE, Rows())
+    with pytest.raises(LabelqaError, match=r"list items have type string; expected numbers"):
+        list_column_to_matrix(pa.chunked_array([pa.array([["a", "b"]])]), WHERE, Rows())
+
+
+def test_json_list_strings_are_parsed_vectorised():
+    col = pa.chunked_array([pa.array(["[0.1, 0.9]", " [ 1e-3,0.999 ] ", "[0.5,0.5]", "[NaN, 1]"])])
+    got = list_column_to_matrix(col, "d.csv, column 'pred_probs'", Rows())
+    assert got[:3].tolist() == [[0.1, 0.9], [0.001, 0.999], [0.5, 0.5]]
+    assert np.isnan(got[3, 0])
+
+
+def test_json_list_strings_in_large_sliced_chunks():
+    first = pa.array(["[0.1, 0.9]", "[0.2, 0.8]", None], pa.large_string())[1:2]
+    col = pa.chunked_array([first, pa.array(["[0.3,0.7]"], pa.large_string())])
+    got = list_column_to_matrix(col, "x", Rows())
+    assert got.tolist() == [[0.2, 0.8], [0.3, 0.7]]
+
+
+def test_bad_json_list_strings_name_the_row():
+    col = pa.chunked_array([pa.array(["[0.1, 0.9]", "[0.1; 0.9]", "oops"])])
+    with pytest.raises(LabelqaError, match=r"row 1 does not hold a JSON list of numbers: '\[0\.1; 0\.9\]' \(2 rows in all\)"):
+        list_column_to_matrix(col, "d.csv, column 'pred_probs'", Rows())
+    col = pa.chunked_array([pa.array(["[0.1, 0.9]", "[]"])])
+    with pytest.raises(LabelqaError, match=r"row 1 has 0 but most rows have 2"):
+        list_column_to_matrix(col, "d.csv, column 'pred_probs'", Rows())
+    # a cell smuggling a second JSON line is rejected, not split into two rows
+    col = pa.chunked_array([pa.array(["[0.1, 0.9]", '[0.1, 0.9]}\n{"p": [0.5, 0.5]'])])
+    with pytest.raises(LabelqaError, match=r"row 1 does not hold a JSON list of numbers"):
+        list_column_to_matrix(col, "d.csv, column 'pred_probs'", Rows())
+    col = pa.chunked_array([pa.array(["[0.1, 0.9]", None])])
+    with pytest.raises(LabelqaError, match=r"null list\): row 1"):
+        list_column_to_matrix(col, "d.csv, column 'pred_probs'", Rows())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 30).flatmap(
+        lambda n: st.integers(2, 6).flatmap(
+            lambda k: st.lists(
+                st.lists(st.floats(0, 1, allow_nan=False, width=32), min_size=k, max_size=k), min_size=n, max_size=n
+            )
+        )
+    )
+)
+def test_json_strings_round_trip_exactly(rows):
+    col = pa.chunked_array([pa.array([json.dumps(r) for r in rows])])
+    got = list_column_to_matrix(col, "x", Rows())
+    np.testing.assert_array_equal(got, np.array(rows, dtype=np.float64))
+
+
+# ---------------------------------------------------------- prob_<class> columns
+
+
+def test_find_and_order_prob_columns():
+    names = ["id", "prob_dog", "label", "prob_cat", "prob_", "prob_bird"]
+    found = find_prob_columns(names, exclude=["label", "id"])
+    assert found == ["prob_dog", "prob_cat", "prob_bird"]
+    assert order_prob_columns(found, None, "d.csv", "x") == found
+    assert order_prob_columns(found, ["cat", "bird", "dog"], "d.csv", "--classes") == ["prob_cat", "prob_bird", "prob_dog"]
+
+
+def test_order_prob_columns_mismatch_names_missing_and_extra():
+    with pytest.raises(LabelqaError, match=r"d\.csv: 2 prob_\* columns but 2 classes from --classes: no column 'prob_cow'; column 'prob_dog' matches no class"):
+        order_prob_columns(["prob_cat", "prob_dog"], ["cat", "cow"], "d.csv", "--classes")
+    with pytest.raises(LabelqaError, match=r"2 prob_\* columns but 3 classes"):
+        order_prob_columns(["prob_0", "prob_1"], [0, 1, 2], "d.csv", "--classes")
+
+
+def test_prob_columns_to_matrix_dtype_and_order():
+    table = pa.table({"prob_b": pa.array([0.1, 0.7], pa.float32()), "prob_a": pa.array([0.9, 0.3], pa.float32())})
+    got = prob_columns_to_matrix(table, ["prob_a", "prob_b"], "d.parquet", Rows())
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, [[0.9, 0.1], [0.3, 0.7]], rtol=1e-6)
+    mixed = table.set_column(0, "prob_b", pa.array([0.1, 0.7]))
+    assert prob_columns_to_matrix(mixed, ["prob_a", "prob_b"], "d.parquet", Rows()).dtype == np.float64
+
+
+def test_prob_columns_nulls_and_types_name_column_and_row():
+    table = pa.table({"prob_a": [0.9, None, 0.5], "prob_b": [0.1, 0.2, 0.5]})
+    with pytest.raises(LabelqaError, match=r"d\.csv, column 'prob_a': 1 row without a probability \(empty or null\): row 1 \(id 11\)"):
+        prob_columns_to_matrix(table, ["prob_a", "prob_b"], "d.csv", Rows(np.array([10, 11, 12]), "id"))
+    table = pa.table({"prob_a": ["0.9", "n/a"], "prob_b": [0.1, 0.2]})
+    with pytest.raises(LabelqaError, match=r"column 'prob_a': probabilities have type string; expected numbers"):
+        prob_columns_to_matrix(table, ["prob_a", "prob_b"], "d.csv", Rows())
+
+
+# ------------------------------------------------------------------ classes
+
+
+def test_classes_file_lines_and_json(tmp_path):
+    (tmp_path / "c.txt").write_text("cat\n\n  dog \nbird\n\n")
+    assert parse_classes_file(tmp_path / "c.txt") == ["cat", "dog", "bird"]
+    (tmp_path / "c.json").write_text('["b", "a"]')
+    assert parse_classes_file(tmp_path / "c.json") == ["b", "a"]
+    (tmp_path / "i.json").write_text("[2, 0, 1]")
+    assert parse_classes_file(tmp_path / "i.json") == [2, 0, 1]
+
+
+def test_classes_file_errors(tmp_path):
+    with pytest.raises(LabelqaError, match="classes file not found"):
+        parse_classes_file(tmp_path / "none.txt")
+    (tmp_path / "e.txt").write_text("\n\n")
+    with pytest.raises(LabelqaError, match=r"lists no classes"):
+        parse_classes_file(tmp_path / "e.txt")
+    (tmp_path / "b.json").write_text('["a", "b"')
+    with pytest.raises(LabelqaError, match=r"starts with '\[' but is not a JSON list"):
+        parse_classes_file(tmp_path / "b.json")
+
+
+def test_given_classes(tmp_path):
+    assert given_classes(["a", "b"], None) == (["a", "b"], "--classes")
+    assert given_classes("a, b,c", None) == (["a", "b", "c"], "--classes")
+    (tmp_path / "c.txt").write_text("x\ny\n")
+    vals, src = given_classes(None, tmp_path / "c.txt")
+    assert vals == ["x", "y"] and src.startswith("classes file ")
+    assert given_classes(None, None) == (None, None)
+    with pytest.raises(LabelqaError, match="either --classes or --classes-file"):
+        given_classes(["a"], tmp_path / "c.txt")
+
+
+def test_classes_from_metadata():
+    schema = pa.schema([("a", pa.int64())])
+    assert classes_from_metadata(schema) is None
+    assert classes_from_metadata(schema.with_metadata({"labelqa.classes": '["x", "y"]'})) == ["x", "y"]
+    with pytest.raises(LabelqaError, match="not valid JSON"):
+        classes_from_metadata(schema.with_metadata({"labelqa.classes": "x,y"}))
+    with pytest.raises(LabelqaError, match="must be a non-empty JSON list"):
+        classes_from_metadata(schema.with_metadata({"labelqa.classes": '{"a": 1}'}))
