@@ -238,7 +238,7 @@ def test_multilabel_summary_draws_add_remove_bars():
         "confused_pairs": [], "detectors": {"ml": {"issues_found": 2, "params": {}, "summary": {}}},
     }
     issues = pa.table({
-        "id": [0, 1, 2],
+        "id": [0, 1, 2**60],
         "given_label": [["cat"], ["cat", "dog"], ["<b>bird</b>"]],
         "suggested_label": [["cat"], ["dog"], []],
         "label_quality": [0.9, 0.1, 0.2],
@@ -258,6 +258,7 @@ def test_multilabel_summary_draws_add_remove_bars():
     data = table_data(doc)
     assert [r[0] for r in data["rows"]] == [1, 2]
     assert data["rows"][0][2] == ["cat", "dog"]
+    assert data["rows"][1][1] == str(2**60)  # ids beyond JavaScript's exact integers stay exact
 
 
 def test_no_issues_and_no_table():

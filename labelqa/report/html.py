@@ -138,6 +138,8 @@ def _table_payload(top: pa.Table) -> dict[str, Any]:
 
 
 def _cell(v: Any) -> Any:
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**53:
+        return str(v)  # JavaScript numbers would round it
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     if isinstance(v, (list, tuple)):
