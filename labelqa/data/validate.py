@@ -486,7 +486,8 @@ def encode_labels(
         unknown = pc.unique(pc.filter(labels, codes.is_null())).to_pylist()
         raise LabelqaError(
             f"{where.labels}: label {first!r} in {rows.one(int(bad[0]))} is not {outside} "
-            f"({format_values(classes, 6)}); {count_rows(len(bad))} in all have labels outside the classes "
+            f"({format_values(classes, 6)}); {count_rows(len(bad))} in all {'has a label' if len(bad) == 1 else 'have labels'} "
+            "outside the classes "
             f"({format_values(unknown, 6)}): {rows.many(bad, lambda i: repr(labels[i].as_py()))}",
             hint="fix those labels, or pass --classes / --classes-file listing every class "
             "in probability-column order",
