@@ -288,7 +288,7 @@ def test_no_probabilities_lists_columns_and_the_three_ways(tmp_path):
         load(path)
     msg = str(info.value)
     assert "no column 'pred_probs' and no prob_<class> columns (available columns: 'id', 'label')" in msg
-    assert "--pred-probs-col" in msg and "prob_<class>" in msg and "--pred-probs-file" in msg
+    assert "--pred-probs-col" in msg and "prob_<class>" in msg and "--pred-probs probs.npy" in msg
 
 
 def test_missing_columns_name_the_option(tmp_path):

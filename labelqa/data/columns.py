@@ -256,7 +256,7 @@ def list_column_to_matrix(col: pa.ChunkedArray, where: str, rows: Rows) -> np.nd
     if not _is_list(col.type):
         raise LabelqaError(
             f"{where}: column has type {col.type}; expected a list of probabilities per row",
-            hint="store one list<float> per row, or name per-class columns prob_<class>, or pass --pred-probs-file",
+            hint="store one list<float> per row, or name per-class columns prob_<class>, or pass --pred-probs probs.npy",
         )
     value_type = col.type.value_type
     if not (_is_numeric(value_type) or pa.types.is_null(value_type)):

@@ -110,7 +110,7 @@ def _plan(
         f"{path}: no predicted probabilities: no column {pred_probs_col!r} and no prob_<class> columns "
         f"(available columns: {format_columns(list(names))})",
         hint="pass --pred-probs-col NAME for a column holding a list of probabilities per row, "
-        "name per-class columns prob_<class>, or pass --pred-probs-file probs.npy (N x K)",
+        "name per-class columns prob_<class>, or pass --pred-probs probs.npy (an N x K .npy file)",
     )
 
 
