@@ -1,11 +1,18 @@
-"""Consoles: results to stdout, progress and logs to stderr."""
+"""Consoles: results to stdout, progress and logs to stderr.
+
+Progress is a transient spinner when stderr is a terminal and silent
+otherwise (CI logs keep only results and errors); ``--verbose`` prints timed
+log lines instead.
+"""
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable
+from types import TracebackType
 
 from rich.console import Console
+from rich.status import Status
 
 
 def stdout_console() -> Console:
@@ -13,14 +20,46 @@ def stdout_console() -> Console:
     return Console(highlight=False, soft_wrap=False)
 
 
-def progress_logger(quiet: bool) -> Callable[[str], None]:
-    """A callback that logs timed steps to stderr (silent when ``quiet``)."""
-    err = Console(stderr=True, highlight=False)
-    start = time.perf_counter()
+class ProgressLog:
+    """Callable progress reporter for the library's ``progress`` callbacks.
 
-    def log(message: str) -> None:
-        if not quiet:
-            err.print(f"[dim]labelqa [{time.perf_counter() - start:6.1f}s][/dim] {message}", markup=True,
-                      highlight=False)
+    Use as a context manager so a spinner is always cleared::
 
+        with ProgressLog(quiet=False, verbose=False) as log:
+            log("loading data")
+    """
+
+    def __init__(self, *, quiet: bool = False, verbose: bool = False) -> None:
+        self._console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self._start = time.perf_counter()
+        self._mode = "off" if quiet else "lines" if verbose else "spinner" if sys.stderr.isatty() else "off"
+        self._status: Status | None = None
+
+    def __call__(self, message: str) -> None:
+        if self._mode == "lines":
+            self._console.print(f"labelqa [{time.perf_counter() - self._start:6.1f}s] {message}", markup=False)
+        elif self._mode == "spinner":
+            if self._status is None:
+                self._status = self._console.status(message)
+                self._status.start()
+            else:
+                self._status.update(message)
+
+    def __enter__(self) -> ProgressLog:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def progress_logger(quiet: bool, verbose: bool = False) -> ProgressLog:
+    """A progress reporter without a spinner: timed lines with ``verbose``, else silent.
+
+    For commands that report their own progress bars; those that want the
+    spinner use :class:`ProgressLog` as a context manager.
+    """
+    log = ProgressLog(quiet=quiet or not verbose, verbose=verbose)
     return log

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from labelqa.cli import options as o
-from labelqa.cli.console import progress_logger, stdout_console
+from labelqa.cli.console import ProgressLog, stdout_console
 
 
 class StrategyChoice(str, Enum):
@@ -52,28 +52,29 @@ def fix(
     renormalize: o.Renormalize = False,
     filter_by: o.FilterBy = "prune_by_noise_rate",
     quiet: o.Quiet = False,
+    verbose: o.Verbose = False,
 ) -> int:
     """Write a cleaned copy of DATA: every input column, the fixed label, and provenance columns."""
     from labelqa.detectors.confident import ConfidentLearning
     from labelqa.fix import fix as run_fix
 
-    log = progress_logger(quiet)
     load_kwargs = o.load_options(
         label_col=label_col, pred_probs_col=pred_probs_col, pred_probs=pred_probs, classes=classes,
         classes_file=classes_file, id_col=id_col, input_format=input_format, renormalize=renormalize,
     )
     scan_kwargs = {k: v for k, v in load_kwargs.items() if k not in ("label_col", "id_col", "input_format")}
-    if report is None:
-        log(f"scanning {data} (no --report given)")
-        scan_kwargs["detectors"] = [ConfidentLearning(filter_by=filter_by)]
-        scan_kwargs["progress"] = log
-    else:
-        log(f"using report {report}/")
-        scan_kwargs = {}
-    result = run_fix(
-        data, out=out, report=report, strategy=strategy.value, min_confidence=min_confidence, force=force,
-        label_col=label_col, id_col=id_col, input_format=input_format, **scan_kwargs,
-    )
+    with ProgressLog(quiet=quiet, verbose=verbose) as log:
+        if report is None:
+            log(f"scanning {data} (no --report given)")
+            scan_kwargs["detectors"] = [ConfidentLearning(filter_by=filter_by)]
+            scan_kwargs["progress"] = log
+        else:
+            log(f"using report {report}/")
+            scan_kwargs = {}
+        result = run_fix(
+            data, out=out, report=report, strategy=strategy.value, min_confidence=min_confidence, force=force,
+            label_col=label_col, id_col=id_col, input_format=input_format, **scan_kwargs,
+        )
     if not quiet:
         a = result.actions
         stdout_console().print(

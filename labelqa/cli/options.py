@@ -123,3 +123,4 @@ def parse_int_list(text: str | None, option: str) -> list[int] | None:
         return [int(x) for x in text.split(",")]
     except ValueError:
         raise LabelqaError(f"{option} {text!r} is not a comma-separated list of integers", f"e.g. {option} 10,5,0") from None
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log each step with timings to stderr.")]

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from labelqa.cli import options as o
-from labelqa.cli.console import progress_logger, stdout_console
+from labelqa.cli.console import ProgressLog, stdout_console
 
 
 class OutputFormat(str, Enum):
@@ -54,6 +54,7 @@ def scan(
     ] = OutputFormat.human,
     top: Annotated[int, typer.Option("--top", min=0, help="Issues listed in the terminal.", rich_help_panel=o.OUT)] = 10,
     quiet: o.Quiet = False,
+    verbose: o.Verbose = False,
 ) -> int:
     """Find label issues in DATA and write a report (issues.parquet/.csv, summary.json/.md)."""
     from labelqa.detectors.confident import ConfidentLearning
@@ -63,7 +64,6 @@ def scan(
     from labelqa.report.writers import summary_json, write_report
     from labelqa.scan import scan as run_scan
 
-    log = progress_logger(quiet or output_format is not OutputFormat.human)
     load_kwargs = o.load_options(
         label_col=label_col, pred_probs_col=pred_probs_col, pred_probs=pred_probs, classes=classes,
         classes_file=classes_file, id_col=id_col, input_format=input_format, renormalize=renormalize,
@@ -77,13 +77,14 @@ def scan(
         min_examples_per_class=min_examples_per_class,
     )
     rules = gate_rules(max_issue_rate=max_issue_rate)  # validated before any work
-    result = run_scan(data, detectors=[detector], progress=log, **load_kwargs)
-    gate = check_gate(result, rules)
-    summary = result.summary()
-    summary["gate"] = gate.as_dict()
-    log(f"writing report to {out}/")
-    write_report(result, out, summary=summary)
-    log(f"done: {result.n_issues:,} of {result.data.n_rows:,} rows flagged")
+    with ProgressLog(quiet=quiet or output_format is not OutputFormat.human, verbose=verbose) as log:
+        result = run_scan(data, detectors=[detector], progress=log, **load_kwargs)
+        gate = check_gate(result, rules)
+        summary = result.summary()
+        summary["gate"] = gate.as_dict()
+        log(f"writing report to {out}/")
+        write_report(result, out, summary=summary)
+        log(f"done: {result.n_issues:,} of {result.data.n_rows:,} rows flagged")
 
     if output_format is OutputFormat.json:
         typer.echo(summary_json(summary), nl=False)
