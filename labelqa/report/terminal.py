@@ -62,11 +62,14 @@ def _top_table(issues: pa.Table, top: int, total: int) -> Table:
     rows = issues.take(pa.array(idx)).to_pylist()
     table = Table(title=f"Top {len(rows)} of {total:,} label issues", title_justify="left")
     for col, just in (("rank", "right"), ("id", "left"), ("given", "left"), ("suggested", "left"),
-                      ("quality", "right"), ("reason", "left")):
+                      ("confidence", "right"), ("quality", "right"), ("detectors", "left")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rows:
+        conf = r.get("suggested_confidence")
         table.add_row(str(r["rank"]), Text(str(r["id"])), Text(str(r["given_label"])),
-                      Text(str(r["suggested_label"])), f"{r['label_quality']:.4f}", Text(str(r["reason"])))
+                      Text(str(r["suggested_label"])), "" if conf is None or conf != conf else f"{conf:.2f}",
+                      f"{r['label_quality']:.4f}", Text(str(r.get("detectors") or "")))
+    table.caption = "confidence = model probability of the suggested label; quality: lower = more suspect"
     return table
 
 
