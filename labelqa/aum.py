@@ -863,12 +863,13 @@ class AUMScores:
     threshold: np.ndarray | None
     epochs: list[int]
     mean_logits: np.ndarray
+    threshold_percentile: float = 99.0
 
     def summary(self) -> dict[str, Any]:
         """JSON-serialisable figures: rule, cutoffs, runs, epochs, threshold samples."""
         descriptions = {
-            "threshold_samples": "flag rows whose AUM is below the {p}th percentile of the threshold samples' "
-                                 "AUM in every run where they were ordinary rows",
+            "threshold_samples": f"flag rows whose AUM is below the {self.threshold_percentile:g}th percentile of "
+                                 "the threshold samples' AUM in every run where they were ordinary rows",
             "cutoff": "flag rows with AUM below the given cutoff",
             "percentile": "flag rows with AUM below the given percentile of all rows' AUM",
             "default_negative": "no threshold samples and no cutoff given: rows ranked by AUM, flagged when "
@@ -974,7 +975,7 @@ def score_dynamics(
         flags = aum_rows < 0.0
     return AUMScores(aum=aum_rows, flags=np.asarray(flags, dtype=bool), suggested=suggested, rule=rule,
                      cutoffs=cutoffs, per_run_aum=per_run, threshold=thr, epochs=dynamics.epochs,
-                     mean_logits=mean_logits)
+                     mean_logits=mean_logits, threshold_percentile=float(threshold_percentile))
 
 
 # ----------------------------------------------------------------------------- writing

@@ -113,6 +113,7 @@ def train(
     threads: Annotated[int, typer.Option("--threads", min=1, help="CPU threads (results are reproducible for a "
                                          "given value).", rich_help_panel=TRAIN)] = 1,
     quiet: o.Quiet = False,
+    verbose: o.Verbose = False,
 ) -> int:
     """Train a small model on features: AUM training dynamics and out-of-sample pred_probs for DATA."""
     from labelqa.train.torch_model import TrainConfig, require_torch
@@ -120,7 +121,7 @@ def train(
     config = TrainConfig(epochs=epochs, hidden=hidden, batch_size=batch_size, lr=lr, seed=seed, threads=threads)
     config.validate()
     require_torch()  # before reading anything: say what to install
-    log = progress_logger(quiet)
+    log = progress_logger(quiet, verbose)
 
     log(f"loading {data}")
     table = _read(data, input_format)
