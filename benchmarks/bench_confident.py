@@ -302,7 +302,7 @@ def _precision(mask: np.ndarray | None, true_errors: np.ndarray) -> float | None
 
 def compare_outputs(a: dict, b: dict, sec_a: dict, sec_b: dict, true_errors: np.ndarray) -> dict:
     out = {"filters": {}, "scores": {}}
-    for key in sorted(set(a) | set(b)):
+    for key in dict.fromkeys([*a, *b]):  # filter order as run
         kind, name = key.split("_", 1)
         if kind == "mask":
             ma, mb = a.get(key), b.get(key)
