@@ -43,10 +43,11 @@ def _root(
 
 
 def _register() -> None:
-    from labelqa.cli import fix_cmd, scan_cmd
+    from labelqa.cli import fix_cmd, report_cmd, scan_cmd
 
     app.command("scan")(scan_cmd.scan)
     app.command("fix")(fix_cmd.fix)
+    app.command("report")(report_cmd.report)
 
 
 _register()

@@ -93,7 +93,7 @@ def scan(
     elif not quiet:
         console = stdout_console()
         print_summary(console, summary, result.issues_table() if top else None, top=top)
-        console.print(f"Report written to [bold]{out}/[/bold] (issues.parquet, issues.csv, summary.json, summary.md)",
+        console.print(f"Report written to [bold]{out}/[/bold] (report.html, issues.parquet/.csv, summary.json/.md)",
                       highlight=False)
     if not gate.passed:
         from labelqa.cli.app import error_line

@@ -1,4 +1,4 @@
-"""Write a scan's report files: issues.parquet, issues.csv, summary.json, summary.md.
+"""Write a scan's report files: issues.parquet/.csv, summary.json/.md, report.html.
 
 All files are written to a staging folder first and only published into the
 output folder once every one of them is complete (see :mod:`labelqa.atomic`).
@@ -16,11 +16,12 @@ import pyarrow.parquet as pq
 
 from labelqa.atomic import publish, staging_dir
 from labelqa.errors import LabelqaError
+from labelqa.report.html import render_html
 from labelqa.report.markdown import render_markdown
 from labelqa.result import ScanResult
 
 #: Report files written by :func:`write_report`.
-REPORT_FILES = ("issues.parquet", "issues.csv", "summary.json", "summary.md")
+REPORT_FILES = ("issues.parquet", "issues.csv", "summary.json", "summary.md", "report.html")
 
 
 def summary_json(summary: dict[str, Any]) -> str:
@@ -59,6 +60,7 @@ def write_report(
             pacsv.write_csv(table, tmp / "issues.csv")
         (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
         (tmp / "summary.md").write_text(render_markdown(summary, table), encoding="utf-8")
+        (tmp / "report.html").write_text(render_html(summary, table), encoding="utf-8")
         return publish(tmp, out_dir)
 
 
