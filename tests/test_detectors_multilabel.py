@@ -240,6 +240,25 @@ def test_column_blocks_give_the_same_result(monkeypatch):
         np.testing.assert_array_equal(part.to_add, whole[fb].to_add)
 
 
+def test_selection_fast_path_matches_general_path():
+    import labelqa.detectors.multilabel as ml
+
+    rng = np.random.default_rng(8)
+    for trial in range(300):
+        rows, width = int(rng.integers(1, 6)), int(rng.integers(1, 40))
+        values = (rng.integers(-8, 9, (rows, width)) / 8).astype(np.float32 if trial % 2 else np.float64)
+        mask = rng.random((rows, width)) < rng.uniform(0.2, 1.0)
+        counts = rng.integers(0, width + 2, rows)
+        # as used: a limit (the min-examples cap) is never below its count
+        limits = None if trial % 3 == 0 else counts + rng.integers(0, 3, rows)
+        bound = float(rng.choice([-0.5, 0.0, 0.5]))
+        candidates = values < bound  # every masked non-candidate is >= bound
+        general = ml._select_smallest(values, mask, counts, limits)
+        fast = ml._select_smallest(values, mask, counts, limits, candidates=candidates, bound=bound)
+        np.testing.assert_array_equal(fast, general, err_msg=f"trial {trial}")
+        assert not (general & ~mask).any()
+
+
 # --------------------------------------------------------------------------- options and inputs
 def test_label_sets_and_indicator_are_the_same_input():
     y = labels_to_indicator(TOY_LABELS, 4)

@@ -412,9 +412,17 @@ class _Block:
     def __init__(self, y: np.ndarray, p: np.ndarray) -> None:
         self.y = y  # (k, N) bool
         self.p = p  # (k, N) probability of "present"
-        self.pc = pc = p.dtype.type(1) - p  # probability of "absent"
-        self.self_conf = np.where(y, p, pc)  # q: probability of the given value
-        self.other = np.where(y, pc, p)
+        one = p.dtype.type(1)
+        self.pc = pc = one - p  # probability of "absent"
+        # q (probability of the given value) and the other binary probability,
+        # bit-identical to where(y, p, 1 - p) and where(y, 1 - p, p), faster:
+        # |0 - p| = p and |1 - p| = 1 - p, rounded like 1 - p.
+        yf = y.astype(p.dtype)
+        self.other = other = yf - p
+        np.abs(other, out=other)
+        np.subtract(one, yf, out=yf)
+        yf -= p
+        self.self_conf = np.abs(yf, out=yf)
         n = y.shape[1]
         n1 = np.count_nonzero(y, axis=1)
         self.counts = np.stack([n - n1, n1], axis=1).astype(np.int64)
@@ -436,7 +444,7 @@ class _Block:
         # guess "present": confident for 1 and (not for 0, or p > 1 - p); "absent" likewise, ties -> absent
         g1 = conf1 & ~(both & ~(p > pc))
         g0 = conf0 & ~(both & ~(p <= pc))
-        self.off_diagonal = np.where(y, g0, g1)
+        self.off_diagonal = (y & g0) | (g1 & ~y)
         counted = conf0 | conf1
         joint = np.empty((y.shape[0], 2, 2), dtype=np.int64)
         off1 = np.count_nonzero(self.off_diagonal & y, axis=1)  # given 1, guessed 0
@@ -448,7 +456,8 @@ class _Block:
         joint[:, 0, 0] = np.count_nonzero(counted, axis=1) - on1 - off0
         self.joint = joint
         self.agrees = self.self_conf >= self.other
-        self.est = np.count_nonzero(self.off_diagonal & ~self.agrees, axis=1).astype(np.int64)
+        self.disagrees = ~self.agrees
+        self.est = np.count_nonzero(self.off_diagonal & self.disagrees, axis=1).astype(np.int64)
         self.calibrated = calibrate_multilabel_confident_joint(joint, self.counts)
 
     def stats(self) -> _BlockStats:
@@ -459,19 +468,34 @@ class _Block:
 
 
 def _select_smallest(
-    values: np.ndarray, mask: np.ndarray, counts: np.ndarray, limits: np.ndarray | None = None
+    values: np.ndarray,
+    mask: np.ndarray,
+    counts: np.ndarray,
+    limits: np.ndarray | None = None,
+    *,
+    candidates: np.ndarray | None = None,
+    bound: float = 0.0,
 ) -> np.ndarray:
     """Per row r: the ``counts[r]`` smallest ``values[r]`` among ``mask[r]``, ties shared.
 
     Entries tied with the ``counts[r]``-th value share its fate, so the choice
     never depends on their order: all are taken (possibly more than
     ``counts[r]``), unless that would exceed ``limits[r]``, in which case none
-    is. One ``np.partition`` over the active rows (linear time), then a sort
-    of the ``max(counts)`` leading values only.
+    is. Callers pass ``limits >= counts``.
+
+    Fast path: ``candidates`` (usually the few pairs whose prediction
+    disagrees with their label) with ``bound`` such that every masked
+    non-candidate value is ``>= bound``. A row whose ``counts[r]``-th smallest
+    candidate is ``< bound`` has its whole selection, ties included, among its
+    candidates: it is resolved by one sort of all candidates. The other rows
+    take the general path: one ``np.partition`` over them, then a sort of the
+    ``max(counts)`` leading values only.
     """
     out = np.zeros(values.shape, dtype=bool)
+    counts = np.asarray(counts, dtype=np.int64).copy()
+    if candidates is not None and np.any(counts > 0):
+        _select_among_candidates(values, mask & candidates, counts, limits, bound, out)
     available = np.count_nonzero(mask, axis=1)
-    counts = np.asarray(counts, dtype=np.int64)
     active = np.flatnonzero(counts > 0)
     if active.size == 0:
         return out
@@ -496,15 +520,59 @@ def _select_smallest(
     return out
 
 
+def _select_among_candidates(
+    values: np.ndarray,
+    cand: np.ndarray,
+    counts: np.ndarray,
+    limits: np.ndarray | None,
+    bound: float,
+    out: np.ndarray,
+) -> None:
+    """The fast path of :func:`_select_smallest`: sets ``out`` for the rows it
+    resolves and zeroes their ``counts`` (in place)."""
+    n_cand = np.count_nonzero(cand, axis=1)
+    rows_ok = (counts > 0) & (n_cand >= counts)
+    if not rows_ok.any():
+        return
+    width = values.shape[1]
+    flat = np.flatnonzero(cand)
+    row = flat // width
+    keep = rows_ok[row]
+    flat, row = flat[keep], row[keep]
+    v = values.ravel()[flat]
+    order = np.lexsort((v, row))  # by row, then value
+    starts = np.concatenate([[0], np.cumsum(np.where(rows_ok, n_cand, 0))])[:-1]
+    sel = np.flatnonzero(rows_ok)
+    cut = np.zeros(values.shape[0], dtype=v.dtype)
+    cut[sel] = v[order[starts[sel] + counts[sel] - 1]]
+    resolved = np.zeros(values.shape[0], dtype=bool)
+    resolved[sel] = cut[sel] < bound
+    cut_e = cut[row]
+    chosen = resolved[row] & (v <= cut_e)
+    if limits is not None:
+        n_chosen = np.bincount(row[chosen], minlength=values.shape[0])
+        over = n_chosen > np.asarray(limits, dtype=np.int64)
+        chosen &= ~(over[row] & (v == cut_e))
+    out.ravel()[flat[chosen]] = True
+    counts[resolved] = 0
+
+
 def _select_per_group(
-    blk: _Block, values: np.ndarray, totals: np.ndarray, limits: np.ndarray | None = None
+    blk: _Block, values: np.ndarray, totals: np.ndarray, limits: np.ndarray | None, bound: float
 ) -> np.ndarray:
-    """Per class and given value b: the ``totals[k, b]`` lowest ``values`` among rows with value b."""
+    """Per class and given value b: the ``totals[k, b]`` lowest ``values`` among rows with value b.
+
+    ``bound``: every pair whose prediction agrees with its label has a value
+    ``>= bound`` (and the others ``<= bound``), for the fast path of
+    :func:`_select_smallest`.
+    """
     out = np.zeros(values.shape, dtype=bool)
     for b in (0, 1):
         if np.any(totals[:, b] > 0):
             lim = None if limits is None else limits[:, b]
-            out |= _select_smallest(values, blk.group(b), totals[:, b], lim)
+            out |= _select_smallest(
+                values, blk.group(b), totals[:, b], lim, candidates=blk.disagrees, bound=bound
+            )
     return out
 
 
@@ -512,7 +580,7 @@ def _flag_prune_by_class(blk: _Block, frac: float, ntr: np.ndarray | None, caps:
     base = blk.counts - np.diagonal(blk.calibrated, axis1=1, axis2=2)
     totals = ntr if ntr is not None else np.rint(frac * base).astype(np.int64)
     totals = np.minimum(np.maximum(totals, 0), caps)
-    return _select_per_group(blk, blk.self_conf, totals, caps)
+    return _select_per_group(blk, blk.self_conf, totals, caps, 0.5)
 
 
 def _flag_prune_by_noise_rate(blk: _Block, frac: float, ntr: np.ndarray | None, caps: np.ndarray) -> np.ndarray:
@@ -522,7 +590,7 @@ def _flag_prune_by_noise_rate(blk: _Block, frac: float, ntr: np.ndarray | None, 
     totals = np.minimum(np.maximum(totals, 0), caps)
     cells = np.where(base > 0, totals, 0)
     # largest margin p_other - p_given == smallest (q - other), same rounding as the margin
-    return _select_per_group(blk, blk.self_conf - blk.other, cells, caps)
+    return _select_per_group(blk, blk.self_conf - blk.other, cells, caps, 0.0)
 
 
 def _limit_per_group(blk: _Block, candidates: np.ndarray, totals: np.ndarray, caps: np.ndarray) -> np.ndarray:
@@ -536,7 +604,10 @@ def _limit_per_group(blk: _Block, candidates: np.ndarray, totals: np.ndarray, ca
         if not over.any():
             continue
         rows = np.flatnonzero(over)
-        keep = _select_smallest(blk.self_conf[rows], grp[rows], limits[rows, b], caps[rows, b])
+        keep = _select_smallest(
+            blk.self_conf[rows], grp[rows], limits[rows, b], caps[rows, b],
+            candidates=blk.disagrees[rows], bound=0.5,
+        )
         out[rows] = np.where(grp[rows], keep, out[rows])
     return out
 
@@ -545,7 +616,7 @@ def _flag_low_score(
     blk: _Block, scores: np.ndarray, frac: float, ntr: np.ndarray | None, caps: np.ndarray
 ) -> np.ndarray:
     if ntr is not None:
-        return _select_per_group(blk, scores, np.minimum(ntr, caps), caps)
+        return _select_per_group(blk, scores, np.minimum(ntr, caps), caps, 0.5)
     totals = np.rint(frac * blk.est).astype(np.int64)
     if not np.any(totals > 0):
         return np.zeros(scores.shape, dtype=bool)
@@ -554,12 +625,17 @@ def _flag_low_score(
     # are not replaced: in a binary problem the replacements would come from
     # the other direction, typically pairs whose prediction agrees with their
     # label (e.g. a class with a single positive row).
-    mask = _select_smallest(scores, np.ones(scores.shape, dtype=bool), totals)
+    mask = _select_smallest(
+        scores, np.ones(scores.shape, dtype=bool), totals, candidates=blk.disagrees, bound=0.5
+    )
     for b in (0, 1):
         grp = blk.group(b) & mask
         rows = np.flatnonzero(np.count_nonzero(grp, axis=1) > caps[:, b])
         if rows.size:
-            keep = _select_smallest(scores[rows], grp[rows], caps[rows, b], caps[rows, b])
+            keep = _select_smallest(
+                scores[rows], grp[rows], caps[rows, b], caps[rows, b],
+                candidates=blk.disagrees[rows], bound=0.5,
+            )
             mask[rows] = np.where(grp[rows], keep, mask[rows])
     return mask
 
