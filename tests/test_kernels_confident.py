@@ -1,0 +1,199 @@
+"""Partial aggregates of confident learning: known answers and merge laws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from labelqa.kernels.confident import (
+    EMPTY_CLASS_THRESHOLD,
+    ClassProbSums,
+    ConfidentJointCounts,
+    confident_cutoffs,
+)
+
+# The known-answer toy: thresholds (0.75, 4.8/7, 0.8); row 2 is the label error.
+TOY_PROBS = np.array(
+    [[0.9, 0.1, 0.0], [0.6, 0.2, 0.2], [0.1, 0.0, 0.9]] + [[0.1, 0.8, 0.1]] * 6 + [[0.1, 0.1, 0.8]]
+)
+TOY_LABELS = np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 2])
+
+FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_toy_thresholds_and_counts():
+    sums = ClassProbSums(3).update(TOY_LABELS, TOY_PROBS)
+    # t_0 = (.9 + .6) / 2, t_1 = (0 + 6 * .8) / 7, t_2 = .8
+    np.testing.assert_allclose(sums.thresholds(), [0.75, 4.8 / 7, 0.8], atol=1e-9)
+    assert sums.counts.tolist() == [2, 7, 1]
+
+
+def test_toy_confident_joint_and_guesses():
+    thresholds = ClassProbSums(3).update(TOY_LABELS, TOY_PROBS).thresholds()
+    counts = ConfidentJointCounts(3)
+    guess = counts.update(TOY_LABELS, TOY_PROBS, thresholds)
+    # row 1 (.6, .2, .2) reaches no threshold; row 2 is confidently class 2;
+    # row 9 (p_2 = .8 = t_2) counts thanks to the 1e-6 epsilon.
+    assert counts.joint.tolist() == [[1, 0, 0], [0, 6, 1], [0, 0, 1]]
+    assert guess.tolist() == [0, -1, 2, 1, 1, 1, 1, 1, 1, 2]
+    assert guess.dtype == np.int64
+
+
+def test_empty_class_threshold_is_unreachable():
+    sums = ClassProbSums(3).update(np.array([0, 1]), np.array([[0.5, 0.5, 0.0], [0.0, 0.9, 0.1]]))
+    t = sums.thresholds()
+    assert t[2] == EMPTY_CLASS_THRESHOLD and t[2] > 1.0
+    counts = ConfidentJointCounts(3)
+    guess = counts.update(np.array([1]), np.array([[0.0, 0.0, 1.0]]), t)
+    assert guess.tolist() == [-1]  # p = 1 never reaches class 2's threshold
+
+
+def test_single_confident_class_is_not_always_the_argmax():
+    # p = (.5, .4), t = (.6, .3): only class 1 is confident although class 0 is the argmax
+    counts = ConfidentJointCounts(2)
+    guess = counts.update(np.array([0]), np.array([[0.5, 0.4]]), np.array([0.6, 0.3]))
+    assert guess.tolist() == [1]
+    assert counts.joint.tolist() == [[0, 1], [0, 0]]
+
+
+def test_several_confident_classes_take_the_argmax_lowest_index_on_ties():
+    counts = ConfidentJointCounts(3)
+    probs = np.array([[0.4, 0.4, 0.2], [0.3, 0.6, 0.1]])
+    guess = counts.update(np.array([2, 2]), probs, np.array([0.3, 0.3, 0.9]))
+    assert guess.tolist() == [0, 1]
+
+
+def test_epsilon_below_threshold():
+    t = np.array([0.5, 0.5])
+    counts = ConfidentJointCounts(2)
+    guess = counts.update(np.array([0, 0]), np.array([[0.5 - 5e-7, 0.0], [0.5 - 2e-6, 0.0]]), t)
+    assert guess.tolist() == [0, -1]
+
+
+def test_precomputed_argmax_gives_the_same_result():
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(4), 200)
+    labels = rng.integers(0, 4, 200)
+    t = ClassProbSums(4).update(labels, probs).thresholds()
+    a, b = ConfidentJointCounts(4), ConfidentJointCounts(4)
+    ga = a.update(labels, probs, t)
+    gb = b.update(labels, probs, t, argmax=probs.argmax(axis=1))
+    assert np.array_equal(ga, gb) and np.array_equal(a.joint, b.joint)
+
+
+def test_float32_input_stays_float32_and_agrees_with_float64():
+    rng = np.random.default_rng(4)
+    probs = rng.dirichlet(np.ones(5), 500).astype(np.float32)
+    labels = rng.integers(0, 5, 500)
+    t = ClassProbSums(5).update(labels, probs).thresholds()
+    c32, c64 = ConfidentJointCounts(5), ConfidentJointCounts(5)
+    g32 = c32.update(labels, probs, t)
+    g64 = c64.update(labels, probs.astype(np.float64), t)
+    assert np.array_equal(g32, g64) and np.array_equal(c32.joint, c64.joint)
+
+
+@FAST
+@given(
+    values=st.lists(st.floats(0.0, 1.0, width=32), min_size=1, max_size=20),
+    thresholds=st.lists(st.floats(-0.5, 2.0), min_size=1, max_size=20),
+)
+def test_float32_cutoffs_are_exact(values, thresholds):
+    k = min(len(values), len(thresholds))
+    p = np.array(values[:k], dtype=np.float32)
+    t = np.array(thresholds[:k], dtype=np.float64)
+    cut = confident_cutoffs(t, np.float32)
+    assert cut.dtype == np.float32
+    assert np.array_equal(p >= cut, p.astype(np.float64) >= t - 1e-6)
+
+
+def test_float32_cutoff_rounds_up_not_to_nearest():
+    # A float32 probability just below t - 1e-6 (by 1e-12, far below float32
+    # resolution) is not confident; rounding the cutoff to the nearest float32
+    # would make it so.
+    p = np.float32(0.499999)
+    t = float(p) + 1e-12 + 1e-6
+    counts = ConfidentJointCounts(2)
+    guess = counts.update(np.array([0]), np.array([[p, np.float32(0.0)]], dtype=np.float32), np.array([t, 2.0]))
+    assert guess.tolist() == [-1]
+    guess = counts.update(np.array([0]), np.array([[p, 0.0]], dtype=np.float64), np.array([t, 2.0]))
+    assert guess.tolist() == [-1]
+
+
+def test_bad_shapes_raise():
+    with pytest.raises(ValueError):
+        ClassProbSums(3).update(np.array([0, 1]), np.ones((2, 2)))
+    with pytest.raises(ValueError):
+        ConfidentJointCounts(2).update(np.array([0]), np.ones((2, 2)), np.ones(2))
+    with pytest.raises(ValueError):
+        ClassProbSums(2).merge(ClassProbSums(3))
+
+
+@st.composite
+def datasets(draw):
+    """Small datasets; coarse probabilities (ratios of small ints) make ties frequent."""
+    n = draw(st.integers(1, 40))
+    k = draw(st.integers(2, 5))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    weights = rng.integers(0, 4, size=(n, k)).astype(np.float64)
+    weights[weights.sum(axis=1) == 0, 0] = 1.0
+    probs = weights / weights.sum(axis=1, keepdims=True)
+    if draw(st.booleans()):
+        probs = probs.astype(np.float32)
+    labels = rng.integers(0, k, n)
+    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=4)))
+    return labels, probs, k, cuts
+
+
+def _batches(cuts, n):
+    edges = [0, *cuts, n]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+@FAST
+@given(datasets(), st.booleans())
+def test_batches_then_merge_equals_one_update(data, reverse):
+    labels, probs, k, cuts = data
+    whole_sums = ClassProbSums(k).update(labels, probs)
+    parts = [ClassProbSums(k).update(labels[s], probs[s]) for s in _batches(cuts, len(labels))]
+    if reverse:
+        parts = parts[::-1]
+    merged = ClassProbSums(k)
+    for part in parts:
+        merged.merge(part)
+    # exact integer sums: bit-identical thresholds whatever the batching
+    assert np.array_equal(merged.thresholds(), whole_sums.thresholds())
+    assert np.array_equal(merged.counts, whole_sums.counts)
+
+    t = whole_sums.thresholds()
+    whole = ConfidentJointCounts(k)
+    whole_guess = whole.update(labels, probs, t)
+    joint_parts, guesses = [], []
+    for s in _batches(cuts, len(labels)):
+        part = ConfidentJointCounts(k)
+        guesses.append(part.update(labels[s], probs[s], t))
+        joint_parts.append(part)
+    merged_joint = ConfidentJointCounts(k)
+    for part in joint_parts[::-1] if reverse else joint_parts:
+        merged_joint.merge(part)
+    assert np.array_equal(merged_joint.joint, whole.joint)
+    assert np.array_equal(np.concatenate(guesses), whole_guess)
+    # every counted row is counted once, in its given-label row
+    assert whole.joint.sum() == np.count_nonzero(whole_guess >= 0)
+    assert np.array_equal(whole.joint.sum(axis=1), np.bincount(labels[whole_guess >= 0], minlength=k))
+
+
+@FAST
+@given(datasets(), st.integers(0, 2**32 - 1))
+def test_thresholds_do_not_depend_on_row_order(data, seed):
+    labels, probs, k, _ = data
+    perm = np.random.default_rng(seed).permutation(len(labels))
+    a = ClassProbSums(k).update(labels, probs).thresholds()
+    b = ClassProbSums(k).update(labels[perm], probs[perm]).thresholds()
+    assert np.array_equal(a, b)
+    # and they are the per-class means (to the 2**-32 quantum)
+    for c in range(k):
+        rows = labels == c
+        expected = probs[rows, c].astype(np.float64).mean() if rows.any() else EMPTY_CLASS_THRESHOLD
+        assert a[c] == pytest.approx(expected, abs=1e-9)
