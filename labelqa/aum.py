@@ -931,9 +931,14 @@ def score_dynamics(
     n, r_count = dynamics.n_rows, len(dynamics.runs)
     per_run = np.zeros((r_count, n), dtype=np.float64)
     ordinary = np.ones((r_count, n), dtype=bool)
+    for r, run in enumerate(dynamics.runs):
+        if run.threshold is not None:
+            ordinary[r] = ~run.threshold
+    any_ord = ordinary.any(axis=0)
+    # rows are averaged over the runs where they were ordinary (over all runs if never)
+    weight = np.where(any_ord, ordinary, True)
+    n_weight = weight.sum(axis=0)
     logit_sum = np.zeros((n, k), dtype=np.float64)
-    logit_weight = np.zeros(n, dtype=np.float64)
-    logit_all = np.zeros((n, k), dtype=np.float64)
     for r, run in enumerate(dynamics.runs):
         def tick(done: int, total: int, name: str = run.name) -> None:
             if progress and (done == total or done % max(1, total // 4) == 0):
@@ -941,20 +946,15 @@ def score_dynamics(
 
         res = run_aum(run, y, k, tick)
         per_run[r] = res.aum
-        if run.threshold is not None:
-            ordinary[r] = ~run.threshold
-        real = res.mean_logits[:, :k]
-        logit_sum += real * ordinary[r][:, None]
-        logit_weight += ordinary[r]
-        logit_all += real
+        if weight[r].all():
+            logit_sum += res.mean_logits[:, :k]
+        else:
+            logit_sum += res.mean_logits[:, :k] * weight[r][:, None]
         del res
 
-    n_ord = ordinary.sum(axis=0)
-    any_ord = n_ord > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        aum_rows = np.where(any_ord, (per_run * ordinary).sum(axis=0) / np.maximum(n_ord, 1), per_run.mean(axis=0))
-        mean_logits = np.where(any_ord[:, None], logit_sum / np.maximum(logit_weight, 1)[:, None],
-                               logit_all / r_count)
+    aum_rows = (per_run * weight).sum(axis=0) / n_weight
+    mean_logits = logit_sum
+    mean_logits /= n_weight[:, None]
     suggested = np.argmax(mean_logits, axis=1).astype(np.int64) if n else np.zeros(0, np.int64)
     thr = (np.stack([run.threshold for run in dynamics.runs]) if dynamics.has_threshold_samples else None)
 

@@ -110,16 +110,22 @@ def train(
                                                 rich_help_panel=o.OUT)] = "pred_probs",
     seed: Annotated[int, typer.Option("--seed", help="Seed of everything random (threshold samples, weights, "
                                       "batches, folds).", rich_help_panel=TRAIN)] = 0,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="CPU threads (results are reproducible for a "
-                                         "given value).", rich_help_panel=TRAIN)] = 1,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="BLAS threads of the logistic-regression "
+                                         "cross-validation (results are reproducible for a given value). The torch "
+                                         "model always trains on one thread: at this model size more threads are "
+                                         "slower.", rich_help_panel=TRAIN)] = 1,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
 ) -> int:
     """Train a small model on features: AUM training dynamics and out-of-sample pred_probs for DATA."""
     from labelqa.train.torch_model import TrainConfig, require_torch
 
-    config = TrainConfig(epochs=epochs, hidden=hidden, batch_size=batch_size, lr=lr, seed=seed, threads=threads)
+    # one torch thread: a 64->128->K MLP step is ~0.5 ms; with 2 intra-op threads on a busy 2-core machine it
+    # measured 10-25x slower (OpenMP barriers), and one thread keeps results independent of the core count
+    config = TrainConfig(epochs=epochs, hidden=hidden, batch_size=batch_size, lr=lr, seed=seed, threads=1)
     config.validate()
+    if threads < 1:
+        raise LabelqaError(f"--threads must be at least 1, got {threads}")
     require_torch()  # before reading anything: say what to install
     log = progress_logger(quiet, verbose)
 
@@ -130,6 +136,7 @@ def train(
     n, k = y.shape[0], len(class_list)
     log(f"{n:,} rows, {k} classes, {x.shape[1]} features ({feat_desc})")
     result = run_training(x, y, class_list, out, config=config, runs=runs, folds=folds, cv_model=cv_model.value,
+                          threads=threads,
                           table=table, pred_probs_col=pred_probs_col, quiet=quiet, log=log,
                           provenance={"data": str(data), "features": feat_desc})
     if not quiet:
@@ -143,7 +150,7 @@ def train(
 
 def run_training(
     x: np.ndarray, y: np.ndarray, class_list: list[Any], out: Path, *, config: Any, runs: int, folds: int,
-    cv_model: str, table: Any, pred_probs_col: str, quiet: bool, log: Any, provenance: dict[str, Any],
+    cv_model: str, threads: int, table: Any, pred_probs_col: str, quiet: bool, log: Any, provenance: dict[str, Any],
 ) -> dict[str, Any]:
     """Cross-validated probabilities, dynamics and the data copy; returns what was written."""
     from rich.console import Console
@@ -167,7 +174,7 @@ def run_training(
     out = Path(out)
     with bar:
         log(f"cross-validated pred_probs: {folds} folds, {cv_model}")
-        probs = cross_val_probs(x, y, k, folds=folds, seed=config.seed, model=cv_model, threads=config.threads,
+        probs = cross_val_probs(x, y, k, folds=folds, seed=config.seed, model=cv_model, threads=threads,
                                 torch_config=config, progress=step)
         log(f"training {runs} run(s) x {config.epochs} epochs with threshold samples")
         info = train_dynamics(x, y, k, out / "dynamics", config=config, runs=runs, classes=class_list, progress=step,
