@@ -82,3 +82,11 @@ def test_config_validation():
         TrainConfig(epochs=0).validate()
     with pytest.raises(LabelqaError, match="--hidden"):
         TrainConfig(hidden=-1).validate()
+
+
+def test_importing_labelqa_never_imports_torch():
+    import subprocess
+
+    code = ("import sys, labelqa, labelqa.aum, labelqa.train, labelqa.detectors.aum, labelqa.cli.train_cmd; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
