@@ -141,6 +141,26 @@ def test_same_pairs_as_multiclass_detector_on_each_class(seed, filter_by):
     np.testing.assert_array_equal(res.to_remove | res.to_add, expected)
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("filter_by", FILTER_METHODS)
+def test_num_to_remove_matches_multiclass_detector(seed, filter_by):
+    # row k of num_to_remove_per_class is the multiclass option of class k's binary problem
+    confident = pytest.importorskip("labelqa.detectors.confident")
+    rng = np.random.default_rng(100 + seed)
+    n, k = int(rng.integers(5, 60)), int(rng.integers(1, 5))
+    y = rng.random((n, k)) < rng.uniform(0.1, 0.6)
+    p = (rng.integers(0, 9, (n, k)) / 8) if seed % 2 else np.clip(np.where(y, 0.7, 0.3) + rng.normal(0, 0.3, (n, k)), 0, 1)
+    ntr = rng.integers(0, 6, (k, 2))
+    me = int(rng.integers(0, 3))
+    res = find_multilabel_issues(y, p, filter_by=filter_by, num_to_remove_per_class=ntr, min_examples_per_class=me)
+    for j in range(k):
+        expected = confident.find_label_issues(
+            y[:, j].astype(np.int64), np.stack([1 - p[:, j], p[:, j]], axis=1), filter_by=filter_by,
+            num_to_remove_per_class=ntr[j], min_examples_per_class=me,
+        )
+        np.testing.assert_array_equal(res.to_remove[:, j] | res.to_add[:, j], expected, err_msg=f"class {j}")
+
+
 def test_thresholds_joint_and_calibration():
     y = labels_to_indicator(TOY_LABELS, 4)
     thr = multilabel_thresholds(y, TOY_PROBS)

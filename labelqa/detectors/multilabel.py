@@ -93,7 +93,7 @@ _EMPTY_THRESHOLD = 2.0
 #: Probabilities are summed as integers in units of 1 / _PROB_SCALE (exact).
 _PROB_SCALE = float(2**32)
 #: About this many matrix elements per block of columns / rows.
-_BLOCK_ELEMENTS = 1 << 22
+_BLOCK_ELEMENTS = 1 << 23
 
 
 # --------------------------------------------------------------------------- inputs
@@ -427,7 +427,11 @@ class _Block:
         n1 = np.count_nonzero(y, axis=1)
         self.counts = np.stack([n - n1, n1], axis=1).astype(np.int64)
         # exact fixed-point sums of q per given value: one pass over q
-        fixed = np.rint(self.self_conf.astype(np.float64) * _PROB_SCALE).astype(np.int64)
+        if p.dtype == np.float32:
+            # q * 2**32 is exact in float32 and its rint is representable: no float64 pass
+            fixed = np.rint(self.self_conf * np.float32(_PROB_SCALE)).astype(np.int64)
+        else:
+            fixed = np.rint(self.self_conf.astype(np.float64) * _PROB_SCALE).astype(np.int64)
         total = fixed.sum(axis=1)
         fixed *= y
         sum1 = fixed.sum(axis=1)
@@ -576,19 +580,49 @@ def _select_per_group(
     return out
 
 
-def _flag_prune_by_class(blk: _Block, frac: float, ntr: np.ndarray | None, caps: np.ndarray) -> np.ndarray:
-    base = blk.counts - np.diagonal(blk.calibrated, axis1=1, axis2=2)
-    totals = ntr if ntr is not None else np.rint(frac * base).astype(np.int64)
-    totals = np.minimum(np.maximum(totals, 0), caps)
+def _noise_cells(blk: _Block, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
+    """How many rows of each (class, given value b) to flag by PBC/PBNR, shape (k, 2).
+
+    The multiclass detector's rule on each binary calibrated joint (its one
+    off-diagonal cell ``o = C_cal[k, b, 1-b]``, diagonal ``d = C_cal[k, b, b]``):
+
+    - ``num_to_remove_per_class``: ``min(ntr[k, b], cap)`` where ``o > 0``;
+    - otherwise, when ``d < min_examples`` the diagonal is raised to it (never
+      above ``n_kb``) and ``o`` lowered by as much (not below 0), then capped
+      at ``n_kb - min_examples``; then ``o`` is scaled by ``frac_noise`` and
+      the row ``[n_kb - o, o]`` rounded keeping its sum (floor, then +1 to the
+      larger fractional part, ties to the higher column).
+    """
+    n = blk.counts.astype(np.float64)
+    caps = np.maximum(n - min_examples, 0.0)
+    cal = blk.calibrated.astype(np.float64)
+    off = np.stack([cal[:, 0, 1], cal[:, 1, 0]], axis=1)
+    if ntr is not None:
+        return np.where(off > 0, np.minimum(ntr, caps), 0).astype(np.int64)
+    diag = np.stack([cal[:, 0, 0], cal[:, 1, 1]], axis=1)
+    raise_by = np.minimum(np.maximum(diag, min_examples), n) - diag
+    off = np.where(raise_by > 0, np.maximum(off - raise_by, 0.0), off)
+    over = off > caps
+    off[over] *= caps[over] / off[over]
+    off *= frac
+    full = np.empty_like(cal)
+    full[:, 0, 0] = n[:, 0] - off[:, 0]
+    full[:, 0, 1] = off[:, 0]
+    full[:, 1, 0] = off[:, 1]
+    full[:, 1, 1] = n[:, 1] - off[:, 1]
+    rounded = _round_last_axis(full)
+    return np.stack([rounded[:, 0, 1], rounded[:, 1, 0]], axis=1)
+
+
+def _flag_prune_by_class(blk: _Block, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
+    caps = np.maximum(blk.counts - min_examples, 0)
+    totals = np.minimum(ntr, caps) if ntr is not None else _noise_cells(blk, frac, None, min_examples)
     return _select_per_group(blk, blk.self_conf, totals, caps, 0.5)
 
 
-def _flag_prune_by_noise_rate(blk: _Block, frac: float, ntr: np.ndarray | None, caps: np.ndarray) -> np.ndarray:
-    # the one off-diagonal cell of given value b: [b, 1 - b]
-    base = np.stack([blk.calibrated[:, 0, 1], blk.calibrated[:, 1, 0]], axis=1)
-    totals = ntr if ntr is not None else np.rint(frac * base).astype(np.int64)
-    totals = np.minimum(np.maximum(totals, 0), caps)
-    cells = np.where(base > 0, totals, 0)
+def _flag_prune_by_noise_rate(blk: _Block, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
+    caps = np.maximum(blk.counts - min_examples, 0)
+    cells = _noise_cells(blk, frac, ntr, min_examples)
     # largest margin p_other - p_given == smallest (q - other), same rounding as the margin
     return _select_per_group(blk, blk.self_conf - blk.other, cells, caps, 0.0)
 
@@ -648,11 +682,13 @@ def _normalized_margin(blk: _Block) -> np.ndarray:
 def _flag_block(blk: _Block, filter_by: str, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
     caps = np.maximum(blk.counts - min_examples, 0)
     if filter_by == "prune_by_class":
-        mask = _flag_prune_by_class(blk, frac, ntr, caps)
+        mask = _flag_prune_by_class(blk, frac, ntr, min_examples)
     elif filter_by == "prune_by_noise_rate":
-        mask = _flag_prune_by_noise_rate(blk, frac, ntr, caps)
+        mask = _flag_prune_by_noise_rate(blk, frac, ntr, min_examples)
     elif filter_by == "both":
-        mask = _flag_prune_by_class(blk, frac, ntr, caps) & _flag_prune_by_noise_rate(blk, frac, ntr, caps)
+        mask = _flag_prune_by_class(blk, frac, ntr, min_examples) & _flag_prune_by_noise_rate(
+            blk, frac, ntr, min_examples
+        )
     elif filter_by in ("confident_learning", "predicted_neq_given"):
         cand = ~blk.agrees
         if filter_by == "confident_learning":
