@@ -786,17 +786,25 @@ def find_multilabel_issues(
     for all classes at once. Methods (``filter_by``), per class k and given
     value b:
 
-    - ``prune_by_noise_rate`` (default): the ``C_cal[k, b, 1-b]`` rows with
-      the largest margin ``p(1-b) - p(b)``;
-    - ``prune_by_class``: the ``n_kb - C_cal[k, b, b]`` rows with the lowest
-      ``q_ik``;
+    - ``prune_by_noise_rate`` (default): the ``c_kb`` rows with the largest
+      margin ``p(1-b) - p(b)``, ``c_kb`` the off-diagonal cell
+      ``C_cal[k, b, 1-b]`` after the multiclass detector's min-examples guard
+      and ``frac_noise`` scaling;
+    - ``prune_by_class``: the ``c_kb`` rows with the lowest ``q_ik``;
     - ``both``: pairs flagged by both;
     - ``confident_learning``: pairs counted off the diagonal of the binary
       confident joint; ``predicted_neq_given``: ``p_ik < 0.5`` for a given
       label, ``p_ik > 0.5`` for a missing one;
     - ``low_self_confidence`` / ``low_normalized_margin``: per class the
       ``T_k`` pairs with the lowest ``q_ik`` (resp. ``(q - (1-q) + 1) / 2``),
-      ``T_k`` = the class's estimated number of issues.
+      ``T_k`` = the class's estimated number of issues; then at most
+      ``n_kb - min_examples_per_class`` of them per given value (the lowest;
+      unlike the multiclass detector, dropped pairs are not replaced).
+
+    These are per-class decisions. cleanlab 2.9 agrees exactly on the first
+    five methods; for the ``low_*`` methods it instead ranks whole rows by
+    the aggregated row score and flags as many rows as ``confident_learning``
+    does (observed as a black box), so its flagged rows differ.
 
     Args:
         labels: ``(N, K)`` bool/0-1 indicator matrix, or N label sets of
