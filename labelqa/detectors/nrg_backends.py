@@ -1,0 +1,442 @@
+"""Numeric engines of the Neural Relation Graph detector (see :mod:`labelqa.detectors.nrg`).
+
+Everything here works on already validated inputs:
+
+- ``F``: L2-normalised embeddings, float32, C-contiguous, shape ``(N, D)``;
+- ``P``: probabilities, float32, shape ``(N, K)`` (unused by the feature kernel);
+- ``H``: one-hot given labels, float32, shape ``(N, K)``.
+
+Both graph engines return, for every row ``i`` and class ``c``, the *class sums*
+``C[i, c] = sum_{j in cols, label_j = c} k_ij^t`` over the kept edges
+(``k_ij > cutoff``), from which the detector gets ``s(i) = 2 C[i, y_i] - sum_c C[i, c]``
+(same-label edges count ``+``, the others ``-``), and the *kernel sums*
+``sum_{j in cols} k_ij`` over the same kept edges (t = 1, for the outlier score).
+
+- Exact engine (:func:`exact_sums`): row blocks x column tiles of the kernel,
+  computed with BLAS in float32; memory is O(block x tile), never N x N.
+  ``backend="numpy"`` or ``"torch"`` (CPU tensors, imported lazily).
+- kNN engine (:func:`knn_search` + :func:`knn_sums`): every row's sums are
+  restricted to itself plus its k nearest rows in embedding space, stored as an
+  (N, k+1) neighbour array.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from labelqa.errors import LabelqaError
+
+__all__ = [
+    "TILE_BYTES",
+    "exact_sums",
+    "faiss_available",
+    "knn_search",
+    "knn_sums",
+    "load_torch",
+    "torch_available",
+]
+
+#: Size in bytes of one float32 kernel tile (rows x columns) of the exact engine.
+#: The engine keeps about three such buffers, so its working memory is ~3 x this.
+TILE_BYTES = 32 * 2**20
+
+
+# --------------------------------------------------------------------------- optional imports
+def torch_available() -> bool:
+    """Whether ``import torch`` works."""
+    try:
+        import torch  # noqa: F401, PLC0415
+    except Exception:  # noqa: BLE001 - any import failure means "not available"
+        return False
+    return True
+
+
+def load_torch() -> Any:
+    """Import torch or raise a LabelqaError that says how to get it."""
+    try:
+        import torch  # noqa: PLC0415
+    except Exception as exc:  # noqa: BLE001
+        raise LabelqaError(
+            f"the NRG torch backend was requested but torch cannot be imported ({exc})",
+            hint="install torch (CPU build) or use --nrg-backend numpy",
+        ) from exc
+    return torch
+
+
+def faiss_available() -> bool:
+    """Whether ``import faiss`` works (the optional faiss-cpu extra)."""
+    try:
+        import faiss  # noqa: F401, PLC0415
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+def _load_faiss() -> Any:
+    try:
+        import faiss  # noqa: PLC0415
+    except Exception as exc:  # noqa: BLE001
+        raise LabelqaError(
+            f"the NRG faiss index was requested but faiss cannot be imported ({exc})",
+            hint="pip install 'labelqa[faiss]' (faiss-cpu) or use --nrg-index sklearn",
+        ) from exc
+    return faiss
+
+
+# --------------------------------------------------------------------------- helpers
+def _power_inplace(x: np.ndarray, t: float) -> None:
+    """x **= t for x >= 0, by repeated squaring when t is a power of two."""
+    if t == 1.0:
+        return
+    e = t
+    while e > 1.0 and e == int(e) and (int(e) & (int(e) - 1)) == 0:
+        np.multiply(x, x, out=x)
+        e /= 2.0
+    if e != 1.0:
+        np.power(x, np.float32(e), out=x)
+
+
+def tile_shape(n_rows: int, n_cols: int, block_size: int | None) -> tuple[int, int]:
+    """Rows per block and columns per tile for the exact engine.
+
+    ``block_size`` (rows) defaults to 1024; the column tile is chosen so that
+    one float32 tile holds at most :data:`TILE_BYTES` (at least 256 columns).
+    """
+    rows = max(1, min(n_rows, block_size if block_size else 1024))
+    cols = max(256, TILE_BYTES // (4 * rows))
+    return rows, max(1, min(n_cols, cols))
+
+
+# --------------------------------------------------------------------------- exact engine
+def exact_sums(
+    F: np.ndarray,
+    P: np.ndarray | None,
+    H: np.ndarray,
+    cols: np.ndarray | None = None,
+    *,
+    power: float,
+    cutoff: float,
+    block_size: int | None = None,
+    backend: str = "numpy",
+    want_kernel_sums: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class sums (N, K) and kernel sums (N,) of every row over the columns ``cols``.
+
+    ``cols`` is an index array of the rows used as neighbours ``j`` (default:
+    all rows). ``P=None`` selects the feature-only kernel. Results are float64.
+
+    With all rows as columns the kernel is symmetric, so only the tiles on or
+    above the diagonal are computed (about half the work): a tile of rows I x
+    columns J (J after I) adds ``W @ H[J]`` to rows I and ``W.T @ H[I]`` to rows J.
+    """
+    n, k = F.shape[0], H.shape[1]
+    class_sums = np.zeros((n, k), dtype=np.float64)
+    kernel_sums = np.zeros(n, dtype=np.float64) if want_kernel_sums else None
+    symmetric = cols is None
+    if symmetric:
+        Fc, Pc, Hc = F, P, H
+    else:
+        Fc, Hc = F[cols], H[cols]
+        Pc = None if P is None else P[cols]
+    m = Fc.shape[0]
+    if m == 0 or n == 0:
+        return class_sums, kernel_sums
+    rows, tcols = tile_shape(n, m, block_size)
+    if backend == "torch":
+        tile = _TorchTiles(F, P, H, Fc, Pc, Hc, power, cutoff, want_kernel_sums)
+    else:
+        tile = _NumpyTiles(F, P, H, Fc, Pc, Hc, power, cutoff, want_kernel_sums, rows, tcols)
+    for r0 in range(0, n, rows):
+        r1 = min(n, r0 + rows)
+        start = r0 if symmetric else 0
+        for c0 in range(start, m, tcols):
+            c1 = min(m, c0 + tcols)
+            # Columns before ``r1`` are in the diagonal block: row sums only.
+            off = max(0, min(c1, r1) - c0) if symmetric else c1 - c0
+            row_c, row_k, col_c, col_k = tile(r0, r1, c0, c1, off, symmetric)
+            class_sums[r0:r1] += row_c
+            if kernel_sums is not None:
+                kernel_sums[r0:r1] += row_k
+            if col_c is not None:
+                class_sums[c0 + off : c1] += col_c
+                if kernel_sums is not None:
+                    kernel_sums[c0 + off : c1] += col_k
+    return class_sums, kernel_sums
+
+
+class _NumpyTiles:
+    """One kernel tile with numpy: BLAS products, in-place float32 elementwise."""
+
+    def __init__(self, F, P, H, Fc, Pc, Hc, power, cutoff, want_k, rows, tcols) -> None:
+        self.F, self.P, self.H, self.Fc, self.Pc, self.Hc = F, P, H, Fc, Pc, Hc
+        self.power, self.cutoff, self.want_k = power, np.float32(cutoff), want_k
+        self.g_buf = np.empty(rows * tcols, dtype=np.float32)
+        self.p_buf = np.empty(rows * tcols, dtype=np.float32) if P is not None else None
+        self.m_buf = np.empty(rows * tcols, dtype=bool)
+        self.ones = np.ones((max(rows, tcols), 1), dtype=np.float32)
+
+    def __call__(self, r0, r1, c0, c1, off, symmetric):
+        rb, cb = r1 - r0, c1 - c0
+        g = self.g_buf[: rb * cb].reshape(rb, cb)
+        np.matmul(self.F[r0:r1], self.Fc[c0:c1].T, out=g)
+        np.maximum(g, 0.0, out=g)
+        if self.P is not None:
+            pp = self.p_buf[: rb * cb].reshape(rb, cb)
+            np.matmul(self.P[r0:r1], self.Pc[c0:c1].T, out=pp)
+            np.multiply(g, pp, out=g)
+        mask = self.m_buf[: rb * cb].reshape(rb, cb)
+        np.less_equal(g, self.cutoff, out=mask)
+        np.copyto(g, 0.0, where=mask)
+        row_k = col_k = col_c = None
+        if self.want_k:
+            row_k = (g @ self.ones[:cb])[:, 0]
+            if symmetric and off < cb:
+                col_k = (g[:, off:].T @ self.ones[:rb])[:, 0]
+        _power_inplace(g, self.power)
+        row_c = g @ self.Hc[c0:c1]
+        if symmetric and off < cb:
+            col_c = g[:, off:].T @ self.H[r0:r1]
+        return row_c, row_k, col_c, col_k
+
+
+class _TorchTiles:
+    """The same tile with torch CPU tensors (float32)."""
+
+    def __init__(self, F, P, H, Fc, Pc, Hc, power, cutoff, want_k) -> None:
+        torch = load_torch()
+        self.torch = torch
+
+        def t(a):
+            return None if a is None else torch.from_numpy(np.array(a, dtype=np.float32, order="C"))
+
+        self.F, self.P, self.H = t(F), t(P), t(H)
+        self.Fc = self.F if Fc is F else t(Fc)
+        self.Pc = self.P if Pc is P else t(Pc)
+        self.Hc = self.H if Hc is H else t(Hc)
+        self.power, self.cutoff, self.want_k = power, cutoff, want_k
+
+    def __call__(self, r0, r1, c0, c1, off, symmetric):
+        torch = self.torch
+        with torch.no_grad():
+            g = torch.mm(self.F[r0:r1], self.Fc[c0:c1].T)
+            g.clamp_(min=0.0)
+            if self.P is not None:
+                g.mul_(torch.mm(self.P[r0:r1], self.Pc[c0:c1].T))
+            g.masked_fill_(g <= self.cutoff, 0.0)
+            cb = c1 - c0
+            row_k = col_k = col_c = None
+            if self.want_k:
+                row_k = g.sum(dim=1).numpy()
+                if symmetric and off < cb:
+                    col_k = g[:, off:].sum(dim=0).numpy()
+            if self.power != 1.0:
+                g.pow_(self.power)
+            row_c = torch.mm(g, self.Hc[c0:c1]).numpy()
+            if symmetric and off < cb:
+                col_c = torch.mm(g[:, off:].T, self.H[r0:r1]).numpy()
+        return row_c, row_k, col_c, col_k
+
+
+# --------------------------------------------------------------------------- kNN search
+def _topk_rows(sims: np.ndarray, cand: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``sims`` (rows x candidates), the kk largest: (indices, values), best first."""
+    if sims.shape[1] > kk:
+        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+    else:
+        part = np.broadcast_to(np.arange(sims.shape[1]), sims.shape).copy()
+    vals = np.take_along_axis(sims, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    part = np.take_along_axis(part, order, axis=1)
+    return cand[part], np.take_along_axis(vals, order, axis=1)
+
+
+def _search_brute(F: np.ndarray, kk: int, block_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-kk inner-product neighbours (O(N^2 D), blocked)."""
+    n = F.shape[0]
+    idx = np.empty((n, kk), dtype=np.int64)
+    sims = np.empty((n, kk), dtype=np.float32)
+    rows = max(1, min(n, block_size or max(1, TILE_BYTES // (4 * n))))
+    allc = np.arange(n)
+    for r0 in range(0, n, rows):
+        r1 = min(n, r0 + rows)
+        g = F[r0:r1] @ F.T
+        idx[r0:r1], sims[r0:r1] = _topk_rows(g, allc, kk)
+    return idx, sims
+
+
+def ivf_cells(n: int) -> int:
+    """Number of k-means cells of the scikit-learn fallback index: ~4 sqrt(N)."""
+    return int(max(1, min(n // 32, round(4 * math.sqrt(n)))))
+
+
+def _search_sklearn(
+    F: np.ndarray, kk: int, *, n_probe: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-kk neighbours with an inverted-file index.
+
+    scikit-learn's KMeans (trained on a sample) splits the rows into ~4 sqrt(N)
+    cells. The rows of one cell are searched together, exactly (BLAS, full
+    dimension), among the rows of the ``n_probe`` cells whose centroids are
+    nearest to that cell's centroid (its own included). Neighbour similarities
+    are exact inner products; only the candidate set is approximate.
+    """
+    from sklearn.cluster import KMeans  # noqa: PLC0415
+
+    n, d = F.shape
+    n_cells = ivf_cells(n)
+    if n_cells <= 1 or n_probe >= n_cells:
+        return _search_brute(F, kk, None)
+    rng = np.random.default_rng(seed)
+    n_train = min(n, 32 * n_cells)
+    train = F[np.sort(rng.choice(n, n_train, replace=False))] if n_train < n else F
+    km = KMeans(n_clusters=n_cells, init="random", n_init=1, max_iter=15, tol=1e-4, random_state=seed)
+    km.fit(train)
+    cent = km.cluster_centers_.astype(np.float32)
+    # Assign every row to its nearest centroid (Euclidean on unit vectors).
+    c_norm = 0.5 * np.einsum("ij,ij->i", cent, cent)
+    cell = np.empty(n, dtype=np.int64)
+    step = max(1, TILE_BYTES // (4 * n_cells))
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        cell[r0:r1] = np.argmax(F[r0:r1] @ cent.T - c_norm, axis=1)
+    order = np.argsort(cell, kind="stable")
+    bounds = np.searchsorted(cell[order], np.arange(n_cells + 1))
+    # Cells to probe for each cell: the n_probe nearest centroids.
+    cc = cent @ cent.T - c_norm[None, :]
+    probe = np.argpartition(-cc, n_probe - 1, axis=1)[:, :n_probe]
+    idx = np.empty((n, kk), dtype=np.int64)
+    sims = np.empty((n, kk), dtype=np.float32)
+    for c in range(n_cells):
+        q = order[bounds[c] : bounds[c + 1]]
+        if q.size == 0:
+            continue
+        cand = np.concatenate([order[bounds[p] : bounds[p + 1]] for p in probe[c]])
+        if cand.size < kk:  # tiny neighbourhood: fall back to all rows
+            cand = np.arange(n)
+        fc = F[cand]
+        step = max(1, TILE_BYTES // (4 * cand.size))
+        for q0 in range(0, q.size, step):
+            qq = q[q0 : q0 + step]
+            g = F[qq] @ fc.T
+            idx[qq], sims[qq] = _topk_rows(g, cand, kk)
+    return idx, sims
+
+
+def _search_faiss(F: np.ndarray, kk: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-kk inner-product neighbours with faiss HNSW (flat storage)."""
+    faiss = _load_faiss()
+    n, d = F.shape
+    index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 64
+    index.hnsw.efSearch = max(64, 2 * kk)
+    faiss.omp_set_num_threads(max(1, faiss.omp_get_max_threads()))
+    index.add(F)
+    sims, idx = index.search(F, kk)
+    idx = idx.astype(np.int64)
+    bad = idx < 0  # not enough results: point at the row itself with no weight
+    if bad.any():
+        rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)
+        idx[bad] = rows[bad]
+        sims[bad] = -np.inf
+    return idx, sims.astype(np.float32)
+
+
+def knn_search(
+    F: np.ndarray,
+    k: int,
+    *,
+    index: str,
+    n_probe: int = 16,
+    seed: int = 0,
+    block_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Each row itself plus its k nearest other rows by inner product.
+
+    Returns ``(nbrs, sims, index_used)``: ``nbrs`` (N, k+1) int64 with the row
+    itself in column 0, ``sims`` the matching inner products (float32; entries
+    that the index could not fill are ``-inf`` and carry no weight).
+    """
+    n = F.shape[0]
+    k = max(0, min(k, n - 1))
+    kk = k + 1
+    if index == "auto":
+        index = "faiss" if faiss_available() else "sklearn"
+    if index == "brute":
+        idx, sims = _search_brute(F, kk, block_size)
+    elif index == "sklearn":
+        idx, sims = _search_sklearn(F, kk, n_probe=n_probe, seed=seed)
+    elif index == "faiss":
+        idx, sims = _search_faiss(F, kk, seed=seed)
+    else:  # pragma: no cover - validated by the detector
+        raise ValueError(index)
+    # Put the row itself first and keep its k best others (drop self if found,
+    # else the worst candidate).
+    rows = np.arange(n)[:, None]
+    is_self = idx == rows
+    keep = ~is_self
+    no_self = ~is_self.any(axis=1)
+    keep[no_self, kk - 1] = False
+    # Exactly k entries kept per row (duplicated self hits are dropped too).
+    others = np.where(keep, idx, -1)
+    osims = np.where(keep, sims, -np.inf)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    others = np.take_along_axis(others, order, axis=1)
+    osims = np.take_along_axis(osims, order, axis=1)
+    filled = others >= 0
+    others = np.where(filled, others, rows)
+    osims = np.where(filled, osims, -np.inf).astype(np.float32)
+    self_sims = np.einsum("ij,ij->i", F, F)[:, None].astype(np.float32)
+    nbrs = np.concatenate([rows, others], axis=1).astype(np.int64)
+    return nbrs, np.concatenate([self_sims, osims], axis=1), index
+
+
+def knn_kernel(
+    nbrs: np.ndarray, sims: np.ndarray, P: np.ndarray | None, *, cutoff: float
+) -> np.ndarray:
+    """Kernel values k_ij on the neighbour graph, zero where k_ij <= cutoff."""
+    kern = np.maximum(sims, 0.0).astype(np.float32)
+    if P is not None:
+        n = nbrs.shape[0]
+        step = max(1, TILE_BYTES // (4 * P.shape[1] * nbrs.shape[1]))
+        for r0 in range(0, n, step):
+            r1 = min(n, r0 + step)
+            pp = np.einsum("ik,ijk->ij", P[r0:r1], P[nbrs[r0:r1]])
+            kern[r0:r1] *= pp
+    kern[kern <= np.float32(cutoff)] = 0.0
+    return kern
+
+
+def knn_sums(
+    nbrs: np.ndarray,
+    kern: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    power: float,
+    col_mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class sums (N, K) of k_ij^t over each row's neighbours (optionally only
+    neighbours with ``col_mask[j]``), and kernel sums (N,) of k_ij (t = 1).
+
+    Processed in row chunks, so the temporaries stay small at any N."""
+    n, width = nbrs.shape
+    class_sums = np.zeros((n, n_classes), dtype=np.float64)
+    ksum = np.zeros(n, dtype=np.float64)
+    step = max(1, (8 * 2**20) // max(1, width))
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        nb = nbrs[r0:r1]
+        w = kern[r0:r1].astype(np.float64)
+        ksum[r0:r1] = w.sum(axis=1)
+        if power != 1.0:
+            w **= power
+        if col_mask is not None:
+            w[~col_mask[nb]] = 0.0
+        flat = (np.arange(r1 - r0)[:, None] * n_classes + labels[nb]).ravel()
+        class_sums[r0:r1] = np.bincount(
+            flat, weights=w.ravel(), minlength=(r1 - r0) * n_classes
+        ).reshape(r1 - r0, n_classes)
+    return class_sums, ksum
