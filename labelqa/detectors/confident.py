@@ -710,21 +710,23 @@ def _normalized_margin_block(labels: np.ndarray, block: np.ndarray) -> np.ndarra
 
 
 def _cwe_block(labels: np.ndarray, block: np.ndarray) -> np.ndarray:
-    """Confidence-weighted entropy of a float64 block."""
+    """Confidence-weighted entropy of a block (logs in the block's dtype, sums in float64)."""
     k = block.shape[1]
-    own = block[np.arange(labels.size), labels]
-    logs = np.zeros_like(block)
-    np.log(block, out=logs, where=block > 0)  # 0 * log 0 = 0
-    entropy = -np.einsum("ij,ij->i", block, logs)
+    own = block[np.arange(labels.size), labels].astype(np.float64)
+    plogp = np.log(np.maximum(block, np.finfo(block.dtype).tiny))
+    plogp *= block  # 0 * log(tiny) = 0: 0 log 0 = 0
+    entropy = -plogp.sum(axis=1, dtype=np.float64)
     norm = entropy / math.log(k) if k > 1 else np.zeros_like(entropy)
     ratio = np.maximum(norm, 0.0) / np.maximum(own, _CWE_FLOOR)
     return np.clip(np.log1p(ratio) / np.maximum(ratio, _CWE_FLOOR), 0.0, 1.0)
 
 
 def _adjusted_block(block: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """``p - t + max(t)``, negatives clipped to 0, rows renormalised (float64)."""
-    adj = block.astype(np.float64) - thresholds + thresholds.max()
-    np.maximum(adj, 0.0, out=adj)
+    """``p - t + max(t)``, negatives clipped to 0, rows renormalised (in the block's dtype)."""
+    t = thresholds.astype(block.dtype)
+    adj = block - t
+    adj += t.max()
+    np.maximum(adj, 0, out=adj)
     sums = adj.sum(axis=1, keepdims=True)
     np.divide(adj, sums, out=adj, where=sums > 0)
     return adj
@@ -747,11 +749,11 @@ def _scores(
     out = np.empty(labels.size, dtype=np.float64)
     for sl in _chunks(*probs.shape):
         lab = labels[sl]
-        block = _adjusted_block(probs[sl], thresholds) if adjust else probs[sl].astype(np.float64)
+        block = _adjusted_block(probs[sl], thresholds) if adjust else probs[sl]
         if method == "self_confidence":
             out[sl] = np.clip(block[np.arange(lab.size), lab], 0.0, 1.0)
         elif method == "normalized_margin":
-            out[sl] = _normalized_margin_block(lab, block)
+            out[sl] = _normalized_margin_block(lab, block)  # block is our own copy
         else:
             out[sl] = _cwe_block(lab, block)
     return out
