@@ -166,3 +166,11 @@ def test_no_feature_columns_found(tmp_path):
     result = invoke([path, "--out", tmp_path / "out"])
     assert isinstance(result.exception, LabelqaError)
     assert "--features-col COL" in str(result.exception)
+
+
+def test_help_lists_the_options():
+    result = invoke(["--help"])
+    assert result.exit_code == 0
+    for option in ("--features-col", "--features", "--feature-cols", "--epochs", "--hidden", "--seed", "--folds",
+                   "--cv-model", "--runs", "--threads", "--out"):
+        assert option in result.output

@@ -77,8 +77,8 @@ def train(
     label_col: o.LabelCol = "label",
     features_col: Annotated[
         Optional[str],
-        typer.Option("--features-col", help="list<float> column of features or embeddings "
-                     f"[default: the first of {', '.join(AUTO_FEATURE_COLS)} present].", rich_help_panel=FEATURES,
+        typer.Option("--features-col", help="list<float> column of features or embeddings. Default: the first "
+                     f"of the columns {', '.join(AUTO_FEATURE_COLS)} that exists.", rich_help_panel=FEATURES,
                      show_default=False),
     ] = None,
     features: Annotated[
