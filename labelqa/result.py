@@ -142,14 +142,21 @@ class ScanResult:
         return pa.table(columns)
 
     def _detectors_column(self) -> pa.Array:
+        """Comma-separated names of the detectors that flagged each row ("" for none).
+
+        Rows are coded by the bitmask of their flags, so only the few distinct
+        patterns are turned into strings (a dictionary array, cast to string).
+        """
         names = list(self.results)
-        flags = np.stack([np.asarray(r.issues, dtype=bool) for r in self.results.values()], axis=1)
-        out = np.full(self.data.n_rows, "", dtype=object)
-        for pattern in np.unique(flags, axis=0):
-            if pattern.any():
-                match = (flags == pattern).all(axis=1)
-                out[match] = ",".join(n for n, on in zip(names, pattern) if on)
-        return pa.array(out, type=pa.string())
+        if len(names) > 62:
+            raise ValueError("at most 62 detectors per scan")
+        code = np.zeros(self.data.n_rows, dtype=np.int64)
+        for bit, res in enumerate(self.results.values()):
+            code |= np.asarray(res.issues, dtype=np.int64) << bit
+        patterns = np.flatnonzero(np.bincount(code, minlength=1))
+        labels = [",".join(n for b, n in enumerate(names) if (int(p) >> b) & 1) for p in patterns]
+        indices = np.searchsorted(patterns, code).astype(np.int32)
+        return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(labels, pa.string())).cast(pa.string())
 
     def _reason_column(self) -> pa.Array:
         """A short human reason for flagged rows; empty for the others."""

@@ -7,6 +7,7 @@ output folder once every one of them is complete (see :mod:`labelqa.atomic`).
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,21 @@ def write_report(
         raise LabelqaError(f"output path {out_dir} exists and is not a folder", "pass --out with a folder path")
     summary = result.summary() if summary is None else summary
     table = result.issues_table()
-    with staging_dir(out_dir) as tmp:
-        pq.write_table(table, tmp / "issues.parquet", compression="zstd")
+    with staging_dir(out_dir) as tmp, ThreadPoolExecutor(max_workers=3) as pool:
+        # The writers release the GIL for most of their work: run them side by side.
+        jobs = [pool.submit(pq.write_table, table, tmp / "issues.parquet", compression="zstd")]
         if csv:
-            pacsv.write_csv(table, tmp / "issues.csv")
-        (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
-        (tmp / "summary.md").write_text(render_markdown(summary, table), encoding="utf-8")
-        (tmp / "report.html").write_text(render_html(summary, table), encoding="utf-8")
+            jobs.append(pool.submit(pacsv.write_csv, table, tmp / "issues.csv"))
+        jobs.append(pool.submit(_write_text, tmp / "summary.json", summary_json(summary)))
+        jobs.append(pool.submit(_write_text, tmp / "summary.md", render_markdown(summary, table)))
+        jobs.append(pool.submit(_write_text, tmp / "report.html", render_html(summary, table)))
+        for job in jobs:
+            job.result()  # re-raise the first failure before anything is published
         return publish(tmp, out_dir)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
 
 
 def read_issues(report_dir: str | Path) -> pa.Table:
