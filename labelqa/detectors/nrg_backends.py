@@ -366,10 +366,22 @@ def knn_search(
         index = "faiss" if faiss_available() else "sklearn"
     if index == "brute":
         idx, sims = _search_brute(F, kk, block_size)
-    elif index == "sklearn":
-        idx, sims = _search_sklearn(F, kk, n_probe=n_probe, seed=seed)
-    elif index == "faiss":
-        idx, sims = _search_faiss(F, kk, seed=seed)
+    elif index in ("sklearn", "faiss"):
+        # The approximate indexes depend on the order rows are inserted or
+        # sampled in: run them in a canonical order (by a seeded random
+        # projection of the embedding) so results do not depend on row order.
+        u = np.random.default_rng(seed).standard_normal(F.shape[1]).astype(np.float32)
+        perm = np.argsort(F @ u, kind="stable")
+        Fp = F[perm]
+        if index == "sklearn":
+            idx, sims = _search_sklearn(Fp, kk, n_probe=n_probe, seed=seed)
+        else:
+            idx, sims = _search_faiss(Fp, kk, seed=seed)
+        del Fp
+        idx = perm[idx]
+        inv = np.empty_like(perm)
+        inv[perm] = np.arange(n)
+        idx, sims = idx[inv], sims[inv]
     else:  # pragma: no cover - validated by the detector
         raise ValueError(index)
     # Put the row itself first and keep its k best others (drop self if found,
