@@ -256,7 +256,7 @@ def _topk_rows(sims: np.ndarray, cand: np.ndarray, kk: int) -> tuple[np.ndarray,
 def _search_brute(F: np.ndarray, kk: int, block_size: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-kk inner-product neighbours (O(N^2 D), blocked)."""
     n = F.shape[0]
-    idx = np.empty((n, kk), dtype=np.int64)
+    idx = np.empty((n, kk), dtype=np.int32 if n < 2**31 else np.int64)
     sims = np.empty((n, kk), dtype=np.float32)
     rows = max(1, min(n, block_size or max(1, TILE_BYTES // (4 * n))))
     allc = np.arange(n)
@@ -273,7 +273,7 @@ def ivf_cells(n: int) -> int:
 
 
 def _search_sklearn(
-    F: np.ndarray, kk: int, *, n_probe: int, seed: int
+    F: np.ndarray, kk: int, *, n_probe: int, seed: int, canon: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate top-kk neighbours with an inverted-file index.
 
@@ -282,6 +282,10 @@ def _search_sklearn(
     dimension), among the rows of the ``n_probe`` cells whose centroids are
     nearest to that cell's centroid (its own included). Neighbour similarities
     are exact inner products; only the candidate set is approximate.
+
+    ``canon`` is a canonical row order (a permutation): the training sample
+    and the order within cells follow it, so the result does not depend on
+    the order of the rows of ``F``.
     """
     from sklearn.cluster import KMeans  # noqa: PLC0415
 
@@ -291,7 +295,8 @@ def _search_sklearn(
         return _search_brute(F, kk, None)
     rng = np.random.default_rng(seed)
     n_train = min(n, 32 * n_cells)
-    train = F[np.sort(rng.choice(n, n_train, replace=False))] if n_train < n else F
+    pick = np.sort(rng.choice(n, n_train, replace=False)) if n_train < n else np.arange(n)
+    train = F[canon[pick]]
     km = KMeans(n_clusters=n_cells, init="random", n_init=1, max_iter=15, tol=1e-4, random_state=seed)
     km.fit(train)
     cent = km.cluster_centers_.astype(np.float32)
@@ -302,12 +307,15 @@ def _search_sklearn(
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
         cell[r0:r1] = np.argmax(F[r0:r1] @ cent.T - c_norm, axis=1)
-    order = np.argsort(cell, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[canon] = np.arange(n)
+    order = np.lexsort((rank, cell))
+    del rank
     bounds = np.searchsorted(cell[order], np.arange(n_cells + 1))
     # Cells to probe for each cell: the n_probe nearest centroids.
     cc = cent @ cent.T - c_norm[None, :]
     probe = np.argpartition(-cc, n_probe - 1, axis=1)[:, :n_probe]
-    idx = np.empty((n, kk), dtype=np.int64)
+    idx = np.empty((n, kk), dtype=np.int32 if n < 2**31 else np.int64)
     sims = np.empty((n, kk), dtype=np.float32)
     for c in range(n_cells):
         q = order[bounds[c] : bounds[c + 1]]
@@ -325,7 +333,7 @@ def _search_sklearn(
     return idx, sims
 
 
-def _search_faiss(F: np.ndarray, kk: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _search_faiss(F: np.ndarray, kk: int, *, seed: int, canon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Approximate top-kk inner-product neighbours with faiss HNSW (flat storage)."""
     faiss = _load_faiss()
     n, d = F.shape
@@ -333,9 +341,14 @@ def _search_faiss(F: np.ndarray, kk: int, *, seed: int) -> tuple[np.ndarray, np.
     index.hnsw.efConstruction = 64
     index.hnsw.efSearch = max(64, 2 * kk)
     faiss.omp_set_num_threads(max(1, faiss.omp_get_max_threads()))
-    index.add(F)
-    sims, idx = index.search(F, kk)
-    idx = idx.astype(np.int64)
+    step = 65536
+    for r0 in range(0, n, step):  # insertion in canonical order
+        index.add(np.ascontiguousarray(F[canon[r0 : r0 + step]]))
+    sims, raw = index.search(F, kk)
+    missing = raw < 0
+    idx = canon[raw.clip(min=0)]
+    idx[missing] = -1
+    del raw
     bad = idx < 0  # not enough results: point at the row itself with no weight
     if bad.any():
         rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)
@@ -368,41 +381,38 @@ def knn_search(
         idx, sims = _search_brute(F, kk, block_size)
     elif index in ("sklearn", "faiss"):
         # The approximate indexes depend on the order rows are inserted or
-        # sampled in: run them in a canonical order (by a seeded random
+        # sampled in: they use a canonical order (by a seeded random
         # projection of the embedding) so results do not depend on row order.
         u = np.random.default_rng(seed).standard_normal(F.shape[1]).astype(np.float32)
-        perm = np.argsort(F @ u, kind="stable")
-        Fp = F[perm]
+        canon = np.argsort(F @ u, kind="stable")
         if index == "sklearn":
-            idx, sims = _search_sklearn(Fp, kk, n_probe=n_probe, seed=seed)
+            idx, sims = _search_sklearn(F, kk, n_probe=n_probe, seed=seed, canon=canon)
         else:
-            idx, sims = _search_faiss(Fp, kk, seed=seed)
-        del Fp
-        idx = perm[idx]
-        inv = np.empty_like(perm)
-        inv[perm] = np.arange(n)
-        idx, sims = idx[inv], sims[inv]
+            idx, sims = _search_faiss(F, kk, seed=seed, canon=canon)
     else:  # pragma: no cover - validated by the detector
         raise ValueError(index)
     # Put the row itself first and keep its k best others (drop self if found,
-    # else the worst candidate).
-    rows = np.arange(n)[:, None]
-    is_self = idx == rows
-    keep = ~is_self
-    no_self = ~is_self.any(axis=1)
-    keep[no_self, kk - 1] = False
-    # Exactly k entries kept per row (duplicated self hits are dropped too).
-    others = np.where(keep, idx, -1)
-    osims = np.where(keep, sims, -np.inf)
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-    others = np.take_along_axis(others, order, axis=1)
-    osims = np.take_along_axis(osims, order, axis=1)
-    filled = others >= 0
-    others = np.where(filled, others, rows)
-    osims = np.where(filled, osims, -np.inf).astype(np.float32)
-    self_sims = np.einsum("ij,ij->i", F, F)[:, None].astype(np.float32)
-    nbrs = np.concatenate([rows, others], axis=1).astype(np.int64)
-    return nbrs, np.concatenate([self_sims, osims], axis=1), index
+    # else the worst candidate); in row chunks to bound the temporaries.
+    nbrs = np.empty((n, k + 1), dtype=np.int32 if n < 2**31 else np.int64)
+    out_sims = np.empty((n, k + 1), dtype=np.float32)
+    step = 65536
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        ci, cs = idx[r0:r1], sims[r0:r1]
+        rows = np.arange(r0, r1)[:, None]
+        is_self = ci == rows
+        keep = ~is_self
+        keep[~is_self.any(axis=1), kk - 1] = False
+        # exactly k entries kept per row (duplicated self hits are dropped too)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+        filled = np.take_along_axis(keep, order, axis=1)
+        others = np.where(filled, np.take_along_axis(ci, order, axis=1), rows)
+        osims = np.where(filled, np.take_along_axis(cs, order, axis=1), -np.inf)
+        nbrs[r0:r1, 0] = rows[:, 0]
+        nbrs[r0:r1, 1:] = others
+        out_sims[r0:r1, 0] = np.einsum("ij,ij->i", F[r0:r1], F[r0:r1])
+        out_sims[r0:r1, 1:] = osims
+    return nbrs, out_sims, index
 
 
 def knn_kernel(
