@@ -1,6 +1,8 @@
 """ScanResult: what a scan found, and how it becomes report tables and a summary.
 
-Writers and the gate read a ScanResult; they never recompute detector logic.
+Writers, the gate and fix read a ScanResult; they never recompute detector
+logic. With several detectors, per-row score, flag and suggestion come from
+:mod:`labelqa.detectors.ensemble`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import pyarrow as pa
 
 from labelqa._version import __version__
 from labelqa.data.model import LabelData
+from labelqa.detectors import ensemble
 from labelqa.detectors.base import DetectorResult
+from labelqa.report.reasons import reasons_for
 
 #: Version of the summary.json layout; bump on any incompatible change.
 SUMMARY_SCHEMA_VERSION = 1
@@ -30,6 +34,11 @@ ISSUE_COLUMNS = (
     "detectors",
     "reason",
 )
+
+#: Extra per-row arrays of detectors that become issue-table columns under their own name.
+_NAMED_EXTRAS = ("outlier_score", "is_outlier", "aum")
+#: N x K boolean extras of multi-label detectors, written as lists of class names.
+_CLASS_SET_EXTRAS = ("labels_to_remove", "labels_to_add")
 
 
 def rank_rows(scores: np.ndarray, flags: np.ndarray) -> np.ndarray:
@@ -57,17 +66,37 @@ class ScanResult:
     Attributes:
         data: The scanned data.
         results: Detector results by detector name, in run order.
-        primary: Name of the detector whose score and flags drive the report.
+        primary: Name of the primary detector (its figures lead the summary).
+        issue_rule: How flags combine when several detectors ran (see
+            :mod:`labelqa.detectors.ensemble`).
         options: Options the scan ran with (recorded in the summary).
     """
 
     data: LabelData
     results: dict[str, DetectorResult]
     primary: str
+    issue_rule: str = "primary_or_2"
     options: dict[str, Any] = field(default_factory=dict)
-    _issues: pa.Table | None = field(default=None, init=False, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.issue_rule not in ensemble.ISSUE_RULES:
+            from labelqa.errors import LabelqaError
+
+            raise LabelqaError(f"unknown issue rule {self.issue_rule!r}",
+                               f"choose one of {', '.join(ensemble.ISSUE_RULES)}")
+
+    def _cached(self, key: str, build: Any) -> Any:
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
 
     # ---- per-row views -------------------------------------------------
+    @property
+    def multilabel(self) -> bool:
+        """Whether the data is multi-label."""
+        return self.data.task == "multilabel"
+
     @property
     def primary_result(self) -> DetectorResult:
         """The result of the primary detector."""
@@ -75,18 +104,31 @@ class ScanResult:
 
     @property
     def label_quality(self) -> np.ndarray:
-        """Per-row label quality, lower = more suspect."""
-        return self.primary_result.scores
+        """Per-row label quality, lower = more suspect (rank average with several detectors)."""
+        return self._cached("quality", lambda: ensemble.combined_score(list(self.results.values())))
 
     @property
     def is_label_issue(self) -> np.ndarray:
-        """Per-row issue flag."""
-        return self.primary_result.issues
+        """Per-row issue flag (the ensemble rule with several detectors)."""
+        return self._cached(
+            "flags", lambda: ensemble.combined_flags(list(self.results.values()), self.primary, self.issue_rule)
+        )
+
+    def _suggestion(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._cached(
+            "suggestion",
+            lambda: ensemble.combined_suggestion(list(self.results.values()), self.primary, self.data.labels),
+        )
 
     @property
     def suggested(self) -> np.ndarray:
-        """Per-row suggested label codes."""
-        return self.primary_result.suggested
+        """Per-row suggested label codes (N x K bool label sets for multi-label)."""
+        return self._suggestion()[0]
+
+    @property
+    def suggested_confidence(self) -> np.ndarray | None:
+        """Per-row probability backing the suggestion (NaN where unknown)."""
+        return self._suggestion()[1]
 
     @property
     def n_issues(self) -> int:
@@ -102,31 +144,34 @@ class ScanResult:
         """Rank of every row (see :func:`rank_rows`)."""
         return rank_rows(self.label_quality, self.is_label_issue)
 
-    def fired(self) -> list[str]:
-        """Detector names, for the per-row ``detectors`` column."""
-        return list(self.results)
-
     # ---- tables --------------------------------------------------------
     def issues_table(self) -> pa.Table:
         """One row per input row, joinable on ``id``, in input order.
 
         Columns: ``id, given_label, suggested_label, label_quality,
-        is_label_issue, rank, suggested_confidence, detectors, reason`` and
-        then ``<detector>_score``, ``<detector>_issue`` for every detector.
-        The table is built once and cached.
+        is_label_issue, rank, suggested_confidence, detectors, reason``; for
+        multi-label data also ``labels_to_remove, labels_to_add,
+        suggested_labels`` (lists of class names, where the label columns are
+        lists too); then ``<detector>_score`` and ``<detector>_issue`` for every
+        detector, and detector extras such as ``outlier_score``,
+        ``is_outlier`` (NRG) and ``aum`` (AUM). Built once and cached.
         """
-        if self._issues is None:
-            self._issues = self._build_issues_table()
-        return self._issues
+        return self._cached("issues", self._build_issues_table)
 
     def _build_issues_table(self) -> pa.Table:
         data = self.data
         flags = np.asarray(self.is_label_issue, dtype=bool)
-        conf = self.primary_result.suggested_confidence
+        conf = self.suggested_confidence
+        if self.multilabel:
+            given = _class_sets(data.labels, data.classes)
+            suggested = _class_sets(self.suggested, data.classes)
+        else:
+            given = _class_array(data.labels, data.classes)
+            suggested = _class_array(self.suggested, data.classes)
         columns: dict[str, pa.Array] = {
             "id": pa.array(data.ids),
-            "given_label": _class_array(data.labels, data.classes),
-            "suggested_label": _class_array(self.suggested, data.classes),
+            "given_label": given,
+            "suggested_label": suggested,
             "label_quality": pa.array(np.asarray(self.label_quality, dtype=np.float64)),
             "is_label_issue": pa.array(flags),
             "rank": pa.array(self.ranks()),
@@ -136,9 +181,18 @@ class ScanResult:
             "detectors": self._detectors_column(),
             "reason": self._reason_column(),
         }
+        if self.multilabel:
+            for key in _CLASS_SET_EXTRAS:
+                mats = [r.extra[key] for r in self.results.values() if key in r.extra]
+                if mats:
+                    columns[key] = _class_sets(np.logical_or.reduce(mats) & flags[:, None], data.classes)
+            columns["suggested_labels"] = suggested
         for name, res in self.results.items():
             columns[f"{name}_score"] = pa.array(np.asarray(res.scores, dtype=np.float64))
             columns[f"{name}_issue"] = pa.array(np.asarray(res.issues, dtype=bool))
+            for key in _NAMED_EXTRAS:
+                if key in res.extra and key not in columns:
+                    columns[key] = pa.array(np.asarray(res.extra[key]))
         return pa.table(columns)
 
     def _detectors_column(self) -> pa.Array:
@@ -159,22 +213,12 @@ class ScanResult:
         return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(labels, pa.string())).cast(pa.string())
 
     def _reason_column(self) -> pa.Array:
-        """A short human reason for flagged rows; empty for the others."""
-        data = self.data
-        out = np.full(data.n_rows, "", dtype=object)
+        """A short human reason for flagged rows ("" for the others)."""
+        out = np.full(self.data.n_rows, "", dtype=object)
         idx = np.flatnonzero(self.is_label_issue)
-        if idx.size == 0:
-            return pa.array(out, type=pa.string())
-        probs = data.pred_probs
-        names = np.asarray(data.class_names, dtype=object)
-        given = data.labels[idx]
-        sugg = self.suggested[idx]
-        p_given = probs[idx, given]
-        p_sugg = probs[idx, sugg]
-        out[idx] = [
-            f"given '{g}' ({pg:.2f}), model says '{s}' ({ps:.2f})"
-            for g, pg, s, ps in zip(names[given], p_given, names[sugg], p_sugg)
-        ]
+        if idx.size:
+            parts = [reasons_for(self.data, res, idx) for res in self.results.values()]
+            out[idx] = ["; ".join(p for p in row if p) for row in zip(*parts)]
         return pa.array(out, type=pa.string())
 
     # ---- summary -------------------------------------------------------
@@ -182,9 +226,15 @@ class ScanResult:
         """Per-class counts and issue rates (plus the primary detector's figures)."""
         data = self.data
         k = data.n_classes
-        counts = data.class_counts()
-        issues = np.bincount(data.labels[self.is_label_issue], minlength=k)
-        suggested_into = np.bincount(self.suggested[self.is_label_issue], minlength=k)
+        flags = np.asarray(self.is_label_issue, dtype=bool)
+        if self.multilabel:
+            counts = data.labels.sum(axis=0)
+            issues = data.labels[flags].sum(axis=0)
+            suggested_into = (self.suggested[flags] & ~data.labels[flags]).sum(axis=0)
+        else:
+            counts = data.class_counts()
+            issues = np.bincount(data.labels[flags], minlength=k)
+            suggested_into = np.bincount(self.suggested[flags], minlength=k)
         extra = self.primary_result.summary.get("per_class") or [{}] * k
         rows = []
         for c in range(k):
@@ -196,12 +246,15 @@ class ScanResult:
                 "suggested_into": int(suggested_into[c]),
             }
             for key, value in extra[c].items():
-                row.setdefault(key, value)
+                if key not in ("class", "class_count"):
+                    row.setdefault(key, value)
             rows.append(row)
         return rows
 
     def confused_pairs(self, top: int = 10) -> list[dict[str, Any]]:
-        """Most frequent (given, suggested) pairs among flagged rows."""
+        """Most frequent (given, suggested) pairs among flagged rows (multiclass only)."""
+        if self.multilabel:
+            return []
         data = self.data
         k = data.n_classes
         flags = self.is_label_issue
@@ -219,7 +272,7 @@ class ScanResult:
         """The dataset summary, as written to summary.json (versioned schema)."""
         data = self.data
         primary = self.primary_result.summary
-        return {
+        out = {
             "schema_version": SUMMARY_SCHEMA_VERSION,
             "labelqa_version": __version__,
             "source": data.source,
@@ -228,6 +281,8 @@ class ScanResult:
             "n_classes": data.n_classes,
             "classes": data.class_names,
             "primary_detector": self.primary,
+            "detectors_run": list(self.results),
+            "issue_rule": self.issue_rule if len(self.results) > 1 else "primary",
             "issues_found": self.n_issues,
             "issue_rate": self.issue_rate,
             "estimated_num_issues": primary.get("estimated_num_issues"),
@@ -237,11 +292,21 @@ class ScanResult:
             "per_class": self.per_class(),
             "confused_pairs": self.confused_pairs(),
             "detectors": {
-                name: {"issues_found": res.n_issues, "params": _jsonable(res.params), "summary": res.summary}
+                name: {"issues_found": res.n_issues, "params": _jsonable(res.params), "summary": _jsonable(res.summary)}
                 for name, res in self.results.items()
             },
             "options": _jsonable(self.options),
         }
+        if "outlier_score" in self._extras():
+            out["outliers_found"] = int(np.count_nonzero(self._extras().get("is_outlier", [])))
+        return out
+
+    def _extras(self) -> dict[str, np.ndarray]:
+        merged: dict[str, np.ndarray] = {}
+        for res in self.results.values():
+            for key, value in res.extra.items():
+                merged.setdefault(key, value)
+        return merged
 
 
 def _class_array(codes: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
@@ -252,16 +317,27 @@ def _class_array(codes: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
     return pa.array(np.asarray([str(c) for c in classes])[codes], type=pa.string())
 
 
+def _class_sets(matrix: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
+    """Rows of an N x K bool matrix as lists of class values (vectorised)."""
+    matrix = np.asarray(matrix, dtype=bool)
+    rows, cols = np.nonzero(matrix)
+    offsets = np.zeros(matrix.shape[0] + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=matrix.shape[0]), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), _class_array(cols, classes))
+
+
 def _jsonable(value: Any) -> Any:
-    """Turn numpy scalars/arrays and paths into plain JSON types."""
+    """Turn numpy scalars/arrays and paths into plain JSON types (NaN/inf become None)."""
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _jsonable(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
+        return _jsonable(value.item())
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
         return value
     return str(value)

@@ -94,6 +94,7 @@ def load_options(
     id_col: str | None,
     input_format: str | None,
     renormalize: bool,
+    **extra: Any,
 ) -> dict[str, Any]:
     """Keyword arguments for :func:`labelqa.load` from CLI options."""
     if classes is not None and classes_file is not None:
@@ -112,6 +113,7 @@ def load_options(
         "id_col": id_col,
         "input_format": input_format,
         "renormalize": renormalize,
+        **{k: v for k, v in extra.items() if v is not None},
     }
 
 
@@ -124,3 +126,72 @@ def parse_int_list(text: str | None, option: str) -> list[int] | None:
     except ValueError:
         raise LabelqaError(f"{option} {text!r} is not a comma-separated list of integers", f"e.g. {option} 10,5,0") from None
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log each step with timings to stderr.")]
+
+ML = "Multi-label"
+AUM = "AUM (training dynamics)"
+NRG = "NRG (embeddings)"
+DET = "Detectors"
+
+Task = Annotated[
+    str,
+    typer.Option("--task", help="auto (multi-label when the label column holds lists or --label-sep is given), "
+                 "multiclass or multilabel.", rich_help_panel=LOAD),
+]
+LabelSep = Annotated[
+    Optional[str],
+    typer.Option("--label-sep", help="Multi-label labels as a delimited string column, e.g. --label-sep ','.",
+                 rich_help_panel=LOAD, show_default=False),
+]
+EmbeddingsCol = Annotated[
+    str,
+    typer.Option("--embeddings-col", help="list<float> column of embeddings; enables the nrg detector when present.",
+                 rich_help_panel=LOAD),
+]
+EmbeddingsFile = Annotated[
+    Optional[Path],
+    typer.Option("--embeddings", help="N x D .npy file of embeddings (row order = data order).", rich_help_panel=LOAD,
+                 show_default=False),
+]
+LogitsByEpoch = Annotated[
+    Optional[str],
+    typer.Option("--logits-by-epoch", help="Training dynamics for AUM: the dynamics/ folder of `labelqa train`, an "
+                 "(epochs, N, K) .npy, a folder of per-epoch .npy/.parquet files, or a list<list<float>> column.",
+                 rich_help_panel=AUM, show_default=False),
+]
+ThresholdSamples = Annotated[
+    Optional[str],
+    typer.Option("--threshold-samples", help="Bool marks of the rows trained as the fake extra class (a .npy/.txt "
+                 "file or a bool column); the logits then have K+1 outputs.", rich_help_panel=AUM,
+                 show_default=False),
+]
+AumCutoff = Annotated[
+    Optional[float],
+    typer.Option("--aum-cutoff", help="Flag rows with AUM below this value (instead of the threshold samples' "
+                 "99th percentile).", rich_help_panel=AUM, show_default=False),
+]
+AumPercentile = Annotated[
+    Optional[float],
+    typer.Option("--aum-percentile", min=0.0, max=100.0, help="Flag rows whose AUM is below this percentile of all "
+                 "rows' AUM. Without threshold samples, cutoff or percentile: flag AUM < 0.", rich_help_panel=AUM,
+                 show_default=False),
+]
+Detectors = Annotated[
+    Optional[str],
+    typer.Option("--detectors", help="Comma-separated detectors to run: cl, aum, nrg [default: every detector the "
+                 "data has inputs for].", rich_help_panel=DET, show_default=False),
+]
+IssueRule = Annotated[
+    str,
+    typer.Option("--issue-rule", help="With several detectors, which rows are issues: primary_or_2 (flagged by the "
+                 "primary detector or by >= 2), primary, any, all, majority.", rich_help_panel=DET),
+]
+
+
+def split_names(text: str | None) -> list[str] | None:
+    """``"cl, nrg"`` -> ``["cl", "nrg"]``; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise LabelqaError("--detectors is empty", "e.g. --detectors cl,nrg")
+    return names

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -33,12 +33,45 @@ def scan(
     id_col: o.IdCol = None,
     input_format: o.InputFormat = None,
     renormalize: o.Renormalize = False,
+    task: o.Task = "auto",
+    label_sep: o.LabelSep = None,
+    embeddings_col: o.EmbeddingsCol = "embedding",
+    embeddings: o.EmbeddingsFile = None,
+    logits_by_epoch: o.LogitsByEpoch = None,
+    threshold_samples: o.ThresholdSamples = None,
+    detectors: o.Detectors = None,
+    issue_rule: o.IssueRule = "primary_or_2",
     filter_by: o.FilterBy = "prune_by_noise_rate",
     score_method: o.ScoreMethod = "self_confidence",
     adjust_pred_probs: o.AdjustPredProbs = False,
     frac_noise: o.FracNoise = 1.0,
     min_examples_per_class: o.MinExamples = 1,
     num_to_remove_per_class: o.NumToRemove = None,
+    aggregation: Annotated[
+        str, typer.Option("--aggregation", help="Multi-label row score: ema (exponential moving average of the "
+                          "sorted per-class scores) or softmin.", rich_help_panel=o.ML)
+    ] = "ema",
+    ema_alpha: Annotated[float, typer.Option("--ema-alpha", help="alpha of the ema aggregation.",
+                                             rich_help_panel=o.ML)] = 0.8,
+    softmin_temperature: Annotated[float, typer.Option("--softmin-temperature", help="Temperature of softmin.",
+                                                       rich_help_panel=o.ML)] = 0.1,
+    aum_cutoff: o.AumCutoff = None,
+    aum_percentile: o.AumPercentile = None,
+    nrg_mode: Annotated[
+        str, typer.Option("--nrg-mode", help="auto (exact up to 60,000 rows, else kNN), exact or knn.",
+                          rich_help_panel=o.NRG)
+    ] = "auto",
+    nrg_kernel: Annotated[
+        str, typer.Option("--nrg-kernel", help="prob (features x probabilities) or feature (features only).",
+                          rich_help_panel=o.NRG)
+    ] = "prob",
+    nrg_power: Annotated[float, typer.Option("--nrg-power", help="Edge power t (4 images/text, 8 audio).",
+                                             rich_help_panel=o.NRG)] = 4.0,
+    nrg_k: Annotated[Optional[int], typer.Option("--nrg-k", min=1, help="Neighbours per row in kNN mode.",
+                                                 rich_help_panel=o.NRG, show_default=False)] = None,
+    outlier_rate: Annotated[float, typer.Option("--outlier-rate", min=0.0, max=0.99,
+                                                help="Share of rows flagged is_outlier by NRG.",
+                                                rich_help_panel=o.NRG)] = 0.01,
     max_issue_rate: Annotated[
         Optional[float],
         typer.Option("--max-issue-rate", help="Quality gate: exit 1 when the share of flagged rows exceeds this "
@@ -56,8 +89,7 @@ def scan(
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
 ) -> int:
-    """Find label issues in DATA and write a report (issues.parquet/.csv, summary.json/.md)."""
-    from labelqa.detectors.confident import ConfidentLearning
+    """Find label issues in DATA and write a report (report.html, issues.parquet/.csv, summary.json/.md)."""
     from labelqa.gate import check_gate, gate_rules
     from labelqa.report.markdown import render_markdown
     from labelqa.report.terminal import print_summary
@@ -67,18 +99,38 @@ def scan(
     load_kwargs = o.load_options(
         label_col=label_col, pred_probs_col=pred_probs_col, pred_probs=pred_probs, classes=classes,
         classes_file=classes_file, id_col=id_col, input_format=input_format, renormalize=renormalize,
+        task=task if task != "auto" else None, label_sep=label_sep,
+        embeddings_col=embeddings_col if embeddings_col != "embedding" else None, embeddings_file=embeddings,
+        logits_by_epoch=logits_by_epoch, threshold_samples=threshold_samples,
     )
-    detector = ConfidentLearning(
-        filter_by=filter_by,
-        score_method=score_method,
-        adjust_pred_probs=adjust_pred_probs,
-        frac_noise=frac_noise,
-        num_to_remove_per_class=o.parse_int_list(num_to_remove_per_class, "--num-to-remove-per-class"),
-        min_examples_per_class=min_examples_per_class,
-    )
+    cl: dict[str, Any] = {
+        "filter_by": filter_by,
+        "frac_noise": frac_noise,
+        "num_to_remove_per_class": o.parse_int_list(num_to_remove_per_class, "--num-to-remove-per-class"),
+        "min_examples_per_class": min_examples_per_class,
+    }
+    # task-specific options go in only when set, so the other task's detector does not reject them
+    _set_if_changed(cl, "score_method", score_method, "self_confidence")
+    _set_if_changed(cl, "adjust_pred_probs", adjust_pred_probs, False)
+    _set_if_changed(cl, "aggregation", aggregation, "ema")
+    _set_if_changed(cl, "alpha", ema_alpha, 0.8)
+    _set_if_changed(cl, "temperature", softmin_temperature, 0.1)
+    nrg: dict[str, Any] = {"mode": nrg_mode, "kernel": nrg_kernel, "power": nrg_power, "outlier_rate": outlier_rate}
+    if nrg_k is not None:
+        nrg["k_neighbors"] = nrg_k
+    aum: dict[str, Any] = {"cutoff": aum_cutoff, "percentile": aum_percentile}
+    if (aum_cutoff is not None or aum_percentile is not None) and logits_by_epoch is None:
+        from labelqa.errors import LabelqaError
+
+        raise LabelqaError("--aum-cutoff/--aum-percentile need training dynamics", "pass --logits-by-epoch PATH")
     rules = gate_rules(max_issue_rate=max_issue_rate)  # validated before any work
+    names = o.split_names(detectors)
+
     with ProgressLog(quiet=quiet or output_format is not OutputFormat.human, verbose=verbose) as log:
-        result = run_scan(data, detectors=[detector], progress=log, **load_kwargs)
+        result = run_scan(
+            data, detectors=names, params={"cl": cl, "nrg": nrg, "aum": aum}, issue_rule=issue_rule,
+            progress=log, **load_kwargs,
+        )
         gate = check_gate(result, rules)
         summary = result.summary()
         summary["gate"] = gate.as_dict()
@@ -104,3 +156,8 @@ def scan(
         if not quiet:
             error_line(f"quality gate failed (ignored by --exit-zero): {gate.reason}")
     return 0
+
+
+def _set_if_changed(params: dict[str, Any], key: str, value: Any, default: Any) -> None:
+    if value != default:
+        params[key] = value

@@ -1,0 +1,82 @@
+"""Short human reasons for flagged rows, one phrase per detector that fired.
+
+Phrases are built only for the rows asked for (the flagged ones), so their
+cost scales with the number of issues, not the dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from labelqa.data.model import LabelData
+from labelqa.detectors.base import DetectorResult
+
+Reasoner = Callable[[LabelData, DetectorResult, np.ndarray], list[str]]
+
+
+def _names(data: LabelData) -> np.ndarray:
+    return np.asarray(data.class_names, dtype=object)
+
+
+def _cl(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:
+    names = _names(data)
+    given, sugg = data.labels[idx], np.asarray(res.suggested)[idx]
+    p_given = data.pred_probs[idx, given]
+    p_sugg = data.pred_probs[idx, sugg]
+    return [
+        f"given '{g}' ({pg:.2f}), model says '{s}' ({ps:.2f})"
+        for g, pg, s, ps in zip(names[given], p_given, names[sugg], p_sugg)
+    ]
+
+
+def _aum(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:
+    names = _names(data)
+    aum = np.asarray(res.extra.get("aum", res.scores))[idx]
+    sugg = names[np.asarray(res.suggested)[idx]]
+    return [f"training margin of the given label is {a:.2f} (AUM); logits favour '{s}'" for a, s in zip(aum, sugg)]
+
+
+def _nrg(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:
+    names = _names(data)
+    given, sugg = data.labels[idx], np.asarray(res.suggested)[idx]
+    return [
+        f"embedding neighbours disagree with '{g}'" + (f", most are '{s}'" if s != g else "")
+        for g, s in zip(names[given], names[sugg])
+    ]
+
+
+def _multilabel(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:
+    names = _names(data)
+    remove = np.asarray(res.extra.get("labels_to_remove"))[idx]
+    add = np.asarray(res.extra.get("labels_to_add"))[idx]
+    probs = data.pred_probs[idx]
+    out = []
+    for r in range(len(idx)):
+        parts = [f"remove '{names[c]}' (p={probs[r, c]:.2f})" for c in np.flatnonzero(remove[r])]
+        parts += [f"add '{names[c]}' (p={probs[r, c]:.2f})" for c in np.flatnonzero(add[r])]
+        out.append(", ".join(parts))
+    return out
+
+
+_REASONERS: dict[str, Reasoner] = {"cl": _cl, "aum": _aum, "nrg": _nrg}
+
+
+def reasons_for(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:
+    """One phrase per row of ``idx`` where ``res`` flagged it, "" elsewhere."""
+    fired = np.asarray(res.issues, dtype=bool)[idx]
+    out = [""] * len(idx)
+    sub = idx[fired]
+    if sub.size == 0:
+        return out
+    if "labels_to_remove" in res.extra:
+        phrases = _multilabel(data, res, sub)
+    elif res.name in _REASONERS:
+        phrases = _REASONERS[res.name](data, res, sub)
+    else:
+        scores = np.asarray(res.scores)[sub]
+        phrases = [f"flagged by {res.name} (score {s:.3f})" for s in scores]
+    for pos, phrase in zip(np.flatnonzero(fired), phrases):
+        out[pos] = phrase
+    return out
