@@ -11,8 +11,6 @@ predicted probabilities by K-fold cross-validation. Writes into ``--out``:
 
 DATA itself is never modified; every output appears atomically.
 
-This module also declares the `scan` options of AUM (``ScanLogitsByEpoch``...)
-for the integrator to move into :mod:`labelqa.cli.options`.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ from labelqa.errors import LabelqaError
 
 TRAIN = "Training"
 FEATURES = "Features"
-AUM = "AUM (training dynamics)"
 
 #: Feature columns picked automatically when no feature option is given.
 AUTO_FEATURE_COLS = ("embedding", "embeddings", "features")
@@ -42,32 +39,6 @@ class CvModel(str, Enum):
 
     logreg = "logreg"
     torch = "torch"
-
-
-# --- options of `labelqa scan` for AUM (to be moved to options.py by the integrator) ---------------
-ScanLogitsByEpoch = Annotated[
-    Optional[str],
-    typer.Option("--logits-by-epoch", help="Training dynamics for AUM: the dynamics/ folder of `labelqa train`, a "
-                 "(epochs, N, K) .npy, a folder of per-epoch .npy/.parquet files, or a list<list<float>> column.",
-                 rich_help_panel=AUM, show_default=False),
-]
-ScanThresholdSamples = Annotated[
-    Optional[str],
-    typer.Option("--threshold-samples", help="Bool marks of the rows trained as the fake extra class (a .npy/.txt "
-                 "file or a bool column); the logits then have K+1 outputs.", rich_help_panel=AUM,
-                 show_default=False),
-]
-ScanAumCutoff = Annotated[
-    Optional[float],
-    typer.Option("--aum-cutoff", help="Flag rows with AUM below this value (instead of the threshold samples' "
-                 "99th percentile).", rich_help_panel=AUM, show_default=False),
-]
-ScanAumPercentile = Annotated[
-    Optional[float],
-    typer.Option("--aum-percentile", min=0.0, max=100.0, help="Flag rows whose AUM is below this percentile of all "
-                 "rows' AUM. Without threshold samples, cutoff or percentile: flag AUM < 0.", rich_help_panel=AUM,
-                 show_default=False),
-]
 
 
 def train(
