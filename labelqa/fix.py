@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +25,9 @@ STRATEGIES: tuple[str, ...] = ("relabel", "drop", "flag")
 
 #: fix_action values.
 KEEP, RELABEL, DROP, FLAG = "keep", "relabel", "drop", "flag"
+
+#: Options of :func:`labelqa.scan` that are not load options.
+_SCAN_ONLY = ("detectors", "params", "primary", "issue_rule", "progress")
 
 _WRITERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
             ".arrow": "arrow", ".feather": "arrow"}
@@ -89,6 +93,9 @@ def apply_fix(
     id_col: str | None = None,
     strategy: Strategy = "relabel",
     min_confidence: float = 0.0,
+    pred_probs: np.ndarray | None = None,
+    classes: Sequence[Any] | None = None,
+    label_sep: str | None = None,
 ) -> FixResult:
     """Apply a fix strategy to the input table, using a scan's issues table.
 
@@ -102,11 +109,22 @@ def apply_fix(
         label_col: Name of the label column.
         id_col: Name of the id column, or ``None`` when ids are row positions.
         strategy: ``relabel``, ``drop`` or ``flag``.
-        min_confidence: See :func:`plan_actions`.
+        min_confidence: See :func:`plan_actions`. For multi-label data it
+            applies per class: a label is removed when ``1 - p >= P`` and
+            added when ``p >= P``; this needs ``pred_probs`` unless ``P == 0``.
+        pred_probs: Multi-label only: the N x K probabilities of the scan.
+        classes: Multi-label only: class values in ``pred_probs`` column order.
+        label_sep: Multi-label only: the separator when the label column is a
+            delimited string rather than a list.
 
     Raises:
         LabelqaError: When the issues do not belong to this table.
     """
+    if _is_list_type(issues.schema.field("given_label").type):
+        return _apply_multilabel_fix(
+            table, issues, label_col=label_col, id_col=id_col, strategy=strategy, min_confidence=min_confidence,
+            pred_probs=pred_probs, classes=classes, label_sep=label_sep,
+        )
     _check_alignment(table, issues, label_col=label_col, id_col=id_col)
     actions = plan_actions(
         issues.column("is_label_issue").to_numpy(zero_copy_only=False),
@@ -117,6 +135,12 @@ def apply_fix(
     original = table.column(label_col)
     suggested = issues.column("suggested_label").cast(original.type)
     fixed = pc.if_else(pa.array(actions == RELABEL), suggested, original)
+    return _finish(table, label_col, original, fixed, actions, strategy)
+
+
+def _finish(table: pa.Table, label_col: str, original: Any, fixed: Any, actions: np.ndarray,
+            strategy: str) -> FixResult:
+    """Put the fixed label in place, add provenance columns, drop rows for ``drop``."""
     out = table
     for name in ("label_original", "label_fixed", "fix_action"):
         if name in out.column_names and name != label_col:
@@ -131,7 +155,114 @@ def apply_fix(
     return FixResult(table=out, actions=counts)
 
 
-def _check_alignment(table: pa.Table, issues: pa.Table, *, label_col: str, id_col: str | None) -> None:
+def _is_list_type(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _sets_to_matrix(col: Any, classes: Sequence[Any], what: str) -> np.ndarray:
+    """A list column of class values -> N x K bool matrix (vectorised)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    n = len(arr)
+    values = pc.list_flatten(arr)
+    parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
+    value_set = pa.array(list(classes))
+    if values.type != value_set.type:
+        values = pc.cast(values, pa.string())
+        value_set = pa.array([str(c) for c in classes], pa.string())
+    codes = pc.index_in(values, value_set=value_set)
+    if codes.null_count:
+        bad = int(np.flatnonzero(codes.is_null().to_numpy(zero_copy_only=False))[0])
+        raise LabelqaError(
+            f"{what}: row {int(parents[bad])} has label {values[bad].as_py()!r}, which is not one of the classes",
+            "re-run `labelqa scan` on this data, or omit --report",
+        )
+    matrix = np.zeros((n, len(classes)), dtype=bool)
+    matrix[parents, codes.to_numpy(zero_copy_only=False)] = True
+    return matrix
+
+
+def _apply_multilabel_fix(
+    table: pa.Table,
+    issues: pa.Table,
+    *,
+    label_col: str,
+    id_col: str | None,
+    strategy: Strategy,
+    min_confidence: float,
+    pred_probs: np.ndarray | None,
+    classes: Sequence[Any] | None,
+    label_sep: str | None,
+) -> FixResult:
+    """Multi-label fix: apply add/remove per class under the confidence rule."""
+    plan_actions(np.zeros(0, bool), np.zeros(0), strategy=strategy, min_confidence=min_confidence)
+    _check_alignment(table, issues, label_col=label_col, id_col=id_col, compare_labels=False)
+    original = table.column(label_col)
+    if classes is None:
+        if min_confidence > 0:
+            raise LabelqaError("multi-label --min-confidence needs the scan's probabilities",
+                               "pass the same input options as the scan")
+        values = pc.unique(pc.list_flatten(issues.column("given_label").combine_chunks()))
+        more = pc.unique(pc.list_flatten(issues.column("suggested_label").combine_chunks()))
+        classes = sorted(set(values.to_pylist()) | set(more.to_pylist()))
+    given = _sets_to_matrix(issues.column("given_label"), classes, "report")
+    if _is_list_type(original.type):
+        data_sets = _sets_to_matrix(original, classes, f"column {label_col!r}")
+    elif label_sep is not None:
+        data_sets = _sets_to_matrix(_split(original, label_sep), classes, f"column {label_col!r}")
+    else:
+        raise LabelqaError(f"column {label_col!r} holds text, not label lists",
+                           "pass --label-sep to say how labels are separated")
+    differ = np.flatnonzero((data_sets != given).any(axis=1))
+    if differ.size:
+        raise LabelqaError(
+            f"the report does not match the data: row {int(differ[0])} has a different label set in the data",
+            "re-run `labelqa scan` on this data (with the same --id-col and --label-col), or omit --report",
+        )
+    remove = _sets_to_matrix(issues.column("labels_to_remove"), classes, "report")
+    add = _sets_to_matrix(issues.column("labels_to_add"), classes, "report")
+    if pred_probs is not None:
+        probs = np.asarray(pred_probs, dtype=np.float64)
+        confident = (remove & (1.0 - probs >= min_confidence)) | (add & (probs >= min_confidence))
+    else:
+        confident = remove | add
+    change = remove | add
+    flagged = issues.column("is_label_issue").to_numpy(zero_copy_only=False).astype(bool)
+    actions = np.full(len(flagged), KEEP, dtype=object)
+    actions[flagged] = FLAG
+    if strategy == "relabel":
+        applied = change & confident
+        actions[flagged & applied.any(axis=1)] = RELABEL
+    elif strategy == "drop":
+        all_confident = ~(change & ~confident).any(axis=1)
+        actions[flagged & change.any(axis=1) & all_confident] = DROP
+        applied = np.zeros_like(change)
+    else:
+        applied = np.zeros_like(change)
+    fixed_sets = given ^ applied
+    from labelqa.result import _class_sets
+
+    fixed = _class_sets(fixed_sets, tuple(classes))
+    if _is_list_type(original.type):
+        fixed = fixed.cast(original.type)
+    else:
+        fixed = pc.binary_join(fixed.cast(pa.list_(pa.string())), label_sep)
+    return _finish(table, label_col, original, fixed, actions, strategy)
+
+
+def _split(col: Any, sep: str) -> pa.Array:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    parts = pc.split_pattern(pc.fill_null(arr, ""), pattern=sep)
+    parts = pc.list_flatten(parts), pc.list_parent_indices(parts)
+    values = pc.utf8_trim_whitespace(parts[0])
+    keep = pc.not_equal(values, "")
+    parents = pc.filter(parts[1], keep).to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(arr) + 1, dtype=np.int32)
+    np.cumsum(np.bincount(parents, minlength=len(arr)), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), pc.filter(values, keep))
+
+
+def _check_alignment(table: pa.Table, issues: pa.Table, *, label_col: str, id_col: str | None,
+                     compare_labels: bool = True) -> None:
     if label_col not in table.column_names:
         raise LabelqaError(
             f"label column {label_col!r} not found; columns are {table.column_names}", "pass --label-col NAME"
@@ -149,7 +280,8 @@ def _check_alignment(table: pa.Table, issues: pa.Table, *, label_col: str, id_co
     else:
         data_ids = pa.array(np.arange(table.num_rows, dtype=np.int64))
     _first_mismatch(data_ids, report_ids, "id")
-    _first_mismatch(table.column(label_col), issues.column("given_label"), "label")
+    if compare_labels:
+        _first_mismatch(table.column(label_col), issues.column("given_label"), "label")
 
 
 def _first_mismatch(data_col: Any, report_col: Any, what: str) -> None:
@@ -254,13 +386,22 @@ def fix(
             f"cannot tell the output format of {dest}", f"use one of the suffixes {', '.join(sorted(_WRITERS))}"
         )
     plan_actions(np.zeros(0, bool), np.zeros(0), strategy=strategy, min_confidence=min_confidence)  # validate early
+    load_options = {k: v for k, v in scan_options.items() if k not in _SCAN_ONLY}
+    data_arrays: dict[str, Any] = {}
     if report is not None:
         issues = read_issues(report)
+        if _is_list_type(issues.schema.field("given_label").type) and min_confidence > 0:
+            from labelqa.data import load
+
+            loaded = load(src, label_col=label_col, id_col=id_col, input_format=input_format, **load_options)
+            data_arrays = {"pred_probs": loaded.pred_probs, "classes": loaded.classes}
     else:
         result = scan(src, label_col=label_col, id_col=id_col, input_format=input_format, **scan_options)
         issues = result.issues_table()
+        if result.multilabel:
+            data_arrays = {"pred_probs": result.data.pred_probs, "classes": result.data.classes}
     table = read_table(src, input_format=input_format)
     fixed = apply_fix(table, issues, label_col=label_col, id_col=id_col, strategy=strategy,
-                      min_confidence=min_confidence)
+                      min_confidence=min_confidence, label_sep=load_options.get("label_sep"), **data_arrays)
     write_table(fixed.table, dest)
     return FixResult(table=fixed.table, actions=fixed.actions, out=dest)

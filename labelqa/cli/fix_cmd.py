@@ -50,27 +50,29 @@ def fix(
     id_col: o.IdCol = None,
     input_format: o.InputFormat = None,
     renormalize: o.Renormalize = False,
+    task: o.Task = "auto",
+    label_sep: o.LabelSep = None,
     filter_by: o.FilterBy = "prune_by_noise_rate",
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
 ) -> int:
     """Write a cleaned copy of DATA: every input column, the fixed label, and provenance columns."""
-    from labelqa.detectors.confident import ConfidentLearning
     from labelqa.fix import fix as run_fix
 
     load_kwargs = o.load_options(
         label_col=label_col, pred_probs_col=pred_probs_col, pred_probs=pred_probs, classes=classes,
         classes_file=classes_file, id_col=id_col, input_format=input_format, renormalize=renormalize,
+        task=task if task != "auto" else None, label_sep=label_sep,
     )
     scan_kwargs = {k: v for k, v in load_kwargs.items() if k not in ("label_col", "id_col", "input_format")}
     with ProgressLog(quiet=quiet, verbose=verbose) as log:
         if report is None:
             log(f"scanning {data} (no --report given)")
-            scan_kwargs["detectors"] = [ConfidentLearning(filter_by=filter_by)]
+            scan_kwargs["detectors"] = ["cl"]
+            scan_kwargs["params"] = {"cl": {"filter_by": filter_by}}
             scan_kwargs["progress"] = log
         else:
             log(f"using report {report}/")
-            scan_kwargs = {}
         result = run_fix(
             data, out=out, report=report, strategy=strategy.value, min_confidence=min_confidence, force=force,
             label_col=label_col, id_col=id_col, input_format=input_format, **scan_kwargs,
