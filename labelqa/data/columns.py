@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,56 @@ CLASSES_METADATA_KEY = "labelqa.classes"
 
 _NUM = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:NaN|nan|Infinity|infinity|inf|Inf)"
 _JSON_LIST = rf"^\[(?:(?:{_NUM})(?:,(?:{_NUM}))*)?\]$"
+_CANONICAL_INT_PATTERN = r"^-?(?:0|[1-9][0-9]*)$"
+
+
+@dataclass(frozen=True)
+class ListWords:
+    """How messages about a list<number> column name what it holds."""
+
+    empty_hint: str
+    expected: str
+    type_hint: str
+    items_hint: str
+    null_list: str
+    need: str
+    ragged: str
+    ragged_hint: str
+    null_item: str
+    null_item_hint: str
+    json_hint: str
+    empty_list: str
+
+
+PROBABILITY_WORDS = ListWords(
+    empty_hint="fill in the probabilities",
+    expected="a list of probabilities per row",
+    type_hint="store one list<float> per row, or name per-class columns prob_<class>, or pass --pred-probs probs.npy",
+    items_hint="store the probabilities as list<float>",
+    null_list="without probabilities (null list)",
+    need="every row needs one probability per class",
+    ragged="probability lists differ in length",
+    ragged_hint="every row needs exactly one probability per class",
+    null_item="with a null probability",
+    null_item_hint="every probability must be a number",
+    json_hint='write each row\'s probabilities as a list such as "[0.1, 0.9]"',
+    empty_list="with an empty probability list",
+)
+
+EMBEDDING_WORDS = ListWords(
+    empty_hint="fill in the embeddings",
+    expected="a list of numbers (an embedding vector) per row",
+    type_hint="store one list<float> per row, or pass --embeddings emb.npy (an N x D .npy file)",
+    items_hint="store the embeddings as list<float>",
+    null_list="without an embedding (null list)",
+    need="every row needs an embedding vector of the same length",
+    ragged="embedding lists differ in length",
+    ragged_hint="every row needs an embedding of the same length D",
+    null_item="with a null embedding value",
+    null_item_hint="every embedding value must be a number",
+    json_hint='write each row\'s embedding as a list such as "[0.1, -0.4, 2.5]"',
+    empty_list="with an empty embedding list",
+)
 
 
 # ------------------------------------------------------------------ classes
@@ -208,7 +259,9 @@ def _json_lists_fast(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
     return pa.chunked_array(out, type=schema.field("p").type)
 
 
-def parse_json_list_strings(col: pa.ChunkedArray, where: str, rows: Rows) -> pa.ChunkedArray:
+def parse_json_list_strings(
+    col: pa.ChunkedArray, where: str, rows: Rows, words: ListWords = PROBABILITY_WORDS
+) -> pa.ChunkedArray:
     """Strings such as ``"[0.1, 0.9]"`` (CSV) to ``list<double>``, vectorised.
 
     The fast path uses the JSON reader; if it fails, a regex pass finds the
@@ -227,49 +280,53 @@ def parse_json_list_strings(col: pa.ChunkedArray, where: str, rows: Rows) -> pa.
         raise LabelqaError(
             f"{where}: {rows.one(int(bad[0]))} does not hold a JSON list of numbers: {shown!r} "
             f"({count_rows(len(bad))} in all)",
-            hint='write each row\'s probabilities as a list such as "[0.1, 0.9]"',
+            hint=words.json_hint,
         )
     inner = pc.utf8_slice_codeunits(compact, 1, -1)
     empty = pc.fill_null(pc.equal(inner, ""), False).to_numpy(zero_copy_only=False)
     if empty.any():
         bad = np.flatnonzero(empty)
         raise LabelqaError(
-            f"{where}: {count_rows(len(bad))} with an empty probability list: {rows.many(bad)}",
-            hint="every row needs one probability per class",
+            f"{where}: {count_rows(len(bad))} {words.empty_list}: {rows.many(bad)}",
+            hint=words.need,
         )
     parts = pc.split_pattern(inner, pattern=",")
     return pc.cast(parts, pa.list_(pa.float64()))
 
 
-def list_column_to_matrix(col: pa.ChunkedArray, where: str, rows: Rows) -> np.ndarray:
+def list_column_to_matrix(
+    col: pa.ChunkedArray, where: str, rows: Rows, words: ListWords = PROBABILITY_WORDS
+) -> np.ndarray:
     """A list<number> column (list, large_list, fixed_size_list; or JSON strings) to N x K.
 
     Float32 items stay float32; other numbers become float64. Null lists, null
-    items and rows of differing lengths are errors naming the rows.
+    items and rows of differing lengths are errors naming the rows. ``words``
+    says what the lists hold in messages (:data:`PROBABILITY_WORDS`,
+    :data:`EMBEDDING_WORDS`).
     """
     if isinstance(col, pa.Array):
         col = pa.chunked_array([col])
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
         if col.null_count == len(col):
-            raise LabelqaError(f"{where}: the column is empty", hint="fill in the probabilities")
-        col = parse_json_list_strings(col, where, rows)
+            raise LabelqaError(f"{where}: the column is empty", hint=words.empty_hint)
+        col = parse_json_list_strings(col, where, rows, words)
     if not _is_list(col.type):
         raise LabelqaError(
-            f"{where}: column has type {col.type}; expected a list of probabilities per row",
-            hint="store one list<float> per row, or name per-class columns prob_<class>, or pass --pred-probs probs.npy",
+            f"{where}: column has type {col.type}; expected {words.expected}",
+            hint=words.type_hint,
         )
     value_type = col.type.value_type
     if not (_is_numeric(value_type) or pa.types.is_null(value_type)):
         raise LabelqaError(
             f"{where}: list items have type {value_type}; expected numbers",
-            hint="store the probabilities as list<float>",
+            hint=words.items_hint,
         )
     n = len(col)
     if col.null_count:
         bad = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))
         raise LabelqaError(
-            f"{where}: {count_rows(len(bad))} without probabilities (null list): {rows.many(bad)}",
-            hint="every row needs one probability per class",
+            f"{where}: {count_rows(len(bad))} {words.null_list}: {rows.many(bad)}",
+            hint=words.need,
         )
     if pa.types.is_fixed_size_list(col.type):
         k = col.type.list_size
@@ -283,10 +340,10 @@ def list_column_to_matrix(col: pa.ChunkedArray, where: str, rows: Rows) -> np.nd
         if len(bad):
             first = int(bad[0])
             raise LabelqaError(
-                f"{where}: probability lists differ in length: {rows.one(first)} has {int(lengths[first])} "
+                f"{where}: {words.ragged}: {rows.one(first)} has {int(lengths[first])} "
                 f"but most rows have {k} ({count_rows(len(bad))} in all: "
                 f"{rows.many(bad, lambda i: f'{int(lengths[i])} items')})",
-                hint="every row needs exactly one probability per class",
+                hint=words.ragged_hint,
             )
     values = pc.list_flatten(col)
     if values.null_count:
@@ -294,9 +351,9 @@ def list_column_to_matrix(col: pa.ChunkedArray, where: str, rows: Rows) -> np.nd
         bad_rows = np.unique(null_at // max(k, 1))
         first = int(null_at[0])
         raise LabelqaError(
-            f"{where}: {count_rows(len(bad_rows))} with a null probability: {rows.one(first // k)} item {first % k}"
+            f"{where}: {count_rows(len(bad_rows))} {words.null_item}: {rows.one(first // k)} item {first % k}"
             + (f" ({rows.many(bad_rows)})" if len(bad_rows) > 1 else ""),
-            hint="every probability must be a number",
+            hint=words.null_item_hint,
         )
     dtype = _float_type_for([value_type])
     arrow_dtype = pa.from_numpy_dtype(dtype)
@@ -311,3 +368,52 @@ def list_column_to_matrix(col: pa.ChunkedArray, where: str, rows: Rows) -> np.nd
             flat[a : a + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
             a += len(chunk)
     return flat.reshape(n, k)
+
+
+# ------------------------------------------------- delimited multi-label strings
+
+
+def split_label_strings(col: pa.ChunkedArray | pa.Array, sep: str, where: str) -> pa.Array:
+    """Delimited label sets such as ``"cat, dog"`` to a ``list<string>`` column, vectorised.
+
+    An empty or null cell is the empty set; whitespace around each name is
+    stripped and empty names (``"cat,,dog"``, a trailing separator) are
+    dropped. When every name spells an integer exactly (``"0|3"``, not
+    ``"03"``) the result is ``list<int64>``, so integer classes and class codes
+    work as in a list<int> column. A non-string column (a CSV whose cells each
+    hold one integer is read as int64) is cast to strings first.
+    """
+    if not sep:
+        raise LabelqaError("the label separator is empty", hint="pass --label-sep ',' (or another non-empty string)")
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    t = col.type
+    if pa.types.is_integer(t) or pa.types.is_null(t) or getattr(pa.types, "is_string_view", lambda _t: False)(t):
+        col = pc.cast(col, pa.string())
+    elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise LabelqaError(
+            f"{where}: delimited labels need a string column, got type {t}",
+            hint="store label sets as strings such as 'cat,dog', or as a list column without --label-sep",
+        )
+    n = len(col)
+    parts = pc.split_pattern(pc.fill_null(col, pa.scalar("", col.type)), pattern=sep)
+    names = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    parent = pc.list_parent_indices(parts)
+    keep = pc.not_equal(names, "")
+    names = pc.filter(names, keep)
+    parent_np = pc.filter(parent, keep).to_numpy(zero_copy_only=False)
+    if len(names) and pc.all(pc.match_substring_regex(names, pattern=_CANONICAL_INT_PATTERN)).as_py():
+        try:
+            names = pc.cast(names, pa.int64())
+        except pa.ArrowInvalid:  # beyond int64: keep the names
+            pass
+    counts = np.bincount(parent_np, minlength=n) if n else np.zeros(0, np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    if isinstance(names, pa.ChunkedArray):
+        names = names.combine_chunks()
+    if len(names) < 2**31 - 1:
+        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), names)
+    return pa.LargeListArray.from_arrays(pa.array(offsets), names)

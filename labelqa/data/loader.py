@@ -22,10 +22,29 @@ Which class each probability column belongs to, first match wins:
 
 Class values take the label column's type: with integer labels, ``--classes
 0,1,2`` (strings on the command line) become the ints 0, 1, 2.
+
+Multi-label data (``task="multilabel"``, or ``"auto"`` with a list label
+column or a ``label_sep``): each row's label is a set of classes, from a
+list<string>/list<int> column (an empty list is the empty set, a null list is
+an error naming the row) or from delimited strings such as ``"cat,dog"``
+(``label_sep=","``; an empty or null cell is the empty set). Classes resolve
+as above, with the label-set items in place of the labels. Probabilities come
+from the same three sources but are independent per class: each in [0, 1],
+rows need not sum to 1 (``renormalize`` is an error).
+
+Embeddings (optional): ``embeddings_file`` (an N x D ``.npy``) or the
+``embeddings_col`` column (default ``embedding``; list<float>); absent default
+column and no file = no embeddings.
+
+Training dynamics (optional): ``logits_by_epoch`` and ``threshold_samples``
+are each an existing path or a column of the file, passed to
+:func:`labelqa.aum.load_dynamics`; ``LabelData.logits_by_epoch`` is then a
+validated :class:`labelqa.aum.Dynamics`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +54,7 @@ import pyarrow as pa
 
 from labelqa.data.columns import (
     CLASSES_METADATA_KEY,
+    EMBEDDING_WORDS,
     PROB_PREFIX,
     classes_from_metadata,
     find_prob_columns,
@@ -42,6 +62,7 @@ from labelqa.data.columns import (
     list_column_to_matrix,
     order_prob_columns,
     prob_columns_to_matrix,
+    split_label_strings,
 )
 from labelqa.data.model import LabelData
 from labelqa.data.readers import (
@@ -52,10 +73,13 @@ from labelqa.data.readers import (
     read_table,
     resolve_format,
 )
-from labelqa.data.validate import Rows, build_label_data
+from labelqa.data.validate import Rows, build_label_data, is_list_type, type_name
 from labelqa.errors import LabelqaError
 
 DEFAULT_PRED_PROBS_COL = "pred_probs"
+DEFAULT_EMBEDDINGS_COL = "embedding"
+#: The ``task`` values of :func:`load`.
+LOAD_TASKS = ("auto", "multiclass", "multilabel")
 
 
 @dataclass
@@ -114,6 +138,54 @@ def _plan(
     )
 
 
+def _resolve_task(task: str, label_sep: str | None, label_type: pa.DataType, where: str) -> str:
+    """The task from ``task``, ``label_sep`` and the label column's type."""
+    if task not in LOAD_TASKS:
+        raise LabelqaError(f"unknown task {task!r}", hint="use --task auto, multiclass or multilabel")
+    if label_sep is not None and not label_sep:
+        raise LabelqaError("the label separator is empty", hint="pass --label-sep ',' (or another non-empty string)")
+    lists = is_list_type(label_type)
+    if task == "multiclass":
+        if label_sep is not None:
+            raise LabelqaError(
+                f"--label-sep {label_sep!r} is for multi-label data, but the task is multiclass",
+                hint="drop --label-sep, or pass --task multilabel (or auto)",
+            )
+        if lists:
+            raise LabelqaError(
+                f"{where}: each row holds a list of labels ({type_name(label_type)}), which is multi-label data, "
+                "but the task is multiclass",
+                hint="pass --task multilabel (or auto) for label sets, or give one label per row",
+            )
+        return "multiclass"
+    if task == "multilabel":
+        if not lists and label_sep is None:
+            raise LabelqaError(
+                f"{where}: multi-label labels need a list column, got type {label_type}",
+                hint="store a list<string> or list<int> column, or pass --label-sep ',' for delimited strings "
+                "such as 'cat,dog'",
+            )
+        return "multilabel"
+    return "multilabel" if lists or label_sep is not None else "multiclass"
+
+
+def _path_or_column(value: Any, names: Sequence[str], option: str, path: str) -> tuple[str, str]:
+    """``("path", p)`` for an existing file/folder, ``("column", name)`` for a column of the data."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if text is None:
+        raise LabelqaError(f"{option} must be a path or a column name, got {type(value).__name__}",
+                           hint="pass the path of the file/folder, or the name of a column")
+    if os.path.exists(text):
+        return "path", text
+    if text in names:
+        return "column", text
+    raise LabelqaError(
+        f"{option} {text} is neither a file/folder nor a column of {path} "
+        f"(available columns: {format_columns(list(names))})",
+        hint="check the path, or the column name",
+    )
+
+
 def load(
     path: str | os.PathLike[str],
     *,
@@ -125,6 +197,12 @@ def load(
     id_col: str | None = None,
     input_format: str | None = None,
     renormalize: bool = False,
+    task: str = "auto",
+    label_sep: str | None = None,
+    embeddings_col: str = DEFAULT_EMBEDDINGS_COL,
+    embeddings_file: str | os.PathLike[str] | None = None,
+    logits_by_epoch: str | os.PathLike[str] | None = None,
+    threshold_samples: str | os.PathLike[str] | None = None,
 ) -> LabelData:
     """Load labels and out-of-sample predicted probabilities from a file.
 
@@ -132,7 +210,8 @@ def load(
         path: Parquet (``.parquet``/``.pq``), CSV (``.csv``; ``.tsv`` tab
             separated), JSON lines (``.jsonl``/``.ndjson``) or Arrow IPC
             (``.arrow``/``.feather``/``.ipc``) file.
-        label_col: Column of given labels (ints or strings).
+        label_col: Column of given labels (ints or strings; for multi-label
+            data lists of them, or delimited strings with ``label_sep``).
         pred_probs_col: Column holding a list of K probabilities per row. If
             the default ``pred_probs`` is absent, ``prob_<class>`` columns are
             used; a non-default name that is absent is an error.
@@ -145,12 +224,32 @@ def load(
         input_format: ``"parquet"``, ``"csv"``, ``"jsonl"`` or ``"arrow"``,
             overriding the suffix.
         renormalize: Divide each probability row by its sum instead of
-            rejecting rows that do not sum to 1.
+            rejecting rows that do not sum to 1 (multiclass only; an error for
+            multi-label data).
+        task: ``"auto"`` (multi-label when the label column holds lists or
+            ``label_sep`` is given, else multiclass), ``"multiclass"`` or
+            ``"multilabel"``.
+        label_sep: Separator of multi-label label sets held as strings
+            (``"cat,dog"`` with ``","``): whitespace around names is
+            stripped, an empty or null cell is the empty set.
+        embeddings_col: Column of feature embeddings (list<float>, one
+            length D for all rows). If the default ``embedding`` is absent
+            and no file is given, there are no embeddings; a non-default
+            name that is absent is an error.
+        embeddings_file: An N x D ``.npy`` of embeddings; takes precedence
+            over the column.
+        logits_by_epoch: Training dynamics for AUM: a path (``.npy`` of shape
+            (epochs, N, K), a folder of per-epoch files or a labelqa dynamics
+            folder) or a column of the file holding list<list<float>>.
+        threshold_samples: Threshold-sample marks for ``logits_by_epoch``: a
+            path (``.npy``/``.txt``/``.parquet``) or a bool column of the file.
 
     Returns:
         Validated :class:`LabelData`; ``meta`` records ``input_format``,
         ``pred_probs_source`` (``"column pred_probs"``, ``"file x.npy"`` or
-        ``"prob_* columns"``) and ``classes_source``.
+        ``"prob_* columns"``), ``classes_source``, ``task``, and when present
+        ``label_format``, ``embeddings_source``, ``logits_source`` and
+        ``threshold_samples_source`` (``"file ..."`` or ``"column ..."``).
 
     Raises:
         LabelqaError: Any problem with the file, the options or the data, with
@@ -158,9 +257,16 @@ def load(
     """
     p = check_file(path)
     fmt = resolve_format(p, input_format)
+    if task not in LOAD_TASKS:
+        raise LabelqaError(f"unknown task {task!r}", hint="use --task auto, multiclass or multilabel")
     user_classes, classes_source = given_classes(classes, classes_file)
     if pred_probs_file is not None:
         check_file(pred_probs_file, what="probabilities file")
+    if embeddings_file is not None:
+        check_file(embeddings_file, what="embeddings file")
+    if threshold_samples is not None and logits_by_epoch is None:
+        raise LabelqaError("threshold samples given without training dynamics",
+                           hint="pass --logits-by-epoch too, or drop --threshold-samples")
     schema = read_schema(p, input_format)
     kwargs = dict(
         label_col=label_col,
@@ -171,8 +277,26 @@ def load(
         classes_source=classes_source,
     )
     table: pa.Table | None = None
+
+    def extras(names: Sequence[str]) -> tuple[list[str], dict[str, tuple[str, str]]]:
+        """Extra columns to read (embeddings, dynamics) and how each dynamics option resolved."""
+        cols: list[str] = []
+        if embeddings_file is None:
+            if embeddings_col in names:
+                cols.append(embeddings_col)
+            elif embeddings_col != DEFAULT_EMBEDDINGS_COL:
+                raise _missing_column(p, embeddings_col, names, "--embeddings-col")
+        resolved = {}
+        for option, value in (("--logits-by-epoch", logits_by_epoch), ("--threshold-samples", threshold_samples)):
+            if value is not None:
+                resolved[option] = _path_or_column(value, names, option, p)
+                if resolved[option][0] == "column":
+                    cols.append(resolved[option][1])
+        return cols, resolved
+
     try:
         plan = _plan(p, schema.names, **kwargs)
+        extra_cols, dyn = extras(schema.names)
     except LabelqaError:
         if fmt != "jsonl":
             raise
@@ -181,12 +305,31 @@ def load(
         table = read_table(p, input_format)
         schema = table.schema
         plan = _plan(p, schema.names, **kwargs)
-    table = table.select(plan.columns) if table is not None else read_table(p, input_format, plan.columns)
+        extra_cols, dyn = extras(schema.names)
+    columns = plan.columns + [c for c in extra_cols if c not in plan.columns]
+    table = table.select(columns) if table is not None else read_table(p, input_format, columns)
     n = table.num_rows
 
-    meta: dict[str, Any] = {"input_format": fmt}
+    label_where = f"{p}, column {label_col!r}"
+    task_out = _resolve_task(task, label_sep, table.schema.field(label_col).type, label_where)
+    meta: dict[str, Any] = {"input_format": fmt, "task": task_out}
     ids = table.column(id_col) if id_col is not None else None
     rows = Rows(ids, id_col)  # names rows in messages; ids are validated in build_label_data
+
+    labels: Any = table.column(label_col)
+    if task_out == "multilabel":
+        if renormalize:
+            raise LabelqaError(
+                f"--renormalize does not apply to multi-label data ({label_where} holds label sets): "
+                "its probabilities are independent per class and rows need not sum to 1",
+                hint="drop --renormalize",
+            )
+        if is_list_type(labels.type):
+            meta["label_format"] = "list column"
+        else:
+            assert label_sep is not None
+            labels = split_label_strings(labels, label_sep, label_where)
+            meta["label_format"] = f"delimited strings (separator {label_sep!r})"
 
     classes_out = plan.classes
     classes_from = plan.classes_source
@@ -207,6 +350,23 @@ def load(
         meta["pred_probs_columns"] = list(plan.prob_cols)
         pred_probs = prob_columns_to_matrix(table, plan.prob_cols, p, rows)
 
+    embeddings = None
+    if embeddings_file is not None:
+        embeddings = read_npy(
+            embeddings_file, what="embeddings file", save_hint="save the N x D embeddings with np.save('emb.npy', emb)"
+        )
+        meta["embeddings_source"] = f"file {os.fspath(embeddings_file)}"
+        if embeddings.ndim >= 1 and embeddings.shape[0] != n:
+            raise LabelqaError(
+                f"{os.fspath(embeddings_file)} has {embeddings.shape[0]} rows of embeddings but {p} has {n} rows",
+                hint="the .npy must hold one embedding per table row, in the same order",
+            )
+    elif embeddings_col in table.column_names:
+        meta["embeddings_source"] = f"column {embeddings_col}"
+        embeddings = list_column_to_matrix(
+            table.column(embeddings_col), f"{p}, column {embeddings_col!r}", rows, EMBEDDING_WORDS
+        )
+
     if classes_out is None and fmt in ("parquet", "arrow"):
         md_classes = classes_from_metadata(schema)
         if md_classes is not None:
@@ -214,8 +374,8 @@ def load(
     if classes_from is not None:
         meta["classes_source"] = classes_from
 
-    return build_label_data(
-        table.column(label_col),
+    data = build_label_data(
+        labels,
         pred_probs,
         classes=classes_out,
         ids=ids,
@@ -224,4 +384,43 @@ def load(
         label_col=label_col,
         id_col=id_col,
         meta=meta,
+        task=task_out,
+        embeddings=embeddings,
     )
+    if logits_by_epoch is None:
+        return data
+    return _attach_dynamics(data, table, dyn, p)
+
+
+def _attach_dynamics(data: LabelData, table: pa.Table, dyn: dict[str, tuple[str, str]], path: str) -> LabelData:
+    """Load the training dynamics against the validated labels and attach them."""
+    if data.task == "multilabel":
+        raise LabelqaError(
+            f"--logits-by-epoch: training dynamics (AUM) need one label per row, but {path} holds multi-label data",
+            hint="drop --logits-by-epoch for multi-label data",
+        )
+    from labelqa.aum import load_dynamics  # lazily: only when dynamics are given
+
+    kind, logits = dyn["--logits-by-epoch"]
+    thr = dyn.get("--threshold-samples")
+    dyn_cols = [name for k, name in (dyn["--logits-by-epoch"], thr or ("path", "")) if k == "column"]
+    dynamics = load_dynamics(
+        logits,
+        data.n_rows,
+        data.n_classes,
+        threshold=thr[1] if thr is not None else None,
+        table=table.select(dyn_cols) if dyn_cols else None,
+        classes=list(data.classes),
+        labels=data.labels,
+    )
+    meta = dict(data.meta)
+    meta["logits_source"] = f"{_kind_word(kind, logits)} {logits}"
+    if thr is not None:
+        meta["threshold_samples_source"] = f"{_kind_word(*thr)} {thr[1]}"
+    return dataclasses.replace(data, logits_by_epoch=dynamics, meta=meta)
+
+
+def _kind_word(kind: str, value: str) -> str:
+    if kind == "column":
+        return "column"
+    return "folder" if os.path.isdir(value) else "file"

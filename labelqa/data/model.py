@@ -18,18 +18,23 @@ class LabelData:
     (or by :meth:`from_arrays`); detectors trust what they get.
 
     Attributes:
-        labels: Given labels as integer class codes, shape ``(N,)`` (int64),
-            for multiclass data.
+        labels: Given labels. Multiclass: integer class codes, shape ``(N,)``
+            (int64). Multi-label: an ``(N, K)`` bool matrix, ``labels[i, k]``
+            true when row ``i`` has class ``classes[k]`` (a row may have none).
         pred_probs: Out-of-sample predicted probabilities, shape ``(N, K)``,
-            float32 or float64; column ``k`` belongs to ``classes[k]``.
+            float32 or float64; column ``k`` belongs to ``classes[k]``. Rows
+            sum to 1 for multiclass data; for multi-label data each value is an
+            independent probability in [0, 1].
         classes: The class values in probability-column order, as they appear
             in the label column (``str`` or ``int``).
         ids: Row identifiers, shape ``(N,)``: the ``--id-col`` values, or the
             row index.
-        task: ``"multiclass"`` (the only task of the spine).
-        embeddings: Optional feature embeddings, shape ``(N, D)``.
-        logits_by_epoch: Optional source of per-epoch training logits for
-            training-dynamics detectors (see :mod:`labelqa.detectors.aum`).
+        task: ``"multiclass"`` or ``"multilabel"``.
+        embeddings: Optional feature embeddings, shape ``(N, D)``, float32,
+            finite, no all-zero row (for the NRG detector).
+        logits_by_epoch: Optional per-epoch training logits for
+            training-dynamics detectors: a :class:`labelqa.aum.Dynamics` when
+            loaded by :func:`labelqa.load` (see :mod:`labelqa.detectors.aum`).
         source: Where the data came from (a path), for messages and reports.
         label_col: Name of the label column in the source.
         id_col: Name of the id column in the source, or ``None`` for the row
@@ -65,7 +70,10 @@ class LabelData:
         return [str(c) for c in self.classes]
 
     def class_counts(self) -> np.ndarray:
-        """Number of rows given each class, shape ``(K,)``."""
+        """Number of rows given each class, shape ``(K,)`` (for multi-label data:
+        rows whose label set holds the class)."""
+        if self.task == "multilabel":
+            return np.count_nonzero(self.labels, axis=0).astype(np.int64)
         return np.bincount(self.labels, minlength=self.n_classes)
 
     def label_values(self, codes: np.ndarray) -> np.ndarray:
@@ -83,20 +91,30 @@ class LabelData:
         ids: Any = None,
         renormalize: bool = False,
         source: str | None = None,
+        task: Task = "multiclass",
+        embeddings: Any = None,
     ) -> LabelData:
         """Build validated data from in-memory arrays.
 
         Args:
-            labels: Given labels, shape ``(N,)``: integer codes ``0..K-1`` or
-                class values (strings or ints) found in ``classes``.
+            labels: Given labels. Multiclass: shape ``(N,)``, integer codes
+                ``0..K-1`` or class values (strings or ints) found in
+                ``classes``. Multi-label: an ``(N, K)`` 0/1 or bool matrix (a
+                2-D numpy array or DataFrame), or N label sets (a list of
+                lists, a pandas Series of lists, a pyarrow list array) of class
+                values or codes, possibly empty.
             pred_probs: Predicted probabilities, shape ``(N, K)``.
             classes: Class values in column order. Default: ``0..K-1`` when
-                labels are integer codes, else the sorted unique labels when
-                their count equals K.
+                labels are integer codes (or a label matrix), else the sorted
+                unique labels when their count equals K.
             ids: Row identifiers; default the row index.
             renormalize: Divide each probability row by its sum instead of
-                rejecting rows that do not sum to 1.
+                rejecting rows that do not sum to 1 (multiclass only).
             source: A name for messages.
+            task: ``"multiclass"`` or ``"multilabel"`` (probabilities are
+                then independent per class, each in [0, 1]).
+            embeddings: Optional ``(N, D)`` feature embeddings, stored as
+                float32.
 
         Raises:
             LabelqaError: On any invalid input, with what and where.
@@ -104,5 +122,6 @@ class LabelData:
         from labelqa.data.validate import build_label_data
 
         return build_label_data(
-            labels, pred_probs, classes=classes, ids=ids, renormalize=renormalize, source=source
+            labels, pred_probs, classes=classes, ids=ids, renormalize=renormalize, source=source,
+            task=task, embeddings=embeddings,
         )

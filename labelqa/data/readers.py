@@ -320,8 +320,17 @@ def _require_columns(path: str, available: Sequence[str], wanted: Sequence[str])
 # ------------------------------------------------------------------------ .npy
 
 
-def read_npy(path: str | os.PathLike[str]):
+def read_npy(
+    path: str | os.PathLike[str],
+    what: str = "probabilities file",
+    save_hint: str = "save the N x K probabilities with np.save('probs.npy', pred_probs)",
+):
     """A ``.npy`` array, memory-mapped read-only; never unpickles.
+
+    Args:
+        path: The ``.npy`` file.
+        what: What the file holds, for "not found" messages.
+        save_hint: How to write such a file, for the hints.
 
     Raises:
         LabelqaError: Missing file, not a ``.npy`` file, or an object array
@@ -329,12 +338,9 @@ def read_npy(path: str | os.PathLike[str]):
     """
     import numpy as np
 
-    p = check_file(path, what="probabilities file")
+    p = check_file(path, what=what)
     if p.lower().endswith(".npz"):
-        raise LabelqaError(
-            f"{p} is a .npz archive; expected a single .npy array",
-            hint="save the N x K probabilities with np.save('probs.npy', pred_probs)",
-        )
+        raise LabelqaError(f"{p} is a .npz archive; expected a single .npy array", hint=save_hint)
     try:
         with open(p, "rb") as fh:
             version = np.lib.format.read_magic(fh)
@@ -345,10 +351,7 @@ def read_npy(path: str | os.PathLike[str]):
             else:  # (3, 0): utf-8 header, no public reader
                 shape, _fortran, dtype = np.lib.format._read_array_header(fh, version)  # noqa: SLF001
     except (ValueError, OSError, SyntaxError) as exc:
-        raise LabelqaError(
-            f"cannot read {p} as .npy: {exc}",
-            hint="save the N x K probabilities with np.save('probs.npy', pred_probs)",
-        ) from exc
+        raise LabelqaError(f"cannot read {p} as .npy: {exc}", hint=save_hint) from exc
     if dtype.hasobject:
         raise LabelqaError(
             f"{p} holds Python objects (dtype {dtype}); refusing to unpickle it",

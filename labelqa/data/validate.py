@@ -8,6 +8,13 @@ Probability checks are vectorised: one blocked pass computes each row's sum,
 minimum and maximum (no full-size temporaries), and the slow per-cell look-ups
 only run for the few rows named in an error message.
 
+Multi-label data (``task="multilabel"``): labels are label sets (a list per
+row, or an N x K 0/1 matrix) stored as an N x K bool matrix; probabilities are
+independent per class, each in [0, 1], and rows need not sum to 1.
+
+Embeddings (optional, any task): an N x D matrix of finite numbers, no
+all-zero row, stored as float32.
+
 Tolerance: a row must sum to 1 within ``tol = max(1e-3, 4 * K * eps)``, where
 ``eps`` is the machine epsilon of the probability dtype; that is ``1e-3`` for
 float64 and for float32 up to K of about 2000 classes, wider beyond, where
@@ -113,6 +120,7 @@ class _Where:
         self.probs_source = meta.get("pred_probs_source")
         self.prob_columns = meta.get("pred_probs_columns")
         self.classes_source = meta.get("classes_source", "classes argument")
+        self.embeddings_source = meta.get("embeddings_source")
 
     def _prefix(self, part: str | None) -> str:
         if self.source and part:
@@ -137,6 +145,17 @@ class _Where:
         if ps.startswith("column "):
             return self._prefix(f"column {ps[len('column '):]!r}")
         return self._prefix(ps)
+
+    @property
+    def embeddings(self) -> str:
+        es = self.embeddings_source
+        if es is None or es == "array":
+            return self._prefix("embeddings")
+        if es.startswith("file "):
+            return es[len("file ") :]
+        if es.startswith("column "):
+            return self._prefix(f"column {es[len('column '):]!r}")
+        return self._prefix(es)
 
     def cell(self, j: int) -> str:
         """Name probability column ``j``."""
@@ -353,20 +372,16 @@ def row_stats(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return sums, mins, maxs
 
 
-def check_probabilities(
-    P: np.ndarray, *, renormalize: bool, where: _Where, rows: Rows
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Reject NaN/inf, negatives, values above 1 and rows not summing to 1; or renormalize.
+def _check_finite_rows(
+    P: np.ndarray, sums: np.ndarray, loc: str, cell: Callable[[int], str], rows: Rows,
+    what: str = "probabilities",
+    hint: str = "probabilities must be finite numbers; check the model outputs (e.g. a softmax overflow)",
+) -> None:
+    """Raise naming the rows (and first cell) holding NaN or inf.
 
-    Returns the (possibly renormalized) matrix and figures for ``meta``.
+    A row holds NaN or inf iff its sum is not finite (barring overflow, which
+    the look-up below filters out).
     """
-    n, k = P.shape
-    tol = sum_tolerance(P.dtype, k)
-    sums, mins, maxs = row_stats(P)
-    loc = where.probs
-
-    # A row holds NaN or inf iff its sum is not finite (barring overflow,
-    # which the look-up below filters out).
     nonfinite = np.flatnonzero(~np.isfinite(sums))
     if len(nonfinite):
         bad_cells = []
@@ -380,10 +395,25 @@ def check_probabilities(
             all_bad = nonfinite if len(bad_cells) > MAX_ROWS_SHOWN else np.array([r for r, _ in bad_cells])
             first = dict(bad_cells)
             raise LabelqaError(
-                f"{loc}: {count_rows(len(all_bad))} with NaN or infinite probabilities: "
-                + rows.many(all_bad, lambda i: f"{where.cell(first[i])} = {_fmt_num(P[i, first[i]])}"),
-                hint="probabilities must be finite numbers; check the model outputs (e.g. a softmax overflow)",
+                f"{loc}: {count_rows(len(all_bad))} with NaN or infinite {what}: "
+                + rows.many(all_bad, lambda i: f"{cell(first[i])} = {_fmt_num(P[i, first[i]])}"),
+                hint=hint,
             )
+
+
+def check_probabilities(
+    P: np.ndarray, *, renormalize: bool, where: _Where, rows: Rows
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Reject NaN/inf, negatives, values above 1 and rows not summing to 1; or renormalize.
+
+    Returns the (possibly renormalized) matrix and figures for ``meta``.
+    """
+    n, k = P.shape
+    tol = sum_tolerance(P.dtype, k)
+    sums, mins, maxs = row_stats(P)
+    loc = where.probs
+
+    _check_finite_rows(P, sums, loc, where.cell, rows)
     finite = np.isfinite(sums)
 
     neg = np.flatnonzero((mins < 0) & finite)
@@ -495,6 +525,324 @@ def encode_labels(
     return codes.to_numpy(zero_copy_only=False).astype(np.int64), as_codes
 
 
+# ------------------------------------------------------- multi-label labels
+
+#: The ``task`` values of :func:`build_label_data`.
+TASKS = ("multiclass", "multilabel")
+
+
+def is_list_type(t: pa.DataType) -> bool:
+    """list, large_list or fixed_size_list."""
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def type_name(t: pa.DataType) -> str:
+    """A short type name for messages: ``list<string>`` whatever the item field is called."""
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{type_name(t.value_type)}, {t.list_size}>"
+    if pa.types.is_large_list(t):
+        return f"large_list<{type_name(t.value_type)}>"
+    if pa.types.is_list(t):
+        return f"list<{type_name(t.value_type)}>"
+    return str(t)
+
+
+def _is_matrix(labels: Any) -> bool:
+    """An N x K label matrix (numpy array, DataFrame...) rather than a sequence of label sets."""
+    return getattr(labels, "ndim", 1) == 2 and not isinstance(labels, (pa.Array, pa.ChunkedArray))
+
+
+def label_sets_to_arrow(labels: Any, where: str) -> pa.Array:
+    """Label sets (pyarrow list array, list of lists, Series of lists...) as one pyarrow list Array."""
+    if isinstance(labels, pa.ChunkedArray):
+        arr = labels.combine_chunks() if labels.num_chunks != 1 else labels.chunk(0)
+    elif isinstance(labels, pa.Array):
+        arr = labels
+    else:
+        if isinstance(labels, (str, bytes)) or not hasattr(labels, "__len__"):
+            raise LabelqaError(f"{where}: labels must be a sequence, got {type(labels).__name__}",
+                               hint="pass one label set (a list of classes) per row")
+        seq = labels
+        if isinstance(seq, np.ndarray) and seq.dtype == object:
+            seq = [list(v) if isinstance(v, (np.ndarray, tuple, set, frozenset)) else v for v in seq]
+        elif not isinstance(seq, np.ndarray):
+            try:
+                seq = [list(v) if isinstance(v, (np.ndarray, tuple, set, frozenset)) else v for v in seq]
+            except TypeError:
+                pass
+        try:
+            arr = pa.array(seq, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            raise LabelqaError(
+                f"{where}: multi-label labels mix value types or are not lists ({exc})",
+                hint="pass one list of class values (or class codes) per row, one value type for all rows",
+            ) from exc
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not is_list_type(arr.type):
+        raise LabelqaError(
+            f"{where}: multi-label labels must hold a list of classes per row, got type {arr.type}",
+            hint="store a list<string> or list<int> column, or pass --label-sep ',' for delimited strings such as "
+            "'cat,dog'",
+        )
+    return arr
+
+
+def _items(arr: pa.Array, where: str, rows: Rows) -> tuple[pa.Array, np.ndarray]:
+    """The label-set items as one int64 or string Array, and the row of each item."""
+    if arr.null_count:
+        bad = _null_rows(arr)
+        raise LabelqaError(
+            f"{where}: {count_rows(len(bad))} {'has' if len(bad) == 1 else 'have'} a null label list: {rows.many(bad)}",
+            hint="write an empty list [] for a row without labels, or drop the row",
+        )
+    flat = pc.list_flatten(arr)
+    if isinstance(flat, pa.ChunkedArray):
+        flat = flat.combine_chunks()
+    parent = pc.list_parent_indices(arr)
+    if isinstance(parent, pa.ChunkedArray):
+        parent = parent.combine_chunks()
+    parent_np = parent.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if pa.types.is_dictionary(flat.type):
+        flat = flat.dictionary_decode()
+    if flat.null_count:
+        null_items = _null_rows(flat)
+        bad = np.unique(parent_np[null_items])
+        raise LabelqaError(
+            f"{where}: {count_rows(len(bad))} with a null class in the label list: {rows.many(bad)}",
+            hint="remove the nulls; an empty list [] means no labels",
+        )
+    t = flat.type
+    if pa.types.is_null(t):  # only empty lists
+        return pa.array([], pa.int64()), parent_np
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        try:
+            return pc.cast(flat, pa.int64()), parent_np
+        except pa.ArrowInvalid as exc:
+            raise LabelqaError(f"{where}: labels do not fit in int64 ({exc})", hint="use smaller integers or strings") from exc
+    if pa.types.is_floating(t):
+        integral = pc.equal(flat, pc.floor(flat)).to_numpy(zero_copy_only=False)
+        if not integral.all():
+            bad_item = int(np.flatnonzero(~integral)[0])
+            raise LabelqaError(
+                f"{where}: labels must be integers or strings, found {flat[bad_item].as_py()!r} in "
+                f"{rows.one(int(parent_np[bad_item]))}",
+                hint="labels are class values; give the class, not a score",
+            )
+        return pc.cast(flat, pa.int64()), parent_np
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return flat, parent_np
+    if getattr(pa.types, "is_string_view", lambda _t: False)(t):
+        return pc.cast(flat, pa.string()), parent_np
+    raise LabelqaError(
+        f"{where}: label lists hold {t}; expected integers or strings",
+        hint="store class names (list<string>) or class values/codes (list<int>)",
+    )
+
+
+def encode_label_items(
+    items: pa.Array, parent: np.ndarray, classes: tuple[Any, ...], where: _Where, rows: Rows
+) -> tuple[np.ndarray, bool]:
+    """Class codes of the label-set items (as :func:`encode_labels`); errors name the row."""
+    k = len(classes)
+    as_codes = False
+    if pa.types.is_integer(items.type) and not any(_is_int(c) for c in classes):
+        as_codes = True
+        in_range = pc.and_(pc.greater_equal(items, 0), pc.less(items, k))
+        codes = pc.if_else(in_range, items, pa.scalar(None, pa.int64()))
+        outside = f"a class code 0..{k - 1} for the {k} classes"
+    else:
+        if pa.types.is_integer(items.type):
+            value_set = pa.array([c if _is_int(c) else None for c in classes], type=pa.int64())
+        else:
+            value_set = pa.array([str(c) for c in classes], type=items.type)
+        codes = pc.index_in(items, value_set=value_set)
+        outside = f"one of the {k} classes"
+    if codes.null_count:
+        bad_items = _null_rows(codes)
+        bad_rows, first_at = np.unique(parent[bad_items], return_index=True)
+        first_item = {int(r): int(bad_items[j]) for r, j in zip(bad_rows[:MAX_ROWS_SHOWN], first_at[:MAX_ROWS_SHOWN])}
+        i0 = int(bad_items[0])
+        unknown = pc.unique(pc.filter(items, codes.is_null())).to_pylist()
+        raise LabelqaError(
+            f"{where.labels}: label {items[i0].as_py()!r} in {rows.one(int(parent[i0]))} is not {outside} "
+            f"({format_values(classes, 6)}); {count_rows(len(bad_rows))} in all "
+            f"{'has a label' if len(bad_rows) == 1 else 'have labels'} outside the classes "
+            f"({format_values(unknown, 6)}): {rows.many(bad_rows, lambda r: repr(items[first_item[r]].as_py()))}",
+            hint="fix those labels, or pass --classes / --classes-file listing every class "
+            "in probability-column order",
+        )
+    return codes.to_numpy(zero_copy_only=False).astype(np.int64, copy=False), as_codes
+
+
+def scatter_label_sets(
+    codes: np.ndarray, parent: np.ndarray, n_rows: int, classes: tuple[Any, ...], where: _Where, rows: Rows
+) -> np.ndarray:
+    """The N x K bool matrix of label sets; a class listed twice in a row is an error naming both."""
+    k = len(classes)
+    Y = np.zeros((n_rows, k), dtype=bool)
+    flat_index = parent * k + codes
+    Y.reshape(-1)[flat_index] = True
+    if int(np.count_nonzero(Y)) != len(codes):  # some (row, class) pair was set twice
+        keys = np.sort(flat_index)
+        dup_keys = np.unique(keys[1:][keys[1:] == keys[:-1]])
+        dup_rows, first = np.unique(dup_keys // k, return_index=True)
+        first_class = {int(r): classes[int(dup_keys[j] % k)] for r, j in zip(dup_rows[:MAX_ROWS_SHOWN], first[:MAX_ROWS_SHOWN])}
+        r0 = int(dup_rows[0])
+        raise LabelqaError(
+            f"{where.labels}: class {first_class[r0]!r} is listed twice in {rows.one(r0)}; "
+            f"{count_rows(len(dup_rows))} in all {'repeats' if len(dup_rows) == 1 else 'repeat'} a class: "
+            f"{rows.many(dup_rows, lambda r: repr(first_class[r]))}",
+            hint="list each class at most once per row",
+        )
+    return Y
+
+
+def label_matrix(labels: Any, n_rows: int, n_classes: int, where: _Where, rows: Rows) -> np.ndarray:
+    """An N x K 0/1 (or bool) label matrix as bool; values other than 0/1 name the row and column."""
+    try:
+        Y = np.asarray(labels)
+    except (TypeError, ValueError) as exc:
+        raise LabelqaError(f"{where.labels}: the label matrix is not an array ({exc})",
+                           hint="pass an N x K array of 0/1, one column per class") from exc
+    if Y.shape[0] != n_rows:
+        raise LabelqaError(
+            f"{where.source or 'input'}: {Y.shape[0]} rows of labels but {n_rows} rows of predicted probabilities",
+            hint="labels and probabilities must describe the same rows in the same order",
+        )
+    if Y.shape[1] != n_classes:
+        raise LabelqaError(
+            f"{where.labels}: the label matrix has {Y.shape[1]} columns but there are {n_classes} probability columns",
+            hint="give one label column per class, in probability-column order",
+        )
+    if Y.dtype == bool:
+        return Y
+    if Y.dtype.kind not in "iuf":
+        raise LabelqaError(f"{where.labels}: the label matrix has dtype {Y.dtype}; expected 0/1 or bool",
+                           hint="pass an N x K array of 0/1, one column per class")
+    step = max(1, _BLOCK_ELEMENTS // max(n_classes, 1))
+    bad_rows = []
+    for a in range(0, n_rows, step):
+        block = Y[a : a + step]
+        ok = ((block == 0) | (block == 1)).all(axis=1)
+        if not ok.all():
+            bad_rows.append(a + np.flatnonzero(~ok))
+    if bad_rows:
+        bad = np.concatenate(bad_rows)
+
+        def detail(i: int) -> str:
+            j = int(np.flatnonzero((Y[i] != 0) & (Y[i] != 1))[0])
+            return f"column {j} = {_py(Y[i, j])!r}"
+
+        raise LabelqaError(
+            f"{where.labels}: {count_rows(len(bad))} of the label matrix with values other than 0/1: "
+            f"{rows.many(bad, detail)}",
+            hint="a label matrix holds 1 where the row has the class, 0 elsewhere",
+        )
+    return Y.astype(bool)
+
+
+def check_multilabel_probabilities(P: np.ndarray, *, where: _Where, rows: Rows) -> dict[str, Any]:
+    """Independent per-class probabilities: finite and within [0, 1] (rows need not sum to 1)."""
+    sums, mins, maxs = row_stats(P)
+    loc = where.probs
+    _check_finite_rows(P, sums, loc, where.cell, rows,
+                       hint="probabilities must be finite numbers; check the model outputs (e.g. a sigmoid overflow)")
+    finite = np.isfinite(sums)
+    for bad_mask, what, pick in (
+        ((mins < 0) & finite, "negative probabilities", np.argmin),
+        ((maxs > 1) & finite, "probabilities above 1", np.argmax),
+    ):
+        bad = np.flatnonzero(bad_mask)
+        if len(bad):
+
+            def detail(i: int, pick: Callable[[np.ndarray], Any] = pick) -> str:
+                j = int(pick(P[i]))
+                return f"{where.cell(j)} = {_fmt_num(P[i, j])}"
+
+            raise LabelqaError(
+                f"{loc}: {count_rows(len(bad))} with {what}: {rows.many(bad, detail)}",
+                hint="multi-label probabilities are independent per class, each in [0, 1]; "
+                "if these are logits apply a sigmoid first",
+            )
+    return {"renormalized": False}
+
+
+# --------------------------------------------------------------- embeddings
+
+
+def check_embeddings(embeddings: Any, n_rows: int, where: _Where, rows: Rows) -> np.ndarray:
+    """Embeddings as a C-contiguous float32 N x D matrix of finite numbers with no all-zero row.
+
+    float32 C-contiguous input is not copied; anything else is converted once.
+    """
+    loc = where.embeddings
+    hint = "embeddings must be an N x D array of finite numbers"
+    try:
+        E = np.asarray(embeddings)
+    except ValueError as exc:  # ragged nested sequences
+        E = None
+        err: Exception | None = exc
+    else:
+        err = None
+    if E is None or (E.dtype == object and E.ndim == 1):
+        seq = list(embeddings)
+        lengths = np.array([np.size(r) if r is not None else -1 for r in seq], dtype=np.int64)
+        if len(lengths) and (lengths != lengths[0]).any():
+            first = int(np.flatnonzero(lengths != lengths[0])[0])
+            raise LabelqaError(
+                f"{loc}: embeddings are ragged: {rows.one(0)} has {int(lengths[0])} values but "
+                f"{rows.one(first)} has {int(lengths[first])}",
+                hint="every row needs an embedding of the same length D",
+            ) from err
+        try:
+            E = np.asarray(seq, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise LabelqaError(f"{loc}: embeddings are not numeric ({exc})", hint=hint) from exc
+    if E.dtype.hasobject or E.dtype.kind not in "biuf":
+        raise LabelqaError(f"{loc}: embeddings have dtype {E.dtype}; expected numbers", hint=hint)
+    if E.ndim != 2:
+        raise LabelqaError(f"{loc}: embeddings must be 2-D (rows x dimensions), got shape {E.shape}", hint=hint)
+    if E.shape[0] != n_rows:
+        raise LabelqaError(
+            f"{loc}: {E.shape[0]} rows of embeddings but the data has {n_rows} rows",
+            hint="embeddings must have one row per labelled example, in the same order",
+        )
+    if E.shape[1] == 0:
+        raise LabelqaError(f"{loc}: embeddings have 0 dimensions", hint=hint)
+    if E.dtype != np.float32 or not E.flags.c_contiguous:
+        with np.errstate(over="ignore"):
+            E = np.ascontiguousarray(E, dtype=np.float32)
+    n, d = E.shape
+    # One blocked pass: a row's max |x| is NaN/inf iff the row holds NaN/inf, 0 iff it is all zeros.
+    peak = np.empty(n, dtype=np.float32)
+    step = max(1, _BLOCK_ELEMENTS // d)
+    buf = np.empty((min(step, n), d), dtype=np.float32)
+    for a in range(0, n, step):
+        block = E[a : a + step]
+        tmp = buf[: len(block)]
+        np.abs(block, out=tmp)
+        np.maximum.reduce(tmp, axis=1, out=peak[a : a + step])
+    nonfinite = np.flatnonzero(~np.isfinite(peak))
+    if len(nonfinite):
+
+        def detail(i: int) -> str:
+            j = int(np.flatnonzero(~np.isfinite(E[i]))[0])
+            return f"dimension {j} = {_fmt_num(E[i, j])}"
+
+        raise LabelqaError(
+            f"{loc}: {count_rows(len(nonfinite))} with NaN or infinite embedding values: {rows.many(nonfinite, detail)}",
+            hint="embeddings must be finite numbers (float32); check the model that produced them",
+        )
+    zero = np.flatnonzero(peak == 0)
+    if len(zero):
+        raise LabelqaError(
+            f"{loc}: {count_rows(len(zero))} with an all-zero embedding, which cannot L2-normalise: {rows.many(zero)}",
+            hint="drop those rows or give them a non-zero embedding",
+        )
+    return E
+
+
 # ------------------------------------------------------------------- builder
 
 
@@ -509,91 +857,175 @@ def build_label_data(
     label_col: str = "label",
     id_col: str | None = None,
     meta: dict[str, Any] | None = None,
+    task: str = "multiclass",
+    embeddings: Any = None,
 ) -> LabelData:
-    """Validate labels, probabilities, classes and ids; build a :class:`LabelData`.
+    """Validate labels, probabilities, classes, ids and embeddings; build a :class:`LabelData`.
 
     Args:
-        labels: One label per row (list, numpy, pandas or pyarrow): class values
-            (ints or strings) or, when no class is an int, integer codes 0..K-1.
-            Nulls are rejected; integral floats become ints; bools become 0/1.
+        labels: Multiclass: one label per row (list, numpy, pandas or pyarrow):
+            class values (ints or strings) or, when no class is an int, integer
+            codes 0..K-1. Nulls are rejected; integral floats become ints;
+            bools become 0/1. Multi-label: either an N x K 0/1 or bool matrix
+            (numpy array or DataFrame; column ``k`` is ``classes[k]``) or one
+            label set per row (a pyarrow list array, a list of lists, a Series
+            of lists) holding class values or codes as above; an empty set is
+            allowed, a null set, a null item or a class listed twice in a row
+            are errors.
         pred_probs: N x K numeric array; float32 stays float32, anything else
             becomes float64. Column ``k`` belongs to ``classes[k]``.
         classes: Class values in column order. ``None``: 0..K-1 when labels are
-            integers in [0, K), else the sorted unique labels when there are K.
-            Classes take the labels' type (``"3"`` becomes ``3`` for int labels).
+            integers in [0, K) (or a label matrix), else the sorted unique
+            labels when there are K. Classes take the labels' type (``"3"``
+            becomes ``3`` for int labels).
         ids: Row ids, unique and non-null; default the row index (int64).
-        renormalize: Divide each row by its sum instead of rejecting rows that do
-            not sum to 1 (rows summing to 0 are still rejected).
+        renormalize: Multiclass only: divide each row by its sum instead of
+            rejecting rows that do not sum to 1 (rows summing to 0 are still
+            rejected). An error for multi-label data, whose rows need not sum
+            to 1.
         source: Where the data came from (a path), for messages.
         label_col: Label column name, for messages.
         id_col: Id column name; when given, messages name ids beside rows.
-        meta: Provenance to store; ``pred_probs_source``, ``pred_probs_columns``
-            and ``classes_source`` are also used in messages.
+        meta: Provenance to store; ``pred_probs_source``, ``pred_probs_columns``,
+            ``classes_source`` and ``embeddings_source`` are also used in
+            messages.
+        task: ``"multiclass"`` (probability rows sum to 1) or ``"multilabel"``
+            (labels are sets, stored as an N x K bool matrix; probabilities are
+            independent per class, each in [0, 1]).
+        embeddings: Optional N x D feature embeddings: finite, no all-zero
+            row; stored as C-contiguous float32 (not copied if already so).
 
     Raises:
         LabelqaError: On any invalid input; the message names the column and
             the first offending rows, the hint says how to fix it.
     """
+    if task not in TASKS:
+        raise LabelqaError(f"unknown task {task!r}", hint="use 'multiclass' or 'multilabel'")
+    multilabel = task == "multilabel"
     meta = dict(meta or {})
     meta.setdefault("input_format", "arrays")
     meta.setdefault("pred_probs_source", "array")
+    if embeddings is not None:
+        meta.setdefault("embeddings_source", "array")
     given_classes = classes is not None
     if given_classes:
         meta.setdefault("classes_source", "classes argument")
     where = _Where(source, label_col, id_col, meta)
 
+    if multilabel and renormalize:
+        raise LabelqaError(
+            "--renormalize does not apply to multi-label data: its probabilities are independent per class "
+            "and rows need not sum to 1",
+            hint="drop --renormalize (renormalize=True)",
+        )
     P = as_prob_matrix(pred_probs, where.probs)
     n, k = P.shape
     if n == 0:
         raise LabelqaError(f"{source or 'input'}: no rows", hint="the input has no data rows; check the file and filters")
-    if k < 2:
+    if k < (1 if multilabel else 2):
         raise LabelqaError(
-            f"{where.probs}: {k} probabilit{'y' if k == 1 else 'ies'} per row; at least 2 classes are needed",
+            f"{where.probs}: {k} probabilit{'y' if k == 1 else 'ies'} per row; at least "
+            f"{'1 class is' if multilabel else '2 classes are'} needed",
             hint="give one probability per class; for a binary task pass both p and 1 - p",
         )
 
-    label_arr = to_arrow_1d(labels, "labels")
-    if len(label_arr) != n:
+    if not multilabel and _is_matrix(labels):
         raise LabelqaError(
-            f"{source or 'input'}: {len(label_arr)} labels but {n} rows of predicted probabilities",
-            hint="labels and probabilities must describe the same rows in the same order",
+            f"{where.labels}: labels of shape {tuple(np.shape(labels))} form a label matrix, which is multi-label data",
+            hint="pass task='multilabel' (--task multilabel) for label sets, or one label per row for multiclass",
         )
-    ids_np = convert_ids(ids, n, where.ids, id_col)
-    rows = Rows(ids_np, id_col if ids is not None else None)
-    label_arr = normalize_labels(label_arr, where.labels, rows)
-
-    if given_classes:
-        raw = normalize_classes(classes)
-        check_duplicate_classes(raw, meta["classes_source"])
-        cls = classes_like_labels(raw, label_arr.type)
-        check_duplicate_classes(cls, meta["classes_source"])
-        if len(cls) != k:
+    if multilabel and _is_matrix(labels):
+        ids_np = convert_ids(ids, n, where.ids, id_col)
+        rows = Rows(ids_np, id_col if ids is not None else None)
+        Y = label_matrix(labels, n, k, where, rows)
+        if given_classes:
+            cls = tuple(normalize_classes(classes))
+            _check_class_count(cls, k, meta["classes_source"], where)
+        else:
+            cls = tuple(range(k))
+            meta["classes_source"] = f"label matrix columns 0..{k - 1}"
+        meta["label_format"] = "label matrix"
+    elif multilabel:
+        label_arr = label_sets_to_arrow(labels, where.labels)
+        if len(label_arr) != n:
             raise LabelqaError(
-                f"{where.probs}: {k} probabilities per row but {len(cls)} classes from "
-                f"{meta['classes_source']} ({format_values(cls, 8)})",
-                hint="give exactly one class per probability column, in column order",
+                f"{source or 'input'}: {len(label_arr)} label sets but {n} rows of predicted probabilities",
+                hint="labels and probabilities must describe the same rows in the same order",
             )
+        ids_np = convert_ids(ids, n, where.ids, id_col)
+        rows = Rows(ids_np, id_col if ids is not None else None)
+        items, parent = _items(label_arr, where.labels, rows)
+        cls = _resolve_classes(classes, items, k, meta, where)
+        codes, as_codes = encode_label_items(items, parent, cls, where, rows)
+        if as_codes:
+            meta["labels_are_codes"] = True
+        Y = scatter_label_sets(codes, parent, n, cls, where, rows)
+        meta.setdefault("label_format", "label lists")
     else:
-        cls, how = infer_classes(label_arr, k)
-        meta["classes_source"] = how
+        label_arr = to_arrow_1d(labels, "labels")
+        if len(label_arr) != n:
+            raise LabelqaError(
+                f"{source or 'input'}: {len(label_arr)} labels but {n} rows of predicted probabilities",
+                hint="labels and probabilities must describe the same rows in the same order",
+            )
+        if is_list_type(label_arr.type):
+            raise LabelqaError(
+                f"{where.labels}: each row holds a list of labels ({type_name(label_arr.type)}), which is multi-label data",
+                hint="pass --task multilabel (task='multilabel') or leave the task on auto for label sets, "
+                "or give one label per row for multiclass",
+            )
+        ids_np = convert_ids(ids, n, where.ids, id_col)
+        rows = Rows(ids_np, id_col if ids is not None else None)
+        label_arr = normalize_labels(label_arr, where.labels, rows)
+        cls = _resolve_classes(classes, label_arr, k, meta, where)
+        codes, as_codes = encode_labels(label_arr, cls, where, rows)
+        if as_codes:
+            meta["labels_are_codes"] = True
+        Y = codes
 
-    codes, as_codes = encode_labels(label_arr, cls, where, rows)
-    if as_codes:
-        meta["labels_are_codes"] = True
+    if multilabel:
+        meta.update(check_multilabel_probabilities(P, where=where, rows=rows))
+    else:
+        P, prob_meta = check_probabilities(P, renormalize=renormalize, where=where, rows=rows)
+        meta.update(prob_meta)
 
-    P, prob_meta = check_probabilities(P, renormalize=renormalize, where=where, rows=rows)
-    meta.update(prob_meta)
+    E = None if embeddings is None else check_embeddings(embeddings, n, where, rows)
 
     return LabelData(
-        labels=_readonly(codes),
+        labels=_readonly(Y),
         pred_probs=_readonly(P),
         classes=tuple(cls),
         ids=_readonly(ids_np),
+        task=task,  # type: ignore[arg-type]
+        embeddings=None if E is None else _readonly(E),
         source=source,
         label_col=label_col,
         id_col=id_col,
         meta=meta,
     )
+
+
+def _check_class_count(cls: Sequence[Any], k: int, classes_source: str, where: _Where) -> None:
+    check_duplicate_classes(cls, classes_source)
+    if len(cls) != k:
+        raise LabelqaError(
+            f"{where.probs}: {k} probabilities per row but {len(cls)} classes from "
+            f"{classes_source} ({format_values(cls, 8)})",
+            hint="give exactly one class per probability column, in column order",
+        )
+
+
+def _resolve_classes(classes: Any, values: pa.Array, k: int, meta: dict[str, Any], where: _Where) -> tuple[Any, ...]:
+    """Given classes in the labels' type (checked against K), or inferred from the label values."""
+    if classes is not None:
+        raw = normalize_classes(classes)
+        check_duplicate_classes(raw, meta["classes_source"])
+        cls = classes_like_labels(raw, values.type)
+        _check_class_count(cls, k, meta["classes_source"], where)
+        return cls
+    cls, how = infer_classes(values, k)
+    meta["classes_source"] = how
+    return cls
 
 
 def _readonly(arr: np.ndarray) -> np.ndarray:
