@@ -22,8 +22,9 @@ class DetectorResult:
             The documented range depends on the detector ([0, 1] for
             confident learning).
         issues: Per-row flag, shape ``(N,)``, bool.
-        suggested: Per-row suggested label as a class code, shape ``(N,)``.
-            Unflagged rows suggest their given label.
+        suggested: Per-row suggested label as a class code, shape ``(N,)``;
+            for multi-label detectors the suggested label set as an N x K
+            bool matrix. Unflagged rows suggest their given label.
         suggested_confidence: Per-row probability of the suggested label,
             shape ``(N,)``, or ``None`` when the detector has no such notion.
         summary: Dataset-level figures, JSON-serialisable (lists, floats,
