@@ -423,6 +423,23 @@ def test_torch_missing_is_a_clear_error(monkeypatch):
     assert res.summary["backend"] == "numpy"
 
 
+def test_faiss_missing_is_a_clear_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "faiss":
+            raise ImportError("No module named 'faiss'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(LabelqaError, match="faiss"):
+        NeuralRelationGraph(mode="knn", index="faiss", k_neighbors=2).detect(make_data(TOY_Y, TOY_P, TOY_EMB))
+    res = NeuralRelationGraph(mode="knn", k_neighbors=2).detect(make_data(TOY_Y, TOY_P, TOY_EMB))
+    assert res.summary["index"] == "sklearn"
+
+
 # --------------------------------------------------------------------------- realistic
 def load_digits():
     table = pq.read_table(DIGITS)
