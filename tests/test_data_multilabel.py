@@ -88,7 +88,8 @@ def test_loaded_data_matches_from_arrays_in_three_label_forms():
     by_codes = LabelData.from_arrays(CODES, PROBS, classes=CLASSES, task="multilabel")
     by_matrix = LabelData.from_arrays(Y.astype(np.int8), PROBS, classes=CLASSES, task="multilabel")
     by_series = LabelData.from_arrays(pd.Series([tuple(s) for s in SETS]), PROBS, classes=CLASSES, task="multilabel")
-    for d in (by_sets, by_codes, by_matrix, by_series):
+    by_frame = LabelData.from_arrays(pd.DataFrame(Y.astype(int)), PROBS, classes=CLASSES, task="multilabel")
+    for d in (by_sets, by_codes, by_matrix, by_series, by_frame):
         np.testing.assert_array_equal(d.labels, Y)
         assert d.classes == ("cat", "dog", "emu") and d.task == "multilabel"
     assert by_codes.meta["labels_are_codes"] is True
@@ -167,6 +168,8 @@ def test_from_arrays_task_mismatch_messages():
         LabelData.from_arrays(Y, PROBS / PROBS.sum(1, keepdims=True))
     with pytest.raises(LabelqaError, match=r"each row holds a list of labels \(list<int64>\), which is multi-label data"):
         LabelData.from_arrays(CODES, PROBS / PROBS.sum(1, keepdims=True))
+    with pytest.raises(LabelqaError, match=r"labels must be 1-D, got shape \(5, 1\)"):  # a column vector is not a label matrix
+        LabelData.from_arrays(np.zeros((5, 1)), PROBS / PROBS.sum(1, keepdims=True))
     with pytest.raises(LabelqaError, match=r"unknown task 'auto' -- use 'multiclass' or 'multilabel'"):
         LabelData.from_arrays(CODES, PROBS, task="auto")
     with pytest.raises(LabelqaError, match=r"multi-label labels must hold a list of classes per row, got type string"):

@@ -3,7 +3,8 @@
 Public API:
 
 - :func:`load` -- a table file (Parquet, CSV/TSV, JSON lines, Arrow IPC) plus
-  optional ``.npy`` probabilities to a validated :class:`LabelData`;
+  optional ``.npy`` probabilities, embeddings and training dynamics to a
+  validated :class:`LabelData`, multiclass or multi-label (``task``);
 - :func:`read_table` -- a table file to a :class:`pyarrow.Table`;
 - :class:`LabelData` -- the validated data detectors consume
   (:meth:`LabelData.from_arrays` builds it from in-memory arrays);

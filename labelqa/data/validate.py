@@ -929,7 +929,7 @@ def build_label_data(
             hint="give one probability per class; for a binary task pass both p and 1 - p",
         )
 
-    if not multilabel and _is_matrix(labels):
+    if not multilabel and _is_matrix(labels) and np.shape(labels)[1] == k:
         raise LabelqaError(
             f"{where.labels}: labels of shape {tuple(np.shape(labels))} form a label matrix, which is multi-label data",
             hint="pass task='multilabel' (--task multilabel) for label sets, or one label per row for multiclass",
