@@ -313,7 +313,9 @@ def write_table(table: pa.Table, path: Path) -> Path:
         elif kind == "csv":
             import pyarrow.csv as pacsv
 
-            pacsv.write_csv(_csv_safe(table), tmp)
+            from labelqa.report.textlists import lists_to_text
+
+            pacsv.write_csv(lists_to_text(table), tmp)
         elif kind == "arrow":
             import pyarrow.feather as feather
 
@@ -327,17 +329,6 @@ def write_table(table: pa.Table, path: Path) -> Path:
                         fh.write(json.dumps(row, default=str) + "\n")
 
     return write_atomic(path, writer)
-
-
-def _csv_safe(table: pa.Table) -> pa.Table:
-    """CSV cannot hold list columns: encode them as JSON-like text."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type) or pa.types.is_fixed_size_list(field.type):
-            import json
-
-            text = pa.array([None if v is None else json.dumps(v) for v in table.column(i).to_pylist()], pa.string())
-            table = table.set_column(i, field.name, text)
-    return table
 
 
 def fix(

@@ -38,14 +38,22 @@ def render_markdown(summary: dict[str, Any], issues: pa.Table | None = None, top
         "",
         "## Per class",
         "",
-        "| class | rows | issues | issue rate | est. noise rate |",
-        "|---|---:|---:|---:|---:|",
     ]
-    for row in summary["per_class"]:
-        lines.append(
-            f"| {_escape(row['class'])} | {row['count']:,} | {row['issues']:,} | {_pct(row['issue_rate'])} "
-            f"| {_pct(row.get('estimated_noise_rate'))} |"
-        )
+    if summary.get("task") == "multilabel":
+        lines += ["| class | rows with label | issues | issue rate | should remove | should add |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for row in summary["per_class"]:
+            lines.append(
+                f"| {_escape(row['class'])} | {row['count']:,} | {row['issues']:,} | {_pct(row['issue_rate'])} "
+                f"| {row.get('should_remove', 0):,} | {row.get('should_add', 0):,} |"
+            )
+    else:
+        lines += ["| class | rows | issues | issue rate | est. noise rate |", "|---|---:|---:|---:|---:|"]
+        for row in summary["per_class"]:
+            lines.append(
+                f"| {_escape(row['class'])} | {row['count']:,} | {row['issues']:,} | {_pct(row['issue_rate'])} "
+                f"| {_pct(row.get('estimated_noise_rate'))} |"
+            )
     pairs = summary.get("confused_pairs") or []
     if pairs:
         lines += ["", "## Most confused pairs (given -> suggested)", "", "| given | suggested | rows |", "|---|---|---:|"]

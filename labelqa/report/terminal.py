@@ -38,13 +38,19 @@ def render_summary(summary: dict[str, Any], issues: pa.Table | None = None, *, t
     parts: list[Any] = [Panel(head, title="labelqa scan", expand=False)]
 
     per_class = sorted(summary["per_class"], key=lambda r: -r["issue_rate"])
+    multilabel = summary.get("task") == "multilabel"
     cls = Table(title="Per class (highest issue rate first)", title_justify="left")
-    for col, just in (("class", "left"), ("rows", "right"), ("issues", "right"), ("issue rate", "right"),
-                      ("est. noise", "right")):
+    cols = [("class", "left"), ("rows", "right"), ("issues", "right"), ("issue rate", "right")]
+    cols += [("remove", "right"), ("add", "right")] if multilabel else [("est. noise", "right")]
+    for col, just in cols:
         cls.add_column(col, justify=just)  # type: ignore[arg-type]
     for row in per_class[:max_classes]:
-        cls.add_row(Text(row["class"]), f"{row['count']:,}", f"{row['issues']:,}", _pct(row["issue_rate"]),
-                    _pct(row.get("estimated_noise_rate")))
+        cells = [Text(row["class"]), f"{row['count']:,}", f"{row['issues']:,}", _pct(row["issue_rate"])]
+        if multilabel:
+            cells += [f"{row.get('should_remove', 0):,}", f"{row.get('should_add', 0):,}"]
+        else:
+            cells.append(_pct(row.get("estimated_noise_rate")))
+        cls.add_row(*cells)
     if len(per_class) > max_classes:
         cls.caption = f"{len(per_class) - max_classes} more classes in summary.json"
     parts.append(cls)
@@ -61,15 +67,25 @@ def _top_table(issues: pa.Table, top: int, total: int) -> Table:
     idx = idx[np.argsort(ranks[idx], kind="stable")][:top]
     rows = issues.take(pa.array(idx)).to_pylist()
     table = Table(title=f"Top {len(rows)} of {total:,} label issues", title_justify="left")
-    for col, just in (("rank", "right"), ("id", "left"), ("given", "left"), ("suggested", "left"),
-                      ("confidence", "right"), ("quality", "right"), ("detectors", "left")):
+    multilabel = "labels_to_remove" in issues.column_names
+    cols = [("rank", "right"), ("id", "left"), ("given", "left")]
+    cols += [("change", "left")] if multilabel else [("suggested", "left"), ("confidence", "right")]
+    cols += [("quality", "right"), ("detectors", "left")]
+    for col, just in cols:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rows:
-        conf = r.get("suggested_confidence")
-        table.add_row(str(r["rank"]), Text(str(r["id"])), Text(str(r["given_label"])),
-                      Text(str(r["suggested_label"])), "" if conf is None or conf != conf else f"{conf:.2f}",
-                      f"{r['label_quality']:.4f}", Text(str(r.get("detectors") or "")))
-    table.caption = "confidence = model probability of the suggested label; quality: lower = more suspect"
+        cells = [str(r["rank"]), Text(str(r["id"]))]
+        if multilabel:
+            change = [f"-{c}" for c in r["labels_to_remove"] or []] + [f"+{c}" for c in r["labels_to_add"] or []]
+            cells += [Text(", ".join(map(str, r["given_label"] or []))), Text(" ".join(change))]
+        else:
+            conf = r.get("suggested_confidence")
+            cells += [Text(str(r["given_label"])), Text(str(r["suggested_label"])),
+                      "" if conf is None or conf != conf else f"{conf:.2f}"]
+        cells += [f"{r['label_quality']:.4f}", Text(str(r.get("detectors") or ""))]
+        table.add_row(*cells)
+    table.caption = ("change: labels to remove (-) and add (+); " if multilabel else
+                     "confidence = model probability of the suggested label; ") + "quality: lower = more suspect"
     return table
 
 

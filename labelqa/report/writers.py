@@ -19,6 +19,7 @@ from labelqa.atomic import publish, staging_dir
 from labelqa.errors import LabelqaError
 from labelqa.report.html import render_html
 from labelqa.report.markdown import render_markdown
+from labelqa.report.textlists import lists_to_text
 from labelqa.result import ScanResult
 
 #: Report files written by :func:`write_report`.
@@ -59,7 +60,7 @@ def write_report(
         # The writers release the GIL for most of their work: run them side by side.
         jobs = [pool.submit(pq.write_table, table, tmp / "issues.parquet", compression="zstd")]
         if csv:
-            jobs.append(pool.submit(pacsv.write_csv, table, tmp / "issues.csv"))
+            jobs.append(pool.submit(pacsv.write_csv, lists_to_text(table), tmp / "issues.csv"))
         jobs.append(pool.submit(_write_text, tmp / "summary.json", summary_json(summary)))
         jobs.append(pool.submit(_write_text, tmp / "summary.md", render_markdown(summary, table)))
         jobs.append(pool.submit(_write_text, tmp / "report.html", render_html(summary, table)))
