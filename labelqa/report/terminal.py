@@ -31,6 +31,11 @@ def render_summary(summary: dict[str, Any], issues: pa.Table | None = None, *, t
     head.add_row("Classes", str(summary["n_classes"]))
     head.add_row("Label issues", f"{summary['issues_found']:,} ({_pct(summary['issue_rate'])})")
     head.add_row("Est. noise rate", _pct(summary.get("estimated_noise_rate")))
+    runs = summary.get("detectors_run") or [summary.get("primary_detector")]
+    rule = f" (issue rule: {summary['issue_rule']})" if len(runs) > 1 else ""
+    head.add_row("Detectors", ", ".join(map(str, runs)) + rule)
+    if summary.get("outliers_found") is not None:
+        head.add_row("Outliers", f"{summary['outliers_found']:,}")
     gate = summary.get("gate")
     if gate and gate.get("rules"):
         style = "bold green" if gate["passed"] else "bold red"
