@@ -73,3 +73,22 @@ def test_summary_has_no_nan(tmp_path):
     res = scan(LabelData.from_arrays(np.array([0, 1, 0, 1]), probs))
     write_report(res, tmp_path / "r")
     json.loads((tmp_path / "r" / "summary.json").read_text())
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), _json_values, max_size=5))
+def test_summary_json_round_trips(value):
+    text = writers.summary_json(value)
+    assert json.loads(text) == value
+    assert text.endswith("\n")

@@ -211,7 +211,7 @@ def prob_columns_to_matrix(table: pa.Table, cols: Sequence[str], source: str, ro
         for chunk in col.chunks:  # write chunk by chunk: no concatenated temporary
             m = len(chunk)
             if m:
-                P[a : a + m, j] = chunk.to_numpy(zero_copy_only=False)
+                P[a : a + m, j] = _chunk_values(chunk, dtype)
             a += m
     return P
 
@@ -360,14 +360,27 @@ def list_column_to_matrix(
     if values.type != arrow_dtype:
         values = pc.cast(values, arrow_dtype)
     if values.num_chunks == 1:
-        flat = values.chunk(0).to_numpy(zero_copy_only=False)
+        flat = _chunk_values(values.chunk(0), dtype)
     else:
         flat = np.empty(len(values), dtype=dtype)
         a = 0
         for chunk in values.chunks:
-            flat[a : a + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+            flat[a : a + len(chunk)] = _chunk_values(chunk, dtype)
             a += len(chunk)
     return flat.reshape(n, k)
+
+
+def _chunk_values(chunk: pa.Array, dtype: np.dtype) -> np.ndarray:
+    """A null-free numeric Arrow chunk as a numpy view of its data buffer.
+
+    ``to_numpy(zero_copy_only=False)`` takes a slow conversion path for the
+    (nullable) child arrays Parquet readers produce; the data buffer itself is
+    already the right layout.
+    """
+    if chunk.null_count == 0 and chunk.type == pa.from_numpy_dtype(dtype):
+        buf = chunk.buffers()[1]
+        return np.frombuffer(buf, dtype=dtype, count=len(chunk), offset=chunk.offset * np.dtype(dtype).itemsize)
+    return chunk.to_numpy(zero_copy_only=False)
 
 
 # ------------------------------------------------- delimited multi-label strings

@@ -7,6 +7,8 @@ output folder once every one of them is complete (see :mod:`labelqa.atomic`).
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,27 @@ REPORT_FILES = ("issues.parquet", "issues.csv", "summary.json", "summary.md", "r
 
 
 def summary_json(summary: dict[str, Any]) -> str:
-    """summary.json text: stable key order, 2-space indent, trailing newline."""
-    return json.dumps(summary, indent=2, allow_nan=False, default=str) + "\n"
+    """summary.json text: 2-space indent, each list of numbers on one line, trailing newline.
+
+    Number lists (thresholds, matrix rows) are encoded by the C encoder, so a
+    100-class summary with several K x K matrices stays fast and readable.
+    """
+    leaves: list[str] = []
+    token = uuid.uuid4().hex  # placeholders no dataset string can forge
+
+    def compact(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: compact(v) for k, v in value.items()}
+        if isinstance(value, list):
+            if value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                leaves.append(json.dumps(value, allow_nan=False))
+                return f"\x00{token}:{len(leaves) - 1}\x00"
+            return [compact(v) for v in value]
+        return value
+
+    text = json.dumps(compact(summary), indent=2, allow_nan=False, default=str)
+    text = re.sub(rf'"\\u0000{token}:(\d+)\\u0000"', lambda m: leaves[int(m.group(1))], text)
+    return text + "\n"
 
 
 def write_report(
