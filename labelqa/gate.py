@@ -253,8 +253,10 @@ def check_gate(result: ScanResult, rules: dict[str, Any] | None = None) -> GateR
     limit = rules.get("max_issues")
     if limit is not None:
         ok = n_flagged <= limit
+        one = n_flagged == 1
+        verb = ("is within" if one else "are within") if ok else ("exceeds" if one else "exceed")
         check("max_issues", n_flagged, limit, ok,
-              f"{n_flagged:,} issues{whose} {'are within' if ok else 'exceed'} the maximum {limit:,}")
+              f"{n_flagged:,} issue{'' if one else 's'}{whose} {verb} the maximum {limit:,}")
     limit = rules.get("max_class_issue_rate")
     if limit is not None:
         rates, issues = _class_rates(result, flags)

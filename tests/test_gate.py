@@ -61,8 +61,8 @@ class Flags(Detector):
 def test_max_issues(toy, limit, passed):
     outcome = check_gate(toy, gate_rules(max_issues=limit))
     assert outcome.passed is passed
-    assert outcome.reason == (f"1 issues exceed the maximum {limit:,}" if not passed
-                              else f"1 issues are within the maximum {limit:,}")
+    assert outcome.reason == (f"1 issue exceeds the maximum {limit:,}" if not passed
+                              else f"1 issue is within the maximum {limit:,}")
 
 
 def test_max_class_issue_rate(toy):
@@ -81,7 +81,7 @@ def test_every_failing_rule_is_listed(toy):
     assert not outcome.passed
     assert len(outcome.failures) == 2
     assert outcome.reason == "; ".join(outcome.failures)
-    assert "issue rate 10.00% exceeds" in outcome.reason and "1 issues exceed" in outcome.reason
+    assert "issue rate 10.00% exceeds" in outcome.reason and "1 issue exceeds" in outcome.reason
     assert [c["rule"] for c in outcome.checks] == ["max_issue_rate", "max_issues", "max_class_issue_rate"]
     doc = outcome.as_dict()
     assert doc["failures"] == list(outcome.failures) and doc["rules"]["max_issues"] == 0
