@@ -69,6 +69,15 @@ def scan(
                                              rich_help_panel=o.NRG)] = 4.0,
     nrg_k: Annotated[Optional[int], typer.Option("--nrg-k", min=1, help="Neighbours per row in kNN mode.",
                                                  rich_help_panel=o.NRG, show_default=False)] = None,
+    nrg_edge_cutoff: Annotated[float, typer.Option("--nrg-edge-cutoff", min=0.0, max=0.999,
+                                                   help="Drop edges whose kernel value is at most this.",
+                                                   rich_help_panel=o.NRG)] = 0.03,
+    nrg_lambda: Annotated[float, typer.Option("--nrg-lambda", min=0.0, help="lambda of the suspect set.",
+                                              rich_help_panel=o.NRG)] = 0.05,
+    nrg_backend: Annotated[str, typer.Option("--nrg-backend", help="Exact mode engine: numpy, torch or auto.",
+                                             rich_help_panel=o.NRG)] = "numpy",
+    nrg_index: Annotated[str, typer.Option("--nrg-index", help="kNN index: auto (sklearn), sklearn, faiss or brute.",
+                                           rich_help_panel=o.NRG)] = "auto",
     outlier_rate: Annotated[float, typer.Option("--outlier-rate", min=0.0, max=0.99,
                                                 help="Share of rows flagged is_outlier by NRG.",
                                                 rich_help_panel=o.NRG)] = 0.01,
@@ -115,7 +124,10 @@ def scan(
     _set_if_changed(cl, "aggregation", aggregation, "ema")
     _set_if_changed(cl, "alpha", ema_alpha, 0.8)
     _set_if_changed(cl, "temperature", softmin_temperature, 0.1)
-    nrg: dict[str, Any] = {"mode": nrg_mode, "kernel": nrg_kernel, "power": nrg_power, "outlier_rate": outlier_rate}
+    nrg: dict[str, Any] = {
+        "mode": nrg_mode, "kernel": nrg_kernel, "power": nrg_power, "outlier_rate": outlier_rate,
+        "edge_cutoff": nrg_edge_cutoff, "lam": nrg_lambda, "backend": nrg_backend, "index": nrg_index,
+    }
     if nrg_k is not None:
         nrg["k_neighbors"] = nrg_k
     aum: dict[str, Any] = {"cutoff": aum_cutoff, "percentile": aum_percentile}
