@@ -24,8 +24,8 @@ of both with AUROC / average precision against the noisy rows, and the toy
 problem of the issue (identical flags expected for every method).
 
 Usage (cleanlab lives only in a separate venv, never a labelqa dependency):
-    /work/.venv-cleanlab/bin/python benchmarks/bench_multilabel.py --quick
-    /work/.venv-cleanlab/bin/python benchmarks/bench_multilabel.py            # 100k x 20, 1M x 50
+    .venv-bench/bin/python benchmarks/bench_multilabel.py --quick
+    .venv-bench/bin/python benchmarks/bench_multilabel.py            # 100k x 20, 1M x 50
     python benchmarks/bench_multilabel.py --no-cleanlab                         # labelqa only
 Options: --sizes 100000x20, --repeat 3, --jaccard-methods all|default|none,
 --no-jaccard-above N (skip per-method flags above N*K elements; default 2e7).
