@@ -101,7 +101,8 @@ def parse_noise_spec(spec: str) -> tuple[str, float]:
     kind, sep, rate_text = str(spec).partition(":")
     kind = kind.strip().lower().replace("-", "").replace("_", "")
     if not sep or kind not in ("uniform", "pairflip"):
-        raise LabelqaError(f"--inject-noise {spec!r} is not KIND:RATE", "e.g. --inject-noise uniform:0.2 or pairflip:0.1")
+        raise LabelqaError(f"--inject-noise {spec!r} is not KIND:RATE",
+                           "e.g. --inject-noise uniform:0.2 or pairflip:0.1")
     try:
         rate = float(rate_text)
     except ValueError:
@@ -318,7 +319,8 @@ def evaluate(result: ScanResult, truth_codes: Any, *, truth: dict[str, Any] | No
     truth_arr = np.asarray(truth_codes)
     if truth_arr.shape != (data.n_rows,):
         raise LabelqaError(f"truth must have one code per row: shape ({data.n_rows},), got {truth_arr.shape}")
-    if truth_arr.size and (truth_arr.dtype.kind not in "iu" or truth_arr.min() < 0 or truth_arr.max() >= data.n_classes):
+    k = data.n_classes
+    if truth_arr.size and (truth_arr.dtype.kind not in "iu" or truth_arr.min() < 0 or truth_arr.max() >= k):
         raise LabelqaError(f"truth must be class codes in 0..{data.n_classes - 1}")
     is_error = np.asarray(data.labels) != truth_arr
     n_err = int(is_error.sum())
