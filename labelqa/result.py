@@ -287,6 +287,7 @@ class ScanResult:
             "issue_rate": self.issue_rate,
             "estimated_num_issues": primary.get("estimated_num_issues"),
             "estimated_noise_rate": primary.get("estimated_noise_rate"),
+            "estimated_noise_rate_interval": primary.get("estimated_noise_rate_interval"),
             "noise_matrix": primary.get("noise_matrix"),
             "noise_matrix_orientation": "noise_matrix[i][j] = P(given label = classes[i] | true label = classes[j])",
             "per_class": self.per_class(),

@@ -147,3 +147,30 @@ def test_console_script_runs(noisy_parquet, tmp_path):
     proc = subprocess.run([*cmd, "scan", str(tmp_path / "missing.csv")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
+
+
+def test_config_file_sets_defaults_and_flags_win(noisy_parquet, tmp_path, capsys, monkeypatch):
+    path, _ = noisy_parquet
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "labelqa.toml").write_text('[scan]\nfilter_by = "both"\n\n[gate]\nmax_issue_rate = 0.01\n')
+    code, _, err = run(["scan", path, "-o", tmp_path / "a", "-q"], capsys)
+    assert code == 1 and "quality gate failed" in err
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["detectors"]["cl"]["params"]["filter_by"] == "both"
+    code, _, _ = run(["scan", path, "-o", tmp_path / "b", "-q", "--max-issue-rate", "0.5"], capsys)
+    assert code == 0  # the flag overrides the file
+    (tmp_path / "labelqa.toml").write_text("[gate]\nmax_isue_rate = 0.01\n")
+    code, _, err = run(["scan", path, "-o", tmp_path / "c", "-q"], capsys)
+    assert code == 2 and "max_isue_rate" in err and not (tmp_path / "c").exists()
+
+
+def test_format_github_annotations_and_step_summary(noisy_parquet, tmp_path, capsys, monkeypatch):
+    path, _ = noisy_parquet
+    step = tmp_path / "step.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
+    code, out, _ = run(["scan", path, "-o", tmp_path / "rep", "--format", "github", "--top", "4"], capsys)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert sum(line.startswith("::warning ") for line in lines) == 4
+    assert sum(line.startswith("::notice ") for line in lines) == 1
+    assert step.read_text() == (tmp_path / "rep" / "summary.md").read_text()

@@ -195,3 +195,41 @@ def split_names(text: str | None) -> list[str] | None:
     if not names:
         raise LabelqaError("--detectors is empty", "e.g. --detectors cl,nrg")
     return names
+
+GATE = "Gate"
+MaxIssueRate = Annotated[
+    Optional[float],
+    typer.Option("--max-issue-rate", help="Fail (exit 1) when the share of flagged rows exceeds this fraction, "
+                 "e.g. 0.05.", rich_help_panel=GATE, show_default=False),
+]
+MaxClassIssueRate = Annotated[
+    Optional[float],
+    typer.Option("--max-class-issue-rate", help="Fail when any class's share of flagged rows exceeds this.",
+                 rich_help_panel=GATE, show_default=False),
+]
+MaxIssues = Annotated[
+    Optional[int],
+    typer.Option("--max-issues", min=0, help="Fail when more rows than this are flagged.", rich_help_panel=GATE,
+                 show_default=False),
+]
+MaxNoiseRate = Annotated[
+    Optional[float],
+    typer.Option("--max-noise-rate", help="Fail when the estimated noise rate exceeds this.", rich_help_panel=GATE,
+                 show_default=False),
+]
+NoiseRateBound = Annotated[
+    Optional[str],
+    typer.Option("--noise-rate-bound", help="Which noise-rate figure --max-noise-rate checks: point, lower or upper "
+                 "(95% bootstrap interval) [default: point].", rich_help_panel=GATE, show_default=False),
+]
+GateDetectors = Annotated[
+    Optional[str],
+    typer.Option("--gate-detectors", help="Count only rows flagged by these detectors (comma-separated) "
+                 "[default: the combined flags].", rich_help_panel=GATE, show_default=False),
+]
+ExitZero = Annotated[bool, typer.Option("--exit-zero", help="Exit 0 even when the gate fails.", rich_help_panel=GATE)]
+Config = Annotated[
+    Optional[Path],
+    typer.Option("--config", help="TOML config [default: ./labelqa.toml, or [tool.labelqa] in ./pyproject.toml].",
+                 show_default=False),
+]

@@ -18,6 +18,7 @@ class OutputFormat(str, Enum):
     human = "human"
     json = "json"
     markdown = "markdown"
+    github = "github"
 
 
 def scan(
@@ -81,24 +82,52 @@ def scan(
     outlier_rate: Annotated[float, typer.Option("--outlier-rate", min=0.0, max=0.99,
                                                 help="Share of rows flagged is_outlier by NRG.",
                                                 rich_help_panel=o.NRG)] = 0.01,
-    max_issue_rate: Annotated[
-        Optional[float],
-        typer.Option("--max-issue-rate", help="Quality gate: exit 1 when the share of flagged rows exceeds this "
-                     "fraction (e.g. 0.05).", rich_help_panel="Gate", show_default=False),
-    ] = None,
-    exit_zero: Annotated[
-        bool, typer.Option("--exit-zero", help="Exit 0 even when the gate fails.", rich_help_panel="Gate")
-    ] = False,
+    max_issue_rate: o.MaxIssueRate = None,
+    max_class_issue_rate: o.MaxClassIssueRate = None,
+    max_issues: o.MaxIssues = None,
+    max_noise_rate: o.MaxNoiseRate = None,
+    noise_rate_bound: o.NoiseRateBound = None,
+    gate_detectors: o.GateDetectors = None,
+    exit_zero: o.ExitZero = False,
     output_format: Annotated[
         OutputFormat,
-        typer.Option("--format", help="stdout: human (rich tables), json (summary.json), markdown (summary.md).",
+        typer.Option("--format", help="stdout: human (rich tables), json (summary.json), markdown (summary.md), "
+                     "github (workflow annotations; summary.md appended to $GITHUB_STEP_SUMMARY).",
                      rich_help_panel=o.OUT),
     ] = OutputFormat.human,
     top: Annotated[int, typer.Option("--top", min=0, help="Issues listed in the terminal.", rich_help_panel=o.OUT)] = 10,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
+    config: o.Config = None,
 ) -> int:
-    """Find label issues in DATA and write a report (report.html, issues.parquet/.csv, summary.json/.md)."""
+    """Find label issues in DATA and write a report (report.html, issues.parquet/.csv, summary.json/.md).
+
+    Option defaults can come from [scan] and [gate] tables of a labelqa.toml
+    (or [tool.labelqa.*] in pyproject.toml); flags given on the command line win.
+    """
+    from labelqa.config import explicit_params, load_config, merge_cli
+
+    given = dict(locals())
+    del given["merge_cli"], given["load_config"], given["explicit_params"]
+    cfg = load_config(given.pop("config"))
+    explicit = explicit_params()
+    merged = merge_cli(cfg.values(("scan", "gate")), given, explicit=set(given) if explicit is None else explicit)
+    return _run(**merged)
+
+
+def _run(
+    *, data: Path, out: Path, label_col: str, pred_probs_col: str, pred_probs: Path | None, classes: str | None,
+    classes_file: Path | None, id_col: str | None, input_format: str | None, renormalize: bool, task: str,
+    label_sep: str | None, embeddings_col: str, embeddings: Path | None, logits_by_epoch: str | None,
+    threshold_samples: str | None, detectors: str | None, issue_rule: str, filter_by: str, score_method: str,
+    adjust_pred_probs: bool, frac_noise: float, min_examples_per_class: int, num_to_remove_per_class: str | None,
+    aggregation: str, ema_alpha: float, softmin_temperature: float, aum_cutoff: float | None,
+    aum_percentile: float | None, nrg_mode: str, nrg_kernel: str, nrg_power: float, nrg_k: int | None,
+    nrg_edge_cutoff: float, nrg_lambda: float, nrg_backend: str, nrg_index: str, outlier_rate: float,
+    max_issue_rate: float | None, max_class_issue_rate: float | None, max_issues: int | None,
+    max_noise_rate: float | None, noise_rate_bound: str | None, gate_detectors: str | None, exit_zero: bool,
+    output_format: OutputFormat, top: int, quiet: bool, verbose: bool,
+) -> int:
     from labelqa.gate import check_gate, gate_rules
     from labelqa.report.markdown import render_markdown
     from labelqa.report.terminal import print_summary
@@ -135,7 +164,10 @@ def scan(
         from labelqa.errors import LabelqaError
 
         raise LabelqaError("--aum-cutoff/--aum-percentile need training dynamics", "pass --logits-by-epoch PATH")
-    rules = gate_rules(max_issue_rate=max_issue_rate)  # validated before any work
+    rules = gate_rules(  # validated before any work
+        max_issue_rate=max_issue_rate, max_class_issue_rate=max_class_issue_rate, max_issues=max_issues,
+        max_noise_rate=max_noise_rate, noise_rate_bound=noise_rate_bound, gate_detectors=gate_detectors,
+    )
     names = o.split_names(detectors)
 
     with ProgressLog(quiet=quiet or output_format is not OutputFormat.human, verbose=verbose) as log:
@@ -154,6 +186,11 @@ def scan(
         typer.echo(summary_json(summary), nl=False)
     elif output_format is OutputFormat.markdown:
         typer.echo(render_markdown(summary, result.issues_table()), nl=False)
+    elif output_format is OutputFormat.github:
+        from labelqa.report.github import append_step_summary, github_annotations
+
+        typer.echo(github_annotations(summary, result.issues_table(), cap=top, file=str(data)), nl=False)
+        append_step_summary(render_markdown(summary, result.issues_table()))
     elif not quiet:
         console = stdout_console()
         print_summary(console, summary, result.issues_table() if top else None, top=top)

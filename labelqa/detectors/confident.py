@@ -38,6 +38,7 @@ import numpy as np
 from labelqa.data.model import LabelData
 from labelqa.detectors.base import Detector, DetectorResult
 from labelqa.errors import LabelqaError
+from labelqa.noise_interval import noise_rate_interval
 from labelqa.kernels.confident import ClassProbSums, ConfidentJointCounts
 
 __all__ = [
@@ -918,6 +919,7 @@ class ConfidentLearning(Detector):
             "latent_prior": latent.latent_prior.tolist(),
             "estimated_num_issues": prep.estimated_num_issues,
             "estimated_noise_rate": float(1.0 - np.trace(latent.joint)) if cal.sum() > 0 else 0.0,
+            "estimated_noise_rate_interval": list(noise_rate_interval(prep.joint, prep.class_counts)),
             "per_class": [
                 {
                     "class_count": int(n[k]),
