@@ -92,3 +92,21 @@ def test_summary_json_round_trips(value):
     text = writers.summary_json(value)
     assert json.loads(text) == value
     assert text.endswith("\n")
+
+
+def test_evaluation_is_written_and_shown(toy, tmp_path):
+    from labelqa.evaluate import evaluate
+    from labelqa.report.html import write_html
+
+    truth = toy.data.labels.copy()
+    truth[2] = 2  # row 2 really is class 2: the one flagged row is a true error
+    ev = evaluate(toy, truth, truth={"kind": "column", "column": "t"})
+    write_report(toy, tmp_path / "r", evaluation=ev)
+    saved = json.loads((tmp_path / "r" / "evaluation.json").read_text())
+    assert saved["detectors"]["cl"]["precision"] == 1.0 and saved["detectors"]["cl"]["recall"] == 1.0
+    assert "## Detection quality" in (tmp_path / "r" / "summary.md").read_text()
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert 'id="evaluation"' in html
+    (tmp_path / "r" / "report.html").unlink()
+    write_html(tmp_path / "r")  # a rebuild keeps the evaluation
+    assert 'id="evaluation"' in (tmp_path / "r" / "report.html").read_text()

@@ -38,7 +38,8 @@ def evaluate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of --inject-noise.", rich_help_panel=TRUTH)] = 0,
     out: Annotated[
         Optional[Path],
-        typer.Option("--out", "-o", help="Folder to write evaluation.json into (e.g. the report folder).",
+        typer.Option("--out", "-o", help="Write the scan report plus evaluation.json (shown in report.html and "
+                     "summary.md) into this folder.",
                      rich_help_panel=o.OUT, show_default=False),
     ] = None,
     output_format: Annotated[
@@ -104,7 +105,7 @@ def _run(
     from labelqa.errors import LabelqaError
     from labelqa.evaluate import (
         INJECTION_CAVEAT, evaluate as run_evaluate, evaluation_json, inject_into, parse_noise_spec,
-        read_truth_codes, write_evaluation,
+        read_truth_codes,
     )
     from labelqa.scan import scan as run_scan
 
@@ -148,8 +149,10 @@ def _run(
         log("scoring")
         evaluation = run_evaluate(result, truth, truth=truth_info)
         if out is not None:
-            log(f"writing {out}/evaluation.json")
-            write_evaluation(evaluation, out)
+            from labelqa.report.writers import write_report
+
+            log(f"writing the report with evaluation.json to {out}/")
+            write_report(result, out, evaluation=evaluation)
 
     if output_format is EvalFormat.json:
         typer.echo(evaluation_json(evaluation), nl=False)

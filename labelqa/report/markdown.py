@@ -12,13 +12,15 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
-def render_markdown(summary: dict[str, Any], issues: pa.Table | None = None, top: int = 20) -> str:
+def render_markdown(summary: dict[str, Any], issues: pa.Table | None = None, top: int = 20,
+                    evaluation: dict[str, Any] | None = None) -> str:
     """Render summary.md from a summary dict and (optionally) the issues table.
 
     Args:
         summary: The dict of :meth:`labelqa.result.ScanResult.summary`.
         issues: The issues table; its ``top`` best-ranked flagged rows are listed.
         top: How many issues to list.
+        evaluation: An evaluation (``labelqa evaluate``) to append as a table.
     """
     lines = ["# labelqa scan report", ""]
     gate = summary.get("gate")
@@ -58,6 +60,10 @@ def render_markdown(summary: dict[str, Any], issues: pa.Table | None = None, top
     if pairs:
         lines += ["", "## Most confused pairs (given -> suggested)", "", "| given | suggested | rows |", "|---|---|---:|"]
         lines += [f"| {_escape(p['given'])} | {_escape(p['suggested'])} | {p['count']:,} |" for p in pairs]
+    if evaluation:
+        from labelqa.evaluate import describe_truth, render_markdown_table
+
+        lines += ["", "## Detection quality", "", describe_truth(evaluation), "", render_markdown_table(evaluation).rstrip()]
     if issues is not None and summary["issues_found"]:
         lines += _top_issues(issues, top)
     return "\n".join(lines) + "\n"

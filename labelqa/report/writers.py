@@ -58,6 +58,7 @@ def write_report(
     *,
     summary: dict[str, Any] | None = None,
     csv: bool = True,
+    evaluation: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write the report files of ``result`` into ``out_dir`` atomically.
 
@@ -68,6 +69,8 @@ def write_report(
         summary: The summary dict to write (default ``result.summary()``);
             pass one to include extra sections such as the gate outcome.
         csv: Also write issues.csv.
+        evaluation: An evaluation (``labelqa evaluate``): written as
+            evaluation.json and shown in summary.md and report.html.
 
     Returns:
         The paths written.
@@ -83,8 +86,12 @@ def write_report(
         if csv:
             jobs.append(pool.submit(pacsv.write_csv, lists_to_text(table), tmp / "issues.csv"))
         jobs.append(pool.submit(_write_text, tmp / "summary.json", summary_json(summary)))
-        jobs.append(pool.submit(_write_text, tmp / "summary.md", render_markdown(summary, table)))
-        jobs.append(pool.submit(_write_text, tmp / "report.html", render_html(summary, table)))
+        jobs.append(pool.submit(_write_text, tmp / "summary.md", render_markdown(summary, table, evaluation=evaluation)))
+        jobs.append(pool.submit(_write_text, tmp / "report.html", render_html(summary, table, evaluation=evaluation)))
+        if evaluation is not None:
+            from labelqa.evaluate import evaluation_json
+
+            jobs.append(pool.submit(_write_text, tmp / "evaluation.json", evaluation_json(evaluation)))
         for job in jobs:
             job.result()  # re-raise the first failure before anything is published
         return publish(tmp, out_dir)
