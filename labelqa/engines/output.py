@@ -185,6 +185,7 @@ def build_summary(
         "issue_rate": n_issues / n if n else 0.0,
         "estimated_num_issues": detector_summary.get("estimated_num_issues"),
         "estimated_noise_rate": detector_summary.get("estimated_noise_rate"),
+        "estimated_noise_rate_interval": detector_summary.get("estimated_noise_rate_interval"),
         "noise_matrix": detector_summary.get("noise_matrix"),
         "noise_matrix_orientation": "noise_matrix[i][j] = P(given label = classes[i] | true label = classes[j])",
         "per_class": per_class,
