@@ -23,7 +23,7 @@ pass, every check).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,6 +217,18 @@ def _class_rates(result: ScanResult, flags: np.ndarray) -> tuple[np.ndarray, np.
     return rates, issues
 
 
+@dataclass(frozen=True)
+class _Figures:
+    """What the gate rules look at, whichever engine produced the scan."""
+
+    n_rows: int
+    n_flagged: int
+    class_names: list[str]
+    class_rates: np.ndarray
+    class_issues: np.ndarray
+    noise: Callable[[str], tuple[float, str]]
+
+
 def check_gate(result: ScanResult, rules: dict[str, Any] | None = None) -> GateResult:
     """Check a scan against gate rules from :func:`gate_rules`.
 
@@ -234,13 +246,50 @@ def check_gate(result: ScanResult, rules: dict[str, Any] | None = None) -> GateR
     rules = dict(rules or {})
     if not any(rules.get(r) is not None for r in RULES):
         return GateResult(True, "no gate rule set", rules)
-    detectors = rules.get("gate_detectors")
-    flags = counted_flags(result, detectors)
-    whose = f" (rows flagged by {', '.join(detectors)})" if detectors else ""
-    n_rows = result.data.n_rows
-    n_flagged = int(np.count_nonzero(flags))
-    checks: list[dict[str, Any]] = []
+    flags = counted_flags(result, rules.get("gate_detectors"))
+    rates, issues = _class_rates(result, flags)
+    figures = _Figures(result.data.n_rows, int(np.count_nonzero(flags)), result.data.class_names, rates, issues,
+                       lambda bound: noise_rate_figure(result, bound))
+    return _judge(figures, rules)
 
+
+def check_summary_gate(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> GateResult:
+    """Check gate rules against a summary.json dict (e.g. of the stream or Dask engine).
+
+    ``gate_detectors`` may only name the detectors the summary lists.
+    """
+    rules = dict(rules or {})
+    if not any(rules.get(r) is not None for r in RULES):
+        return GateResult(True, "no gate rule set", rules)
+    ran = summary.get("detectors_run") or list(summary.get("detectors") or {})
+    missing = [d for d in rules.get("gate_detectors") or () if d not in ran]
+    if missing:
+        raise LabelqaError(f"gate detector {', '.join(map(repr, missing))} did not run in this scan "
+                           f"(ran: {', '.join(ran)})", "fix --gate-detectors / gate_detectors")
+    per_class = summary.get("per_class") or []
+    rates = np.asarray([row["issue_rate"] for row in per_class], dtype=np.float64)
+    issues = np.asarray([row["issues"] for row in per_class], dtype=np.int64)
+
+    def noise(bound: str) -> tuple[float, str]:
+        point = summary.get("estimated_noise_rate")
+        interval = summary.get("estimated_noise_rate_interval")
+        source = str(summary.get("primary_detector"))
+        if point is None or (bound != "point" and interval is None):
+            raise LabelqaError("--max-noise-rate needs an estimated noise rate (and its interval for a bound), "
+                               "which this scan does not report", "drop max_noise_rate or use the point estimate")
+        value = float(point) if bound == "point" else float(interval[0] if bound == "lower" else interval[1])
+        return value, source
+
+    figures = _Figures(int(summary["rows"]), int(summary["issues_found"]), [r["class"] for r in per_class], rates,
+                       issues, noise)
+    return _judge(figures, rules)
+
+
+def _judge(fig: _Figures, rules: dict[str, Any]) -> GateResult:
+    detectors = rules.get("gate_detectors")
+    whose = f" (rows flagged by {', '.join(detectors)})" if detectors else ""
+    n_rows, n_flagged = fig.n_rows, fig.n_flagged
+    checks: list[dict[str, Any]] = []
     def check(rule: str, value: float, limit: float, ok: bool, message: str, **extra: Any) -> None:
         checks.append({"rule": rule, "value": value, "limit": limit, "passed": ok, "message": message, **extra})
 
@@ -259,8 +308,7 @@ def check_gate(result: ScanResult, rules: dict[str, Any] | None = None) -> GateR
               f"{n_flagged:,} issue{'' if one else 's'}{whose} {verb} the maximum {limit:,}")
     limit = rules.get("max_class_issue_rate")
     if limit is not None:
-        rates, issues = _class_rates(result, flags)
-        names = result.data.class_names
+        rates, issues, names = fig.class_rates, fig.class_issues, fig.class_names
         bad = [int(c) for c in np.argsort(-rates, kind="stable") if rates[c] > limit]
         worst = int(np.argmax(rates)) if rates.size else 0
         if bad:
@@ -276,7 +324,7 @@ def check_gate(result: ScanResult, rules: dict[str, Any] | None = None) -> GateR
     limit = rules.get("max_noise_rate")
     if limit is not None:
         bound = rules.get("noise_rate_bound", "point")
-        value, source = noise_rate_figure(result, bound)
+        value, source = fig.noise(bound)
         what = {"point": "estimated noise rate", "lower": "lower bound of the estimated noise rate (95%)",
                 "upper": "upper bound of the estimated noise rate (95%)"}[bound]
         ok = value <= limit

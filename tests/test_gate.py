@@ -160,3 +160,20 @@ def test_rules_dict_and_old_api():
     assert gate_rules(noise_rate_bound="point") == {}
     legacy = GateResult(True, "ok", {})  # the three-field constructor still works
     assert legacy.as_dict() == {"passed": True, "reason": "ok", "rules": {}, "failures": [], "checks": []}
+
+
+def test_summary_gate_agrees_with_result_gate():
+    """The stream engines gate on summary.json; the verdicts must match the in-memory gate's."""
+    from labelqa.gate import check_summary_gate
+    from tests.conftest import noisy_dataset
+
+    given, _, probs, _ = noisy_dataset(n=1500, k=5, seed=4)
+    result = scan(LabelData.from_arrays(given, probs))
+    summary = result.summary()
+    for kwargs in ({"max_issue_rate": 0.05}, {"max_issue_rate": 0.5}, {"max_issues": 10}, {"max_issues": 10_000},
+                   {"max_class_issue_rate": 0.1}, {"max_class_issue_rate": 0.9}, {"max_noise_rate": 0.05},
+                   {"max_noise_rate": 0.3, "noise_rate_bound": "upper"}, {"max_noise_rate": 0.1,
+                                                                          "noise_rate_bound": "lower"}):
+        rules = gate_rules(**kwargs)
+        a, b = check_gate(result, rules), check_summary_gate(summary, rules)
+        assert (a.passed, a.reason) == (b.passed, b.reason), kwargs

@@ -96,6 +96,15 @@ def scan(
                      rich_help_panel=o.OUT),
     ] = OutputFormat.human,
     top: Annotated[int, typer.Option("--top", min=0, help="Issues listed in the terminal.", rich_help_panel=o.OUT)] = 10,
+    engine: Annotated[
+        str, typer.Option("--engine", help="auto (stream large multiclass Parquet/Arrow inputs scanned with cl "
+                          "only), memory, stream (bounded memory) or dask.", rich_help_panel="Scale")
+    ] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per record batch of the stream and "
+                                            "dask engines.", rich_help_panel="Scale")] = 262_144,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address [default: a local "
+                                                     "cluster on this machine].", rich_help_panel="Scale",
+                                                     show_default=False)] = None,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
     config: o.Config = None,
@@ -126,11 +135,13 @@ def _run(
     nrg_edge_cutoff: float, nrg_lambda: float, nrg_backend: str, nrg_index: str, outlier_rate: float,
     max_issue_rate: float | None, max_class_issue_rate: float | None, max_issues: int | None,
     max_noise_rate: float | None, noise_rate_bound: str | None, gate_detectors: str | None, exit_zero: bool,
-    output_format: OutputFormat, top: int, quiet: bool, verbose: bool,
+    output_format: OutputFormat, top: int, quiet: bool, verbose: bool, engine: str, batch_size: int,
+    scheduler: str | None,
 ) -> int:
     from labelqa.gate import check_gate, gate_rules
     from labelqa.report.markdown import render_markdown
     from labelqa.report.terminal import print_summary
+    from labelqa.engines.choose import choose_engine
     from labelqa.report.writers import summary_json, write_report
     from labelqa.scan import scan as run_scan
 
@@ -170,32 +181,44 @@ def _run(
     )
     names = o.split_names(detectors)
 
+    chosen = choose_engine(engine, data, memory_only=_needs_memory(
+        task=task, label_sep=label_sep, embeddings_col=embeddings_col, embeddings=embeddings,
+        logits_by_epoch=logits_by_epoch, pred_probs=pred_probs, names=names, data=data,
+    ), pred_probs_col=pred_probs_col)
     with ProgressLog(quiet=quiet or output_format is not OutputFormat.human, verbose=verbose) as log:
-        result = run_scan(
-            data, detectors=names, params={"cl": cl, "nrg": nrg, "aum": aum}, issue_rule=issue_rule,
-            progress=log, **load_kwargs,
-        )
-        gate = check_gate(result, rules)
-        summary = result.summary()
-        summary["gate"] = gate.as_dict()
-        log(f"writing report to {out}/")
-        write_report(result, out, summary=summary)
-        log(f"done: {result.n_issues:,} of {result.data.n_rows:,} rows flagged")
+        if chosen == "memory":
+            result = run_scan(
+                data, detectors=names, params={"cl": cl, "nrg": nrg, "aum": aum}, issue_rule=issue_rule,
+                progress=log, **load_kwargs,
+            )
+            gate = check_gate(result, rules)
+            summary = result.summary()
+            summary["gate"] = gate.as_dict()
+            log(f"writing report to {out}/")
+            write_report(result, out, summary=summary)
+            issues = result.issues_table
+            log(f"done: {result.n_issues:,} of {result.data.n_rows:,} rows flagged")
+        else:
+            summary, gate = _scan_out_of_core(chosen, data, out, load_kwargs, cl, rules, batch_size, scheduler, log)
+            issues = lambda: _top_issues(out, max(top, 20))  # noqa: E731 - bounded read of the best-ranked rows
 
     if output_format is OutputFormat.json:
         typer.echo(summary_json(summary), nl=False)
     elif output_format is OutputFormat.markdown:
-        typer.echo(render_markdown(summary, result.issues_table()), nl=False)
+        typer.echo(render_markdown(summary, issues()), nl=False)
     elif output_format is OutputFormat.github:
         from labelqa.report.github import append_step_summary, github_annotations
 
-        typer.echo(github_annotations(summary, result.issues_table(), cap=top, file=str(data)), nl=False)
-        append_step_summary(render_markdown(summary, result.issues_table()))
+        table = issues()
+        typer.echo(github_annotations(summary, table, cap=top, file=str(data)), nl=False)
+        append_step_summary(render_markdown(summary, table))
     elif not quiet:
         console = stdout_console()
-        print_summary(console, summary, result.issues_table() if top else None, top=top)
-        console.print(f"Report written to [bold]{out}/[/bold] (report.html, issues.parquet/.csv, summary.json/.md)",
-                      highlight=False)
+        print_summary(console, summary, issues() if top else None, top=top)
+        from labelqa.report.writers import REPORT_FILES
+
+        files = ", ".join(name for name in REPORT_FILES if (out / name).exists())
+        console.print(f"Report written to [bold]{out}/[/bold] ({files})", highlight=False)
     if not gate.passed:
         from labelqa.cli.app import error_line
 
@@ -210,3 +233,77 @@ def _run(
 def _set_if_changed(params: dict[str, Any], key: str, value: Any, default: Any) -> None:
     if value != default:
         params[key] = value
+
+
+def _needs_memory(*, task: str, label_sep: str | None, embeddings_col: str, embeddings: Path | None,
+                  logits_by_epoch: str | None, pred_probs: Path | None, names: list[str] | None,
+                  data: Path) -> str | None:
+    """Why only the in-memory engine can run this scan, or ``None``."""
+    if task == "multilabel" or label_sep is not None:
+        return "multi-label label sets"
+    if names is not None and set(names) - {"cl"}:
+        return f"the detectors {', '.join(sorted(set(names) - {'cl'}))}"
+    if embeddings is not None or logits_by_epoch is not None:
+        return "embeddings or training dynamics for nrg/aum"
+    if pred_probs is not None:
+        return "probabilities from a .npy file"
+    if names is None and Path(data).is_file() and _has_column(Path(data), embeddings_col):
+        return f"embeddings (column {embeddings_col!r}) for nrg"
+    return None
+
+
+def _has_column(path: Path, name: str) -> bool:
+    from labelqa.data.readers import read_schema
+
+    try:
+        return name in read_schema(path, None).names
+    except Exception:  # noqa: BLE001 - unreadable: the loader reports it properly
+        return False
+
+
+def _scan_out_of_core(engine: str, data: Path, out: Path, load_kwargs: dict[str, Any], cl: dict[str, Any],
+                      rules: dict[str, Any], batch_size: int, scheduler: str | None,
+                      log: Any) -> tuple[dict[str, Any], Any]:
+    """Run the stream or Dask engine, then apply the gate to its summary and rewrite summary.json/.md."""
+    from labelqa.atomic import write_atomic
+    from labelqa.gate import check_summary_gate
+    from labelqa.report.writers import summary_json
+
+    kwargs = {k: v for k, v in load_kwargs.items() if k in (
+        "label_col", "pred_probs_col", "classes", "classes_file", "id_col", "input_format", "renormalize")}
+    if set(load_kwargs) - set(kwargs) - {"pred_probs_file"}:
+        extra = sorted(set(load_kwargs) - set(kwargs) - {"pred_probs_file"})
+        from labelqa.errors import LabelqaError
+
+        raise LabelqaError(f"options {', '.join(extra)} need --engine memory", "drop them or use --engine memory")
+    kwargs.update({k: v for k, v in cl.items() if k in (
+        "filter_by", "score_method", "adjust_pred_probs", "frac_noise", "num_to_remove_per_class",
+        "min_examples_per_class")})
+    log(f"scanning {data} with the {engine} engine (batches of {batch_size:,} rows)")
+    if engine == "stream":
+        from labelqa.engines.stream import scan_stream
+
+        res = scan_stream(data, out_dir=out, batch_size=batch_size, progress=log, **kwargs)
+    else:
+        from labelqa.engines.dask_engine import scan_dask
+
+        res = scan_dask(data, out_dir=out, scheduler=scheduler, batch_size=batch_size, progress=log, **kwargs)
+    summary = dict(res.summary)
+    gate = check_summary_gate(summary, rules)
+    summary["gate"] = gate.as_dict()
+    summary["options"] = {**summary.get("options", {}), "engine": engine}
+    write_atomic(out / "summary.json", lambda p: p.write_text(summary_json(summary), encoding="utf-8"))
+    if gate.rules:  # put the gate line under the title of the engine's summary.md
+        title, _, rest = (out / "summary.md").read_text(encoding="utf-8").partition("\n\n")
+        status = "PASSED" if gate.passed else "FAILED"
+        md = f"{title}\n\n**Quality gate: {status}** ({gate.reason})\n\n{rest}"
+        write_atomic(out / "summary.md", lambda p: p.write_text(md, encoding="utf-8"))
+    log(f"done: {res.n_issues:,} of {res.n_rows:,} rows flagged")
+    return summary, gate
+
+
+def _top_issues(out: Path, n: int) -> Any:
+    """The ``n`` best-ranked rows of a report's issues.parquet, read with a filter (bounded memory)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(out / "issues.parquet", filters=[("rank", "<=", n)])

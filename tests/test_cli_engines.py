@@ -1,0 +1,57 @@
+"""`labelqa scan --engine`: the streaming engine gives the in-memory report, and auto picks sensibly."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from labelqa.cli.app import main
+from labelqa.engines import choose
+from labelqa.errors import LabelqaError
+from tests.conftest import REPO, noisy_dataset, write_parquet
+
+DIGITS = REPO / "examples" / "digits" / "digits_noisy.parquet"
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def big(tmp_path):
+    given, _, probs, _ = noisy_dataset(n=30_000, k=6, seed=9)
+    return write_parquet(tmp_path / "big.parquet", given, probs)
+
+
+def test_stream_engine_matches_memory_through_the_cli(big, tmp_path, capsys):
+    code, _, err = run(["scan", big, "-o", tmp_path / "m", "--engine", "memory", "-q"], capsys)
+    assert code == 0, err
+    code, _, err = run(["scan", big, "-o", tmp_path / "s", "--engine", "stream", "--batch-size", "4096", "-q",
+                        "--max-issue-rate", "0.01"], capsys)
+    assert code == 1 and "quality gate failed" in err  # the gate works on the stream engine's summary too
+    assert pq.read_table(tmp_path / "s" / "issues.parquet").equals(pq.read_table(tmp_path / "m" / "issues.parquet"))
+    s = json.loads((tmp_path / "s" / "summary.json").read_text())
+    m = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert s["gate"]["passed"] is False and s["options"]["engine"] == "stream"
+    assert (s["issues_found"], s["estimated_noise_rate"]) == (m["issues_found"], m["estimated_noise_rate"])
+    assert "Quality gate: FAILED" in (tmp_path / "s" / "summary.md").read_text()
+
+
+def test_stream_refuses_what_it_cannot_run(tmp_path, capsys):
+    code, _, err = run(["scan", DIGITS, "--engine", "stream", "--embeddings-col", "features", "-o", tmp_path / "r"],
+                       capsys)
+    assert code == 2 and "--engine memory" in err
+
+
+def test_auto_rule(big, tmp_path, monkeypatch):
+    assert choose.choose_engine("auto", big) == "memory"  # 30k x 6 is small
+    monkeypatch.setattr(choose, "STREAM_MIN_CELLS", 100_000)
+    assert choose.choose_engine("auto", big) == "stream"  # 180k cells
+    assert choose.choose_engine("auto", big, memory_only="embeddings") == "memory"
+    assert choose.choose_engine("auto", big.parent) == "stream"  # a folder is a dataset
+    with pytest.raises(LabelqaError, match="unknown engine"):
+        choose.choose_engine("gpu", big)
