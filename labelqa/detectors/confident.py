@@ -102,20 +102,16 @@ def _as_arrays(labels: Any, pred_probs: Any, n_classes: int | None = None) -> tu
     return labs, probs
 
 
-def _check_options(
-    n_classes: int,
-    *,
-    filter_by: str = "prune_by_noise_rate",
-    score_method: str = "self_confidence",
-    frac_noise: float = 1.0,
-    num_to_remove_per_class: Sequence[int] | None = None,
-    min_examples_per_class: int = 1,
-) -> np.ndarray | None:
-    """Validate options; returns ``num_to_remove_per_class`` as int64 (or None)."""
-    if filter_by not in FILTER_METHODS:
-        raise LabelqaError(f"unknown filter_by {filter_by!r}", f"choose one of {', '.join(FILTER_METHODS)}")
-    if score_method not in SCORE_METHODS:
-        raise LabelqaError(f"unknown score_method {score_method!r}", f"choose one of {', '.join(SCORE_METHODS)}")
+def check_common_options(
+    filter_by: str, frac_noise: float, min_examples_per_class: int, methods: Sequence[str]
+) -> None:
+    """Validate the options the multiclass and multi-label detectors share.
+
+    Raises:
+        LabelqaError: Naming the bad value and, for ``filter_by``, the choices.
+    """
+    if filter_by not in methods:
+        raise LabelqaError(f"unknown filter_by {filter_by!r}", f"choose one of {', '.join(methods)}")
     if isinstance(frac_noise, bool) or not isinstance(frac_noise, (int, float, np.integer, np.floating)) or not (
         0.0 <= float(frac_noise) <= 1.0
     ):
@@ -126,6 +122,21 @@ def _check_options(
         or min_examples_per_class < 0
     ):
         raise LabelqaError(f"min_examples_per_class must be an integer >= 0, got {min_examples_per_class!r}")
+
+
+def _check_options(
+    n_classes: int,
+    *,
+    filter_by: str = "prune_by_noise_rate",
+    score_method: str = "self_confidence",
+    frac_noise: float = 1.0,
+    num_to_remove_per_class: Sequence[int] | None = None,
+    min_examples_per_class: int = 1,
+) -> np.ndarray | None:
+    """Validate options; returns ``num_to_remove_per_class`` as int64 (or None)."""
+    check_common_options(filter_by, frac_noise, min_examples_per_class, FILTER_METHODS)
+    if score_method not in SCORE_METHODS:
+        raise LabelqaError(f"unknown score_method {score_method!r}", f"choose one of {', '.join(SCORE_METHODS)}")
     if num_to_remove_per_class is None:
         return None
     arr = np.asarray(num_to_remove_per_class)

@@ -54,6 +54,7 @@ import numpy as np
 
 from labelqa.data.model import LabelData
 from labelqa.detectors.base import Detector, DetectorResult
+from labelqa.detectors.confident import check_common_options
 from labelqa.errors import LabelqaError
 
 __all__ = [
@@ -171,18 +172,7 @@ def _check_options(
     min_examples_per_class: int = 1,
 ) -> np.ndarray | None:
     """Validate options; returns ``num_to_remove_per_class`` as (K, 2) int64 or None."""
-    if filter_by not in FILTER_METHODS:
-        raise LabelqaError(f"unknown filter_by {filter_by!r}", f"choose one of {', '.join(FILTER_METHODS)}")
-    if isinstance(frac_noise, bool) or not isinstance(frac_noise, (int, float, np.integer, np.floating)) or not (
-        0.0 <= float(frac_noise) <= 1.0
-    ):
-        raise LabelqaError(f"frac_noise must be a number in [0, 1], got {frac_noise!r}")
-    if (
-        isinstance(min_examples_per_class, bool)
-        or not isinstance(min_examples_per_class, (int, np.integer))
-        or min_examples_per_class < 0
-    ):
-        raise LabelqaError(f"min_examples_per_class must be an integer >= 0, got {min_examples_per_class!r}")
+    check_common_options(filter_by, frac_noise, min_examples_per_class, FILTER_METHODS)
     if num_to_remove_per_class is None:
         return None
     arr = np.asarray(num_to_remove_per_class)
