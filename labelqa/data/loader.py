@@ -9,6 +9,12 @@ Where the probabilities come from, first match wins:
 3. columns named ``prob_<class>``;
 4. otherwise an error listing the columns and these three ways.
 
+Several models: ``pred_probs_file`` a list of ``.npy`` files and/or
+``pred_probs_col`` a list of column names (files first); each is one model,
+validated on its own, and ``pred_probs`` is their combination
+(``combine_models``, see :mod:`labelqa.models`), each kept in
+``LabelData.model_pred_probs``.
+
 Which class each probability column belongs to, first match wins:
 
 1. ``classes`` (e.g. ``--classes a,b,c``) or ``classes_file`` (one class per
@@ -86,7 +92,7 @@ LOAD_TASKS = ("auto", "multiclass", "multilabel")
 class _Plan:
     """What to read: the columns and where the probabilities come from."""
 
-    kind: str  # "file" | "column" | "columns"
+    kind: str  # "file" | "column" | "columns" | "models"
     columns: list[str]
     prob_cols: list[str] = field(default_factory=list)
     classes: list[Any] | None = None
@@ -110,6 +116,7 @@ def _plan(
     id_col: str | None,
     user_classes: list[Any] | None,
     classes_source: str | None,
+    model_cols: list[str] | None = None,
 ) -> _Plan:
     if label_col not in names:
         raise _missing_column(path, label_col, names, "--label-col")
@@ -117,6 +124,12 @@ def _plan(
         raise _missing_column(path, id_col, names, "--id-col")
     base = [label_col] + ([id_col] if id_col is not None and id_col != label_col else [])
 
+    if model_cols is not None:
+        for col in model_cols:
+            if col not in names:
+                raise _missing_column(path, col, names, "--pred-probs-col")
+        return _Plan("models", base + [c for c in model_cols if c not in base], classes=user_classes,
+                     classes_source=classes_source)
     if pred_probs_file is not None:
         return _Plan("file", base, classes=user_classes, classes_source=classes_source)
     if pred_probs_col in names:
@@ -136,6 +149,32 @@ def _plan(
         hint="pass --pred-probs-col NAME for a column holding a list of probabilities per row, "
         "name per-class columns prob_<class>, or pass --pred-probs probs.npy (an N x K .npy file)",
     )
+
+
+def _model_sources(pred_probs_col: str | Sequence[str], pred_probs_file: Any) -> tuple[list[str], list[str]]:
+    """The probability files and columns to load, one model each, files first.
+
+    A string ``pred_probs_col`` keeps its single-model meaning (not used when
+    a file is given); a list of names is always used, after the files.
+    """
+    if pred_probs_file is None:
+        files: list[str] = []
+    elif isinstance(pred_probs_file, (str, os.PathLike)):
+        files = [os.fspath(pred_probs_file)]
+    else:
+        files = [os.fspath(f) for f in pred_probs_file]
+    if isinstance(pred_probs_col, str):
+        cols: list[str] = [] if files else [pred_probs_col]
+    else:
+        cols = [str(c) for c in pred_probs_col]
+        if not cols and not files:
+            cols = [DEFAULT_PRED_PROBS_COL]
+    for what, values, option in (("column", cols, "--pred-probs-col"), ("file", files, "--pred-probs")):
+        again = [v for i, v in enumerate(values) if v in values[:i]]
+        if again:
+            raise LabelqaError(f"probability {what} {again[0]!r} given more than once",
+                               hint=f"give each {option} once")
+    return files, cols
 
 
 def _resolve_task(task: str, label_sep: str | None, label_type: pa.DataType, where: str) -> str:
@@ -190,8 +229,9 @@ def load(
     path: str | os.PathLike[str],
     *,
     label_col: str = "label",
-    pred_probs_col: str = DEFAULT_PRED_PROBS_COL,
-    pred_probs_file: str | os.PathLike[str] | None = None,
+    pred_probs_col: str | Sequence[str] = DEFAULT_PRED_PROBS_COL,
+    pred_probs_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    combine_models: str = "geometric",
     classes: Sequence[Any] | str | None = None,
     classes_file: str | os.PathLike[str] | None = None,
     id_col: str | None = None,
@@ -215,7 +255,21 @@ def load(
         pred_probs_col: Column holding a list of K probabilities per row. If
             the default ``pred_probs`` is absent, ``prob_<class>`` columns are
             used; a non-default name that is absent is an error.
-        pred_probs_file: An N x K ``.npy`` file; takes precedence over columns.
+        pred_probs_file: An N x K ``.npy`` file; takes precedence over a
+            ``pred_probs_col`` string.
+        combine_models: How several models combine into ``pred_probs``:
+            ``"geometric"`` (default), ``"mean"`` or ``"loss_weighted"`` (see
+            :mod:`labelqa.models` and ``docs/multimodel.md``).
+
+    Several models: ``pred_probs_col`` may be a list of column names and
+    ``pred_probs_file`` a list of ``.npy`` files; every file and, when
+    ``pred_probs_col`` is a list, every listed column is one model (files
+    first). Each is loaded and validated like a single model (messages name
+    its column or file) and all must have K probabilities per row in the same
+    class order; ``pred_probs`` is then their combination, and
+    ``model_pred_probs`` keeps each, with ``meta["models"]`` (e.g.
+    ``["column resnet", "file swin.npy"]``) and ``meta["combine_models"]``.
+    A one-element list is a single model.
         classes: Class values in probability-column order (a sequence, or a
             ``"a,b,c"`` string).
         classes_file: Text file with one class per line (blank lines ignored),
@@ -260,8 +314,18 @@ def load(
     if task not in LOAD_TASKS:
         raise LabelqaError(f"unknown task {task!r}", hint="use --task auto, multiclass or multilabel")
     user_classes, classes_source = given_classes(classes, classes_file)
-    if pred_probs_file is not None:
-        check_file(pred_probs_file, what="probabilities file")
+    from labelqa.models import COMBINE_METHODS
+
+    if combine_models not in COMBINE_METHODS:
+        raise LabelqaError(f"unknown model combination {combine_models!r}",
+                           hint=f"use --combine-models {', '.join(COMBINE_METHODS)}")
+    model_files, model_cols = _model_sources(pred_probs_col, pred_probs_file)
+    multi = len(model_files) + len(model_cols) > 1
+    if not multi:  # one model: the single-model rules below
+        pred_probs_file = model_files[0] if model_files else None
+        pred_probs_col = model_cols[0] if model_cols else DEFAULT_PRED_PROBS_COL
+    for f in model_files:
+        check_file(f, what="probabilities file")
     if embeddings_file is not None:
         check_file(embeddings_file, what="embeddings file")
     if threshold_samples is not None and logits_by_epoch is None:
@@ -275,6 +339,7 @@ def load(
         id_col=id_col,
         user_classes=user_classes,
         classes_source=classes_source,
+        model_cols=model_cols if multi else None,
     )
     table: pa.Table | None = None
 
@@ -333,15 +398,20 @@ def load(
 
     classes_out = plan.classes
     classes_from = plan.classes_source
-    if plan.kind == "file":
+    model_names: list[str] | None = None
+    if plan.kind == "models":
+        pred_probs = []
+        model_names = []
+        for f in model_files:
+            pred_probs.append(_read_probs_file(f, n, p))
+            model_names.append(f"file {f}")
+        for col in model_cols:
+            pred_probs.append(list_column_to_matrix(table.column(col), f"{p}, column {col!r}", rows))
+            model_names.append(f"column {col}")
+    elif plan.kind == "file":
         assert pred_probs_file is not None
-        pred_probs = read_npy(pred_probs_file)
+        pred_probs = _read_probs_file(pred_probs_file, n, p)
         meta["pred_probs_source"] = f"file {os.fspath(pred_probs_file)}"
-        if pred_probs.ndim >= 1 and pred_probs.shape[0] != n:
-            raise LabelqaError(
-                f"{os.fspath(pred_probs_file)} has {pred_probs.shape[0]} rows but {p} has {n} rows",
-                hint="the .npy must hold one row of probabilities per table row, in the same order",
-            )
     elif plan.kind == "column":
         meta["pred_probs_source"] = f"column {pred_probs_col}"
         pred_probs = list_column_to_matrix(table.column(pred_probs_col), f"{p}, column {pred_probs_col!r}", rows)
@@ -386,10 +456,23 @@ def load(
         meta=meta,
         task=task_out,
         embeddings=embeddings,
+        combine_models=combine_models,
+        model_names=model_names,
     )
     if logits_by_epoch is None:
         return data
     return _attach_dynamics(data, table, dyn, p)
+
+
+def _read_probs_file(pred_probs_file: str | os.PathLike[str], n: int, path: str) -> Any:
+    """An N x K ``.npy`` of probabilities (memory-mapped), checked to have the table's N rows."""
+    pred_probs = read_npy(pred_probs_file)
+    if pred_probs.ndim >= 1 and pred_probs.shape[0] != n:
+        raise LabelqaError(
+            f"{os.fspath(pred_probs_file)} has {pred_probs.shape[0]} rows but {path} has {n} rows",
+            hint="the .npy must hold one row of probabilities per table row, in the same order",
+        )
+    return pred_probs
 
 
 def _attach_dynamics(data: LabelData, table: pa.Table, dyn: dict[str, tuple[str, str]], path: str) -> LabelData:

@@ -40,6 +40,16 @@ class LabelData:
         id_col: Name of the id column in the source, or ``None`` for the row
             index.
         meta: Free-form provenance (input format, probability source...).
+        model_pred_probs: When several models' probabilities were given
+            (``pred_probs_col=["a", "b"]``, several files, or a list of
+            matrices), each model's validated ``(N, K)`` matrix, in the order
+            given; ``pred_probs`` is then their combination
+            (``meta["combine_models"]``: ``geometric``, ``mean`` or
+            ``loss_weighted``, see :mod:`labelqa.models`) and
+            ``meta["models"]`` names their sources (``"column a"``,
+            ``"file p.npy"``). ``None`` for a single model. Detectors read
+            ``pred_probs``; reports use these to show where the models
+            disagree (:func:`labelqa.models.disagreement_columns`).
     """
 
     labels: np.ndarray
@@ -53,6 +63,12 @@ class LabelData:
     label_col: str = "label"
     id_col: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    model_pred_probs: tuple[np.ndarray, ...] | None = None
+
+    @property
+    def n_models(self) -> int:
+        """Number of models whose probabilities were given (1 unless ``model_pred_probs`` is set)."""
+        return 1 if self.model_pred_probs is None else len(self.model_pred_probs)
 
     @property
     def n_rows(self) -> int:
@@ -93,6 +109,8 @@ class LabelData:
         source: str | None = None,
         task: Task = "multiclass",
         embeddings: Any = None,
+        combine_models: str = "geometric",
+        model_names: Any = None,
     ) -> LabelData:
         """Build validated data from in-memory arrays.
 
@@ -103,7 +121,10 @@ class LabelData:
                 2-D numpy array or DataFrame), or N label sets (a list of
                 lists, a pandas Series of lists, a pyarrow list array) of class
                 values or codes, possibly empty.
-            pred_probs: Predicted probabilities, shape ``(N, K)``.
+            pred_probs: Predicted probabilities, shape ``(N, K)``; or a list
+                of such matrices, one per model (each validated, all the same
+                shape), combined by ``combine_models`` into ``pred_probs``
+                and kept in ``model_pred_probs``.
             classes: Class values in column order. Default: ``0..K-1`` when
                 labels are integer codes (or a label matrix), else the sorted
                 unique labels when their count equals K.
@@ -115,6 +136,10 @@ class LabelData:
                 then independent per class, each in [0, 1]).
             embeddings: Optional ``(N, D)`` feature embeddings, stored as
                 float32.
+            combine_models: ``"geometric"`` (default), ``"mean"`` or
+                ``"loss_weighted"``; see :mod:`labelqa.models`.
+            model_names: Names of the models for messages and
+                ``meta["models"]`` (default ``pred_probs[0]``, ...).
 
         Raises:
             LabelqaError: On any invalid input, with what and where.
@@ -123,5 +148,5 @@ class LabelData:
 
         return build_label_data(
             labels, pred_probs, classes=classes, ids=ids, renormalize=renormalize, source=source,
-            task=task, embeddings=embeddings,
+            task=task, embeddings=embeddings, combine_models=combine_models, model_names=model_names,
         )

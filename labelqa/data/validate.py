@@ -859,6 +859,8 @@ def build_label_data(
     meta: dict[str, Any] | None = None,
     task: str = "multiclass",
     embeddings: Any = None,
+    combine_models: str = "geometric",
+    model_names: Sequence[str] | None = None,
 ) -> LabelData:
     """Validate labels, probabilities, classes, ids and embeddings; build a :class:`LabelData`.
 
@@ -894,6 +896,19 @@ def build_label_data(
             independent per class, each in [0, 1]).
         embeddings: Optional N x D feature embeddings: finite, no all-zero
             row; stored as C-contiguous float32 (not copied if already so).
+        combine_models: How several models' probabilities combine into
+            ``pred_probs`` (see :mod:`labelqa.models`): ``geometric``
+            (default), ``mean`` or ``loss_weighted``.
+        model_names: Source names of the models when ``pred_probs`` is a list
+            of matrices (``"column a"``, ``"file p.npy"``; default
+            ``pred_probs[0]``, ``pred_probs[1]``...), for messages and
+            ``meta["models"]``.
+
+    ``pred_probs`` may be a list of N x K matrices, one per model: each is
+    validated like a single matrix (messages name its source), all must
+    share N and K, and ``pred_probs`` becomes their combination while
+    ``model_pred_probs`` keeps each (``meta["models"]``,
+    ``meta["combine_models"]``). A list of one matrix is a single model.
 
     Raises:
         LabelqaError: On any invalid input; the message names the column and
@@ -918,7 +933,39 @@ def build_label_data(
             "and rows need not sum to 1",
             hint="drop --renormalize (renormalize=True)",
         )
-    P = as_prob_matrix(pred_probs, where.probs)
+    from labelqa.models import COMBINE_METHODS, check_same_shape, split_models
+
+    if combine_models not in COMBINE_METHODS:
+        raise LabelqaError(f"unknown model combination {combine_models!r}",
+                           hint=f"use --combine-models {', '.join(COMBINE_METHODS)}")
+    models = split_models(pred_probs) if not isinstance(pred_probs, np.ndarray) else None
+    if models is not None and model_names is not None and len(model_names) != len(models):
+        raise LabelqaError(f"{len(model_names)} model names for {len(models)} models", hint="give one name per model")
+    model_wheres: list[_Where] = []
+    model_mats: list[np.ndarray] = []
+    if models is not None and len(models) == 1:
+        if model_names is not None and meta.get("pred_probs_source") == "array":
+            meta["pred_probs_source"] = model_names[0]
+            where = _Where(source, label_col, id_col, meta)
+        pred_probs, models = models[0], None
+    if models is not None:
+        names = list(model_names) if model_names is not None else [f"pred_probs[{i}]" for i in range(len(models))]
+        if len(set(names)) != len(names):
+            dup = sorted({x for x in names if names.count(x) > 1})
+            raise LabelqaError(f"model {', '.join(dup)} given more than once",
+                               hint="give each probability column or file once")
+        for m, name in zip(models, names):
+            w = _Where(source, label_col, id_col, {**meta, "pred_probs_source": name, "pred_probs_columns": None})
+            model_wheres.append(w)
+            model_mats.append(as_prob_matrix(m, w.probs))
+        check_same_shape(model_mats, [w.probs for w in model_wheres])
+        meta["pred_probs_source"] = f"{combine_models} of {len(models)} models"
+        meta["models"] = names
+        meta["combine_models"] = combine_models
+        where = _Where(source, label_col, id_col, meta)
+        P = model_mats[0]
+    else:
+        P = as_prob_matrix(pred_probs, where.probs)
     n, k = P.shape
     if n == 0:
         raise LabelqaError(f"{source or 'input'}: no rows", hint="the input has no data rows; check the file and filters")
@@ -983,7 +1030,11 @@ def build_label_data(
             meta["labels_are_codes"] = True
         Y = codes
 
-    if multilabel:
+    model_tuple: tuple[np.ndarray, ...] | None = None
+    if model_mats:
+        P, model_tuple = _check_and_combine(model_mats, model_wheres, Y, rows, meta, renormalize=renormalize,
+                                            multilabel=multilabel, method=combine_models)
+    elif multilabel:
         meta.update(check_multilabel_probabilities(P, where=where, rows=rows))
     else:
         P, prob_meta = check_probabilities(P, renormalize=renormalize, where=where, rows=rows)
@@ -1002,7 +1053,40 @@ def build_label_data(
         label_col=label_col,
         id_col=id_col,
         meta=meta,
+        model_pred_probs=model_tuple,
     )
+
+
+def _check_and_combine(
+    mats: list[np.ndarray], wheres: list[_Where], Y: np.ndarray, rows: Rows, meta: dict[str, Any], *,
+    renormalize: bool, multilabel: bool, method: str,
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Validate each model like a single matrix, then combine them (one new N x K array)."""
+    from labelqa.models import combine_pred_probs, fit_model_weights
+
+    checked = []
+    renormalized_rows = []
+    for i, (m, w) in enumerate(zip(mats, wheres)):
+        if multilabel:
+            check_multilabel_probabilities(m, where=w, rows=rows)
+            checked.append(m)
+        else:
+            m2, prob_meta = check_probabilities(m, renormalize=renormalize, where=w, rows=rows)
+            checked.append(m2)
+            renormalized_rows.append(prob_meta.get("renormalized_rows", 0))
+            meta["sum_tolerance"] = max(meta.get("sum_tolerance", 0.0), prob_meta["sum_tolerance"])
+    meta["renormalized"] = bool(renormalize and not multilabel)
+    if meta["renormalized"]:
+        meta["renormalized_rows"] = int(max(renormalized_rows))
+        meta["model_renormalized_rows"] = [int(r) for r in renormalized_rows]
+    task = "multilabel" if multilabel else "multiclass"
+    if method == "loss_weighted":
+        weights = fit_model_weights(checked, Y, task=task)
+        meta["model_weights"] = [float(x) for x in weights]
+        combined = combine_pred_probs(checked, "mean", weights, task=task)
+    else:
+        combined = combine_pred_probs(checked, method, task=task)
+    return combined, tuple(_readonly(m) for m in checked)
 
 
 def _check_class_count(cls: Sequence[Any], k: int, classes_source: str, where: _Where) -> None:

@@ -1,0 +1,184 @@
+"""Do two models find label errors better than the better one alone? Measured on CIFAR-10N.
+
+For each noise set in --data-dir (``cifar10n_<set>_<model>.parquet``, two
+models with the same row order; see the README there) it runs labelqa's
+confident learning (default ``filter_by="prune_by_noise_rate"``) and the
+``self_confidence`` label quality score on:
+
+- each model alone (resnet18, swin);
+- both models combined into one matrix by every ``combine_models`` method of
+  :mod:`labelqa.models` (built with ``LabelData.from_arrays([...])``, the path
+  ``load()`` takes);
+- for reference, per-model results combined afterwards (not a labelqa option):
+  the union / intersection of the two models' flags, with the lower / mean
+  self-confidence as score;
+- a stress test of the combinations: swin plus a *leaky* resnet18, i.e. one
+  scored partly in-sample, simulated as ``(1 - LEAK) * resnet18 + LEAK *
+  one_hot(given label)`` -- the mistake (a model that saw the rows in
+  training) the combination should survive.
+
+Against the ground truth ``label != true_label`` it reports precision,
+recall and F1 of the flagged rows, and AUROC and average precision of the
+score (sklearn.metrics; lower score = more suspect). It also reports how
+often the models disagree (argmax) and the error rate on those rows, which is
+what the ``models_disagree`` report column shows.
+
+``true_label`` is split off right after reading: only ``label`` and
+``pred_probs`` reach labelqa. The files are read in place and never copied.
+When they are absent the script prints "skipped: data not found" and exits 0.
+
+Usage:
+    python benchmarks/quality_multimodel.py [--data-dir ../shared/data/cifar10n] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from labelqa.data import LabelData  # noqa: E402
+from labelqa.detectors.confident import find_label_issues, get_label_quality_scores  # noqa: E402
+from labelqa.models import COMBINE_METHODS, DEFAULT_COMBINE, model_disagreement  # noqa: E402
+
+DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "cifar10n"
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+MODELS = {"resnet18": "resnet18", "swin": "swin_base_patch4_window7_224"}
+NOISE_SETS = ("aggre", "worst")
+#: Share of the leaky model's probability put on the given label in the stress test.
+LEAK = 0.3
+
+
+def read(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(given labels as strings, pred_probs N x K float32, truth) -- truth kept apart from the inputs."""
+    table = pq.read_table(path, columns=["id", "label", "pred_probs", "true_label"])
+    truth = table.column("true_label").to_numpy(zero_copy_only=False).astype(str)
+    table = table.drop_columns(["true_label"])  # ground truth never reaches labelqa
+    col = table.column("pred_probs").combine_chunks()
+    probs = col.flatten().to_numpy().reshape(len(col), -1)
+    given = table.column("label").to_numpy(zero_copy_only=False).astype(str)
+    return given, probs, truth
+
+
+def prf(flags: np.ndarray, is_error: np.ndarray) -> tuple[int, float, float, float]:
+    tp = int(np.count_nonzero(flags & is_error))
+    n_flag = int(np.count_nonzero(flags))
+    n_err = int(np.count_nonzero(is_error))
+    p = tp / n_flag if n_flag else 0.0
+    r = tp / n_err if n_err else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return n_flag, p, r, f
+
+
+def row(name: str, flags: np.ndarray, scores: np.ndarray, is_error: np.ndarray) -> dict:
+    n_flag, p, r, f = prf(np.asarray(flags, dtype=bool), is_error)
+    suspicion = -np.asarray(scores, dtype=np.float64)
+    return {"name": name, "flagged": n_flag, "P": p, "R": r, "F1": f,
+            "AUROC": roc_auc_score(is_error, suspicion), "AP": average_precision_score(is_error, suspicion)}
+
+
+def cl(data: LabelData) -> tuple[np.ndarray, np.ndarray]:
+    return (find_label_issues(data.labels, data.pred_probs),
+            get_label_quality_scores(data.labels, data.pred_probs, method="self_confidence"))
+
+
+def evaluate(data_dir: Path, noise: str) -> tuple[list[dict], dict] | None:
+    paths = {m: data_dir / f"cifar10n_{noise}_{stem}.parquet" for m, stem in MODELS.items()}
+    if not all(p.is_file() for p in paths.values()):
+        return None
+    read_out = {m: read(p) for m, p in paths.items()}
+    given, _, truth = read_out["resnet18"]
+    if not np.array_equal(given, read_out["swin"][0]):
+        raise SystemExit(f"{noise}: the two models' files do not hold the same labels in the same order")
+    is_error = given != truth
+    probs = [read_out[m][1] for m in MODELS]
+
+    rows = []
+    alone = {}
+    for m, p in zip(MODELS, probs):
+        data = LabelData.from_arrays(given, p, classes=CLASSES)
+        alone[m] = cl(data)
+        rows.append(row(f"{m} alone", *alone[m], is_error))
+    for method in COMBINE_METHODS:
+        data = LabelData.from_arrays(given, probs, classes=CLASSES, combine_models=method,
+                                     model_names=list(MODELS))
+        name = f"both, {method}"
+        if "model_weights" in data.meta:
+            name += " (weights " + ", ".join(f"{w:.2f}" for w in data.meta["model_weights"]) + ")"
+        if method == DEFAULT_COMBINE:
+            name += " [default]"
+        rows.append(row(name, *cl(data), is_error))
+    (f_a, s_a), (f_b, s_b) = alone.values()
+    rows.append(row("ref: either model flags (union; min score)", f_a | f_b, np.minimum(s_a, s_b), is_error))
+    rows.append(row("ref: both models flag (intersection; mean score)", f_a & f_b, (s_a + s_b) / 2, is_error))
+
+    codes = np.asarray(data.labels)
+    leaky = ((1 - LEAK) * probs[0]).astype(np.float32)
+    leaky[np.arange(len(codes)), codes] += LEAK
+    stress = [row("leaky resnet18 alone", *cl(LabelData.from_arrays(given, leaky, classes=CLASSES)), is_error)]
+    for method in COMBINE_METHODS:
+        d = LabelData.from_arrays(given, [leaky, probs[1]], classes=CLASSES, combine_models=method)
+        name = f"swin + leaky resnet18, {method}"
+        if "model_weights" in d.meta:
+            name += " (weights " + ", ".join(f"{w:.2f}" for w in d.meta["model_weights"]) + ")"
+        stress.append(row(name, *cl(d), is_error))
+
+    dis = model_disagreement(data.model_pred_probs)["models_disagree"]
+    extra = {
+        "n": len(given), "errors": int(is_error.sum()),
+        "disagree": int(dis.sum()),
+        "err_disagree": float(is_error[dis].mean()) if dis.any() else 0.0,
+        "err_agree": float(is_error[~dis].mean()) if (~dis).any() else 0.0,
+        "stress": stress,
+    }
+    return rows, extra
+
+
+def print_table(noise: str, rows: list[dict], extra: dict) -> None:
+    print(f"\n### {noise}: N={extra['n']}, wrong labels {extra['errors']} ({extra['errors'] / extra['n']:.2%})\n")
+    print("| probabilities | flagged | precision | recall | F1 | AUROC | AP |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['flagged']} | {r['P']:.3f} | {r['R']:.3f} | {r['F1']:.3f} "
+              f"| {r['AUROC']:.4f} | {r['AP']:.4f} |")
+    print(f"\nModels disagree (argmax) on {extra['disagree']} rows ({extra['disagree'] / extra['n']:.2%}); "
+          f"wrong labels: {extra['err_disagree']:.1%} of those rows vs {extra['err_agree']:.1%} where they agree.")
+    print(f"\nStress test, a leaky model ({LEAK:g} of its probability on the given label):\n")
+    print("| probabilities | flagged | precision | recall | F1 | AUROC | AP |")
+    print("|---|---|---|---|---|---|---|")
+    for r in extra["stress"]:
+        print(f"| {r['name']} | {r['flagged']} | {r['P']:.3f} | {r['R']:.3f} | {r['F1']:.3f} "
+              f"| {r['AUROC']:.4f} | {r['AP']:.4f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    args = parser.parse_args(argv)
+    if not args.data_dir.is_dir():
+        print(f"skipped: data not found ({args.data_dir})")
+        return 0
+    t0 = time.perf_counter()
+    results = [(noise, evaluate(args.data_dir, noise)) for noise in NOISE_SETS]
+    if all(r is None for _, r in results):
+        print(f"skipped: data not found ({args.data_dir})")
+        return 0
+    print("## Several models on CIFAR-10N: confident learning (prune_by_noise_rate) and self-confidence\n")
+    print("Ground truth: label != true_label. Flags: precision/recall/F1; score: AUROC/AP (lower = more suspect).")
+    for noise, res in results:
+        if res is not None:
+            print_table(noise, *res)
+    print(f"\n(total {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""labelqa.models: combining several models' probabilities and measuring where they disagree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from labelqa.data import LabelData
+from labelqa.errors import LabelqaError
+from labelqa.models import (
+    COMBINE_METHODS,
+    combine_pred_probs,
+    disagreement_columns,
+    disagreement_summary,
+    fit_model_weights,
+    model_disagreement,
+    split_models,
+)
+
+A = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [1.0, 0.0, 0.0]])
+B = np.array([[0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.3, 0.3, 0.4], [0.0, 0.0, 1.0]])
+LABELS = np.array([0, 1, 2, 0])
+
+
+@st.composite
+def model_sets(draw, multilabel: bool = False):
+    n = draw(st.integers(1, 12))
+    k = draw(st.integers(2, 6))
+    m = draw(st.integers(1, 4))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    mats = []
+    for _ in range(m):
+        raw = draw(arrays(np.float64, (n, k), elements=st.floats(0.0, 1.0)))
+        if multilabel:
+            mats.append(raw.astype(dtype))
+            continue
+        raw[np.arange(n), draw(st.integers(0, k - 1))] += 1e-3  # no all-zero row
+        # sprinkle exact zeros and ones (the edge cases of logs)
+        mats.append((raw / raw.sum(axis=1, keepdims=True)).astype(dtype))
+    labels = draw(arrays(np.int64, n, elements=st.integers(0, k - 1)))
+    return mats, labels
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_sets(), st.sampled_from(COMBINE_METHODS))
+def test_combination_is_a_probability_matrix(data, method):
+    mats, labels = data
+    out = combine_pred_probs(mats, method, labels=labels)
+    assert out.shape == mats[0].shape
+    assert out.dtype == (np.float32 if all(m.dtype == np.float32 for m in mats) else np.float64)
+    assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1 + 1e-6
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+    # what the loader checks: the combination passes the same validation
+    LabelData.from_arrays(labels, out, classes=list(range(out.shape[1])))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_sets(multilabel=True), st.sampled_from(COMBINE_METHODS))
+def test_multilabel_combination_stays_in_unit_interval(data, method):
+    mats, _ = data
+    y = np.zeros(mats[0].shape, dtype=bool)
+    y[:, 0] = True
+    out = combine_pred_probs(mats, method, labels=y, task="multilabel")
+    assert out.shape == mats[0].shape and np.all(np.isfinite(out))
+    assert out.min() >= 0 and out.max() <= 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(model_sets(), st.randoms(use_true_random=False))
+def test_mean_and_geometric_do_not_depend_on_model_order(data, rnd):
+    mats, _ = data
+    shuffled = list(mats)
+    rnd.shuffle(shuffled)
+    for method in ("mean", "geometric"):
+        np.testing.assert_allclose(combine_pred_probs(mats, method), combine_pred_probs(shuffled, method), atol=1e-6)
+
+
+def test_mean_is_the_average_and_identical_models_are_a_fixed_point():
+    np.testing.assert_allclose(combine_pred_probs([A, B], "mean"), (A + B) / 2)
+    np.testing.assert_allclose(combine_pred_probs([A, B]), combine_pred_probs([A, B], "geometric"))  # the default
+    for method in COMBINE_METHODS:
+        np.testing.assert_allclose(combine_pred_probs([A, A, A], method, labels=LABELS), A, atol=1e-9)
+
+
+def test_geometric_by_hand():
+    out = combine_pred_probs([A, B], "geometric")
+    g = np.sqrt(np.maximum(A, 1e-12) * np.maximum(B, 1e-12))
+    np.testing.assert_allclose(out, g / g.sum(axis=1, keepdims=True), rtol=1e-9)
+    # a class one model rules out stays (nearly) ruled out; the mean keeps half of it
+    p, q = np.array([[0.5, 0.5, 0.0]]), np.array([[0.0, 0.5, 0.5]])
+    geo = combine_pred_probs([p, q], "geometric")
+    assert geo[0, 1] > 1 - 1e-5 and geo[0, 0] < 1e-5
+    np.testing.assert_allclose(combine_pred_probs([p, q], "mean"), [[0.25, 0.5, 0.25]])
+
+
+def test_weights():
+    np.testing.assert_allclose(combine_pred_probs([A, B], "mean", weights=[3, 1]), 0.75 * A + 0.25 * B)
+    np.testing.assert_allclose(combine_pred_probs([A, B], "mean", weights=[1, 0]), A)
+    for bad in ([1], [-1, 2], [0, 0], [np.nan, 1]):
+        with pytest.raises(LabelqaError, match="weight"):
+            combine_pred_probs([A, B], weights=bad)
+
+
+def test_loss_weighted_prefers_the_model_that_fits_the_given_labels():
+    rng = np.random.default_rng(0)
+    n, k = 400, 3
+    y = rng.integers(0, k, n)
+    good = np.full((n, k), 0.1)
+    good[np.arange(n), y] = 0.8
+    noise = rng.dirichlet(np.ones(k), n)
+    w = fit_model_weights([noise, good], y)
+    assert w[1] > 0.9 and w.sum() == pytest.approx(1)
+    out = combine_pred_probs([noise, good], "loss_weighted", labels=y)
+    np.testing.assert_allclose(out, w[0] * noise + w[1] * good)
+    with pytest.raises(LabelqaError, match="needs the given labels"):
+        combine_pred_probs([noise, good], "loss_weighted")
+    with pytest.raises(LabelqaError, match="fits the model weights"):
+        combine_pred_probs([noise, good], "loss_weighted", [1, 1], labels=y)
+
+
+def test_loss_weighted_multilabel():
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=bool)
+    good = np.where(y, 0.9, 0.1)
+    bad = np.where(y, 0.3, 0.6)
+    w = fit_model_weights([bad, good], y, task="multilabel")
+    assert w[1] > w[0]
+
+
+def test_k_mismatch_names_both_models():
+    with pytest.raises(LabelqaError, match=r"swin has 2 probabilities per row but resnet has 3") as exc:
+        combine_pred_probs([A, np.full((4, 2), 0.5)], names=["resnet", "swin"])
+    assert "same class order" in str(exc.value)
+    with pytest.raises(LabelqaError, match=r"model 1 has 3 rows but model 0 has 4"):
+        combine_pred_probs([A, A[:3]])
+    with pytest.raises(LabelqaError, match="unknown model combination 'median'"):
+        combine_pred_probs([A, B], "median")
+    with pytest.raises(LabelqaError, match="non-empty list"):
+        combine_pred_probs([])
+
+
+def test_disagreement_by_hand():
+    fig = model_disagreement([A, B])
+    # argmax: A -> 0, 1, 2, 0; B -> 0, 0, 2, 2
+    np.testing.assert_array_equal(fig["models_disagree"], [False, True, False, True])
+    # total variation 0.5 * sum |A - B|: (0.1 + 0.1 + 0) / 2, (0.4 + 0.4 + 0) / 2, 0, (1 + 0 + 1) / 2
+    np.testing.assert_allclose(fig["model_spread"], [0.1, 0.4, 0.0, 1.0])
+    # three models: the largest pairwise distance, and any argmax difference
+    C = A.copy()
+    C[0] = [0.2, 0.7, 0.1]
+    fig3 = model_disagreement([A, A, C])
+    np.testing.assert_array_equal(fig3["models_disagree"], [True, False, False, False])
+    np.testing.assert_allclose(fig3["model_spread"], [0.5, 0, 0, 0], atol=1e-12)
+
+
+def test_multilabel_disagreement_by_hand():
+    p = np.array([[0.9, 0.2], [0.6, 0.4]])
+    q = np.array([[0.8, 0.6], [0.55, 0.1]])
+    fig = model_disagreement([p, q], task="multilabel")
+    np.testing.assert_array_equal(fig["models_disagree"], [True, False])
+    np.testing.assert_allclose(fig["model_spread"], [0.4, 0.3])
+
+
+def test_disagreement_columns_and_summary():
+    single = LabelData.from_arrays(LABELS, A)
+    assert disagreement_columns(single) == {} and disagreement_summary(single) is None
+    data = LabelData.from_arrays(LABELS, [A, B], model_names=["resnet", "swin"])
+    cols = disagreement_columns(data)
+    assert set(cols) == {"models_disagree", "model_spread", "models_agree_with_label"}
+    np.testing.assert_array_equal(cols["models_disagree"], [False, True, False, True])
+    # labels 0, 1, 2, 0; argmax A 0, 1, 2, 0 and B 0, 0, 2, 2
+    np.testing.assert_array_equal(cols["models_agree_with_label"], [2, 1, 2, 1])
+    assert all(len(v) == 4 for v in cols.values())
+    summ = disagreement_summary(data)
+    assert summ["n_models"] == 2 and summ["models"] == ["resnet", "swin"] and summ["combine_models"] == "geometric"
+    assert summ["rows_disagree"] == 2 and summ["rows_disagree_rate"] == 0.5
+    assert summ["agreement_with_given"] == [1.0, 0.5]
+    assert summ["mean_model_spread"] == pytest.approx(1.5 / 4)
+
+
+def test_split_models_tells_a_list_of_matrices_from_a_matrix_of_lists():
+    assert split_models(A.tolist()) is None
+    assert split_models([A[0], A[1]]) is None  # rows as 1-D arrays: one matrix
+    assert split_models(A) is None
+    assert len(split_models([A, B])) == 2
+    assert len(split_models([A.tolist(), B.tolist()])) == 2
+    assert split_models([]) is None
+
+
+def test_memory_one_output_matrix(monkeypatch):
+    """The combination allocates one N x K output; the rest works in row blocks."""
+    import labelqa.models as models
+
+    monkeypatch.setattr(models, "_BLOCK_ELEMENTS", 6)  # 2 rows of K=3 per block
+    for method in COMBINE_METHODS:
+        small = combine_pred_probs([A, B], method, labels=LABELS)
+        monkeypatch.setattr(models, "_BLOCK_ELEMENTS", 1 << 18)
+        np.testing.assert_allclose(small, combine_pred_probs([A, B], method, labels=LABELS))
+        monkeypatch.setattr(models, "_BLOCK_ELEMENTS", 6)
+    fig = model_disagreement([A, B])
+    np.testing.assert_allclose(fig["model_spread"], [0.1, 0.4, 0.0, 1.0])
