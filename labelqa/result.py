@@ -193,6 +193,10 @@ class ScanResult:
             for key in _NAMED_EXTRAS:
                 if key in res.extra and key not in columns:
                     columns[key] = pa.array(np.asarray(res.extra[key]))
+        from labelqa.models import disagreement_columns
+
+        for key, values in disagreement_columns(data).items():  # several models: where they disagree
+            columns[key] = pa.array(values)
         return pa.table(columns)
 
     def _detectors_column(self) -> pa.Array:
@@ -298,6 +302,11 @@ class ScanResult:
             },
             "options": _jsonable(self.options),
         }
+        from labelqa.models import disagreement_summary
+
+        models = disagreement_summary(data)
+        if models is not None:
+            out["models"] = _jsonable(models)
         if "outlier_score" in self._extras():
             out["outliers_found"] = int(np.count_nonzero(self._extras().get("is_outlier", [])))
         return out

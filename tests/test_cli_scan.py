@@ -174,3 +174,31 @@ def test_format_github_annotations_and_step_summary(noisy_parquet, tmp_path, cap
     assert sum(line.startswith("::warning ") for line in lines) == 4
     assert sum(line.startswith("::notice ") for line in lines) == 1
     assert step.read_text() == (tmp_path / "rep" / "summary.md").read_text()
+
+
+def test_several_models(tmp_path, capsys):
+    """Two probability columns are combined, and the report shows where the models disagree."""
+    from tests.conftest import noisy_dataset
+
+    given, _, p1, _ = noisy_dataset(n=3000, k=4, seed=1)
+    _, _, p2, _ = noisy_dataset(n=3000, k=4, seed=2)  # a different (worse-matched) second model
+    k = p1.shape[1]
+    table = pa.table({
+        "label": pa.array(given),
+        "a": pa.FixedSizeListArray.from_arrays(pa.array(p1.reshape(-1)), k),
+        "b": pa.FixedSizeListArray.from_arrays(pa.array(p2.reshape(-1)), k),
+    })
+    path = tmp_path / "two.parquet"
+    pq.write_table(table, path)
+    code, out, err = run(["scan", path, "--pred-probs-col", "a", "--pred-probs-col", "b", "-o", tmp_path / "r"],
+                         capsys)
+    assert code == 0, err
+    assert "2 combined by geometric" in out
+    issues = pq.read_table(tmp_path / "r" / "issues.parquet")
+    disagree = issues.column("models_disagree").to_numpy(zero_copy_only=False)
+    assert np.array_equal(disagree, p1.argmax(1) != p2.argmax(1))
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["models"]["rows_disagree"] == int(disagree.sum())
+    code, _, err = run(["scan", path, "--pred-probs-col", "a", "--pred-probs-col", "b", "--engine", "stream",
+                        "-o", tmp_path / "s"], capsys)
+    assert code == 2 and "several" in err

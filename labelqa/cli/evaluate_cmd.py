@@ -48,8 +48,9 @@ def evaluate(
                      rich_help_panel=o.OUT),
     ] = EvalFormat.table,
     label_col: o.LabelCol = "label",
-    pred_probs_col: o.PredProbsCol = "pred_probs",
+    pred_probs_col: o.PredProbsCol = None,
     pred_probs: o.PredProbsFile = None,
+    combine_models: o.CombineModels = "geometric",
     classes: o.Classes = None,
     classes_file: o.ClassesFile = None,
     id_col: o.IdCol = None,
@@ -94,7 +95,8 @@ def evaluate(
 
 def _run(
     *, data: Path, truth_col: str | None, inject_noise: str | None, seed: int, out: Path | None,
-    output_format: EvalFormat, label_col: str, pred_probs_col: str, pred_probs: Path | None, classes: str | None,
+    output_format: EvalFormat, label_col: str, pred_probs_col: list[str] | None, pred_probs: list[Path] | None,
+    combine_models: str, classes: str | None,
     classes_file: Path | None, id_col: str | None, input_format: str | None, renormalize: bool,
     embeddings_col: str, embeddings: Path | None, logits_by_epoch: str | None, threshold_samples: str | None,
     detectors: str | None, issue_rule: str, filter_by: str, score_method: str, adjust_pred_probs: bool,
@@ -113,12 +115,13 @@ def _run(
         raise LabelqaError("evaluate needs ground truth", "pass --truth-col COLUMN or --inject-noise uniform:0.2")
     noise = parse_noise_spec(inject_noise) if inject_noise is not None else None
     load_kwargs = o.load_options(
-        label_col=label_col, pred_probs_col=pred_probs_col, pred_probs=pred_probs, classes=classes,
+        label_col=label_col, pred_probs_col=pred_probs_col, pred_probs=pred_probs, combine_models=combine_models,
+        classes=classes,
         classes_file=classes_file, id_col=id_col, input_format=input_format, renormalize=renormalize,
         task="multiclass", embeddings_col=embeddings_col if embeddings_col != "embedding" else None,
         embeddings_file=embeddings, logits_by_epoch=logits_by_epoch, threshold_samples=threshold_samples,
     )
-    if truth_col is not None and truth_col in {pred_probs_col, embeddings_col, id_col, logits_by_epoch,
+    if truth_col is not None and truth_col in {*(pred_probs_col or ["pred_probs"]), embeddings_col, id_col, logits_by_epoch,
                                                 threshold_samples}:
         raise LabelqaError(f"--truth-col {truth_col!r} is also a detector input", "pass the column of true labels")
     cl: dict[str, Any] = {

@@ -43,8 +43,9 @@ def fix(
     ] = 0.0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
     label_col: o.LabelCol = "label",
-    pred_probs_col: o.PredProbsCol = "pred_probs",
+    pred_probs_col: o.PredProbsCol = None,
     pred_probs: o.PredProbsFile = None,
+    combine_models: o.CombineModels = "geometric",
     classes: o.Classes = None,
     classes_file: o.ClassesFile = None,
     id_col: o.IdCol = None,
@@ -60,7 +61,8 @@ def fix(
     from labelqa.fix import fix as run_fix
 
     load_kwargs = o.load_options(
-        label_col=label_col, pred_probs_col=pred_probs_col, pred_probs=pred_probs, classes=classes,
+        label_col=label_col, pred_probs_col=pred_probs_col, pred_probs=pred_probs, combine_models=combine_models,
+        classes=classes,
         classes_file=classes_file, id_col=id_col, input_format=input_format, renormalize=renormalize,
         task=task if task != "auto" else None, label_sep=label_sep,
     )

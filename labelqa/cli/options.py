@@ -16,14 +16,20 @@ OUT = "Output"
 DataArg = Annotated[Path, typer.Argument(help="Dataset file: .parquet, .csv, .jsonl or .arrow/.feather.", show_default=False)]
 LabelCol = Annotated[str, typer.Option("--label-col", help="Column holding the given labels (int or string).", rich_help_panel=LOAD)]
 PredProbsCol = Annotated[
-    str,
-    typer.Option("--pred-probs-col", help="list<float> column of out-of-sample predicted probabilities. "
-                 "Without it, columns named prob_<class> are used.", rich_help_panel=LOAD),
+    Optional[list[str]],
+    typer.Option("--pred-probs-col", help="list<float> column of out-of-sample predicted probabilities; repeat for "
+                 "several models [default: pred_probs, else prob_<class> columns].", rich_help_panel=LOAD,
+                 show_default=False),
 ]
 PredProbsFile = Annotated[
-    Optional[Path],
-    typer.Option("--pred-probs", help="N x K .npy file of predicted probabilities (row order = data order).",
-                 rich_help_panel=LOAD, show_default=False),
+    Optional[list[Path]],
+    typer.Option("--pred-probs", help="N x K .npy file of predicted probabilities (row order = data order); "
+                 "repeat for several models.", rich_help_panel=LOAD, show_default=False),
+]
+CombineModels = Annotated[
+    str,
+    typer.Option("--combine-models", help="How several models' probabilities combine: geometric (default), mean or "
+                 "loss_weighted (docs/multimodel.md).", rich_help_panel=LOAD),
 ]
 Classes = Annotated[
     Optional[str],
@@ -87,8 +93,8 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but er
 def load_options(
     *,
     label_col: str,
-    pred_probs_col: str,
-    pred_probs: Path | None,
+    pred_probs_col: list[str] | str | None,
+    pred_probs: list[Path] | Path | None,
     classes: str | None,
     classes_file: Path | None,
     id_col: str | None,
@@ -106,8 +112,8 @@ def load_options(
             raise LabelqaError(f"--classes {classes!r} has an empty class name", "write it as --classes a,b,c")
     return {
         "label_col": label_col,
-        "pred_probs_col": pred_probs_col,
-        "pred_probs_file": pred_probs,
+        "pred_probs_col": _one_or_many(pred_probs_col) or "pred_probs",
+        "pred_probs_file": _one_or_many(pred_probs),
         "classes": class_list,
         "classes_file": classes_file,
         "id_col": id_col,
@@ -233,3 +239,18 @@ Config = Annotated[
     typer.Option("--config", help="TOML config [default: ./labelqa.toml, or [tool.labelqa] in ./pyproject.toml].",
                  show_default=False),
 ]
+
+
+def _one_or_many(values: Any) -> Any:
+    """A repeated option: ``None`` when absent, the value itself when given once, else the list."""
+    if values is None or isinstance(values, (str, Path)):
+        return values
+    values = list(values)
+    return None if not values else values[0] if len(values) == 1 else values
+
+
+def first_col(pred_probs_col: list[str] | str | None) -> str:
+    """The (first) probability column name, for sizing inputs and messages."""
+    if isinstance(pred_probs_col, (list, tuple)):
+        return pred_probs_col[0] if pred_probs_col else "pred_probs"
+    return pred_probs_col or "pred_probs"

@@ -27,8 +27,9 @@ def scan(
         "labelqa-report"
     ),
     label_col: o.LabelCol = "label",
-    pred_probs_col: o.PredProbsCol = "pred_probs",
+    pred_probs_col: o.PredProbsCol = None,
     pred_probs: o.PredProbsFile = None,
+    combine_models: o.CombineModels = "geometric",
     classes: o.Classes = None,
     classes_file: o.ClassesFile = None,
     id_col: o.IdCol = None,
@@ -125,7 +126,8 @@ def scan(
 
 
 def _run(
-    *, data: Path, out: Path, label_col: str, pred_probs_col: str, pred_probs: Path | None, classes: str | None,
+    *, data: Path, out: Path, label_col: str, pred_probs_col: list[str] | None, pred_probs: list[Path] | None,
+    combine_models: str, classes: str | None,
     classes_file: Path | None, id_col: str | None, input_format: str | None, renormalize: bool, task: str,
     label_sep: str | None, embeddings_col: str, embeddings: Path | None, logits_by_epoch: str | None,
     threshold_samples: str | None, detectors: str | None, issue_rule: str, filter_by: str, score_method: str,
@@ -146,7 +148,8 @@ def _run(
     from labelqa.scan import scan as run_scan
 
     load_kwargs = o.load_options(
-        label_col=label_col, pred_probs_col=pred_probs_col, pred_probs=pred_probs, classes=classes,
+        label_col=label_col, pred_probs_col=pred_probs_col, pred_probs=pred_probs, combine_models=combine_models,
+        classes=classes,
         classes_file=classes_file, id_col=id_col, input_format=input_format, renormalize=renormalize,
         task=task if task != "auto" else None, label_sep=label_sep,
         embeddings_col=embeddings_col if embeddings_col != "embedding" else None, embeddings_file=embeddings,
@@ -184,7 +187,7 @@ def _run(
     chosen = choose_engine(engine, data, memory_only=_needs_memory(
         task=task, label_sep=label_sep, embeddings_col=embeddings_col, embeddings=embeddings,
         logits_by_epoch=logits_by_epoch, pred_probs=pred_probs, names=names, data=data,
-    ), pred_probs_col=pred_probs_col)
+    ), pred_probs_col=o.first_col(pred_probs_col))
     with ProgressLog(quiet=quiet or output_format is not OutputFormat.human, verbose=verbose) as log:
         if chosen == "memory":
             result = run_scan(
@@ -236,7 +239,7 @@ def _set_if_changed(params: dict[str, Any], key: str, value: Any, default: Any) 
 
 
 def _needs_memory(*, task: str, label_sep: str | None, embeddings_col: str, embeddings: Path | None,
-                  logits_by_epoch: str | None, pred_probs: Path | None, names: list[str] | None,
+                  logits_by_epoch: str | None, pred_probs: list[Path] | None, names: list[str] | None,
                   data: Path) -> str | None:
     """Why only the in-memory engine can run this scan, or ``None``."""
     if task == "multilabel" or label_sep is not None:
@@ -245,7 +248,7 @@ def _needs_memory(*, task: str, label_sep: str | None, embeddings_col: str, embe
         return f"the detectors {', '.join(sorted(set(names) - {'cl'}))}"
     if embeddings is not None or logits_by_epoch is not None:
         return "embeddings or training dynamics for nrg/aum"
-    if pred_probs is not None:
+    if pred_probs:
         return "probabilities from a .npy file"
     if names is None and Path(data).is_file() and _has_column(Path(data), embeddings_col):
         return f"embeddings (column {embeddings_col!r}) for nrg"
@@ -269,10 +272,15 @@ def _scan_out_of_core(engine: str, data: Path, out: Path, load_kwargs: dict[str,
     from labelqa.gate import check_summary_gate
     from labelqa.report.writers import summary_json
 
+    if isinstance(load_kwargs.get("pred_probs_col"), list):
+        from labelqa.errors import LabelqaError
+
+        raise LabelqaError(f"--engine {engine} reads one probability column, got several --pred-probs-col",
+                           "use --engine memory to combine several models")
     kwargs = {k: v for k, v in load_kwargs.items() if k in (
         "label_col", "pred_probs_col", "classes", "classes_file", "id_col", "input_format", "renormalize")}
-    if set(load_kwargs) - set(kwargs) - {"pred_probs_file"}:
-        extra = sorted(set(load_kwargs) - set(kwargs) - {"pred_probs_file"})
+    if set(load_kwargs) - set(kwargs) - {"pred_probs_file", "combine_models"}:
+        extra = sorted(set(load_kwargs) - set(kwargs) - {"pred_probs_file", "combine_models"})
         from labelqa.errors import LabelqaError
 
         raise LabelqaError(f"options {', '.join(extra)} need --engine memory", "drop them or use --engine memory")

@@ -34,6 +34,10 @@ def render_summary(summary: dict[str, Any], issues: pa.Table | None = None, *, t
     runs = summary.get("detectors_run") or [summary.get("primary_detector")]
     rule = f" (issue rule: {summary['issue_rule']})" if len(runs) > 1 else ""
     head.add_row("Detectors", ", ".join(map(str, runs)) + rule)
+    models = summary.get("models")
+    if models:
+        head.add_row("Models", Text(f"{models['n_models']} combined by {models['combine_models']}; they disagree on "
+                                    f"{models['rows_disagree']:,} rows ({_pct(models['rows_disagree_rate'])})"))
     if summary.get("outliers_found") is not None:
         head.add_row("Outliers", f"{summary['outliers_found']:,}")
     gate = summary.get("gate")
