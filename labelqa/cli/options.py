@@ -247,10 +247,3 @@ def _one_or_many(values: Any) -> Any:
         return values
     values = list(values)
     return None if not values else values[0] if len(values) == 1 else values
-
-
-def first_col(pred_probs_col: list[str] | str | None) -> str:
-    """The (first) probability column name, for sizing inputs and messages."""
-    if isinstance(pred_probs_col, (list, tuple)):
-        return pred_probs_col[0] if pred_probs_col else "pred_probs"
-    return pred_probs_col or "pred_probs"

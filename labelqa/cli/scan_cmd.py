@@ -187,7 +187,7 @@ def _run(
     chosen = choose_engine(engine, data, memory_only=_needs_memory(
         task=task, label_sep=label_sep, embeddings_col=embeddings_col, embeddings=embeddings,
         logits_by_epoch=logits_by_epoch, pred_probs=pred_probs, names=names, data=data,
-    ), pred_probs_col=o.first_col(pred_probs_col))
+    ))
     with ProgressLog(quiet=quiet or output_format is not OutputFormat.human, verbose=verbose) as log:
         if chosen == "memory":
             result = run_scan(

@@ -285,7 +285,7 @@ def read_table(
 
             if columns is not None:
                 _require_columns(p, pq.read_schema(p).names, columns)
-            table = pq.read_table(p, columns=columns)
+            table = pq.read_table(p, columns=columns, memory_map=True)  # mapped pages, no read copies
         elif fmt == "csv":
             if columns is not None:
                 _require_columns(p, _csv_schema(p, input_format).names, columns)
