@@ -55,3 +55,18 @@ def test_auto_rule(big, tmp_path, monkeypatch):
     assert choose.choose_engine("auto", big.parent) == "stream"  # a folder is a dataset
     with pytest.raises(LabelqaError, match="unknown engine"):
         choose.choose_engine("gpu", big)
+
+
+def test_stream_engine_writes_report_html(big, tmp_path, capsys):
+    code, _, err = run(["scan", big, "-o", tmp_path / "s", "--engine", "stream", "-q"], capsys)
+    assert code == 0, err
+    html = (tmp_path / "s" / "report.html").read_text()
+    code, _, err = run(["scan", big, "-o", tmp_path / "m", "--engine", "memory", "-q"], capsys)
+    mem = (tmp_path / "m" / "report.html").read_text()
+
+    def section(page: str, pid: str) -> str:
+        start = page.index(f'id="{pid}"')
+        return page[start:page.index("</section>", start)]
+
+    for pid in ("histogram", "issues", "heatmap" if 'id="heatmap"' in mem else "histogram"):
+        assert section(html, pid) == section(mem, pid), pid

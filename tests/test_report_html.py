@@ -311,3 +311,17 @@ def test_report_command(hostile, tmp_path, capsys):
     assert capsys.readouterr().out == ""
     with pytest.raises(LabelqaError):
         report(Path(tmp_path / "missing"), quiet=True)
+
+
+def test_file_histogram_equals_in_memory_histogram(tmp_path):
+    """report rebuilds read issues.parquet in batches; the histogram must not change."""
+    import pyarrow.parquet as pq
+
+    from labelqa.report.html import file_histogram, quality_histogram
+
+    rng = np.random.default_rng(3)
+    q = rng.random(5000)
+    flags = q < 0.1
+    table = pa.table({"label_quality": q, "is_label_issue": flags})
+    pq.write_table(table, tmp_path / "issues.parquet", row_group_size=700)
+    assert file_histogram(tmp_path / "issues.parquet", batch_rows=333) == quality_histogram(table)

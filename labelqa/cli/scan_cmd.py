@@ -306,6 +306,10 @@ def _scan_out_of_core(engine: str, data: Path, out: Path, load_kwargs: dict[str,
         status = "PASSED" if gate.passed else "FAILED"
         md = f"{title}\n\n**Quality gate: {status}** ({gate.reason})\n\n{rest}"
         write_atomic(out / "summary.md", lambda p: p.write_text(md, encoding="utf-8"))
+    from labelqa.report.html import write_html
+
+    log("writing report.html (issues.parquet read back in batches)")
+    write_html(out)
     log(f"done: {res.n_issues:,} of {res.n_rows:,} rows flagged")
     return summary, gate
 

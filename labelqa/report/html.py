@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pyarrow.compute as pc
 
 from labelqa.report import svg
@@ -212,6 +213,41 @@ def quality_histogram(issues: pa.Table, bins: int = HIST_BINS) -> dict[str, Any]
     return {"edges": edges.tolist(), "clean": clean.tolist(), "flagged": flagged.tolist(), "threshold": threshold}
 
 
+def file_histogram(path: Path, bins: int = HIST_BINS, batch_rows: int = 1 << 20) -> dict[str, Any] | None:
+    """:func:`quality_histogram` of an issues.parquet, read in batches (bounded memory)."""
+    pf = pq.ParquetFile(path)
+    cols = ["label_quality", "is_label_issue"]
+    lo, hi, threshold, seen = np.inf, -np.inf, -np.inf, False
+
+    def batches() -> Any:
+        for batch in pf.iter_batches(columns=cols, batch_size=batch_rows):
+            q = batch.column(0).to_numpy(zero_copy_only=False).astype(np.float64)
+            f = batch.column(1).fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+            ok = np.isfinite(q)
+            yield q[ok], f[ok]
+
+    for q, f in batches():
+        if q.size:
+            seen = True
+            lo, hi = min(lo, float(q.min())), max(hi, float(q.max()))
+            if f.any():
+                threshold = max(threshold, float(q[f].max()))
+    if not seen:
+        return None
+    if lo >= 0.0 and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    elif hi <= lo:
+        hi = lo + 1.0
+    edges = np.linspace(lo, hi, bins + 1)
+    clean = np.zeros(bins, dtype=np.int64)
+    flagged = np.zeros(bins, dtype=np.int64)
+    for q, f in batches():
+        clean += np.histogram(q[~f], bins=edges)[0]
+        flagged += np.histogram(q[f], bins=edges)[0]
+    return {"edges": edges.tolist(), "clean": clean.tolist(), "flagged": flagged.tolist(),
+            "threshold": threshold if np.isfinite(threshold) else None}
+
+
 # ---- sections -------------------------------------------------------------------
 def _card(key: str, value: str, sub: str = "", cls: str = "", attrs: str = "") -> str:
     sub_html = f'<div class="s">{sub}</div>' if sub else ""
@@ -331,8 +367,8 @@ def _class_bars_panel(summary: dict[str, Any]) -> str:
     return _panel("Per-class issue rate", esc(note), chart, "per-class")
 
 
-def _histogram_panel(issues: pa.Table | None) -> str:
-    h = quality_histogram(issues) if issues is not None else None
+def _histogram_panel(issues: pa.Table | None, histogram: dict[str, Any] | None = None) -> str:
+    h = histogram if histogram is not None else quality_histogram(issues) if issues is not None else None
     if h is None:
         return _panel("Label quality", "", _empty("No scores."), "histogram")
     chart = svg.histogram(
@@ -424,7 +460,7 @@ def _evaluation_panel(evaluation: dict[str, Any] | None) -> str:
 
 
 def render_html(summary: dict[str, Any], issues: pa.Table | None, *, max_rows: int = 1000,
-                evaluation: dict[str, Any] | None = None) -> str:
+                evaluation: dict[str, Any] | None = None, histogram: dict[str, Any] | None = None) -> str:
     """Render report.html from a scan summary and its issues table.
 
     Args:
@@ -434,6 +470,8 @@ def render_html(summary: dict[str, Any], issues: pa.Table | None, *, max_rows: i
             histogram and the table.
         max_rows: Most flagged rows listed in the table (best-ranked first).
         evaluation: An evaluation (``labelqa evaluate``) to show as a table.
+        histogram: A precomputed :func:`quality_histogram` (e.g. from
+            :func:`file_histogram`), so ``issues`` may hold only the top rows.
 
     Returns:
         The complete HTML document.
@@ -450,7 +488,7 @@ def render_html(summary: dict[str, Any], issues: pa.Table | None, *, max_rows: i
         + '<div class="grid">'
         + _heatmap_panel(summary, issues)
         + _class_bars_panel(summary)
-        + _histogram_panel(issues)
+        + _histogram_panel(issues, histogram)
         + _pairs_panel(summary)
         + "</div>"
         + _evaluation_panel(evaluation)
@@ -497,7 +535,11 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
     if not isinstance(summary, dict):
         raise LabelqaError(f"{spath} is not a labelqa summary (not a JSON object)",
                            "re-run `labelqa scan` to rewrite the report")
-    issues = read_issues(report_dir)
+    path = report_dir / "issues.parquet"
+    if not path.is_file():
+        read_issues(report_dir)  # raises the usual clear error
+    histogram = file_histogram(path)
+    issues = pq.read_table(path, filters=[("is_label_issue", "=", True), ("rank", "<=", max_rows)])
     evaluation = None
     epath = report_dir / "evaluation.json"
     if epath.is_file():
@@ -505,5 +547,5 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
             evaluation = json.loads(epath.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise LabelqaError(f"cannot read {epath}: {exc}", "re-run `labelqa evaluate --out DIR`") from exc
-    text = render_html(summary, issues, max_rows=max_rows, evaluation=evaluation)
+    text = render_html(summary, issues, max_rows=max_rows, evaluation=evaluation, histogram=histogram)
     return write_atomic(report_dir / "report.html", lambda p: p.write_text(text, encoding="utf-8"))
