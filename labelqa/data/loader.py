@@ -66,6 +66,7 @@ from labelqa.data.columns import (
     find_prob_columns,
     given_classes,
     list_column_to_matrix,
+    parquet_list_column_to_matrix,
     order_prob_columns,
     prob_columns_to_matrix,
     split_label_strings,
@@ -372,6 +373,12 @@ def load(
         plan = _plan(p, schema.names, **kwargs)
         extra_cols, dyn = extras(schema.names)
     columns = plan.columns + [c for c in extra_cols if c not in plan.columns]
+    # Parquet probability lists are decoded row group by row group straight into the matrix (much less memory
+    # traffic than reading the whole column first); the rest of the columns are read as usual.
+    by_row_group = table is None and fmt == "parquet" and plan.kind == "column" and pred_probs_col not in (
+        label_col, id_col, *extra_cols)
+    if by_row_group:
+        columns = [c for c in columns if c != pred_probs_col]
     table = table.select(columns) if table is not None else read_table(p, input_format, columns)
     n = table.num_rows
 
@@ -414,7 +421,13 @@ def load(
         meta["pred_probs_source"] = f"file {os.fspath(pred_probs_file)}"
     elif plan.kind == "column":
         meta["pred_probs_source"] = f"column {pred_probs_col}"
-        pred_probs = list_column_to_matrix(table.column(pred_probs_col), f"{p}, column {pred_probs_col!r}", rows)
+        where = f"{p}, column {pred_probs_col!r}"
+        filled = parquet_list_column_to_matrix(p, pred_probs_col, where, rows) if by_row_group else None
+        if filled is None:
+            if by_row_group:
+                table = read_table(p, input_format, columns + [pred_probs_col])
+            filled = list_column_to_matrix(table.column(pred_probs_col), where, rows)
+        pred_probs = filled
     else:
         meta["pred_probs_source"] = "prob_* columns"
         meta["pred_probs_columns"] = list(plan.prob_cols)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from labelqa.data.model import LabelData
 from labelqa.detectors.base import DetectorResult
@@ -20,15 +22,21 @@ def _names(data: LabelData) -> np.ndarray:
     return np.asarray(data.class_names, dtype=object)
 
 
+def _pct_text(values: np.ndarray) -> pa.Array:
+    """Probabilities as whole percentages, e.g. ``93%`` (vectorised)."""
+    return pc.binary_join_element_wise(
+        pc.cast(pa.array(np.rint(np.asarray(values, dtype=np.float64) * 100).astype(np.int64)), pa.string()), "%", ""
+    )
+
+
 def _cl(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:
-    names = _names(data)
+    names = pa.array(data.class_names, pa.string())
     given, sugg = data.labels[idx], np.asarray(res.suggested)[idx]
-    p_given = data.pred_probs[idx, given]
-    p_sugg = data.pred_probs[idx, sugg]
-    return [
-        f"given '{g}' ({pg:.2f}), model says '{s}' ({ps:.2f})"
-        for g, pg, s, ps in zip(names[given], p_given, names[sugg], p_sugg)
-    ]
+    text = pc.binary_join_element_wise(
+        "given '", names.take(pa.array(given)), "' (", _pct_text(data.pred_probs[idx, given]),
+        "), model says '", names.take(pa.array(sugg)), "' (", _pct_text(data.pred_probs[idx, sugg]), ")", "",
+    )
+    return text.to_pylist()
 
 
 def _aum(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:

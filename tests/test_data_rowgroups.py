@@ -1,0 +1,55 @@
+"""Parquet probabilities decoded row group by row group: same data, global row numbers in errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from labelqa.data import load
+from labelqa.errors import LabelqaError
+from tests.conftest import noisy_dataset
+
+
+def write(path, labels, probs, *, row_group_size, fixed=True, ids=None):
+    k = probs.shape[1]
+    flat = pa.array(probs.reshape(-1))
+    col = pa.FixedSizeListArray.from_arrays(flat, k) if fixed else pa.ListArray.from_arrays(
+        pa.array(np.arange(0, probs.size + 1, k, dtype=np.int32)), flat)
+    cols = {"label": pa.array(labels), "pred_probs": col}
+    if ids is not None:
+        cols["key"] = pa.array(ids)
+    pq.write_table(pa.table(cols), path, row_group_size=row_group_size)
+    return path
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_many_row_groups_load_like_one(tmp_path, fixed):
+    given, _, probs, _ = noisy_dataset(n=5000, k=7, seed=5)
+    one = load(write(tmp_path / "one.parquet", given, probs, row_group_size=10_000, fixed=fixed))
+    many = load(write(tmp_path / "many.parquet", given, probs, row_group_size=333, fixed=fixed))
+    assert pq.ParquetFile(tmp_path / "many.parquet").num_row_groups == 16
+    assert np.array_equal(one.pred_probs, many.pred_probs) and one.pred_probs.dtype == np.float32
+    assert np.array_equal(one.labels, many.labels)
+
+
+def test_errors_name_global_rows(tmp_path):
+    given, _, probs, _ = noisy_dataset(n=1000, k=3, seed=6)
+    probs = probs.copy()
+    probs[777, 1] = np.nan
+    ids = [f"r{i}" for i in range(1000)]
+    path = write(tmp_path / "nan.parquet", given, probs, row_group_size=100, ids=ids)
+    with pytest.raises(LabelqaError, match=r"row 777 \(id 'r777'\)"):
+        load(path, id_col="key")
+
+
+def test_ragged_across_row_groups(tmp_path):
+    given, _, probs, _ = noisy_dataset(n=300, k=3, seed=7)
+    lists = [list(map(float, r)) for r in probs]
+    lists[250] = lists[250] + [0.0]  # one row in the third row group has 4 items
+    path = tmp_path / "ragged.parquet"
+    pq.write_table(pa.table({"label": pa.array(given), "pred_probs": pa.array(lists, pa.list_(pa.float32()))}),
+                   path, row_group_size=100)
+    with pytest.raises(LabelqaError, match="row 250"):
+        load(path)
