@@ -34,10 +34,12 @@ from labelqa.data.model import LabelData
 from labelqa.detectors.base import DetectorResult
 from labelqa.errors import LabelqaError
 from labelqa.report.markdown import render_markdown
+from labelqa.report.textlists import lists_to_text
 from labelqa.report.writers import summary_json
 from labelqa.result import SUMMARY_SCHEMA_VERSION, ScanResult, _jsonable
 
-__all__ = ["RankIndex", "RankPart", "ReportWriter", "build_summary", "issues_piece"]
+__all__ = ["RankIndex", "RankPart", "ReportWriter", "build_multilabel_summary", "build_summary", "issues_piece",
+           "multilabel_issues_piece"]
 
 #: How many best-ranked issues summary.md lists (``render_markdown``'s default).
 MARKDOWN_TOP = 20
@@ -140,6 +142,105 @@ def issues_piece(
     return ScanResult(data=data, results={"cl": res}, primary="cl").issues_table()
 
 
+def multilabel_issues_piece(
+    classes: tuple[Any, ...], labels: np.ndarray, probs: np.ndarray, ids: np.ndarray, scores: np.ndarray,
+    flags: np.ndarray, suggested_confidence: np.ndarray, name: str = "mlcl",
+) -> pa.Table:
+    """``ScanResult.issues_table()`` rows of one multi-label batch; ``flags`` is the ``(n, K)`` pair matrix."""
+    data = LabelData(labels=labels, pred_probs=probs, classes=classes, ids=ids, task="multilabel")
+    res = DetectorResult(name=name, scores=scores, issues=flags.any(axis=1), suggested=labels ^ flags,
+                         suggested_confidence=suggested_confidence,
+                         extra={"labels_to_remove": flags & labels, "labels_to_add": flags & ~labels})
+    return ScanResult(data=data, results={name: res}, primary=name).issues_table()
+
+
+def build_multilabel_summary(
+    *, source: str, classes: tuple[Any, ...], counts: np.ndarray, thresholds: np.ndarray, joint: np.ndarray,
+    est: np.ndarray, quality: np.ndarray, issues: np.ndarray, remove: np.ndarray, add: np.ndarray,
+    n_issues: int, params: dict[str, Any], meta: dict[str, Any], name: str = "mlcl",
+) -> dict[str, Any]:
+    """``ScanResult.summary()`` of a single multi-label ``cl`` scan, from aggregates.
+
+    ``counts``: ``(K, 2)`` rows without / with each class; ``issues``: flagged
+    rows holding each class; ``remove``/``add``: flagged pairs per class;
+    the detector part is ``MultilabelConfidentLearning._summary``'s.
+    """
+    k = len(classes)
+    names = [str(c) for c in classes]
+    n = int(counts[0].sum()) if k else 0
+    count = counts[:, 1]
+    absent = counts[:, 0]
+    det_per_class = [
+        {
+            "class": names[j],
+            "count": int(count[j]),
+            "should_remove": int(remove[j]),
+            "should_remove_rate": float(remove[j] / count[j]) if count[j] else 0.0,
+            "should_add": int(add[j]),
+            "should_add_rate": float(add[j] / absent[j]) if absent[j] else 0.0,
+            "threshold_present": float(thresholds[j, 1]),
+            "threshold_absent": float(thresholds[j, 0]),
+            "label_quality": float(quality[j]),
+            "estimated_issues": int(est[j]),
+            "confident_joint": joint[j].tolist(),
+        }
+        for j in range(k)
+    ]
+    det_summary: dict[str, Any] = {
+        "per_class": det_per_class,
+        "n_rows": n,
+        "rows_with_issue": int(n_issues),
+        "share_rows_with_issue": float(n_issues / n) if n else 0.0,
+        "labels_to_remove": int(remove.sum()),
+        "labels_to_add": int(add.sum()),
+        "filter_by": params["filter_by"],
+        "aggregation": params["aggregation"],
+    }
+    if params["aggregation"] == "ema":
+        det_summary["alpha"] = float(params["alpha"])
+    else:
+        det_summary["temperature"] = float(params["temperature"])
+    per_class = []
+    for c in range(k):
+        row = {
+            "class": names[c],
+            "count": int(count[c]),
+            "issues": int(issues[c]),
+            "issue_rate": float(issues[c] / count[c]) if count[c] else 0.0,
+            "suggested_into": int(add[c]),
+        }
+        for key, value in det_per_class[c].items():
+            if key not in ("class", "class_count"):
+                row.setdefault(key, value)
+        per_class.append(row)
+    options = {"detectors": {name: params}}
+    options.update(meta)
+    return {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "labelqa_version": __version__,
+        "source": source,
+        "task": "multilabel",
+        "rows": n,
+        "n_classes": k,
+        "classes": names,
+        "primary_detector": name,
+        "detectors_run": [name],
+        "issue_rule": "primary",
+        "issues_found": int(n_issues),
+        "issue_rate": n_issues / n if n else 0.0,
+        "estimated_num_issues": None,
+        "estimated_noise_rate": None,
+        "estimated_noise_rate_interval": None,
+        "noise_matrix": None,
+        "noise_matrix_orientation": "noise_matrix[i][j] = P(given label = classes[i] | true label = classes[j])",
+        "per_class": per_class,
+        "confused_pairs": [],
+        "detectors": {name: {"issues_found": int(n_issues), "params": _jsonable(params),
+                             "summary": _jsonable(det_summary)}},
+        "options": _jsonable(options),
+    }
+
+
 def build_summary(
     *, source: str, classes: tuple[Any, ...], class_counts: np.ndarray, pairs: np.ndarray,
     detector_summary: dict[str, Any], params: dict[str, Any], meta: dict[str, Any],
@@ -226,13 +327,14 @@ class ReportWriter:
 
     def write(self, table: pa.Table) -> None:
         """Append one batch of the issues table."""
+        text = lists_to_text(table) if self.csv else None  # CSV has no list type (label sets)
         if self._pq is None:
             self._pq = pq.ParquetWriter(self.tmp / "issues.parquet", table.schema, compression="zstd")
-            if self.csv:
-                self._csv = pacsv.CSVWriter(self.tmp / "issues.csv", table.schema)
+            if text is not None:
+                self._csv = pacsv.CSVWriter(self.tmp / "issues.csv", text.schema)
         self._pq.write_table(table)
         if self._csv is not None:
-            self._csv.write_table(table)
+            self._csv.write_table(text)
         self.rows += table.num_rows
         flags = table.column("is_label_issue").to_numpy(zero_copy_only=False)
         ranks = table.column("rank").to_numpy()

@@ -10,9 +10,13 @@ Only the needed columns are read. Rows keep the order of
 ``pyarrow.dataset`` (files in path order, rows in file order), which is the
 order of the issues table.
 
+Multi-label data (``task="multilabel"``, or ``"auto"`` with a list label
+column or ``label_sep``, as the loader decides) decodes to an ``(n, K)`` bool
+label matrix per batch, with the loader's item checks and messages.
+
 Differences from :func:`labelqa.load` (documented in docs/scale.md): ids are
 checked for nulls but not for uniqueness across the dataset (that needs all
-ids in memory); only Parquet and Arrow IPC inputs; multiclass data only.
+ids in memory); only Parquet and Arrow IPC inputs.
 """
 
 from __future__ import annotations
@@ -36,22 +40,27 @@ from labelqa.data.columns import (
     list_column_to_matrix,
     order_prob_columns,
     prob_columns_to_matrix,
+    split_label_strings,
 )
-from labelqa.data.loader import DEFAULT_PRED_PROBS_COL, _missing_column
+from labelqa.data.loader import DEFAULT_PRED_PROBS_COL, _missing_column, _resolve_task
 from labelqa.data.readers import format_columns
 from labelqa.data.validate import (
     Rows,
     _py,
     _Where,
+    _items,
     check_duplicate_classes,
+    check_multilabel_probabilities,
     check_probabilities,
     classes_like_labels,
     count_rows,
+    encode_label_items,
     encode_labels,
     format_values,
     is_list_type,
     normalize_classes,
     normalize_labels,
+    scatter_label_sets,
     to_arrow_1d,
     type_name,
 )
@@ -81,14 +90,14 @@ class Batch:
     """One decoded, validated batch: rows ``offset .. offset + n - 1`` of the dataset."""
 
     offset: int
-    labels: np.ndarray  # int64 class codes
+    labels: np.ndarray  # int64 class codes; multi-label: (n, K) bool
     probs: np.ndarray  # (n, K) float32 or float64
     ids: np.ndarray  # int64 or object (strings)
     renormalized_rows: int = 0  # rows whose sum was off (renormalize=True)
 
     @property
     def n(self) -> int:
-        return int(self.labels.size)
+        return int(self.labels.shape[0])
 
     @property
     def positions(self) -> np.ndarray:
@@ -183,6 +192,13 @@ class Source:
     dtype: str = "float64"
     meta: dict[str, Any] = field(default_factory=dict)
     _pending_classes: list[Any] | None = None
+    task: str = "multiclass"
+    label_sep: str | None = None
+    item_type: str = "int64"  # multi-label: the dataset's label item type ("int64" or "string")
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
 
     # ---- reading ---------------------------------------------------------
     def dataset(self) -> ds.Dataset:
@@ -224,6 +240,24 @@ class Source:
                 pass
         return arr.to_numpy(zero_copy_only=False)
 
+    def _label_sets(self, table: pa.Table) -> pa.Array:
+        """Multi-label: the batch's label sets as a list array (delimited strings split)."""
+        col = table.column(self.label_col)
+        if self.label_sep is not None:
+            return split_label_strings(col, self.label_sep, self._where().labels)
+        arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.dictionary_decode()
+        return arr
+
+    def _label_items(self, arr: pa.Array, rows: Rows) -> tuple[pa.Array, np.ndarray]:
+        """Items (in the dataset's item type) and parent rows of a batch's label sets."""
+        items, parent = _items(arr, self._where().labels, rows)
+        want = pa.int64() if self.item_type == "int64" else pa.string()
+        if items.type != want:
+            items = pc.cast(items, want)
+        return items, parent
+
     def _labels(self, table: pa.Table, rows: Rows) -> pa.Array:
         arr = to_arrow_1d(table.column(self.label_col), "labels")
         if is_list_type(arr.type):
@@ -255,6 +289,8 @@ class Source:
         """
         ids = self._ids(table, offset)
         rows = _OffsetRows(ids, self.id_col, offset)
+        if self.multilabel:
+            return self._decode_multilabel(table, offset, ids, rows, validate)
         labels = self._labels(table, rows)
         P = self._probs(table, rows)
         where = self._where()
@@ -271,6 +307,28 @@ class Source:
         P, prob_meta = check_probabilities(P, renormalize=self.renormalize, where=where, rows=rows)
         return Batch(offset=offset, labels=codes, probs=P, ids=ids,
                      renormalized_rows=int(prob_meta.get("renormalized_rows", 0)))
+
+
+    def _check_k(self, P: np.ndarray, rows: Rows) -> None:
+        if P.shape[1] != self.n_classes:
+            raise LabelqaError(
+                f"{self._where().probs}: probability lists differ in length: {rows.one(0)} has {P.shape[1]} "
+                f"but the dataset has {self.n_classes} classes",
+                hint="every row needs exactly one probability per class",
+            )
+
+    def _decode_multilabel(self, table: pa.Table, offset: int, ids: np.ndarray, rows: Rows, validate: bool) -> Batch:
+        """The loader's multi-label order: split strings, probabilities, items, codes, sets, ranges."""
+        arr = self._label_sets(table)
+        P = self._probs(table, rows)
+        self._check_k(P, rows)
+        where = self._where()
+        items, parent = self._label_items(arr, rows)
+        codes, _ = encode_label_items(items, parent, self.classes, where, rows)
+        Y = scatter_label_sets(codes, parent, table.num_rows, self.classes, where, rows)
+        if validate:
+            check_multilabel_probabilities(P, where=where, rows=rows)
+        return Batch(offset=offset, labels=Y, probs=P, ids=ids)
 
 
 def _label_arrow_type(t: pa.DataType) -> pa.DataType:
@@ -293,6 +351,8 @@ def open_source(
     input_format: str | None = None,
     renormalize: bool = False,
     batch_size: int = 262_144,
+    task: str = "auto",
+    label_sep: str | None = None,
 ) -> Source:
     """Resolve columns and classes of a Parquet/Arrow file or folder, like :func:`labelqa.load`.
 
@@ -318,13 +378,22 @@ def open_source(
     if id_col is not None and id_col not in names:
         raise _missing_column(p, id_col, names, "--id-col")
     base = [label_col] + ([id_col] if id_col is not None and id_col != label_col else [])
-    meta: dict[str, Any] = {"input_format": fmt, "task": "multiclass"}
-    if is_list_type(schema.field(label_col).type):
-        raise LabelqaError(
-            f"{p}, column {label_col!r}: each row holds a list of labels, which is multi-label data; "
-            "the streaming engines handle multiclass data only",
-            hint="use --engine memory for multi-label data",
-        )
+    label_field_type = schema.field(label_col).type
+    task_out = _resolve_task(task, label_sep, label_field_type, f"{p}, column {label_col!r}")
+    multilabel = task_out == "multilabel"
+    meta: dict[str, Any] = {"input_format": fmt, "task": task_out}
+    if multilabel:
+        if renormalize:
+            raise LabelqaError(
+                f"--renormalize does not apply to multi-label data ({p}, column {label_col!r} holds label sets): "
+                "its probabilities are independent per class and rows need not sum to 1",
+                hint="drop --renormalize",
+            )
+        if is_list_type(label_field_type):
+            label_sep = None
+            meta["label_format"] = "list column"
+        else:
+            meta["label_format"] = f"delimited strings (separator {label_sep!r})"
     plan_classes = user_classes
     plan_source = classes_source
     if pred_probs_col in names:
@@ -359,7 +428,8 @@ def open_source(
         meta["classes_source"] = plan_source
 
     src = Source(path=p, fmt=fmt, label_col=label_col, id_col=id_col, kind=kind, pred_probs_col=pred_probs_col,
-                 prob_cols=list(prob_cols), columns=columns, renormalize=bool(renormalize), meta=meta)
+                 prob_cols=list(prob_cols), columns=columns, renormalize=bool(renormalize), meta=meta,
+                 task=task_out, label_sep=label_sep if multilabel else None)
     src.n_rows = int(dataset.count_rows())
     if src.n_rows == 0:
         raise LabelqaError(f"{p}: no rows", hint="the input has no data rows; check the file and filters")
@@ -378,13 +448,24 @@ def open_source(
         k = first_P.shape[1]
         src.dtype = "float32" if first_P.dtype == np.float32 else "float64"
     where = _Where(p, label_col, id_col, meta)
-    if k < 2:
+    if k < (1 if multilabel else 2):
         raise LabelqaError(
-            f"{where.probs}: {k} probabilit{'y' if k == 1 else 'ies'} per row; at least 2 classes are needed",
+            f"{where.probs}: {k} probabilit{'y' if k == 1 else 'ies'} per row; at least "
+            f"{'1 class is' if multilabel else '2 classes are'} needed",
             hint="give one probability per class; for a binary task pass both p and 1 - p",
         )
     src.n_classes = k
-    label_type = _label_arrow_type(schema.field(label_col).type)
+    scanned = None
+    if multilabel:
+        if label_sep is not None or plan_classes is None:
+            scanned = _scan_label_items(src, batch_size)  # pass 0: item type (delimited) / inference
+            src.item_type = scanned[0]
+        else:
+            src.item_type = "int64" if pa.types.is_integer(_label_arrow_type(_list_value_type(label_field_type))) \
+                else "string"
+        label_type = pa.int64() if src.item_type == "int64" else pa.string()
+    else:
+        label_type = _label_arrow_type(label_field_type)
     meta.setdefault("input_format", fmt)
     meta.setdefault("pred_probs_source", "array")
     if plan_classes is not None:
@@ -398,6 +479,9 @@ def open_source(
                 f"{meta['classes_source']} ({format_values(cls, 8)})",
                 hint="give exactly one class per probability column, in column order",
             )
+    elif scanned is not None:
+        cls, how = _infer_from_items(scanned, k)
+        meta["classes_source"] = how
     else:
         cls, how = _infer_classes(src, k, label_type, batch_size)
         meta["classes_source"] = how
@@ -421,6 +505,71 @@ def _infer_classes(src: Source, k: int, label_type: pa.DataType, batch_size: int
             hi = mm["max"] if hi is None else max(hi, mm["max"])
         uniques.update(pc.unique(labels).to_pylist())
     if pa.types.is_integer(label_type) and lo is not None and lo >= 0 and hi < k:
+        return tuple(range(k)), f"integer labels as class codes 0..{k - 1}"
+    if len(uniques) == k:
+        return tuple(sorted(uniques)), "sorted unique labels"
+    raise LabelqaError(
+        f"cannot tell which probability column belongs to which class: found {len(uniques)} distinct "
+        f"labels but {k} probability columns",
+        hint="pass --classes a,b,c or --classes-file",
+    )
+
+
+def _list_value_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    v = t.value_type if is_list_type(t) else t
+    if pa.types.is_dictionary(v):
+        v = v.value_type
+    if pa.types.is_null(v):
+        return pa.int64()
+    return v
+
+
+def _scan_label_items(src: Source, batch_size: int) -> tuple[str, Any, Any, set[Any], int]:
+    """Pass 0 for multi-label data (label column only): the dataset's item type, min/max and
+    distinct items, as the loader sees the whole column's items."""
+    cols = [src.label_col] + ([src.id_col] if src.id_col and src.id_col != src.label_col else [])
+    where = src._where().labels
+    lo = hi = None
+    ints: set[Any] = set()
+    strs: set[Any] = set()
+    n_items = 0
+    any_string = False
+    for offset, table in src.tables(batch_size, cols):
+        ids = table.column(src.id_col) if src.id_col else None
+        rows = _OffsetRows(ids, src.id_col, offset)
+        items, _parent = _items(src._label_sets(table), where, rows)
+        if len(items) == 0:
+            continue
+        n_items += len(items)
+        if pa.types.is_integer(items.type):
+            mm = pc.min_max(items).as_py()
+            lo = mm["min"] if lo is None else min(lo, mm["min"])
+            hi = mm["max"] if hi is None else max(hi, mm["max"])
+            ints.update(pc.unique(items).to_pylist())
+        else:
+            any_string = True
+            strs.update(pc.unique(items).to_pylist())
+    if src.label_sep is not None:
+        item_type = "string" if any_string or n_items == 0 else "int64"
+    else:
+        item_type = "string" if any_string else "int64"
+        if n_items == 0:
+            item_type = "int64" if pa.types.is_integer(
+                _label_arrow_type(_list_value_type(_src_label_type(src)))) else "string"
+    uniques = strs | {str(v) for v in ints} if item_type == "string" else ints
+    return item_type, lo, hi, uniques, n_items
+
+
+def _src_label_type(src: Source) -> pa.DataType:
+    return src.dataset().schema.field(src.label_col).type
+
+
+def _infer_from_items(scanned: tuple[str, Any, Any, set[Any], int], k: int) -> tuple[tuple[Any, ...], str]:
+    """:func:`labelqa.data.validate.infer_classes` over the label-set items of pass 0."""
+    item_type, lo, hi, uniques, n_items = scanned
+    if item_type == "int64" and n_items and lo >= 0 and hi < k:
         return tuple(range(k)), f"integer labels as class codes 0..{k - 1}"
     if len(uniques) == k:
         return tuple(sorted(uniques)), "sorted unique labels"

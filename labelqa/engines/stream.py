@@ -34,12 +34,24 @@ import numpy as np
 import pyarrow as pa
 
 from labelqa.data.validate import sum_tolerance
+from labelqa.detectors import multilabel as ml
 from labelqa.detectors.confident import ConfidentLearning, _check_options
+from labelqa.detectors.multilabel import MultilabelConfidentLearning
 from labelqa.engines import cl as clx
-from labelqa.engines.output import RankIndex, RankPart, ReportWriter, build_summary, issues_piece
+from labelqa.engines import mlcl
+from labelqa.engines.output import (
+    RankIndex,
+    RankPart,
+    ReportWriter,
+    build_multilabel_summary,
+    build_summary,
+    issues_piece,
+    multilabel_issues_piece,
+)
 from labelqa.engines.source import Source, open_source
 from labelqa.errors import LabelqaError
 from labelqa.kernels.confident import ClassProbSums
+from labelqa.kernels.multilabel import MultilabelJoint, MultilabelRows, MultilabelSums
 
 __all__ = ["DEFAULT_BATCH_SIZE", "StreamSummary", "scan_stream"]
 
@@ -115,6 +127,73 @@ def piece_issues(src: Source, table: pa.Table, offset: int, thresholds: np.ndarr
     return t, scores, flags, batch.positions
 
 
+# --------------------------------------------------------------------------- multi-label pieces
+def piece_ml_pass1(src: Source, table: pa.Table, offset: int, acc: MultilabelSums) -> MultilabelSums:
+    """Validate a piece and fold it into ``acc`` (pieces must come in input order)."""
+    batch = src.decode(table, offset)
+    return acc.update(MultilabelRows(batch.labels, batch.probs))
+
+
+def piece_ml_pass2(src: Source, table: pa.Table, offset: int, thresholds: np.ndarray) -> MultilabelJoint:
+    batch = src.decode(table, offset, validate=False)
+    return MultilabelJoint(src.n_classes).update(MultilabelRows(batch.labels, batch.probs, thresholds))
+
+
+def piece_ml_stage(src: Source, table: pa.Table, offset: int, thresholds: np.ndarray, plan: mlcl.MultilabelPlan,
+                   stage: Any) -> Any:
+    batch = src.decode(table, offset, validate=False)
+    plan.feed(stage, MultilabelRows(batch.labels, batch.probs, thresholds))
+    return stage
+
+
+def _ml_final(src: Source, table: pa.Table, offset: int, thresholds: np.ndarray, plan: mlcl.MultilabelPlan,
+              det: MultilabelConfidentLearning) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """Flags ``(n, K)``, row scores and suggested confidence, as ``MultilabelConfidentLearning.detect``."""
+    batch = src.decode(table, offset, validate=False)
+    y, probs = batch.labels, batch.probs
+    flags = plan.flags(MultilabelRows(y, probs, thresholds))
+    class_scores = ml._class_scores(y, probs)
+    scores = ml.aggregate_scores(class_scores, det.aggregation, alpha=det.alpha, temperature=det.temperature)
+    backing = np.where(flags, class_scores.dtype.type(1) - class_scores, class_scores)
+    conf = backing.min(axis=1).astype(np.float64) if y.shape[1] else np.ones(y.shape[0], dtype=np.float64)
+    return batch, flags, scores, conf
+
+
+@dataclass
+class MultilabelCounts:
+    """Per-class counts of the final flags (rows with an issue holding the class, pairs to remove/add)."""
+
+    issues: np.ndarray
+    remove: np.ndarray
+    add: np.ndarray
+
+    def merge(self, other: MultilabelCounts) -> MultilabelCounts:
+        self.issues += other.issues
+        self.remove += other.remove
+        self.add += other.add
+        return self
+
+
+def piece_ml_ranks(src: Source, table: pa.Table, offset: int, thresholds: np.ndarray, plan: mlcl.MultilabelPlan,
+                   det: MultilabelConfidentLearning) -> tuple[RankPart, MultilabelCounts]:
+    batch, flags, scores, _ = _ml_final(src, table, offset, thresholds, plan, det)
+    y = batch.labels
+    rows = flags.any(axis=1)
+    zeros = np.zeros(batch.n, dtype=np.int64)
+    part = RankPart(scores, rows, batch.positions, zeros, zeros, 1, np.dtype(np.float64))
+    counts = MultilabelCounts(np.count_nonzero(y[rows], axis=0).astype(np.int64),
+                              np.count_nonzero(flags & y, axis=0).astype(np.int64),
+                              np.count_nonzero(flags & ~y, axis=0).astype(np.int64))
+    return part, counts
+
+
+def piece_ml_issues(src: Source, table: pa.Table, offset: int, thresholds: np.ndarray, plan: mlcl.MultilabelPlan,
+                    det: MultilabelConfidentLearning) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray]:
+    batch, flags, scores, conf = _ml_final(src, table, offset, thresholds, plan, det)
+    t = multilabel_issues_piece(src.classes, batch.labels, batch.probs, batch.ids, scores, flags, conf, det.name)
+    return t, scores, flags.any(axis=1), batch.positions
+
+
 # --------------------------------------------------------------------------- driver
 class LocalRunner:
     """Runs piece functions over the record batches of a source, in this process."""
@@ -128,6 +207,12 @@ class LocalRunner:
     def map(self, fn: Callable[..., Any], *args: Any) -> Iterator[Any]:
         for offset, table in self.src.tables(self.batch_size):
             yield fn(self.src, table, offset, *args)
+
+    def fold(self, fn: Callable[..., Any], acc: Any, *args: Any) -> Any:
+        """``acc = fn(src, table, offset, acc, *args)`` over the pieces in input order."""
+        for offset, table in self.src.tables(self.batch_size):
+            acc = fn(self.src, table, offset, acc, *args)
+        return acc
 
 
 def make_detector(
@@ -144,9 +229,87 @@ def make_detector(
     return det
 
 
+def make_multilabel_detector(
+    *, filter_by: str, aggregation: str, alpha: float, temperature: float, frac_noise: float,
+    num_to_remove_per_class: Any, min_examples_per_class: int, n_classes: int,
+) -> MultilabelConfidentLearning:
+    det = MultilabelConfidentLearning(filter_by=filter_by, aggregation=aggregation, alpha=alpha,
+                                      temperature=temperature, frac_noise=frac_noise,
+                                      num_to_remove_per_class=num_to_remove_per_class,
+                                      min_examples_per_class=min_examples_per_class)
+    ml._check_aggregation(aggregation, alpha, temperature)
+    ml._check_options(n_classes, filter_by=filter_by, frac_noise=frac_noise,
+                      num_to_remove_per_class=num_to_remove_per_class, min_examples_per_class=min_examples_per_class)
+    return det
+
+
+def run_multilabel_scan(src: Source, runner: Any, det: MultilabelConfidentLearning, out_dir: str | Path, *,
+                        csv: bool = True, progress: Progress | None = None) -> StreamSummary:
+    """All passes of a multi-label scan over ``runner``'s pieces; writes the report into ``out_dir``."""
+    t0 = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    passes = []
+    k = src.n_classes
+
+    say("pass 1: validating, class sums")
+    sums = runner.fold(piece_ml_pass1, MultilabelSums(k))
+    passes.append("class sums")
+    thresholds = sums.thresholds()
+    dtype = src.prob_dtype()
+    meta = dict(src.meta)
+    meta["renormalized"] = False
+
+    say("pass 2: confident joints")
+    p2 = MultilabelJoint(k)
+    for part in runner.map(piece_ml_pass2, thresholds):
+        p2.merge(part)
+    passes.append("confident joint")
+    est = mlcl.estimates(sums, p2)
+    plan = mlcl.MultilabelPlan(est, filter_by=det.filter_by, frac_noise=det.frac_noise,
+                               num_to_remove_per_class=det.num_to_remove_per_class,
+                               min_examples_per_class=det.min_examples_per_class, dtype=dtype)
+
+    while (stage := plan.next_stage()) is not None:
+        say(f"pass {len(passes) + 1}: selection ({stage.name})")
+        target = stage if runner.inplace else stage.empty()
+        for part in runner.map(piece_ml_stage, thresholds, plan, target):
+            if part is not stage:
+                stage.merge(part)
+        plan.finish(stage)
+        passes.append(f"selection ({stage.name})")
+
+    say(f"pass {len(passes) + 1}: ranks")
+    index = RankIndex(src.n_rows, 1, np.float64)
+    counts = MultilabelCounts(np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64))
+    for part, cnt in runner.map(piece_ml_ranks, thresholds, plan, det):
+        index.add(part)
+        counts.merge(cnt)
+    index.finish()
+    passes.append("ranks")
+
+    summary = build_multilabel_summary(
+        source=src.path, classes=src.classes, counts=est.counts, thresholds=est.thresholds, joint=est.joint,
+        est=est.est, quality=est.quality, issues=counts.issues, remove=counts.remove, add=counts.add,
+        n_issues=index.n_flagged, params=det.get_params(), meta=meta, name=det.name)
+    say(f"pass {len(passes) + 1}: writing {out_dir}")
+    with ReportWriter(out_dir, csv=csv) as writer:
+        rank_col = None
+        for table, scores, flags, positions in runner.map(piece_ml_issues, thresholds, plan, det):
+            ranks = index.ranks(scores, flags, positions)
+            if rank_col is None:
+                rank_col = table.column_names.index("rank")
+            writer.write(table.set_column(rank_col, "rank", pa.array(ranks)))
+        paths = writer.close(summary)
+    passes.append("write")
+    return StreamSummary(summary=summary, paths=paths, n_rows=src.n_rows, n_issues=index.n_flagged,
+                         passes=passes, seconds=time.perf_counter() - t0)
+
+
 def run_scan(src: Source, runner: Any, det: ConfidentLearning, out_dir: str | Path, *, csv: bool = True,
              progress: Progress | None = None) -> StreamSummary:
     """All passes of a scan over ``runner``'s pieces; writes the report into ``out_dir``."""
+    if isinstance(det, MultilabelConfidentLearning):
+        return run_multilabel_scan(src, runner, det, out_dir, csv=csv, progress=progress)
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     passes = []
@@ -231,6 +394,11 @@ def scan_stream(
     min_examples_per_class: int = 1,
     csv: bool = True,
     progress: Progress | None = None,
+    task: str = "auto",
+    label_sep: str | None = None,
+    aggregation: str = "ema",
+    alpha: float = 0.8,
+    temperature: float = 0.1,
 ) -> StreamSummary:
     """Scan a Parquet/Arrow file, folder or hive dataset with confident learning, out of core.
 
@@ -248,9 +416,20 @@ def scan_stream(
         batch_size: Rows per record batch.
         filter_by, score_method, adjust_pred_probs, frac_noise,
         num_to_remove_per_class, min_examples_per_class: As for
-            :class:`labelqa.detectors.confident.ConfidentLearning`.
+            :class:`labelqa.detectors.confident.ConfidentLearning` (for
+            multi-label data ``num_to_remove_per_class`` is ``(K, 2)``, as for
+            :class:`~labelqa.detectors.multilabel.MultilabelConfidentLearning`).
         csv: Also write issues.csv.
         progress: Callback receiving a short message before each pass.
+        task, label_sep: As for :func:`labelqa.load`: multi-label data when
+            the label column holds lists or ``label_sep`` is given (``task``
+            ``"auto"``), or ``task="multilabel"``; then the scan is
+            ``labelqa.scan(path, task=..., label_sep=...)`` with the
+            multi-label confident-learning detector (``mlcl``).
+        aggregation, alpha, temperature: Multi-label row scores, as for
+            :class:`~labelqa.detectors.multilabel.MultilabelConfidentLearning`
+            (not for multiclass data). ``score_method`` and
+            ``adjust_pred_probs`` are for multiclass data only.
 
     Raises:
         LabelqaError: Invalid input or options (rows named by global index).
@@ -261,8 +440,34 @@ def scan_stream(
         progress(f"opening {os.fspath(source)}")
     src = open_source(source, label_col=label_col, pred_probs_col=pred_probs_col, classes=classes,
                       classes_file=classes_file, id_col=id_col, input_format=input_format,
-                      renormalize=renormalize, batch_size=batch_size)
-    det = make_detector(filter_by=filter_by, score_method=score_method, adjust_pred_probs=adjust_pred_probs,
-                        frac_noise=frac_noise, num_to_remove_per_class=num_to_remove_per_class,
-                        min_examples_per_class=min_examples_per_class, n_classes=src.n_classes)
+                      renormalize=renormalize, batch_size=batch_size, task=task, label_sep=label_sep)
+    det = detector_for(src, filter_by=filter_by, score_method=score_method, adjust_pred_probs=adjust_pred_probs,
+                       frac_noise=frac_noise, num_to_remove_per_class=num_to_remove_per_class,
+                       min_examples_per_class=min_examples_per_class, aggregation=aggregation, alpha=alpha,
+                       temperature=temperature)
     return run_scan(src, LocalRunner(src, batch_size), det, out_dir, csv=csv, progress=progress)
+
+
+def detector_for(
+    src: Source, *, filter_by: str, score_method: str, adjust_pred_probs: bool, frac_noise: float,
+    num_to_remove_per_class: Any, min_examples_per_class: int, aggregation: str, alpha: float, temperature: float,
+) -> ConfidentLearning | MultilabelConfidentLearning:
+    """The detector ``labelqa.scan`` would run on ``src``'s task, with the options checked."""
+    if src.multilabel:
+        if score_method != "self_confidence" or adjust_pred_probs:
+            raise LabelqaError(
+                "option score_method/adjust_pred_probs does not apply to multi-label data",
+                "multi-label row scores are set by aggregation (ema or softmin), alpha and temperature",
+            )
+        return make_multilabel_detector(filter_by=filter_by, aggregation=aggregation, alpha=alpha,
+                                        temperature=temperature, frac_noise=frac_noise,
+                                        num_to_remove_per_class=num_to_remove_per_class,
+                                        min_examples_per_class=min_examples_per_class, n_classes=src.n_classes)
+    if (aggregation, alpha, temperature) != ("ema", 0.8, 0.1):
+        raise LabelqaError(
+            "option aggregation/alpha/temperature does not apply to multiclass data",
+            "they set multi-label row scores; for multiclass data use score_method",
+        )
+    return make_detector(filter_by=filter_by, score_method=score_method, adjust_pred_probs=adjust_pred_probs,
+                         frac_noise=frac_noise, num_to_remove_per_class=num_to_remove_per_class,
+                         min_examples_per_class=min_examples_per_class, n_classes=src.n_classes)
