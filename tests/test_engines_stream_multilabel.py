@@ -50,7 +50,7 @@ def label_lists(given: np.ndarray, names=NAMES) -> list[list]:
 
 
 def write_ml(path: Path, given, probs, *, names=NAMES, labels=None, extra: dict | None = None,
-             list_type=pa.list_(pa.string())) -> Path:
+             list_type=pa.list_(pa.string()), row_group_size: int | None = None) -> Path:
     probs = np.asarray(probs)
     k = probs.shape[1]
     cols = {
@@ -58,7 +58,7 @@ def write_ml(path: Path, given, probs, *, names=NAMES, labels=None, extra: dict 
         "pred_probs": pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), k),
     }
     cols.update(extra or {})
-    pq.write_table(pa.table(cols), path)
+    pq.write_table(pa.table(cols), path, row_group_size=row_group_size)
     return path
 
 
@@ -239,9 +239,10 @@ def test_folder_dataset_matches_memory_of_the_concatenation(tmp_path):
         write_ml(folder / f"f{i}.parquet", given[a:b], probs[a:b])
     whole = write_ml(tmp_path / "whole.parquet", given, probs)
     mem, mem_sum = memory_report(whole, tmp_path / "mem")
-    got, got_sum, _ = stream_report(folder, tmp_path / "str")
+    got, got_sum, res = stream_report(folder, tmp_path / "str")
     assert_same(mem, got)
     assert drop_source(got_sum) == drop_source(mem_sum)
+    assert res.n_issues == mem_sum["issues_found"] > 0
 
 
 # --------------------------------------------------------------------------- errors
@@ -292,3 +293,45 @@ def test_task_and_option_errors(ml_file, tmp_path):
     with pytest.raises(LabelqaError, match="does not apply to multiclass"):
         scan_stream(plain, out_dir=tmp_path / "o", aggregation="softmin")
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- Dask
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("dask.dataframe")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def ml_folder(tmp_path_factory) -> tuple[Path, Path]:
+    given, probs = ml_data(n=N, seed=12)
+    base = tmp_path_factory.mktemp("mldask")
+    folder = base / "ds"
+    bounds = np.linspace(0, N, 6).astype(int)
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        sub = folder / f"part={i:02d}"
+        sub.mkdir(parents=True)
+        write_ml(sub / f"f{i}.parquet", given[a:b], probs[a:b], row_group_size=1_500)
+    return folder, write_ml(base / "whole.parquet", given, probs)
+
+
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "both", "predicted_neq_given", "low_self_confidence"])
+@pytest.mark.parametrize("blocksize", [None, "64KiB"], ids=["per-file", "small-blocks"])
+def test_dask_matches_memory(dask_client, ml_folder, tmp_path, filter_by, blocksize):
+    from labelqa.engines.dask_engine import scan_dask
+
+    folder, whole = ml_folder
+    messages: list[str] = []
+    mem, mem_sum = memory_report(whole, tmp_path / "mem", filter_by=filter_by, min_examples_per_class=5_000)
+    res = scan_dask(folder, out_dir=tmp_path / "d", client=dask_client, blocksize=blocksize, filter_by=filter_by,
+                    min_examples_per_class=5_000, progress=messages.append)
+    got = pq.read_table(tmp_path / "d" / "issues.parquet")
+    got_sum = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert_same(mem, got)
+    assert drop_source(got_sum) == drop_source(mem_sum)
+    assert res.n_issues == mem_sum["issues_found"] > 0
+    assert f"dask: {5 if blocksize is None else 20} partitions" in messages[0]

@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 
 from labelqa.engines.source import Source, open_source
-from labelqa.engines.stream import DEFAULT_BATCH_SIZE, Progress, StreamSummary, make_detector, run_scan
+from labelqa.engines.stream import DEFAULT_BATCH_SIZE, Progress, StreamSummary, detector_for, run_scan
 from labelqa.errors import LabelqaError
 
 __all__ = ["scan_dask"]
@@ -57,6 +57,12 @@ def _apply(fn: Callable[..., Any], src: Source, frame: Any, offset: int, *args: 
     """Run a piece function on one pandas partition (converted back to Arrow)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     return fn(src, table, offset, *args)
+
+
+def _apply_fold(fn: Callable[..., Any], src: Source, frame: Any, offset: int, acc: Any, *args: Any) -> Any:
+    """One step of a sequential fold: ``fn(src, table, offset, acc, *args)``."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return fn(src, table, offset, acc, *args)
 
 
 def _length(frame: Any) -> int:
@@ -97,6 +103,18 @@ class DaskRunner:
             for fut in futures:
                 fut.release()
 
+    def fold(self, fn: Callable[..., Any], acc: Any, *args: Any) -> Any:
+        """``acc = fn(src, piece, offset, acc, *args)`` over the partitions in order: a chain of
+        tasks (each waits for the previous accumulator, a few K-sized arrays), for the partials
+        that must be accumulated in input order (the multi-label float64 ``q`` sums)."""
+        import dask
+
+        src = dask.delayed(self.src)
+        cur: Any = acc
+        for part, off in zip(self.parts, self.offsets):
+            cur = dask.delayed(_apply_fold, pure=False)(fn, src, part, off, cur, *args)
+        return self.client.compute(cur, sync=True)
+
 
 @contextlib.contextmanager
 def _client(scheduler: str | None) -> Iterator[Any]:
@@ -133,6 +151,11 @@ def scan_dask(
     csv: bool = True,
     progress: Progress | None = None,
     client: Any = None,
+    task: str = "auto",
+    label_sep: str | None = None,
+    aggregation: str = "ema",
+    alpha: float = 0.8,
+    temperature: float = 0.1,
 ) -> StreamSummary:
     """:func:`labelqa.engines.stream.scan_stream` on a Dask cluster.
 
@@ -147,6 +170,10 @@ def scan_dask(
         batch_size: Rows per batch for the class inference pass (client).
         client: An existing ``distributed.Client`` to use instead of
             ``scheduler`` (not closed).
+        task, label_sep, aggregation, alpha, temperature: Multi-label data
+            and its options, as :func:`~labelqa.engines.stream.scan_stream`
+            (pass 1 of a multi-label scan visits the partitions one after
+            another: its per-class float64 sums follow the input order).
         Other arguments: as :func:`~labelqa.engines.stream.scan_stream`.
 
     Raises:
@@ -155,12 +182,13 @@ def scan_dask(
     _dask, dd, _distributed = _import_dask()
     src = open_source(source, label_col=label_col, pred_probs_col=pred_probs_col, classes=classes,
                       classes_file=classes_file, id_col=id_col, input_format=input_format,
-                      renormalize=renormalize, batch_size=batch_size)
+                      renormalize=renormalize, batch_size=batch_size, task=task, label_sep=label_sep)
     if src.fmt != "parquet":
         raise LabelqaError("--engine dask reads Parquet inputs", hint="convert the data to Parquet, or use --engine stream")
-    det = make_detector(filter_by=filter_by, score_method=score_method, adjust_pred_probs=adjust_pred_probs,
-                        frac_noise=frac_noise, num_to_remove_per_class=num_to_remove_per_class,
-                        min_examples_per_class=min_examples_per_class, n_classes=src.n_classes)
+    det = detector_for(src, filter_by=filter_by, score_method=score_method, adjust_pred_probs=adjust_pred_probs,
+                       frac_noise=frac_noise, num_to_remove_per_class=num_to_remove_per_class,
+                       min_examples_per_class=min_examples_per_class, aggregation=aggregation, alpha=alpha,
+                       temperature=temperature)
     read_kw: dict[str, Any] = {"columns": src.columns, "dtype_backend": "pyarrow", "calculate_divisions": False}
     if blocksize is not None:
         read_kw.update(split_row_groups="adaptive", blocksize=blocksize)
