@@ -16,6 +16,10 @@ r       final flags, scores -> global ranks, summary figures        4-8 B/row
 w       issues.parquet/.csv written batch by batch, then summary    batch
 ======  ==========================================================  ==========
 
+Multi-label data (a list label column or ``label_sep``, as :func:`labelqa.load`
+decides) runs :class:`~labelqa.detectors.multilabel.MultilabelConfidentLearning`
+the same way (:func:`run_multilabel_scan`, :mod:`labelqa.engines.mlcl`).
+
 The per-batch functions (``piece_*``) take ``(source, table, offset, ...)``
 and return a mergeable partial; the Dask engine runs the same functions on
 partitions (:mod:`labelqa.engines.dask_engine`).
