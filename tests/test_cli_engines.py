@@ -70,3 +70,13 @@ def test_stream_engine_writes_report_html(big, tmp_path, capsys):
 
     for pid in ("histogram", "issues", "heatmap" if 'id="heatmap"' in mem else "histogram"):
         assert section(html, pid) == section(mem, pid), pid
+
+
+def test_stream_engine_multilabel_matches_memory(tmp_path, capsys):
+    ml = REPO / "examples" / "multilabel" / "digits_attributes_noisy.parquet"
+    for engine in ("memory", "stream"):
+        code, _, err = run(["scan", ml, "--label-col", "labels", "--engine", engine, "--batch-size", "256",
+                            "-o", tmp_path / engine, "-q"], capsys)
+        assert code == 0, err
+    assert pq.read_table(tmp_path / "stream" / "issues.parquet").equals(
+        pq.read_table(tmp_path / "memory" / "issues.parquet"))

@@ -185,7 +185,7 @@ def _run(
     names = o.split_names(detectors)
 
     chosen = choose_engine(engine, data, memory_only=_needs_memory(
-        task=task, label_sep=label_sep, embeddings_col=embeddings_col, embeddings=embeddings,
+        embeddings_col=embeddings_col, embeddings=embeddings,
         logits_by_epoch=logits_by_epoch, pred_probs=pred_probs, names=names, data=data,
     ))
     with ProgressLog(quiet=quiet or output_format is not OutputFormat.human, verbose=verbose) as log:
@@ -238,12 +238,10 @@ def _set_if_changed(params: dict[str, Any], key: str, value: Any, default: Any) 
         params[key] = value
 
 
-def _needs_memory(*, task: str, label_sep: str | None, embeddings_col: str, embeddings: Path | None,
+def _needs_memory(*, embeddings_col: str, embeddings: Path | None,
                   logits_by_epoch: str | None, pred_probs: list[Path] | None, names: list[str] | None,
                   data: Path) -> str | None:
     """Why only the in-memory engine can run this scan, or ``None``."""
-    if task == "multilabel" or label_sep is not None:
-        return "multi-label label sets"
     if names is not None and set(names) - {"cl"}:
         return f"the detectors {', '.join(sorted(set(names) - {'cl'}))}"
     if embeddings is not None or logits_by_epoch is not None:
@@ -278,7 +276,8 @@ def _scan_out_of_core(engine: str, data: Path, out: Path, load_kwargs: dict[str,
         raise LabelqaError(f"--engine {engine} reads one probability column, got several --pred-probs-col",
                            "use --engine memory to combine several models")
     kwargs = {k: v for k, v in load_kwargs.items() if k in (
-        "label_col", "pred_probs_col", "classes", "classes_file", "id_col", "input_format", "renormalize")}
+        "label_col", "pred_probs_col", "classes", "classes_file", "id_col", "input_format", "renormalize", "task",
+        "label_sep")}
     if set(load_kwargs) - set(kwargs) - {"pred_probs_file", "combine_models"}:
         extra = sorted(set(load_kwargs) - set(kwargs) - {"pred_probs_file", "combine_models"})
         from labelqa.errors import LabelqaError
@@ -286,7 +285,7 @@ def _scan_out_of_core(engine: str, data: Path, out: Path, load_kwargs: dict[str,
         raise LabelqaError(f"options {', '.join(extra)} need --engine memory", "drop them or use --engine memory")
     kwargs.update({k: v for k, v in cl.items() if k in (
         "filter_by", "score_method", "adjust_pred_probs", "frac_noise", "num_to_remove_per_class",
-        "min_examples_per_class")})
+        "min_examples_per_class", "aggregation", "alpha", "temperature")})
     log(f"scanning {data} with the {engine} engine (batches of {batch_size:,} rows)")
     if engine == "stream":
         from labelqa.engines.stream import scan_stream

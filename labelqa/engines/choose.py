@@ -1,8 +1,8 @@
 """Which engine runs a scan: in memory, streaming or Dask.
 
-``auto`` streams when the scan is confident learning alone on multiclass
-Parquet/Arrow data (nothing that needs every row in memory: no embeddings,
-no training dynamics, no multi-label sets) and the input is a folder or
+``auto`` streams when the scan is confident learning alone (multiclass or
+multi-label) on Parquet/Arrow data (nothing that needs every row in memory:
+no embeddings, no training dynamics) and the input is a folder or
 is large enough to hold :data:`STREAM_MIN_CELLS` float32 probabilities
 (1 GB on disk, e.g. 25M rows x 10 classes); else it runs in memory, which is
 faster while the data fits comfortably.
@@ -43,8 +43,8 @@ def choose_engine(
         raise LabelqaError(f"unknown engine {engine!r}", f"choose one of {', '.join(ENGINES)}")
     if engine in ("stream", "dask"):
         if memory_only:
-            raise LabelqaError(f"--engine {engine} runs confident learning on multiclass data only, and this scan "
-                               f"needs {memory_only}", "use --engine memory (or auto)")
+            raise LabelqaError(f"--engine {engine} runs confident learning only, and this scan needs {memory_only}",
+                               "use --engine memory (or auto)")
         return engine
     if engine == "memory" or memory_only:
         return "memory"
