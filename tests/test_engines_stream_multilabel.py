@@ -9,6 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import labelqa
 from labelqa.detectors.multilabel import FILTER_METHODS, MultilabelConfidentLearning
@@ -171,6 +173,53 @@ def test_batch_size_does_not_change_results(tmp_path, batch_size):
                                         min_examples_per_class=500)
         assert_same(mem, got)
         assert got_sum == mem_sum
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(1, 120),
+    k=st.integers(1, 12),
+    seed=st.integers(0, 2**31),
+    filter_by=st.sampled_from(FILTER_METHODS),
+    min_ex=st.integers(0, 6),
+    frac=st.sampled_from([1.0, 0.5, 0.0]),
+    ntr=st.booleans(),
+    batch_size=st.integers(1, 50),
+    aggregation=st.sampled_from(["ema", "softmin"]),
+)
+def test_small_tied_inputs_match_memory(tmp_path, n, k, seed, filter_by, min_ex, frac, ntr, batch_size, aggregation):
+    """Tiny datasets, probabilities from 5 values (ties everywhere), empty classes, tiny batches."""
+    rng = np.random.default_rng(seed)
+    probs = (rng.integers(0, 5, (n, k)) / 4).astype(np.float32)
+    given_ = rng.random((n, k)) < rng.choice([0.0, 0.2, 0.6, 1.0])
+    names = np.array([f"c{j}" for j in range(k)])
+    path = write_ml(tmp_path / f"h{seed}.parquet", given_, probs, names=names)
+    params = dict(filter_by=filter_by, min_examples_per_class=min_ex, frac_noise=frac, aggregation=aggregation)
+    if ntr:
+        params["num_to_remove_per_class"] = rng.integers(0, 4, (k, 2)).tolist()
+    load = {"classes": list(names)}
+    mem, mem_sum = memory_report(path, tmp_path / f"m{seed}", load=load, **params)
+    got, got_sum, _ = stream_report(path, tmp_path / f"s{seed}", batch_size=batch_size, **load, **params)
+    assert_same(mem, got)
+    assert got_sum == mem_sum
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 777])
+@pytest.mark.parametrize("small_blocks", [False, True], ids=["one-block", "many-blocks"])
+def test_ema_scores_follow_the_in_memory_row_blocks(tmp_path, monkeypatch, batch_size, small_blocks):
+    """K >= 8: the in-memory EMA product rounds a row differently by its place in its row block; the
+    stream engine scores the same blocks (here also with blocks of 1024 rows, so several of them)."""
+    import labelqa.detectors.multilabel as ml_module
+
+    if small_blocks:
+        monkeypatch.setattr(ml_module, "_BLOCK_ELEMENTS", 2048)
+    given, probs = ml_data(n=2_500 if batch_size == 1 else 5_000, k=10, seed=13, ties=False, dtype=np.float64)
+    path = write_ml(tmp_path / "e.parquet", given, probs, names=np.array([f"c{j}" for j in range(10)]))
+    mem, mem_sum = memory_report(path, tmp_path / "mem")
+    got, got_sum, _ = stream_report(path, tmp_path / "str", batch_size=batch_size)
+    assert_same(mem, got)
+    assert got_sum == mem_sum
 
 
 # --------------------------------------------------------------------------- inputs

@@ -27,7 +27,9 @@ partitions (:mod:`labelqa.engines.dask_engine`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +57,7 @@ from labelqa.engines.output import (
 from labelqa.engines.source import Source, open_source
 from labelqa.errors import LabelqaError
 from labelqa.kernels.confident import ClassProbSums
-from labelqa.kernels.multilabel import MultilabelJoint, MultilabelRows, MultilabelSums
+from labelqa.kernels.multilabel import EmaBlockScores, MultilabelJoint, MultilabelRows, MultilabelSums
 
 __all__ = ["DEFAULT_BATCH_SIZE", "StreamSummary", "scan_stream"]
 
@@ -132,10 +134,14 @@ def piece_issues(src: Source, table: pa.Table, offset: int, thresholds: np.ndarr
 
 
 # --------------------------------------------------------------------------- multi-label pieces
-def piece_ml_pass1(src: Source, table: pa.Table, offset: int, acc: MultilabelSums) -> MultilabelSums:
-    """Validate a piece and fold it into ``acc`` (pieces must come in input order)."""
+def piece_ml_pass1(src: Source, table: pa.Table, offset: int, acc: MultilabelSums,
+                   scorer: EmaBlockScores | None = None) -> MultilabelSums:
+    """Validate a piece and fold it into ``acc`` (and ``scorer``); pieces must come in input order."""
     batch = src.decode(table, offset)
-    return acc.update(MultilabelRows(batch.labels, batch.probs))
+    acc.update(MultilabelRows(batch.labels, batch.probs))
+    if scorer is not None:
+        scorer.update(ml._class_scores(batch.labels, batch.probs))
+    return acc
 
 
 def piece_ml_pass2(src: Source, table: pa.Table, offset: int, thresholds: np.ndarray) -> MultilabelJoint:
@@ -151,13 +157,20 @@ def piece_ml_stage(src: Source, table: pa.Table, offset: int, thresholds: np.nda
 
 
 def _ml_final(src: Source, table: pa.Table, offset: int, thresholds: np.ndarray, plan: mlcl.MultilabelPlan,
-              det: MultilabelConfidentLearning) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
-    """Flags ``(n, K)``, row scores and suggested confidence, as ``MultilabelConfidentLearning.detect``."""
+              det: MultilabelConfidentLearning, scores_path: str | None = None,
+              ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """Flags ``(n, K)``, row scores and suggested confidence, as ``MultilabelConfidentLearning.detect``.
+
+    ``scores_path``: the row scores of pass 1 (:class:`EmaBlockScores`), read for these rows.
+    """
     batch = src.decode(table, offset, validate=False)
     y, probs = batch.labels, batch.probs
     flags = plan.flags(MultilabelRows(y, probs, thresholds))
     class_scores = ml._class_scores(y, probs)
-    scores = ml.aggregate_scores(class_scores, det.aggregation, alpha=det.alpha, temperature=det.temperature)
+    if scores_path is not None:
+        scores = np.fromfile(scores_path, dtype=np.float64, count=batch.n, offset=8 * offset)
+    else:
+        scores = ml.aggregate_scores(class_scores, det.aggregation, alpha=det.alpha, temperature=det.temperature)
     backing = np.where(flags, class_scores.dtype.type(1) - class_scores, class_scores)
     conf = backing.min(axis=1).astype(np.float64) if y.shape[1] else np.ones(y.shape[0], dtype=np.float64)
     return batch, flags, scores, conf
@@ -179,8 +192,9 @@ class MultilabelCounts:
 
 
 def piece_ml_ranks(src: Source, table: pa.Table, offset: int, thresholds: np.ndarray, plan: mlcl.MultilabelPlan,
-                   det: MultilabelConfidentLearning) -> tuple[RankPart, MultilabelCounts]:
-    batch, flags, scores, _ = _ml_final(src, table, offset, thresholds, plan, det)
+                   det: MultilabelConfidentLearning, scores_path: str | None = None,
+                   ) -> tuple[RankPart, MultilabelCounts]:
+    batch, flags, scores, _ = _ml_final(src, table, offset, thresholds, plan, det, scores_path)
     y = batch.labels
     rows = flags.any(axis=1)
     zeros = np.zeros(batch.n, dtype=np.int64)
@@ -192,8 +206,9 @@ def piece_ml_ranks(src: Source, table: pa.Table, offset: int, thresholds: np.nda
 
 
 def piece_ml_issues(src: Source, table: pa.Table, offset: int, thresholds: np.ndarray, plan: mlcl.MultilabelPlan,
-                    det: MultilabelConfidentLearning) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray]:
-    batch, flags, scores, conf = _ml_final(src, table, offset, thresholds, plan, det)
+                    det: MultilabelConfidentLearning, scores_path: str | None = None,
+                    ) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray]:
+    batch, flags, scores, conf = _ml_final(src, table, offset, thresholds, plan, det, scores_path)
     t = multilabel_issues_piece(src.classes, batch.labels, batch.probs, batch.ids, scores, flags, conf, det.name)
     return t, scores, flags.any(axis=1), batch.positions
 
@@ -252,11 +267,32 @@ def run_multilabel_scan(src: Source, runner: Any, det: MultilabelConfidentLearni
     """All passes of a multi-label scan over ``runner``'s pieces; writes the report into ``out_dir``."""
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
-    passes = []
     k = src.n_classes
 
+    # EMA row scores depend (in the last bits) on the row blocks of the in-memory matrix product:
+    # in process they are computed on those very blocks in pass 1 and kept in a temporary file.
+    with contextlib.ExitStack() as stack:
+        scores_path = None
+        scorer = None
+        if det.aggregation == "ema" and getattr(runner, "inplace", False):
+            fd, scores_path = tempfile.mkstemp(prefix="labelqa-scores-", suffix=".f64")
+            stack.callback(os.remove, scores_path)
+            fh = stack.enter_context(os.fdopen(fd, "wb"))
+            scorer = EmaBlockScores(src.n_rows, k, det.alpha, fh)
+        return _run_multilabel(src, runner, det, out_dir, csv=csv, say=say, t0=t0, scorer=scorer,
+                               scores_path=scores_path)
+
+
+def _run_multilabel(src: Source, runner: Any, det: MultilabelConfidentLearning, out_dir: str | Path, *, csv: bool,
+                    say: Callable[[str], None], t0: float, scorer: EmaBlockScores | None, scores_path: str | None,
+                    ) -> StreamSummary:
+    passes = []
+    k = src.n_classes
     say("pass 1: validating, class sums")
-    sums = runner.fold(piece_ml_pass1, MultilabelSums(k))
+    sums = runner.fold(piece_ml_pass1, MultilabelSums(k), *([scorer] if scorer is not None else []))
+    if scorer is not None:
+        scorer.close()
+        scorer.out.close()
     passes.append("class sums")
     thresholds = sums.thresholds()
     dtype = src.prob_dtype()
@@ -285,7 +321,7 @@ def run_multilabel_scan(src: Source, runner: Any, det: MultilabelConfidentLearni
     say(f"pass {len(passes) + 1}: ranks")
     index = RankIndex(src.n_rows, 1, np.float64)
     counts = MultilabelCounts(np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64))
-    for part, cnt in runner.map(piece_ml_ranks, thresholds, plan, det):
+    for part, cnt in runner.map(piece_ml_ranks, thresholds, plan, det, scores_path):
         index.add(part)
         counts.merge(cnt)
     index.finish()
@@ -298,7 +334,7 @@ def run_multilabel_scan(src: Source, runner: Any, det: MultilabelConfidentLearni
     say(f"pass {len(passes) + 1}: writing {out_dir}")
     with ReportWriter(out_dir, csv=csv) as writer:
         rank_col = None
-        for table, scores, flags, positions in runner.map(piece_ml_issues, thresholds, plan, det):
+        for table, scores, flags, positions in runner.map(piece_ml_issues, thresholds, plan, det, scores_path):
             ranks = index.ranks(scores, flags, positions)
             if rank_col is None:
                 rank_col = table.column_names.index("rank")

@@ -22,6 +22,7 @@ the per-dataset ones become partial aggregates:
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -206,3 +207,55 @@ class MultilabelJoint:
 
     def calibrated(self, counts: np.ndarray) -> np.ndarray:
         return calibrate_multilabel_confident_joint(self.joint, counts)
+
+
+class EmaBlockScores:
+    """EMA row scores computed over the in-memory detector's row blocks, in row order.
+
+    ``ema_aggregate`` computes each block of rows (``_row_blocks``: 2**23
+    elements, at least 1024 rows, from row 0) with one matrix-vector product,
+    whose per-row rounding depends on the BLAS code path the row takes in
+    that product (its place in the block, the block's length). So scores are
+    computed on the very same blocks: rows are buffered (sorted, float64)
+    until their block is complete (at most one block: 2**23 values, 64 MB),
+    then the block's scores are appended to ``out`` (a binary file of
+    float64, one per row, in row order). Feed rows in input order.
+    """
+
+    def __init__(self, n_rows: int, n_classes: int, alpha: float, out: Any) -> None:
+        from labelqa.detectors.multilabel import _row_blocks
+
+        k = int(n_classes)
+        self.k = k
+        self.blocks = _row_blocks(int(n_rows), k)
+        a = float(alpha)
+        weights = a * (1.0 - a) ** np.arange(k, dtype=np.float64)
+        weights[k - 1] = (1.0 - a) ** (k - 1)
+        self.weights = weights
+        self.out = out
+        self._bi = 0
+        self._buf: np.ndarray | None = None
+        self._filled = 0
+
+    def update(self, class_scores: np.ndarray) -> None:
+        """Fold the next rows' ``(n, K)`` class scores in."""
+        s = np.sort(class_scores, axis=1)
+        n, pos = s.shape[0], 0
+        while pos < n:
+            blk = self.blocks[self._bi]
+            length = blk.stop - blk.start
+            if self._buf is None:
+                self._buf = np.empty((length, self.k), dtype=np.float64)
+                self._filled = 0
+            take = min(length - self._filled, n - pos)
+            self._buf[self._filled : self._filled + take] = s[pos : pos + take]
+            self._filled += take
+            pos += take
+            if self._filled == length:
+                np.clip(self._buf @ self.weights, 0.0, 1.0).tofile(self.out)
+                self._buf = None
+                self._bi += 1
+
+    def close(self) -> None:
+        if self._buf is not None or self._bi != len(self.blocks):
+            raise ValueError("rows missing: not every block was completed")
