@@ -174,6 +174,10 @@ def scan_dask(
             and its options, as :func:`~labelqa.engines.stream.scan_stream`
             (pass 1 of a multi-label scan visits the partitions one after
             another: its per-class float64 sums follow the input order).
+            Known gap: EMA row scores are computed per partition, not on
+            the in-memory detector's row blocks as ``scan_stream`` does, so
+            they may differ from the in-memory ones in the last bit (flags,
+            suggestions and the summary do not).
         Other arguments: as :func:`~labelqa.engines.stream.scan_stream`.
 
     Raises:
