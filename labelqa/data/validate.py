@@ -487,6 +487,25 @@ def infer_classes(labels: pa.Array, n_classes: int) -> tuple[tuple[Any, ...], st
     )
 
 
+def _class_codes(values: pa.Array, classes: tuple[Any, ...]) -> tuple[pa.Array, bool, str]:
+    """Codes of ``values`` in ``classes`` (null where not found), whether they were taken as codes, and how to
+    describe a valid value in messages.
+
+    Integer values are matched to integer classes by value; when no class is
+    an integer (names such as ``cat``), integer values in [0, K) are codes.
+    """
+    k = len(classes)
+    if pa.types.is_integer(values.type) and not any(_is_int(c) for c in classes):
+        in_range = pc.and_(pc.greater_equal(values, 0), pc.less(values, k))
+        return pc.if_else(in_range, values, pa.scalar(None, pa.int64())), True, \
+            f"a class code 0..{k - 1} for the {k} classes"
+    if pa.types.is_integer(values.type):
+        value_set = pa.array([c if _is_int(c) else None for c in classes], type=pa.int64())
+    else:
+        value_set = pa.array([str(c) for c in classes], type=values.type)
+    return pc.index_in(values, value_set=value_set), False, f"one of the {k} classes"
+
+
 def encode_labels(
     labels: pa.Array, classes: tuple[Any, ...], where: _Where, rows: Rows
 ) -> tuple[np.ndarray, bool]:
@@ -496,20 +515,7 @@ def encode_labels(
     integer (names such as ``cat``), integer labels in [0, K) are class codes.
     """
     k = len(classes)
-    as_codes = False
-    if pa.types.is_integer(labels.type) and not any(_is_int(c) for c in classes):
-        # Class names with integer labels: the labels are codes 0..K-1.
-        as_codes = True
-        in_range = pc.and_(pc.greater_equal(labels, 0), pc.less(labels, k))
-        codes = pc.if_else(in_range, labels, pa.scalar(None, pa.int64()))
-        outside = f"a class code 0..{k - 1} for the {k} classes"
-    else:
-        if pa.types.is_integer(labels.type):
-            value_set = pa.array([c if _is_int(c) else None for c in classes], type=pa.int64())
-        else:
-            value_set = pa.array([str(c) for c in classes], type=labels.type)
-        codes = pc.index_in(labels, value_set=value_set)
-        outside = f"one of the {k} classes"
+    codes, as_codes, outside = _class_codes(labels, classes)
     if codes.null_count:
         bad = _null_rows(codes)
         first = labels[int(bad[0])].as_py()
@@ -645,19 +651,7 @@ def encode_label_items(
 ) -> tuple[np.ndarray, bool]:
     """Class codes of the label-set items (as :func:`encode_labels`); errors name the row."""
     k = len(classes)
-    as_codes = False
-    if pa.types.is_integer(items.type) and not any(_is_int(c) for c in classes):
-        as_codes = True
-        in_range = pc.and_(pc.greater_equal(items, 0), pc.less(items, k))
-        codes = pc.if_else(in_range, items, pa.scalar(None, pa.int64()))
-        outside = f"a class code 0..{k - 1} for the {k} classes"
-    else:
-        if pa.types.is_integer(items.type):
-            value_set = pa.array([c if _is_int(c) else None for c in classes], type=pa.int64())
-        else:
-            value_set = pa.array([str(c) for c in classes], type=items.type)
-        codes = pc.index_in(items, value_set=value_set)
-        outside = f"one of the {k} classes"
+    codes, as_codes, outside = _class_codes(items, classes)
     if codes.null_count:
         bad_items = _null_rows(codes)
         bad_rows, first_at = np.unique(parent[bad_items], return_index=True)
