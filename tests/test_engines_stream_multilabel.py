@@ -384,3 +384,21 @@ def test_dask_matches_memory(dask_client, ml_folder, tmp_path, filter_by, blocks
     assert drop_source(got_sum) == drop_source(mem_sum)
     assert res.n_issues == mem_sum["issues_found"] > 0
     assert f"dask: {5 if blocksize is None else 20} partitions" in messages[0]
+
+
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
+@pytest.mark.parametrize("aggregation", ["ema", "softmin"])
+def test_dask_ema_scores_follow_the_in_memory_row_blocks(dask_client, tmp_path, aggregation):
+    """K = 10, partitions of 335 rows inside one in-memory block: the EMA scores are computed on the
+    in-memory block in the pass-1 chain, then shipped to the later passes' tasks (scored per
+    partition, rows would round differently)."""
+    from labelqa.engines.dask_engine import scan_dask
+
+    given, probs = ml_data(n=4_000, k=10, seed=14, ties=False, dtype=np.float64)
+    path = write_ml(tmp_path / "e.parquet", given, probs, names=np.array([f"c{j}" for j in range(10)]),
+                    row_group_size=335)
+    mem, mem_sum = memory_report(path, tmp_path / "mem", aggregation=aggregation)
+    scan_dask(path, out_dir=tmp_path / "d", client=dask_client, blocksize="16KiB", aggregation=aggregation)
+    got = pq.read_table(tmp_path / "d" / "issues.parquet")
+    assert_same(mem, got)
+    assert json.loads((tmp_path / "d" / "summary.json").read_text()) == mem_sum

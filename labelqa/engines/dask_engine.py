@@ -103,6 +103,41 @@ class DaskRunner:
             for fut in futures:
                 fut.release()
 
+    def fold_outputs(self, fn: Callable[..., Any], state: Any, *args: Any) -> tuple[Any, list[Any]]:
+        """Like :meth:`fold`, for ``fn`` returning ``(state, output)``: the last state and every
+        piece's output, in order (the outputs are computed on the workers and sent back)."""
+        import dask
+
+        src = dask.delayed(self.src)
+        cur: Any = state
+        outs = []
+        for part, off in zip(self.parts, self.offsets):
+            step = dask.delayed(_apply_fold, pure=False, nout=2)(fn, src, part, off, cur, *args)
+            cur, out = step
+            outs.append(out)
+        last, outputs = self.client.compute([cur, outs], sync=True)
+        return last, list(outputs)
+
+    def split(self, values: Any) -> list[Any]:
+        """``values`` (one per row) cut into the partitions' slices."""
+        return [values[a:b] for a, b in zip(self.offsets, self.offsets[1:])]
+
+    def map_per_piece(self, fn: Callable[..., Any], per_piece: list[Any], *args: Any) -> Iterator[Any]:
+        """:meth:`map` with one more, last, argument: ``per_piece[i]`` for partition i."""
+        import dask
+
+        src = dask.delayed(self.src)
+        tasks = [dask.delayed(_apply, pure=False)(fn, src, part, off, *args, extra)
+                 for part, off, extra in zip(self.parts, self.offsets, per_piece)]
+        futures = self.client.compute(tasks)
+        try:
+            for fut in futures:
+                yield fut.result()
+                fut.release()
+        finally:
+            for fut in futures:
+                fut.release()
+
     def fold(self, fn: Callable[..., Any], acc: Any, *args: Any) -> Any:
         """``acc = fn(src, piece, offset, acc, *args)`` over the partitions in order: a chain of
         tasks (each waits for the previous accumulator, a few K-sized arrays), for the partials
@@ -174,10 +209,10 @@ def scan_dask(
             and its options, as :func:`~labelqa.engines.stream.scan_stream`
             (pass 1 of a multi-label scan visits the partitions one after
             another: its per-class float64 sums follow the input order).
-            Known gap: EMA row scores are computed per partition, not on
-            the in-memory detector's row blocks as ``scan_stream`` does, so
-            they may differ from the in-memory ones in the last bit (flags,
-            suggestions and the summary do not).
+            EMA row scores are computed in that chain on the in-memory
+            detector's row blocks (as ``scan_stream`` does), sent back to
+            the client (8 bytes a row) and shipped with the later passes'
+            tasks, partition by partition.
         Other arguments: as :func:`~labelqa.engines.stream.scan_stream`.
 
     Raises:

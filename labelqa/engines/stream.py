@@ -167,7 +167,9 @@ def _ml_final(src: Source, table: pa.Table, offset: int, thresholds: np.ndarray,
     y, probs = batch.labels, batch.probs
     flags = plan.flags(MultilabelRows(y, probs, thresholds))
     class_scores = ml._class_scores(y, probs)
-    if scores_path is not None:
+    if isinstance(scores_path, np.ndarray):  # the piece's scores, shipped with the task (Dask)
+        scores = scores_path
+    elif scores_path is not None:
         scores = np.fromfile(scores_path, dtype=np.float64, count=batch.n, offset=8 * offset)
     else:
         scores = ml.aggregate_scores(class_scores, det.aggregation, alpha=det.alpha, temperature=det.temperature)
@@ -283,16 +285,34 @@ def run_multilabel_scan(src: Source, runner: Any, det: MultilabelConfidentLearni
                                scores_path=scores_path)
 
 
+def piece_ml_pass1_scored(src: Source, table: pa.Table, offset: int,
+                          state: tuple[MultilabelSums, EmaBlockScores]) -> tuple[Any, np.ndarray]:
+    """:func:`piece_ml_pass1` carrying the scorer, returning the scores its blocks completed (Dask)."""
+    acc, scorer = state
+    piece_ml_pass1(src, table, offset, acc, scorer)
+    return (acc, scorer), scorer.take()
+
+
 def _run_multilabel(src: Source, runner: Any, det: MultilabelConfidentLearning, out_dir: str | Path, *, csv: bool,
                     say: Callable[[str], None], t0: float, scorer: EmaBlockScores | None, scores_path: str | None,
                     ) -> StreamSummary:
     passes = []
     k = src.n_classes
     say("pass 1: validating, class sums")
-    sums = runner.fold(piece_ml_pass1, MultilabelSums(k), *([scorer] if scorer is not None else []))
+    per_piece: Any = None
     if scorer is not None:
+        sums = runner.fold(piece_ml_pass1, MultilabelSums(k), scorer)
         scorer.close()
         scorer.out.close()
+    elif det.aggregation == "ema" and hasattr(runner, "fold_outputs"):
+        (sums, last), outputs = runner.fold_outputs(piece_ml_pass1_scored,
+                                                    (MultilabelSums(k), EmaBlockScores(src.n_rows, k, det.alpha, None)))
+        last.close()
+        all_scores = np.concatenate(outputs) if outputs else np.empty(0)
+        per_piece = runner.split(all_scores)
+        del all_scores, outputs
+    else:
+        sums = runner.fold(piece_ml_pass1, MultilabelSums(k))
     passes.append("class sums")
     thresholds = sums.thresholds()
     dtype = src.prob_dtype()
@@ -321,7 +341,7 @@ def _run_multilabel(src: Source, runner: Any, det: MultilabelConfidentLearning, 
     say(f"pass {len(passes) + 1}: ranks")
     index = RankIndex(src.n_rows, 1, np.float64)
     counts = MultilabelCounts(np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64))
-    for part, cnt in runner.map(piece_ml_ranks, thresholds, plan, det, scores_path):
+    for part, cnt in _map_scored(runner, piece_ml_ranks, per_piece, thresholds, plan, det, scores_path):
         index.add(part)
         counts.merge(cnt)
     index.finish()
@@ -334,7 +354,8 @@ def _run_multilabel(src: Source, runner: Any, det: MultilabelConfidentLearning, 
     say(f"pass {len(passes) + 1}: writing {out_dir}")
     with ReportWriter(out_dir, csv=csv) as writer:
         rank_col = None
-        for table, scores, flags, positions in runner.map(piece_ml_issues, thresholds, plan, det, scores_path):
+        for table, scores, flags, positions in _map_scored(runner, piece_ml_issues, per_piece, thresholds, plan, det,
+                                                           scores_path):
             ranks = index.ranks(scores, flags, positions)
             if rank_col is None:
                 rank_col = table.column_names.index("rank")
@@ -343,6 +364,13 @@ def _run_multilabel(src: Source, runner: Any, det: MultilabelConfidentLearning, 
     passes.append("write")
     return StreamSummary(summary=summary, paths=paths, n_rows=src.n_rows, n_issues=index.n_flagged,
                          passes=passes, seconds=time.perf_counter() - t0)
+
+
+def _map_scored(runner: Any, fn: Callable[..., Any], per_piece: list[np.ndarray] | None, *args: Any) -> Iterator[Any]:
+    """``runner.map(fn, *args)``; with ``per_piece``, the last argument is each piece's own scores."""
+    if per_piece is None:
+        return runner.map(fn, *args)
+    return runner.map_per_piece(fn, per_piece, *args[:-1])
 
 
 def run_scan(src: Source, runner: Any, det: ConfidentLearning, out_dir: str | Path, *, csv: bool = True,

@@ -219,7 +219,8 @@ class EmaBlockScores:
     computed on the very same blocks: rows are buffered (sorted, float64)
     until their block is complete (at most one block: 2**23 values, 64 MB),
     then the block's scores are appended to ``out`` (a binary file of
-    float64, one per row, in row order). Feed rows in input order.
+    float64, one per row, in row order; ``None``: kept for :meth:`take`).
+    Feed rows in input order.
     """
 
     def __init__(self, n_rows: int, n_classes: int, alpha: float, out: Any) -> None:
@@ -236,6 +237,7 @@ class EmaBlockScores:
         self._bi = 0
         self._buf: np.ndarray | None = None
         self._filled = 0
+        self.completed: list[np.ndarray] = []
 
     def update(self, class_scores: np.ndarray) -> None:
         """Fold the next rows' ``(n, K)`` class scores in."""
@@ -252,9 +254,19 @@ class EmaBlockScores:
             self._filled += take
             pos += take
             if self._filled == length:
-                np.clip(self._buf @ self.weights, 0.0, 1.0).tofile(self.out)
+                done = np.clip(self._buf @ self.weights, 0.0, 1.0)
+                if self.out is None:
+                    self.completed.append(done)
+                else:
+                    done.tofile(self.out)
                 self._buf = None
                 self._bi += 1
+
+    def take(self) -> np.ndarray:
+        """Scores completed since the last call (``out=None``: kept in memory, e.g. on a Dask worker)."""
+        done = np.concatenate(self.completed) if self.completed else np.empty(0, dtype=np.float64)
+        self.completed = []
+        return done
 
     def close(self) -> None:
         if self._buf is not None or self._bi != len(self.blocks):
