@@ -70,8 +70,8 @@ def evaluate(
     num_to_remove_per_class: o.NumToRemove = None,
     config: Annotated[
         Optional[Path],
-        typer.Option("--config", help="TOML configuration ([scan] and [evaluate] tables) [default: labelqa.toml or "
-                     "pyproject.toml [tool.labelqa] in the current folder].", show_default=False),
+        typer.Option("--config", help="TOML configuration with scan and evaluate tables (default: labelqa.toml, "
+                     "or the tool.labelqa table of pyproject.toml, in the current folder).", show_default=False),
     ] = None,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,

@@ -29,7 +29,7 @@ def fix(
     ],
     report: Annotated[
         Optional[Path],
-        typer.Option("--report", help="Report folder from `labelqa scan` [default: scan DATA now].", show_default=False),
+        typer.Option("--report", help="Report folder from `labelqa scan` (default: scan DATA now).", show_default=False),
     ] = None,
     strategy: Annotated[
         StrategyChoice,

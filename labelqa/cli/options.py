@@ -18,7 +18,7 @@ LabelCol = Annotated[str, typer.Option("--label-col", help="Column holding the g
 PredProbsCol = Annotated[
     Optional[list[str]],
     typer.Option("--pred-probs-col", help="list<float> column of out-of-sample predicted probabilities; repeat for "
-                 "several models [default: pred_probs, else prob_<class> columns].", rich_help_panel=LOAD,
+                 "several models (default: pred_probs, else prob_<class> columns).", rich_help_panel=LOAD,
                  show_default=False),
 ]
 PredProbsFile = Annotated[
@@ -43,7 +43,7 @@ ClassesFile = Annotated[
 ]
 IdCol = Annotated[
     Optional[str],
-    typer.Option("--id-col", help="Column of row ids for the report [default: row index].", rich_help_panel=LOAD,
+    typer.Option("--id-col", help="Column of row ids for the report (default: row index).", rich_help_panel=LOAD,
                  show_default=False),
 ]
 InputFormat = Annotated[
@@ -183,8 +183,8 @@ AumPercentile = Annotated[
 ]
 Detectors = Annotated[
     Optional[str],
-    typer.Option("--detectors", help="Comma-separated detectors to run: cl, aum, nrg [default: every detector the "
-                 "data has inputs for].", rich_help_panel=DET, show_default=False),
+    typer.Option("--detectors", help="Comma-separated detectors to run: cl, aum, nrg (default: every detector the "
+                 "data has inputs for).", rich_help_panel=DET, show_default=False),
 ]
 IssueRule = Annotated[
     str,
@@ -226,17 +226,18 @@ MaxNoiseRate = Annotated[
 NoiseRateBound = Annotated[
     Optional[str],
     typer.Option("--noise-rate-bound", help="Which noise-rate figure --max-noise-rate checks: point, lower or upper "
-                 "(95% bootstrap interval) [default: point].", rich_help_panel=GATE, show_default=False),
+                 "(95% bootstrap interval) (default: point).", rich_help_panel=GATE, show_default=False),
 ]
 GateDetectors = Annotated[
     Optional[str],
     typer.Option("--gate-detectors", help="Count only rows flagged by these detectors (comma-separated) "
-                 "[default: the combined flags].", rich_help_panel=GATE, show_default=False),
+                 "(default: the combined flags).", rich_help_panel=GATE, show_default=False),
 ]
 ExitZero = Annotated[bool, typer.Option("--exit-zero", help="Exit 0 even when the gate fails.", rich_help_panel=GATE)]
 Config = Annotated[
     Optional[Path],
-    typer.Option("--config", help="TOML config [default: ./labelqa.toml, or [tool.labelqa] in ./pyproject.toml].",
+    typer.Option("--config", help="TOML config (default: ./labelqa.toml, or the tool.labelqa table of "
+                 "./pyproject.toml).",
                  show_default=False),
 ]
 

@@ -103,8 +103,8 @@ def scan(
     ] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per record batch of the stream and "
                                             "dask engines.", rich_help_panel="Scale")] = 262_144,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address [default: a local "
-                                                     "cluster on this machine].", rich_help_panel="Scale",
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address (default: a local "
+                                                     "cluster on this machine).", rich_help_panel="Scale",
                                                      show_default=False)] = None,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
@@ -112,8 +112,8 @@ def scan(
 ) -> int:
     """Find label issues in DATA and write a report (report.html, issues.parquet/.csv, summary.json/.md).
 
-    Option defaults can come from [scan] and [gate] tables of a labelqa.toml
-    (or [tool.labelqa.*] in pyproject.toml); flags given on the command line win.
+    Option defaults can come from the scan and gate tables of a labelqa.toml
+    (or tool.labelqa.scan / tool.labelqa.gate in pyproject.toml); flags given on the command line win.
     """
     from labelqa.config import explicit_params, load_config, merge_cli
 
