@@ -329,14 +329,7 @@ def _run_multilabel(src: Source, runner: Any, det: MultilabelConfidentLearning, 
                                num_to_remove_per_class=det.num_to_remove_per_class,
                                min_examples_per_class=det.min_examples_per_class, dtype=dtype)
 
-    while (stage := plan.next_stage()) is not None:
-        say(f"pass {len(passes) + 1}: selection ({stage.name})")
-        target = stage if runner.inplace else stage.empty()
-        for part in runner.map(piece_ml_stage, thresholds, plan, target):
-            if part is not stage:
-                stage.merge(part)
-        plan.finish(stage)
-        passes.append(f"selection ({stage.name})")
+    _run_selection(runner, piece_ml_stage, thresholds, plan, passes, say)
 
     say(f"pass {len(passes) + 1}: ranks")
     index = RankIndex(src.n_rows, 1, np.float64)
@@ -408,14 +401,7 @@ def run_scan(src: Source, runner: Any, det: ConfidentLearning, out_dir: str | Pa
                         num_to_remove_per_class=det.num_to_remove_per_class,
                         min_examples_per_class=det.min_examples_per_class, dtype=dtype)
 
-    while (stage := plan.next_stage()) is not None:
-        say(f"pass {len(passes) + 1}: selection ({stage.name})")
-        target = stage if runner.inplace else stage.empty()
-        for part in runner.map(piece_stage, thresholds, plan, target):
-            if part is not stage:
-                stage.merge(part)
-        plan.finish(stage)
-        passes.append(f"selection ({stage.name})")
+    _run_selection(runner, piece_stage, thresholds, plan, passes, say)
 
     say(f"pass {len(passes) + 1}: ranks")
     narrow = dtype == np.float32 and det.score_method == "self_confidence" and not det.adjust_pred_probs
@@ -440,6 +426,18 @@ def run_scan(src: Source, runner: Any, det: ConfidentLearning, out_dir: str | Pa
     passes.append("write")
     return StreamSummary(summary=summary, paths=paths, n_rows=src.n_rows, n_issues=index.n_flagged,
                          passes=passes, seconds=time.perf_counter() - t0)
+
+
+def _run_selection(runner: Any, piece: Any, thresholds: Any, plan: Any, passes: list[str], say: Any) -> None:
+    """Run the plan's selection stages, one pass over the data each, merging the pieces' partials."""
+    while (stage := plan.next_stage()) is not None:
+        say(f"pass {len(passes) + 1}: selection ({stage.name})")
+        target = stage if runner.inplace else stage.empty()
+        for part in runner.map(piece, thresholds, plan, target):
+            if part is not stage:
+                stage.merge(part)
+        plan.finish(stage)
+        passes.append(f"selection ({stage.name})")
 
 
 def scan_stream(
