@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from labelqa._version import __version__
 from labelqa.data.model import LabelData
 from labelqa.detectors import ensemble
 from labelqa.detectors.base import DetectorResult
-from labelqa.report.reasons import reasons_for
+from labelqa.report.reasons import reasons_for, scatter_text
 
 #: Version of the summary.json layout; bump on any incompatible change.
 SUMMARY_SCHEMA_VERSION = 1
@@ -53,7 +54,12 @@ def rank_rows(scores: np.ndarray, flags: np.ndarray) -> np.ndarray:
     Returns:
         int64 ranks ``1..N``; flagged rows hold ``1..n_flagged``.
     """
-    order = np.lexsort((np.arange(len(scores)), scores, ~np.asarray(flags, dtype=bool)))
+    flags = np.asarray(flags, dtype=bool)
+    scores = np.asarray(scores)
+    flagged, others = np.flatnonzero(flags), np.flatnonzero(~flags)
+    # a stable sort of each group by score == lexsort by (flag, score, position); NaN sorts last in both
+    order = np.concatenate([flagged[np.argsort(scores[flagged], kind="stable")],
+                            others[np.argsort(scores[others], kind="stable")]])
     ranks = np.empty(len(scores), dtype=np.int64)
     ranks[order] = np.arange(1, len(scores) + 1)
     return ranks
@@ -217,13 +223,21 @@ class ScanResult:
         return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(labels, pa.string())).cast(pa.string())
 
     def _reason_column(self) -> pa.Array:
-        """A short human reason for flagged rows ("" for the others)."""
-        out = np.full(self.data.n_rows, "", dtype=object)
+        """A short human reason for flagged rows ("" for the others).
+
+        Each detector that fired contributes a phrase; several are joined
+        with "; " (Arrow kernels throughout, no per-row Python).
+        """
         idx = np.flatnonzero(self.is_label_issue)
-        if idx.size:
-            parts = [reasons_for(self.data, res, idx) for res in self.results.values()]
-            out[idx] = ["; ".join(p for p in row if p) for row in zip(*parts)]
-        return pa.array(out, type=pa.string())
+        if idx.size == 0:
+            return pa.array(np.full(self.data.n_rows, "", dtype=object), type=pa.string())
+        parts = [reasons_for(self.data, res, idx) for res in self.results.values()]
+        if len(parts) == 1:
+            joined = parts[0]
+        else:
+            nulled = [pc.if_else(pc.equal(p, ""), pa.scalar(None, pa.string()), p) for p in parts]
+            joined = pc.fill_null(pc.binary_join_element_wise(*nulled, "; ", null_handling="skip"), "")
+        return scatter_text(joined, idx, self.data.n_rows)
 
     # ---- summary -------------------------------------------------------
     def per_class(self) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labelqa.data.columns import (
+    dense_list_view,
     classes_from_metadata,
     find_prob_columns,
     given_classes,
@@ -215,3 +216,36 @@ def test_classes_from_metadata():
         classes_from_metadata(schema.with_metadata({"labelqa.classes": "x,y"}))
     with pytest.raises(LabelqaError, match="must be a non-empty JSON list"):
         classes_from_metadata(schema.with_metadata({"labelqa.classes": '{"a": 1}'}))
+
+
+# ---------------------------------------------------------------- dense_list_view
+
+
+def _list_array(rows, list_type):
+    return pa.array(rows, list_type)
+
+
+@pytest.mark.parametrize("list_type", [pa.list_(pa.float32()), pa.large_list(pa.float64()),
+                                       pa.list_(pa.float64(), 3)])
+def test_dense_list_view_is_the_matrix_zero_copy(list_type):
+    rows = [[0.1, 0.2, 0.7], [0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.3, 0.3, 0.4]]
+    arr = _list_array(rows, list_type)
+    view = dense_list_view(arr)
+    assert view is not None and view.shape == (4, 3)
+    np.testing.assert_array_equal(view, np.array(rows, dtype=view.dtype))
+    assert view.dtype == (np.float32 if list_type.value_type == pa.float32() else np.float64)
+    # a slice (non-zero offset) views the right rows
+    np.testing.assert_array_equal(dense_list_view(arr.slice(1, 2)), np.array(rows[1:3], dtype=view.dtype))
+    assert np.shares_memory(view, np.frombuffer(arr.values.buffers()[1], dtype=view.dtype))
+
+
+@pytest.mark.parametrize("rows, list_type", [
+    ([[0.5, 0.5], [1.0]], pa.list_(pa.float32())),  # ragged
+    ([[0.5, 0.5], None], pa.list_(pa.float32())),  # null list
+    ([[0.5, None], [0.5, 0.5]], pa.list_(pa.float32())),  # null item
+    ([[1, 0], [0, 1]], pa.list_(pa.int64())),  # not floats
+    ([[], []], pa.list_(pa.float32())),  # empty lists
+])
+def test_dense_list_view_declines_what_needs_the_checked_path(rows, list_type):
+    assert dense_list_view(pa.array(rows, list_type)) is None
+    assert dense_list_view(pa.array([0.1, 0.2])) is None  # not a list at all

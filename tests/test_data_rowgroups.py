@@ -53,3 +53,32 @@ def test_ragged_across_row_groups(tmp_path):
                    path, row_group_size=100)
     with pytest.raises(LabelqaError, match="row 250"):
         load(path)
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Row groups decoded on two threads (the parallel path needs >= 65,536 rows)."""
+    monkeypatch.setenv("LABELQA_THREADS", "2")
+
+
+def test_parallel_row_groups_load_like_one(tmp_path, two_threads):
+    given, _, probs, _ = noisy_dataset(n=70_000, k=4, seed=8)
+    one = load(write(tmp_path / "one.parquet", given, probs, row_group_size=100_000, fixed=False))
+    many = load(write(tmp_path / "many.parquet", given, probs, row_group_size=6_000, fixed=False))
+    assert pq.ParquetFile(tmp_path / "many.parquet").num_row_groups == 12
+    assert np.array_equal(one.pred_probs, many.pred_probs)
+    assert np.array_equal(one.labels, many.labels)
+
+
+def test_parallel_ragged_row_group_names_the_later_rows(tmp_path, two_threads):
+    given, _, probs, _ = noisy_dataset(n=70_000, k=3, seed=9)
+    wide = np.hstack([probs, np.zeros((len(probs), 1), probs.dtype)])
+    path = tmp_path / "ragged.parquet"
+    with pq.ParquetWriter(path, pa.schema([("label", pa.int64()), ("pred_probs", pa.list_(pa.float32()))])) as w:
+        for a, part in ((0, probs[:40_000]), (40_000, wide[40_000:])):  # the second row group has 4 items a row
+            flat = pa.array(part.reshape(-1))
+            k = part.shape[1]
+            col = pa.ListArray.from_arrays(pa.array(np.arange(0, part.size + 1, k, dtype=np.int32)), flat)
+            w.write_table(pa.table({"label": pa.array(given[a: a + len(part)]), "pred_probs": col}))
+    with pytest.raises(LabelqaError, match=r"row 40000 has 4 but earlier rows have 3"):
+        load(path)

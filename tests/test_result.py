@@ -37,6 +37,19 @@ def test_rank_rows_is_a_permutation_with_flagged_first(rows):
     assert np.all(np.diff(flagged_scores) >= 0)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 0.25, 0.5, 1.0, float("nan")]) | st.floats(0, 1), st.booleans()),
+                min_size=1, max_size=60))
+def test_rank_rows_equals_lexsort_definition(rows):
+    """Ties (and NaN, which sorts last) are broken by row position, exactly as a lexsort would."""
+    scores = np.array([r[0] for r in rows])
+    flags = np.array([r[1] for r in rows])
+    order = np.lexsort((np.arange(len(rows)), scores, ~flags))
+    expected = np.empty(len(rows), dtype=np.int64)
+    expected[order] = np.arange(1, len(rows) + 1)
+    assert rank_rows(scores, flags).tolist() == expected.tolist()
+
+
 def toy_result(classes=("a", "b", "c")) -> ScanResult:
     data = LabelData.from_arrays(TOY_LABELS, TOY_PROBS, classes=list(classes))
     return scan(data)

@@ -62,6 +62,9 @@ def error_line(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns (and, as a script, exits with) the exit code."""
+    from labelqa.runtime import prefer_small_pages
+
+    prefer_small_pages()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="labelqa", standalone_mode=False)

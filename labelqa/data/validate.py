@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from labelqa.data.model import LabelData
 from labelqa.errors import LabelqaError
+from labelqa.parallel import for_row_blocks
 
 #: Absolute tolerance on row sums for float64 probabilities (see module doc).
 SUM_TOLERANCE = 1e-3
@@ -357,18 +358,20 @@ def as_prob_matrix(pred_probs: Any, where: str) -> np.ndarray:
 
 
 def row_stats(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-row sum, min and max, in row blocks (no full-size temporaries)."""
+    """Per-row sum, min and max, in row blocks (no full-size temporaries; blocks on threads)."""
     n, k = P.shape
     sums = np.empty(n, dtype=P.dtype)
     mins = np.empty(n, dtype=P.dtype)
     maxs = np.empty(n, dtype=P.dtype)
-    step = max(1, _BLOCK_ELEMENTS // max(k, 1))
-    with np.errstate(all="ignore"):
-        for a in range(0, n, step):
-            block = P[a : a + step]
-            np.add.reduce(block, axis=1, out=sums[a : a + step])
-            np.minimum.reduce(block, axis=1, out=mins[a : a + step])
-            np.maximum.reduce(block, axis=1, out=maxs[a : a + step])
+
+    def block(a: int, b: int) -> None:
+        with np.errstate(all="ignore"):
+            part = P[a:b]
+            np.add.reduce(part, axis=1, out=sums[a:b])
+            np.minimum.reduce(part, axis=1, out=mins[a:b])
+            np.maximum.reduce(part, axis=1, out=maxs[a:b])
+
+    for_row_blocks(block, n, max(1, _BLOCK_ELEMENTS // max(k, 1)), elements=n * k)
     return sums, mins, maxs
 
 

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from labelqa.data.model import LabelData
 from labelqa.detectors.base import DetectorResult
 
-Reasoner = Callable[[LabelData, DetectorResult, np.ndarray], list[str]]
+Reasoner = Callable[[LabelData, DetectorResult, np.ndarray], "list[str] | pa.Array"]
 
 
 def _names(data: LabelData) -> np.ndarray:
@@ -29,14 +29,14 @@ def _pct_text(values: np.ndarray) -> pa.Array:
     )
 
 
-def _cl(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:
+def _cl(data: LabelData, res: DetectorResult, idx: np.ndarray) -> pa.Array:
     names = pa.array(data.class_names, pa.string())
     given, sugg = data.labels[idx], np.asarray(res.suggested)[idx]
     text = pc.binary_join_element_wise(
         "given '", names.take(pa.array(given)), "' (", _pct_text(data.pred_probs[idx, given]),
         "), model says '", names.take(pa.array(sugg)), "' (", _pct_text(data.pred_probs[idx, sugg]), ")", "",
     )
-    return text.to_pylist()
+    return text
 
 
 def _aum(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:
@@ -71,13 +71,12 @@ def _multilabel(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[s
 _REASONERS: dict[str, Reasoner] = {"cl": _cl, "aum": _aum, "nrg": _nrg}
 
 
-def reasons_for(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:
-    """One phrase per row of ``idx`` where ``res`` flagged it, "" elsewhere."""
+def reasons_for(data: LabelData, res: DetectorResult, idx: np.ndarray) -> pa.StringArray:
+    """One phrase per row of ``idx`` where ``res`` flagged it, "" elsewhere (an Arrow string array)."""
     fired = np.asarray(res.issues, dtype=bool)[idx]
-    out = [""] * len(idx)
     sub = idx[fired]
     if sub.size == 0:
-        return out
+        return pa.array([""] * len(idx), pa.string())
     if "labels_to_remove" in res.extra:
         phrases = _multilabel(data, res, sub)
     elif res.name in _REASONERS:
@@ -85,6 +84,13 @@ def reasons_for(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[s
     else:
         scores = np.asarray(res.scores)[sub]
         phrases = [f"flagged by {res.name} (score {s:.3f})" for s in scores]
-    for pos, phrase in zip(np.flatnonzero(fired), phrases):
-        out[pos] = phrase
-    return out
+    if sub.size == idx.size:
+        return pa.array(phrases, pa.string())
+    return scatter_text(pa.array(phrases, pa.string()), np.flatnonzero(fired), len(idx))
+
+
+def scatter_text(values: pa.Array, positions: np.ndarray, n: int) -> pa.StringArray:
+    """A length-``n`` string array holding ``values`` at ``positions`` and "" elsewhere (one Arrow take)."""
+    index = np.full(n, len(values), dtype=np.int64)
+    index[positions] = np.arange(len(values))
+    return pa.concat_arrays([values.cast(pa.string()), pa.array([""], pa.string())]).take(pa.array(index))

@@ -1,0 +1,73 @@
+"""Row-block threads: same results as a plain loop, order kept, errors surface."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from labelqa import parallel
+from labelqa.parallel import for_row_blocks, row_ranges, thread_map, worker_count
+
+
+def test_row_ranges_cover_range_exactly():
+    assert row_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert row_ranges(0, 4) == []
+    assert row_ranges(3, 0) == [(0, 1), (1, 2), (2, 3)]  # a zero step still advances
+
+
+def test_worker_count_env(monkeypatch):
+    monkeypatch.setenv("LABELQA_THREADS", "3")
+    assert worker_count() == 3
+    monkeypatch.setenv("LABELQA_THREADS", "0")
+    assert worker_count() == 1
+    monkeypatch.setenv("LABELQA_THREADS", "lots")
+    assert 1 <= worker_count() <= 8
+
+
+def test_thread_map_keeps_order_and_uses_threads(monkeypatch):
+    monkeypatch.setenv("LABELQA_THREADS", "2")
+    seen: set[int] = set()
+    barrier = threading.Barrier(2, timeout=10)
+
+    def work(i: int) -> int:
+        seen.add(threading.get_ident())
+        if i < 2:
+            barrier.wait()  # only returns if two items run at the same time
+        return i * i
+
+    assert list(thread_map(work, range(6))) == [i * i for i in range(6)]
+    assert len(seen) == 2
+
+
+def test_thread_map_inline_when_not_parallel(monkeypatch):
+    monkeypatch.setenv("LABELQA_THREADS", "4")
+    main = threading.get_ident()
+    assert list(thread_map(lambda i: threading.get_ident() == main, range(3), parallel=False)) == [True] * 3
+
+
+def test_thread_map_raises_first_error(monkeypatch):
+    monkeypatch.setenv("LABELQA_THREADS", "2")
+
+    def work(i: int) -> int:
+        if i in (3, 5):
+            raise ValueError(f"bad {i}")
+        return i
+
+    with pytest.raises(ValueError, match="bad 3"):
+        list(thread_map(work, range(8)))
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_for_row_blocks_matches_a_full_reduction(monkeypatch, threads):
+    monkeypatch.setenv("LABELQA_THREADS", threads)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 0)
+    x = np.random.default_rng(0).random((1003, 7))
+    out = np.empty(len(x))
+
+    def block(a: int, b: int) -> None:
+        out[a:b] = x[a:b].sum(axis=1)
+
+    for_row_blocks(block, len(x), 100, elements=x.size)
+    np.testing.assert_allclose(out, x.sum(axis=1))
