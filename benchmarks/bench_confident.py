@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import CACHE_DIR, ROOT, ensure_dataset, load_arrays, truth_path  # noqa: E402
+from synthetic import CACHE_DIR, ROOT, compile_labelqa, ensure_dataset, load_arrays, truth_path  # noqa: E402
 
 FULL_SIZES = "1000000x10,200000x100,1000000x100"
 QUICK_SIZES = "20000x10,10000x100"
@@ -238,6 +238,7 @@ def measure_size(n: int, k: int, args, filters: tuple[str, ...], have_labelqa: b
             log(str(exc))
     exe = labelqa_exe()
     if not args.no_cli and exe:
+        compile_labelqa()  # bytecode as after a regular install (see synthetic.compile_labelqa)
         runs = []
         for _ in range(args.repeat):
             outdir = Path(tempfile.mkdtemp(prefix="cli-", dir=CACHE_DIR))

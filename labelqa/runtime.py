@@ -37,3 +37,31 @@ def prefer_small_pages() -> bool:
             return False
     setter(False)
     return True
+
+
+def import_pandas_in_background() -> None:
+    """Start importing pandas on a daemon thread, if it is installed and not imported yet.
+
+    pyarrow imports pandas (~0.25 s) the first time an array is built from
+    Python or numpy objects, to check whether they are pandas objects. A
+    scan gets there within its first second anyway; importing on a side
+    thread lets that overlap the Parquet decoding, which runs without the GIL.
+    Import locks make the main thread wait for, never repeat, the import.
+    """
+    import importlib.util
+    import sys
+    import threading
+
+    if "pandas" in sys.modules or importlib.util.find_spec("pandas") is None:
+        return
+    import pyarrow.compute  # noqa: F401 - the pyarrow modules pandas touches, imported here first so the
+    import pyarrow.parquet  # noqa: F401 - two threads never wait on each other's half-imported modules
+
+    def work() -> None:
+        try:
+            import pandas  # noqa: F401
+            import pyarrow.pandas_compat  # noqa: F401
+        except Exception:  # noqa: BLE001 - a broken pandas shows up, if ever, where it is used
+            pass
+
+    threading.Thread(target=work, name="labelqa-import-pandas", daemon=True).start()

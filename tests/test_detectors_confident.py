@@ -630,3 +630,23 @@ def test_realistic_recall_precision_and_noise_matrix():
     estimate = np.array(result.summary["noise_matrix"])
     assert np.abs(estimate - realised).max() < 0.035
     assert result.summary["estimated_noise_rate"] == pytest.approx(flipped.mean(), abs=0.02)
+
+
+@pytest.mark.parametrize("filter_by", cl_module.FILTER_METHODS)
+def test_threaded_detection_equals_single_threaded(monkeypatch, filter_by):
+    """Chunks and classes worked on two threads give the very same result as one thread."""
+    from tests.conftest import noisy_dataset
+
+    given_labels, _, probs, _ = noisy_dataset(n=60_000, k=80, noise=0.15, seed=11)  # 4.8M elements: threaded
+    assert probs.size >= cl_module.MIN_PARALLEL_ELEMENTS
+    data = LabelData.from_arrays(given_labels, probs)
+    det = cl_module.ConfidentLearning(filter_by=filter_by)
+    monkeypatch.setenv("LABELQA_THREADS", "1")
+    one = det.detect(data)
+    monkeypatch.setenv("LABELQA_THREADS", "2")
+    two = det.detect(data)
+    assert one.issues.any()
+    np.testing.assert_array_equal(one.issues, two.issues)
+    np.testing.assert_array_equal(one.suggested, two.suggested)
+    np.testing.assert_array_equal(one.scores, two.scores)
+    assert json.dumps(one.summary) == json.dumps(two.summary)

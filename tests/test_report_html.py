@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labelqa.data.model import LabelData
 from labelqa.errors import LabelqaError
@@ -325,3 +327,29 @@ def test_file_histogram_equals_in_memory_histogram(tmp_path):
     table = pa.table({"label_quality": q, "is_label_issue": flags})
     pq.write_table(table, tmp_path / "issues.parquet", row_group_size=700)
     assert file_histogram(tmp_path / "issues.parquet", batch_rows=333) == quality_histogram(table)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(0, 1), st.sampled_from([0.0, 0.025, 0.5, 0.975, 1.0]),
+                          st.floats(-3, 3)), min_size=1, max_size=300),
+       st.integers(0, 2**32 - 1))
+def test_quality_histogram_counts_like_explicit_edges(values, seed):
+    """The uniform-bin path counts exactly as np.histogram over the linspace edges would (edge values too)."""
+    from labelqa.report.html import HIST_BINS, file_histogram, quality_histogram
+
+    q = np.array(values)
+    flags = np.random.default_rng(seed).random(q.size) < 0.3
+    hist = quality_histogram(pa.table({"label_quality": q, "is_label_issue": flags}))
+    lo, hi = (0.0, 1.0) if q.min() >= 0 and q.max() <= 1 else (q.min(), q.max() if q.max() > q.min() else q.min() + 1)
+    edges = np.linspace(lo, hi, HIST_BINS + 1)
+    assert hist["edges"] == edges.tolist()
+    assert hist["clean"] == np.histogram(q[~flags], bins=edges)[0].tolist()
+    assert hist["flagged"] == np.histogram(q[flags], bins=edges)[0].tolist()
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory() as tmp:  # the bounded-memory reader agrees
+        path = Path(tmp) / "issues.parquet"
+        pq.write_table(pa.table({"label_quality": q, "is_label_issue": flags}), path, row_group_size=37)
+        assert file_histogram(path, batch_rows=50) == hist

@@ -110,3 +110,51 @@ def test_evaluation_is_written_and_shown(toy, tmp_path):
     (tmp_path / "r" / "report.html").unlink()
     write_html(tmp_path / "r")  # a rebuild keeps the evaluation
     assert 'id="evaluation"' in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_failing_issue_writer_leaves_nothing_half_written(toy, tmp_path, monkeypatch):
+    """A worker-thread failure (issues.parquet) is raised and nothing is published."""
+    out = tmp_path / "rep"
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writers.pq, "write_table", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(toy, out)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_summary_function_is_called_once_and_written(toy, tmp_path):
+    calls = []
+
+    def summary():
+        calls.append(1)
+        return {**toy.summary(), "note": "from a function"}
+
+    write_report(toy, tmp_path / "rep", summary=summary)
+    assert calls == [1]
+    assert json.loads((tmp_path / "rep" / "summary.json").read_text())["note"] == "from a function"
+
+
+def test_split_csv_has_the_bytes_of_one_encoding(tmp_path, monkeypatch):
+    """issues.csv encoded in two halves on threads == encoded at once (quoting, nulls, lists, odd row count)."""
+    import pyarrow as pa
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = 1001
+    rng = np.random.default_rng(3)
+    table = pa.table({
+        "id": pa.array(np.arange(n)),
+        "text": pa.array([None if i % 7 == 0 else f'a "quoted", line\\n{i}' for i in range(n)]),
+        "score": pa.array(rng.random(n)),
+        "flag": pa.array(rng.random(n) < 0.5),
+        "labels": pa.array([[f"c{i % 3}", "x,y"] if i % 5 else [] for i in range(n)], pa.list_(pa.string())),
+    })
+    monkeypatch.setattr(writers, "CSV_SPLIT_ROWS", 10)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        writers.write_issues_csv(table, tmp_path / "split.csv", pool=pool)
+    writers.write_issues_csv(table, tmp_path / "whole.csv")
+    assert (tmp_path / "split.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    back = pacsv.read_csv(tmp_path / "split.csv")
+    assert back.num_rows == n and back.column("id").to_pylist() == list(range(n))

@@ -190,15 +190,24 @@ def _run(
     ))
     with ProgressLog(quiet=quiet or output_format is not OutputFormat.human, verbose=verbose) as log:
         if chosen == "memory":
+            from labelqa.runtime import import_pandas_in_background
+
+            import_pandas_in_background()
             result = run_scan(
                 data, detectors=names, params={"cl": cl, "nrg": nrg, "aum": aum}, issue_rule=issue_rule,
                 progress=log, **load_kwargs,
             )
-            gate = check_gate(result, rules)
-            summary = result.summary()
-            summary["gate"] = gate.as_dict()
+            outcome: dict[str, Any] = {}
+
+            def judged_summary() -> dict[str, Any]:  # runs while the issue files are being written
+                outcome["gate"] = check_gate(result, rules)
+                outcome["summary"] = result.summary()
+                outcome["summary"]["gate"] = outcome["gate"].as_dict()
+                return outcome["summary"]
+
             log(f"writing report to {out}/")
-            write_report(result, out, summary=summary)
+            write_report(result, out, summary=judged_summary)
+            gate, summary = outcome["gate"], outcome["summary"]
             issues = result.issues_table
             log(f"done: {result.n_issues:,} of {result.data.n_rows:,} rows flagged")
         else:

@@ -517,7 +517,6 @@ def encode_labels(
     Integer labels are matched to integer classes by value; when no class is an
     integer (names such as ``cat``), integer labels in [0, K) are class codes.
     """
-    k = len(classes)
     codes, as_codes, outside = _class_codes(labels, classes)
     if codes.null_count:
         bad = _null_rows(codes)
@@ -653,7 +652,6 @@ def encode_label_items(
     items: pa.Array, parent: np.ndarray, classes: tuple[Any, ...], where: _Where, rows: Rows
 ) -> tuple[np.ndarray, bool]:
     """Class codes of the label-set items (as :func:`encode_labels`); errors name the row."""
-    k = len(classes)
     codes, as_codes, outside = _class_codes(items, classes)
     if codes.null_count:
         bad_items = _null_rows(codes)

@@ -39,6 +39,7 @@ from labelqa.data.model import LabelData
 from labelqa.detectors.base import Detector, DetectorResult
 from labelqa.errors import LabelqaError
 from labelqa.noise_interval import noise_rate_interval
+from labelqa.parallel import MIN_PARALLEL_ELEMENTS, thread_map
 from labelqa.kernels.confident import ClassProbSums, ConfidentJointCounts
 
 __all__ = [
@@ -204,16 +205,27 @@ def compute_confident_joint(
 def _confident_joint(
     labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, max_prob: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Chunked kernel updates; also fills ``max_prob`` (row maxima) when given."""
-    counts = ConfidentJointCounts(probs.shape[1])
+    """Chunked kernel updates (on threads for large inputs); also fills ``max_prob`` (row maxima) when given.
+
+    Each chunk counts into its own partial joint; the integer partials are
+    summed, so the result does not depend on how chunks are scheduled.
+    """
+    k = probs.shape[1]
     guess = np.empty(labels.size, dtype=np.int64)
-    for sl in _chunks(*probs.shape):
+
+    def count(sl: slice) -> np.ndarray:
         block = probs[sl]
         top = block.argmax(axis=1)
         if max_prob is not None:
             max_prob[sl] = block[np.arange(top.size), top]
-        guess[sl] = counts.update(labels[sl], block, thresholds, argmax=top)
-    return counts.joint, guess
+        part = ConfidentJointCounts(k)
+        guess[sl] = part.update(labels[sl], block, thresholds, argmax=top)
+        return part.joint
+
+    joint = np.zeros((k, k), dtype=np.int64)
+    for part in thread_map(count, _chunks(*probs.shape), parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
+        joint += part
+    return joint, guess
 
 
 def _round_rows(values: np.ndarray) -> np.ndarray:
@@ -360,7 +372,8 @@ class _Prepared:
         self.labels = labels
         self.probs = probs
         self.n_rows, self.n_classes = probs.shape
-        sums = ClassProbSums(self.n_classes).update(labels, probs)
+        self.self_conf = probs[np.arange(self.n_rows), labels]  # p_{i, s_i} in the probabilities' dtype
+        sums = ClassProbSums(self.n_classes).update_given(labels, self.self_conf)
         self.class_counts = sums.counts
         self.thresholds = sums.thresholds()
         self.max_prob = np.empty(self.n_rows, dtype=probs.dtype)  # max_k p_ik
@@ -369,11 +382,6 @@ class _Prepared:
     @cached_property
     def calibrated(self) -> np.ndarray:
         return calibrate_confident_joint(self.joint, self.class_counts)
-
-    @cached_property
-    def self_conf(self) -> np.ndarray:
-        """``p_{i, s_i}`` in the probabilities' dtype."""
-        return self.probs[np.arange(self.n_rows), self.labels]
 
     @cached_property
     def agrees(self) -> np.ndarray:
@@ -511,7 +519,9 @@ def _flag_prune_by_noise_rate(
     cells = _noise_cells(prep, frac, ntr, min_examples)
     mask = np.zeros(prep.n_rows, dtype=bool)
     disagree = prep.max_prob > prep.self_conf
-    for k in np.flatnonzero(cells.sum(axis=1) > 0):
+    prep.groups  # noqa: B018 - computed once here, not raced for by the threads below
+
+    def pick(k: int) -> np.ndarray:
         rows = prep.class_rows(k)
         # A row whose argmax is its label has every margin p_ij - p_ik <= 0.
         # So when the c-th largest margin among the other rows is > 0, the top
@@ -537,7 +547,11 @@ def _flag_prune_by_noise_rate(
         picked = strict | tied
         if np.count_nonzero(picked) > caps[k]:
             picked = strict
-        mask[rows[picked]] = True
+        return rows[picked]
+
+    # classes are independent: on threads for large inputs (numpy releases the GIL)
+    for rows in thread_map(pick, np.flatnonzero(cells.sum(axis=1) > 0), parallel=prep.probs.size >= MIN_PARALLEL_ELEMENTS):
+        mask[rows] = True
     return mask
 
 
@@ -898,12 +912,13 @@ class ConfidentLearning(Detector):
         )
 
         suggested = labels.copy()
+        suggested_confidence = prep.self_conf.astype(np.float64)  # unflagged rows keep their label
         flagged = np.flatnonzero(issues)
         if flagged.size:
             guess = prep.guess[flagged]
             usable = (guess >= 0) & (guess != labels[flagged])
             suggested[flagged] = np.where(usable, guess, _best_other_class(labels[flagged], probs[flagged]))
-        suggested_confidence = probs[np.arange(labels.size), suggested].astype(np.float64)
+            suggested_confidence[flagged] = probs[flagged, suggested[flagged]]
 
         return DetectorResult(
             name=self.name,

@@ -116,7 +116,24 @@ class ClassProbSums:
         labels, pred_probs = _check_batch(labels, pred_probs, self.n_classes)
         if labels.size == 0:
             return self
-        self_conf = pred_probs[np.arange(labels.size), labels].astype(np.float64)
+        return self.update_given(labels, pred_probs[np.arange(labels.size), labels])
+
+    def update_given(self, labels: np.ndarray, given_probs: np.ndarray) -> ClassProbSums:
+        """:meth:`update` from ``p_{i, s_i}`` alone, for callers that already gathered it.
+
+        Args:
+            labels: Given labels of the batch, shape ``(n,)``, codes ``0..K-1``.
+            given_probs: Probability of each row's given label, shape ``(n,)``.
+
+        Returns:
+            ``self``, for chaining.
+        """
+        labels = np.asarray(labels).astype(np.int64, copy=False)
+        self_conf = np.asarray(given_probs).astype(np.float64)
+        if self_conf.shape != labels.shape:
+            raise ValueError(f"given_probs must have shape {labels.shape}, got {self_conf.shape}")
+        if labels.size == 0:
+            return self
         fixed = np.rint(self_conf * PROB_SCALE).astype(np.int64)
         # Integer (not float) accumulation: exact, so order-independent.
         np.add.at(self.sums, labels, fixed)

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from labelqa.report import svg
 from labelqa.report.assets import CSS, JS
+from labelqa.report.toprows import top_issue_rows
 
 #: Heatmap classes shown at most (the classes most involved in confusions).
 MAX_HEATMAP_CLASSES = 30
@@ -101,21 +102,6 @@ def _int(x: Any) -> str:
 
 
 # ---- data extraction ------------------------------------------------------------
-def top_issue_rows(issues: pa.Table, max_rows: int) -> pa.Table:
-    """The ``max_rows`` best-ranked flagged rows of ``issues``, in rank order."""
-    if max_rows <= 0 or issues.num_rows == 0 or "is_label_issue" not in issues.column_names:
-        return issues.slice(0, 0)
-    flags = issues.column("is_label_issue").fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
-    idx = np.flatnonzero(flags)
-    if "rank" in issues.column_names and idx.size:
-        ranks = issues.column("rank").to_numpy(zero_copy_only=False)[idx]
-        if idx.size > max_rows:
-            part = np.argpartition(ranks, max_rows - 1)[:max_rows]
-            idx, ranks = idx[part], ranks[part]
-        idx = idx[np.argsort(ranks, kind="stable")]
-    return issues.take(pa.array(idx[:max_rows], type=pa.int64()))
-
-
 def _table_payload(top: pa.Table) -> dict[str, Any]:
     cols = []
     values = []
@@ -206,9 +192,9 @@ def quality_histogram(issues: pa.Table, bins: int = HIST_BINS) -> dict[str, Any]
         lo, hi = 0.0, 1.0
     elif hi <= lo:
         hi = lo + 1.0
-    edges = np.linspace(lo, hi, bins + 1)
-    clean, _ = np.histogram(q[~f], bins=edges)
-    flagged, _ = np.histogram(q[f], bins=edges)
+    # bins + range (not an edges array) takes numpy's uniform-bin path: no sort, same counts
+    clean, edges = np.histogram(q[~f], bins=bins, range=(lo, hi))
+    flagged, _ = np.histogram(q[f], bins=bins, range=(lo, hi))
     threshold = float(q[f].max()) if f.any() else None
     return {"edges": edges.tolist(), "clean": clean.tolist(), "flagged": flagged.tolist(), "threshold": threshold}
 
@@ -241,9 +227,9 @@ def file_histogram(path: Path, bins: int = HIST_BINS, batch_rows: int = 1 << 20)
     edges = np.linspace(lo, hi, bins + 1)
     clean = np.zeros(bins, dtype=np.int64)
     flagged = np.zeros(bins, dtype=np.int64)
-    for q, f in batches():
-        clean += np.histogram(q[~f], bins=edges)[0]
-        flagged += np.histogram(q[f], bins=edges)[0]
+    for q, f in batches():  # as quality_histogram: numpy's uniform-bin path, edges from linspace
+        clean += np.histogram(q[~f], bins=bins, range=(lo, hi))[0]
+        flagged += np.histogram(q[f], bins=bins, range=(lo, hi))[0]
     return {"edges": edges.tolist(), "clean": clean.tolist(), "flagged": flagged.tolist(),
             "threshold": threshold if np.isfinite(threshold) else None}
 

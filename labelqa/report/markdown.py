@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
+
+from labelqa.report.toprows import top_issue_rows
 
 
 def _pct(x: float | None) -> str:
@@ -70,11 +71,7 @@ def render_markdown(summary: dict[str, Any], issues: pa.Table | None = None, top
 
 
 def _top_issues(issues: pa.Table, top: int) -> list[str]:
-    flags = issues.column("is_label_issue").to_numpy(zero_copy_only=False)
-    ranks = issues.column("rank").to_numpy()
-    idx = np.flatnonzero(flags)
-    idx = idx[np.argsort(ranks[idx], kind="stable")][:top]
-    sub = issues.take(pa.array(idx)).to_pylist()
+    sub = top_issue_rows(issues, top).to_pylist()
     lines = ["", f"## Top {len(sub)} issues", "", "| rank | id | given | suggested | quality | reason |", "|---:|---|---|---|---:|---|"]
     for r in sub:
         lines.append(
