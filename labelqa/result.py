@@ -7,6 +7,7 @@ logic. With several detectors, per-row score, flag and suggestion come from
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +168,11 @@ class ScanResult:
     def _build_issues_table(self) -> pa.Table:
         data = self.data
         flags = np.asarray(self.is_label_issue, dtype=bool)
+        # the rank sort releases the GIL: it runs beside the text columns built below (on arrays
+        # computed here first, so the two threads never both fill the same cache entry)
+        quality = self.label_quality
+        pool = ThreadPoolExecutor(max_workers=1) if data.n_rows >= 1 << 16 else None
+        ranks = pool.submit(rank_rows, quality, flags) if pool is not None else None
         conf = self.suggested_confidence
         if self.multilabel:
             given = _class_sets(data.labels, data.classes)
@@ -178,9 +184,9 @@ class ScanResult:
             "id": pa.array(data.ids),
             "given_label": given,
             "suggested_label": suggested,
-            "label_quality": pa.array(np.asarray(self.label_quality, dtype=np.float64)),
+            "label_quality": pa.array(np.asarray(quality, dtype=np.float64)),
             "is_label_issue": pa.array(flags),
-            "rank": pa.array(self.ranks()),
+            "rank": None,  # filled in below
             "suggested_confidence": pa.array(
                 np.asarray(conf, dtype=np.float64) if conf is not None else np.full(data.n_rows, np.nan)
             ),
@@ -199,6 +205,11 @@ class ScanResult:
             for key in _NAMED_EXTRAS:
                 if key in res.extra and key not in columns:
                     columns[key] = pa.array(np.asarray(res.extra[key]))
+        if pool is not None:
+            with pool:
+                columns["rank"] = pa.array(ranks.result())
+        else:
+            columns["rank"] = pa.array(rank_rows(quality, flags))
         from labelqa.models import disagreement_columns
 
         for key, values in disagreement_columns(data).items():  # several models: where they disagree

@@ -202,3 +202,17 @@ def test_several_models(tmp_path, capsys):
     code, _, err = run(["scan", path, "--pred-probs-col", "a", "--pred-probs-col", "b", "--engine", "stream",
                         "-o", tmp_path / "s"], capsys)
     assert code == 2 and "several" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["scan", "--bogus"], "No such option: --bogus"),
+    (["scan"], "Missing argument"),
+    (["scan", "x.parquet", "--top", "abc"], "Invalid value for '--top'"),
+    (["fix", "x.parquet", "--strategy"], "Option '--strategy' requires an argument"),
+])
+def test_usage_errors_are_clicks_messages_with_exit_2(argv, message, capsys):
+    """Usage errors show the parser's own message (typer's copy of click or click), exit 2; not a crash line."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"Error: {message}" in err
+    assert "unexpected" not in err

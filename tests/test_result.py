@@ -106,3 +106,13 @@ def test_primary_must_have_run():
         scan(data, primary="nope")
     with pytest.raises(LabelqaError, match="given twice"):
         scan(data, detectors=[ConfidentLearning(), ConfidentLearning()])
+
+
+def test_large_issues_table_ranks_match_rank_rows():
+    """From 65,536 rows the rank sort runs on a thread beside the text columns: same table."""
+    given_labels, _, probs, _ = noisy_dataset(n=70_000, k=5, noise=0.1, seed=21)
+    result = scan(LabelData.from_arrays(given_labels, probs))
+    table = result.issues_table()
+    assert table.column_names.index("rank") == ISSUE_COLUMNS.index("rank")
+    np.testing.assert_array_equal(table.column("rank").to_numpy(),
+                                  rank_rows(result.label_quality, result.is_label_issue))

@@ -60,6 +60,24 @@ def error_line(message: str) -> None:
     click.echo(f"labelqa: error: {message}", err=True)
 
 
+def _click_exception_type() -> type[Exception]:
+    """The ClickException class typer's parser raises.
+
+    typer up to 0.25 uses the click package; later versions ship their own
+    copy of click (``typer._click``), whose exceptions are different classes.
+    Found through the public ``typer.BadParameter`` so either works.
+    """
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == "ClickException":
+            return cls
+    return click.ClickException
+
+
+_CLICK_EXCEPTION = _click_exception_type()
+_EXIT_TYPES = (typer.Exit, click.exceptions.Exit)
+_ABORT_TYPES = (typer.Abort, click.exceptions.Abort)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns (and, as a script, exits with) the exit code."""
     from labelqa.runtime import prefer_small_pages
@@ -72,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     except LabelqaError as exc:
         error_line(str(exc))
         code = EXIT_USAGE
-    except click.exceptions.Exit as exc:
+    except _EXIT_TYPES as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
+    except _CLICK_EXCEPTION as exc:  # usage errors: click's own message and usage line
         exc.show()
         code = EXIT_USAGE
-    except click.exceptions.Abort:
+    except _ABORT_TYPES:
         error_line("aborted")
         code = EXIT_USAGE
     except KeyboardInterrupt:
