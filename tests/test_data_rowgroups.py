@@ -82,3 +82,14 @@ def test_parallel_ragged_row_group_names_the_later_rows(tmp_path, two_threads):
             w.write_table(pa.table({"label": pa.array(given[a: a + len(part)]), "pred_probs": col}))
     with pytest.raises(LabelqaError, match=r"row 40000 has 4 but earlier rows have 3"):
         load(path)
+
+
+def test_one_row_group_is_viewed_in_place(tmp_path):
+    """A single-row-group list<float32> column becomes the matrix without a copy (its base is Arrow's buffer)."""
+    given, _, probs, _ = noisy_dataset(n=3000, k=5, seed=12)
+    data = load(write(tmp_path / "one.parquet", given, probs, row_group_size=10_000, fixed=False))
+    np.testing.assert_array_equal(data.pred_probs, probs)
+    base = data.pred_probs
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    assert isinstance(base, pa.Buffer)

@@ -494,10 +494,15 @@ def parquet_list_column_to_matrix(path: Any, col: str, where: str, rows: Rows) -
 
     from labelqa.parallel import thread_map
 
-    pf = pq.ParquetFile(path, memory_map=True)
+    # One memory map shared by every reader (positional reads of a mapped file are thread-safe): per-thread
+    # mappings would each count the file's pages in the resident set. Buffers keep their region mapped.
+    source = pa.memory_map(os.fspath(path))
+    pf = pq.ParquetFile(source)
     n = pf.metadata.num_rows
     if pf.num_row_groups == 0 or n == 0:
         return None
+    if pf.num_row_groups == 1:  # one chunk: its dense values are viewed in place, no copy
+        return list_column_to_matrix(pf.read_row_group(0, columns=[col]).column(0), where, rows)
     sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     local = threading.local()
@@ -509,7 +514,7 @@ def parquet_list_column_to_matrix(path: Any, col: str, where: str, rows: Rows) -
             return
         handle = getattr(local, "pf", None)
         if handle is None:
-            handle = local.pf = pq.ParquetFile(path, memory_map=True)
+            handle = local.pf = pq.ParquetFile(source)
         start = int(starts[i])
         chunk = handle.read_row_group(i, columns=[col]).column(0)
         part = list_column_to_matrix(chunk, where, _OffsetRows(rows, start))
