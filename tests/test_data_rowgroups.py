@@ -61,7 +61,12 @@ def two_threads(monkeypatch):
     monkeypatch.setenv("LABELQA_THREADS", "2")
 
 
-def test_parallel_row_groups_load_like_one(tmp_path, two_threads):
+@pytest.mark.parametrize("batch_rows", [16_384, 1_000, 7])
+def test_parallel_row_groups_load_like_one(tmp_path, two_threads, monkeypatch, batch_rows):
+    """Row groups on two threads, each decoded in batches (several per row group, odd sizes): same matrix."""
+    from labelqa.data import columns
+
+    monkeypatch.setattr(columns, "PARQUET_BATCH_ROWS", batch_rows)
     given, _, probs, _ = noisy_dataset(n=70_000, k=4, seed=8)
     one = load(write(tmp_path / "one.parquet", given, probs, row_group_size=100_000, fixed=False))
     many = load(write(tmp_path / "many.parquet", given, probs, row_group_size=6_000, fixed=False))
