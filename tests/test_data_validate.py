@@ -320,3 +320,37 @@ def test_validation_of_1m_by_100_float32_takes_under_a_second():
     t0 = time.perf_counter()
     LabelData.from_arrays(labels, probs)
     assert time.perf_counter() - t0 < 1.0
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(0, 2**32 - 1),
+       st.sampled_from(["ok", "nan", "inf", "neg", "high"]), st.booleans())
+def test_fast_probability_stats_flag_the_same_rows(n, k, seed, defect, threaded):
+    """The matrix-wide min/max shortcut finds exactly the rows per-row minima/maxima would."""
+    import numpy as np
+
+    from labelqa.data import validate
+    from labelqa.data.validate import _prob_row_stats, row_stats, sum_tolerance
+
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.ones(k), size=n).astype(np.float32)
+    if defect != "ok":
+        i, j = rng.integers(0, n), rng.integers(0, k)
+        P[i, j] = {"nan": np.nan, "inf": np.inf, "neg": -0.25, "high": 1.5}[defect]
+    tol = sum_tolerance(P.dtype, k)
+    if threaded:
+        import pytest
+
+        mp = pytest.MonkeyPatch()
+        mp.setattr(validate, "_BLOCK_ELEMENTS", 8)
+        mp.setattr("labelqa.parallel.MIN_PARALLEL_ELEMENTS", 0)
+    try:
+        fast = _prob_row_stats(P, tol)
+        full = row_stats(P)
+    finally:
+        if threaded:
+            mp.undo()
+    np.testing.assert_array_equal(fast[0], full[0])
+    finite = np.isfinite(full[0])
+    assert np.array_equal(np.flatnonzero((fast[1] < 0) & finite), np.flatnonzero((full[1] < 0) & finite))
+    assert np.array_equal(np.flatnonzero(fast[2] > 1 + tol), np.flatnonzero(full[2] > 1 + tol))

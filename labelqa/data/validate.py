@@ -24,6 +24,7 @@ float32 rounding of K terms can reach it. The same ``tol`` bounds values above 1
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -375,6 +376,35 @@ def row_stats(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return sums, mins, maxs
 
 
+def _prob_row_stats(P: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`row_stats`, cheaper for valid probabilities.
+
+    Per-row minima and maxima only matter when some value is negative or above
+    ``1 + tol`` (or NaN): the matrix-wide min and max (a vectorised pass, much
+    faster than per-row ones) tell, and otherwise stand in for them.
+    """
+    n, k = P.shape
+    sums = np.empty(n, dtype=P.dtype)
+    lows = []
+    highs = []
+    lock = threading.Lock()
+
+    def block(a: int, b: int) -> None:
+        with np.errstate(all="ignore"):
+            part = P[a:b]
+            np.add.reduce(part, axis=1, out=sums[a:b])
+            low, high = part.min(initial=np.inf), part.max(initial=-np.inf)
+        with lock:
+            lows.append(low)
+            highs.append(high)
+
+    for_row_blocks(block, n, max(1, _BLOCK_ELEMENTS // max(k, 1)), elements=n * k)
+    low, high = min(lows, default=0.0), max(highs, default=0.0)
+    if not (low >= 0 and high <= 1 + tol) or any(np.isnan(lows)) or any(np.isnan(highs)):
+        return row_stats(P)
+    return sums, np.full(n, low, dtype=P.dtype), np.full(n, high, dtype=P.dtype)
+
+
 def _check_finite_rows(
     P: np.ndarray, sums: np.ndarray, loc: str, cell: Callable[[int], str], rows: Rows,
     what: str = "probabilities",
@@ -413,7 +443,7 @@ def check_probabilities(
     """
     n, k = P.shape
     tol = sum_tolerance(P.dtype, k)
-    sums, mins, maxs = row_stats(P)
+    sums, mins, maxs = _prob_row_stats(P, tol)
     loc = where.probs
 
     _check_finite_rows(P, sums, loc, where.cell, rows)
