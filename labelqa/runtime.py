@@ -39,29 +39,39 @@ def prefer_small_pages() -> bool:
     return True
 
 
-def import_pandas_in_background() -> None:
-    """Start importing pandas on a daemon thread, if it is installed and not imported yet.
+def skip_pyarrow_pandas_probe() -> bool:
+    """Stop pyarrow from importing pandas just to ask whether values are pandas objects.
 
-    pyarrow imports pandas (~0.25 s) the first time an array is built from
-    Python or numpy objects, to check whether they are pandas objects. A
-    scan gets there within its first second anyway; importing on a side
-    thread lets that overlap the Parquet decoding, which runs without the GIL.
-    Import locks make the main thread wait for, never repeat, the import.
+    pyarrow imports pandas (~0.25 s of CPU) the first time it builds or
+    converts an array, only to check whether the input is a pandas object;
+    labelqa's scan never passes one. This lets pyarrow's one-time probe find
+    no pandas (hidden for that one call), so it stops looking. Nothing is
+    lost: calls that need pandas (``Table.to_pandas``, ``from_pandas``)
+    import it as usual, and ``import pandas`` works as before. For the CLI's
+    own process only; does nothing if pandas is already imported.
+
+    Returns:
+        Whether the probe was skipped.
     """
-    import importlib.util
     import sys
-    import threading
 
-    if "pandas" in sys.modules or importlib.util.find_spec("pandas") is None:
-        return
-    import pyarrow.compute  # noqa: F401 - the pyarrow modules pandas touches, imported here first so the
-    import pyarrow.parquet  # noqa: F401 - two threads never wait on each other's half-imported modules
+    if "pandas" in sys.modules:
+        return False
+    import pyarrow as pa
 
-    def work() -> None:
-        try:
-            import pandas  # noqa: F401
-            import pyarrow.pandas_compat  # noqa: F401
-        except Exception:  # noqa: BLE001 - a broken pandas shows up, if ever, where it is used
-            pass
+    finder = _HidePandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([0])  # pyarrow's probe runs here, finds no pandas and remembers
+    finally:
+        sys.meta_path.remove(finder)
+    return "pandas" not in sys.modules
 
-    threading.Thread(target=work, name="labelqa-import-pandas", daemon=True).start()
+
+class _HidePandas:
+    """A meta path finder under which pandas cannot be imported."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None

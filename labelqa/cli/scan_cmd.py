@@ -190,9 +190,9 @@ def _run(
     ))
     with ProgressLog(quiet=quiet or output_format is not OutputFormat.human, verbose=verbose) as log:
         if chosen == "memory":
-            from labelqa.runtime import import_pandas_in_background
+            from labelqa.runtime import skip_pyarrow_pandas_probe
 
-            import_pandas_in_background()
+            skip_pyarrow_pandas_probe()
             result = run_scan(
                 data, detectors=names, params={"cl": cl, "nrg": nrg, "aum": aum}, issue_rule=issue_rule,
                 progress=log, **load_kwargs,
