@@ -9,7 +9,6 @@ import os
 import sys
 import traceback
 
-import click
 import typer
 
 from labelqa._version import __version__
@@ -57,7 +56,7 @@ _register()
 
 def error_line(message: str) -> None:
     """Print one error line to stderr."""
-    click.echo(f"labelqa: error: {message}", err=True)
+    typer.echo(f"labelqa: error: {message}", err=True)
 
 
 def _click_exception_type() -> type[Exception]:
@@ -70,12 +69,15 @@ def _click_exception_type() -> type[Exception]:
     for cls in typer.BadParameter.__mro__:
         if cls.__name__ == "ClickException":
             return cls
+    import click  # pragma: no cover - every typer so far has it in the MRO
+
     return click.ClickException
 
 
 _CLICK_EXCEPTION = _click_exception_type()
-_EXIT_TYPES = (typer.Exit, click.exceptions.Exit)
-_ABORT_TYPES = (typer.Abort, click.exceptions.Abort)
+# typer.Exit/Abort are click's classes for typers built on click, and what the vendored copy raises otherwise
+_EXIT_TYPES = (typer.Exit,)
+_ABORT_TYPES = (typer.Abort,)
 
 
 def main(argv: list[str] | None = None) -> int:

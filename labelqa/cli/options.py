@@ -13,7 +13,8 @@ LOAD = "Input"
 CL = "Confident learning"
 OUT = "Output"
 
-DataArg = Annotated[Path, typer.Argument(help="Dataset file: .parquet, .csv, .jsonl or .arrow/.feather.", show_default=False)]
+DataArg = Annotated[Path, typer.Argument(help="Dataset file: .parquet, .csv, .jsonl or .arrow/.feather.", show_default=False,
+                                         metavar="DATA")]
 LabelCol = Annotated[str, typer.Option("--label-col", help="Column holding the given labels (int or string).", rich_help_panel=LOAD)]
 PredProbsCol = Annotated[
     Optional[list[str]],

@@ -14,7 +14,7 @@ def report(
     report_dir: Annotated[
         Path,
         typer.Argument(help="Report folder written by `labelqa scan` (holds summary.json and issues.parquet).",
-                       show_default=False),
+                       show_default=False, metavar="REPORT_DIR"),
     ],
     quiet: o.Quiet = False,
 ) -> int:
