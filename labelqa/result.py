@@ -225,6 +225,10 @@ class ScanResult:
         names = list(self.results)
         if len(names) > 62:
             raise ValueError("at most 62 detectors per scan")
+        if len(names) == 1:  # one detector: the flag itself indexes ["", name]
+            flags = np.asarray(next(iter(self.results.values())).issues, dtype=bool)
+            return pa.DictionaryArray.from_arrays(pa.array(flags.view(np.uint8).astype(np.int32)),
+                                                  pa.array(["", names[0]], pa.string())).cast(pa.string())
         code = np.zeros(self.data.n_rows, dtype=np.int64)
         for bit, res in enumerate(self.results.values()):
             code |= np.asarray(res.issues, dtype=np.int64) << bit
@@ -366,6 +370,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if value and all(type(v) is float or type(v) is int for v in value):  # noqa: E721 - not bool, not numpy
+            if np.isfinite(np.asarray(value, dtype=np.float64)).all():  # a row of numbers: one vectorised check
+                return list(value)
         return [_jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
         return _jsonable(value.tolist())
