@@ -437,6 +437,12 @@ def print_report(rows: list[dict], toy: list[tuple], args, n_jobs: int) -> None:
                       f"+ issues.csv alone, with no detection, takes {t_floor:.2f} s here = "
                       f"{t_cl / t_floor:.1f}x cleanlab: benchmarks/io_floor.py"
                       + ("; the target is below this machine's I/O floor)" if t_floor > budget else ")"))
+                if t_api:
+                    need = t_floor + t_api
+                    print(f"  (I/O floor + labelqa's detector call = {need:.2f} s, "
+                          f"{'above' if need > budget else 'within'} that budget; the CLI spends "
+                          f"{t_cli - need:.2f} s more: interpreter and CLI imports beyond numpy/pyarrow, input "
+                          f"checks, the summary, summary.md and report.html)")
 
     if any("agree" in r for r in rows):
         print("\n### Agreement per filter method (flagged sets)\n")
