@@ -142,7 +142,6 @@ def _run(
 ) -> int:
     from labelqa.gate import check_gate, gate_rules
     from labelqa.report.markdown import render_markdown
-    from labelqa.report.terminal import print_summary
     from labelqa.engines.choose import choose_engine
     from labelqa.report.writers import summary_json, write_report
     from labelqa.scan import scan as run_scan
@@ -225,6 +224,8 @@ def _run(
         typer.echo(github_annotations(summary, table, cap=top, file=str(data)), nl=False)
         append_step_summary(render_markdown(summary, table))
     elif not quiet:
+        from labelqa.report.terminal import print_summary  # rich: only imported when something is shown
+
         console = stdout_console()
         print_summary(console, summary, issues() if top else None, top=top)
         from labelqa.report.writers import REPORT_FILES
