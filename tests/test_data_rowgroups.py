@@ -98,3 +98,20 @@ def test_one_row_group_is_viewed_in_place(tmp_path):
     while isinstance(base, np.ndarray) and base.base is not None:
         base = base.base
     assert isinstance(base, pa.Buffer)
+
+
+def test_parallel_batches_name_global_rows(tmp_path, two_threads, monkeypatch):
+    """A null list deep inside a later row group, decoded in batches on threads, is named by its global row."""
+    from labelqa.data import columns
+
+    monkeypatch.setattr(columns, "PARQUET_BATCH_ROWS", 1_000)
+    given, _, probs, _ = noisy_dataset(n=70_000, k=3, seed=13)
+    lists = pa.ListArray.from_arrays(pa.array(np.arange(0, probs.size + 1, 3, dtype=np.int32)),
+                                     pa.array(probs.reshape(-1)))
+    mask = np.zeros(len(given), dtype=bool)
+    mask[50_001] = True
+    lists = pa.ListArray.from_arrays(lists.offsets, lists.values, mask=pa.array(mask))
+    path = tmp_path / "null.parquet"
+    pq.write_table(pa.table({"label": pa.array(given), "pred_probs": lists}), path, row_group_size=7_000)
+    with pytest.raises(LabelqaError, match=r"row 50001\b"):
+        load(path)
