@@ -42,7 +42,7 @@ def prefer_small_pages() -> bool:
 def skip_pyarrow_pandas_probe() -> bool:
     """Stop pyarrow from importing pandas just to ask whether values are pandas objects.
 
-    pyarrow imports pandas (~0.25 s of CPU) the first time it builds or
+    pyarrow imports pandas (0.3-0.4 CPU-seconds here) the first time it builds or
     converts an array, only to check whether the input is a pandas object;
     labelqa's scan never passes one. This lets pyarrow's one-time probe find
     no pandas (hidden for that one call), so it stops looking. Nothing is
