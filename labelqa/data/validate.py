@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -506,15 +506,36 @@ def check_probabilities(
 def infer_classes(labels: pa.Array, n_classes: int) -> tuple[tuple[Any, ...], str]:
     """Classes when none are given: 0..K-1 for integer labels in [0, K), else the
     sorted unique labels when there are exactly K of them."""
+    fits = False
     if pa.types.is_integer(labels.type) and len(labels):
         mm = pc.min_max(labels).as_py()
-        if mm["min"] >= 0 and mm["max"] < n_classes:
-            return tuple(range(n_classes)), f"integer labels as class codes 0..{n_classes - 1}"
-    unique = pc.unique(labels)
-    if len(unique) == n_classes:
-        return tuple(sorted(unique.to_pylist())), "sorted unique labels"
+        fits = mm["min"] >= 0 and mm["max"] < n_classes
+    uniques = () if fits else pc.unique(labels).to_pylist()
+    return classes_from_label_summary(n_classes, int_codes_fit=fits, unique_labels=uniques)
+
+
+def classes_from_label_summary(
+    n_classes: int, *, int_codes_fit: bool, unique_labels: Collection[Any]
+) -> tuple[tuple[Any, ...], str]:
+    """The rule of :func:`infer_classes`, from a summary of the labels (also gathered batch by batch).
+
+    Args:
+        n_classes: K, the number of probability columns.
+        int_codes_fit: The labels are integers, all in [0, K).
+        unique_labels: The distinct labels (only read when the codes do not fit).
+
+    Returns:
+        ``(classes, how they were found)``.
+
+    Raises:
+        LabelqaError: When neither rule gives K classes.
+    """
+    if int_codes_fit:
+        return tuple(range(n_classes)), f"integer labels as class codes 0..{n_classes - 1}"
+    if len(unique_labels) == n_classes:
+        return tuple(sorted(unique_labels)), "sorted unique labels"
     raise LabelqaError(
-        f"cannot tell which probability column belongs to which class: found {len(unique)} distinct "
+        f"cannot tell which probability column belongs to which class: found {len(unique_labels)} distinct "
         f"labels but {n_classes} probability columns",
         hint="pass --classes a,b,c or --classes-file",
     )

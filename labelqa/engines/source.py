@@ -52,6 +52,7 @@ from labelqa.data.validate import (
     check_duplicate_classes,
     check_multilabel_probabilities,
     check_probabilities,
+    classes_from_label_summary,
     classes_like_labels,
     count_rows,
     encode_label_items,
@@ -504,15 +505,8 @@ def _infer_classes(src: Source, k: int, label_type: pa.DataType, batch_size: int
             lo = mm["min"] if lo is None else min(lo, mm["min"])
             hi = mm["max"] if hi is None else max(hi, mm["max"])
         uniques.update(pc.unique(labels).to_pylist())
-    if pa.types.is_integer(label_type) and lo is not None and lo >= 0 and hi < k:
-        return tuple(range(k)), f"integer labels as class codes 0..{k - 1}"
-    if len(uniques) == k:
-        return tuple(sorted(uniques)), "sorted unique labels"
-    raise LabelqaError(
-        f"cannot tell which probability column belongs to which class: found {len(uniques)} distinct "
-        f"labels but {k} probability columns",
-        hint="pass --classes a,b,c or --classes-file",
-    )
+    fits = bool(pa.types.is_integer(label_type) and lo is not None and lo >= 0 and hi < k)
+    return classes_from_label_summary(k, int_codes_fit=fits, unique_labels=uniques)
 
 
 def _list_value_type(t: pa.DataType) -> pa.DataType:
@@ -569,12 +563,5 @@ def _src_label_type(src: Source) -> pa.DataType:
 def _infer_from_items(scanned: tuple[str, Any, Any, set[Any], int], k: int) -> tuple[tuple[Any, ...], str]:
     """:func:`labelqa.data.validate.infer_classes` over the label-set items of pass 0."""
     item_type, lo, hi, uniques, n_items = scanned
-    if item_type == "int64" and n_items and lo >= 0 and hi < k:
-        return tuple(range(k)), f"integer labels as class codes 0..{k - 1}"
-    if len(uniques) == k:
-        return tuple(sorted(uniques)), "sorted unique labels"
-    raise LabelqaError(
-        f"cannot tell which probability column belongs to which class: found {len(uniques)} distinct "
-        f"labels but {k} probability columns",
-        hint="pass --classes a,b,c or --classes-file",
-    )
+    fits = bool(item_type == "int64" and n_items and lo >= 0 and hi < k)
+    return classes_from_label_summary(k, int_codes_fit=fits, unique_labels=uniques)
