@@ -229,25 +229,24 @@ def _confident_joint(
 
 
 def _round_rows(values: np.ndarray) -> np.ndarray:
-    """Round a matrix to integers keeping each row's (rounded) sum.
+    """Round to integers keeping each row's (rounded) sum; rows along the last axis, any number of them.
 
     Equivalent to "round each entry, then move +-1 to the entries with the
     largest remainders": each entry is floored, then the ``m`` entries with
     the largest fractional parts get ``+1``, where ``m`` makes the row sum
     equal its rounded sum. Ties go to the higher column (what cleanlab 2.9
     does on small cases, observed as a black box; on larger rows its choice
-    among tied entries follows its sort and is not reproducible).
+    among tied entries follows its sort and is not reproducible). The
+    multi-label detector rounds its K stacked 2 x 2 joints with it too.
     """
     x = np.asarray(values, dtype=np.float64)
     floored = np.floor(x)
     frac = x - floored
-    missing = (np.rint(x.sum(axis=1)) - floored.sum(axis=1)).astype(np.int64)
-    k = x.shape[1]
+    missing = (np.rint(x.sum(axis=-1)) - floored.sum(axis=-1)).astype(np.int64)[..., None]
     # order by fractional part descending, ties by column descending
-    rev = np.argsort(-frac[:, ::-1], axis=1, kind="stable")
-    rank = np.empty_like(rev)
-    rank[np.arange(x.shape[0])[:, None], k - 1 - rev] = np.arange(k)
-    return (floored + (rank < missing[:, None])).astype(np.int64)
+    rev = np.argsort(-frac[..., ::-1], axis=-1, kind="stable")
+    rank = np.argsort(rev, axis=-1, kind="stable")[..., ::-1]  # rank of each original column
+    return (floored + (rank < missing)).astype(np.int64)
 
 
 def calibrate_confident_joint(confident_joint: Any, class_counts: Any) -> np.ndarray:

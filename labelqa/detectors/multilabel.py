@@ -54,8 +54,9 @@ import numpy as np
 
 from labelqa.data.model import LabelData
 from labelqa.detectors.base import Detector, DetectorResult
-from labelqa.detectors.confident import check_common_options
+from labelqa.detectors.confident import _AGREEMENT_RULE_METHODS, FILTER_METHODS, _round_rows, check_common_options
 from labelqa.errors import LabelqaError
+from labelqa.kernels.confident import EMPTY_CLASS_THRESHOLD, PROB_SCALE, confident_cutoffs
 
 __all__ = [
     "AGGREGATIONS",
@@ -74,25 +75,9 @@ __all__ = [
     "softmin_aggregate",
 ]
 
-FILTER_METHODS = (
-    "prune_by_noise_rate",
-    "prune_by_class",
-    "both",
-    "confident_learning",
-    "predicted_neq_given",
-    "low_self_confidence",
-    "low_normalized_margin",
-)
 AGGREGATIONS = ("ema", "softmin")
 
-_AGREEMENT_RULE_METHODS = frozenset(FILTER_METHODS[:5])
 
-#: A row is confident for a binary value when its probability is >= t - eps.
-_CONFIDENT_EPS = 1e-6
-#: Threshold of a binary value no row has: no probability reaches it.
-_EMPTY_THRESHOLD = 2.0
-#: Probabilities are summed as integers in units of 1 / _PROB_SCALE (exact).
-_PROB_SCALE = float(2**32)
 #: About this many matrix elements per block of columns / rows.
 _BLOCK_ELEMENTS = 1 << 23
 
@@ -324,37 +309,10 @@ def get_multilabel_quality_scores(
 
 # --------------------------------------------------------------------------- counting
 def _fixed_sums(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Exact per-row sums of ``values`` where ``mask``, in units of 1/_PROB_SCALE (int64)."""
-    fixed = np.rint(values.astype(np.float64) * _PROB_SCALE).astype(np.int64)
+    """Exact per-row sums of ``values`` where ``mask``, in units of 1/PROB_SCALE (int64)."""
+    fixed = np.rint(values.astype(np.float64) * PROB_SCALE).astype(np.int64)
     fixed[~mask] = 0
     return fixed.sum(axis=1)
-
-
-def _cutoffs(thresholds: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``t - eps`` in the probabilities' dtype, rounded up for float32 (exact comparisons)."""
-    cut = np.asarray(thresholds, dtype=np.float64) - _CONFIDENT_EPS
-    dtype = np.dtype(dtype)
-    if dtype == np.float64:
-        return cut
-    low = cut.astype(dtype)
-    return np.where(low.astype(np.float64) < cut, np.nextafter(low, dtype.type(np.inf)), low)
-
-
-def _round_last_axis(values: np.ndarray) -> np.ndarray:
-    """Round to integers keeping each row's (last axis) rounded sum.
-
-    Each entry is floored, then the ``m`` entries with the largest fractional
-    parts get ``+1``, ``m`` making the row sum equal its rounded sum; ties go
-    to the higher column (the multiclass detector's rule).
-    """
-    x = np.asarray(values, dtype=np.float64)
-    floored = np.floor(x)
-    frac = x - floored
-    missing = (np.rint(x.sum(axis=-1)) - floored.sum(axis=-1)).astype(np.int64)[..., None]
-    # rank by fractional part descending, ties by column descending
-    rev = np.argsort(-frac[..., ::-1], axis=-1, kind="stable")
-    rank = np.argsort(rev, axis=-1, kind="stable")[..., ::-1]  # rank of each original column
-    return (floored + (rank < missing)).astype(np.int64)
 
 
 def calibrate_multilabel_confident_joint(confident_joint: Any, class_counts: Any) -> np.ndarray:
@@ -386,7 +344,7 @@ def calibrate_multilabel_confident_joint(confident_joint: Any, class_counts: Any
     total = ((scaled[:, 0, 0] + scaled[:, 0, 1]) + scaled[:, 1, 0]) + scaled[:, 1, 1]
     factor = np.divide(n.sum(axis=1), total, out=np.ones_like(total), where=total > 0)
     scaled *= factor[:, None, None]
-    return _round_last_axis(scaled)
+    return _round_rows(scaled)
 
 
 class _BlockStats(NamedTuple):
@@ -419,19 +377,19 @@ class _Block:
         # exact fixed-point sums of q per given value: one pass over q
         if p.dtype == np.float32:
             # q * 2**32 is exact in float32 and its rint is representable: no float64 pass
-            fixed = np.rint(self.self_conf * np.float32(_PROB_SCALE)).astype(np.int64)
+            fixed = np.rint(self.self_conf * np.float32(PROB_SCALE)).astype(np.int64)
         else:
-            fixed = np.rint(self.self_conf.astype(np.float64) * _PROB_SCALE).astype(np.int64)
+            fixed = np.rint(self.self_conf.astype(np.float64) * PROB_SCALE).astype(np.int64)
         total = fixed.sum(axis=1)
         fixed *= y
         sum1 = fixed.sum(axis=1)
         del fixed
         sums = np.stack([total - sum1, sum1], axis=1)
-        thr = np.full(self.counts.shape, _EMPTY_THRESHOLD)
+        thr = np.full(self.counts.shape, EMPTY_CLASS_THRESHOLD)
         seen = self.counts > 0
-        thr[seen] = sums[seen] / _PROB_SCALE / self.counts[seen]
+        thr[seen] = sums[seen] / PROB_SCALE / self.counts[seen]
         self.thresholds = thr
-        cut = _cutoffs(thr, p.dtype)
+        cut = confident_cutoffs(thr, p.dtype)
         conf0 = pc >= cut[:, 0:1]
         conf1 = p >= cut[:, 1:2]
         both = conf0 & conf1
@@ -600,7 +558,7 @@ def _noise_cells(blk: _Block, frac: float, ntr: np.ndarray | None, min_examples:
     full[:, 0, 1] = off[:, 0]
     full[:, 1, 0] = off[:, 1]
     full[:, 1, 1] = n[:, 1] - off[:, 1]
-    rounded = _round_last_axis(full)
+    rounded = _round_rows(full)
     return np.stack([rounded[:, 0, 1], rounded[:, 1, 0]], axis=1)
 
 
@@ -715,7 +673,7 @@ def _run(
     n, k = probs.shape
     flags = np.zeros((n, k), dtype=bool)
     counts = np.zeros((k, 2), dtype=np.int64)
-    thresholds = np.full((k, 2), _EMPTY_THRESHOLD)
+    thresholds = np.full((k, 2), EMPTY_CLASS_THRESHOLD)
     joint = np.zeros((k, 2, 2), dtype=np.int64)
     calibrated = np.zeros((k, 2, 2), dtype=np.int64)
     est = np.zeros(k, dtype=np.int64)

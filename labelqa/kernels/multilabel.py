@@ -26,12 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from labelqa.detectors.multilabel import (
-    _EMPTY_THRESHOLD,
-    _PROB_SCALE,
-    _cutoffs,
-    calibrate_multilabel_confident_joint,
-)
+from labelqa.detectors.multilabel import calibrate_multilabel_confident_joint
+from labelqa.kernels.confident import EMPTY_CLASS_THRESHOLD, PROB_SCALE, confident_cutoffs
 
 __all__ = ["MultilabelJoint", "MultilabelRows", "MultilabelSums"]
 
@@ -68,9 +64,9 @@ class MultilabelRows:
     def fixed_sums(self) -> np.ndarray:
         """``(K, 2)`` exact sums of ``q`` per given value, in units of 1/2**32 (as ``_Block``)."""
         if self.p.dtype == np.float32:
-            fixed = np.rint(self.self_conf * np.float32(_PROB_SCALE)).astype(np.int64)
+            fixed = np.rint(self.self_conf * np.float32(PROB_SCALE)).astype(np.int64)
         else:
-            fixed = np.rint(self.self_conf.astype(np.float64) * _PROB_SCALE).astype(np.int64)
+            fixed = np.rint(self.self_conf.astype(np.float64) * PROB_SCALE).astype(np.int64)
         total = fixed.sum(axis=1)
         fixed *= self.y
         sum1 = fixed.sum(axis=1)
@@ -81,7 +77,7 @@ class MultilabelRows:
     def _guess(self) -> tuple[np.ndarray, np.ndarray]:
         assert self.thresholds is not None, "thresholds needed"
         p, pc, y = self.p, self.pc, self.y
-        cut = _cutoffs(self.thresholds, p.dtype)
+        cut = confident_cutoffs(self.thresholds, p.dtype)
         conf0 = pc >= cut[:, 0:1]
         conf1 = p >= cut[:, 1:2]
         both = conf0 & conf1
@@ -170,9 +166,9 @@ class MultilabelSums:
         return self
 
     def thresholds(self) -> np.ndarray:
-        thr = np.full(self.counts.shape, _EMPTY_THRESHOLD)
+        thr = np.full(self.counts.shape, EMPTY_CLASS_THRESHOLD)
         seen = self.counts > 0
-        thr[seen] = self.sums[seen] / _PROB_SCALE / self.counts[seen]
+        thr[seen] = self.sums[seen] / PROB_SCALE / self.counts[seen]
         return thr
 
     def quality(self) -> np.ndarray:
