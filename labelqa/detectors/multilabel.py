@@ -906,41 +906,69 @@ class MultilabelConfidentLearning(Detector):
         class_scores: np.ndarray,
     ) -> dict[str, Any]:
         n, k = y.shape
-        count = run.counts[:, 1]
-        absent = run.counts[:, 0]
-        remove = np.count_nonzero(to_remove, axis=0)
-        add = np.count_nonzero(to_add, axis=0)
         quality = class_scores.mean(axis=0, dtype=np.float64) if n else np.ones(k)
         names = data.class_names if len(data.classes) == k else [str(i) for i in range(k)]
-        per_class = [
-            {
-                "class": names[j],
-                "count": int(count[j]),
-                "should_remove": int(remove[j]),
-                "should_remove_rate": float(remove[j] / count[j]) if count[j] else 0.0,
-                "should_add": int(add[j]),
-                "should_add_rate": float(add[j] / absent[j]) if absent[j] else 0.0,
-                "threshold_present": float(run.thresholds[j, 1]),
-                "threshold_absent": float(run.thresholds[j, 0]),
-                "label_quality": float(quality[j]),
-                "estimated_issues": int(run.est[j]),
-                "confident_joint": run.joint[j].tolist(),
-            }
-            for j in range(k)
-        ]
-        n_issues = int(np.count_nonzero(issues))
-        summary: dict[str, Any] = {
-            "per_class": per_class,
-            "n_rows": int(n),
-            "rows_with_issue": n_issues,
-            "share_rows_with_issue": float(n_issues / n) if n else 0.0,
-            "labels_to_remove": int(remove.sum()),
-            "labels_to_add": int(add.sum()),
-            "filter_by": self.filter_by,
-            "aggregation": self.aggregation,
+        return multilabel_detector_summary(
+            names=names, counts=run.counts, thresholds=run.thresholds, joint=run.joint, est=run.est,
+            quality=quality, remove=np.count_nonzero(to_remove, axis=0), add=np.count_nonzero(to_add, axis=0),
+            n_issues=int(np.count_nonzero(issues)), params=self.get_params(),
+        )
+
+
+def multilabel_detector_summary(
+    *, names: Sequence[str], counts: np.ndarray, thresholds: np.ndarray, joint: np.ndarray, est: np.ndarray,
+    quality: np.ndarray, remove: np.ndarray, add: np.ndarray, n_issues: int, params: dict[str, Any],
+) -> dict[str, Any]:
+    """The multi-label detector's summary, from per-class aggregates.
+
+    One builder for the in-memory detector and the streaming/Dask engines
+    (``labelqa.engines.output``), so their summaries cannot drift apart.
+
+    Args:
+        names: Class names.
+        counts: ``(K, 2)`` rows without / with each class.
+        thresholds: ``(K, 2)`` thresholds for absent / present.
+        joint: ``(K, 2, 2)`` confident joints.
+        est: Estimated issues per class.
+        quality: Mean class score per class.
+        remove: Flagged labels to remove, per class.
+        add: Flagged labels to add, per class.
+        n_issues: Rows with an issue.
+        params: The detector's parameters (``filter_by``, ``aggregation``,
+            ``alpha`` or ``temperature``).
+    """
+    k = len(names)
+    n = int(counts[0].sum()) if k else 0
+    count = counts[:, 1]
+    absent = counts[:, 0]
+    per_class = [
+        {
+            "class": names[j],
+            "count": int(count[j]),
+            "should_remove": int(remove[j]),
+            "should_remove_rate": float(remove[j] / count[j]) if count[j] else 0.0,
+            "should_add": int(add[j]),
+            "should_add_rate": float(add[j] / absent[j]) if absent[j] else 0.0,
+            "threshold_present": float(thresholds[j, 1]),
+            "threshold_absent": float(thresholds[j, 0]),
+            "label_quality": float(quality[j]),
+            "estimated_issues": int(est[j]),
+            "confident_joint": joint[j].tolist(),
         }
-        if self.aggregation == "ema":
-            summary["alpha"] = float(self.alpha)
-        else:
-            summary["temperature"] = float(self.temperature)
-        return summary
+        for j in range(k)
+    ]
+    summary: dict[str, Any] = {
+        "per_class": per_class,
+        "n_rows": n,
+        "rows_with_issue": int(n_issues),
+        "share_rows_with_issue": float(n_issues / n) if n else 0.0,
+        "labels_to_remove": int(remove.sum()),
+        "labels_to_add": int(add.sum()),
+        "filter_by": params["filter_by"],
+        "aggregation": params["aggregation"],
+    }
+    if params["aggregation"] == "ema":
+        summary["alpha"] = float(params["alpha"])
+    else:
+        summary["temperature"] = float(params["temperature"])
+    return summary

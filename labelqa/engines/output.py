@@ -32,6 +32,7 @@ from labelqa._version import __version__
 from labelqa.atomic import publish, staging_dir
 from labelqa.data.model import LabelData
 from labelqa.detectors.base import DetectorResult
+from labelqa.detectors.multilabel import multilabel_detector_summary
 from labelqa.errors import LabelqaError
 from labelqa.report.markdown import render_markdown
 from labelqa.report.textlists import lists_to_text
@@ -169,37 +170,11 @@ def build_multilabel_summary(
     names = [str(c) for c in classes]
     n = int(counts[0].sum()) if k else 0
     count = counts[:, 1]
-    absent = counts[:, 0]
-    det_per_class = [
-        {
-            "class": names[j],
-            "count": int(count[j]),
-            "should_remove": int(remove[j]),
-            "should_remove_rate": float(remove[j] / count[j]) if count[j] else 0.0,
-            "should_add": int(add[j]),
-            "should_add_rate": float(add[j] / absent[j]) if absent[j] else 0.0,
-            "threshold_present": float(thresholds[j, 1]),
-            "threshold_absent": float(thresholds[j, 0]),
-            "label_quality": float(quality[j]),
-            "estimated_issues": int(est[j]),
-            "confident_joint": joint[j].tolist(),
-        }
-        for j in range(k)
-    ]
-    det_summary: dict[str, Any] = {
-        "per_class": det_per_class,
-        "n_rows": n,
-        "rows_with_issue": int(n_issues),
-        "share_rows_with_issue": float(n_issues / n) if n else 0.0,
-        "labels_to_remove": int(remove.sum()),
-        "labels_to_add": int(add.sum()),
-        "filter_by": params["filter_by"],
-        "aggregation": params["aggregation"],
-    }
-    if params["aggregation"] == "ema":
-        det_summary["alpha"] = float(params["alpha"])
-    else:
-        det_summary["temperature"] = float(params["temperature"])
+    det_summary = multilabel_detector_summary(
+        names=names, counts=counts, thresholds=thresholds, joint=joint, est=est, quality=quality,
+        remove=remove, add=add, n_issues=n_issues, params=params,
+    )
+    det_per_class = det_summary["per_class"]
     per_class = []
     for c in range(k):
         row = {
