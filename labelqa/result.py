@@ -168,11 +168,22 @@ class ScanResult:
     def _build_issues_table(self) -> pa.Table:
         data = self.data
         flags = np.asarray(self.is_label_issue, dtype=bool)
-        # the rank sort releases the GIL: it runs beside the text columns built below (on arrays
-        # computed here first, so the two threads never both fill the same cache entry)
+        # The rank sort releases the GIL: it runs beside the text columns built below (on arrays computed here
+        # first, so the two threads never both fill the same cache entry).
         quality = self.label_quality
-        pool = ThreadPoolExecutor(max_workers=1) if data.n_rows >= 1 << 16 else None
-        ranks = pool.submit(rank_rows, quality, flags) if pool is not None else None
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ranks = pool.submit(rank_rows, quality, flags)
+            columns = self._row_columns(flags, quality)
+            columns["rank"] = pa.array(ranks.result())
+        from labelqa.models import disagreement_columns
+
+        for key, values in disagreement_columns(data).items():  # several models: where they disagree
+            columns[key] = pa.array(values)
+        return pa.table(columns)
+
+    def _row_columns(self, flags: np.ndarray, quality: np.ndarray) -> dict[str, pa.Array | None]:
+        """The issues table's columns but ``rank`` (left as a ``None`` placeholder, to keep its position)."""
+        data = self.data
         conf = self.suggested_confidence
         if self.multilabel:
             given = _class_sets(data.labels, data.classes)
@@ -180,13 +191,13 @@ class ScanResult:
         else:
             given = _class_array(data.labels, data.classes)
             suggested = _class_array(self.suggested, data.classes)
-        columns: dict[str, pa.Array] = {
+        columns: dict[str, pa.Array | None] = {
             "id": pa.array(data.ids),
             "given_label": given,
             "suggested_label": suggested,
             "label_quality": pa.array(np.asarray(quality, dtype=np.float64)),
             "is_label_issue": pa.array(flags),
-            "rank": None,  # filled in below
+            "rank": None,  # filled in by _build_issues_table
             "suggested_confidence": pa.array(
                 np.asarray(conf, dtype=np.float64) if conf is not None else np.full(data.n_rows, np.nan)
             ),
@@ -205,16 +216,7 @@ class ScanResult:
             for key in _NAMED_EXTRAS:
                 if key in res.extra and key not in columns:
                     columns[key] = pa.array(np.asarray(res.extra[key]))
-        if pool is not None:
-            with pool:
-                columns["rank"] = pa.array(ranks.result())
-        else:
-            columns["rank"] = pa.array(rank_rows(quality, flags))
-        from labelqa.models import disagreement_columns
-
-        for key, values in disagreement_columns(data).items():  # several models: where they disagree
-            columns[key] = pa.array(values)
-        return pa.table(columns)
+        return columns
 
     def _detectors_column(self) -> pa.Array:
         """Comma-separated names of the detectors that flagged each row ("" for none).
@@ -225,16 +227,15 @@ class ScanResult:
         names = list(self.results)
         if len(names) > 62:
             raise ValueError("at most 62 detectors per scan")
-        if len(names) == 1:  # one detector: the flag itself indexes ["", name]
-            flags = np.asarray(next(iter(self.results.values())).issues, dtype=bool)
-            return pa.DictionaryArray.from_arrays(pa.array(flags.view(np.uint8).astype(np.int32)),
-                                                  pa.array(["", names[0]], pa.string())).cast(pa.string())
         code = np.zeros(self.data.n_rows, dtype=np.int64)
         for bit, res in enumerate(self.results.values()):
             code |= np.asarray(res.issues, dtype=np.int64) << bit
-        patterns = np.flatnonzero(np.bincount(code, minlength=1))
+        seen = np.bincount(code, minlength=1)
+        patterns = np.flatnonzero(seen)
         labels = [",".join(n for b, n in enumerate(names) if (int(p) >> b) & 1) for p in patterns]
-        indices = np.searchsorted(patterns, code).astype(np.int32)
+        lookup = np.zeros(seen.size, dtype=np.int32)  # pattern -> its label's index: one gather, no search
+        lookup[patterns] = np.arange(patterns.size, dtype=np.int32)
+        indices = lookup[code]
         return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(labels, pa.string())).cast(pa.string())
 
     def _reason_column(self) -> pa.Array:
@@ -244,8 +245,6 @@ class ScanResult:
         with "; " (Arrow kernels throughout, no per-row Python).
         """
         idx = np.flatnonzero(self.is_label_issue)
-        if idx.size == 0:
-            return pa.array(np.full(self.data.n_rows, "", dtype=object), type=pa.string())
         parts = [reasons_for(self.data, res, idx) for res in self.results.values()]
         if len(parts) == 1:
             joined = parts[0]

@@ -111,7 +111,7 @@ def test_primary_must_have_run():
 
 
 def test_large_issues_table_ranks_match_rank_rows():
-    """From 65,536 rows the rank sort runs on a thread beside the text columns: same table."""
+    """The rank sort runs on a thread beside the text columns: same ranks, same column position."""
     given_labels, _, probs, _ = noisy_dataset(n=70_000, k=5, noise=0.1, seed=21)
     result = scan(LabelData.from_arrays(given_labels, probs))
     table = result.issues_table()

@@ -395,13 +395,12 @@ def dense_list_view(arr: pa.Array) -> np.ndarray | None:
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32 if pa.types.is_list(t) else np.int64,
                                 count=n + 1, offset=arr.offset * (4 if pa.types.is_list(t) else 8))
         first, k = int(offsets[0]), int(offsets[1] - offsets[0])
-        if k == 0 or int(offsets[-1]) - first != n * k or np.any(np.diff(offsets) != k):
+        if np.any(np.diff(offsets) != k):
             return None
-    values = arr.values
-    if values.null_count or k == 0:
+    values = arr.values.slice(first, n * k)  # .values ignores the parent's offset
+    if k == 0 or values.null_count:
         return None
-    start = (values.offset + first) * dtype.itemsize
-    return np.frombuffer(values.buffers()[1], dtype=dtype, count=n * k, offset=start).reshape(n, k)
+    return _chunk_values(values, dtype).reshape(n, k)
 
 
 def _chunk_values(chunk: pa.Array, dtype: np.dtype) -> np.ndarray:

@@ -399,8 +399,8 @@ def _prob_row_stats(P: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, 
             highs.append(high)
 
     for_row_blocks(block, n, max(1, _BLOCK_ELEMENTS // max(k, 1)), elements=n * k)
-    low, high = min(lows, default=0.0), max(highs, default=0.0)
-    if not (low >= 0 and high <= 1 + tol) or any(np.isnan(lows)) or any(np.isnan(highs)):
+    low, high = np.min(lows, initial=np.inf), np.max(highs, initial=-np.inf)  # NaN propagates
+    if not (low >= 0 and high <= 1 + tol):
         return row_stats(P)
     return sums, np.full(n, low, dtype=P.dtype), np.full(n, high, dtype=P.dtype)
 

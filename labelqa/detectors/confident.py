@@ -38,9 +38,9 @@ import numpy as np
 from labelqa.data.model import LabelData
 from labelqa.detectors.base import Detector, DetectorResult
 from labelqa.errors import LabelqaError
+from labelqa.kernels.confident import ClassProbSums, ConfidentJointCounts
 from labelqa.noise_interval import noise_rate_interval
 from labelqa.parallel import MIN_PARALLEL_ELEMENTS, thread_map
-from labelqa.kernels.confident import ClassProbSums, ConfidentJointCounts
 
 __all__ = [
     "FILTER_METHODS",
@@ -549,7 +549,8 @@ def _flag_prune_by_noise_rate(
         return rows[picked]
 
     # classes are independent: on threads for large inputs (numpy releases the GIL)
-    for rows in thread_map(pick, np.flatnonzero(cells.sum(axis=1) > 0), parallel=prep.probs.size >= MIN_PARALLEL_ELEMENTS):
+    classes = np.flatnonzero(cells.sum(axis=1) > 0)
+    for rows in thread_map(pick, classes, parallel=prep.probs.size >= MIN_PARALLEL_ELEMENTS):
         mask[rows] = True
     return mask
 
