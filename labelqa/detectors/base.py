@@ -1,14 +1,53 @@
-"""The shared detector interface and the result every detector returns."""
+"""The detector interface: one definition per detector, run unchanged by every runner.
+
+A detector that can work batch by batch is written as a *plan*
+(:meth:`Detector.plan`), a generator over the dataset's passes:
+
+1. **statistics passes**: it yields a :class:`Step`; the runner feeds every
+   block of rows to it (``feed``), merges the partials (``merge``: exact, so
+   the batching and the merge order never change a result) and sends the
+   merged partial back into the generator;
+2. **selection stages**: more steps of the same kind ("the c rows of class k
+   with the largest margin", see :mod:`labelqa.stats.selection`);
+3. **per-row outputs**: the generator returns a :class:`RowRule`, which
+   scores, flags and suggests labels for any block, counts what its summary
+   needs (``tally``, summed over blocks) and writes its summary.
+
+The in-memory runner feeds one block, the whole dataset
+(:func:`run_on_block`, which :meth:`Detector.detect` uses); the streaming and
+Dask runners feed record batches and partitions (:mod:`labelqa.run`). Steps
+and row rules are small picklable objects (Dask ships them to workers); the
+generator stays with the driver.
+
+A detector that needs every row at once (NRG's neighbour graph, AUM's
+training dynamics) says so in :attr:`Detector.needs_all_rows` and implements
+:meth:`Detector.detect` directly; the driver then runs it in memory or
+explains why it cannot.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from labelqa.data.model import LabelData
+
+__all__ = [
+    "Block",
+    "DatasetInfo",
+    "Detector",
+    "DetectorResult",
+    "DetectorRows",
+    "Plan",
+    "RowRule",
+    "Step",
+    "add_tallies",
+    "run_on_block",
+]
 
 
 @dataclass(eq=False)
@@ -51,20 +90,198 @@ class DetectorResult:
         return int(np.count_nonzero(self.issues))
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a plan knows about the dataset before the first pass.
+
+    Attributes:
+        n_rows: Rows N.
+        classes: Class values in probability-column order.
+        task: ``"multiclass"`` or ``"multilabel"``.
+        prob_dtype: dtype of the probability blocks (float32 or float64).
+    """
+
+    n_rows: int
+    classes: tuple[Any, ...]
+    task: str = "multiclass"
+    prob_dtype: np.dtype = np.dtype(np.float64)
+
+    @property
+    def n_classes(self) -> int:
+        """Classes K."""
+        return len(self.classes)
+
+    @classmethod
+    def of(cls, data: LabelData) -> DatasetInfo:
+        """The info of in-memory data."""
+        return cls(data.n_rows, tuple(data.classes), data.task, np.dtype(data.pred_probs.dtype))
+
+
+class Block:
+    """Rows ``offset .. offset + n - 1`` of a dataset, as a plan sees them.
+
+    Attributes:
+        labels: Class codes ``(n,)`` int64, or for multi-label data an
+            ``(n, K)`` bool matrix.
+        pred_probs: ``(n, K)`` probabilities (float32 or float64).
+        ids: Row ids ``(n,)``.
+        offset: Global index of the first row.
+        data: The whole :class:`LabelData` when the block is the in-memory
+            dataset (detectors that need all rows read it), else ``None``.
+    """
+
+    def __init__(self, labels: np.ndarray, pred_probs: np.ndarray, ids: np.ndarray | None = None, offset: int = 0,
+                 data: LabelData | None = None) -> None:
+        self.labels = labels
+        self.pred_probs = pred_probs
+        self.ids = ids if ids is not None else np.arange(offset, offset + labels.shape[0], dtype=np.int64)
+        self.offset = int(offset)
+        self.data = data
+        self._cache: dict[Any, Any] = {}
+
+    @classmethod
+    def of(cls, data: LabelData) -> Block:
+        """The whole in-memory dataset as one block."""
+        return cls(data.labels, data.pred_probs, data.ids, 0, data)
+
+    @property
+    def n(self) -> int:
+        """Rows in the block."""
+        return int(self.labels.shape[0])
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Global indices of the rows."""
+        return np.arange(self.offset, self.offset + self.n, dtype=np.int64)
+
+    def cached(self, key: Any, build: Callable[[], Any]) -> Any:
+        """``build()`` once per block and ``key``: per-row work shared by a plan's passes.
+
+        In memory the one block lives through every pass, so work done for
+        one step (e.g. each row's guessed true label) is reused by the next;
+        a streamed batch is decoded anew for each pass and caches nothing
+        across them.
+        """
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+
+class Step:
+    """One pass of a plan: a partial aggregate folded over every block.
+
+    Subclasses set :attr:`name` and implement :meth:`start` and :meth:`feed`;
+    :meth:`merge` defaults to ``a.merge(b)``.
+    """
+
+    name: str = "step"
+
+    def start(self) -> Any:
+        """An empty partial."""
+        raise NotImplementedError
+
+    def feed(self, partial: Any, block: Block) -> Any:
+        """Fold one block into ``partial``; returns the partial (may be ``partial`` itself)."""
+        raise NotImplementedError
+
+    def merge(self, a: Any, b: Any) -> Any:
+        """Fold partial ``b`` (over other blocks) into ``a``; returns the merged partial."""
+        return a.merge(b)
+
+
+@dataclass(eq=False)
+class DetectorRows:
+    """A detector's per-row outputs for one block (the columns of :class:`DetectorResult`)."""
+
+    scores: np.ndarray
+    issues: np.ndarray
+    suggested: np.ndarray
+    suggested_confidence: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class RowRule:
+    """The end of a plan: per-row outputs of any block, and the detector's summary."""
+
+    def rows(self, block: Block) -> DetectorRows:
+        """Scores, flags and suggestions of the block's rows."""
+        raise NotImplementedError
+
+    def tally(self, block: Block, rows: DetectorRows) -> dict[str, Any]:
+        """Integer counts of one block that the summary needs (summed over blocks)."""
+        return {}
+
+    def summary(self, tallies: dict[str, Any]) -> dict[str, Any]:
+        """The detector's summary, from its aggregates and the summed tallies."""
+        return {}
+
+
+#: A detector's plan: yields steps, receives their merged partials, returns its row rule.
+Plan = Generator[Step, Any, RowRule]
+
+
+def add_tallies(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Sum two tally dicts key by key (ints or integer arrays)."""
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = out[key] + value if key in out else value
+    return out
+
+
+def run_on_block(plan: Plan, block: Block) -> RowRule:
+    """Run a plan over one block (the in-memory runner): every step sees the whole dataset."""
+    try:
+        step = next(plan)
+        while True:
+            partial = step.feed(step.start(), block)
+            step = plan.send(partial)
+    except StopIteration as done:
+        return done.value
+
+
 class Detector:
     """Base class of detectors, in the spirit of a scikit-learn estimator.
 
     Subclasses are keyword-only dataclasses: parameters are stored as given and
-    validated in :meth:`detect`; learned state lives on the returned
+    validated when the detector runs; learned state lives on the returned
     :class:`DetectorResult`, never on the detector.
+
+    A batch-capable detector implements :meth:`plan` (and inherits
+    :meth:`detect`, which runs the plan on the whole dataset as one block);
+    a detector that needs all rows sets :attr:`needs_all_rows` and implements
+    :meth:`detect`.
     """
 
     name: ClassVar[str] = "detector"
+
+    #: Why this detector needs every row in memory at once (``None``: it runs batch by batch).
+    needs_all_rows: ClassVar[str | None] = None
 
     def get_params(self) -> dict[str, Any]:
         """The detector's parameters as a plain dict."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
-    def detect(self, data: LabelData) -> DetectorResult:  # pragma: no cover - interface
-        """Score and flag every row of ``data``."""
-        raise NotImplementedError
+    def check(self, info: DatasetInfo) -> None:
+        """Validate the parameters against the dataset; raise :class:`~labelqa.errors.LabelqaError`."""
+
+    def plan(self, info: DatasetInfo) -> Plan:  # pragma: no cover - interface
+        """The detector's passes over a dataset described by ``info``."""
+        raise NotImplementedError(f"the {self.name} detector needs all rows in memory")
+
+    def detect(self, data: LabelData) -> DetectorResult:
+        """Score and flag every row of ``data`` (the plan, run on one block)."""
+        info = DatasetInfo.of(data)
+        self.check(info)
+        block = Block.of(data)
+        rule = run_on_block(self.plan(info), block)
+        rows = rule.rows(block)
+        return DetectorResult(
+            name=self.name,
+            scores=rows.scores,
+            issues=rows.issues,
+            suggested=rows.suggested,
+            suggested_confidence=rows.suggested_confidence,
+            summary=rule.summary(rule.tally(block, rows)),
+            params=self.get_params(),
+            extra=rows.extra,
+        )

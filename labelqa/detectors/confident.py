@@ -1,14 +1,21 @@
 """Confident learning (Northcutt, Jiang, Chuang, JAIR 2021): find label errors
 from out-of-sample predicted probabilities.
 
-Implemented from the method's description (``ALGORITHMS.md`` section 1):
+Implemented from the method's description (``ALGORITHMS.md`` section 1), as
+one plan that every runner executes unchanged (see
+:mod:`labelqa.detectors.base`):
 
-1. per-class thresholds ``t_k`` = mean ``p_ik`` over the rows given ``k``;
-2. the confident joint ``C`` (rows = given label, columns = guessed true
-   label), counting each row whose confident set is not empty;
-3. calibration of ``C`` to the class counts, and the latent estimates
-   (joint ``Q``, noise matrix, inverse noise matrix, latent prior);
-4. flagging rows (``filter_by``) and scoring every row (``score_method``).
+1. *statistics*: per-class thresholds ``t_k`` = mean ``p_ik`` over the rows
+   given ``k`` (:class:`~labelqa.stats.confident.ClassProbSums`), then the
+   confident joint ``C`` (rows = given label, columns = guessed true label)
+   and the per-class candidate counts (:class:`JointCounts`); from them the
+   calibrated joint and the latent estimates (joint ``Q``, noise matrix,
+   inverse noise matrix, latent prior);
+2. *selection* (:class:`FlagRule`): each "the c rows with the lowest/largest
+   ..." of the chosen ``filter_by`` method, as bounded, mergeable selections
+   (:mod:`labelqa.stats.selection`);
+3. *per-row outputs* (:class:`ConfidentRule`): flags, scores
+   (``score_method``) and suggested labels of any block of rows.
 
 The probabilities must be out-of-sample (e.g. cross-validated): a model that
 trained on the same rows has memorised their labels, errors included.
@@ -17,37 +24,50 @@ All matrices are laid out ``[given label, true label]``, like ``C``:
 ``noise_matrix[j, k] = P(s=j | y*=k)`` (columns sum to 1) and
 ``inverse_noise_matrix[j, k] = P(y*=k | s=j)`` (rows sum to 1).
 
-Everything is vectorised over rows (numpy): rows are grouped by given label
-with one stable sort, and per class only ``(n_k, K)`` blocks are formed.
-Results do not depend on row order: the counting kernels are exact, and in
-every selection ("the c rows with the lowest/largest ...") rows tied at the
-cut share one fate: all of them are flagged, possibly more than c, unless that
+Results do not depend on row order or batching: the counting is exact
+(integers, fixed-point sums), and in every selection rows tied at the cut
+share one fate: all of them are flagged, possibly more than c, unless that
 would break ``min_examples_per_class``, in which case none of them is.
 """
 
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import numpy as np
 
 from labelqa.data.model import LabelData
-from labelqa.detectors.base import Detector, DetectorResult
+from labelqa.detectors.base import Block, DatasetInfo, Detector, DetectorResult, DetectorRows, Plan, RowRule, Step
+from labelqa.detectors.base import run_on_block
 from labelqa.errors import LabelqaError
-from labelqa.kernels.confident import ClassProbSums, ConfidentJointCounts
-from labelqa.noise_interval import noise_rate_interval
 from labelqa.parallel import MIN_PARALLEL_ELEMENTS, thread_map
+from labelqa.stats.confident import (
+    ClassProbSums,
+    ConfidentJointCounts,
+    LatentEstimates,
+    calibrate_confident_joint,
+    estimate_latent,
+    noise_rate,
+    round_rows,
+    scale_rows_to,
+)
+from labelqa.stats.noise_interval import noise_rate_interval
+from labelqa.stats.selection import Cut, GroupedTop, Pick
 
 __all__ = [
+    "AGREEMENT_RULE_METHODS",
+    "AGREEMENT_TOLERANCE",
     "FILTER_METHODS",
     "SCORE_METHODS",
     "ConfidentLearning",
     "LatentEstimates",
     "calibrate_confident_joint",
+    "check_common_options",
     "compute_confident_joint",
     "estimate_latent",
     "find_label_issues",
@@ -67,7 +87,7 @@ FILTER_METHODS = (
 SCORE_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 
 #: Methods after which a row whose prediction agrees with its label is unflagged.
-_AGREEMENT_RULE_METHODS = frozenset(FILTER_METHODS[:5])
+AGREEMENT_RULE_METHODS = frozenset(FILTER_METHODS[:5])
 
 #: A row's prediction agrees with its label when ``p_{i,s_i} >= max_k p_ik -
 #: AGREEMENT_TOLERANCE``: near-ties count as ties, resolved toward the label
@@ -81,28 +101,7 @@ _CWE_FLOOR = 1e-6
 _CHUNK_ELEMENTS = 1 << 21
 
 
-# --------------------------------------------------------------------------- inputs
-def _as_arrays(labels: Any, pred_probs: Any, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Light checks: shapes, integer labels in range; float probabilities."""
-    probs = np.asarray(pred_probs)
-    if probs.ndim != 2:
-        raise LabelqaError(f"pred_probs must be a 2-D (N, K) array, got shape {probs.shape}")
-    if probs.dtype.kind != "f":
-        probs = probs.astype(np.float64)
-    k = probs.shape[1]
-    if n_classes is not None and int(n_classes) != k:
-        raise LabelqaError(f"n_classes={n_classes} but pred_probs has {k} columns")
-    labs = np.asarray(labels)
-    if labs.shape != (probs.shape[0],):
-        raise LabelqaError(f"labels must have shape ({probs.shape[0]},) like pred_probs' rows, got {labs.shape}")
-    if labs.size and labs.dtype.kind not in "iu":
-        raise LabelqaError(f"labels must be integer class codes 0..{k - 1}, got dtype {labs.dtype}")
-    labs = labs.astype(np.int64, copy=False)
-    if labs.size and (labs.min() < 0 or labs.max() >= k):
-        raise LabelqaError(f"labels must be class codes in 0..{k - 1}, found {labs.min()}..{labs.max()}")
-    return labs, probs
-
-
+# --------------------------------------------------------------------------- options
 def check_common_options(
     filter_by: str, frac_noise: float, min_examples_per_class: int, methods: Sequence[str]
 ) -> None:
@@ -149,57 +148,98 @@ def _check_options(
     return arr.astype(np.int64)
 
 
+def _as_arrays(labels: Any, pred_probs: Any, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Light checks of the array API: shapes, integer labels in range; float probabilities."""
+    probs = np.asarray(pred_probs)
+    if probs.ndim != 2:
+        raise LabelqaError(f"pred_probs must be a 2-D (N, K) array, got shape {probs.shape}")
+    if probs.dtype.kind != "f":
+        probs = probs.astype(np.float64)
+    k = probs.shape[1]
+    if n_classes is not None and int(n_classes) != k:
+        raise LabelqaError(f"n_classes={n_classes} but pred_probs has {k} columns")
+    labs = np.asarray(labels)
+    if labs.shape != (probs.shape[0],):
+        raise LabelqaError(f"labels must have shape ({probs.shape[0]},) like pred_probs' rows, got {labs.shape}")
+    if labs.size and labs.dtype.kind not in "iu":
+        raise LabelqaError(f"labels must be integer class codes 0..{k - 1}, got dtype {labs.dtype}")
+    labs = labs.astype(np.int64, copy=False)
+    if labs.size and (labs.min() < 0 or labs.max() >= k):
+        raise LabelqaError(f"labels must be class codes in 0..{k - 1}, found {labs.min()}..{labs.max()}")
+    return labs, probs
+
+
 def _chunks(n_rows: int, n_cols: int) -> Iterator[slice]:
     step = max(1024, _CHUNK_ELEMENTS // max(n_cols, 1))
     for start in range(0, n_rows, step):
         yield slice(start, min(start + step, n_rows))
 
 
-# --------------------------------------------------------------------------- counting
-def per_class_thresholds(labels: Any, pred_probs: Any, n_classes: int | None = None) -> np.ndarray:
-    """Per-class confident thresholds ``t_k`` = mean ``p_ik`` over rows given ``k``.
+# --------------------------------------------------------------------------- per-row state of a block
+class _BlockRows:
+    """Per-row quantities of one block, computed once per block (and thresholds)."""
 
-    Args:
-        labels: Given labels, shape ``(N,)``, integer codes ``0..K-1``.
-        pred_probs: Out-of-sample predicted probabilities, shape ``(N, K)``.
-        n_classes: K, if given checked against ``pred_probs``.
+    def __init__(self, block: Block, thresholds: np.ndarray) -> None:
+        self.labels = np.asarray(block.labels, dtype=np.int64)
+        self.probs = block.pred_probs
+        self.n, self.k = self.probs.shape
+        self.thresholds = thresholds
+        self.self_conf = self_confidence(block)
+        self.max_prob = np.empty(self.n, dtype=self.probs.dtype)
+        self.joint, self.guess = _confident_joint(self.labels, self.probs, thresholds, self.max_prob)
 
-    Returns:
-        Shape ``(K,)`` float64. A class no row is given gets 2.0, a threshold
-        no probability reaches (so it is never in a confident set).
-    """
-    labs, probs = _as_arrays(labels, pred_probs, n_classes)
-    return ClassProbSums(probs.shape[1]).update(labs, probs).thresholds()
+    @cached_property
+    def agrees(self) -> np.ndarray:
+        """Prediction agrees with the label: ``p_{i,s_i} >= max_k p_ik - 1e-6`` (ties favour the label)."""
+        return self.self_conf.astype(np.float64) >= self.max_prob.astype(np.float64) - AGREEMENT_TOLERANCE
+
+    @cached_property
+    def disagrees_strictly(self) -> np.ndarray:
+        """``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class."""
+        return self.max_prob > self.self_conf
+
+    @cached_property
+    def off_diagonal(self) -> np.ndarray:
+        """Rows counted off the diagonal of the raw confident joint."""
+        return (self.guess >= 0) & (self.guess != self.labels)
+
+    @cached_property
+    def groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(order, starts)``: rows sorted stably by label; class k is ``order[starts[k]:starts[k+1]]``."""
+        k = self.k
+        small = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
+        order = np.argsort(self.labels.astype(small, copy=False), kind="stable")
+        starts = np.concatenate([[0], np.cumsum(np.bincount(self.labels, minlength=k))])
+        return order, starts
+
+    def class_rows(self, k: int) -> np.ndarray:
+        """Block positions of the rows given ``k``, in order."""
+        order, starts = self.groups
+        return order[starts[k] : starts[k + 1]]
+
+    @cached_property
+    def normalized_margin(self) -> np.ndarray:
+        return _normalized_margin(self.labels, self.probs)
+
+    def candidates(self, method: str) -> np.ndarray:
+        """Rows ``confident_learning`` / ``predicted_neq_given`` may flag."""
+        cand = ~self.agrees
+        if method == "confident_learning":
+            cand = cand & self.off_diagonal
+        return cand
 
 
-def compute_confident_joint(
-    labels: Any, pred_probs: Any, thresholds: Any = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The (raw, uncalibrated) confident joint and each row's guessed true label.
+def self_confidence(block: Block) -> np.ndarray:
+    """``p_{i, s_i}`` of a block's rows, in the probabilities' dtype (computed once per block)."""
+    def build() -> np.ndarray:
+        labels = np.asarray(block.labels, dtype=np.int64)
+        return block.pred_probs[np.arange(labels.size), labels]
 
-    A row's confident set is ``{k : p_ik >= t_k - 1e-6}``. Empty: the row is
-    not counted (guess ``-1``); one class: that class; several: the argmax of
-    ``p_i`` over all classes (lowest index on ties). ``C[s_i, guess_i] += 1``.
+    return block.cached("cl.self_conf", build)
 
-    Args:
-        labels: Given labels, shape ``(N,)``.
-        pred_probs: Predicted probabilities, shape ``(N, K)``.
-        thresholds: Per-class thresholds, shape ``(K,)``; default
-            :func:`per_class_thresholds`.
 
-    Returns:
-        ``(C, guess)``: ``C`` shape ``(K, K)`` int64, rows = given label,
-        columns = guessed true label; ``guess`` shape ``(N,)`` int64.
-    """
-    labs, probs = _as_arrays(labels, pred_probs)
-    k = probs.shape[1]
-    if thresholds is None:
-        thr = ClassProbSums(k).update(labs, probs).thresholds()
-    else:
-        thr = np.asarray(thresholds, dtype=np.float64)
-        if thr.shape != (k,):
-            raise LabelqaError(f"thresholds must have shape ({k},), got {thr.shape}")
-    return _confident_joint(labs, probs, thr)
+def _block_rows(block: Block, thresholds: np.ndarray) -> _BlockRows:
+    return block.cached(("cl.rows", thresholds.tobytes()), lambda: _BlockRows(block, thresholds))
 
 
 def _confident_joint(
@@ -228,198 +268,95 @@ def _confident_joint(
     return joint, guess
 
 
-def _round_rows(values: np.ndarray) -> np.ndarray:
-    """Round to integers keeping each row's (rounded) sum; rows along the last axis, any number of them.
+# --------------------------------------------------------------------------- statistics passes
+class ClassSumsStep(Step):
+    """Pass 1: per-class sums of ``p_{i, s_i}`` and class counts -> thresholds."""
 
-    Equivalent to "round each entry, then move +-1 to the entries with the
-    largest remainders": each entry is floored, then the ``m`` entries with
-    the largest fractional parts get ``+1``, where ``m`` makes the row sum
-    equal its rounded sum. Ties go to the higher column (what cleanlab 2.9
-    does on small cases, observed as a black box; on larger rows its choice
-    among tied entries follows its sort and is not reproducible). The
-    multi-label detector rounds its K stacked 2 x 2 joints with it too.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    floored = np.floor(x)
-    frac = x - floored
-    missing = (np.rint(x.sum(axis=-1)) - floored.sum(axis=-1)).astype(np.int64)[..., None]
-    # order by fractional part descending, ties by column descending
-    rev = np.argsort(-frac[..., ::-1], axis=-1, kind="stable")
-    rank = np.argsort(rev, axis=-1, kind="stable")[..., ::-1]  # rank of each original column
-    return (floored + (rank < missing)).astype(np.int64)
+    name = "class sums"
+
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = n_classes
+
+    def start(self) -> ClassProbSums:
+        return ClassProbSums(self.n_classes)
+
+    def feed(self, partial: ClassProbSums, block: Block) -> ClassProbSums:
+        return partial.update_given(block.labels, self_confidence(block))
 
 
-def calibrate_confident_joint(confident_joint: Any, class_counts: Any) -> np.ndarray:
-    """Calibrate the confident joint to the class counts.
+@dataclass
+class JointCounts:
+    """Pass-2 partial: the confident joint plus per-class candidate counts of two methods."""
 
-    Each row ``j`` is rescaled to sum to ``n_j``, then the whole matrix to sum
-    to ``N = sum(n)``, then each row is rounded to integers keeping its
-    rounded sum (round, then move +-1 to the entries with the largest
-    remainders). A row of ``C`` that is all zero while ``n_j > 0`` (no row of
-    class ``j`` was confidently counted) gets ``n_j`` on its diagonal: with no
-    evidence of noise, the class is taken as clean.
+    n_classes: int
+    joint: np.ndarray = None  # type: ignore[assignment]
+    cand_cl: np.ndarray = None  # type: ignore[assignment]  # off-diagonal and disagreeing, per class
+    cand_png: np.ndarray = None  # type: ignore[assignment]  # disagreeing, per class
 
-    Args:
-        confident_joint: Shape ``(K, K)`` counts.
-        class_counts: ``n_j``, shape ``(K,)``.
+    def __post_init__(self) -> None:
+        k = self.n_classes
+        self.joint = np.zeros((k, k), dtype=np.int64) if self.joint is None else self.joint
+        self.cand_cl = np.zeros(k, dtype=np.int64) if self.cand_cl is None else self.cand_cl
+        self.cand_png = np.zeros(k, dtype=np.int64) if self.cand_png is None else self.cand_png
 
-    Returns:
-        Shape ``(K, K)`` int64; row ``j`` sums to ``n_j`` (when ``C``'s rows
-        with ``n_j > 0`` are not all zero, the rescale to N changes nothing).
-    """
-    c = np.asarray(confident_joint, dtype=np.float64)
-    n = np.asarray(class_counts, dtype=np.float64)
-    if c.ndim != 2 or c.shape[0] != c.shape[1] or n.shape != (c.shape[0],):
-        raise LabelqaError(f"need a (K, K) joint and K class counts, got {c.shape} and {n.shape}")
-    row_sums = c.sum(axis=1)
-    has = row_sums > 0
-    scaled = np.zeros_like(c)
-    scaled[has] = c[has] / row_sums[has, None] * n[has, None]
-    empty = np.flatnonzero(~has & (n > 0))
-    scaled[empty, empty] = n[empty]
-    total = scaled.sum()
-    if total > 0:
-        scaled *= n.sum() / total
-    return _round_rows(scaled)
+    def update(self, rs: _BlockRows) -> JointCounts:
+        self.joint += rs.joint
+        dis = ~rs.agrees
+        self.cand_png += np.bincount(rs.labels[dis], minlength=self.n_classes)
+        self.cand_cl += np.bincount(rs.labels[dis & rs.off_diagonal], minlength=self.n_classes)
+        return self
+
+    def merge(self, other: JointCounts) -> JointCounts:
+        self.joint += other.joint
+        self.cand_cl += other.cand_cl
+        self.cand_png += other.cand_png
+        return self
 
 
-class LatentEstimates(NamedTuple):
-    """Estimates derived from the calibrated confident joint.
+class JointStep(Step):
+    """Pass 2: the confident joint and candidate counts, given the thresholds."""
 
-    All matrices are ``[given label s, true label y*]``.
+    name = "confident joint"
 
-    Attributes:
-        joint: ``Q = C_cal / N``, estimate of ``P(s, y*)``.
-        noise_matrix: ``P(s=j | y*=k)`` at ``[j, k]`` (Q column-normalised;
-            columns sum to 1). A class with no estimated true rows gets an
-            identity column.
-        inverse_noise_matrix: ``P(y*=k | s=j)`` at ``[j, k]`` (Q
-            row-normalised; rows sum to 1). A class no row is given gets an
-            identity row.
-        latent_prior: ``P(y*=k)``, the column sums of Q, shape ``(K,)``.
-    """
+    def __init__(self, thresholds: np.ndarray) -> None:
+        self.thresholds = thresholds
 
+    def start(self) -> JointCounts:
+        return JointCounts(self.thresholds.size)
+
+    def feed(self, partial: JointCounts, block: Block) -> JointCounts:
+        return partial.update(_block_rows(block, self.thresholds))
+
+
+@dataclass
+class Estimates:
+    """Dataset-level figures after the statistics passes."""
+
+    class_counts: np.ndarray
+    thresholds: np.ndarray
     joint: np.ndarray
-    noise_matrix: np.ndarray
-    inverse_noise_matrix: np.ndarray
-    latent_prior: np.ndarray
+    cand_cl: np.ndarray
+    cand_png: np.ndarray
 
-
-def estimate_latent(calibrated: Any) -> LatentEstimates:
-    """Joint, noise matrix, inverse noise matrix and latent prior from ``C_cal``.
-
-    Args:
-        calibrated: The calibrated confident joint, shape ``(K, K)``.
-
-    Returns:
-        :class:`LatentEstimates`; divisions by zero are guarded (identity
-        column/row, zero joint for an empty matrix).
-    """
-    c = np.asarray(calibrated, dtype=np.float64)
-    total = c.sum()
-    q = c / total if total > 0 else np.zeros_like(c)
-    eye = np.eye(c.shape[0])
-    col = q.sum(axis=0)
-    row = q.sum(axis=1)
-    noise = np.where(col > 0, q / np.where(col > 0, col, 1.0), eye)
-    inverse = np.where(row[:, None] > 0, q / np.where(row > 0, row, 1.0)[:, None], eye)
-    return LatentEstimates(joint=q, noise_matrix=noise, inverse_noise_matrix=inverse, latent_prior=col)
-
-
-# --------------------------------------------------------------------------- selection helpers
-def _pick(values: np.ndarray, count: int, *, largest: bool, limit: int | None = None) -> np.ndarray:
-    """Positions of the ``count`` smallest (or largest) values, ties shared.
-
-    Rows tied with the ``count``-th value share its fate, so the choice never
-    depends on row order: all of them are taken (possibly more than
-    ``count``), unless that would exceed ``limit``, in which case none of
-    them is (fewer than ``count``). Linear time (one ``np.partition``).
-    """
-    n = values.size
-    if count <= 0:
-        return np.empty(0, dtype=np.int64)
-    if count >= n:
-        return np.arange(n)
-    if largest:
-        cut = np.partition(values, n - count)[n - count]
-        strict = np.flatnonzero(values > cut)
-    else:
-        cut = np.partition(values, count - 1)[count - 1]
-        strict = np.flatnonzero(values < cut)
-    ties = np.flatnonzero(values == cut)
-    if limit is not None and strict.size + ties.size > limit:
-        return strict
-    return np.concatenate([strict, ties])
-
-
-def _scale_rows_to(weights: np.ndarray, totals: np.ndarray) -> np.ndarray:
-    """Integer matrix whose row ``k`` sums to ``totals[k]``, proportional to ``weights[k]``.
-
-    Rows of zero weight get zeros (nothing to split).
-    """
-    w = np.asarray(weights, dtype=np.float64)
-    sums = w.sum(axis=1)
-    factor = np.divide(totals, sums, out=np.zeros_like(sums), where=sums > 0)
-    return _round_rows(w * factor[:, None])
-
-
-# --------------------------------------------------------------------------- shared state
-class _Prepared:
-    """Everything computed once per dataset, shared by flags, scores and summary."""
-
-    def __init__(self, labels: np.ndarray, probs: np.ndarray) -> None:
-        self.labels = labels
-        self.probs = probs
-        self.n_rows, self.n_classes = probs.shape
-        self.self_conf = probs[np.arange(self.n_rows), labels]  # p_{i, s_i} in the probabilities' dtype
-        sums = ClassProbSums(self.n_classes).update_given(labels, self.self_conf)
-        self.class_counts = sums.counts
-        self.thresholds = sums.thresholds()
-        self.max_prob = np.empty(self.n_rows, dtype=probs.dtype)  # max_k p_ik
-        self.joint, self.guess = _confident_joint(labels, probs, self.thresholds, self.max_prob)
+    @property
+    def n_classes(self) -> int:
+        return int(self.class_counts.size)
 
     @cached_property
     def calibrated(self) -> np.ndarray:
         return calibrate_confident_joint(self.joint, self.class_counts)
 
-    @cached_property
-    def agrees(self) -> np.ndarray:
-        """Prediction agrees with the label: ``p_{i,s_i} >= max_k p_ik - 1e-6``.
-
-        Ties, up to the same tolerance as the confident sets, favour the label.
-        """
-        return self.self_conf.astype(np.float64) >= self.max_prob.astype(np.float64) - AGREEMENT_TOLERANCE
-
-    @cached_property
-    def off_diagonal(self) -> np.ndarray:
-        """Rows counted off the diagonal of the raw confident joint."""
-        return (self.guess >= 0) & (self.guess != self.labels)
-
-    @cached_property
+    @property
     def estimated_num_issues(self) -> int:
         """Rows off the diagonal of ``C`` whose prediction also disagrees with the label."""
-        return int(np.count_nonzero(self.off_diagonal & ~self.agrees))
-
-    @cached_property
-    def groups(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(order, starts)``: rows sorted stably by label; class k is ``order[starts[k]:starts[k+1]]``."""
-        k = self.n_classes
-        small = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
-        order = np.argsort(self.labels.astype(small, copy=False), kind="stable")
-        starts = np.concatenate([[0], np.cumsum(self.class_counts)])
-        return order, starts
-
-    def class_rows(self, k: int) -> np.ndarray:
-        order, starts = self.groups
-        return order[starts[k] : starts[k + 1]]
+        return int(self.cand_cl.sum())
 
     def caps(self, min_examples: int) -> np.ndarray:
         """Most rows of each class that may be flagged, keeping ``min_examples`` unflagged."""
         return np.maximum(self.class_counts - min_examples, 0)
 
 
-# --------------------------------------------------------------------------- flagging
-def _noise_cells(prep: _Prepared, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
+def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
     """How many rows to flag per cell (given ``k``, true ``j != k``); diagonal 0.
 
     From the off-diagonal of ``C_cal``:
@@ -436,13 +373,13 @@ def _noise_cells(prep: _Prepared, frac: float, ntr: np.ndarray | None, min_examp
       is rounded keeping its sum ``n_k``, so the diagonal stays >= the
       guard and cells never exceed their ``frac_noise = 1`` value.
     """
-    n = prep.class_counts.astype(np.float64)
-    caps = prep.caps(min_examples).astype(np.float64)
-    off = prep.calibrated.astype(np.float64)
+    n = est.class_counts.astype(np.float64)
+    caps = est.caps(min_examples).astype(np.float64)
+    off = est.calibrated.astype(np.float64)
     diag = np.diagonal(off).copy()
     np.fill_diagonal(off, 0.0)
     if ntr is not None:
-        return _scale_rows_to(off, np.minimum(ntr, caps))
+        return scale_rows_to(off, np.minimum(ntr, caps))
     raise_by = np.minimum(np.maximum(diag, min_examples), n) - diag
     if (raise_by > 0).any():
         nonzero = np.maximum(np.count_nonzero(off, axis=1), 1)
@@ -454,266 +391,341 @@ def _noise_cells(prep: _Prepared, frac: float, ntr: np.ndarray | None, min_examp
     off *= frac
     full = off.copy()
     np.fill_diagonal(full, n - off.sum(axis=1))
-    cells = _round_rows(full)
+    cells = round_rows(full)
     np.fill_diagonal(cells, 0)
     return cells
 
 
-def _flag_prune_by_class(
-    prep: _Prepared, frac: float, ntr: np.ndarray | None, min_examples: int
-) -> np.ndarray:
-    caps = prep.caps(min_examples)
-    totals = np.minimum(ntr, caps) if ntr is not None else _noise_cells(prep, frac, None, min_examples).sum(axis=1)
-    mask = np.zeros(prep.n_rows, dtype=bool)
-    for k in np.flatnonzero(totals > 0):
-        rows = prep.class_rows(k)
-        mask[rows[_pick(prep.self_conf[rows], int(totals[k]), largest=False, limit=int(caps[k]))]] = True
-    return mask
+# --------------------------------------------------------------------------- selection
+@dataclass
+class _Accumulators:
+    """The partial of one selection stage: scalar picks, one grouped selection, per-class counters."""
 
+    picks: dict[tuple, Pick] = field(default_factory=dict)
+    top: GroupedTop | None = None
+    counts: np.ndarray | None = None
 
-def _top_margins(
-    probs: np.ndarray, rows: np.ndarray, k: int, need: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PBNR picks among ``rows`` (all given ``k``), vectorised over the true classes ``j``.
-
-    For each ``j`` with ``need[j] > 0``: the ``need[j]`` rows with the largest
-    margin ``p_ij - p_ik``. A column is *resolved* only when that cut margin
-    is > 0 (see the caller); the others are returned for the caller to rank
-    over the whole class.
-
-    Returns:
-        ``(strict, tied, unresolved)``: bool masks over ``rows`` of the rows
-        above the cut of some resolved column and of those at a cut, and
-        the unresolved columns.
-    """
-    cols = np.flatnonzero(need)
-    m = rows.size
-    counts = need[cols]
-    fits = counts <= m
-    unresolved = [cols[~fits]]
-    cols, counts = cols[fits], counts[fits]
-    strict = np.zeros(m, dtype=bool)
-    tied = np.zeros(m, dtype=bool)
-    if cols.size == 0:
-        return strict, tied, np.concatenate(unresolved)
-    block = probs[rows]  # (m, K) copy, rows in original order
-    block -= block[:, k : k + 1]
-    margins = block.T[cols]  # (J, m), contiguous per column j
-    top = int(counts.max())
-    tail = np.partition(margins, m - top, axis=1)[:, m - top :]
-    tail.sort(axis=1)
-    cut = tail[np.arange(cols.size), top - counts]  # counts[j]-th largest margin
-    good = cut > 0
-    unresolved.append(cols[~good])
-    margins, cut = margins[good], cut[good, None]
-    strict |= (margins > cut).any(axis=0)
-    tied |= (margins == cut).any(axis=0)
-    return strict, tied, np.concatenate(unresolved)
-
-
-def _flag_prune_by_noise_rate(
-    prep: _Prepared, frac: float, ntr: np.ndarray | None, min_examples: int
-) -> np.ndarray:
-    caps = prep.caps(min_examples)
-    cells = _noise_cells(prep, frac, ntr, min_examples)
-    mask = np.zeros(prep.n_rows, dtype=bool)
-    disagree = prep.max_prob > prep.self_conf
-    prep.groups  # noqa: B018 - computed once here, not raced for by the threads below
-
-    def pick(k: int) -> np.ndarray:
-        rows = prep.class_rows(k)
-        # A row whose argmax is its label has every margin p_ij - p_ik <= 0.
-        # So when the c-th largest margin among the other rows is > 0, the top
-        # c of the whole class are among them, ties included: rank only those
-        # (usually a small share of the class), and the whole class otherwise.
-        sub = np.flatnonzero(disagree[rows])
-        strict_sub, tied_sub, unresolved = _top_margins(prep.probs, rows[sub], k, cells[k])
-        strict = np.zeros(rows.size, dtype=bool)
-        tied = np.zeros(rows.size, dtype=bool)
-        strict[sub[strict_sub]] = True
-        tied[sub[tied_sub]] = True
-        for j in unresolved:
-            margin = prep.probs[rows, j] - prep.probs[rows, k]
-            c = int(cells[k, j])
-            if c >= rows.size:
-                strict[:] = True
-                continue
-            cut = np.partition(margin, rows.size - c)[rows.size - c]
-            strict |= margin > cut
-            tied |= margin == cut
-        # Rows tied at a cut are all taken, unless that breaks the class's
-        # min-examples cap: then none of them is (order-independent either way).
-        picked = strict | tied
-        if np.count_nonzero(picked) > caps[k]:
-            picked = strict
-        return rows[picked]
-
-    # classes are independent: on threads for large inputs (numpy releases the GIL)
-    classes = np.flatnonzero(cells.sum(axis=1) > 0)
-    for rows in thread_map(pick, classes, parallel=prep.probs.size >= MIN_PARALLEL_ELEMENTS):
-        mask[rows] = True
-    return mask
-
-
-def _limit_per_class(
-    prep: _Prepared, candidates: np.ndarray, totals: np.ndarray, caps: np.ndarray
-) -> np.ndarray:
-    """Keep, per class, at most ``min(totals, caps)`` candidates: those with the lowest ``p_{i,s_i}``."""
-    limits = np.minimum(totals, caps)
-    per_class = np.bincount(prep.labels[candidates], minlength=prep.n_classes)
-    over = np.flatnonzero(per_class > limits)
-    if over.size == 0:
-        return candidates
-    mask = candidates.copy()
-    for k in over:
-        rows = prep.class_rows(k)
-        rows = rows[candidates[rows]]
-        mask[rows] = False
-        mask[rows[_pick(prep.self_conf[rows], int(limits[k]), largest=False, limit=int(caps[k]))]] = True
-    return mask
-
-
-def _flag_low_score(
-    prep: _Prepared, scores: np.ndarray, frac: float, ntr: np.ndarray | None, caps: np.ndarray
-) -> np.ndarray:
-    mask = np.zeros(prep.n_rows, dtype=bool)
-    if ntr is not None:
-        for k in np.flatnonzero(np.minimum(ntr, caps) > 0):
-            rows = prep.class_rows(k)
-            chosen = _pick(scores[rows], int(min(ntr[k], caps[k])), largest=False, limit=int(caps[k]))
-            mask[rows[chosen]] = True
-        return mask
-    total = int(np.rint(frac * prep.estimated_num_issues))
-    if total <= 0:
-        return mask
-    # Rows that may be flagged: per class, the caps[k] lowest-scoring ones. The
-    # `total` lowest rows under the per-class caps are the `total` lowest of these.
-    eligible = np.ones(prep.n_rows, dtype=bool)
-    for k in np.flatnonzero(caps < prep.class_counts):
-        rows = prep.class_rows(k)
-        eligible[rows] = False
-        eligible[rows[_pick(scores[rows], int(caps[k]), largest=False, limit=int(caps[k]))]] = True
-    idx = np.flatnonzero(eligible)
-    mask[idx[_pick(scores[idx], total, largest=False)]] = True
-    return mask
-
-
-def _find_issues(
-    prep: _Prepared,
-    filter_by: str,
-    frac_noise: float,
-    ntr: np.ndarray | None,
-    min_examples: int,
-) -> np.ndarray:
-    caps = prep.caps(min_examples)
-    frac = float(frac_noise)
-    if filter_by == "prune_by_class":
-        mask = _flag_prune_by_class(prep, frac, ntr, min_examples)
-    elif filter_by == "prune_by_noise_rate":
-        mask = _flag_prune_by_noise_rate(prep, frac, ntr, min_examples)
-    elif filter_by == "both":
-        mask = _flag_prune_by_class(prep, frac, ntr, min_examples) & _flag_prune_by_noise_rate(
-            prep, frac, ntr, min_examples
+    def empty(self) -> _Accumulators:
+        return _Accumulators(
+            {key: Pick(p.count, p.n, largest=p.largest, dtype=p.dtype) for key, p in self.picks.items()},
+            None if self.top is None else self.top.empty(),
+            None if self.counts is None else np.zeros_like(self.counts),
         )
-    elif filter_by in ("confident_learning", "predicted_neq_given"):
-        cand = prep.off_diagonal if filter_by == "confident_learning" else np.ones(prep.n_rows, dtype=bool)
-        cand = cand & ~prep.agrees
-        counts = np.bincount(prep.labels[cand], minlength=prep.n_classes)
-        totals = ntr if ntr is not None else np.rint(frac * counts).astype(np.int64)
-        mask = _limit_per_class(prep, cand, totals, caps)
-    elif filter_by == "low_self_confidence":
-        mask = _flag_low_score(prep, prep.self_conf, frac, ntr, caps)
-    elif filter_by == "low_normalized_margin":
-        mask = _flag_low_score(prep, _normalized_margin(prep.labels, prep.probs), frac, ntr, caps)
-    else:  # pragma: no cover - validated before
-        raise LabelqaError(f"unknown filter_by {filter_by!r}", f"choose one of {', '.join(FILTER_METHODS)}")
-    if filter_by in _AGREEMENT_RULE_METHODS:
-        mask &= ~prep.agrees
-    return mask
+
+    def merge(self, other: _Accumulators) -> _Accumulators:
+        for key, p in other.picks.items():
+            self.picks[key].merge(p)
+        if self.top is not None and other.top is not None:
+            self.top.merge(other.top)
+        if self.counts is not None and other.counts is not None:
+            self.counts += other.counts
+        return self
 
 
-def find_label_issues(
-    labels: Any,
-    pred_probs: Any,
-    *,
-    filter_by: str = "prune_by_noise_rate",
-    frac_noise: float = 1.0,
-    num_to_remove_per_class: Sequence[int] | None = None,
-    min_examples_per_class: int = 1,
-) -> np.ndarray:
-    """Flag likely label errors with confident learning.
+class SelectStep(Step):
+    """One selection stage of a :class:`FlagRule` (a pass over every block)."""
 
-    Methods (``filter_by``):
+    def __init__(self, rule: FlagRule, stage: str, template: _Accumulators) -> None:
+        self.rule = rule
+        self.stage = stage
+        self.template = template
+        self.name = f"selection ({stage})"
 
-    - ``prune_by_noise_rate`` (default): for each pair ``k != j``, among the
-      rows given ``k``, the ``C_cal[k, j]`` rows with the largest margin
-      ``p_ij - p_ik`` (a row picked for several ``j`` counts once);
-    - ``prune_by_class``: per class ``k``, the ``n_k - C_cal[k, k]`` rows
-      given ``k`` with the lowest ``p_ik``;
-    - ``both``: rows flagged by both of the above;
-    - ``confident_learning``: rows counted off the diagonal of ``C``;
-    - ``predicted_neq_given``: rows whose prediction disagrees with the label;
-    - ``low_self_confidence`` / ``low_normalized_margin``: the ``T`` rows
-      with the lowest score, ``T`` = the estimated number of issues.
+    def start(self) -> _Accumulators:
+        return self.template.empty()
 
-    A row's prediction *agrees* with its label when
-    ``p_{i,s_i} >= max_k p_ik - 1e-6``: the argmax is the label, ties and
-    near-ties (within the confident-set epsilon) resolved toward the label.
-    The *estimated number of issues* is the number of rows counted off the
-    diagonal of the raw confident joint whose prediction disagrees with the
-    label (what cleanlab 2.9 reports as ``num_label_issues`` by default).
+    def feed(self, partial: _Accumulators, block: Block) -> _Accumulators:
+        self.rule.feed(self.stage, partial, _block_rows(block, self.rule.est.thresholds))
+        return partial
 
-    After the first five methods, a row whose prediction agrees with its label
-    is unflagged: a prediction that agrees with the label is never an issue.
-    In every "the c rows with the lowest/largest ..." selection, rows tied
-    at the cut are all flagged (possibly more than c), or none of them when
-    all would break ``min_examples_per_class``; so results do not depend on
-    row order.
 
-    Args:
-        labels: Given labels, shape ``(N,)``, integer codes ``0..K-1``.
-        pred_probs: Out-of-sample predicted probabilities, shape ``(N, K)``.
-        filter_by: One of :data:`FILTER_METHODS`.
-        frac_noise: Flag only this fraction of the estimate. PBC/PBNR/both:
-            the off-diagonal cells of ``C_cal`` are scaled by it and each row
-            rounded keeping ``n_k`` (see ``_noise_cells``);
-            ``confident_learning``/``predicted_neq_given``: ``round(frac *
-            candidates)`` per class, those with the lowest ``p_ik``; ``low_*``:
-            ``T = round(frac * estimated number of issues)``. (cleanlab 2.9
-            applies it to PBC/PBNR/both only.)
-        num_to_remove_per_class: ``K`` integers replacing the estimated number
-            of rows to flag per given class (``frac_noise`` is then not
-            applied). For ``prune_by_noise_rate`` the count of class ``k`` is
-            split across its off-diagonal cells in proportion to row ``k`` of
-            ``C_cal`` (a class with no off-diagonal mass has nothing to
-            split); for ``confident_learning``/``predicted_neq_given`` it is
-            an upper bound on the class's candidates (lowest ``p_ik`` kept);
-            for the ``low_*`` methods the lowest-scoring rows of each class.
-        min_examples_per_class: Keep at least this many rows of every class
-            unflagged (every method; a class with fewer rows keeps them all).
-            For PBNR the diagonal of ``C_cal`` is raised to it, taking the
-            same amount from each non-zero off-diagonal cell of the row, as
-            cleanlab does; for the other methods the per-class count is
-            capped, keeping the rows with the highest ``p_ik`` (or score).
+class FlagRule:
+    """The ``filter_by`` rule for one dataset: what to select, the selections' results, and flags for any block.
 
-    Returns:
-        Bool mask, shape ``(N,)``, ``True`` = likely label issue.
-
-    Raises:
-        LabelqaError: On an unknown method or an invalid option.
+    Built from the :class:`Estimates`; :meth:`stages` yields the selection
+    steps (usually one; PBNR may need one more for cells that the rows which
+    disagree with their label cannot settle and one counting pass for ties
+    against the ``min_examples`` cap; the ``low_*`` methods one more for a
+    global cut); then :meth:`flags` gives any block's flags.
     """
-    labs, probs = _as_arrays(labels, pred_probs)
-    ntr = _check_options(
-        probs.shape[1],
-        filter_by=filter_by,
-        frac_noise=frac_noise,
-        num_to_remove_per_class=num_to_remove_per_class,
-        min_examples_per_class=min_examples_per_class,
-    )
-    if labs.size == 0:
-        return np.zeros(0, dtype=bool)
-    prep = _Prepared(labs, probs)
-    return _find_issues(prep, filter_by, frac_noise, ntr, int(min_examples_per_class))
+
+    def __init__(self, est: Estimates, method: str, frac: float, ntr: np.ndarray | None, min_examples: int,
+                 dtype: np.dtype) -> None:
+        self.est = est
+        self.method = method
+        self.frac = float(frac)
+        self.ntr = ntr
+        self.min_ex = int(min_examples)
+        self.caps = est.caps(self.min_ex)
+        self.n_k = est.class_counts
+        self.dtype = np.dtype(dtype)
+        self.token = uuid.uuid4().hex  # names this rule's per-block work in block caches
+        self.cuts: dict[tuple, Cut] = {}
+        k = est.n_classes
+        self.allow_ties = np.ones(k, dtype=bool)
+        self.eligible_cut: Cut | None = None
+        self.cells = np.zeros((k, k), dtype=np.int64)
+        self.resolved = np.zeros((k, k), dtype=bool)  # PBNR cells settled among the disagreeing rows
+        self.cell_cut = np.zeros((k, k), dtype=self.dtype)
+        self.selected = np.zeros((k, k), dtype=np.int64)  # PBNR rows at or beyond each resolved cell's cut
+        self.need_count = np.zeros(k, dtype=bool)
+        self.total = 0
+
+    # ---- planning ------------------------------------------------------------
+    def _pick(self, count: int, n: int, largest: bool = False, dtype: np.dtype | None = None) -> Pick:
+        return Pick(int(count), int(n), largest=largest, dtype=dtype or self.dtype)
+
+    def _low_dtype(self) -> np.dtype:
+        return self.dtype if self.method == "low_self_confidence" else np.dtype(np.float64)
+
+    @property
+    def _pbnr(self) -> bool:
+        return self.method in ("prune_by_noise_rate", "both")
+
+    def stages(self) -> Iterator[tuple[str, _Accumulators]]:
+        """The selection stages, in order; each is fed every block, then :meth:`finish` ed."""
+        m, est = self.method, self.est
+        first = _Accumulators()
+        if m in ("prune_by_class", "both"):
+            totals = (np.minimum(self.ntr, self.caps) if self.ntr is not None
+                      else noise_cells(est, self.frac, None, self.min_ex).sum(axis=1))
+            for c in np.flatnonzero(totals > 0):
+                first.picks[("pbc", int(c))] = self._pick(totals[c], self.n_k[c])
+        if self._pbnr:
+            self.cells = noise_cells(est, self.frac, self.ntr, self.min_ex)
+            if self.cells.any():
+                first.top = GroupedTop(self.cells.ravel(), largest=True, dtype=self.dtype)
+        if m in ("confident_learning", "predicted_neq_given"):
+            counts = est.cand_cl if m == "confident_learning" else est.cand_png
+            totals = self.ntr if self.ntr is not None else np.rint(self.frac * counts).astype(np.int64)
+            self.limits = np.minimum(totals, self.caps)
+            for c in np.flatnonzero(counts > self.limits):
+                first.picks[("lim", int(c))] = self._pick(self.limits[c], counts[c])
+        if m in ("low_self_confidence", "low_normalized_margin"):
+            if self.ntr is not None:
+                for c in np.flatnonzero(np.minimum(self.ntr, self.caps) > 0):
+                    first.picks[("low", int(c))] = self._pick(min(self.ntr[c], self.caps[c]), self.n_k[c],
+                                                              dtype=self._low_dtype())
+            else:
+                self.total = int(np.rint(self.frac * est.estimated_num_issues))
+                if self.total > 0:
+                    for c in np.flatnonzero(self.caps < self.n_k):
+                        first.picks[("elig", int(c))] = self._pick(self.caps[c], self.n_k[c], dtype=self._low_dtype())
+        if first.picks or first.top is not None:
+            yield "cuts", first
+        if self._pbnr:
+            full = _Accumulators()
+            for c, j in zip(*np.nonzero((self.cells > 0) & ~self.resolved)):
+                full.picks[("pbnr", int(c), int(j))] = self._pick(self.cells[c, j], self.n_k[c], largest=True)
+            if full.picks:
+                yield "pbnr cells", full
+            need = self._need_count()
+            if need.any():
+                self.need_count = need
+                yield "pbnr ties", _Accumulators(counts=np.zeros(est.n_classes, dtype=np.int64))
+        if m in ("low_self_confidence", "low_normalized_margin") and self.ntr is None and self.total > 0:
+            n_elig = 0
+            for c in range(est.n_classes):
+                cut = self.cuts.get(("elig", c))
+                n_elig += int(self.n_k[c]) if cut is None else cut.selected
+            yield "global", _Accumulators({("global",): self._pick(self.total, n_elig, dtype=self._low_dtype())})
+
+    def _need_count(self) -> np.ndarray:
+        """Classes whose PBNR selections might together exceed the cap (then ties are counted)."""
+        k = self.est.n_classes
+        need = np.zeros(k, dtype=bool)
+        for c in np.flatnonzero(self.cells.sum(axis=1) > 0):
+            selected = int(self.selected[c][self.resolved[c]].sum())
+            every = False
+            for j in np.flatnonzero((self.cells[c] > 0) & ~self.resolved[c]):
+                cut = self.cuts[("pbnr", int(c), int(j))]
+                every |= cut.mode == "all"
+                selected += cut.selected
+            if not every and selected > self.caps[c]:
+                need[c] = True
+        return need
+
+    def finish(self, stage: str, acc: _Accumulators) -> None:
+        """Record a fed stage's results."""
+        if stage in ("cuts", "pbnr cells"):
+            for key, p in acc.picks.items():
+                limit = None if key[0] == "pbnr" else int(self.caps[key[1]])
+                self.cuts[key] = p.cut(limit)
+            if acc.top is not None:
+                k = self.est.n_classes
+                complete, cut, strict, equal = acc.top.cuts()
+                self.resolved = (complete & (cut > 0)).reshape(k, k)
+                self.cell_cut = cut.astype(self.dtype).reshape(k, k)
+                self.selected = (strict + equal).reshape(k, k)
+        elif stage == "pbnr ties":
+            assert acc.counts is not None
+            self.allow_ties = ~(self.need_count & (acc.counts > self.caps))
+        elif stage == "global":
+            self.eligible_cut = acc.picks[("global",)].cut(None)
+
+    # ---- feeding -------------------------------------------------------------
+    def _low_scores(self, rs: _BlockRows) -> np.ndarray:
+        return rs.self_conf if self.method == "low_self_confidence" else rs.normalized_margin
+
+    def feed(self, stage: str, acc: _Accumulators, rs: _BlockRows) -> None:
+        """Fold one block into a stage's accumulators."""
+        if stage in ("cuts", "pbnr cells"):
+            low = self._low_scores(rs) if self.method.startswith("low_") else None
+            cand = None
+            for key, p in acc.picks.items():
+                kind, c = key[0], key[1]
+                rows = rs.class_rows(c)
+                if kind == "pbc":
+                    p.update(rs.self_conf[rows])
+                elif kind == "pbnr":
+                    j = key[2]
+                    p.update(rs.probs[rows, j] - rs.probs[rows, c])
+                elif kind == "lim":
+                    if cand is None:
+                        cand = rs.candidates(self.method)
+                    p.update(rs.self_conf[rows[cand[rows]]])
+                else:  # "low" / "elig"
+                    p.update(low[rows])  # type: ignore[index]
+            if acc.top is not None:
+                self._feed_margins(acc.top, rs)
+        elif stage == "pbnr ties":
+            assert acc.counts is not None
+            for c in np.flatnonzero(self.need_count):
+                strict, tied = self._pbnr_class(rs, int(c))
+                acc.counts[c] += int(np.count_nonzero(strict | tied))
+        elif stage == "global":
+            elig = self._eligible(rs)
+            acc.picks[("global",)].update(self._low_scores(rs)[elig])
+
+    def _pbnr_classes(self) -> np.ndarray:
+        return np.flatnonzero(self.cells.sum(axis=1) > 0)
+
+    def _disagreeing(self, rs: _BlockRows, c: int) -> np.ndarray:
+        rows = rs.class_rows(c)
+        return rows[rs.disagrees_strictly[rows]]
+
+    def _feed_margins(self, top: GroupedTop, rs: _BlockRows) -> None:
+        """PBNR cuts among the rows whose argmax is not their label, vectorised over each class's cells.
+
+        A row whose argmax is its label has every margin ``p_ij - p_ik <= 0``.
+        So when a cell's c-th largest margin among the other rows is > 0, the
+        top c of the whole class are among them, ties included: only those
+        (usually a small share of the class) are ranked; the other cells get
+        a pass over all their rows (:meth:`finish` decides).
+        """
+        k = rs.k
+
+        def reduce(c: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+            cells = c * k + np.flatnonzero(self.cells[c])
+            margins = self._margins(rs, c)
+            return cells, margins.shape[1], *top.reduce_rows(cells, margins)
+
+        rs.groups, rs.disagrees_strictly  # noqa: B018 - computed here, not raced for by the threads below
+        for got in thread_map(reduce, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
+            top.add_reduced(*got)
+
+    def _margins(self, rs: _BlockRows, c: int) -> np.ndarray:
+        """``(J, m)`` margins ``p_ij - p_ic`` of class ``c``'s ``m`` disagreeing rows, for its cells' columns ``j``.
+
+        Kept on the block's row state: in memory the selection stage and the
+        flags share them.
+        """
+        def build() -> np.ndarray:
+            sub = self._disagreeing(rs, c)
+            cols = np.flatnonzero(self.cells[c])
+            block = rs.probs[sub]  # (m, K) copy
+            block -= block[:, c : c + 1]
+            return block.T[cols]  # contiguous per column j
+
+        return rs_cache(rs, ("pbnr margins", c), build)
+
+    # ---- flags -----------------------------------------------------------------
+    def _pbnr_class(self, rs: _BlockRows, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of class ``c`` beyond (strict) and at (tied) one of its PBNR cuts."""
+        def build() -> tuple[np.ndarray, np.ndarray]:
+            rows = rs.class_rows(c)
+            strict = np.zeros(rows.size, dtype=bool)
+            tied = np.zeros(rows.size, dtype=bool)
+            active = self.resolved[c][self.cells[c] > 0]  # over the columns of _margins
+            if active.any():
+                sub = np.flatnonzero(rs.disagrees_strictly[rows])
+                if sub.size:
+                    margins = self._margins(rs, c)
+                    if not active.all():
+                        margins = margins[active]
+                    cut = self.cell_cut[c, (self.cells[c] > 0) & self.resolved[c]][:, None]
+                    strict[sub] = (margins > cut).any(axis=0)
+                    tied[sub] = (margins == cut).any(axis=0)
+            for j in np.flatnonzero((self.cells[c] > 0) & ~self.resolved[c]):
+                cut = self.cuts[("pbnr", int(c), int(j))]
+                if cut.mode == "all":
+                    strict[:] = True
+                    continue
+                margin = rs.probs[rows, j] - rs.probs[rows, c]
+                strict |= margin > cut.value
+                tied |= margin == cut.value
+            return strict, tied
+
+        return rs_cache(rs, (self.token, "pbnr", c), build)
+
+    def _eligible(self, rs: _BlockRows) -> np.ndarray:
+        elig = np.ones(rs.n, dtype=bool)
+        low = self._low_scores(rs)
+        for key, cut in self.cuts.items():
+            if key[0] == "elig":
+                rows = rs.class_rows(key[1])
+                elig[rows] = cut.select(low[rows])
+        return elig
+
+    def flags(self, rs: _BlockRows) -> np.ndarray:
+        """The rule's flags for the rows of one block."""
+        m = self.method
+        if m in ("prune_by_class", "both", "prune_by_noise_rate"):
+            mask = np.zeros(rs.n, dtype=bool)
+            if m != "prune_by_noise_rate":
+                for key, cut in self.cuts.items():
+                    if key[0] == "pbc":
+                        rows = rs.class_rows(key[1])
+                        mask[rows] = cut.select(rs.self_conf[rows])
+            if m != "prune_by_class":
+                pbnr = np.zeros(rs.n, dtype=bool)
+                rs.groups, rs.disagrees_strictly  # noqa: B018 - computed here, not raced for by the threads
+
+                def one(c: int) -> tuple[int, np.ndarray]:
+                    strict, tied = self._pbnr_class(rs, c)
+                    return c, strict | tied if self.allow_ties[c] else strict
+
+                for c, picked in thread_map(one, self._pbnr_classes(),
+                                            parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
+                    pbnr[rs.class_rows(c)] = picked
+                mask = pbnr if m == "prune_by_noise_rate" else mask & pbnr
+        elif m in ("confident_learning", "predicted_neq_given"):
+            mask = rs.candidates(m).copy()
+            for key, cut in self.cuts.items():
+                rows = rs.class_rows(key[1])
+                rows = rows[mask[rows]]
+                mask[rows] = cut.select(rs.self_conf[rows])
+        else:
+            mask = np.zeros(rs.n, dtype=bool)
+            if self.ntr is not None:
+                low = self._low_scores(rs)
+                for key, cut in self.cuts.items():
+                    rows = rs.class_rows(key[1])
+                    mask[rows] = cut.select(low[rows])
+            elif self.eligible_cut is not None:
+                elig = self._eligible(rs)
+                mask[elig] = self.eligible_cut.select(self._low_scores(rs)[elig])
+        if m in AGREEMENT_RULE_METHODS:
+            mask &= ~rs.agrees
+        return mask
+
+
+def rs_cache(rs: _BlockRows, key: Any, build: Any) -> Any:
+    """Per-block memo on a :class:`_BlockRows` (lives as long as the block's row state)."""
+    cache = rs.__dict__.setdefault("_memo", {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
 
 
 # --------------------------------------------------------------------------- scores
@@ -785,6 +797,295 @@ def _scores(
     return out
 
 
+def _best_other_class(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``argmax_{k != s_i} p_ik`` (lowest index on ties)."""
+    out = np.empty(labels.size, dtype=np.int64)
+    if probs.shape[1] == 1:
+        out[:] = 0
+        return out
+    for sl in _chunks(*probs.shape):
+        block = probs[sl].copy()
+        block[np.arange(block.shape[0]), labels[sl]] = -np.inf
+        out[sl] = block.argmax(axis=1)
+    return out
+
+
+# --------------------------------------------------------------------------- per-row outputs and summary
+class ConfidentRule(RowRule):
+    """Flags, scores and suggestions of any block; the summary from the aggregates."""
+
+    def __init__(self, est: Estimates, flag: FlagRule, score_method: str, adjust: bool) -> None:
+        self.est = est
+        self.flag = flag
+        self.score_method = score_method
+        self.adjust = bool(adjust)
+
+    def rows(self, block: Block) -> DetectorRows:
+        rs = _block_rows(block, self.est.thresholds)
+        issues = self.flag.flags(rs)
+        scores = _scores(rs.labels, rs.probs, self.score_method, adjust=self.adjust,
+                         thresholds=self.est.thresholds, self_conf=rs.self_conf)
+        suggested = rs.labels.copy()
+        suggested_confidence = rs.self_conf.astype(np.float64)  # unflagged rows keep their label
+        flagged = np.flatnonzero(issues)
+        if flagged.size:
+            guess = rs.guess[flagged]
+            usable = (guess >= 0) & (guess != rs.labels[flagged])
+            suggested[flagged] = np.where(usable, guess, _best_other_class(rs.labels[flagged], rs.probs[flagged]))
+            suggested_confidence[flagged] = rs.probs[flagged, suggested[flagged]]
+        return DetectorRows(scores, issues, suggested, suggested_confidence)
+
+    def summary(self, tallies: dict[str, Any]) -> dict[str, Any]:
+        est = self.est
+        cal = est.calibrated
+        latent = estimate_latent(cal)
+        n = est.class_counts
+        diag = np.diagonal(cal)
+        rate_k = np.divide(n - diag, n, out=np.zeros(n.size), where=n > 0)
+        return {
+            "thresholds": [float(t) for t in est.thresholds],
+            "confident_joint": est.joint.tolist(),
+            "confident_joint_calibrated": cal.tolist(),
+            "noise_matrix": latent.noise_matrix.tolist(),
+            "inverse_noise_matrix": latent.inverse_noise_matrix.tolist(),
+            "latent_prior": latent.latent_prior.tolist(),
+            "estimated_num_issues": est.estimated_num_issues,
+            "estimated_noise_rate": noise_rate(cal),
+            "estimated_noise_rate_interval": list(noise_rate_interval(est.joint, n)),
+            "per_class": [
+                {
+                    "class_count": int(n[k]),
+                    "threshold": float(est.thresholds[k]),
+                    "estimated_noise_rate": float(rate_k[k]),
+                }
+                for k in range(est.n_classes)
+            ],
+            "filter_by": self.flag.method,
+            "score_method": self.score_method,
+        }
+
+
+# --------------------------------------------------------------------------- detector
+@dataclass(kw_only=True)
+class ConfidentLearning(Detector):
+    """Confident learning: flag and score rows from out-of-sample probabilities.
+
+    Args:
+        filter_by: How rows are flagged, one of :data:`FILTER_METHODS`.
+        score_method: Per-row score, one of :data:`SCORE_METHODS`.
+        adjust_pred_probs: Subtract per-class thresholds before scoring
+            (see :func:`get_label_quality_scores`).
+        frac_noise: Flag only this fraction of the estimated issues.
+        num_to_remove_per_class: Per-class numbers of rows to flag, replacing
+            the estimates (see :func:`find_label_issues`).
+        min_examples_per_class: Keep at least this many rows of every class
+            unflagged.
+
+    :meth:`detect` returns scores in [0, 1] (lower = more suspect), flags,
+    suggested labels (for a flagged row the confident-joint guess, else the
+    best class other than the given one; unflagged rows keep their label)
+    with their probability, and a summary with the thresholds, confident
+    joint (raw and calibrated), noise matrix, inverse noise matrix, latent
+    prior, estimated number of issues and noise rate, and per-class figures.
+    """
+
+    name: ClassVar[str] = "cl"
+
+    filter_by: str = "prune_by_noise_rate"
+    score_method: str = "self_confidence"
+    adjust_pred_probs: bool = False
+    frac_noise: float = 1.0
+    num_to_remove_per_class: Sequence[int] | None = None
+    min_examples_per_class: int = 1
+
+    def check(self, info: DatasetInfo) -> None:
+        """Validate the parameters for ``info`` (multiclass data, K classes)."""
+        if info.task != "multiclass":
+            raise LabelqaError(
+                f"confident learning needs multiclass data, got task {info.task!r}",
+                "use the multi-label detector for multi-label data",
+            )
+        self._ntr(info.n_classes)
+
+    def _ntr(self, n_classes: int) -> np.ndarray | None:
+        if not isinstance(self.adjust_pred_probs, (bool, np.bool_)):
+            raise LabelqaError(f"adjust_pred_probs must be True or False, got {self.adjust_pred_probs!r}")
+        return _check_options(
+            n_classes,
+            filter_by=self.filter_by,
+            score_method=self.score_method,
+            frac_noise=self.frac_noise,
+            num_to_remove_per_class=self.num_to_remove_per_class,
+            min_examples_per_class=self.min_examples_per_class,
+        )
+
+    def plan(self, info: DatasetInfo) -> Plan:
+        """Class sums, confident joint, the selection stages of ``filter_by``; then the row rule."""
+        k = info.n_classes
+        ntr = self._ntr(k)
+        sums: ClassProbSums = yield ClassSumsStep(k)
+        thresholds = sums.thresholds()
+        p2: JointCounts = yield JointStep(thresholds)
+        est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy())
+        flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
+                        info.prob_dtype)
+        for stage, template in flag.stages():
+            acc = yield SelectStep(flag, stage, template)
+            flag.finish(stage, acc)
+        return ConfidentRule(est, flag, self.score_method, bool(self.adjust_pred_probs))
+
+    def detect(self, data: LabelData) -> DetectorResult:
+        """Score, flag and suggest a label for every row of ``data``.
+
+        Raises:
+            LabelqaError: On an invalid parameter or non-multiclass data.
+        """
+        self.check(DatasetInfo.of(data))
+        if data.n_rows == 0:
+            empty = np.zeros(0)
+            return DetectorResult(
+                name=self.name, scores=empty, issues=np.zeros(0, dtype=bool),
+                suggested=np.zeros(0, dtype=np.int64), suggested_confidence=empty,
+                summary={}, params=self.get_params(),
+            )
+        return super().detect(data)
+
+
+# --------------------------------------------------------------------------- array API
+def _array_block(labels: Any, pred_probs: Any) -> tuple[Block, DatasetInfo]:
+    labs, probs = _as_arrays(labels, pred_probs)
+    info = DatasetInfo(labs.size, tuple(range(probs.shape[1])), "multiclass", np.dtype(probs.dtype))
+    return Block(labs, probs), info
+
+
+def per_class_thresholds(labels: Any, pred_probs: Any, n_classes: int | None = None) -> np.ndarray:
+    """Per-class confident thresholds ``t_k`` = mean ``p_ik`` over rows given ``k``.
+
+    Args:
+        labels: Given labels, shape ``(N,)``, integer codes ``0..K-1``.
+        pred_probs: Out-of-sample predicted probabilities, shape ``(N, K)``.
+        n_classes: K, if given checked against ``pred_probs``.
+
+    Returns:
+        Shape ``(K,)`` float64. A class no row is given gets 2.0, a threshold
+        no probability reaches (so it is never in a confident set).
+    """
+    labs, probs = _as_arrays(labels, pred_probs, n_classes)
+    return ClassProbSums(probs.shape[1]).update(labs, probs).thresholds()
+
+
+def compute_confident_joint(
+    labels: Any, pred_probs: Any, thresholds: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (raw, uncalibrated) confident joint and each row's guessed true label.
+
+    A row's confident set is ``{k : p_ik >= t_k - 1e-6}``. Empty: the row is
+    not counted (guess ``-1``); one class: that class; several: the argmax of
+    ``p_i`` over all classes (lowest index on ties). ``C[s_i, guess_i] += 1``.
+
+    Args:
+        labels: Given labels, shape ``(N,)``.
+        pred_probs: Predicted probabilities, shape ``(N, K)``.
+        thresholds: Per-class thresholds, shape ``(K,)``; default
+            :func:`per_class_thresholds`.
+
+    Returns:
+        ``(C, guess)``: ``C`` shape ``(K, K)`` int64, rows = given label,
+        columns = guessed true label; ``guess`` shape ``(N,)`` int64.
+    """
+    labs, probs = _as_arrays(labels, pred_probs)
+    k = probs.shape[1]
+    if thresholds is None:
+        thr = ClassProbSums(k).update(labs, probs).thresholds()
+    else:
+        thr = np.asarray(thresholds, dtype=np.float64)
+        if thr.shape != (k,):
+            raise LabelqaError(f"thresholds must have shape ({k},), got {thr.shape}")
+    return _confident_joint(labs, probs, thr)
+
+
+def find_label_issues(
+    labels: Any,
+    pred_probs: Any,
+    *,
+    filter_by: str = "prune_by_noise_rate",
+    frac_noise: float = 1.0,
+    num_to_remove_per_class: Sequence[int] | None = None,
+    min_examples_per_class: int = 1,
+) -> np.ndarray:
+    """Flag likely label errors with confident learning.
+
+    Methods (``filter_by``):
+
+    - ``prune_by_noise_rate`` (default): for each pair ``k != j``, among the
+      rows given ``k``, the ``C_cal[k, j]`` rows with the largest margin
+      ``p_ij - p_ik`` (a row picked for several ``j`` counts once);
+    - ``prune_by_class``: per class ``k``, the ``n_k - C_cal[k, k]`` rows
+      given ``k`` with the lowest ``p_ik``;
+    - ``both``: rows flagged by both of the above;
+    - ``confident_learning``: rows counted off the diagonal of ``C``;
+    - ``predicted_neq_given``: rows whose prediction disagrees with the label;
+    - ``low_self_confidence`` / ``low_normalized_margin``: the ``T`` rows
+      with the lowest score, ``T`` = the estimated number of issues.
+
+    A row's prediction *agrees* with its label when
+    ``p_{i,s_i} >= max_k p_ik - 1e-6``: the argmax is the label, ties and
+    near-ties (within the confident-set epsilon) resolved toward the label.
+    The *estimated number of issues* is the number of rows counted off the
+    diagonal of the raw confident joint whose prediction disagrees with the
+    label (what cleanlab 2.9 reports as ``num_label_issues`` by default).
+
+    After the first five methods, a row whose prediction agrees with its label
+    is unflagged: a prediction that agrees with the label is never an issue.
+    In every "the c rows with the lowest/largest ..." selection, rows tied
+    at the cut are all flagged (possibly more than c), or none of them when
+    all would break ``min_examples_per_class``; so results do not depend on
+    row order.
+
+    Args:
+        labels: Given labels, shape ``(N,)``, integer codes ``0..K-1``.
+        pred_probs: Out-of-sample predicted probabilities, shape ``(N, K)``.
+        filter_by: One of :data:`FILTER_METHODS`.
+        frac_noise: Flag only this fraction of the estimate. PBC/PBNR/both:
+            the off-diagonal cells of ``C_cal`` are scaled by it and each row
+            rounded keeping ``n_k`` (see :func:`noise_cells`);
+            ``confident_learning``/``predicted_neq_given``: ``round(frac *
+            candidates)`` per class, those with the lowest ``p_ik``; ``low_*``:
+            ``T = round(frac * estimated number of issues)``. (cleanlab 2.9
+            applies it to PBC/PBNR/both only.)
+        num_to_remove_per_class: ``K`` integers replacing the estimated number
+            of rows to flag per given class (``frac_noise`` is then not
+            applied). For ``prune_by_noise_rate`` the count of class ``k`` is
+            split across its off-diagonal cells in proportion to row ``k`` of
+            ``C_cal`` (a class with no off-diagonal mass has nothing to
+            split); for ``confident_learning``/``predicted_neq_given`` it is
+            an upper bound on the class's candidates (lowest ``p_ik`` kept);
+            for the ``low_*`` methods the lowest-scoring rows of each class.
+        min_examples_per_class: Keep at least this many rows of every class
+            unflagged (every method; a class with fewer rows keeps them all).
+            For PBNR the diagonal of ``C_cal`` is raised to it, taking the
+            same amount from each non-zero off-diagonal cell of the row, as
+            cleanlab does; for the other methods the per-class count is
+            capped, keeping the rows with the highest ``p_ik`` (or score).
+
+    Returns:
+        Bool mask, shape ``(N,)``, ``True`` = likely label issue.
+
+    Raises:
+        LabelqaError: On an unknown method or an invalid option.
+    """
+    block, info = _array_block(labels, pred_probs)
+    det = ConfidentLearning(filter_by=filter_by, frac_noise=frac_noise,
+                            num_to_remove_per_class=num_to_remove_per_class,
+                            min_examples_per_class=min_examples_per_class)
+    det.check(info)
+    if info.n_rows == 0:
+        return np.zeros(0, dtype=bool)
+    rule = run_on_block(det.plan(info), block)
+    assert isinstance(rule, ConfidentRule)
+    return rule.flag.flags(_block_rows(block, rule.est.thresholds))
+
+
 def get_label_quality_scores(
     labels: Any,
     pred_probs: Any,
@@ -824,136 +1125,3 @@ def get_label_quality_scores(
     _check_options(probs.shape[1], score_method=method)
     thresholds = ClassProbSums(probs.shape[1]).update(labs, probs).thresholds() if adjust_pred_probs else None
     return _scores(labs, probs, method, adjust=bool(adjust_pred_probs), thresholds=thresholds)
-
-
-# --------------------------------------------------------------------------- detector
-def _best_other_class(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """``argmax_{k != s_i} p_ik`` (lowest index on ties)."""
-    out = np.empty(labels.size, dtype=np.int64)
-    if probs.shape[1] == 1:
-        out[:] = 0
-        return out
-    for sl in _chunks(*probs.shape):
-        block = probs[sl].copy()
-        block[np.arange(block.shape[0]), labels[sl]] = -np.inf
-        out[sl] = block.argmax(axis=1)
-    return out
-
-
-@dataclass(kw_only=True)
-class ConfidentLearning(Detector):
-    """Confident learning: flag and score rows from out-of-sample probabilities.
-
-    Args:
-        filter_by: How rows are flagged, one of :data:`FILTER_METHODS`.
-        score_method: Per-row score, one of :data:`SCORE_METHODS`.
-        adjust_pred_probs: Subtract per-class thresholds before scoring
-            (see :func:`get_label_quality_scores`).
-        frac_noise: Flag only this fraction of the estimated issues.
-        num_to_remove_per_class: Per-class numbers of rows to flag, replacing
-            the estimates (see :func:`find_label_issues`).
-        min_examples_per_class: Keep at least this many rows of every class
-            unflagged.
-
-    :meth:`detect` returns scores in [0, 1] (lower = more suspect), flags,
-    suggested labels (for a flagged row the confident-joint guess, else the
-    best class other than the given one; unflagged rows keep their label)
-    with their probability, and a summary with the thresholds, confident
-    joint (raw and calibrated), noise matrix, inverse noise matrix, latent
-    prior, estimated number of issues and noise rate, and per-class figures.
-    """
-
-    name: ClassVar[str] = "cl"
-
-    filter_by: str = "prune_by_noise_rate"
-    score_method: str = "self_confidence"
-    adjust_pred_probs: bool = False
-    frac_noise: float = 1.0
-    num_to_remove_per_class: Sequence[int] | None = None
-    min_examples_per_class: int = 1
-
-    def detect(self, data: LabelData) -> DetectorResult:
-        """Score, flag and suggest a label for every row of ``data``.
-
-        Raises:
-            LabelqaError: On an invalid parameter or non-multiclass data.
-        """
-        if data.task != "multiclass":
-            raise LabelqaError(
-                f"confident learning needs multiclass data, got task {data.task!r}",
-                "use the multi-label detector for multi-label data",
-            )
-        if not isinstance(self.adjust_pred_probs, (bool, np.bool_)):
-            raise LabelqaError(f"adjust_pred_probs must be True or False, got {self.adjust_pred_probs!r}")
-        labels, probs = _as_arrays(data.labels, data.pred_probs)
-        k = probs.shape[1]
-        ntr = _check_options(
-            k,
-            filter_by=self.filter_by,
-            score_method=self.score_method,
-            frac_noise=self.frac_noise,
-            num_to_remove_per_class=self.num_to_remove_per_class,
-            min_examples_per_class=self.min_examples_per_class,
-        )
-        params = self.get_params()
-        if labels.size == 0:
-            empty = np.zeros(0)
-            return DetectorResult(
-                name=self.name, scores=empty, issues=np.zeros(0, dtype=bool),
-                suggested=np.zeros(0, dtype=np.int64), suggested_confidence=empty,
-                summary={}, params=params,
-            )
-
-        prep = _Prepared(labels, probs)
-        issues = _find_issues(prep, self.filter_by, self.frac_noise, ntr, int(self.min_examples_per_class))
-        scores = _scores(
-            labels, probs, self.score_method, adjust=bool(self.adjust_pred_probs),
-            thresholds=prep.thresholds, self_conf=prep.self_conf,
-        )
-
-        suggested = labels.copy()
-        suggested_confidence = prep.self_conf.astype(np.float64)  # unflagged rows keep their label
-        flagged = np.flatnonzero(issues)
-        if flagged.size:
-            guess = prep.guess[flagged]
-            usable = (guess >= 0) & (guess != labels[flagged])
-            suggested[flagged] = np.where(usable, guess, _best_other_class(labels[flagged], probs[flagged]))
-            suggested_confidence[flagged] = probs[flagged, suggested[flagged]]
-
-        return DetectorResult(
-            name=self.name,
-            scores=scores,
-            issues=issues,
-            suggested=suggested,
-            suggested_confidence=suggested_confidence,
-            summary=self._summary(prep),
-            params=params,
-        )
-
-    def _summary(self, prep: _Prepared) -> dict[str, Any]:
-        cal = prep.calibrated
-        latent = estimate_latent(cal)
-        n = prep.class_counts
-        diag = np.diagonal(cal)
-        rate_k = np.divide(n - diag, n, out=np.zeros(n.size), where=n > 0)
-        return {
-            "thresholds": [float(t) for t in prep.thresholds],
-            "confident_joint": prep.joint.tolist(),
-            "confident_joint_calibrated": cal.tolist(),
-            "noise_matrix": latent.noise_matrix.tolist(),
-            "inverse_noise_matrix": latent.inverse_noise_matrix.tolist(),
-            "latent_prior": latent.latent_prior.tolist(),
-            "estimated_num_issues": prep.estimated_num_issues,
-            "estimated_noise_rate": float(1.0 - np.trace(latent.joint)) if cal.sum() > 0 else 0.0,
-            "estimated_noise_rate_interval": list(noise_rate_interval(prep.joint, prep.class_counts)),
-            "per_class": [
-                {
-                    "class_count": int(n[k]),
-                    "threshold": float(prep.thresholds[k]),
-                    "estimated_noise_rate": float(rate_k[k]),
-                }
-                for k in range(prep.n_classes)
-            ],
-            "filter_by": self.filter_by,
-            "score_method": self.score_method,
-        }

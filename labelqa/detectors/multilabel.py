@@ -3,22 +3,24 @@
 
 Implemented from the method's description (``ALGORITHMS.md`` section 2), with
 the binary problems solved exactly as :mod:`labelqa.detectors.confident`
-defines confident learning (section 1):
+defines confident learning (section 1), as one plan every runner executes
+unchanged (see :mod:`labelqa.detectors.base`):
 
 1. **One-vs-rest reduction.** For every class ``k`` a binary problem: given
    value ``y_ik = [k in labels_i]`` and binary probabilities
    ``[1 - p_ik, p_ik]``. All K problems are solved together, vectorised over
-   the ``(N, K)`` matrix (in blocks of columns to bound memory): thresholds
-   are a ``(K, 2)`` array, confident joints ``(K, 2, 2)`` (``[class, given,
-   guessed true]``), calibration and every flagging method are array
-   operations over all classes at once. A flagged (row, class) pair with the
-   label present is "label k should be removed", with it absent "label k
-   should be added"; a row is flagged when any of its pairs is.
+   the ``(K, n)`` transposed rows of each chunk: thresholds are a ``(K, 2)``
+   array, confident joints ``(K, 2, 2)`` (``[class, given, guessed true]``)
+   (:mod:`labelqa.stats.multilabel`), calibration and every flagging method
+   are array operations over all classes at once. A flagged (row, class)
+   pair with the label present is "label k should be removed", with it
+   absent "label k should be added"; a row is flagged when any of its pairs
+   is.
 2. **Scores.** Per class ``q_ik = p_ik`` if ``k`` is in the row's labels, else
    ``1 - p_ik``; the row score aggregates ``q_i``: an exponential moving
-   average over the scores sorted from largest to smallest (``alpha = 0.8``,
-   the default; it weights the worst classes most) or a softmin
-   (``temperature = 0.1``).
+   average over the scores sorted from largest to smallest (``ema_alpha =
+   0.8``, the default; it weights the worst classes most) or a softmin
+   (``softmin_temperature = 0.1``).
 
 Definitions shared with the multiclass detector (per class ``k`` and given
 binary value ``b``; ``n_kb`` rows have value ``b``):
@@ -46,17 +48,21 @@ trained on the same rows has memorised their labels, errors included.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from labelqa.data.model import LabelData
-from labelqa.detectors.base import Detector, DetectorResult
-from labelqa.detectors.confident import _AGREEMENT_RULE_METHODS, FILTER_METHODS, _round_rows, check_common_options
+from labelqa.detectors.base import Block, DatasetInfo, Detector, DetectorResult, DetectorRows, Plan, RowRule, Step
+from labelqa.detectors.base import run_on_block
+from labelqa.detectors.confident import AGREEMENT_RULE_METHODS, FILTER_METHODS, check_common_options
 from labelqa.errors import LabelqaError
-from labelqa.kernels.confident import EMPTY_CLASS_THRESHOLD, PROB_SCALE, confident_cutoffs
+from labelqa.stats.confident import EMPTY_CLASS_THRESHOLD, confident_cutoffs, round_rows
+from labelqa.stats.multilabel import MultilabelJoint, MultilabelSums, calibrate_multilabel_confident_joint
+from labelqa.stats.selection import GroupCuts, GroupedTop, Pick
 
 __all__ = [
     "AGGREGATIONS",
@@ -77,9 +83,8 @@ __all__ = [
 
 AGGREGATIONS = ("ema", "softmin")
 
-
-#: About this many matrix elements per block of columns / rows.
-_BLOCK_ELEMENTS = 1 << 23
+#: About this many matrix elements per chunk of rows (bounds the transposed temporaries).
+_CHUNK_ELEMENTS = 1 << 22
 
 
 # --------------------------------------------------------------------------- inputs
@@ -169,29 +174,24 @@ def _check_options(
     return arr.astype(np.int64)
 
 
-def _check_aggregation(aggregation: str, alpha: float, temperature: float) -> None:
+def _check_aggregation(aggregation: str, ema_alpha: float, softmin_temperature: float) -> None:
     if aggregation not in AGGREGATIONS:
         raise LabelqaError(f"unknown aggregation {aggregation!r}", f"choose one of {', '.join(AGGREGATIONS)}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) or not (
-        0.0 <= float(alpha) <= 1.0
+    if isinstance(ema_alpha, bool) or not isinstance(ema_alpha, (int, float, np.integer, np.floating)) or not (
+        0.0 <= float(ema_alpha) <= 1.0
     ):
-        raise LabelqaError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        raise LabelqaError(f"ema_alpha must be a number in [0, 1], got {ema_alpha!r}")
     if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float, np.integer, np.floating))
-        or not (float(temperature) > 0.0 and math.isfinite(float(temperature)))
+        isinstance(softmin_temperature, bool)
+        or not isinstance(softmin_temperature, (int, float, np.integer, np.floating))
+        or not (float(softmin_temperature) > 0.0 and math.isfinite(float(softmin_temperature)))
     ):
-        raise LabelqaError(f"temperature must be a number > 0, got {temperature!r}")
+        raise LabelqaError(f"softmin_temperature must be a number > 0, got {softmin_temperature!r}")
 
 
-def _row_blocks(n_rows: int, n_cols: int) -> list[slice]:
-    step = max(1024, _BLOCK_ELEMENTS // max(n_cols, 1))
+def _row_chunks(n_rows: int, n_cols: int) -> list[slice]:
+    step = max(1024, _CHUNK_ELEMENTS // max(n_cols, 1))
     return [slice(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
-
-
-def _col_blocks(n_rows: int, n_cols: int) -> list[slice]:
-    step = max(1, _BLOCK_ELEMENTS // max(n_rows, 1))
-    return [slice(s, min(s + step, n_cols)) for s in range(0, n_cols, step)]
 
 
 # --------------------------------------------------------------------------- scores
@@ -217,11 +217,10 @@ def ema_aggregate(scores: Any, alpha: float = 0.8) -> np.ndarray:
     """Exponential moving average of each row's scores, sorted largest first.
 
     ``E_1 = q_(1)``, ``E_t = alpha * q_(t) + (1 - alpha) * E_(t-1)``; the row
-    score is ``E_K``. Computed as one weighted sum of the sorted row: weight
-    ``(1 - alpha)^(K-1)`` for the largest score and ``alpha (1 - alpha)^(K-t)``
-    for the t-th largest (t >= 2); the weights sum to 1, so the result is in
-    the range of the row. ``alpha = 1`` gives the minimum, ``alpha = 0`` the
-    maximum.
+    score is ``E_K``, so in the range of the row: ``alpha = 1`` gives the
+    minimum, ``alpha = 0`` the maximum. Evaluated class by class, elementwise
+    over the rows (no matrix product), so a row's score does not depend on
+    the other rows or on how rows are batched.
 
     Args:
         scores: Shape ``(N, K)``, e.g. from :func:`multilabel_class_scores`.
@@ -236,12 +235,14 @@ def ema_aggregate(scores: Any, alpha: float = 0.8) -> np.ndarray:
     if k == 0:
         return np.ones(n)
     a = float(alpha)
-    # ascending position j (0 = smallest): weight a (1-a)^j, the largest (1-a)^(K-1)
-    weights = a * (1.0 - a) ** np.arange(k, dtype=np.float64)
-    weights[k - 1] = (1.0 - a) ** (k - 1)
     out = np.empty(n, dtype=np.float64)
-    for sl in _row_blocks(n, k):
-        out[sl] = np.sort(s[sl], axis=1).astype(np.float64) @ weights
+    for sl in _row_chunks(n, k):
+        ordered = np.sort(s[sl], axis=1).astype(np.float64)  # ascending: the largest last
+        acc = ordered[:, k - 1].astype(np.float64)
+        for t in range(k - 2, -1, -1):
+            acc *= 1.0 - a
+            acc += a * ordered[:, t]
+        out[sl] = acc
     return np.clip(out, 0.0, 1.0)
 
 
@@ -262,11 +263,11 @@ def softmin_aggregate(scores: Any, temperature: float = 0.1) -> np.ndarray:
         return np.ones(n)
     t = float(temperature)
     out = np.empty(n, dtype=np.float64)
-    for sl in _row_blocks(n, k):
+    for sl in _row_chunks(n, k):
         block = s[sl].astype(np.float64)
         # softmax((1 - q) / T) == softmax(-(q - min q) / T): shifted, no overflow
         w = np.exp(-(block - block.min(axis=1, keepdims=True)) / t)
-        out[sl] = np.einsum("ij,ij->i", block, w) / w.sum(axis=1)
+        out[sl] = (block * w).sum(axis=1) / w.sum(axis=1)
     return np.clip(out, 0.0, 1.0)
 
 
@@ -280,13 +281,13 @@ def _as_score_matrix(scores: Any) -> np.ndarray:
 
 
 def aggregate_scores(
-    scores: Any, aggregation: str = "ema", *, alpha: float = 0.8, temperature: float = 0.1
+    scores: Any, aggregation: str = "ema", *, ema_alpha: float = 0.8, softmin_temperature: float = 0.1
 ) -> np.ndarray:
     """Row scores from per-class scores: ``"ema"`` (default) or ``"softmin"``."""
-    _check_aggregation(aggregation, alpha, temperature)
+    _check_aggregation(aggregation, ema_alpha, softmin_temperature)
     if aggregation == "ema":
-        return ema_aggregate(scores, alpha)
-    return softmin_aggregate(scores, temperature)
+        return ema_aggregate(scores, ema_alpha)
+    return softmin_aggregate(scores, softmin_temperature)
 
 
 def get_multilabel_quality_scores(
@@ -294,242 +295,164 @@ def get_multilabel_quality_scores(
     pred_probs: Any,
     *,
     aggregation: str = "ema",
-    alpha: float = 0.8,
-    temperature: float = 0.1,
+    ema_alpha: float = 0.8,
+    softmin_temperature: float = 0.1,
 ) -> np.ndarray:
     """Per-row label quality in [0, 1]; lower = the label set is more likely wrong.
 
     The per-class scores of :func:`multilabel_class_scores`, aggregated by
     :func:`aggregate_scores`.
     """
-    _check_aggregation(aggregation, alpha, temperature)
+    _check_aggregation(aggregation, ema_alpha, softmin_temperature)
     y, probs = _as_arrays(labels, pred_probs)
-    return aggregate_scores(_class_scores(y, probs), aggregation, alpha=alpha, temperature=temperature)
+    return aggregate_scores(_class_scores(y, probs), aggregation, ema_alpha=ema_alpha,
+                            softmin_temperature=softmin_temperature)
 
 
-# --------------------------------------------------------------------------- counting
-def _fixed_sums(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Exact per-row sums of ``values`` where ``mask``, in units of 1/PROB_SCALE (int64)."""
-    fixed = np.rint(values.astype(np.float64) * PROB_SCALE).astype(np.int64)
-    fixed[~mask] = 0
-    return fixed.sum(axis=1)
+# --------------------------------------------------------------------------- per-row state of a chunk
+class _Pairs:
+    """One chunk of rows, ``(n, K)``: every (row, class) pair's binary quantities, per class down the columns."""
 
+    def __init__(self, y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray | None = None) -> None:
+        self.y = y = np.asarray(y, dtype=bool)
+        self.p = p = np.asarray(probs)
+        self.n, self.k = p.shape
+        self.thresholds = thresholds
 
-def calibrate_multilabel_confident_joint(confident_joint: Any, class_counts: Any) -> np.ndarray:
-    """Calibrate K binary confident joints at once.
-
-    Per class: each row ``b`` of the 2x2 joint is rescaled to sum to
-    ``n_kb``, the matrix to sum to ``N``, then each row rounded to integers
-    keeping its rounded sum. A row that is all zero while ``n_kb > 0`` gets
-    ``n_kb`` on its diagonal (no evidence of noise).
-
-    Args:
-        confident_joint: ``(K, 2, 2)`` counts, ``[class, given, guessed true]``.
-        class_counts: ``(K, 2)``: ``n_kb``, rows of class k with given value b.
-
-    Returns:
-        ``(K, 2, 2)`` int64.
-    """
-    c = np.asarray(confident_joint, dtype=np.float64)
-    n = np.asarray(class_counts, dtype=np.float64)
-    if c.ndim != 3 or c.shape[1:] != (2, 2) or n.shape != c.shape[:2]:
-        raise LabelqaError(f"need a (K, 2, 2) joint and (K, 2) counts, got {c.shape} and {n.shape}")
-    row_sums = c.sum(axis=2)
-    has = row_sums > 0
-    scaled = np.where(has[..., None], c / np.where(has, row_sums, 1.0)[..., None] * n[..., None], 0.0)
-    empty = ~has & (n > 0)
-    for b in (0, 1):
-        scaled[:, b, b] = np.where(empty[:, b], n[:, b], scaled[:, b, b])
-    # summed in row-major order, like ``sum()`` of one 2x2 matrix (same rounding)
-    total = ((scaled[:, 0, 0] + scaled[:, 0, 1]) + scaled[:, 1, 0]) + scaled[:, 1, 1]
-    factor = np.divide(n.sum(axis=1), total, out=np.ones_like(total), where=total > 0)
-    scaled *= factor[:, None, None]
-    return _round_rows(scaled)
-
-
-class _BlockStats(NamedTuple):
-    counts: np.ndarray  # (k, 2) n_kb
-    thresholds: np.ndarray  # (k, 2)
-    joint: np.ndarray  # (k, 2, 2) raw
-    est: np.ndarray  # (k,) estimated number of issues
-
-
-class _Block:
-    """One block of classes (columns), transposed to (k, N): everything per class."""
-
-    def __init__(self, y: np.ndarray, p: np.ndarray) -> None:
-        self.y = y  # (k, N) bool
-        self.p = p  # (k, N) probability of "present"
-        one = p.dtype.type(1)
-        self.pc = pc = one - p  # probability of "absent"
+    @cached_property
+    def _binary(self) -> tuple[np.ndarray, np.ndarray]:
         # q (probability of the given value) and the other binary probability,
         # bit-identical to where(y, p, 1 - p) and where(y, 1 - p, p), faster:
         # |0 - p| = p and |1 - p| = 1 - p, rounded like 1 - p.
-        yf = y.astype(p.dtype)
-        self.other = other = yf - p
+        p, one = self.p, self.p.dtype.type(1)
+        yf = self.y.astype(p.dtype)
+        other = yf - p
         np.abs(other, out=other)
         np.subtract(one, yf, out=yf)
         yf -= p
-        self.self_conf = np.abs(yf, out=yf)
-        n = y.shape[1]
-        n1 = np.count_nonzero(y, axis=1)
-        self.counts = np.stack([n - n1, n1], axis=1).astype(np.int64)
-        # exact fixed-point sums of q per given value: one pass over q
-        if p.dtype == np.float32:
-            # q * 2**32 is exact in float32 and its rint is representable: no float64 pass
-            fixed = np.rint(self.self_conf * np.float32(PROB_SCALE)).astype(np.int64)
-        else:
-            fixed = np.rint(self.self_conf.astype(np.float64) * PROB_SCALE).astype(np.int64)
-        total = fixed.sum(axis=1)
-        fixed *= y
-        sum1 = fixed.sum(axis=1)
-        del fixed
-        sums = np.stack([total - sum1, sum1], axis=1)
-        thr = np.full(self.counts.shape, EMPTY_CLASS_THRESHOLD)
-        seen = self.counts > 0
-        thr[seen] = sums[seen] / PROB_SCALE / self.counts[seen]
-        self.thresholds = thr
-        cut = confident_cutoffs(thr, p.dtype)
-        conf0 = pc >= cut[:, 0:1]
-        conf1 = p >= cut[:, 1:2]
+        return np.abs(yf, out=yf), other
+
+    @property
+    def self_conf(self) -> np.ndarray:
+        """``q``: the probability of the given value (the per-class score)."""
+        return self._binary[0]
+
+    @property
+    def other(self) -> np.ndarray:
+        """``1 - q``, rounded like ``1 - p``."""
+        return self._binary[1]
+
+    @cached_property
+    def guessed(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(off_diagonal, counted)``: pairs counted off the joint's diagonal, pairs counted at all."""
+        assert self.thresholds is not None, "thresholds needed"
+        p, y = self.p, self.y
+        pc = p.dtype.type(1) - p  # probability of "absent"
+        cut = confident_cutoffs(self.thresholds, p.dtype)
+        conf0 = pc >= cut[:, 0]
+        conf1 = p >= cut[:, 1]
         both = conf0 & conf1
         # guess "present": confident for 1 and (not for 0, or p > 1 - p); "absent" likewise, ties -> absent
         g1 = conf1 & ~(both & ~(p > pc))
         g0 = conf0 & ~(both & ~(p <= pc))
-        self.off_diagonal = (y & g0) | (g1 & ~y)
-        counted = conf0 | conf1
-        joint = np.empty((y.shape[0], 2, 2), dtype=np.int64)
-        off1 = np.count_nonzero(self.off_diagonal & y, axis=1)  # given 1, guessed 0
-        off0 = np.count_nonzero(self.off_diagonal, axis=1) - off1  # given 0, guessed 1
-        on1 = np.count_nonzero(counted & y, axis=1)
-        joint[:, 1, 0] = off1
-        joint[:, 1, 1] = on1 - off1
-        joint[:, 0, 1] = off0
-        joint[:, 0, 0] = np.count_nonzero(counted, axis=1) - on1 - off0
-        self.joint = joint
-        self.agrees = self.self_conf >= self.other
-        self.disagrees = ~self.agrees
-        self.est = np.count_nonzero(self.off_diagonal & self.disagrees, axis=1).astype(np.int64)
-        self.calibrated = calibrate_multilabel_confident_joint(joint, self.counts)
+        return (y & g0) | (g1 & ~y), conf0 | conf1
 
-    def stats(self) -> _BlockStats:
-        return _BlockStats(self.counts, self.thresholds, self.joint, self.est)
+    @property
+    def off_diagonal(self) -> np.ndarray:
+        return self.guessed[0]
 
-    def group(self, b: int) -> np.ndarray:
-        return self.y if b else ~self.y
+    @cached_property
+    def disagrees(self) -> np.ndarray:
+        """Pairs whose prediction disagrees with the given value (``q < 1 - q``)."""
+        return self.self_conf < self.other
 
+    @cached_property
+    def normalized_margin(self) -> np.ndarray:
+        own = self.self_conf.astype(np.float64)
+        return np.clip((own - self.other.astype(np.float64) + 1.0) / 2.0, 0.0, 1.0)
 
-def _select_smallest(
-    values: np.ndarray,
-    mask: np.ndarray,
-    counts: np.ndarray,
-    limits: np.ndarray | None = None,
-    *,
-    candidates: np.ndarray | None = None,
-    bound: float = 0.0,
-) -> np.ndarray:
-    """Per row r: the ``counts[r]`` smallest ``values[r]`` among ``mask[r]``, ties shared.
+    @cached_property
+    def groups(self) -> np.ndarray:
+        """``(n, K)`` group of each pair, ``2 k + b``: class ``k`` and given value ``b``."""
+        return 2 * np.arange(self.k, dtype=np.int64) + self.y
 
-    Entries tied with the ``counts[r]``-th value share its fate, so the choice
-    never depends on their order: all are taken (possibly more than
-    ``counts[r]``), unless that would exceed ``limits[r]``, in which case none
-    is. Callers pass ``limits >= counts``.
-
-    Fast path: ``candidates`` (usually the few pairs whose prediction
-    disagrees with their label) with ``bound`` such that every masked
-    non-candidate value is ``>= bound``. A row whose ``counts[r]``-th smallest
-    candidate is ``< bound`` has its whole selection, ties included, among its
-    candidates: it is resolved by one sort of all candidates. The other rows
-    take the general path: one ``np.partition`` over them, then a sort of the
-    ``max(counts)`` leading values only.
-    """
-    out = np.zeros(values.shape, dtype=bool)
-    counts = np.asarray(counts, dtype=np.int64).copy()
-    if candidates is not None and np.any(counts > 0):
-        _select_among_candidates(values, mask & candidates, counts, limits, bound, out)
-    available = np.count_nonzero(mask, axis=1)
-    active = np.flatnonzero(counts > 0)
-    if active.size == 0:
-        return out
-    whole = active[counts[active] >= available[active]]
-    out[whole] = mask[whole]
-    active = active[counts[active] < available[active]]
-    if active.size == 0:
-        return out
-    c = counts[active]
-    msk = mask[active]
-    vv = np.where(msk, values[active], values.dtype.type(np.inf))
-    m = int(c.max())
-    lead = np.partition(vv, m - 1, axis=1)[:, :m]
-    lead.sort(axis=1)
-    cut = lead[np.arange(active.size), c - 1][:, None]
-    strict = vv < cut  # masked-out entries are +inf, never below a (finite) cut
-    chosen = strict | (msk & (vv == cut))
-    if limits is not None:
-        over = np.count_nonzero(chosen, axis=1) > np.asarray(limits, dtype=np.int64)[active]
-        chosen[over] = strict[over]
-    out[active] = chosen
-    return out
+    def candidates(self, method: str) -> np.ndarray:
+        """``(n, K)`` candidates of ``confident_learning`` / ``predicted_neq_given``."""
+        cand = self.disagrees
+        if method == "confident_learning":
+            cand = cand & self.off_diagonal
+        return cand
 
 
-def _select_among_candidates(
-    values: np.ndarray,
-    cand: np.ndarray,
-    counts: np.ndarray,
-    limits: np.ndarray | None,
-    bound: float,
-    out: np.ndarray,
-) -> None:
-    """The fast path of :func:`_select_smallest`: sets ``out`` for the rows it
-    resolves and zeroes their ``counts`` (in place)."""
-    n_cand = np.count_nonzero(cand, axis=1)
-    rows_ok = (counts > 0) & (n_cand >= counts)
-    if not rows_ok.any():
-        return
-    width = values.shape[1]
-    flat = np.flatnonzero(cand)
-    row = flat // width
-    keep = rows_ok[row]
-    flat, row = flat[keep], row[keep]
-    v = values.ravel()[flat]
-    order = np.lexsort((v, row))  # by row, then value
-    starts = np.concatenate([[0], np.cumsum(np.where(rows_ok, n_cand, 0))])[:-1]
-    sel = np.flatnonzero(rows_ok)
-    cut = np.zeros(values.shape[0], dtype=v.dtype)
-    cut[sel] = v[order[starts[sel] + counts[sel] - 1]]
-    resolved = np.zeros(values.shape[0], dtype=bool)
-    resolved[sel] = cut[sel] < bound
-    cut_e = cut[row]
-    chosen = resolved[row] & (v <= cut_e)
-    if limits is not None:
-        n_chosen = np.bincount(row[chosen], minlength=values.shape[0])
-        over = n_chosen > np.asarray(limits, dtype=np.int64)
-        chosen &= ~(over[row] & (v == cut_e))
-    out.ravel()[flat[chosen]] = True
-    counts[resolved] = 0
+def _chunks(block: Block, thresholds: np.ndarray | None = None) -> Iterator[tuple[slice, _Pairs]]:
+    y, probs = block.labels, block.pred_probs
+    for sl in _row_chunks(*probs.shape):
+        yield sl, _Pairs(y[sl], probs[sl], thresholds)
 
 
-def _select_per_group(
-    blk: _Block, values: np.ndarray, totals: np.ndarray, limits: np.ndarray | None, bound: float
-) -> np.ndarray:
-    """Per class and given value b: the ``totals[k, b]`` lowest ``values`` among rows with value b.
+# --------------------------------------------------------------------------- statistics passes
+class SumsStep(Step):
+    """Pass 1: rows and fixed-point ``q`` sums per (class, given value)."""
 
-    ``bound``: every pair whose prediction agrees with its label has a value
-    ``>= bound`` (and the others ``<= bound``), for the fast path of
-    :func:`_select_smallest`.
-    """
-    out = np.zeros(values.shape, dtype=bool)
-    for b in (0, 1):
-        if np.any(totals[:, b] > 0):
-            lim = None if limits is None else limits[:, b]
-            out |= _select_smallest(
-                values, blk.group(b), totals[:, b], lim, candidates=blk.disagrees, bound=bound
-            )
-    return out
+    name = "class sums"
+
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = n_classes
+
+    def start(self) -> MultilabelSums:
+        return MultilabelSums(self.n_classes)
+
+    def feed(self, partial: MultilabelSums, block: Block) -> MultilabelSums:
+        for _, pairs in _chunks(block):
+            partial.update(pairs.y, pairs.self_conf)
+        return partial
 
 
-def _noise_cells(blk: _Block, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
-    """How many rows of each (class, given value b) to flag by PBC/PBNR, shape (k, 2).
+class JointStep(Step):
+    """Pass 2: the binary confident joints, estimated issues and candidate counts."""
+
+    name = "confident joints"
+
+    def __init__(self, thresholds: np.ndarray) -> None:
+        self.thresholds = thresholds
+
+    def start(self) -> MultilabelJoint:
+        return MultilabelJoint(self.thresholds.shape[0])
+
+    def feed(self, partial: MultilabelJoint, block: Block) -> MultilabelJoint:
+        for _, pairs in _chunks(block, self.thresholds):
+            off, counted = pairs.guessed
+            partial.update(pairs.y, off, counted, pairs.disagrees)
+        return partial
+
+
+@dataclass
+class Estimates:
+    """Dataset-level figures after the statistics passes."""
+
+    counts: np.ndarray  # (K, 2)
+    thresholds: np.ndarray  # (K, 2)
+    joint: np.ndarray  # (K, 2, 2)
+    est: np.ndarray  # (K,)
+    cand_cl: np.ndarray  # (K, 2)
+    cand_png: np.ndarray  # (K, 2)
+    quality: np.ndarray  # (K,)
+
+    @cached_property
+    def calibrated(self) -> np.ndarray:
+        return calibrate_multilabel_confident_joint(self.joint, self.counts)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.counts[0].sum()) if self.counts.size else 0
+
+
+def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
+    """How many rows of each (class, given value b) to flag by PBC/PBNR, shape (K, 2).
 
     The multiclass detector's rule on each binary calibrated joint (its one
     off-diagonal cell ``o = C_cal[k, b, 1-b]``, diagonal ``d = C_cal[k, b, b]``):
@@ -541,9 +464,9 @@ def _noise_cells(blk: _Block, frac: float, ntr: np.ndarray | None, min_examples:
       the row ``[n_kb - o, o]`` rounded keeping its sum (floor, then +1 to the
       larger fractional part, ties to the higher column).
     """
-    n = blk.counts.astype(np.float64)
+    n = est.counts.astype(np.float64)
     caps = np.maximum(n - min_examples, 0.0)
-    cal = blk.calibrated.astype(np.float64)
+    cal = est.calibrated.astype(np.float64)
     off = np.stack([cal[:, 0, 1], cal[:, 1, 0]], axis=1)
     if ntr is not None:
         return np.where(off > 0, np.minimum(ntr, caps), 0).astype(np.int64)
@@ -558,149 +481,457 @@ def _noise_cells(blk: _Block, frac: float, ntr: np.ndarray | None, min_examples:
     full[:, 0, 1] = off[:, 0]
     full[:, 1, 0] = off[:, 1]
     full[:, 1, 1] = n[:, 1] - off[:, 1]
-    rounded = _round_rows(full)
+    rounded = round_rows(full)
     return np.stack([rounded[:, 0, 1], rounded[:, 1, 0]], axis=1)
 
 
-def _flag_prune_by_class(blk: _Block, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
-    caps = np.maximum(blk.counts - min_examples, 0)
-    totals = np.minimum(ntr, caps) if ntr is not None else _noise_cells(blk, frac, None, min_examples)
-    return _select_per_group(blk, blk.self_conf, totals, caps, 0.5)
-
-
-def _flag_prune_by_noise_rate(blk: _Block, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
-    caps = np.maximum(blk.counts - min_examples, 0)
-    cells = _noise_cells(blk, frac, ntr, min_examples)
-    # largest margin p_other - p_given == smallest (q - other), same rounding as the margin
-    return _select_per_group(blk, blk.self_conf - blk.other, cells, caps, 0.0)
-
-
-def _limit_per_group(blk: _Block, candidates: np.ndarray, totals: np.ndarray, caps: np.ndarray) -> np.ndarray:
-    """Keep, per class and given value, at most ``min(totals, caps)`` candidates (lowest q)."""
-    limits = np.minimum(totals, caps)
-    out = candidates.copy()
-    for b in (0, 1):
-        grp = blk.group(b) & candidates
-        n_cand = np.count_nonzero(grp, axis=1)
-        over = n_cand > limits[:, b]
-        if not over.any():
-            continue
-        rows = np.flatnonzero(over)
-        keep = _select_smallest(
-            blk.self_conf[rows], grp[rows], limits[rows, b], caps[rows, b],
-            candidates=blk.disagrees[rows], bound=0.5,
-        )
-        out[rows] = np.where(grp[rows], keep, out[rows])
-    return out
-
-
-def _flag_low_score(
-    blk: _Block, scores: np.ndarray, frac: float, ntr: np.ndarray | None, caps: np.ndarray
-) -> np.ndarray:
-    if ntr is not None:
-        return _select_per_group(blk, scores, np.minimum(ntr, caps), caps, 0.5)
-    totals = np.rint(frac * blk.est).astype(np.int64)
-    if not np.any(totals > 0):
-        return np.zeros(scores.shape, dtype=bool)
-    # The T_k lowest of the class, then at most caps[k, b] of them per given
-    # value (the lowest). Unlike the multiclass detector, rows dropped by a cap
-    # are not replaced: in a binary problem the replacements would come from
-    # the other direction, typically pairs whose prediction agrees with their
-    # label (e.g. a class with a single positive row).
-    mask = _select_smallest(
-        scores, np.ones(scores.shape, dtype=bool), totals, candidates=blk.disagrees, bound=0.5
-    )
-    for b in (0, 1):
-        grp = blk.group(b) & mask
-        rows = np.flatnonzero(np.count_nonzero(grp, axis=1) > caps[:, b])
-        if rows.size:
-            keep = _select_smallest(
-                scores[rows], grp[rows], caps[rows, b], caps[rows, b],
-                candidates=blk.disagrees[rows], bound=0.5,
-            )
-            mask[rows] = np.where(grp[rows], keep, mask[rows])
-    return mask
-
-
-def _normalized_margin(blk: _Block) -> np.ndarray:
-    own = blk.self_conf.astype(np.float64)
-    return np.clip((own - blk.other.astype(np.float64) + 1.0) / 2.0, 0.0, 1.0)
-
-
-def _flag_block(blk: _Block, filter_by: str, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
-    caps = np.maximum(blk.counts - min_examples, 0)
-    if filter_by == "prune_by_class":
-        mask = _flag_prune_by_class(blk, frac, ntr, min_examples)
-    elif filter_by == "prune_by_noise_rate":
-        mask = _flag_prune_by_noise_rate(blk, frac, ntr, min_examples)
-    elif filter_by == "both":
-        mask = _flag_prune_by_class(blk, frac, ntr, min_examples) & _flag_prune_by_noise_rate(
-            blk, frac, ntr, min_examples
-        )
-    elif filter_by in ("confident_learning", "predicted_neq_given"):
-        cand = ~blk.agrees
-        if filter_by == "confident_learning":
-            cand &= blk.off_diagonal
-        counts = np.stack([np.count_nonzero(cand & ~blk.y, axis=1), np.count_nonzero(cand & blk.y, axis=1)], axis=1)
-        totals = ntr if ntr is not None else np.rint(frac * counts).astype(np.int64)
-        mask = _limit_per_group(blk, cand, totals, caps)
-    elif filter_by == "low_self_confidence":
-        mask = _flag_low_score(blk, blk.self_conf, frac, ntr, caps)
-    elif filter_by == "low_normalized_margin":
-        mask = _flag_low_score(blk, _normalized_margin(blk), frac, ntr, caps)
-    else:  # pragma: no cover - validated before
-        raise LabelqaError(f"unknown filter_by {filter_by!r}", f"choose one of {', '.join(FILTER_METHODS)}")
-    if filter_by in _AGREEMENT_RULE_METHODS:
-        mask &= ~blk.agrees
-    return mask
-
-
+# --------------------------------------------------------------------------- selection
 @dataclass
-class _Run:
-    """Flags and per-class statistics of one run over all classes."""
+class _Accumulators:
+    """The partial of one selection stage: grouped selections by kind, scalar picks for the rest."""
 
-    flags: np.ndarray  # (N, K) bool
-    counts: np.ndarray  # (K, 2)
-    thresholds: np.ndarray  # (K, 2)
-    joint: np.ndarray  # (K, 2, 2)
-    calibrated: np.ndarray  # (K, 2, 2)
-    est: np.ndarray  # (K,)
+    tops: dict[str, GroupedTop] = field(default_factory=dict)
+    picks: dict[tuple, Pick] = field(default_factory=dict)
 
+    def empty(self) -> _Accumulators:
+        return _Accumulators({key: t.empty() for key, t in self.tops.items()},
+                             {key: Pick(p.count, p.n, largest=p.largest, dtype=p.dtype)
+                              for key, p in self.picks.items()})
 
-def _run(
-    y: np.ndarray, probs: np.ndarray, filter_by: str, frac: float, ntr: np.ndarray | None, min_examples: int
-) -> _Run:
-    n, k = probs.shape
-    flags = np.zeros((n, k), dtype=bool)
-    counts = np.zeros((k, 2), dtype=np.int64)
-    thresholds = np.full((k, 2), EMPTY_CLASS_THRESHOLD)
-    joint = np.zeros((k, 2, 2), dtype=np.int64)
-    calibrated = np.zeros((k, 2, 2), dtype=np.int64)
-    est = np.zeros(k, dtype=np.int64)
-    if n == 0:
-        return _Run(flags, counts, thresholds, joint, calibrated, est)
-    for cols in _col_blocks(n, k):
-        blk = _Block(np.ascontiguousarray(y[:, cols].T), np.ascontiguousarray(probs[:, cols].T))
-        flags[:, cols] = _flag_block(blk, filter_by, frac, None if ntr is None else ntr[cols], min_examples).T
-        counts[cols], thresholds[cols], joint[cols], est[cols] = blk.stats()
-        calibrated[cols] = blk.calibrated
-        del blk
-    return _Run(flags, counts, thresholds, joint, calibrated, est)
+    def merge(self, other: _Accumulators) -> _Accumulators:
+        for key, t in other.tops.items():
+            self.tops[key].merge(t)
+        for key, p in other.picks.items():
+            self.picks[key].merge(p)
+        return self
 
 
-# --------------------------------------------------------------------------- public API
+class SelectStep(Step):
+    """One selection stage of a :class:`FlagRule`."""
+
+    def __init__(self, rule: FlagRule, stage: str, template: _Accumulators) -> None:
+        self.rule = rule
+        self.stage = stage
+        self.template = template
+        self.name = f"selection ({stage})"
+
+    def start(self) -> _Accumulators:
+        return self.template.empty()
+
+    def feed(self, partial: _Accumulators, block: Block) -> _Accumulators:
+        for _, pairs in _chunks(block, self.rule.est.thresholds):
+            self.rule.feed(self.stage, partial, pairs)
+        return partial
+
+
+#: Every pair whose prediction agrees with its given value has ``q >= 0.5``, ``q - other >= 0`` and a
+#: normalized margin ``>= 0.5``: selections among the disagreeing pairs are settled below these bounds.
+_BOUNDS = {"pbc": 0.5, "pbnr": 0.0, "low": 0.5, "top": 0.5}
+
+
+class FlagRule:
+    """The ``filter_by`` rule for one dataset: selections per (class, given value), flags of any chunk.
+
+    Kinds of selection (groups ``2 k + b`` unless said):
+
+    - ``pbc``: the ``c_kb`` lowest ``q``; ``pbnr``: the ``c_kb`` lowest
+      ``q - other`` (largest margin); ``low`` (``low_*`` with
+      ``num_to_remove_per_class``): the lowest scores; all three fed first
+      with the disagreeing pairs only, the groups those cannot settle then
+      fed every pair (a :class:`~labelqa.stats.selection.Pick` each);
+    - ``lim`` (``confident_learning``/``predicted_neq_given``): at most
+      ``min(totals, caps)`` candidates per group, the lowest ``q``;
+    - ``top`` (``low_*`` otherwise; groups = classes): the ``T_k`` lowest
+      scores of class ``k``, then ``cap`` at most ``n_kb -
+      min_examples_per_class`` of them per given value (the lowest; dropped
+      pairs are not replaced).
+    """
+
+    def __init__(self, est: Estimates, method: str, frac: float, ntr: np.ndarray | None, min_examples: int,
+                 dtype: np.dtype) -> None:
+        self.est = est
+        self.method = method
+        self.frac = float(frac)
+        self.ntr = ntr
+        self.min_ex = int(min_examples)
+        self.caps = np.maximum(est.counts - self.min_ex, 0)
+        self.dtype = np.dtype(dtype)
+        self.cuts: dict[str, GroupCuts] = {}
+        self.limits: dict[str, np.ndarray | None] = {}
+
+    # ---- planning --------------------------------------------------------------
+    def _score_dtype(self) -> np.dtype:
+        return self.dtype if self.method == "low_self_confidence" else np.dtype(np.float64)
+
+    def _dtype(self, kind: str) -> np.dtype:
+        return self._score_dtype() if kind in ("low", "top", "cap") else self.dtype
+
+    def stages(self) -> Iterator[tuple[str, _Accumulators]]:
+        """The selection stages, in order; each is fed every block, then :meth:`finish` ed."""
+        m, est, caps, ntr = self.method, self.est, self.caps, self.ntr
+        first = _Accumulators()
+        counts: dict[str, np.ndarray] = {}
+        if m in ("prune_by_class", "both"):
+            counts["pbc"] = np.minimum(ntr, caps) if ntr is not None else noise_cells(est, self.frac, None, self.min_ex)
+        if m in ("prune_by_noise_rate", "both"):
+            counts["pbnr"] = noise_cells(est, self.frac, ntr, self.min_ex)
+        if m in ("confident_learning", "predicted_neq_given"):
+            cand = est.cand_cl if m == "confident_learning" else est.cand_png
+            totals = ntr if ntr is not None else np.rint(self.frac * cand).astype(np.int64)
+            limits = np.minimum(totals, caps)
+            over = cand > limits
+            counts["lim"] = np.where(over, limits, 0)
+            self.cuts["lim"] = GroupCuts(2 * est.n_classes, dtype=self.dtype)
+            # groups within their limit keep every candidate; the others keep their `limits` lowest
+            self.cuts["lim"].mode[:] = np.where(over.ravel(), GroupCuts.NONE, GroupCuts.ALL)
+        if m in ("low_self_confidence", "low_normalized_margin"):
+            if ntr is not None:
+                counts["low"] = np.minimum(ntr, caps)
+            else:
+                counts["top"] = np.rint(self.frac * est.est).astype(np.int64)
+        for kind, c in counts.items():
+            self.limits[kind] = None if kind == "top" else caps.ravel()
+            if kind == "lim":
+                lim = GroupedTop(c.ravel(), dtype=self.dtype)
+                if lim.counts.any():
+                    first.tops[kind] = lim
+                continue
+            self.cuts[kind] = GroupCuts(c.size, dtype=self._dtype(kind))
+            first.tops[kind] = GroupedTop(c.ravel(), dtype=self._dtype(kind))
+        if first.tops:
+            yield "cuts", first
+        full = _Accumulators()
+        for kind, groups in getattr(self, "unsettled", {}).items():
+            sizes = est.counts.ravel() if kind != "top" else np.full(est.n_classes, est.n_rows)
+            for g in groups:
+                full.picks[(kind, int(g))] = Pick(int(first.tops[kind].counts[g]), int(sizes[g]),
+                                                  dtype=self._dtype(kind))
+        if full.picks:
+            yield "all pairs", full
+        if "top" in self.cuts:
+            over = self._top_per_value() > caps
+            if over.any():
+                self.cuts["cap"] = GroupCuts(2 * est.n_classes, dtype=self._score_dtype())
+                self.cuts["cap"].mode[:] = np.where((over & (caps == 0)).ravel(), GroupCuts.NONE, GroupCuts.ALL)
+                yield "caps", _Accumulators({"cap": GroupedTop(np.where(over, caps, 0).ravel(),
+                                                               dtype=self._score_dtype())})
+
+    def _top_per_value(self) -> np.ndarray:
+        """``(K, 2)`` upper bound of the pairs the ``top`` cut selects per given value."""
+        sel = self.cuts["top"].selected
+        return np.stack([sel, sel], axis=1)
+
+    def finish(self, stage: str, acc: _Accumulators) -> None:
+        """Record a fed stage's results."""
+        if stage == "cuts":
+            self.unsettled = {}
+            for kind, top in acc.tops.items():
+                if kind == "lim":  # every candidate is fed: every group settles
+                    self.cuts["lim"].settle(top, limits=self.limits["lim"])
+                    continue
+                left = self.cuts[kind].settle(top, limits=self.limits[kind], bound=_BOUNDS[kind])
+                if left.size:
+                    self.unsettled[kind] = left
+        elif stage == "all pairs":
+            for (kind, g), pick in acc.picks.items():
+                limit = self.limits[kind]
+                self.cuts[kind].set(g, pick.cut(None if limit is None else int(limit[g])))
+        elif stage == "caps":
+            self.cuts["cap"].settle(acc.tops["cap"], limits=self.caps.ravel())
+
+    # ---- values ------------------------------------------------------------------
+    def _scores(self, pairs: _Pairs) -> np.ndarray:
+        return pairs.self_conf if self.method == "low_self_confidence" else pairs.normalized_margin
+
+    def _values(self, pairs: _Pairs, kind: str) -> np.ndarray:
+        if kind in ("pbc", "lim"):
+            return pairs.self_conf
+        if kind == "pbnr":
+            return pairs.self_conf - pairs.other  # smallest q - other == largest margin (same rounding)
+        return self._scores(pairs)
+
+    def _groups(self, pairs: _Pairs, kind: str) -> np.ndarray:
+        if kind == "top":
+            return np.broadcast_to(np.arange(pairs.k, dtype=np.int64), (pairs.n, pairs.k))
+        return pairs.groups
+
+    def feed(self, stage: str, acc: _Accumulators, pairs: _Pairs) -> None:
+        """Fold one chunk into a stage's accumulators."""
+        if stage == "cuts":
+            for kind, top in acc.tops.items():
+                values, groups = self._values(pairs, kind), self._groups(pairs, kind)
+                fed = pairs.candidates(self.method) if kind == "lim" else pairs.disagrees
+                top.update(groups[fed], values[fed])
+        elif stage == "all pairs":
+            for (kind, g), pick in acc.picks.items():
+                if kind == "top":
+                    pick.update(self._scores(pairs)[:, g])
+                else:
+                    k, b = divmod(g, 2)
+                    pick.update(self._values(pairs, kind)[:, k][pairs.y[:, k] == bool(b)])
+        elif stage == "caps":
+            scores = self._scores(pairs)
+            chosen = self._apply(pairs, "top")
+            acc.tops["cap"].update(pairs.groups[chosen], scores[chosen])
+
+    def _apply(self, pairs: _Pairs, kind: str) -> np.ndarray:
+        cuts = self.cuts[kind]
+        values = self._values(pairs, kind)
+        return cuts.select_columns(values) if kind == "top" else cuts.select_pairs(pairs.y, values)
+
+    # ---- flags -------------------------------------------------------------------
+    def flags(self, pairs: _Pairs) -> np.ndarray:
+        """``(n, K)`` flags of one chunk."""
+        m = self.method
+        if m == "prune_by_class":
+            mask = self._apply(pairs, "pbc")
+        elif m == "prune_by_noise_rate":
+            mask = self._apply(pairs, "pbnr")
+        elif m == "both":
+            mask = self._apply(pairs, "pbc") & self._apply(pairs, "pbnr")
+        elif m in ("confident_learning", "predicted_neq_given"):
+            mask = pairs.candidates(m) & self._apply(pairs, "lim")
+        elif self.ntr is not None:
+            mask = self._apply(pairs, "low")
+        else:
+            mask = self._apply(pairs, "top")
+            if "cap" in self.cuts:
+                mask &= self.cuts["cap"].select_pairs(pairs.y, self._scores(pairs))
+        if m in AGREEMENT_RULE_METHODS:
+            mask &= pairs.disagrees
+        return mask
+
+
+# --------------------------------------------------------------------------- per-row outputs and summary
+class MultilabelRule(RowRule):
+    """Flags, scores and suggestions of any block; the summary from aggregates and tallies."""
+
+    def __init__(self, est: Estimates, flag: FlagRule, names: Sequence[str], params: dict[str, Any]) -> None:
+        self.est = est
+        self.flag = flag
+        self.names = list(names)
+        self.params = params
+
+    def rows(self, block: Block) -> DetectorRows:
+        y, probs = block.labels, block.pred_probs
+        n, k = probs.shape
+        p = self.params
+        flags = np.empty((n, k), dtype=bool)
+        class_scores = np.empty((n, k), dtype=probs.dtype)
+        scores = np.empty(n, dtype=np.float64)
+        for sl, pairs in _chunks(block, self.est.thresholds):
+            flags[sl] = self.flag.flags(pairs)
+            class_scores[sl] = pairs.self_conf  # q == where(y, p, 1 - p), bit for bit
+            scores[sl] = aggregate_scores(class_scores[sl], p["aggregation"], ema_alpha=p["ema_alpha"],
+                                          softmin_temperature=p["softmin_temperature"])
+        change_confidence = class_scores.dtype.type(1) - class_scores
+        # flagged pairs are backed by 1 - q, the others by q
+        backing = np.where(flags, change_confidence, class_scores)
+        suggested_confidence = backing.min(axis=1).astype(np.float64) if k else np.ones(n, dtype=np.float64)
+        return DetectorRows(
+            scores=scores,
+            issues=flags.any(axis=1),
+            suggested=y ^ flags,
+            suggested_confidence=suggested_confidence,
+            extra={
+                "labels_to_remove": flags & y,
+                "labels_to_add": flags & ~y,
+                "class_scores": class_scores,
+                "change_confidence": change_confidence,
+            },
+        )
+
+    def tally(self, block: Block, rows: DetectorRows) -> dict[str, Any]:
+        return {
+            "remove": np.count_nonzero(rows.extra["labels_to_remove"], axis=0).astype(np.int64),
+            "add": np.count_nonzero(rows.extra["labels_to_add"], axis=0).astype(np.int64),
+            "issues": int(np.count_nonzero(rows.issues)),
+        }
+
+    def summary(self, tallies: dict[str, Any]) -> dict[str, Any]:
+        est = self.est
+        k = est.n_classes
+        zeros = np.zeros(k, dtype=np.int64)
+        return multilabel_summary(
+            names=self.names, counts=est.counts, thresholds=est.thresholds, joint=est.joint, est=est.est,
+            quality=est.quality, remove=tallies.get("remove", zeros), add=tallies.get("add", zeros),
+            n_issues=int(tallies.get("issues", 0)), params=self.params,
+        )
+
+
+def multilabel_summary(
+    *, names: Sequence[str], counts: np.ndarray, thresholds: np.ndarray, joint: np.ndarray, est: np.ndarray,
+    quality: np.ndarray, remove: np.ndarray, add: np.ndarray, n_issues: int, params: dict[str, Any],
+) -> dict[str, Any]:
+    """The multi-label detector's summary, from per-class aggregates.
+
+    Args:
+        names: Class names.
+        counts: ``(K, 2)`` rows without / with each class.
+        thresholds: ``(K, 2)`` thresholds for absent / present.
+        joint: ``(K, 2, 2)`` confident joints.
+        est: Estimated issues per class.
+        quality: Mean class score per class.
+        remove: Flagged labels to remove, per class.
+        add: Flagged labels to add, per class.
+        n_issues: Rows with an issue.
+        params: The detector's parameters (``filter_by``, ``aggregation``,
+            ``ema_alpha`` or ``softmin_temperature``).
+    """
+    k = len(names)
+    n = int(counts[0].sum()) if k else 0
+    count = counts[:, 1]
+    absent = counts[:, 0]
+    per_class = [
+        {
+            "class": names[j],
+            "count": int(count[j]),
+            "should_remove": int(remove[j]),
+            "should_remove_rate": float(remove[j] / count[j]) if count[j] else 0.0,
+            "should_add": int(add[j]),
+            "should_add_rate": float(add[j] / absent[j]) if absent[j] else 0.0,
+            "threshold_present": float(thresholds[j, 1]),
+            "threshold_absent": float(thresholds[j, 0]),
+            "label_quality": float(quality[j]),
+            "estimated_issues": int(est[j]),
+            "confident_joint": joint[j].tolist(),
+        }
+        for j in range(k)
+    ]
+    summary: dict[str, Any] = {
+        "per_class": per_class,
+        "n_rows": n,
+        "rows_with_issue": int(n_issues),
+        "share_rows_with_issue": float(n_issues / n) if n else 0.0,
+        "labels_to_remove": int(np.sum(remove)),
+        "labels_to_add": int(np.sum(add)),
+        "filter_by": params["filter_by"],
+        "aggregation": params["aggregation"],
+    }
+    if params["aggregation"] == "ema":
+        summary["ema_alpha"] = float(params["ema_alpha"])
+    else:
+        summary["softmin_temperature"] = float(params["softmin_temperature"])
+    return summary
+
+
+# --------------------------------------------------------------------------- detector
+@dataclass(kw_only=True)
+class MultilabelConfidentLearning(Detector):
+    """Multi-label confident learning: flag and score label sets.
+
+    Args:
+        filter_by: How (row, class) pairs are flagged, one of
+            :data:`FILTER_METHODS` (see :func:`find_multilabel_issues`).
+        aggregation: Row score from the per-class scores: ``"ema"``
+            (exponential moving average, default) or ``"softmin"``.
+        ema_alpha: EMA weight (0.8).
+        softmin_temperature: Softmin temperature (0.1).
+        frac_noise: Flag only this fraction of the estimated issues.
+        num_to_remove_per_class: ``(K, 2)`` counts replacing the estimates
+            (row k: ``[to add, to remove]``).
+        min_examples_per_class: Per class, keep at least this many rows with
+            and without the label unflagged.
+
+    :meth:`detect` returns:
+
+    - ``scores``: aggregated row score in [0, 1], lower = more suspect;
+    - ``issues``: row flagged (any class);
+    - ``suggested``: ``(N, K)`` bool, the suggested label set (given set,
+      flagged labels removed, flagged missing labels added);
+    - ``suggested_confidence``: ``(N,)``, the least-supported class decision
+      of the suggested set: ``min_k`` of ``p_ik`` for the classes in the set
+      and ``1 - p_ik`` for those not in it (for an unflagged row: its lowest
+      per-class score);
+    - ``extra``: ``labels_to_remove`` and ``labels_to_add`` ``(N, K)`` bool,
+      ``class_scores`` ``(N, K)`` (``q_ik``) and ``change_confidence``
+      ``(N, K)``: the probability backing a change of class k in row i,
+      ``1 - q_ik`` (``1 - p_ik`` to remove a given label, ``p_ik`` to add a
+      missing one), for a per-class ``--min-confidence`` rule (it is defined
+      for every pair; only flagged pairs are changes);
+    - ``summary``: per class (``class``, ``count`` = rows with the label,
+      ``should_remove`` and ``should_remove_rate`` (over ``count``),
+      ``should_add`` and ``should_add_rate`` (over the rows without the
+      label), ``threshold_present``, ``threshold_absent``, ``label_quality``
+      (mean ``q_ik``), ``estimated_issues``, ``confident_joint`` (2x2,
+      ``[given, true]``)); ``n_rows``, ``rows_with_issue``,
+      ``share_rows_with_issue``, ``labels_to_remove``, ``labels_to_add``,
+      ``filter_by``, ``aggregation``, ``ema_alpha``/``softmin_temperature``.
+    """
+
+    name: ClassVar[str] = "mlcl"
+
+    filter_by: str = "prune_by_noise_rate"
+    aggregation: str = "ema"
+    ema_alpha: float = 0.8
+    softmin_temperature: float = 0.1
+    frac_noise: float = 1.0
+    num_to_remove_per_class: Sequence[Sequence[int]] | None = None
+    min_examples_per_class: int = 1
+
+    def check(self, info: DatasetInfo) -> None:
+        """Validate the parameters for ``info`` (multi-label data, K classes)."""
+        if info.task != "multilabel":
+            raise LabelqaError(
+                f"multi-label confident learning needs multi-label data, got task {info.task!r}",
+                "use the confident learning detector for multiclass data",
+            )
+        self._ntr(info.n_classes)
+
+    def _ntr(self, n_classes: int) -> np.ndarray | None:
+        _check_aggregation(self.aggregation, self.ema_alpha, self.softmin_temperature)
+        return _check_options(
+            n_classes,
+            filter_by=self.filter_by,
+            frac_noise=self.frac_noise,
+            num_to_remove_per_class=self.num_to_remove_per_class,
+            min_examples_per_class=self.min_examples_per_class,
+        )
+
+    def plan(self, info: DatasetInfo) -> Plan:
+        """Class sums, confident joints, the selection stages of ``filter_by``; then the row rule."""
+        k = info.n_classes
+        ntr = self._ntr(k)
+        sums: MultilabelSums = yield SumsStep(k)
+        thresholds = sums.thresholds()
+        p2: MultilabelJoint = yield JointStep(thresholds)
+        est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.est.copy(), p2.cand_cl.copy(),
+                        p2.cand_png.copy(), sums.quality())
+        flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
+                        info.prob_dtype)
+        for stage, template in flag.stages():
+            acc = yield SelectStep(flag, stage, template)
+            flag.finish(stage, acc)
+        names = [str(c) for c in info.classes] if len(info.classes) == k else [str(i) for i in range(k)]
+        return MultilabelRule(est, flag, names, self.get_params())
+
+
+# --------------------------------------------------------------------------- array API
+def _run(labels: Any, pred_probs: Any, det: MultilabelConfidentLearning) -> tuple[MultilabelRule, Block]:
+    y, probs = _as_arrays(labels, pred_probs)
+    info = DatasetInfo(y.shape[0], tuple(range(probs.shape[1])), "multilabel", np.dtype(probs.dtype))
+    det.check(info)
+    block = Block(y, probs)
+    rule = run_on_block(det.plan(info), block)
+    assert isinstance(rule, MultilabelRule)
+    return rule, block
+
+
 def multilabel_thresholds(labels: Any, pred_probs: Any) -> np.ndarray:
     """Per-class binary thresholds, shape ``(K, 2)``: ``[:, 0]`` mean ``1 - p_ik``
     over rows without class k, ``[:, 1]`` mean ``p_ik`` over rows with it
     (``2.0`` when there are no such rows)."""
     y, probs = _as_arrays(labels, pred_probs)
-    return _run(y, probs, "confident_learning", 1.0, None, 1).thresholds
+    sums = MultilabelSums(probs.shape[1])
+    for _, pairs in _chunks(Block(y, probs)):
+        sums.update(pairs.y, pairs.self_conf)
+    return sums.thresholds()
 
 
 def compute_multilabel_confident_joint(labels: Any, pred_probs: Any) -> np.ndarray:
     """Raw one-vs-rest confident joints, shape ``(K, 2, 2)``, ``[class, given, guessed true]``."""
-    y, probs = _as_arrays(labels, pred_probs)
-    return _run(y, probs, "confident_learning", 1.0, None, 1).joint
+    rule, _ = _run(labels, pred_probs, MultilabelConfidentLearning(filter_by="confident_learning"))
+    return rule.est.joint
 
 
 class MultilabelIssues(NamedTuple):
@@ -775,200 +1006,13 @@ def find_multilabel_issues(
     Raises:
         LabelqaError: On invalid inputs or options.
     """
-    y, probs = _as_arrays(labels, pred_probs)
-    ntr = _check_options(
-        probs.shape[1],
-        filter_by=filter_by,
-        frac_noise=frac_noise,
-        num_to_remove_per_class=num_to_remove_per_class,
-        min_examples_per_class=min_examples_per_class,
-    )
-    run = _run(y, probs, filter_by, float(frac_noise), ntr, int(min_examples_per_class))
-    return MultilabelIssues(run.flags.any(axis=1), run.flags & y, run.flags & ~y)
-
-
-# --------------------------------------------------------------------------- detector
-@dataclass(kw_only=True)
-class MultilabelConfidentLearning(Detector):
-    """Multi-label confident learning: flag and score label sets.
-
-    Args:
-        filter_by: How (row, class) pairs are flagged, one of
-            :data:`FILTER_METHODS` (see :func:`find_multilabel_issues`).
-        aggregation: Row score from the per-class scores: ``"ema"``
-            (exponential moving average, default) or ``"softmin"``.
-        alpha: EMA weight (0.8).
-        temperature: Softmin temperature (0.1).
-        frac_noise: Flag only this fraction of the estimated issues.
-        num_to_remove_per_class: ``(K, 2)`` counts replacing the estimates
-            (row k: ``[to add, to remove]``).
-        min_examples_per_class: Per class, keep at least this many rows with
-            and without the label unflagged.
-
-    :meth:`detect` returns:
-
-    - ``scores``: aggregated row score in [0, 1], lower = more suspect;
-    - ``issues``: row flagged (any class);
-    - ``suggested``: ``(N, K)`` bool, the suggested label set (given set,
-      flagged labels removed, flagged missing labels added);
-    - ``suggested_confidence``: ``(N,)``, the least-supported class decision
-      of the suggested set: ``min_k`` of ``p_ik`` for the classes in the set
-      and ``1 - p_ik`` for those not in it (for an unflagged row: its lowest
-      per-class score);
-    - ``extra``: ``labels_to_remove`` and ``labels_to_add`` ``(N, K)`` bool,
-      ``class_scores`` ``(N, K)`` (``q_ik``) and ``change_confidence``
-      ``(N, K)``: the probability backing a change of class k in row i,
-      ``1 - q_ik`` (``1 - p_ik`` to remove a given label, ``p_ik`` to add a
-      missing one), for a per-class ``--min-confidence`` rule (it is defined
-      for every pair; only flagged pairs are changes);
-    - ``summary``: per-class counts and rates (see :meth:`detect`).
-    """
-
-    name: ClassVar[str] = "mlcl"
-
-    filter_by: str = "prune_by_noise_rate"
-    aggregation: str = "ema"
-    alpha: float = 0.8
-    temperature: float = 0.1
-    frac_noise: float = 1.0
-    num_to_remove_per_class: Sequence[Sequence[int]] | None = None
-    min_examples_per_class: int = 1
-
-    def detect(self, data: LabelData) -> DetectorResult:
-        """Score, flag and suggest a label set for every row of ``data``.
-
-        Summary keys: ``per_class`` (one dict per class: ``class``,
-        ``count`` = rows with the label, ``should_remove`` and
-        ``should_remove_rate`` (over ``count``), ``should_add`` and
-        ``should_add_rate`` (over the rows without the label),
-        ``threshold_present``, ``threshold_absent``, ``label_quality`` (mean
-        ``q_ik``), ``estimated_issues``, ``confident_joint`` (2x2, ``[given,
-        true]``)); ``n_rows``, ``rows_with_issue``, ``share_rows_with_issue``,
-        ``labels_to_remove``, ``labels_to_add``, ``filter_by``,
-        ``aggregation``, ``alpha``/``temperature``.
-
-        Raises:
-            LabelqaError: On non-multi-label data or an invalid parameter.
-        """
-        if data.task != "multilabel":
-            raise LabelqaError(
-                f"multi-label confident learning needs multi-label data, got task {data.task!r}",
-                "use the confident learning detector for multiclass data",
-            )
-        _check_aggregation(self.aggregation, self.alpha, self.temperature)
-        y, probs = _as_arrays(data.labels, data.pred_probs)
-        n, k = probs.shape
-        ntr = _check_options(
-            k,
-            filter_by=self.filter_by,
-            frac_noise=self.frac_noise,
-            num_to_remove_per_class=self.num_to_remove_per_class,
-            min_examples_per_class=self.min_examples_per_class,
-        )
-        run = _run(y, probs, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class))
-        flags = run.flags
-        to_remove = flags & y
-        to_add = flags & ~y
-        issues = flags.any(axis=1)
-        class_scores = _class_scores(y, probs)
-        scores = aggregate_scores(class_scores, self.aggregation, alpha=self.alpha, temperature=self.temperature)
-        change_confidence = class_scores.dtype.type(1) - class_scores
-        suggested = y ^ flags
-        # flagged pairs are backed by 1 - q, the others by q
-        backing = np.where(flags, change_confidence, class_scores)
-        suggested_confidence = (
-            backing.min(axis=1).astype(np.float64) if k else np.ones(n, dtype=np.float64)
-        )
-        return DetectorResult(
-            name=self.name,
-            scores=scores,
-            issues=issues,
-            suggested=suggested,
-            suggested_confidence=suggested_confidence,
-            summary=self._summary(data, run, y, to_remove, to_add, issues, class_scores),
-            params=self.get_params(),
-            extra={
-                "labels_to_remove": to_remove,
-                "labels_to_add": to_add,
-                "class_scores": class_scores,
-                "change_confidence": change_confidence,
-            },
-        )
-
-    def _summary(
-        self,
-        data: LabelData,
-        run: _Run,
-        y: np.ndarray,
-        to_remove: np.ndarray,
-        to_add: np.ndarray,
-        issues: np.ndarray,
-        class_scores: np.ndarray,
-    ) -> dict[str, Any]:
-        n, k = y.shape
-        quality = class_scores.mean(axis=0, dtype=np.float64) if n else np.ones(k)
-        names = data.class_names if len(data.classes) == k else [str(i) for i in range(k)]
-        return multilabel_detector_summary(
-            names=names, counts=run.counts, thresholds=run.thresholds, joint=run.joint, est=run.est,
-            quality=quality, remove=np.count_nonzero(to_remove, axis=0), add=np.count_nonzero(to_add, axis=0),
-            n_issues=int(np.count_nonzero(issues)), params=self.get_params(),
-        )
-
-
-def multilabel_detector_summary(
-    *, names: Sequence[str], counts: np.ndarray, thresholds: np.ndarray, joint: np.ndarray, est: np.ndarray,
-    quality: np.ndarray, remove: np.ndarray, add: np.ndarray, n_issues: int, params: dict[str, Any],
-) -> dict[str, Any]:
-    """The multi-label detector's summary, from per-class aggregates.
-
-    One builder for the in-memory detector and the streaming/Dask engines
-    (``labelqa.engines.output``), so their summaries cannot drift apart.
-
-    Args:
-        names: Class names.
-        counts: ``(K, 2)`` rows without / with each class.
-        thresholds: ``(K, 2)`` thresholds for absent / present.
-        joint: ``(K, 2, 2)`` confident joints.
-        est: Estimated issues per class.
-        quality: Mean class score per class.
-        remove: Flagged labels to remove, per class.
-        add: Flagged labels to add, per class.
-        n_issues: Rows with an issue.
-        params: The detector's parameters (``filter_by``, ``aggregation``,
-            ``alpha`` or ``temperature``).
-    """
-    k = len(names)
-    n = int(counts[0].sum()) if k else 0
-    count = counts[:, 1]
-    absent = counts[:, 0]
-    per_class = [
-        {
-            "class": names[j],
-            "count": int(count[j]),
-            "should_remove": int(remove[j]),
-            "should_remove_rate": float(remove[j] / count[j]) if count[j] else 0.0,
-            "should_add": int(add[j]),
-            "should_add_rate": float(add[j] / absent[j]) if absent[j] else 0.0,
-            "threshold_present": float(thresholds[j, 1]),
-            "threshold_absent": float(thresholds[j, 0]),
-            "label_quality": float(quality[j]),
-            "estimated_issues": int(est[j]),
-            "confident_joint": joint[j].tolist(),
-        }
-        for j in range(k)
-    ]
-    summary: dict[str, Any] = {
-        "per_class": per_class,
-        "n_rows": n,
-        "rows_with_issue": int(n_issues),
-        "share_rows_with_issue": float(n_issues / n) if n else 0.0,
-        "labels_to_remove": int(remove.sum()),
-        "labels_to_add": int(add.sum()),
-        "filter_by": params["filter_by"],
-        "aggregation": params["aggregation"],
-    }
-    if params["aggregation"] == "ema":
-        summary["alpha"] = float(params["alpha"])
-    else:
-        summary["temperature"] = float(params["temperature"])
-    return summary
+    det = MultilabelConfidentLearning(filter_by=filter_by, frac_noise=frac_noise,
+                                      num_to_remove_per_class=num_to_remove_per_class,
+                                      min_examples_per_class=min_examples_per_class)
+    rule, block = _run(labels, pred_probs, det)
+    y, probs = block.labels, block.pred_probs
+    n, k = probs.shape
+    flags = np.empty((n, k), dtype=bool)
+    for sl, pairs in _chunks(block, rule.est.thresholds):
+        flags[sl] = rule.flag.flags(pairs)
+    return MultilabelIssues(flags.any(axis=1), flags & y, flags & ~y)

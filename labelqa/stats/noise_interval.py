@@ -18,7 +18,7 @@ C[j, j]`` and the uncounted rows ``n_j - R_j``. Each replicate is one
 multinomial draw of N rows over these ``3K`` cells, all replicates at once.
 
 The point estimate is exactly the detector's (calibration with its integer
-rounding: :func:`labelqa.detectors.confident.calibrate_confident_joint`);
+rounding: :func:`labelqa.stats.confident.calibrate_confident_joint`);
 the replicates use the smooth formula above, whose spread around its own
 value on the observed counts is added to the point estimate (a percentile
 interval, moved by the rounding difference, at most K/N). The interval is
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from labelqa.errors import LabelqaError
+from labelqa.stats.confident import calibrate_confident_joint, noise_rate
 
 __all__ = ["noise_rate_interval", "noise_rate_point", "bootstrap_noise_rates"]
 
@@ -63,11 +64,8 @@ def _check(confident_joint: Any, class_counts: Any) -> tuple[np.ndarray, np.ndar
 
 def noise_rate_point(confident_joint: Any, class_counts: Any) -> float:
     """The estimated noise rate ``1 - trace(Q)``, exactly as the ``cl`` detector reports it."""
-    from labelqa.detectors.confident import calibrate_confident_joint, estimate_latent
-
     c, n = _check(confident_joint, class_counts)
-    cal = calibrate_confident_joint(c, n)
-    return float(1.0 - np.trace(estimate_latent(cal).joint)) if cal.sum() > 0 else 0.0
+    return noise_rate(calibrate_confident_joint(c, n))
 
 
 def _smooth(diag: np.ndarray, counted: np.ndarray, size: np.ndarray, n_rows: int) -> np.ndarray:

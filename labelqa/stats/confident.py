@@ -1,4 +1,4 @@
-"""Counting steps of confident learning, written as partial aggregates.
+"""Statistics of confident learning: partial aggregates and the math on them.
 
 Each aggregate is a small dataclass with two operations:
 
@@ -7,8 +7,8 @@ Each aggregate is a small dataclass with two operations:
 
 Updating with batches and merging the partials gives exactly the same state as
 one update on all the rows, whatever the batching and the row order, so the
-in-memory path, a streaming path (record batches) and a Dask engine (one
-partial per partition, merged in a tree) can share this code.
+in-memory runner (one block), the streaming runner (record batches) and the
+Dask runner (one partial per partition, merged in a tree) share this code.
 
 Two passes are needed, because the confident joint depends on the thresholds:
 
@@ -16,14 +16,21 @@ Two passes are needed, because the confident joint depends on the thresholds:
 2. :class:`ConfidentJointCounts` with those thresholds -> the confident joint
    ``C`` (and a per-row guess of the true label, for the rows of each batch).
 
+Then, on the aggregates alone: :func:`calibrate_confident_joint`,
+:func:`estimate_latent` (joint, noise matrix, inverse noise matrix, latent
+prior) and :func:`round_rows`.
+
 See ``ALGORITHMS.md`` section 1 (Northcutt, Jiang, Chuang, JAIR 2021).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
+
+from labelqa.errors import LabelqaError
 
 __all__ = [
     "CONFIDENT_EPS",
@@ -31,6 +38,13 @@ __all__ = [
     "PROB_SCALE",
     "ClassProbSums",
     "ConfidentJointCounts",
+    "LatentEstimates",
+    "calibrate_confident_joint",
+    "confident_cutoffs",
+    "estimate_latent",
+    "noise_rate",
+    "round_rows",
+    "scale_rows_to",
 ]
 
 #: A row is confident for class k when ``p_ik >= t_k - CONFIDENT_EPS``.
@@ -242,3 +256,118 @@ class ConfidentJointCounts:
             raise ValueError(f"cannot merge {other.n_classes} classes into {self.n_classes}")
         self.joint += other.joint
         return self
+
+
+# --------------------------------------------------------------------------- math on the aggregates
+def round_rows(values: np.ndarray) -> np.ndarray:
+    """Round to integers keeping each row's (rounded) sum; rows along the last axis, any number of them.
+
+    Equivalent to "round each entry, then move +-1 to the entries with the
+    largest remainders": each entry is floored, then the ``m`` entries with
+    the largest fractional parts get ``+1``, where ``m`` makes the row sum
+    equal its rounded sum. Ties go to the higher column (what cleanlab 2.9
+    does on small cases, observed as a black box; on larger rows its choice
+    among tied entries follows its sort and is not reproducible). The
+    multi-label detector rounds its K stacked 2 x 2 joints with it too.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    floored = np.floor(x)
+    frac = x - floored
+    missing = (np.rint(x.sum(axis=-1)) - floored.sum(axis=-1)).astype(np.int64)[..., None]
+    # order by fractional part descending, ties by column descending
+    rev = np.argsort(-frac[..., ::-1], axis=-1, kind="stable")
+    rank = np.argsort(rev, axis=-1, kind="stable")[..., ::-1]  # rank of each original column
+    return (floored + (rank < missing)).astype(np.int64)
+
+
+def scale_rows_to(weights: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """Integer matrix whose row ``k`` sums to ``totals[k]``, proportional to ``weights[k]``.
+
+    Rows of zero weight get zeros (nothing to split).
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    sums = w.sum(axis=1)
+    factor = np.divide(totals, sums, out=np.zeros_like(sums), where=sums > 0)
+    return round_rows(w * factor[:, None])
+
+
+def calibrate_confident_joint(confident_joint: Any, class_counts: Any) -> np.ndarray:
+    """Calibrate the confident joint to the class counts.
+
+    Each row ``j`` is rescaled to sum to ``n_j``, then the whole matrix to sum
+    to ``N = sum(n)``, then each row is rounded to integers keeping its
+    rounded sum (round, then move +-1 to the entries with the largest
+    remainders). A row of ``C`` that is all zero while ``n_j > 0`` (no row of
+    class ``j`` was confidently counted) gets ``n_j`` on its diagonal: with no
+    evidence of noise, the class is taken as clean.
+
+    Args:
+        confident_joint: Shape ``(K, K)`` counts.
+        class_counts: ``n_j``, shape ``(K,)``.
+
+    Returns:
+        Shape ``(K, K)`` int64; row ``j`` sums to ``n_j`` (when ``C``'s rows
+        with ``n_j > 0`` are not all zero, the rescale to N changes nothing).
+    """
+    c = np.asarray(confident_joint, dtype=np.float64)
+    n = np.asarray(class_counts, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1] or n.shape != (c.shape[0],):
+        raise LabelqaError(f"need a (K, K) joint and K class counts, got {c.shape} and {n.shape}")
+    row_sums = c.sum(axis=1)
+    has = row_sums > 0
+    scaled = np.zeros_like(c)
+    scaled[has] = c[has] / row_sums[has, None] * n[has, None]
+    empty = np.flatnonzero(~has & (n > 0))
+    scaled[empty, empty] = n[empty]
+    total = scaled.sum()
+    if total > 0:
+        scaled *= n.sum() / total
+    return round_rows(scaled)
+
+
+class LatentEstimates(NamedTuple):
+    """Estimates derived from the calibrated confident joint.
+
+    All matrices are ``[given label s, true label y*]``.
+
+    Attributes:
+        joint: ``Q = C_cal / N``, estimate of ``P(s, y*)``.
+        noise_matrix: ``P(s=j | y*=k)`` at ``[j, k]`` (Q column-normalised;
+            columns sum to 1). A class with no estimated true rows gets an
+            identity column.
+        inverse_noise_matrix: ``P(y*=k | s=j)`` at ``[j, k]`` (Q
+            row-normalised; rows sum to 1). A class no row is given gets an
+            identity row.
+        latent_prior: ``P(y*=k)``, the column sums of Q, shape ``(K,)``.
+    """
+
+    joint: np.ndarray
+    noise_matrix: np.ndarray
+    inverse_noise_matrix: np.ndarray
+    latent_prior: np.ndarray
+
+
+def estimate_latent(calibrated: Any) -> LatentEstimates:
+    """Joint, noise matrix, inverse noise matrix and latent prior from ``C_cal``.
+
+    Args:
+        calibrated: The calibrated confident joint, shape ``(K, K)``.
+
+    Returns:
+        :class:`LatentEstimates`; divisions by zero are guarded (identity
+        column/row, zero joint for an empty matrix).
+    """
+    c = np.asarray(calibrated, dtype=np.float64)
+    total = c.sum()
+    q = c / total if total > 0 else np.zeros_like(c)
+    eye = np.eye(c.shape[0])
+    col = q.sum(axis=0)
+    row = q.sum(axis=1)
+    noise = np.where(col > 0, q / np.where(col > 0, col, 1.0), eye)
+    inverse = np.where(row[:, None] > 0, q / np.where(row > 0, row, 1.0)[:, None], eye)
+    return LatentEstimates(joint=q, noise_matrix=noise, inverse_noise_matrix=inverse, latent_prior=col)
+
+
+def noise_rate(calibrated: np.ndarray) -> float:
+    """The estimated noise rate ``1 - trace(Q)`` (0 for an empty joint)."""
+    return float(1.0 - np.trace(estimate_latent(calibrated).joint)) if np.sum(calibrated) > 0 else 0.0

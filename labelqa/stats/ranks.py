@@ -1,0 +1,160 @@
+"""Ranks of the issues table: flagged rows first, each group by score, ties by row position.
+
+:func:`rank_rows` ranks rows held in memory. :class:`RankIndex` gives the
+same ranks to rows produced batch by batch in input order (the streaming and
+Dask runners): flagged rows (bounded by the issue count) are ranked in
+memory; for the others only their scores are kept, sorted (4 bytes a row for
+float32 scores, else 8), plus one counter per score value that occurs more
+than once: a row's rank is ``n_flagged + 1 + #(smaller scores) + #(equal
+scores earlier in the input)``. With a single batch the index simply holds
+:func:`rank_rows`' answer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["RankIndex", "rank_rows", "score_dtype"]
+
+
+def rank_rows(scores: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Rank every row, 1 = most suspect: flagged rows first, each group by score.
+
+    Ties are broken by row position, so equal inputs give equal ranks.
+
+    Args:
+        scores: Per-row quality, lower = more suspect.
+        flags: Per-row issue flag.
+
+    Returns:
+        int64 ranks ``1..N``; flagged rows hold ``1..n_flagged``.
+    """
+    flags = np.asarray(flags, dtype=bool)
+    scores = np.asarray(scores)
+    flagged, others = np.flatnonzero(flags), np.flatnonzero(~flags)
+    # a stable sort of each group by score == lexsort by (flag, score, position); NaN sorts last in both
+    order = np.concatenate([flagged[np.argsort(scores[flagged], kind="stable")],
+                            others[np.argsort(scores[others], kind="stable")]])
+    ranks = np.empty(len(scores), dtype=np.int64)
+    ranks[order] = np.arange(1, len(scores) + 1)
+    return ranks
+
+
+def score_dtype(scores: np.ndarray) -> np.dtype:
+    """The narrowest float dtype that holds ``scores`` exactly (float32 or float64)."""
+    if scores.dtype == np.float32:
+        return np.dtype(np.float32)
+    narrow = scores.astype(np.float32)
+    return np.dtype(np.float32 if np.array_equal(narrow.astype(scores.dtype), scores, equal_nan=True)
+                    else np.float64)
+
+
+class RankIndex:
+    """Global ranks for rows seen batch by batch in input order (see the module doc).
+
+    Feed every batch once with :meth:`add` (any order of batches; parts from
+    other processes merge with :meth:`merge`), call :meth:`finish`, then ask
+    :meth:`ranks` for each batch, in input order.
+
+    Args:
+        dtype: Score dtype to keep unflagged scores in (float32 when every
+            score is exactly a float32, e.g. float32 self-confidence).
+    """
+
+    def __init__(self, dtype: np.dtype | type = np.float64) -> None:
+        self.dtype = np.dtype(dtype)
+        self._unflagged: list[np.ndarray] = []
+        self._fs: list[np.ndarray] = []
+        self._fp: list[np.ndarray] = []
+        self._single: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._parts = 0
+        self.n_flagged = 0
+
+    def add(self, scores: np.ndarray, flags: np.ndarray, positions: np.ndarray) -> RankIndex:
+        """Fold one batch in (``positions``: the rows' global indices)."""
+        flags = np.asarray(flags, dtype=bool)
+        self._parts += 1
+        if self._parts == 1:
+            self._single = (np.asarray(scores), flags, np.asarray(positions))
+        else:
+            self._spill()
+            self._add(scores, flags, positions)
+        self.n_flagged += int(np.count_nonzero(flags))
+        return self
+
+    def _spill(self) -> None:
+        if self._single is not None:
+            s, f, p = self._single
+            self._single = None
+            self._add(s, f, p)
+
+    def _add(self, scores: np.ndarray, flags: np.ndarray, positions: np.ndarray) -> None:
+        unf = np.asarray(scores[~flags], dtype=self.dtype)
+        self._unflagged.append(unf)
+        self._fs.append(np.asarray(scores[flags], dtype=np.float64))
+        self._fp.append(np.asarray(positions[flags], dtype=np.int64))
+
+    def merge(self, other: RankIndex) -> RankIndex:
+        """Fold another index's batches in; returns ``self``."""
+        other._spill()
+        self._spill()
+        self._parts += max(other._parts, 1)
+        self._unflagged += other._unflagged
+        self._fs += other._fs
+        self._fp += other._fp
+        self.n_flagged += other.n_flagged
+        return self
+
+    def finish(self) -> RankIndex:
+        """Sort what was fed; returns ``self``."""
+        if self._single is not None:
+            s, f, p = self._single
+            self._single_ranks = (int(p[0]) if p.size else 0, rank_rows(s, f))
+            return self
+        self._single_ranks = None
+        fs = np.concatenate(self._fs) if self._fs else np.empty(0)
+        fp = np.concatenate(self._fp) if self._fp else np.empty(0, dtype=np.int64)
+        self._fs, self._fp = [], []
+        order = np.lexsort((fp, fs))
+        frank = np.empty(fp.size, dtype=np.int64)
+        frank[order] = np.arange(1, fp.size + 1)
+        by_pos = np.argsort(fp, kind="stable")
+        self.flag_pos = fp[by_pos]
+        self.flag_rank = frank[by_pos]
+        s = np.concatenate(self._unflagged) if self._unflagged else np.empty(0, dtype=self.dtype)
+        self._unflagged = []
+        s.sort()
+        self.sorted = s
+        dup = s[1:][s[1:] == s[:-1]]
+        self.dups = np.unique(dup) if dup.size else dup
+        self.seen = np.zeros(self.dups.size, dtype=np.int64)
+        return self
+
+    def ranks(self, scores: np.ndarray, flags: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Ranks of one batch; batches must come in input order."""
+        if self._single_ranks is not None:
+            start, ranks = self._single_ranks
+            return ranks[positions - start] if positions.size != ranks.size else ranks
+        flags = np.asarray(flags, dtype=bool)
+        out = np.empty(scores.size, dtype=np.int64)
+        if flags.any():
+            out[flags] = self.flag_rank[np.searchsorted(self.flag_pos, positions[flags])]
+        unf = ~flags
+        s = np.asarray(scores[unf], dtype=self.dtype)
+        r = self.n_flagged + 1 + np.searchsorted(self.sorted, s, side="left")
+        if self.dups.size and s.size:
+            di = np.searchsorted(self.dups, s)
+            hit = di < self.dups.size
+            hit[hit] = self.dups[di[hit]] == s[hit]
+            sub = di[hit]
+            if sub.size:
+                order = np.argsort(sub, kind="stable")
+                sd = sub[order]
+                start = np.r_[True, sd[1:] != sd[:-1]]
+                first = np.maximum.accumulate(np.where(start, np.arange(sd.size), 0))
+                before = np.empty(sd.size, dtype=np.int64)
+                before[order] = self.seen[sd] + (np.arange(sd.size) - first)
+                r[hit] += before
+                np.add.at(self.seen, sub, 1)
+        out[unf] = r
+        return out

@@ -1,0 +1,498 @@
+"""Bounded-memory, order-independent "the c smallest (or largest) values" selection.
+
+Every selection of the detectors ("flag the c rows of class k with the
+lowest self-confidence") follows one tie rule: rows tied with the ``c``-th
+value share its fate (all taken, possibly more than ``c``, unless that
+exceeds a ``limit``; then none of them is). That rule only depends on three
+numbers: the cut value ``v`` (the ``c``-th value), how many values are
+strictly beyond it and how many equal it. This module finds them over any
+batching of the values, merging partials in any order:
+
+* :class:`Pick`: one group. Keeps ``min(c, n - c + 1)`` values (the smaller
+  side) plus one counter (:class:`BoundedSmallest`); its :class:`Cut` is the
+  rule any batch can apply.
+* :class:`GroupedTop`: many groups at once, vectorised: per group the ``c``
+  most extreme values *and every value tied with the c-th*, so the cut and
+  its tie count are exact. Fed only with *candidate* values (e.g. the rows
+  whose prediction disagrees with their label) when every other value of
+  the group is known to lie on the far side of a bound: a group whose cut
+  falls before the bound is then *settled* from the candidates alone
+  (:class:`GroupCuts` keeps the rules of many groups as arrays).
+
+:class:`BoundedSmallest` keeps the ``m`` smallest values seen (a multiset)
+and the number of *discarded* values equal to the largest kept one. When the
+kept set shrinks its maximum, discarded values are all >= the old maximum,
+hence never equal to the new one, so the counter stays exact.
+
+Values are compared exactly as given (float32 stays float32; negation, used
+for the other side, is exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["BoundedSmallest", "Cut", "GroupCuts", "GroupedTop", "Pick"]
+
+
+class BoundedSmallest:
+    """The ``m`` smallest values of a stream (a multiset), mergeable.
+
+    Attributes:
+        m: How many values to keep (>= 1).
+        seen: Number of values folded in so far.
+    """
+
+    def __init__(self, m: int, dtype: np.dtype | type = np.float64) -> None:
+        if m < 1:
+            raise ValueError(f"m must be >= 1, got {m}")
+        self.m = int(m)
+        self.dtype = np.dtype(dtype)
+        self.seen = 0
+        self._kept = np.empty(0, dtype=self.dtype)
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
+        self._cut: object = None  # the m-th smallest once m values were seen
+        self._extra = 0  # discarded values equal to the cut
+
+    def update(self, values: np.ndarray) -> BoundedSmallest:
+        """Fold a batch of values in; returns ``self``."""
+        v = np.asarray(values, dtype=self.dtype).ravel()
+        self.seen += v.size
+        if v.size == 0:
+            return self
+        if self._cut is not None:
+            cut = self._cut
+            self._extra += int(np.count_nonzero(v == cut))
+            v = v[v < cut]
+            if v.size == 0:
+                return self
+        self._pending.append(v.copy() if v.base is not None else v)
+        self._n_pending += v.size
+        if self._kept.size + self._n_pending >= 2 * self.m + 1024:
+            self._compact()
+        return self
+
+    def _compact(self) -> None:
+        if not self._pending:
+            return
+        u = np.concatenate([self._kept, *self._pending])
+        self._pending, self._n_pending = [], 0
+        self._reduce(u, [(self._cut, self._extra)])
+
+    def _reduce(self, u: np.ndarray, previous: list[tuple[object, int]]) -> None:
+        """Keep the m smallest of ``u``; ``previous``: (cut, discarded ties) of the parts."""
+        if u.size < self.m:
+            self._kept, self._cut, self._extra = u, None, 0
+            return
+        if u.size == self.m:
+            kept = u
+            cut = u.max()
+        else:
+            part = np.partition(u, self.m - 1)
+            kept = part[: self.m].copy()
+            cut = part[self.m - 1]
+        extra = int(np.count_nonzero(u == cut)) - int(np.count_nonzero(kept == cut))
+        # Values discarded earlier by a part are >= that part's cut, and the new
+        # cut is <= every full part's cut: they equal it only when the cuts match.
+        extra += sum(e for c, e in previous if c is not None and c == cut)
+        self._kept, self._cut, self._extra = kept, cut, extra
+
+    def merge(self, other: BoundedSmallest) -> BoundedSmallest:
+        """Fold another accumulator (over other values) in; returns ``self``."""
+        if other.m != self.m:
+            raise ValueError(f"cannot merge m={other.m} into m={self.m}")
+        self._compact()
+        other._compact()
+        self.seen += other.seen
+        u = np.concatenate([self._kept, other._kept.astype(self.dtype, copy=False)])
+        self._reduce(u, [(self._cut, self._extra), (other._cut, other._extra)])
+        return self
+
+    def result(self) -> tuple[object, int, int] | None:
+        """``(cut, n_below, n_equal)``: the m-th smallest value, how many values
+        are strictly smaller and how many equal it; ``None`` if fewer than m
+        values were seen."""
+        self._compact()
+        if self._cut is None:
+            if self._kept.size < self.m:
+                return None
+            self._reduce(self._kept, [])
+        cut = self._cut
+        below = int(np.count_nonzero(self._kept < cut))
+        equal = int(np.count_nonzero(self._kept == cut)) + self._extra
+        return cut, below, equal
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (kept plus pending values)."""
+        return int(self._kept.nbytes) + sum(int(p.nbytes) for p in self._pending)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Which values a :class:`Pick` selected, as a rule on a value.
+
+    ``mode``: ``"none"``, ``"all"``, ``"strict"`` (values strictly beyond
+    ``value``) or ``"ties"`` (beyond or equal). ``selected``: how many of the
+    ``n`` values the rule selects.
+    """
+
+    mode: str
+    value: object = None
+    largest: bool = False
+    selected: int = 0
+
+    def select(self, values: np.ndarray) -> np.ndarray:
+        """Bool mask of the selected ``values``."""
+        values = np.asarray(values)
+        if self.mode == "none":
+            return np.zeros(values.shape, dtype=bool)
+        if self.mode == "all":
+            return np.ones(values.shape, dtype=bool)
+        v = self.value
+        beyond = values > v if self.largest else values < v
+        if self.mode == "ties":
+            beyond |= values == v
+        return beyond
+
+
+class Pick:
+    """The ``count`` smallest (or largest) of ``n`` values, ties shared, over any batching.
+
+    Feed every one of the ``n`` values once (:meth:`update`, any batching,
+    any order; :meth:`merge` partials), then :meth:`cut` gives the rule: the
+    ``count`` smallest (largest) values, ties at the cut all in, unless that
+    makes more than ``limit``, then all out. Memory: ``min(count, n - count +
+    1)`` values.
+    """
+
+    def __init__(self, count: int, n: int, *, largest: bool = False, dtype: np.dtype | type = np.float64) -> None:
+        self.count = int(count)
+        self.n = int(n)
+        self.largest = bool(largest)
+        self.dtype = np.dtype(dtype)
+        self.seen = 0
+        self._acc: BoundedSmallest | None = None
+        self._near = True
+        if 0 < self.count < self.n:
+            far = self.n - self.count + 1
+            self._near = self.count <= far
+            # near: the `count` most extreme values; far: the `far` values from the other end
+            self._flip = self.largest == self._near  # negate so the kept side is "smallest"
+            self._acc = BoundedSmallest(self.count if self._near else far, dtype)
+
+    @property
+    def active(self) -> bool:
+        """Whether values need to be fed (False: the answer is all or none)."""
+        return self._acc is not None
+
+    def update(self, values: np.ndarray) -> Pick:
+        """Fold a batch of values in; returns ``self``."""
+        values = np.asarray(values)
+        self.seen += values.size
+        if self._acc is not None and values.size:
+            self._acc.update(-values if self._flip else values)
+        return self
+
+    def merge(self, other: Pick) -> Pick:
+        """Fold another partial over other values in; returns ``self``."""
+        if (other.count, other.n, other.largest) != (self.count, self.n, self.largest):
+            raise ValueError("cannot merge picks of different selections")
+        self.seen += other.seen
+        if self._acc is not None and other._acc is not None:
+            self._acc.merge(other._acc)
+        return self
+
+    def cut(self, limit: int | None = None) -> Cut:
+        """The selection rule, once all ``n`` values were fed."""
+        if self.count <= 0:
+            return Cut("none")
+        if self.count >= self.n:
+            return Cut("all", selected=self.n)
+        if self.seen != self.n:
+            raise ValueError(f"pick over {self.n} values was fed {self.seen}")
+        assert self._acc is not None
+        res = self._acc.result()
+        assert res is not None
+        cut, below, equal = res
+        if self._flip:
+            cut = -cut
+        if self._near:
+            strict = below
+        else:  # the far side counted values beyond the cut the other way
+            strict = self.n - below - equal
+        if limit is not None and strict + equal > limit:
+            return Cut("strict", cut, self.largest, strict)
+        return Cut("ties", cut, self.largest, strict + equal)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return self._acc.nbytes if self._acc is not None else 0
+
+
+class GroupedTop:
+    """Per group ``g``: the ``counts[g]`` smallest (or largest) values fed, every tie of the cut kept.
+
+    Values arrive as ``(group, value)`` pairs (:meth:`update`) or as a dense
+    ``(G', m)`` matrix whose row ``i`` belongs to group ``groups[i]``
+    (:meth:`update_rows`); partials :meth:`merge` in any order. Memory per
+    group: ``counts[g]`` values plus the ties of its cut.
+
+    A value discarded while compacting is strictly beyond the group's current
+    cut, which only moves towards the final cut, so it is never a tie of the
+    final cut: the strict and tie counts of :meth:`cuts` are exact.
+
+    Args:
+        counts: ``(G,)`` how many values each group selects (``<= 0``: none).
+        largest: Select the largest values instead of the smallest.
+        dtype: Value dtype (float32 stays float32).
+    """
+
+    def __init__(self, counts: np.ndarray, *, largest: bool = False, dtype: np.dtype | type = np.float64) -> None:
+        self.counts = np.asarray(counts, dtype=np.int64).copy()
+        self.largest = bool(largest)
+        self.dtype = np.dtype(dtype)
+        self.fed = np.zeros(self.counts.size, dtype=np.int64)
+        self._g: list[np.ndarray] = []
+        self._v: list[np.ndarray] = []
+        self._pending = 0
+        self._budget = 2 * int(np.maximum(self.counts, 0).sum()) + (1 << 16)
+
+    def empty(self) -> GroupedTop:
+        """A fresh partial for the same groups."""
+        return GroupedTop(self.counts, largest=self.largest, dtype=self.dtype)
+
+    # ---- feeding -----------------------------------------------------------
+    def update(self, groups: np.ndarray, values: np.ndarray) -> GroupedTop:
+        """Fold ``(group, value)`` pairs in; returns ``self``."""
+        groups = np.asarray(groups, dtype=np.int64).ravel()
+        values = np.asarray(values, dtype=self.dtype).ravel()
+        if groups.size:
+            self.fed += np.bincount(groups, minlength=self.counts.size)
+            self._add(groups, values)
+        return self
+
+    def update_rows(self, groups: np.ndarray, matrix: np.ndarray) -> GroupedTop:
+        """Fold a dense ``(len(groups), m)`` matrix in, row ``i`` holding values of group ``groups[i]``.
+
+        Same as :meth:`reduce_rows` then :meth:`add_reduced`.
+        """
+        groups = np.asarray(groups, dtype=np.int64)
+        return self.add_reduced(groups, matrix.shape[1], *self.reduce_rows(groups, matrix))
+
+    def reduce_rows(self, groups: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row of ``matrix`` reduced to its values at or beyond its own ``c``-th (read-only: thread-safe).
+
+        One ``np.partition`` for all rows. Returns ``(row, value)`` pairs for
+        :meth:`add_reduced`.
+        """
+        m = matrix.shape[1]
+        c = self.counts[np.asarray(groups, dtype=np.int64)]
+        vals = np.asarray(matrix, dtype=self.dtype)
+        empty = np.empty(0, dtype=np.int64), np.empty(0, dtype=self.dtype)
+        if m == 0 or c.size == 0 or c.max() <= 0:
+            return empty
+        top = int(c.max())
+        if top >= m:
+            rows = np.repeat(np.arange(c.size), m)
+            keep = c[rows] > 0
+            return rows[keep], vals.ravel()[keep]
+        # The `top` most extreme values of each row, sorted towards the extreme (a window of the row).
+        if self.largest:
+            window = np.partition(vals, m - top, axis=1)[:, m - top:]
+            window.sort(axis=1)
+            window = window[:, ::-1]
+        else:
+            window = np.partition(vals, top - 1, axis=1)[:, :top]
+            window.sort(axis=1)
+        idx = np.arange(c.size)
+        cut = window[idx, np.clip(c - 1, 0, top - 1)]
+        # Every value beyond the cut lies in the window; ties of the cut may lie outside it only when the
+        # cut is the window's last value: count those rows' ties over the whole row.
+        beyond = window >= cut[:, None] if self.largest else window <= cut[:, None]
+        beyond[c <= 0] = False
+        rows, cols = np.nonzero(beyond)
+        values = window[rows, cols]
+        edge = np.flatnonzero((c > 0) & (cut == window[:, -1]))
+        if edge.size:
+            outside = np.count_nonzero(vals[edge] == cut[edge, None], axis=1) - np.count_nonzero(
+                window[edge] == cut[edge, None], axis=1)
+            more = np.repeat(edge, outside)
+            rows = np.concatenate([rows, more])
+            values = np.concatenate([values, cut[more]])
+        return rows, values
+
+    def add_reduced(self, groups: np.ndarray, m: int, rows: np.ndarray, values: np.ndarray) -> GroupedTop:
+        """Fold in what :meth:`reduce_rows` returned for ``groups`` and ``m`` values per row."""
+        if m == 0 or len(groups) == 0:
+            return self
+        groups = np.asarray(groups, dtype=np.int64)
+        self.fed[groups] += m
+        if rows.size:
+            self._add(groups[rows], values)
+        return self
+
+    def _add(self, groups: np.ndarray, values: np.ndarray) -> None:
+        self._g.append(groups)
+        self._v.append(values.copy() if values.base is not None else values)
+        self._pending += groups.size
+        if self._pending > self._budget:
+            self._compact()
+
+    def _compact(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keep per group its ``counts[g]`` most extreme values and the ties of the ``counts[g]``-th.
+
+        Returns the kept ``(groups, keys)`` grouped by group (keys: values
+        negated when selecting the largest, so "most extreme" is "smallest").
+        Values are grouped with a stable integer sort; only groups holding
+        more than their count are partitioned (one ``np.partition`` each).
+        """
+        g = np.concatenate(self._g) if self._g else np.empty(0, dtype=np.int64)
+        v = np.concatenate(self._v) if self._v else np.empty(0, dtype=self.dtype)
+        live = self.counts[g] > 0
+        if not live.all():
+            g, v = g[live], v[live]
+        key = -v if self.largest else v  # smallest first; negation is exact
+        size = self.counts.size
+        small = np.uint16 if size <= 1 << 16 else np.int64
+        order = np.argsort(g.astype(small), kind="stable")
+        g, key = g[order], key[order]
+        bounds = np.searchsorted(g, np.arange(size + 1))
+        over = np.flatnonzero(bounds[1:] - bounds[:-1] > self.counts)
+        if over.size:
+            keep = np.ones(g.size, dtype=bool)
+            for grp in over:
+                a, b = bounds[grp], bounds[grp + 1]
+                seg = key[a:b]
+                c = int(self.counts[grp])
+                keep[a:b] = seg <= np.partition(seg, c - 1)[c - 1]
+            g, key = g[keep], key[keep]
+        v = -key if self.largest else key
+        self._g, self._v, self._pending = [g], [v], g.size
+        self._budget = max(self._budget, 2 * g.size)
+        return g, key
+
+    def merge(self, other: GroupedTop) -> GroupedTop:
+        """Fold another partial (over other values) in; returns ``self``."""
+        if other.counts.shape != self.counts.shape or other.largest != self.largest:
+            raise ValueError("cannot merge selections of different groups")
+        self.fed += other.fed
+        for g, v in zip(other._g, other._v):
+            self._add(g, v)
+        return self
+
+    # ---- results -----------------------------------------------------------
+    def cuts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per group: ``(complete, cut, strict, equal)``.
+
+        ``complete``: at least ``counts[g] >= 1`` values were fed, so ``cut``
+        (the ``counts[g]``-th most extreme value fed) is defined; ``strict``:
+        how many fed values lie beyond it, ``equal``: how many equal it.
+        Groups that are not complete hold zeros.
+        """
+        g, key = self._compact()
+        size = self.counts.size
+        complete = (self.counts >= 1) & (self.fed >= self.counts)
+        cut_key = np.zeros(size, dtype=self.dtype)
+        present = np.flatnonzero(np.bincount(g, minlength=size) > 0)
+        if present.size:
+            starts = np.searchsorted(g, present)
+            # a complete group keeps exactly the values at or before its cut: the cut is its largest key
+            cut_key[present] = np.maximum.reduceat(key, starts)
+        cut_key[~complete] = 0
+        strict = np.bincount(g, weights=(key < cut_key[g]), minlength=size).astype(np.int64)
+        equal = np.bincount(g, weights=(key == cut_key[g]), minlength=size).astype(np.int64)
+        strict[~complete] = 0
+        equal[~complete] = 0
+        cut = -cut_key if self.largest else cut_key
+        return complete, cut, strict, equal
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return sum(int(a.nbytes) for a in self._g) + sum(int(a.nbytes) for a in self._v)
+
+
+
+class GroupCuts:
+    """The selection rules of many groups, as arrays: which values of each group are selected.
+
+    Per group ``g``: ``mode[g]`` is ``0`` (select none), ``1`` (select all) or
+    ``2`` (values beyond ``value[g]``, and equal to it when ``ties[g]``).
+
+    Args:
+        size: Number of groups.
+        largest: Whether "beyond" means larger (else smaller).
+        dtype: Value dtype.
+    """
+
+    NONE, ALL, CUT = 0, 1, 2
+
+    def __init__(self, size: int, *, largest: bool = False, dtype: np.dtype | type = np.float64) -> None:
+        self.largest = bool(largest)
+        self.mode = np.zeros(size, dtype=np.int8)
+        self.value = np.zeros(size, dtype=np.dtype(dtype))
+        self.ties = np.zeros(size, dtype=bool)
+        self.selected = np.zeros(size, dtype=np.int64)
+
+    def settle(self, top: GroupedTop, *, limits: np.ndarray | None = None,
+               bound: float | None = None) -> np.ndarray:
+        """Take the groups a :class:`GroupedTop` settles; returns the groups it could not settle.
+
+        Groups with a count of 0 are left as they are (``mode`` starts as
+        none). A group is settled when its ``counts[g]``-th value was seen and
+        lies strictly before ``bound`` (when the top was
+        fed only candidates, every other value lying at or beyond the bound);
+        ties at the cut are in unless that makes more than ``limits[g]``.
+        """
+        complete, cut, strict, equal = top.cuts()
+        counts = top.counts
+        settled = complete.copy()
+        if bound is not None:
+            settled &= cut > bound if self.largest else cut < bound
+        idx = np.flatnonzero(settled)
+        self.mode[idx] = self.CUT
+        self.value[idx] = cut[idx]
+        ties = np.ones(idx.size, dtype=bool) if limits is None else strict[idx] + equal[idx] <= limits[idx]
+        self.ties[idx] = ties
+        self.selected[idx] = strict[idx] + np.where(ties, equal[idx], 0)
+        return np.flatnonzero((counts > 0) & ~settled)
+
+    def set(self, g: int, cut: Cut) -> None:
+        """Take a :class:`Pick`'s rule for group ``g``."""
+        if cut.mode == "none":
+            self.mode[g] = self.NONE
+        elif cut.mode == "all":
+            self.mode[g] = self.ALL
+        else:
+            self.mode[g] = self.CUT
+            self.value[g] = cut.value
+            self.ties[g] = cut.mode == "ties"
+        self.selected[g] = cut.selected
+
+    def select(self, groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Bool mask of the selected ``values``, each in group ``groups`` (same shapes)."""
+        mode = self.mode[groups]
+        v = self.value[groups]
+        beyond = values > v if self.largest else values < v
+        beyond |= self.ties[groups] & (values == v)
+        return np.where(mode == self.CUT, beyond, mode == self.ALL)
+
+    def select_pairs(self, y: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """:meth:`select` for an ``(n, K)`` matrix whose entry ``(i, k)`` is in group ``2 k + y[i, k]``."""
+        pick = {name: np.where(y, getattr(self, name)[1::2], getattr(self, name)[0::2])
+                for name in ("mode", "value", "ties")}
+        return self._select(pick["mode"], pick["value"], pick["ties"], values)
+
+    def select_columns(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`select` for an ``(n, G)`` matrix whose column ``g`` is group ``g``."""
+        return self._select(self.mode, self.value, self.ties, values)
+
+    def _select(self, mode: np.ndarray, v: np.ndarray, ties: np.ndarray, values: np.ndarray) -> np.ndarray:
+        beyond = values > v if self.largest else values < v
+        beyond |= ties & (values == v)
+        return np.where(mode == self.CUT, beyond, mode == self.ALL)
