@@ -418,7 +418,6 @@ class ColumnSource(EpochSource):
             yield self._data[:, e, :]
 
 
-
 # ----------------------------------------------------------------------------- dynamics
 
 

@@ -176,7 +176,6 @@ def combine_run_flags(flags: Any, ordinary: Any) -> np.ndarray:
     return np.all(f | ~o, axis=0) & np.any(o, axis=0)
 
 
-
 # ----------------------------------------------------------------------------- streaming
 
 
