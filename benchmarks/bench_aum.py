@@ -9,9 +9,10 @@ rusage of that one child: interpreter, imports, data and the work):
                 MLP with threshold samples, write data.parquet + dynamics/),
                 on synthetic data with N rows, D=64 float32 features, K=10,
                 10% uniform label noise. Also the time of its two main phases.
-  aum ExNxK     AUM scoring (labelqa.aum.load_dynamics + score_dynamics) of an
-                (E, N, K) float32 .npy, streamed epoch by epoch through
-                per-epoch memory maps; the requirement is peak RSS < 1 GB.
+  aum ExNxK     AUM scoring (labelqa.data.dynamics.load_dynamics +
+                labelqa.detectors.aum.score_dynamics) of an (E, N, K)
+                float32 .npy, streamed epoch by epoch through per-epoch
+                memory maps; the requirement is peak RSS < 1 GB.
 
 Generated inputs are cached in .bench-data/ (gitignored); the 100 x 1M x 10
 file is 4 GB. It was just written, so it is mostly in the page cache: the
@@ -74,7 +75,7 @@ def train_data(n: int, d: int = 64, k: int = 10, seed: int = 0) -> Path:
 def aum_data(e: int, n: int, k: int, seed: int = 0) -> tuple[Path, Path]:
     """An (E, N, K) float32 .npy of logits written epoch by epoch, and the labels."""
     sys.path.insert(0, str(ROOT))
-    from labelqa.aum import NpyEpochWriter
+    from labelqa.train.dynamics_writer import NpyEpochWriter
 
     path = CACHE / f"logits_{e}x{n}x{k}.npy"
     labels_path = CACHE / f"labels_{n}x{k}.npy"
@@ -139,7 +140,8 @@ def child_train(data: str, out: str, threads: int) -> dict:
 
 
 def child_aum(path: str, labels_path: str) -> dict:
-    from labelqa.aum import load_dynamics, score_dynamics
+    from labelqa.data.dynamics import load_dynamics
+    from labelqa.detectors.aum import score_dynamics
 
     labels = np.load(labels_path)
     t0 = time.perf_counter()

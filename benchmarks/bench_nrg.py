@@ -3,7 +3,7 @@
 Each measurement runs in a fresh subprocess that builds synthetic data
 (clustered D-dim embeddings, K-class probabilities from a noisy linear
 classifier, 10% of labels flipped uniformly; deterministic seed), then calls
-``NeuralRelationGraph(mode=...).detect(data)``. Reported per run:
+``NeuralRelationGraph(nrg_mode=...).detect(data)``. Reported per run:
 
   time      wall time of ``detect`` only (validation + L2 normalisation +
             graph + refinement + outputs); data generation excluded
@@ -80,9 +80,9 @@ def worker(mode: str, n: int, d: int, k: int, index: str, backend: str, k_neighb
     X, P, y, flip = make_data(n, d, k)
     data = LabelData.from_arrays(y, P, renormalize=True)
     data = dataclasses.replace(data, embeddings=X)
-    kwargs = {"mode": mode, "index": index, "backend": backend}
+    kwargs = {"nrg_mode": mode, "nrg_index": index, "nrg_backend": backend}
     if k_neighbors:
-        kwargs["k_neighbors"] = k_neighbors
+        kwargs["nrg_k"] = k_neighbors
     det = NeuralRelationGraph(**kwargs)
     t0, c0 = time.perf_counter(), os.times()
     res = det.detect(data)

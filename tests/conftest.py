@@ -39,6 +39,18 @@ def noisy_dataset(n: int = 2000, k: int = 4, noise: float = 0.1, seed: int = 0):
     return given, true, probs, flipped
 
 
+def random_dynamics(e: int = 7, n: int = 300, k: int = 4, seed: int = 0):
+    """Random (E, N, K) float32 logits whose label logit grows over the epochs, and the labels.
+
+    Returns (labels, logits).
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    z = rng.normal(size=(e, n, k)).astype(np.float32)
+    z[:, np.arange(n), labels] += np.linspace(0, 2, e)[:, None].astype(np.float32)
+    return labels, z
+
+
 def write_parquet(path: Path, labels, probs, *, classes=None, extra: dict | None = None) -> Path:
     """Write labels + a pred_probs list column (+ extra columns) to Parquet."""
     probs = np.asarray(probs, dtype=np.float32)

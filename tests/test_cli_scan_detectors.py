@@ -32,6 +32,7 @@ def test_embeddings_column_runs_nrg(tmp_path, capsys):
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["detectors_run"] == ["cl", "nrg"]
     assert summary["detectors"]["nrg"]["params"]["outlier_rate"] == 0.02
+    assert summary["detectors"]["nrg"]["params"]["nrg_mode"] == "exact"  # params are spelled like the flags
     issues = pq.read_table(tmp_path / "r" / "issues.parquet")
     assert issues.column("is_outlier").to_numpy().sum() == summary["outliers_found"] > 0
     nrg_flags = issues.column("nrg_issue").to_numpy()
@@ -69,3 +70,18 @@ def test_train_then_scan_with_dynamics(tmp_path, capsys):
     assert aum[noisy].mean() < aum[~noisy].mean()
     flags = issues.column("aum_issue").to_numpy()
     assert noisy[flags].mean() > 0.6 and flags[noisy].mean() > 0.8
+
+
+def test_aum_options_reach_the_detector(tmp_path, capsys):
+    from tests.conftest import random_dynamics, write_parquet
+
+    labels, z = random_dynamics(e=3, n=40, k=3, seed=2)
+    probs = np.full((40, 3), 1 / 3)
+    write_parquet(tmp_path / "d.parquet", labels, probs)
+    np.save(tmp_path / "z.npy", z)
+    code, _, err = run(["scan", tmp_path / "d.parquet", "--logits-by-epoch", tmp_path / "z.npy",
+                        "--aum-percentile", "25", "-o", tmp_path / "r", "-q"], capsys)
+    assert code == 0, err
+    aum = json.loads((tmp_path / "r" / "summary.json").read_text())["detectors"]["aum"]
+    assert aum["params"]["aum_percentile"] == 25 and aum["params"]["aum_cutoff"] is None
+    assert aum["summary"]["rule"] == "percentile" and aum["issues_found"] == 10

@@ -70,7 +70,7 @@ def test_digits_train_then_aum_flags_injected_noise(digits_run):
     import dataclasses
 
     import labelqa
-    from labelqa.aum import load_dynamics
+    from labelqa.data.dynamics import load_dynamics
     from labelqa.detectors.aum import AreaUnderMargin
 
     out, result = digits_run

@@ -1,4 +1,5 @@
-"""Training dynamics in load(): a path or a column, validated by labelqa.aum and consumable by AUM."""
+"""Training dynamics, the input side (labelqa.data.dynamics): the epoch sources, load_dynamics and its checks,
+and load() attaching them, validated and consumable by AUM."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from labelqa.aum import Dynamics, score_dynamics
 from labelqa.data import load
-from labelqa.detectors.aum import AreaUnderMargin
+from labelqa.data.dynamics import Dynamics, load_dynamics
+from labelqa.detectors.aum import AreaUnderMargin, aum, score_dynamics
 from labelqa.errors import LabelqaError
+from labelqa.train.dynamics_writer import save_dynamics
+from tests.conftest import random_dynamics
 
 LABELS = ["a", "b", "c", "a"]
 PROBS = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6], [0.1, 0.1, 0.8]])
@@ -115,8 +118,6 @@ def test_dynamics_with_multilabel_data_are_refused(tmp_path):
 
 
 def test_dynamics_folder_is_passed_through(tmp_path):
-    from labelqa.aum import save_dynamics
-
     path = write(tmp_path)
     save_dynamics(tmp_path / "dyn", [Z], n_classes=3, classes=["a", "b", "c"])
     d = load(path, logits_by_epoch=tmp_path / "dyn")
@@ -125,3 +126,129 @@ def test_dynamics_folder_is_passed_through(tmp_path):
     save_dynamics(tmp_path / "dyn2", [Z], n_classes=3, classes=["c", "b", "a"])
     with pytest.raises(LabelqaError, match=r"recorded classes \['c', 'b', 'a'\] differ from the data's classes"):
         load(path, logits_by_epoch=tmp_path / "dyn2")
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+def test_per_epoch_npy_and_parquet_folders(tmp_path):
+    labels, z = random_dynamics(e=3, n=50, k=3)
+    expected = aum(z, labels)
+    npy_dir = tmp_path / "npy"
+    npy_dir.mkdir()
+    for e in range(3):
+        np.save(npy_dir / f"epoch_{e:03d}.npy", z[e])
+    pq_dir = tmp_path / "pq"
+    pq_dir.mkdir()
+    for e in range(3):
+        col = pa.FixedSizeListArray.from_arrays(pa.array(z[e].reshape(-1)), 3)
+        pq.write_table(pa.table({"logits": col}), pq_dir / f"epoch_{e:03d}.parquet")
+    for d in (npy_dir, pq_dir):
+        got = score_dynamics(load_dynamics(d, 50, 3), labels).aum
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_list_of_lists_column(tmp_path):
+    labels, z = random_dynamics(e=4, n=20, k=3)
+    per_row = np.transpose(z, (1, 0, 2))  # (N, E, K)
+    col = pa.array([[list(map(float, ep)) for ep in row] for row in per_row], type=pa.list_(pa.list_(pa.float32())))
+    table = pa.table({"label": labels, "dyn": col})
+    dyn = load_dynamics("dyn", 20, 3, table=table)
+    np.testing.assert_allclose(score_dynamics(dyn, labels).aum, aum(z, labels), atol=1e-6)
+    ragged = pa.array([[[1.0, 2.0]], [[1.0, 2.0], [3.0, 4.0]]], type=pa.list_(pa.list_(pa.float64())))
+    with pytest.raises(LabelqaError, match="row 1 has 2 epochs"):
+        load_dynamics(ragged, 2, 2)
+
+
+# ----------------------------------------------------------------------------- validation errors
+
+
+def test_error_row_count_mismatch_names_file_and_axis(tmp_path):
+    np.save(tmp_path / "l.npy", np.zeros((2, 10, 3), np.float32))
+    with pytest.raises(LabelqaError, match=r"l\.npy: 10 rows on axis 1 .* data has 12 rows"):
+        load_dynamics(tmp_path / "l.npy", 12, 3)
+
+
+def test_error_class_count_mismatch(tmp_path):
+    np.save(tmp_path / "l.npy", np.zeros((2, 10, 5), np.float32))
+    with pytest.raises(LabelqaError, match="5 outputs on the last axis but the data has 3 classes"):
+        load_dynamics(tmp_path / "l.npy", 10, 3)
+
+
+def test_error_k_plus_one_without_marks_and_marks_without_k_plus_one(tmp_path):
+    np.save(tmp_path / "l.npy", np.zeros((2, 10, 4), np.float32))
+    with pytest.raises(LabelqaError, match="threshold-sample run"):
+        load_dynamics(tmp_path / "l.npy", 10, 3)
+    marks = np.zeros(10, bool)
+    marks[0] = True
+    np.save(tmp_path / "k.npy", np.zeros((2, 10, 3), np.float32))
+    with pytest.raises(LabelqaError, match="needs K\\+1 = 4"):
+        load_dynamics(tmp_path / "k.npy", 10, 3, threshold=marks)
+    with pytest.raises(LabelqaError, match="mark no row"):
+        load_dynamics(tmp_path / "l.npy", 10, 3, threshold=np.zeros(10, bool))
+    with pytest.raises(LabelqaError, match=r"shape \(9,\)"):
+        load_dynamics(tmp_path / "l.npy", 10, 3, threshold=marks[:9])
+
+
+def test_threshold_marks_from_file_and_column(tmp_path):
+    marks = np.zeros(10, bool)
+    marks[[1, 4]] = True
+    np.save(tmp_path / "l.npy", np.zeros((1, 10, 4), np.float32))
+    np.save(tmp_path / "m.npy", marks)
+    (tmp_path / "m.txt").write_text("\n".join("1" if m else "0" for m in marks))
+    table = pa.table({"is_thr": pa.array(marks)})
+    for thr in (tmp_path / "m.npy", str(tmp_path / "m.txt"), "is_thr"):
+        dyn = load_dynamics(tmp_path / "l.npy", 10, 3, threshold=thr, table=table)
+        np.testing.assert_array_equal(dyn.runs[0].threshold, marks)
+
+
+def test_error_per_epoch_file_shape_mismatch(tmp_path):
+    np.save(tmp_path / "epoch_000.npy", np.zeros((5, 2)))
+    np.save(tmp_path / "epoch_001.npy", np.zeros((4, 2)))
+    dyn = load_dynamics(tmp_path, 5, 2)
+    with pytest.raises(LabelqaError, match=r"epoch_001\.npy: shape \(4, 2\) .*axis 0 = rows"):
+        score_dynamics(dyn, np.zeros(5, int))
+
+
+def test_error_manifest_classes_and_labels_mismatch(tmp_path):
+    labels, z = random_dynamics(e=1, n=10, k=2)
+    save_dynamics(tmp_path / "d", [z], n_classes=2, labels=[labels], classes=["cat", "dog"])
+    with pytest.raises(LabelqaError, match="differ from the data's classes"):
+        load_dynamics(tmp_path / "d", 10, 2, classes=["dog", "cat"])
+    with pytest.raises(LabelqaError, match="trained with label"):
+        load_dynamics(tmp_path / "d", 10, 2, labels=1 - labels)
+    with pytest.raises(LabelqaError, match="carries its own threshold"):
+        load_dynamics(tmp_path / "d", 10, 2, threshold=np.ones(10, bool))
+
+
+def test_error_missing_and_unknown_sources(tmp_path):
+    with pytest.raises(LabelqaError, match="neither a file, a folder nor a column"):
+        load_dynamics(tmp_path / "nope.npy", 3, 2)
+    (tmp_path / "x.csv").write_text("a\n1\n")
+    with pytest.raises(LabelqaError, match="must be a .npy file"):
+        load_dynamics(tmp_path / "x.csv", 3, 2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LabelqaError, match="no per-epoch"):
+        load_dynamics(tmp_path / "empty", 3, 2)
+    np.save(tmp_path / "two.npy", np.zeros((3, 2)))
+    with pytest.raises(LabelqaError, match=r"shape \(epochs, N, K\)"):
+        load_dynamics(tmp_path / "two.npy", 3, 2)
+
+
+def test_public_checks_used_by_the_math_and_the_recorder():
+    from labelqa.data.dynamics import as_numpy, check_finite, check_labels, is_list_type, list_column_matrix
+
+    np.testing.assert_array_equal(check_labels(np.array([0.0, 2.0]), 2, 3, "labels"), [0, 2])
+    assert check_labels(np.array([0.0, 2.0]), 2, 3, "labels").dtype == np.int64
+    with pytest.raises(LabelqaError, match=r"labels: row 1 has label 3, outside 0..2 \(the logits have 3 outputs\)"):
+        check_labels(np.array([0, 3]), 2, 3, "labels")
+    with pytest.raises(LabelqaError, match="integer class codes"):
+        check_labels(np.array([0.5, 1.0]), 2, 3, "labels")
+    with pytest.raises(LabelqaError, match=r"epoch 4: row 12, output 1 is nan"):
+        check_finite(np.array([[0.0, 1.0], [0.0, np.nan]]), "epoch 4", row_offset=11)
+    assert is_list_type(pa.list_(pa.float32())) and not is_list_type(pa.float32())
+    col = pa.chunked_array([pa.array([[1.0, 2.0]]), pa.array([[3.0, 4.0]])])
+    np.testing.assert_array_equal(list_column_matrix(col, "features"), [[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(LabelqaError, match="features: row 1 has 1 logits, row 0 has 2"):
+        list_column_matrix(pa.array([[1.0, 2.0], [3.0]]), "features")
+    assert as_numpy([1, 2]).tolist() == [1, 2]

@@ -8,6 +8,7 @@ never from the code under test.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 from pathlib import Path
@@ -142,7 +143,8 @@ def test_toy_t1_by_hand():
     np.testing.assert_allclose(out, [1 / (v + 1e-6) for v in ksum_exp], rtol=1e-12)
 
     for mode in ("exact", "knn"):
-        res = NeuralRelationGraph(power=1.0, mode=mode, index="brute").detect(make_data(TOY_Y, TOY_P, TOY_EMB))
+        det = NeuralRelationGraph(nrg_power=1.0, nrg_mode=mode, nrg_index="brute")
+        res = det.detect(make_data(TOY_Y, TOY_P, TOY_EMB))
         np.testing.assert_allclose(raw(res), s2_exp, atol=1e-5)
         np.testing.assert_allclose(res.scores, np.array(s2_exp) / 2.088, atol=1e-5)
         np.testing.assert_allclose(res.extra["outlier_score"], [1 / (v + 1e-6) for v in ksum_exp], rtol=1e-5)
@@ -173,7 +175,7 @@ def test_toy_t4_prob():
 
 def test_toy_cutoff_changes_result():
     # With cutoff 0 the edge 2-4 (k = .028) is kept: outlier score of row 2 uses 2.632.
-    res = NeuralRelationGraph(power=1.0, edge_cutoff=0.0).detect(make_data(TOY_Y, TOY_P, TOY_EMB))
+    res = NeuralRelationGraph(nrg_power=1.0, nrg_edge_cutoff=0.0).detect(make_data(TOY_Y, TOY_P, TOY_EMB))
     assert res.extra["outlier_score"][2] == pytest.approx(1 / (2.632 + 1e-6), rel=1e-5)
     # and s2 = 2.124 - .028 = 2.096 before refinement; s'2 = 2.096 - .112 = 1.984
     assert raw(res)[2] == pytest.approx(1.984, abs=1e-5)
@@ -191,7 +193,7 @@ def test_toy_feature_kernel_t1():
     assert S == {3, 5}
     # s'3 = -.4 - 2(w33 + w35) = -.4 - 2(1 - .8) = -.8; s'5 = -.52 - 2(w53 + w55) = -.52 - .4 = -.92
     assert s2[3] == pytest.approx(-0.8) and s2[5] == pytest.approx(-0.92)
-    res = NeuralRelationGraph(kernel="feature", power=1.0).detect(make_data(TOY_Y, TOY_P, TOY_EMB))
+    res = NeuralRelationGraph(nrg_kernel="feature", nrg_power=1.0).detect(make_data(TOY_Y, TOY_P, TOY_EMB))
     np.testing.assert_allclose(raw(res), s2, atol=1e-5)
     np.testing.assert_allclose(res.extra["outlier_score"], out, rtol=1e-5)
     assert res.summary["n_suspect"] == 2
@@ -221,7 +223,7 @@ def test_blocked_exact_equals_reference(kernel, power):
     s, S, s2, out = reference(X, P, y, t=power, feature=kernel == "feature")
     data = make_data(y, P, X)
     for block in (1, 7, 32, 97, 500, None):  # 7 and 32 do not divide 97
-        res = NeuralRelationGraph(kernel=kernel, power=power, mode="exact", block_size=block).detect(data)
+        res = NeuralRelationGraph(nrg_kernel=kernel, nrg_power=power, nrg_mode="exact", block_size=block).detect(data)
         assert res.summary["n_suspect"] == len(S)
         np.testing.assert_allclose(raw(res), s2, rtol=1e-5, atol=1e-5 * np.abs(s2).max())
         np.testing.assert_allclose(res.extra["outlier_score"], out, rtol=1e-5)
@@ -236,7 +238,7 @@ def test_knn_with_explicit_neighbours_equals_reference():
     np.fill_diagonal(g, -np.inf)
     nbrs = [[i] + list(np.argsort(-g[i], kind="stable")[:k]) for i in range(len(y))]
     s, S, s2, out = reference(X, P, y, knn=nbrs)
-    res = NeuralRelationGraph(mode="knn", index="brute", k_neighbors=k).detect(make_data(y, P, X))
+    res = NeuralRelationGraph(nrg_mode="knn", nrg_index="brute", nrg_k=k).detect(make_data(y, P, X))
     assert res.summary["mode"] == "knn" and res.summary["k_neighbors"] == k
     np.testing.assert_allclose(raw(res), s2, rtol=1e-5, atol=1e-5 * np.abs(s2).max())
     np.testing.assert_allclose(res.extra["outlier_score"], out, rtol=1e-5)
@@ -248,16 +250,16 @@ def test_knn_all_neighbours_equals_exact(index):
         pytest.importorskip("faiss")
     X, P, y, _ = clustered(300, seed=5)
     data = make_data(y, P, X)
-    ex = NeuralRelationGraph(mode="exact").detect(data)
-    kn = NeuralRelationGraph(mode="knn", index=index, k_neighbors=299).detect(data)
+    ex = NeuralRelationGraph(nrg_mode="exact").detect(data)
+    kn = NeuralRelationGraph(nrg_mode="knn", nrg_index=index, nrg_k=299).detect(data)
     np.testing.assert_allclose(raw(kn), raw(ex), rtol=1e-5, atol=1e-5 * np.abs(raw(ex)).max())
     np.testing.assert_allclose(kn.extra["outlier_score"], ex.extra["outlier_score"], rtol=1e-5)
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"mode": "exact"}, {"mode": "exact", "kernel": "feature"}, {"mode": "knn", "index": "brute", "k_neighbors": 15},
-     {"mode": "knn", "index": "sklearn", "k_neighbors": 15}],
+    [{"nrg_mode": "exact"}, {"nrg_mode": "exact", "nrg_kernel": "feature"},
+     {"nrg_mode": "knn", "nrg_index": "brute", "nrg_k": 15}, {"nrg_mode": "knn", "nrg_index": "sklearn", "nrg_k": 15}],
 )  # fmt: skip
 def test_row_order_invariance(kwargs):
     X, P, y, _ = clustered(2000, seed=6)
@@ -276,8 +278,8 @@ def test_torch_backend_equals_numpy():
     X, P, y, _ = clustered(700, seed=7)
     data = make_data(y, P, X)
     for kernel in ("prob", "feature"):
-        a = NeuralRelationGraph(kernel=kernel, backend="numpy", block_size=128).detect(data)
-        b = NeuralRelationGraph(kernel=kernel, backend="torch", block_size=128).detect(data)
+        a = NeuralRelationGraph(nrg_kernel=kernel, nrg_backend="numpy", block_size=128).detect(data)
+        b = NeuralRelationGraph(nrg_kernel=kernel, nrg_backend="torch", block_size=128).detect(data)
         assert b.summary["backend"] == "torch"
         np.testing.assert_allclose(raw(b), raw(a), rtol=1e-5, atol=1e-5 * np.abs(raw(a)).max())
         np.testing.assert_allclose(b.extra["outlier_score"], a.extra["outlier_score"], rtol=1e-5)
@@ -293,8 +295,8 @@ def test_exact_vs_knn_agreement_medium():
     # Bounds below fail for k=10 and keep margin for k=100.
     X, P, y, flip = clustered(5000, d=64, k=10, seed=8, spread=8.0, scale=0.3)
     data = make_data(y, P, X)
-    ex = NeuralRelationGraph(mode="exact").detect(data)
-    kn = NeuralRelationGraph(mode="knn", index="sklearn").detect(data)
+    ex = NeuralRelationGraph(nrg_mode="exact").detect(data)
+    kn = NeuralRelationGraph(nrg_mode="knn", nrg_index="sklearn").detect(data)
     assert kn.summary["index"] == "sklearn" and kn.summary["k_neighbors"] == 100
     rho = spearmanr(ex.scores, kn.scores)[0]
     assert rho > 0.98, rho
@@ -333,7 +335,8 @@ def test_result_shape_and_summary():
         assert key in res.summary
     assert res.summary["mode"] == "exact"
     json.dumps(res.summary)
-    assert res.params["power"] == 4.0 and res.params["edge_cutoff"] == 0.03 and res.params["lam"] == 0.05
+    assert res.params["nrg_power"] == 4.0 and res.params["nrg_edge_cutoff"] == 0.03
+    assert res.params["nrg_lambda"] == 0.05
     # Unflagged rows suggest their given label.
     assert (res.suggested[~res.issues] == y[~res.issues]).all()
 
@@ -342,7 +345,7 @@ def test_auto_mode_threshold():
     X, P, y, _ = clustered(200, seed=11)
     data = make_data(y, P, X)
     assert NeuralRelationGraph(exact_max_n=200).detect(data).summary["mode"] == "exact"
-    res = NeuralRelationGraph(exact_max_n=199, index="brute", k_neighbors=10).detect(data)
+    res = NeuralRelationGraph(exact_max_n=199, nrg_index="brute", nrg_k=10).detect(data)
     assert res.summary["mode"] == "knn"
 
 
@@ -397,11 +400,12 @@ def test_huge_values_normalise_without_overflow():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"kernel": "cos"}, {"mode": "fast"}, {"backend": "cuda"}, {"index": "annoy"}, {"power": 0},
-     {"edge_cutoff": 1.0}, {"lam": -1}, {"outlier_rate": 1.0}, {"k_neighbors": 0}, {"block_size": 0}],
+    [{"nrg_kernel": "cos"}, {"nrg_mode": "fast"}, {"nrg_backend": "cuda"}, {"nrg_index": "annoy"}, {"nrg_power": 0},
+     {"nrg_edge_cutoff": 1.0}, {"nrg_lambda": -1}, {"outlier_rate": 1.0}, {"nrg_k": 0}, {"block_size": 0}],
 )  # fmt: skip
 def test_bad_params(kwargs):
-    with pytest.raises(LabelqaError, match="invalid NRG option"):
+    (key,) = kwargs  # the message names the option as the user spells it
+    with pytest.raises(LabelqaError, match=f"invalid NRG option: {key}="):
         NeuralRelationGraph(**kwargs).detect(make_data(TOY_Y, TOY_P, TOY_EMB))
 
 
@@ -417,9 +421,9 @@ def test_torch_missing_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(LabelqaError, match="torch"):
-        NeuralRelationGraph(backend="torch").detect(make_data(TOY_Y, TOY_P, TOY_EMB))
+        NeuralRelationGraph(nrg_backend="torch").detect(make_data(TOY_Y, TOY_P, TOY_EMB))
     # auto falls back to numpy
-    res = NeuralRelationGraph(backend="auto").detect(make_data(TOY_Y, TOY_P, TOY_EMB))
+    res = NeuralRelationGraph(nrg_backend="auto").detect(make_data(TOY_Y, TOY_P, TOY_EMB))
     assert res.summary["backend"] == "numpy"
 
 
@@ -435,8 +439,8 @@ def test_faiss_missing_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(LabelqaError, match="faiss"):
-        NeuralRelationGraph(mode="knn", index="faiss", k_neighbors=2).detect(make_data(TOY_Y, TOY_P, TOY_EMB))
-    res = NeuralRelationGraph(mode="knn", k_neighbors=2).detect(make_data(TOY_Y, TOY_P, TOY_EMB))
+        NeuralRelationGraph(nrg_mode="knn", nrg_index="faiss", nrg_k=2).detect(make_data(TOY_Y, TOY_P, TOY_EMB))
+    res = NeuralRelationGraph(nrg_mode="knn", nrg_k=2).detect(make_data(TOY_Y, TOY_P, TOY_EMB))
     assert res.summary["index"] == "sklearn"
 
 
@@ -468,6 +472,20 @@ def test_digits_example_auroc():
     precision = noisy[flagged].mean()
     assert recall > 0.95 and precision > 0.45, (precision, recall)
     # kNN mode (default k = 100) on the same data stays close
-    kn = NeuralRelationGraph(mode="knn", index="sklearn").detect(data)
+    kn = NeuralRelationGraph(nrg_mode="knn", nrg_index="sklearn").detect(data)
     assert roc_auc_score(noisy, -kn.scores) > 0.97
     assert spearmanr(res.scores, kn.scores)[0] > 0.97
+
+
+# --------------------------------------------------------------------------- options vocabulary
+def test_parameters_are_spelled_like_the_cli_flags():
+    from labelqa.cli.scan_cmd import scan
+
+    flags = {n for n in inspect.signature(scan).parameters if n.startswith("nrg_")} | {"outlier_rate"}
+    fields = {f.name for f in dataclasses.fields(NeuralRelationGraph)}
+    assert {"nrg_mode", "nrg_k", "nrg_lambda"} <= flags  # the signature was read
+    assert flags <= fields, flags - fields
+
+
+def test_says_why_it_needs_all_rows():
+    assert "graph" in NeuralRelationGraph.needs_all_rows

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from labelqa.aum import MANIFEST, load_dynamics, score_dynamics
+from labelqa.data.dynamics import MANIFEST, load_dynamics
+from labelqa.detectors.aum import score_dynamics
 from labelqa.errors import LabelqaError
 
 
@@ -87,6 +88,7 @@ def test_config_validation():
 def test_importing_labelqa_never_imports_torch():
     import subprocess
 
-    code = ("import sys, labelqa, labelqa.aum, labelqa.train, labelqa.detectors.aum, labelqa.cli.train_cmd; "
+    code = ("import sys, labelqa, labelqa.data.dynamics, labelqa.detectors.aum, labelqa.train, labelqa.train.recorder, "
+            "labelqa.train.dynamics_writer, labelqa.cli.train_cmd; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

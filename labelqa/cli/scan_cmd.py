@@ -167,12 +167,13 @@ def _run(
     _set_if_changed(cl, "alpha", ema_alpha, 0.8)
     _set_if_changed(cl, "temperature", softmin_temperature, 0.1)
     nrg: dict[str, Any] = {
-        "mode": nrg_mode, "kernel": nrg_kernel, "power": nrg_power, "outlier_rate": outlier_rate,
-        "edge_cutoff": nrg_edge_cutoff, "lam": nrg_lambda, "backend": nrg_backend, "index": nrg_index,
+        "nrg_mode": nrg_mode, "nrg_kernel": nrg_kernel, "nrg_power": nrg_power, "outlier_rate": outlier_rate,
+        "nrg_edge_cutoff": nrg_edge_cutoff, "nrg_lambda": nrg_lambda, "nrg_backend": nrg_backend,
+        "nrg_index": nrg_index,
     }
     if nrg_k is not None:
-        nrg["k_neighbors"] = nrg_k
-    aum: dict[str, Any] = {"cutoff": aum_cutoff, "percentile": aum_percentile}
+        nrg["nrg_k"] = nrg_k
+    aum: dict[str, Any] = {"aum_cutoff": aum_cutoff, "aum_percentile": aum_percentile}
     if (aum_cutoff is not None or aum_percentile is not None) and logits_by_epoch is None:
         from labelqa.errors import LabelqaError
 

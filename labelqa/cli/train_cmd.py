@@ -250,12 +250,12 @@ def _features(table: Any, source: Path, features_col: str | None, features: Path
         if name not in table.column_names:
             raise LabelqaError(f"{source}: no features column {name!r} (columns: {', '.join(table.column_names)})",
                                "check --features-col")
-        from labelqa.aum import _is_list, _list_column_matrix
+        from labelqa.data.dynamics import is_list_type, list_column_matrix
 
-        if not _is_list(table.schema.field(name).type):
+        if not is_list_type(table.schema.field(name).type):
             raise LabelqaError(f"{source}: --features-col {name!r} is {table.schema.field(name).type}, "
                                "not a list<float> column", "use --feature-cols for scalar columns")
-        x = _list_column_matrix(table.column(name), f"{source}: features column {name!r}")
+        x = list_column_matrix(table.column(name), f"{source}: features column {name!r}")
         desc = f"column {name}"
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise LabelqaError(f"features ({desc}) are not numeric: dtype {x.dtype}")
@@ -291,7 +291,7 @@ def _write_data(table: Any, probs: np.ndarray, class_list: list[Any], path: Path
     meta[b"labelqa.classes"] = json.dumps([c.item() if isinstance(c, np.generic) else c for c in class_list]).encode()
     table = table.replace_schema_metadata(meta)
     written = write_atomic(path, lambda tmp: pq.write_table(table, tmp))
-    from labelqa.aum import _umask
+    from labelqa.train.dynamics_writer import current_umask
 
-    written.chmod(0o666 & ~_umask())  # the temporary file was private
+    written.chmod(0o666 & ~current_umask())  # the temporary file was private
     return written

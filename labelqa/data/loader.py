@@ -495,7 +495,7 @@ def _attach_dynamics(data: LabelData, table: pa.Table, dyn: dict[str, tuple[str,
             f"--logits-by-epoch: training dynamics (AUM) need one label per row, but {path} holds multi-label data",
             hint="drop --logits-by-epoch for multi-label data",
         )
-    from labelqa.aum import load_dynamics  # lazily: only when dynamics are given
+    from labelqa.data.dynamics import load_dynamics  # lazily: only when dynamics are given
 
     kind, logits = dyn["--logits-by-epoch"]
     thr = dyn.get("--threshold-samples")

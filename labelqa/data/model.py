@@ -33,7 +33,7 @@ class LabelData:
         embeddings: Optional feature embeddings, shape ``(N, D)``, float32,
             finite, no all-zero row (for the NRG detector).
         logits_by_epoch: Optional per-epoch training logits for
-            training-dynamics detectors: a :class:`labelqa.aum.Dynamics` when
+            training-dynamics detectors: a :class:`labelqa.data.dynamics.Dynamics` when
             loaded by :func:`labelqa.load` (see :mod:`labelqa.detectors.aum`).
         source: Where the data came from (a path), for messages and reports.
         label_col: Name of the label column in the source.

@@ -253,6 +253,10 @@ class Detector:
     """
 
     name: ClassVar[str] = "detector"
+    #: Why the detector needs every row in memory at once (a few words, e.g.
+    #: "the neighbour graph over all embeddings"), or ``None`` when it can run
+    #: on batches. The engine chooser asks this instead of guessing.
+    needs_all_rows: ClassVar[str | None] = None
 
     #: Why this detector needs every row in memory at once (``None``: it runs batch by batch).
     needs_all_rows: ClassVar[str | None] = None

@@ -4,12 +4,12 @@ Song, NeurIPS 2023). Documentation, defaults and measurements: ``docs/nrg.md``.
 
 For L2-normalised embeddings ``f_i`` and probabilities ``p_i``:
 
-- kernel ``k_ij = max(<f_i, f_j>, 0) * <p_i, p_j>`` (``kernel="feature"`` drops
+- kernel ``k_ij = max(<f_i, f_j>, 0) * <p_i, p_j>`` (``nrg_kernel="feature"`` drops
   the probability term);
 - relation ``r_ij = +k_ij`` if rows i and j have the same given label, else
   ``-k_ij``; edge weight ``w_ij = sign(r_ij) |r_ij|^t``, kept only when
-  ``|r_ij| > edge_cutoff`` (cutoff before the power), self-edge included;
-- ``s(i) = sum_j w_ij``; suspect set ``S = {i : s(i) / max|s| < -lam}``;
+  ``|r_ij| > nrg_edge_cutoff`` (cutoff before the power), self-edge included;
+- ``s(i) = sum_j w_ij``; suspect set ``S = {i : s(i) / max|s| < -nrg_lambda}``;
   one refinement pass ``s'(i) = s(i) - 2 sum_{j in S} w_ij`` (j = i included
   when i is in S, exactly as the formula reads);
 - outlier score ``1 / (sum_j k_ij + 1e-6)`` over the kept edges (t = 1, same
@@ -28,9 +28,9 @@ Outputs (:class:`~labelqa.detectors.base.DetectorResult`):
   ``is_outlier`` (bool): the ``outlier_rate`` share of rows with the highest
   outlier score (strictly above the ``1 - outlier_rate`` quantile).
 
-Modes: ``exact`` sums over all N rows, in row blocks x column tiles with BLAS
+Modes (``nrg_mode``): ``exact`` sums over all N rows, in row blocks x column tiles with BLAS
 (float32), memory O(block x tile); ``knn`` restricts each row's sums to itself
-plus its ``k_neighbors`` nearest rows from a kNN index (a scikit-learn
+plus its ``nrg_k`` nearest rows from a kNN index (a scikit-learn
 k-means inverted-file index by default, faiss HNSW on request); ``auto`` is
 exact up to ``exact_max_n`` rows.
 """
@@ -156,21 +156,21 @@ class NeuralRelationGraph(Detector):
     """Neural Relation Graph label-noise and outlier detector.
 
     Args:
-        kernel: ``"prob"`` (features x probabilities, the default) or
+        nrg_kernel: ``"prob"`` (features x probabilities, the default) or
             ``"feature"`` (feature similarity only).
-        power: Exponent t of the edge weights (4 for images/text, 8 for audio).
-        edge_cutoff: Edges with kernel value ``<= edge_cutoff`` are dropped
+        nrg_power: Exponent t of the edge weights (4 for images/text, 8 for audio).
+        nrg_edge_cutoff: Edges with kernel value ``<= nrg_edge_cutoff`` are dropped
             (before the power).
-        lam: lambda of the suspect set ``s / max|s| < -lam``.
-        mode: ``"exact"`` (all pairs), ``"knn"`` (k nearest neighbours) or
+        nrg_lambda: lambda of the suspect set ``s / max|s| < -nrg_lambda``.
+        nrg_mode: ``"exact"`` (all pairs), ``"knn"`` (k nearest neighbours) or
             ``"auto"`` (exact when N <= ``exact_max_n``).
         exact_max_n: Largest N for which ``auto`` picks exact mode.
-        k_neighbors: Neighbours per row in kNN mode, besides the row itself.
+        nrg_k: Neighbours per row in kNN mode, besides the row itself.
         block_size: Rows per block in exact mode (default 1024); each block is
             processed in column tiles of at most 32 MB.
-        backend: Exact-mode engine: ``"numpy"``, ``"torch"`` (CPU, needs
+        nrg_backend: Exact-mode engine: ``"numpy"``, ``"torch"`` (CPU, needs
             torch) or ``"auto"`` (torch when importable, else numpy).
-        index: kNN index: ``"faiss"`` (HNSW, needs faiss-cpu), ``"sklearn"``
+        nrg_index: kNN index: ``"faiss"`` (HNSW, needs faiss-cpu), ``"sklearn"``
             (scikit-learn k-means inverted file searched with numpy BLAS),
             ``"brute"`` (exact neighbours, O(N^2)) or ``"auto"`` (sklearn:
             it was faster than faiss HNSW in the benchmark).
@@ -181,17 +181,18 @@ class NeuralRelationGraph(Detector):
     """
 
     name: ClassVar[str] = "nrg"
+    needs_all_rows: ClassVar[str] = "the neighbour graph over all embeddings"
 
-    kernel: str = "prob"
-    power: float = 4.0
-    edge_cutoff: float = 0.03
-    lam: float = 0.05
-    mode: str = "auto"
+    nrg_kernel: str = "prob"
+    nrg_power: float = 4.0
+    nrg_edge_cutoff: float = 0.03
+    nrg_lambda: float = 0.05
+    nrg_mode: str = "auto"
     exact_max_n: int = DEFAULT_EXACT_MAX_N
-    k_neighbors: int = DEFAULT_K_NEIGHBORS
+    nrg_k: int = DEFAULT_K_NEIGHBORS
     block_size: int | None = None
-    backend: str = "numpy"
-    index: str = "auto"
+    nrg_backend: str = "numpy"
+    nrg_index: str = "auto"
     n_probe: int = 16
     outlier_rate: float = 0.01
     seed: int = 0
@@ -201,24 +202,24 @@ class NeuralRelationGraph(Detector):
         def bad(what: str, hint: str) -> LabelqaError:
             return LabelqaError(f"invalid NRG option: {what}", hint=hint)
 
-        if self.kernel not in _KERNELS:
-            raise bad(f"kernel={self.kernel!r}", f"use one of {', '.join(_KERNELS)}")
-        if self.mode not in _MODES:
-            raise bad(f"mode={self.mode!r}", f"use one of {', '.join(_MODES)}")
-        if self.backend not in _BACKENDS:
-            raise bad(f"backend={self.backend!r}", f"use one of {', '.join(_BACKENDS)}")
-        if self.index not in _INDEXES:
-            raise bad(f"index={self.index!r}", f"use one of {', '.join(_INDEXES)}")
-        if not (math.isfinite(self.power) and self.power > 0):
-            raise bad(f"power={self.power}", "use a positive number such as 4")
-        if not (math.isfinite(self.edge_cutoff) and 0 <= self.edge_cutoff < 1):
-            raise bad(f"edge_cutoff={self.edge_cutoff}", "use a number in [0, 1), e.g. 0.03")
-        if not (math.isfinite(self.lam) and self.lam >= 0):
-            raise bad(f"lam={self.lam}", "use a non-negative number, e.g. 0.05")
+        if self.nrg_kernel not in _KERNELS:
+            raise bad(f"nrg_kernel={self.nrg_kernel!r}", f"use one of {', '.join(_KERNELS)}")
+        if self.nrg_mode not in _MODES:
+            raise bad(f"nrg_mode={self.nrg_mode!r}", f"use one of {', '.join(_MODES)}")
+        if self.nrg_backend not in _BACKENDS:
+            raise bad(f"nrg_backend={self.nrg_backend!r}", f"use one of {', '.join(_BACKENDS)}")
+        if self.nrg_index not in _INDEXES:
+            raise bad(f"nrg_index={self.nrg_index!r}", f"use one of {', '.join(_INDEXES)}")
+        if not (math.isfinite(self.nrg_power) and self.nrg_power > 0):
+            raise bad(f"nrg_power={self.nrg_power}", "use a positive number such as 4")
+        if not (math.isfinite(self.nrg_edge_cutoff) and 0 <= self.nrg_edge_cutoff < 1):
+            raise bad(f"nrg_edge_cutoff={self.nrg_edge_cutoff}", "use a number in [0, 1), e.g. 0.03")
+        if not (math.isfinite(self.nrg_lambda) and self.nrg_lambda >= 0):
+            raise bad(f"nrg_lambda={self.nrg_lambda}", "use a non-negative number, e.g. 0.05")
         if not (0 <= self.outlier_rate < 1):
             raise bad(f"outlier_rate={self.outlier_rate}", "use a share in [0, 1), e.g. 0.01")
-        if int(self.k_neighbors) < 1:
-            raise bad(f"k_neighbors={self.k_neighbors}", "use at least 1")
+        if int(self.nrg_k) < 1:
+            raise bad(f"nrg_k={self.nrg_k}", "use at least 1")
         if self.block_size is not None and int(self.block_size) < 1:
             raise bad(f"block_size={self.block_size}", "use at least 1 (or leave unset)")
         if int(self.exact_max_n) < 0:
@@ -227,11 +228,11 @@ class NeuralRelationGraph(Detector):
             raise bad(f"n_probe={self.n_probe}", "use at least 1")
 
     def _backend(self) -> str:
-        if self.backend == "auto":
+        if self.nrg_backend == "auto":
             return "torch" if be.torch_available() else "numpy"
-        if self.backend == "torch":
+        if self.nrg_backend == "torch":
             be.load_torch()  # clear error when missing
-        return self.backend
+        return self.nrg_backend
 
     # ------------------------------------------------------------------ detect
     def detect(self, data: LabelData) -> DetectorResult:
@@ -246,13 +247,13 @@ class NeuralRelationGraph(Detector):
         F = prepare_embeddings(data.embeddings, n, data.ids)
         labels = np.asarray(data.labels, dtype=np.int64)
         P = None
-        if self.kernel == "prob":
+        if self.nrg_kernel == "prob":
             P = np.ascontiguousarray(data.pred_probs, dtype=np.float32)
         H = np.zeros((n, n_classes), dtype=np.float32)
         H[np.arange(n), labels] = 1.0
-        power, cutoff = float(self.power), float(self.edge_cutoff)
+        power, cutoff = float(self.nrg_power), float(self.nrg_edge_cutoff)
 
-        mode = self.mode
+        mode = self.nrg_mode
         if mode == "auto":
             mode = "exact" if n <= self.exact_max_n else "knn"
         summary: dict[str, Any] = {"mode": mode, "n_rows": n}
@@ -266,7 +267,7 @@ class NeuralRelationGraph(Detector):
             self_w = self._self_weight(F, P, power, cutoff)
         else:
             nbrs, sims, index_used = be.knn_search(
-                F, int(self.k_neighbors), index=self.index, n_probe=int(self.n_probe), seed=self.seed,
+                F, int(self.nrg_k), index=self.nrg_index, n_probe=int(self.n_probe), seed=self.seed,
                 block_size=self.block_size,
             )
             kern = be.knn_kernel(nbrs, sims, P, cutoff=cutoff)
@@ -278,7 +279,7 @@ class NeuralRelationGraph(Detector):
         rows = np.arange(n)
         s = 2.0 * csum[rows, labels] - csum.sum(axis=1)
         max_abs = float(np.abs(s).max()) if n else 0.0
-        suspect = (s / max_abs < -self.lam) if max_abs > 0 else np.zeros(n, dtype=bool)
+        suspect = (s / max_abs < -self.nrg_lambda) if max_abs > 0 else np.zeros(n, dtype=bool)
         s_ref = s.copy()
         if suspect.any():
             cols = np.flatnonzero(suspect)
@@ -314,10 +315,10 @@ class NeuralRelationGraph(Detector):
 
         summary.update(
             {
-                "kernel": self.kernel,
+                "kernel": self.nrg_kernel,
                 "power": power,
                 "edge_cutoff": cutoff,
-                "lam": float(self.lam),
+                "lam": float(self.nrg_lambda),
                 "max_abs_s": max_abs,
                 "max_abs_s_refined": max_ref,
                 "n_suspect": int(suspect.sum()),

@@ -216,7 +216,7 @@ def train_dynamics(
         Per-run figures: training accuracy on the ordinary rows at the last
         epoch, number of threshold samples.
     """
-    from labelqa.aum import DynamicsWriter
+    from labelqa.train.dynamics_writer import DynamicsWriter
     from labelqa.train.threshold import assign_threshold_samples, assigned_labels
 
     config.validate()
