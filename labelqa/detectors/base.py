@@ -258,9 +258,6 @@ class Detector:
     #: on batches. The engine chooser asks this instead of guessing.
     needs_all_rows: ClassVar[str | None] = None
 
-    #: Why this detector needs every row in memory at once (``None``: it runs batch by batch).
-    needs_all_rows: ClassVar[str | None] = None
-
     def get_params(self) -> dict[str, Any]:
         """The detector's parameters as a plain dict."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
