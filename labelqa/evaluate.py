@@ -50,6 +50,7 @@ import numpy as np
 from labelqa.data.model import LabelData
 from labelqa.detectors import ensemble
 from labelqa.errors import LabelqaError
+from labelqa.jsonable import jsonable
 from labelqa.result import ScanResult
 
 __all__ = [
@@ -346,21 +347,9 @@ def evaluate(result: ScanResult, truth_codes: Any, *, truth: dict[str, Any] | No
 
 
 # --------------------------------------------------------------------------- output
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def evaluation_json(evaluation: dict[str, Any]) -> str:
     """evaluation.json text: indented, NaN as ``null``, trailing newline."""
-    return json.dumps(_jsonable(evaluation), indent=2) + "\n"
+    return json.dumps(jsonable(evaluation), indent=2) + "\n"
 
 
 def write_evaluation(evaluation: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:

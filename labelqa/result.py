@@ -1,5 +1,14 @@
 """ScanResult: what a scan found, and how it becomes report tables and a summary.
 
+One result type for every engine. It holds the dataset's facts, each
+detector's outcome (parameters, summary, issue count), the row totals the
+summary is built from (:class:`RowTotals`: counts, per-class issues, confused
+pairs, summed over batches by the out-of-core runners) and the gate. The
+per-row outputs are either in memory (``data`` and ``results``, from the
+in-memory engine) or recomputed batch by batch by the runner that scanned
+(:class:`RowSource`, from the streaming and Dask engines): writers read
+:meth:`ScanResult.iter_issue_batches` either way.
+
 Writers, the gate and fix read a ScanResult; they never recompute detector
 logic. With several detectors, per-row score, flag and suggestion come from
 :mod:`labelqa.detectors.ensemble`.
@@ -7,9 +16,10 @@ logic. With several detectors, per-row score, flag and suggestion come from
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -19,10 +29,29 @@ from labelqa._version import __version__
 from labelqa.data.model import LabelData
 from labelqa.detectors import ensemble
 from labelqa.detectors.base import DetectorResult
+from labelqa.errors import LabelqaError
+from labelqa.jsonable import jsonable
 from labelqa.report.reasons import reasons_for, scatter_text
+from labelqa.stats.ranks import rank_rows
+
+if TYPE_CHECKING:
+    from labelqa.gate import GateResult
+
+__all__ = [
+    "ISSUE_COLUMNS",
+    "SUMMARY_SCHEMA_VERSION",
+    "DetectorOutcome",
+    "RowSource",
+    "RowTotals",
+    "ScanResult",
+    "build_issues_table",
+    "rank_rows",
+    "summarize",
+]
 
 #: Version of the summary.json layout; bump on any incompatible change.
-SUMMARY_SCHEMA_VERSION = 1
+#: 2: detector parameters and the options use the one option vocabulary (``nrg_lambda``, ``ema_alpha``...).
+SUMMARY_SCHEMA_VERSION = 2
 
 #: Fixed leading columns of issues.parquet, in order.
 ISSUE_COLUMNS = (
@@ -42,139 +71,231 @@ _NAMED_EXTRAS = ("outlier_score", "is_outlier", "aum")
 #: N x K boolean extras of multi-label detectors, written as lists of class names.
 _CLASS_SET_EXTRAS = ("labels_to_remove", "labels_to_add")
 
-
-def rank_rows(scores: np.ndarray, flags: np.ndarray) -> np.ndarray:
-    """Rank every row, 1 = most suspect: flagged rows first, each group by score.
-
-    Ties are broken by row position, so equal inputs give equal ranks.
-
-    Args:
-        scores: Per-row quality, lower = more suspect.
-        flags: Per-row issue flag.
-
-    Returns:
-        int64 ranks ``1..N``; flagged rows hold ``1..n_flagged``.
-    """
-    flags = np.asarray(flags, dtype=bool)
-    scores = np.asarray(scores)
-    flagged, others = np.flatnonzero(flags), np.flatnonzero(~flags)
-    # a stable sort of each group by score == lexsort by (flag, score, position); NaN sorts last in both
-    order = np.concatenate([flagged[np.argsort(scores[flagged], kind="stable")],
-                            others[np.argsort(scores[others], kind="stable")]])
-    ranks = np.empty(len(scores), dtype=np.int64)
-    ranks[order] = np.arange(1, len(scores) + 1)
-    return ranks
+_ORIENTATION = "noise_matrix[i][j] = P(given label = classes[i] | true label = classes[j])"
 
 
-@dataclass(eq=False)
-class ScanResult:
-    """The combined outcome of running detectors on one dataset.
+# --------------------------------------------------------------------------- row totals
+@dataclass
+class RowTotals:
+    """Counts over the rows that the summary and the gate need; summed over batches with :meth:`merge`.
 
     Attributes:
-        data: The scanned data.
-        results: Detector results by detector name, in run order.
-        primary: Name of the primary detector (its figures lead the summary).
-        issue_rule: How flags combine when several detectors ran (see
-            :mod:`labelqa.detectors.ensemble`).
-        options: Options the scan ran with (recorded in the summary).
+        n_rows: Rows.
+        n_flagged: Rows flagged (by the flags the totals were counted for).
+        class_counts: ``(K,)`` rows given each class (multi-label: rows whose set holds it).
+        class_issues: ``(K,)`` flagged rows given each class.
+        suggested_into: ``(K,)`` flagged rows suggested into each class
+            (multi-label: labels suggested to be added).
+        pairs: ``(K, K)`` flagged rows by (given, suggested) class;
+            ``None`` for multi-label data.
+        outliers: Rows marked ``is_outlier`` (NRG), or ``None``.
     """
 
-    data: LabelData
-    results: dict[str, DetectorResult]
-    primary: str
-    issue_rule: str = "primary_or_2"
-    options: dict[str, Any] = field(default_factory=dict)
-    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    n_rows: int
+    n_flagged: int
+    class_counts: np.ndarray
+    class_issues: np.ndarray
+    suggested_into: np.ndarray
+    pairs: np.ndarray | None = None
+    outliers: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.issue_rule not in ensemble.ISSUE_RULES:
-            from labelqa.errors import LabelqaError
+    @classmethod
+    def of_rows(cls, labels: np.ndarray, flags: np.ndarray, suggested: np.ndarray, n_classes: int, *,
+                multilabel: bool, outliers: np.ndarray | None = None) -> RowTotals:
+        """Totals of some rows: given labels (codes, or an N x K bool matrix), flags, suggestions."""
+        flags = np.asarray(flags, dtype=bool)
+        k = n_classes
+        if multilabel:
+            counts = np.count_nonzero(labels, axis=0).astype(np.int64)
+            issues = np.count_nonzero(labels[flags], axis=0).astype(np.int64)
+            into = np.count_nonzero(suggested[flags] & ~labels[flags], axis=0).astype(np.int64)
+            pairs = None
+        else:
+            labels = np.asarray(labels, dtype=np.int64)
+            counts = np.bincount(labels, minlength=k)
+            pairs = np.bincount(labels[flags] * k + np.asarray(suggested)[flags], minlength=k * k).reshape(k, k)
+            issues, into = pairs.sum(axis=1), pairs.sum(axis=0)
+        n_out = None if outliers is None else int(np.count_nonzero(outliers))
+        return cls(int(flags.size), int(np.count_nonzero(flags)), counts, issues, into, pairs, n_out)
 
-            raise LabelqaError(f"unknown issue rule {self.issue_rule!r}",
-                               f"choose one of {', '.join(ensemble.ISSUE_RULES)}")
+    def merge(self, other: RowTotals) -> RowTotals:
+        """Fold the totals of other rows in; returns ``self``."""
+        self.n_rows += other.n_rows
+        self.n_flagged += other.n_flagged
+        self.class_counts = self.class_counts + other.class_counts
+        self.class_issues = self.class_issues + other.class_issues
+        self.suggested_into = self.suggested_into + other.suggested_into
+        if self.pairs is not None and other.pairs is not None:
+            self.pairs = self.pairs + other.pairs
+        if self.outliers is not None or other.outliers is not None:
+            self.outliers = (self.outliers or 0) + (other.outliers or 0)
+        return self
+
+    @property
+    def class_rates(self) -> np.ndarray:
+        """``(K,)`` share of each class's rows that are flagged."""
+        return np.divide(self.class_issues, self.class_counts, out=np.zeros(self.class_counts.size),
+                         where=self.class_counts > 0)
+
+
+@dataclass(frozen=True)
+class DetectorOutcome:
+    """One detector's dataset-level outcome (what summary.json reports of it)."""
+
+    name: str
+    n_issues: int
+    params: dict[str, Any]
+    summary: dict[str, Any]
+
+
+def summarize(
+    *,
+    source: str | None,
+    task: str,
+    classes: list[str],
+    primary: str,
+    issue_rule: str,
+    totals: RowTotals,
+    outcomes: Mapping[str, DetectorOutcome],
+    options: dict[str, Any],
+    models: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The summary.json dict (versioned schema), from aggregates only."""
+    k = len(classes)
+    det = outcomes[primary].summary
+    extra = det.get("per_class") or [{}] * k
+    per_class = []
+    for c in range(k):
+        row = {
+            "class": classes[c],
+            "count": int(totals.class_counts[c]),
+            "issues": int(totals.class_issues[c]),
+            "issue_rate": float(totals.class_rates[c]),
+            "suggested_into": int(totals.suggested_into[c]),
+        }
+        for key, value in extra[c].items():
+            if key not in ("class", "class_count"):
+                row.setdefault(key, value)
+        per_class.append(row)
+    confused = []
+    if totals.pairs is not None:
+        flat = totals.pairs.ravel()
+        order = np.argsort(-flat, kind="stable")[:10]
+        confused = [{"given": classes[c // k], "suggested": classes[c % k], "count": int(flat[c])}
+                    for c in order if flat[c] > 0]
+    out: dict[str, Any] = {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "labelqa_version": __version__,
+        "source": source,
+        "task": task,
+        "rows": totals.n_rows,
+        "n_classes": k,
+        "classes": list(classes),
+        "primary_detector": primary,
+        "detectors_run": list(outcomes),
+        "issue_rule": issue_rule if len(outcomes) > 1 else "primary",
+        "issues_found": totals.n_flagged,
+        "issue_rate": totals.n_flagged / totals.n_rows if totals.n_rows else 0.0,
+        "estimated_num_issues": det.get("estimated_num_issues"),
+        "estimated_noise_rate": det.get("estimated_noise_rate"),
+        "estimated_noise_rate_interval": det.get("estimated_noise_rate_interval"),
+        "noise_matrix": det.get("noise_matrix"),
+        "noise_matrix_orientation": _ORIENTATION,
+        "per_class": per_class,
+        "confused_pairs": confused,
+        "detectors": {
+            name: {"issues_found": o.n_issues, "params": jsonable(o.params), "summary": jsonable(o.summary)}
+            for name, o in outcomes.items()
+        },
+        "options": jsonable(options),
+    }
+    if models is not None:
+        out["models"] = jsonable(models)
+    if totals.outliers is not None:
+        out["outliers_found"] = totals.outliers
+    return out
+
+
+# --------------------------------------------------------------------------- the issues table
+def build_issues_table(data: LabelData, results: Mapping[str, DetectorResult], primary: str,
+                       issue_rule: str = "primary_or_2", ranks: np.ndarray | None = None) -> pa.Table:
+    """The issues table of some rows: one row per input row, joinable on ``id``, in input order.
+
+    Columns: ``id, given_label, suggested_label, label_quality,
+    is_label_issue, rank, suggested_confidence, detectors, reason``; for
+    multi-label data also ``labels_to_remove, labels_to_add,
+    suggested_labels`` (lists of class names, where the label columns are
+    lists too); then ``<detector>_score`` and ``<detector>_issue`` for every
+    detector, and detector extras such as ``outlier_score``, ``is_outlier``
+    (NRG) and ``aum`` (AUM).
+
+    Args:
+        data: The rows (the whole dataset, or one batch of it).
+        results: Each detector's outputs for those rows.
+        primary: The primary detector.
+        issue_rule: How flags combine with several detectors.
+        ranks: The rows' ranks; default :func:`rank_rows` over these rows
+            (a batch passes its global ranks).
+    """
+    return _Rows(data, dict(results), primary, issue_rule).table(ranks)
+
+
+class _Rows:
+    """Per-row views of detector results over some rows (combined by the ensemble rule)."""
+
+    def __init__(self, data: LabelData, results: dict[str, DetectorResult], primary: str, issue_rule: str) -> None:
+        self.data = data
+        self.results = results
+        self.primary = primary
+        self.issue_rule = issue_rule
+        self._cache: dict[str, Any] = {}
 
     def _cached(self, key: str, build: Any) -> Any:
         if key not in self._cache:
             self._cache[key] = build()
         return self._cache[key]
 
-    # ---- per-row views -------------------------------------------------
     @property
     def multilabel(self) -> bool:
-        """Whether the data is multi-label."""
         return self.data.task == "multilabel"
 
     @property
-    def primary_result(self) -> DetectorResult:
-        """The result of the primary detector."""
-        return self.results[self.primary]
-
-    @property
     def label_quality(self) -> np.ndarray:
-        """Per-row label quality, lower = more suspect (rank average with several detectors)."""
         return self._cached("quality", lambda: ensemble.combined_score(list(self.results.values())))
 
     @property
     def is_label_issue(self) -> np.ndarray:
-        """Per-row issue flag (the ensemble rule with several detectors)."""
         return self._cached(
             "flags", lambda: ensemble.combined_flags(list(self.results.values()), self.primary, self.issue_rule)
         )
 
-    def _suggestion(self) -> tuple[np.ndarray, np.ndarray | None]:
+    def suggestion(self) -> tuple[np.ndarray, np.ndarray | None]:
         return self._cached(
             "suggestion",
             lambda: ensemble.combined_suggestion(list(self.results.values()), self.primary, self.data.labels),
         )
 
-    @property
-    def suggested(self) -> np.ndarray:
-        """Per-row suggested label codes (N x K bool label sets for multi-label)."""
-        return self._suggestion()[0]
+    def totals(self, flags: np.ndarray | None = None) -> RowTotals:
+        """Row totals for the combined flags, or for ``flags``."""
+        f = self.is_label_issue if flags is None else flags
+        outliers = None
+        for res in self.results.values():
+            if "is_outlier" in res.extra:
+                outliers = res.extra["is_outlier"]
+                break
+        return RowTotals.of_rows(self.data.labels, f, self.suggestion()[0], self.data.n_classes,
+                                 multilabel=self.multilabel, outliers=outliers)
 
-    @property
-    def suggested_confidence(self) -> np.ndarray | None:
-        """Per-row probability backing the suggestion (NaN where unknown)."""
-        return self._suggestion()[1]
-
-    @property
-    def n_issues(self) -> int:
-        """Number of rows flagged as label issues."""
-        return int(np.count_nonzero(self.is_label_issue))
-
-    @property
-    def issue_rate(self) -> float:
-        """Share of rows flagged as label issues."""
-        return self.n_issues / self.data.n_rows if self.data.n_rows else 0.0
-
-    def ranks(self) -> np.ndarray:
-        """Rank of every row (see :func:`rank_rows`)."""
-        return rank_rows(self.label_quality, self.is_label_issue)
-
-    # ---- tables --------------------------------------------------------
-    def issues_table(self) -> pa.Table:
-        """One row per input row, joinable on ``id``, in input order.
-
-        Columns: ``id, given_label, suggested_label, label_quality,
-        is_label_issue, rank, suggested_confidence, detectors, reason``; for
-        multi-label data also ``labels_to_remove, labels_to_add,
-        suggested_labels`` (lists of class names, where the label columns are
-        lists too); then ``<detector>_score`` and ``<detector>_issue`` for every
-        detector, and detector extras such as ``outlier_score``,
-        ``is_outlier`` (NRG) and ``aum`` (AUM). Built once and cached.
-        """
-        return self._cached("issues", self._build_issues_table)
-
-    def _build_issues_table(self) -> pa.Table:
+    def table(self, ranks: np.ndarray | None = None) -> pa.Table:
         data = self.data
         flags = np.asarray(self.is_label_issue, dtype=bool)
         # The rank sort releases the GIL: it runs beside the text columns built below (on arrays computed here
         # first, so the two threads never both fill the same cache entry).
         quality = self.label_quality
         with ThreadPoolExecutor(max_workers=1) as pool:
-            ranks = pool.submit(rank_rows, quality, flags)
+            rank_job = pool.submit(rank_rows, quality, flags) if ranks is None else None
             columns = self._row_columns(flags, quality)
-            columns["rank"] = pa.array(ranks.result())
+            columns["rank"] = pa.array(rank_job.result() if rank_job is not None else ranks)
         from labelqa.models import disagreement_columns
 
         for key, values in disagreement_columns(data).items():  # several models: where they disagree
@@ -184,20 +305,20 @@ class ScanResult:
     def _row_columns(self, flags: np.ndarray, quality: np.ndarray) -> dict[str, pa.Array | None]:
         """The issues table's columns but ``rank`` (left as a ``None`` placeholder, to keep its position)."""
         data = self.data
-        conf = self.suggested_confidence
+        suggested, conf = self.suggestion()
         if self.multilabel:
             given = _class_sets(data.labels, data.classes)
-            suggested = _class_sets(self.suggested, data.classes)
+            suggested_col = _class_sets(suggested, data.classes)
         else:
             given = _class_array(data.labels, data.classes)
-            suggested = _class_array(self.suggested, data.classes)
+            suggested_col = _class_array(suggested, data.classes)
         columns: dict[str, pa.Array | None] = {
             "id": pa.array(data.ids),
             "given_label": given,
-            "suggested_label": suggested,
+            "suggested_label": suggested_col,
             "label_quality": pa.array(np.asarray(quality, dtype=np.float64)),
             "is_label_issue": pa.array(flags),
-            "rank": None,  # filled in by _build_issues_table
+            "rank": None,  # filled in by table()
             "suggested_confidence": pa.array(
                 np.asarray(conf, dtype=np.float64) if conf is not None else np.full(data.n_rows, np.nan)
             ),
@@ -209,7 +330,7 @@ class ScanResult:
                 mats = [r.extra[key] for r in self.results.values() if key in r.extra]
                 if mats:
                     columns[key] = _class_sets(np.logical_or.reduce(mats) & flags[:, None], data.classes)
-            columns["suggested_labels"] = suggested
+            columns["suggested_labels"] = suggested_col
         for name, res in self.results.items():
             columns[f"{name}_score"] = pa.array(np.asarray(res.scores, dtype=np.float64))
             columns[f"{name}_issue"] = pa.array(np.asarray(res.issues, dtype=bool))
@@ -253,99 +374,6 @@ class ScanResult:
             joined = pc.fill_null(pc.binary_join_element_wise(*nulled, "; ", null_handling="skip"), "")
         return scatter_text(joined, idx, self.data.n_rows)
 
-    # ---- summary -------------------------------------------------------
-    def per_class(self) -> list[dict[str, Any]]:
-        """Per-class counts and issue rates (plus the primary detector's figures)."""
-        data = self.data
-        k = data.n_classes
-        flags = np.asarray(self.is_label_issue, dtype=bool)
-        if self.multilabel:
-            counts = data.labels.sum(axis=0)
-            issues = data.labels[flags].sum(axis=0)
-            suggested_into = (self.suggested[flags] & ~data.labels[flags]).sum(axis=0)
-        else:
-            counts = data.class_counts()
-            issues = np.bincount(data.labels[flags], minlength=k)
-            suggested_into = np.bincount(self.suggested[flags], minlength=k)
-        extra = self.primary_result.summary.get("per_class") or [{}] * k
-        rows = []
-        for c in range(k):
-            row = {
-                "class": data.class_names[c],
-                "count": int(counts[c]),
-                "issues": int(issues[c]),
-                "issue_rate": float(issues[c] / counts[c]) if counts[c] else 0.0,
-                "suggested_into": int(suggested_into[c]),
-            }
-            for key, value in extra[c].items():
-                if key not in ("class", "class_count"):
-                    row.setdefault(key, value)
-            rows.append(row)
-        return rows
-
-    def confused_pairs(self, top: int = 10) -> list[dict[str, Any]]:
-        """Most frequent (given, suggested) pairs among flagged rows (multiclass only)."""
-        if self.multilabel:
-            return []
-        data = self.data
-        k = data.n_classes
-        flags = self.is_label_issue
-        pair_codes = data.labels[flags] * k + self.suggested[flags]
-        counts = np.bincount(pair_codes, minlength=k * k)
-        order = np.argsort(-counts, kind="stable")[:top]
-        names = data.class_names
-        return [
-            {"given": names[c // k], "suggested": names[c % k], "count": int(counts[c])}
-            for c in order
-            if counts[c] > 0
-        ]
-
-    def summary(self) -> dict[str, Any]:
-        """The dataset summary, as written to summary.json (versioned schema)."""
-        data = self.data
-        primary = self.primary_result.summary
-        out = {
-            "schema_version": SUMMARY_SCHEMA_VERSION,
-            "labelqa_version": __version__,
-            "source": data.source,
-            "task": data.task,
-            "rows": data.n_rows,
-            "n_classes": data.n_classes,
-            "classes": data.class_names,
-            "primary_detector": self.primary,
-            "detectors_run": list(self.results),
-            "issue_rule": self.issue_rule if len(self.results) > 1 else "primary",
-            "issues_found": self.n_issues,
-            "issue_rate": self.issue_rate,
-            "estimated_num_issues": primary.get("estimated_num_issues"),
-            "estimated_noise_rate": primary.get("estimated_noise_rate"),
-            "estimated_noise_rate_interval": primary.get("estimated_noise_rate_interval"),
-            "noise_matrix": primary.get("noise_matrix"),
-            "noise_matrix_orientation": "noise_matrix[i][j] = P(given label = classes[i] | true label = classes[j])",
-            "per_class": self.per_class(),
-            "confused_pairs": self.confused_pairs(),
-            "detectors": {
-                name: {"issues_found": res.n_issues, "params": _jsonable(res.params), "summary": _jsonable(res.summary)}
-                for name, res in self.results.items()
-            },
-            "options": _jsonable(self.options),
-        }
-        from labelqa.models import disagreement_summary
-
-        models = disagreement_summary(data)
-        if models is not None:
-            out["models"] = _jsonable(models)
-        if "outlier_score" in self._extras():
-            out["outliers_found"] = int(np.count_nonzero(self._extras().get("is_outlier", [])))
-        return out
-
-    def _extras(self) -> dict[str, np.ndarray]:
-        merged: dict[str, np.ndarray] = {}
-        for res in self.results.values():
-            for key, value in res.extra.items():
-                merged.setdefault(key, value)
-        return merged
-
 
 def _class_array(codes: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
     """Class values for integer codes, as Arrow ints or strings like the label column."""
@@ -364,21 +392,268 @@ def _class_sets(matrix: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), _class_array(cols, classes))
 
 
-def _jsonable(value: Any) -> Any:
-    """Turn numpy scalars/arrays and paths into plain JSON types (NaN/inf become None)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        if value and all(type(v) is float or type(v) is int for v in value):  # noqa: E721 - not bool, not numpy
-            if np.isfinite(np.asarray(value, dtype=np.float64)).all():  # a row of numbers: one vectorised check
-                return list(value)
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    return str(value)
+# --------------------------------------------------------------------------- the result
+class RowSource(Protocol):
+    """Per-row outputs recomputed by the runner that scanned (streaming and Dask engines)."""
+
+    engine: str
+
+    def issue_batches(self) -> Iterator[pa.Table]:
+        """The issues table, batch by batch in input order, with global ranks."""
+
+    def close(self) -> None:
+        """Release the runner (e.g. a local Dask cluster)."""
+
+
+@dataclass(eq=False)
+class ScanResult:
+    """The combined outcome of running detectors on one dataset.
+
+    Built in memory as ``ScanResult(data=..., results=..., primary=...)``;
+    the out-of-core engines build it with :meth:`from_totals`. Either way
+    :meth:`summary`, :attr:`n_issues`, :attr:`gate` and
+    :meth:`iter_issue_batches` work; the per-row arrays (``data``,
+    ``results``, :attr:`label_quality`...) exist only in memory.
+
+    Attributes:
+        data: The scanned data (``None`` out of core).
+        results: Detector results by detector name, in run order (empty out of core).
+        primary: Name of the primary detector (its figures lead the summary).
+        issue_rule: How flags combine when several detectors ran (see
+            :mod:`labelqa.detectors.ensemble`).
+        options: Options the scan ran with (recorded in the summary).
+        gate: The quality gate's outcome, decided by :func:`labelqa.scan`
+            before anything is written (``None`` when not judged).
+    """
+
+    data: LabelData | None
+    results: dict[str, DetectorResult]
+    primary: str
+    issue_rule: str = "primary_or_2"
+    options: dict[str, Any] = field(default_factory=dict)
+    gate: GateResult | None = None
+    _outcomes: dict[str, DetectorOutcome] | None = field(default=None, repr=False)
+    _totals: RowTotals | None = field(default=None, repr=False)
+    _facts: dict[str, Any] | None = field(default=None, repr=False)
+    _rows_source: RowSource | None = field(default=None, repr=False)
+    _views: _Rows | None = field(default=None, init=False, repr=False)
+    _top: pa.Table | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.issue_rule not in ensemble.ISSUE_RULES:
+            raise LabelqaError(f"unknown issue rule {self.issue_rule!r}",
+                               f"choose one of {', '.join(ensemble.ISSUE_RULES)}")
+        if self.data is not None:
+            self._views = _Rows(self.data, self.results, self.primary, self.issue_rule)
+
+    @classmethod
+    def from_totals(cls, *, source: str | None, task: str, classes: tuple[Any, ...], meta: dict[str, Any],
+                    primary: str, outcomes: dict[str, DetectorOutcome], totals: RowTotals,
+                    options: dict[str, Any], rows: RowSource) -> ScanResult:
+        """A result whose rows stay with the runner (streaming and Dask engines)."""
+        facts = {"source": source, "task": task, "classes": tuple(classes), "meta": dict(meta)}
+        return cls(data=None, results={}, primary=primary, issue_rule="primary", options=options,
+                   _outcomes=outcomes, _totals=totals, _facts=facts, _rows_source=rows)
+
+    # ---- facts -----------------------------------------------------------
+    @property
+    def in_memory(self) -> bool:
+        """Whether the per-row outputs are held in memory."""
+        return self._views is not None
+
+    @property
+    def engine(self) -> str:
+        """The engine that ran the scan (``memory``, ``stream`` or ``dask``)."""
+        return "memory" if self._rows_source is None else self._rows_source.engine
+
+    @property
+    def task(self) -> str:
+        """``"multiclass"`` or ``"multilabel"``."""
+        return self.data.task if self.data is not None else self._facts["task"]  # type: ignore[index]
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether the data is multi-label."""
+        return self.task == "multilabel"
+
+    @property
+    def classes(self) -> tuple[Any, ...]:
+        """Class values in probability-column order."""
+        return tuple(self.data.classes) if self.data is not None else self._facts["classes"]  # type: ignore[index]
+
+    @property
+    def source(self) -> str | None:
+        """Where the data came from."""
+        return self.data.source if self.data is not None else self._facts["source"]  # type: ignore[index]
+
+    @property
+    def outcomes(self) -> dict[str, DetectorOutcome]:
+        """Each detector's dataset-level outcome, in run order."""
+        if self._outcomes is None:
+            self._outcomes = {name: DetectorOutcome(name, res.n_issues, res.params, res.summary)
+                              for name, res in self.results.items()}
+        return self._outcomes
+
+    @property
+    def totals(self) -> RowTotals:
+        """Row totals of the combined flags."""
+        if self._totals is None:
+            self._totals = self._memory().totals()
+        return self._totals
+
+    @property
+    def n_rows(self) -> int:
+        """Rows scanned."""
+        return self.totals.n_rows
+
+    @property
+    def n_issues(self) -> int:
+        """Number of rows flagged as label issues."""
+        return self.totals.n_flagged
+
+    @property
+    def issue_rate(self) -> float:
+        """Share of rows flagged as label issues."""
+        return self.n_issues / self.n_rows if self.n_rows else 0.0
+
+    # ---- per-row views (in memory) ---------------------------------------
+    def _memory(self) -> _Rows:
+        if self._views is None:
+            raise LabelqaError(
+                f"this scan ran out of core (engine {self.engine}): its per-row outputs are not held in memory",
+                "read them with result.iter_issue_batches() or write_report(result, DIR), "
+                "or scan with engine='memory'",
+            )
+        return self._views
+
+    @property
+    def primary_result(self) -> DetectorResult:
+        """The result of the primary detector (in memory)."""
+        self._memory()
+        return self.results[self.primary]
+
+    @property
+    def label_quality(self) -> np.ndarray:
+        """Per-row label quality, lower = more suspect (rank average with several detectors)."""
+        return self._memory().label_quality
+
+    @property
+    def is_label_issue(self) -> np.ndarray:
+        """Per-row issue flag (the ensemble rule with several detectors)."""
+        return self._memory().is_label_issue
+
+    @property
+    def suggested(self) -> np.ndarray:
+        """Per-row suggested label codes (N x K bool label sets for multi-label)."""
+        return self._memory().suggestion()[0]
+
+    @property
+    def suggested_confidence(self) -> np.ndarray | None:
+        """Per-row probability backing the suggestion (NaN where unknown)."""
+        return self._memory().suggestion()[1]
+
+    def ranks(self) -> np.ndarray:
+        """Rank of every row (see :func:`~labelqa.stats.ranks.rank_rows`)."""
+        return rank_rows(self.label_quality, self.is_label_issue)
+
+    def totals_for(self, detectors: list[str] | None = None) -> RowTotals:
+        """Row totals of the rows flagged by any of ``detectors`` (default: the combined flags).
+
+        Raises:
+            LabelqaError: A named detector did not run, or, out of core, a
+                set of detectors other than the one that ran.
+        """
+        if not detectors:
+            return self.totals
+        missing = [d for d in detectors if d not in self.outcomes]
+        if missing:
+            raise LabelqaError(
+                f"gate detector {', '.join(map(repr, missing))} did not run in this scan "
+                f"(ran: {', '.join(self.outcomes)})",
+                "fix --gate-detectors / gate_detectors, or run the detector with --detectors",
+            )
+        if not self.in_memory:  # out of core only one detector runs: its flags are the combined flags
+            return self.totals
+        flags = np.zeros(self.n_rows, dtype=bool)
+        for name in detectors:
+            flags |= np.asarray(self.results[name].issues, dtype=bool)
+        return self._memory().totals(flags)
+
+    # ---- tables --------------------------------------------------------
+    def issues_table(self) -> pa.Table:
+        """One row per input row, joinable on ``id``, in input order (see :func:`build_issues_table`).
+
+        Built once and cached. Out of core the batches are computed again
+        and concatenated: the whole table is then held in memory.
+        """
+        if self._views is None:
+            return pa.concat_tables(list(self.iter_issue_batches()))
+        return self._views._cached("issues", lambda: self._views.table())  # type: ignore[union-attr]
+
+    def iter_issue_batches(self) -> Iterator[pa.Table]:
+        """The issues table batch by batch, in input order, with global ranks (one batch in memory)."""
+        if self._rows_source is not None:
+            yield from self._rows_source.issue_batches()
+        else:
+            yield self.issues_table()
+
+    def top_issues(self, n: int) -> pa.Table:
+        """The ``n`` best-ranked flagged rows of the issues table, in rank order.
+
+        Out of core this reads the batches again, unless a report writer
+        already kept them (:meth:`keep_top`).
+        """
+        from labelqa.report.toprows import TopRows
+
+        if self._top is not None and self._top.num_rows >= min(n, self.n_issues):
+            return self._top.slice(0, n)
+        top = TopRows(n)
+        for table in self.iter_issue_batches():
+            top.add(table)
+        return top.table()
+
+    def keep_top(self, table: pa.Table) -> None:
+        """Remember the best-ranked flagged rows (in rank order) seen while writing, for :meth:`top_issues`."""
+        self._top = table
+
+    def close(self) -> None:
+        """Release the runner of an out-of-core scan (a local Dask cluster); a no-op in memory."""
+        if self._rows_source is not None:
+            self._rows_source.close()
+
+    def __enter__(self) -> ScanResult:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- summary -------------------------------------------------------
+    def per_class(self) -> list[dict[str, Any]]:
+        """Per-class counts and issue rates (plus the primary detector's figures)."""
+        return self.summary()["per_class"]
+
+    def confused_pairs(self, top: int = 10) -> list[dict[str, Any]]:
+        """Most frequent (given, suggested) pairs among flagged rows (multiclass only)."""
+        return self.summary()["confused_pairs"][:top]
+
+    def summary(self) -> dict[str, Any]:
+        """The dataset summary, as written to summary.json (versioned schema), with the gate when judged."""
+        models = None
+        if self.data is not None:
+            from labelqa.models import disagreement_summary
+
+            models = disagreement_summary(self.data)
+        out = summarize(
+            source=self.source,
+            task=self.task,
+            classes=[str(c) for c in self.classes],
+            primary=self.primary,
+            issue_rule=self.issue_rule,
+            totals=self.totals,
+            outcomes=self.outcomes,
+            options=self.options,
+            models=models,
+        )
+        if self.gate is not None:
+            out["gate"] = self.gate.as_dict()
+        return out

@@ -168,70 +168,105 @@ def confusion_counts(summary: dict[str, Any], issues: pa.Table | None) -> tuple[
     return mat.tolist(), "Flagged rows counted by given label (rows) and suggested label (columns)."
 
 
-def quality_histogram(issues: pa.Table, bins: int = HIST_BINS) -> dict[str, Any] | None:
-    """Histogram of ``label_quality``, split into flagged and clean rows.
+class QualityHistogram:
+    """Histogram of ``label_quality``, split into flagged and clean rows, over batches of the issues table.
 
     The range is [0, 1] when every score lies there (confident learning),
     else the scores' min..max. ``threshold`` is the highest quality among
     flagged rows: every row at or below it that is not flagged was kept by
     the detector's per-class rules, every row above it is clean.
+
+    Scores outside [0, 1] spread over several batches need their min and max
+    before binning: :meth:`result` then returns ``None`` and the caller
+    reads the written file again (:func:`file_histogram`).
     """
-    if "label_quality" not in issues.column_names or issues.num_rows == 0:
-        return None
-    q = issues.column("label_quality").to_numpy(zero_copy_only=False).astype(np.float64)
-    if "is_label_issue" in issues.column_names:
-        f = issues.column("is_label_issue").fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
-    else:
-        f = np.zeros(len(q), dtype=bool)
-    ok = np.isfinite(q)
-    q, f = q[ok], f[ok]
-    if q.size == 0:
-        return None
-    lo, hi = float(q.min()), float(q.max())
-    if lo >= 0.0 and hi <= 1.0:
-        lo, hi = 0.0, 1.0
-    elif hi <= lo:
-        hi = lo + 1.0
-    # bins + range (not an edges array) takes numpy's uniform-bin path: no sort, same counts
-    clean, edges = np.histogram(q[~f], bins=bins, range=(lo, hi))
-    flagged, _ = np.histogram(q[f], bins=bins, range=(lo, hi))
-    threshold = float(q[f].max()) if f.any() else None
-    return {"edges": edges.tolist(), "clean": clean.tolist(), "flagged": flagged.tolist(), "threshold": threshold}
+
+    def __init__(self, bins: int = HIST_BINS) -> None:
+        self.bins = bins
+        self.clean = np.zeros(bins, dtype=np.int64)
+        self.flagged = np.zeros(bins, dtype=np.int64)
+        self.lo, self.hi, self.threshold = np.inf, -np.inf, -np.inf
+        self._batches = 0
+        self._only: tuple[np.ndarray, np.ndarray] | None = None
+
+    def add(self, issues: pa.Table) -> None:
+        """Fold one batch in."""
+        if "label_quality" not in issues.column_names or issues.num_rows == 0:
+            return
+        q = issues.column("label_quality").to_numpy(zero_copy_only=False).astype(np.float64)
+        if "is_label_issue" in issues.column_names:
+            f = issues.column("is_label_issue").fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+        else:
+            f = np.zeros(len(q), dtype=bool)
+        ok = np.isfinite(q)
+        q, f = q[ok], f[ok]
+        if q.size == 0:
+            return
+        self._batches += 1
+        self._only = (q, f) if self._batches == 1 else None
+        self.lo, self.hi = min(self.lo, float(q.min())), max(self.hi, float(q.max()))
+        if f.any():
+            self.threshold = max(self.threshold, float(q[f].max()))
+        # bins + range (not an edges array) takes numpy's uniform-bin path: no sort, same counts
+        self.clean += np.histogram(q[~f], bins=self.bins, range=(0.0, 1.0))[0]
+        self.flagged += np.histogram(q[f], bins=self.bins, range=(0.0, 1.0))[0]
+
+    def result(self) -> dict[str, Any] | None:
+        """``{"edges", "clean", "flagged", "threshold"}``, or ``None`` (no scores, or a second pass needed)."""
+        if self._batches == 0:
+            return None
+        lo, hi = self.lo, self.hi
+        clean, flagged = self.clean, self.flagged
+        if not (lo >= 0.0 and hi <= 1.0):
+            if self._only is None:
+                return None
+            q, f = self._only
+            if hi <= lo:
+                hi = lo + 1.0
+            clean = np.histogram(q[~f], bins=self.bins, range=(lo, hi))[0]
+            flagged = np.histogram(q[f], bins=self.bins, range=(lo, hi))[0]
+        else:
+            lo, hi = 0.0, 1.0
+        edges = np.linspace(lo, hi, self.bins + 1)
+        return {"edges": edges.tolist(), "clean": clean.tolist(), "flagged": flagged.tolist(),
+                "threshold": self.threshold if np.isfinite(self.threshold) else None}
+
+
+def quality_histogram(issues: pa.Table, bins: int = HIST_BINS) -> dict[str, Any] | None:
+    """:class:`QualityHistogram` of one issues table."""
+    hist = QualityHistogram(bins)
+    hist.add(issues)
+    return hist.result()
 
 
 def file_histogram(path: Path, bins: int = HIST_BINS, batch_rows: int = 1 << 20) -> dict[str, Any] | None:
-    """:func:`quality_histogram` of an issues.parquet, read in batches (bounded memory)."""
+    """:func:`quality_histogram` of an issues.parquet, read in batches (bounded memory; two passes
+    when the scores leave [0, 1])."""
     pf = pq.ParquetFile(path)
     cols = ["label_quality", "is_label_issue"]
-    lo, hi, threshold, seen = np.inf, -np.inf, -np.inf, False
 
     def batches() -> Any:
         for batch in pf.iter_batches(columns=cols, batch_size=batch_rows):
-            q = batch.column(0).to_numpy(zero_copy_only=False).astype(np.float64)
-            f = batch.column(1).fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
-            ok = np.isfinite(q)
-            yield q[ok], f[ok]
+            yield pa.Table.from_batches([batch])
 
-    for q, f in batches():
-        if q.size:
-            seen = True
-            lo, hi = min(lo, float(q.min())), max(hi, float(q.max()))
-            if f.any():
-                threshold = max(threshold, float(q[f].max()))
-    if not seen:
-        return None
-    if lo >= 0.0 and hi <= 1.0:
-        lo, hi = 0.0, 1.0
-    elif hi <= lo:
-        hi = lo + 1.0
-    edges = np.linspace(lo, hi, bins + 1)
+    hist = QualityHistogram(bins)
+    for table in batches():
+        hist.add(table)
+    out = hist.result()
+    if out is not None or hist._batches == 0:
+        return out
+    lo, hi = hist.lo, hist.hi if hist.hi > hist.lo else hist.lo + 1.0
     clean = np.zeros(bins, dtype=np.int64)
     flagged = np.zeros(bins, dtype=np.int64)
-    for q, f in batches():  # as quality_histogram: numpy's uniform-bin path, edges from linspace
+    for table in batches():
+        q = table.column(0).to_numpy(zero_copy_only=False).astype(np.float64)
+        f = table.column(1).fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+        ok = np.isfinite(q)
+        q, f = q[ok], f[ok]
         clean += np.histogram(q[~f], bins=bins, range=(lo, hi))[0]
         flagged += np.histogram(q[f], bins=bins, range=(lo, hi))[0]
-    return {"edges": edges.tolist(), "clean": clean.tolist(), "flagged": flagged.tolist(),
-            "threshold": threshold if np.isfinite(threshold) else None}
+    return {"edges": np.linspace(lo, hi, bins + 1).tolist(), "clean": clean.tolist(), "flagged": flagged.tolist(),
+            "threshold": hist.threshold if np.isfinite(hist.threshold) else None}
 
 
 # ---- sections -------------------------------------------------------------------
@@ -492,46 +527,3 @@ def render_html(summary: dict[str, Any], issues: pa.Table | None, *, max_rows: i
         f"<title>{esc(title)}</title><style>{CSS}</style></head>"
         f"<body>{body}<script>{JS}</script></body></html>\n"
     )
-
-
-def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
-    """Rebuild ``report.html`` of a report folder from summary.json and issues.parquet.
-
-    The file is replaced atomically (see :func:`labelqa.atomic.write_atomic`).
-
-    Raises:
-        LabelqaError: When the folder lacks summary.json or issues.parquet, or
-            they cannot be read.
-    """
-    from labelqa.atomic import write_atomic
-    from labelqa.errors import LabelqaError
-    from labelqa.report.writers import read_issues
-
-    report_dir = Path(report_dir)
-    spath = report_dir / "summary.json"
-    if not spath.is_file():
-        raise LabelqaError(
-            f"no summary.json in report folder {report_dir}",
-            "run `labelqa scan DATA --out DIR` first, or pass the folder it wrote",
-        )
-    try:
-        summary = json.loads(spath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise LabelqaError(f"cannot read {spath}: {exc}", "re-run `labelqa scan` to rewrite the report") from exc
-    if not isinstance(summary, dict):
-        raise LabelqaError(f"{spath} is not a labelqa summary (not a JSON object)",
-                           "re-run `labelqa scan` to rewrite the report")
-    path = report_dir / "issues.parquet"
-    if not path.is_file():
-        read_issues(report_dir)  # raises the usual clear error
-    histogram = file_histogram(path)
-    issues = pq.read_table(path, filters=[("is_label_issue", "=", True), ("rank", "<=", max_rows)])
-    evaluation = None
-    epath = report_dir / "evaluation.json"
-    if epath.is_file():
-        try:
-            evaluation = json.loads(epath.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise LabelqaError(f"cannot read {epath}: {exc}", "re-run `labelqa evaluate --out DIR`") from exc
-    text = render_html(summary, issues, max_rows=max_rows, evaluation=evaluation, histogram=histogram)
-    return write_atomic(report_dir / "report.html", lambda p: p.write_text(text, encoding="utf-8"))

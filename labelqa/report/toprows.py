@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["top_issue_rows"]
+__all__ = ["TopRows", "top_issue_rows"]
 
 
 def top_issue_rows(issues: pa.Table, max_rows: int) -> pa.Table:
@@ -21,3 +21,24 @@ def top_issue_rows(issues: pa.Table, max_rows: int) -> pa.Table:
             idx, ranks = idx[part], ranks[part]
         idx = idx[np.argsort(ranks, kind="stable")]
     return issues.take(pa.array(idx[:max_rows], type=pa.int64()))
+
+
+class TopRows:
+    """:func:`top_issue_rows` over an issues table seen batch by batch (memory: ``max_rows`` rows)."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = int(max_rows)
+        self._kept: pa.Table | None = None
+
+    def add(self, batch: pa.Table) -> None:
+        """Fold one batch of the issues table in."""
+        top = top_issue_rows(batch, self.max_rows)
+        if self._kept is not None and self._kept.num_rows:
+            top = top_issue_rows(pa.concat_tables([self._kept, top]), self.max_rows)
+        self._kept = top
+
+    def table(self) -> pa.Table:
+        """The best-ranked flagged rows seen, in rank order (an empty table before any batch)."""
+        if self._kept is None:
+            return pa.table({})
+        return self._kept

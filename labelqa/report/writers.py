@@ -1,5 +1,12 @@
 """Write a scan's report files: issues.parquet/.csv, summary.json/.md, report.html.
 
+The issues table arrives batch by batch (one batch for an in-memory scan,
+record batches for the streaming and Dask engines):
+:class:`IssueFiles` appends each to issues.parquet and issues.csv on writer
+threads (their encoders release the GIL) while this thread produces the next
+batch, keeps the best-ranked rows and the quality histogram, and renders
+summary.json, summary.md and report.html.
+
 All files are written to a staging folder first and only published into the
 output folder once every one of them is complete (see :mod:`labelqa.atomic`).
 """
@@ -9,8 +16,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +26,21 @@ import pyarrow.parquet as pq
 
 from labelqa.atomic import publish, staging_dir
 from labelqa.errors import LabelqaError
-from labelqa.report.html import render_html
+from labelqa.report.folder import read_issues
+from labelqa.report.html import QualityHistogram, file_histogram, render_html
 from labelqa.report.markdown import render_markdown
 from labelqa.report.textlists import lists_to_text
+from labelqa.report.toprows import TopRows
 from labelqa.result import ScanResult
+
+__all__ = ["CSV_SPLIT_ROWS", "HTML_ROWS", "REPORT_FILES", "IssueFiles", "read_issues", "summary_json",
+           "write_report"]
 
 #: Report files written by :func:`write_report`.
 REPORT_FILES = ("issues.parquet", "issues.csv", "summary.json", "summary.md", "report.html")
+
+#: Best-ranked issues listed in report.html (summary.md lists the first 20 of them).
+HTML_ROWS = 1000
 
 
 def summary_json(summary: dict[str, Any]) -> str:
@@ -57,23 +71,19 @@ def write_report(
     result: ScanResult,
     out_dir: str | Path,
     *,
-    summary: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     csv: bool = True,
     evaluation: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write the report files of ``result`` into ``out_dir`` atomically.
 
-    issues.parquet and issues.csv (the large files, whose encoders release
-    the GIL) are written on worker threads while this thread builds the
-    summary and renders summary.json, summary.md and report.html.
+    The summary (with the gate, when :func:`labelqa.scan` judged one) comes
+    from ``result.summary()``: the gate is decided before anything is
+    written, the same way for every engine.
 
     Args:
         result: The scan to write.
         out_dir: Destination folder, created if needed. Existing report files
             there are replaced; other files are left alone.
-        summary: The summary dict to write (default ``result.summary()``);
-            pass one to include extra sections such as the gate outcome, or a
-            function returning it (called while the issue files are written).
         csv: Also write issues.csv.
         evaluation: An evaluation (``labelqa evaluate``): written as
             evaluation.json and shown in summary.md and report.html.
@@ -84,81 +94,114 @@ def write_report(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise LabelqaError(f"output path {out_dir} exists and is not a folder", "pass --out with a folder path")
-    table = result.issues_table()
-    with staging_dir(out_dir) as tmp, ThreadPoolExecutor(max_workers=3) as pool:
-        jobs = [pool.submit(write_issues_parquet, table, tmp / "issues.parquet")]
-        if csv:
-            jobs.append(pool.submit(write_issues_csv, table, tmp / "issues.csv", pool=pool))
-        try:
-            if summary is None:
-                summary = result.summary()
-            elif callable(summary):
-                summary = summary()
+    with staging_dir(out_dir) as tmp:
+        top = TopRows(HTML_ROWS)
+        histogram = QualityHistogram()
+        with IssueFiles(tmp, csv=csv) as files:
+            for table in result.iter_issue_batches():
+                files.write(table)
+                top.add(table)
+                histogram.add(table)
+            top_rows = top.table()
+            result.keep_top(top_rows)
+            summary = result.summary()
             _write_text(tmp / "summary.json", summary_json(summary))
-            _write_text(tmp / "summary.md", render_markdown(summary, table, evaluation=evaluation))
-            _write_text(tmp / "report.html", render_html(summary, table, evaluation=evaluation))
+            _write_text(tmp / "summary.md", render_markdown(summary, top_rows, evaluation=evaluation))
             if evaluation is not None:
                 from labelqa.evaluate import evaluation_json
 
                 _write_text(tmp / "evaluation.json", evaluation_json(evaluation))
-        except BaseException:
-            wait(jobs)  # no writer may outlive the staging folder
-            raise
-        for job in jobs:
-            job.result()  # re-raise the first failure before anything is published
+            hist = histogram.result()
+        if hist is None and files.rows:  # scores outside [0, 1] over several batches: bins need their range
+            hist = file_histogram(tmp / "issues.parquet")
+        _write_text(tmp / "report.html", render_html(summary, top_rows, evaluation=evaluation, histogram=hist))
         return publish(tmp, out_dir)
 
 
-def write_issues_parquet(table: pa.Table, path: Path) -> None:
-    """issues.parquet, zstd; dictionary encoding only for the text columns (numbers are mostly unique)."""
-    text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-            or pa.types.is_list(f.type) or pa.types.is_large_list(f.type)]
-    pq.write_table(table, path, compression="zstd", use_dictionary=text or False)
-
-
-#: Rows below which issues.csv is encoded on one thread.
+#: Rows from which one batch of issues.csv is encoded in two halves at once.
 CSV_SPLIT_ROWS = 200_000
 
 
-def write_issues_csv(table: pa.Table, path: Path, *, pool: ThreadPoolExecutor | None = None) -> None:
-    """issues.csv (list columns as text). Large tables are encoded in two halves at once.
+class IssueFiles:
+    """issues.parquet and issues.csv of a staging folder, appended batch by batch on writer threads.
 
-    The second half is encoded to memory on ``pool`` (without a header)
-    while this thread writes the first half to ``path``; then it is
-    appended. CSV rows do not depend on each other, so the bytes are those
-    of encoding the whole table at once.
+    :meth:`write` hands a batch to the writers and returns; a writer holds
+    at most one batch besides the one it encodes, so memory stays bounded
+    by a few batches. Leaving the context waits for both and closes the
+    files (re-raising the first failure).
+
+    issues.parquet: zstd, dictionary encoding only for the text columns
+    (numbers are mostly unique), one row group per batch (split at pyarrow's
+    default size). issues.csv: list columns as text; a large batch is
+    encoded in two halves at once (rows do not depend on each other, so the
+    bytes are those of one encoder).
     """
-    table = lists_to_text(table)
-    n = table.num_rows
-    if pool is None or n < CSV_SPLIT_ROWS:
-        pacsv.write_csv(table, path)
-        return
-    half = n // 2
 
-    def encode_tail() -> pa.Buffer:
-        sink = pa.BufferOutputStream()
-        pacsv.write_csv(table.slice(half), sink, write_options=pacsv.WriteOptions(include_header=False))
-        return sink.getvalue()
+    def __init__(self, folder: Path, *, csv: bool = True) -> None:
+        self.folder = folder
+        self.csv = csv
+        self.rows = 0
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="labelqa-write")
+        self._pending: dict[str, Future[None] | None] = {"parquet": None, "csv": None}
+        self._parquet: pq.ParquetWriter | None = None
+        self._csv_file: Any = None
 
-    tail = pool.submit(encode_tail)
-    with open(path, "wb") as f:
-        pacsv.write_csv(table.slice(0, half), f)
-        f.write(tail.result())
+    def __enter__(self) -> IssueFiles:
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        try:
+            for job in self._pending.values():
+                if job is not None:
+                    job.result()
+        finally:
+            if self._parquet is not None:
+                self._parquet.close()
+            if self._csv_file is not None:
+                self._csv_file.close()
+            self._pool.shutdown(wait=True)
+
+    def write(self, table: pa.Table) -> None:
+        """Append one batch of the issues table (in input order)."""
+        first = self.rows == 0
+        self.rows += table.num_rows
+        self._submit("parquet", self._write_parquet, table)
+        if self.csv:
+            self._submit("csv", self._write_csv, table, first)
+
+    def _submit(self, key: str, fn: Any, *args: Any) -> None:
+        previous = self._pending[key]
+        if previous is not None:
+            previous.result()  # one batch in flight per file: bounded memory, ordered appends
+        self._pending[key] = self._pool.submit(fn, *args)
+
+    def _write_parquet(self, table: pa.Table) -> None:
+        if self._parquet is None:
+            text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                    or pa.types.is_list(f.type) or pa.types.is_large_list(f.type)]
+            self._parquet = pq.ParquetWriter(self.folder / "issues.parquet", table.schema, compression="zstd",
+                                             use_dictionary=text or False)
+        self._parquet.write_table(table)
+
+    def _write_csv(self, table: pa.Table, header: bool) -> None:
+        table = lists_to_text(table)
+        if self._csv_file is None:
+            self._csv_file = open(self.folder / "issues.csv", "wb")  # noqa: SIM115 - closed in __exit__
+        n = table.num_rows
+        if n < CSV_SPLIT_ROWS:
+            pacsv.write_csv(table, self._csv_file, write_options=pacsv.WriteOptions(include_header=header))
+            return
+        half = n // 2
+
+        def encode_tail() -> pa.Buffer:
+            sink = pa.BufferOutputStream()
+            pacsv.write_csv(table.slice(half), sink, write_options=pacsv.WriteOptions(include_header=False))
+            return sink.getvalue()
+
+        tail = self._pool.submit(encode_tail)
+        pacsv.write_csv(table.slice(0, half), self._csv_file, write_options=pacsv.WriteOptions(include_header=header))
+        self._csv_file.write(tail.result())
 
 
 def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
-
-
-def read_issues(report_dir: str | Path) -> pa.Table:
-    """Read issues.parquet from a report folder written by :func:`write_report`."""
-    path = Path(report_dir) / "issues.parquet"
-    if not path.is_file():
-        raise LabelqaError(
-            f"no issues.parquet in report folder {report_dir}",
-            "run `labelqa scan DATA --out DIR` first, or pass the folder it wrote",
-        )
-    try:
-        return pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise LabelqaError(f"cannot read {path}: {exc}", "re-run `labelqa scan` to rewrite the report") from exc

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RankIndex", "rank_rows", "score_dtype"]
+__all__ = ["RankIndex", "rank_rows"]
 
 
 def rank_rows(scores: np.ndarray, flags: np.ndarray) -> np.ndarray:
@@ -40,29 +40,18 @@ def rank_rows(scores: np.ndarray, flags: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def score_dtype(scores: np.ndarray) -> np.dtype:
-    """The narrowest float dtype that holds ``scores`` exactly (float32 or float64)."""
-    if scores.dtype == np.float32:
-        return np.dtype(np.float32)
-    narrow = scores.astype(np.float32)
-    return np.dtype(np.float32 if np.array_equal(narrow.astype(scores.dtype), scores, equal_nan=True)
-                    else np.float64)
-
-
 class RankIndex:
     """Global ranks for rows seen batch by batch in input order (see the module doc).
 
     Feed every batch once with :meth:`add` (any order of batches; parts from
     other processes merge with :meth:`merge`), call :meth:`finish`, then ask
-    :meth:`ranks` for each batch, in input order.
-
-    Args:
-        dtype: Score dtype to keep unflagged scores in (float32 when every
-            score is exactly a float32, e.g. float32 self-confidence).
+    :meth:`ranks` for each batch, in input order. Unflagged scores are kept
+    as float32 when every one of them is exactly a float32 (e.g. float32
+    self-confidence), else as float64.
     """
 
-    def __init__(self, dtype: np.dtype | type = np.float64) -> None:
-        self.dtype = np.dtype(dtype)
+    def __init__(self) -> None:
+        self.dtype = np.dtype(np.float32)
         self._unflagged: list[np.ndarray] = []
         self._fs: list[np.ndarray] = []
         self._fp: list[np.ndarray] = []
@@ -89,8 +78,12 @@ class RankIndex:
             self._add(s, f, p)
 
     def _add(self, scores: np.ndarray, flags: np.ndarray, positions: np.ndarray) -> None:
-        unf = np.asarray(scores[~flags], dtype=self.dtype)
-        self._unflagged.append(unf)
+        unf = np.asarray(scores[~flags])
+        narrow = unf.astype(np.float32)
+        if unf.dtype != np.float32 and not np.array_equal(narrow.astype(unf.dtype), unf, equal_nan=True):
+            self.dtype = np.dtype(np.float64)
+            narrow = unf.astype(np.float64)
+        self._unflagged.append(narrow)
         self._fs.append(np.asarray(scores[flags], dtype=np.float64))
         self._fp.append(np.asarray(positions[flags], dtype=np.int64))
 
@@ -99,6 +92,7 @@ class RankIndex:
         other._spill()
         self._spill()
         self._parts += max(other._parts, 1)
+        self.dtype = np.promote_types(self.dtype, other.dtype)
         self._unflagged += other._unflagged
         self._fs += other._fs
         self._fp += other._fp
@@ -121,7 +115,8 @@ class RankIndex:
         by_pos = np.argsort(fp, kind="stable")
         self.flag_pos = fp[by_pos]
         self.flag_rank = frank[by_pos]
-        s = np.concatenate(self._unflagged) if self._unflagged else np.empty(0, dtype=self.dtype)
+        s = np.concatenate(self._unflagged).astype(self.dtype, copy=False) if self._unflagged else \
+            np.empty(0, dtype=self.dtype)
         self._unflagged = []
         s.sort()
         self.sorted = s
