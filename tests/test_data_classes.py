@@ -117,3 +117,49 @@ def test_classes_from_metadata():
         classes_from_metadata(schema.with_metadata({"labelqa.classes": "x,y"}))
     with pytest.raises(LabelqaError, match="must be a non-empty JSON list"):
         classes_from_metadata(schema.with_metadata({"labelqa.classes": '{"a": 1}'}))
+
+
+def test_classes_take_the_labels_type():
+    assert classes_like_labels(["3", 1, 2.0, True, "03", "cat"], pa.int64()) == (3, 1, 2, 1, "03", "cat")
+    assert classes_like_labels([0, "a", 1.5], pa.string()) == ("0", "a", "1.5")
+
+
+def test_given_classes_are_checked_after_typing_and_against_k():
+    assert given_classes_like(["b", "a"], pa.string(), 2, "--classes", "w") == ("b", "a")
+    assert given_classes_like("2,0,1", pa.int64(), 3, "--classes", "w") == (2, 0, 1)
+    with pytest.raises(LabelqaError, match=r"duplicate classes in --classes: 1 \(2 times\)"):
+        given_classes_like(["1", 1], pa.int64(), 2, "--classes", "w")
+    with pytest.raises(LabelqaError, match=r"^w: 3 probabilities per row but 2 classes from --classes \('a', 'b'\)"):
+        given_classes_like(["a", "b"], pa.string(), 3, "--classes", "w")
+
+
+def _batches(values, cuts):
+    bounds = [0, *sorted(cuts), len(values)]
+    return [values.slice(a, b - a) for a, b in zip(bounds, bounds[1:])]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.lists(st.integers(-2, 6), min_size=1, max_size=30),
+                 st.lists(st.sampled_from(["ant", "bee", "cat", "dog"]), min_size=1, max_size=30)),
+       st.integers(1, 6), st.lists(st.integers(0, 30), max_size=4))
+def test_summary_over_batches_infers_what_the_whole_column_gives(labels, k, cuts):
+    values = pa.array(labels, pa.int64() if isinstance(labels[0], int) else pa.string())
+    summary = LabelSummary()
+    for part in _batches(values, [c for c in cuts if c <= len(labels)]):
+        summary.update(part)
+    try:
+        expected = infer_classes(values, k)
+    except LabelqaError as exc:
+        with pytest.raises(LabelqaError) as info:
+            summary.classes(k, integers=pa.types.is_integer(values.type))
+        assert str(info.value) == str(exc)
+    else:
+        assert summary.classes(k, integers=pa.types.is_integer(values.type)) == expected
+
+
+def test_summary_of_mixed_item_batches_is_a_summary_of_strings():
+    """Delimited label sets: a batch whose names all spell integers splits to ints; the dataset is strings."""
+    summary = LabelSummary().update(pa.array([10, 2])).update(pa.array(["cat", "dog"]))
+    assert summary.any_strings and summary.count == 4
+    assert summary.classes(4, integers=False) == (("10", "2", "cat", "dog"), "sorted unique labels")
+    assert LabelSummary().update(pa.array([], pa.int64())).count == 0

@@ -64,3 +64,25 @@ def test_unsupported_label_types():
         LabelData.from_arrays(np.array(["a", 1, "b", 2], dtype=object), P)
     with pytest.raises(LabelqaError, match=r"labels have type timestamp"):
         LabelData.from_arrays(pa.array(np.array(["2020-01-01"] * 4, dtype="datetime64[s]")), P)
+
+
+@pytest.mark.parametrize("arr", [
+    pa.array([1, 2], pa.int8()), pa.array([1, 2], pa.uint32()), pa.array([True, False]), pa.array([1.0, 2.0]),
+    pa.array(["a", "b"]), pa.array(["a", "b"], pa.large_string()), pa.array(["a", "b"]).dictionary_encode(),
+    pa.array([3, 4]).dictionary_encode(),
+])
+def test_label_arrow_type_is_the_kind_normalize_labels_gives(arr):
+    """The streaming source types classes from the schema with label_arrow_type; the loader from the labels:
+    both must see integers (or both strings), which is all that typing classes and codes depend on."""
+    got, want = normalize_labels(arr, "w", Rows()).type, label_arrow_type(arr.type)
+    assert pa.types.is_integer(got) == pa.types.is_integer(want)
+    assert got == want or (pa.types.is_large_string(got) and want == pa.string())
+
+
+def test_codes_or_values():
+    assert labels_are_codes(pa.int64(), ("cat", "dog")) and not labels_are_codes(pa.int64(), (0, "dog"))
+    assert not labels_are_codes(pa.string(), ("cat", "dog"))
+    codes, as_codes, _ = class_codes(pa.array([1, 0, 2]), ("a", "b"))
+    assert as_codes and codes.to_pylist() == [1, 0, None]
+    codes, as_codes, what = class_codes(pa.array([7, 5]), (5, 7))
+    assert not as_codes and codes.to_pylist() == [1, 0] and what == "one of the 2 classes"

@@ -48,3 +48,33 @@ def test_delimited_and_list_forms_agree(sets, sep):
     expected = np.array([[c in s for c in classes] for s in sets], dtype=bool).reshape(len(sets), k)
     np.testing.assert_array_equal(a.labels, expected)
     np.testing.assert_array_equal(b.labels, expected)
+
+
+WHERE = Where("d.parquet", "labels", None, {})
+
+
+def test_items_codes_and_scatter():
+    arr = pa.array([["b", "a"], [], ["c"]])
+    items, parent = label_set_items(arr, WHERE.labels, Rows())
+    assert items.to_pylist() == ["b", "a", "c"] and parent.tolist() == [0, 0, 2]
+    codes, as_codes = encode_label_items(items, parent, ("a", "b", "c"), WHERE, Rows())
+    assert codes.tolist() == [1, 0, 2] and not as_codes
+    Y = scatter_label_sets(codes, parent, 3, ("a", "b", "c"), WHERE, Rows())
+    np.testing.assert_array_equal(Y, [[1, 1, 0], [0, 0, 0], [0, 0, 1]])
+    with pytest.raises(LabelqaError, match=r"class 'a' is listed twice in row 8"):
+        scatter_label_sets(np.array([0, 0]), np.array([0, 0]), 1, ("a",), WHERE, Rows(offset=8))
+    empty, _ = label_set_items(pa.array([[], []], pa.list_(pa.null())), WHERE.labels, Rows())
+    assert empty.type == pa.int64() and len(empty) == 0
+
+
+def test_item_errors_name_global_rows():
+    with pytest.raises(LabelqaError, match=r"1 row has a null label list: row 11 -- write an empty list"):
+        label_set_items(pa.array([["a"], None]), WHERE.labels, Rows(offset=10))
+    with pytest.raises(LabelqaError, match=r"1 row with a null class in the label list: row 0"):
+        label_set_items(pa.array([["a", None]]), WHERE.labels, Rows())
+
+
+def test_label_sets_from_a_column():
+    col = pa.chunked_array([[["a"], []], [["b", "c"]]])
+    assert label_sets_from_column(col, None, "w").to_pylist() == [["a"], [], ["b", "c"]]
+    assert label_sets_from_column(pa.chunked_array([["a|b", None]]), "|", "w").to_pylist() == [["a", "b"], []]

@@ -56,7 +56,8 @@ def normalize_labels(arr: pa.Array, where: str, rows: Rows) -> pa.Array:
 
 
 def label_arrow_type(t: pa.DataType) -> pa.DataType:
-    """The type :func:`normalize_labels` gives labels of type ``t``: int64 for numbers, else string."""
+    """What :func:`normalize_labels` makes of labels of type ``t``: int64 for numbers, else string
+    (large_string labels stay large_string there; the kind, integer or string, is what matters)."""
     t = decoded_type(t)
     if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t):
         return pa.int64()
