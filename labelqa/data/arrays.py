@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from labelqa.data.rows import Rows, count_rows
 from labelqa.errors import LabelqaError
 
 
@@ -48,6 +49,16 @@ def one_chunk(values: pa.ChunkedArray | pa.Array) -> pa.Array:
 def null_rows(arr: pa.Array) -> np.ndarray:
     """Indices of the null entries of ``arr``."""
     return np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))
+
+
+def refuse_nulls(arr: pa.Array, where: str, rows: Rows, what: str, hint: str) -> None:
+    """Raise ``{where}: 2 rows have {what}: row 3; row 9`` when ``arr`` holds nulls."""
+    if arr.null_count:
+        bad = null_rows(arr)
+        raise LabelqaError(
+            f"{where}: {count_rows(len(bad))} {'has' if len(bad) == 1 else 'have'} {what}: {rows.many(bad)}",
+            hint=hint,
+        )
 
 
 def to_arrow_1d(values: Any, what: str) -> pa.Array:

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from labelqa.data.arrays import null_rows, to_arrow_1d
-from labelqa.data.rows import Rows, count_rows
+from labelqa.data.arrays import refuse_nulls, to_arrow_1d
+from labelqa.data.rows import Rows
 from labelqa.errors import LabelqaError
 
 
@@ -21,12 +21,7 @@ def decode_ids(ids: Any, where: str, rows: Rows) -> pa.Array:
     arr = to_arrow_1d(ids, "ids")
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
-    if arr.null_count:
-        bad = null_rows(arr)
-        raise LabelqaError(
-            f"{where}: {count_rows(len(bad))} {'has' if len(bad) == 1 else 'have'} no id: {rows.many(bad)}",
-            hint="fill in the missing ids, or omit --id-col to use the row index",
-        )
+    refuse_nulls(arr, where, rows, "no id", "fill in the missing ids, or omit --id-col to use the row index")
     if pa.types.is_integer(arr.type):
         try:
             arr = pc.cast(arr, pa.int64())

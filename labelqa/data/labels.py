@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from labelqa.data.arrays import decoded_type, is_string_view, null_rows
+from labelqa.data.arrays import decoded_type, is_string_view, null_rows, refuse_nulls
 from labelqa.data.classes import is_int_value
 from labelqa.data.rows import Rows, Where, count_rows, format_values, py_scalar
 from labelqa.errors import LabelqaError
@@ -23,12 +23,7 @@ def normalize_labels(arr: pa.Array, where: str, rows: Rows) -> pa.Array:
     """Labels as an int64 or string pyarrow Array, rejecting nulls and other types."""
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
-    if arr.null_count:
-        bad = null_rows(arr)
-        raise LabelqaError(
-            f"{where}: {count_rows(len(bad))} {'has' if len(bad) == 1 else 'have'} no label: {rows.many(bad)}",
-            hint="fill in or drop the rows without a label",
-        )
+    refuse_nulls(arr, where, rows, "no label", "fill in or drop the rows without a label")
     t = arr.type
     if pa.types.is_integer(t) or pa.types.is_boolean(t):
         try:

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from labelqa.data.arrays import is_list_type, is_string_view, null_rows, one_chunk
+from labelqa.data.arrays import is_list_type, is_string_view, null_rows, one_chunk, refuse_nulls
 from labelqa.data.classes import CANONICAL_INT_PATTERN
 from labelqa.data.labels import class_codes
 from labelqa.data.probabilities import BLOCK_ELEMENTS
@@ -107,12 +107,7 @@ def label_sets_to_arrow(labels: Any, where: str) -> pa.Array:
 
 def label_set_items(arr: pa.Array, where: str, rows: Rows) -> tuple[pa.Array, np.ndarray]:
     """The label-set items as one int64 or string Array, and the row of each item."""
-    if arr.null_count:
-        bad = null_rows(arr)
-        raise LabelqaError(
-            f"{where}: {count_rows(len(bad))} {'has' if len(bad) == 1 else 'have'} a null label list: {rows.many(bad)}",
-            hint="write an empty list [] for a row without labels, or drop the row",
-        )
+    refuse_nulls(arr, where, rows, "a null label list", "write an empty list [] for a row without labels, or drop the row")
     flat = pc.list_flatten(arr)
     if isinstance(flat, pa.ChunkedArray):
         flat = flat.combine_chunks()

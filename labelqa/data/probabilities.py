@@ -144,6 +144,16 @@ def check_finite_rows(
             )
 
 
+def _cell_detail(P: np.ndarray, where: Where, pick: Callable[[np.ndarray], Any]) -> Callable[[int], str]:
+    """``column 'prob_b' = 1.5``: the cell ``pick`` (argmin, argmax) chooses in a bad row, for messages."""
+
+    def detail(i: int) -> str:
+        j = int(pick(P[i]))
+        return f"{where.cell(j)} = {format_number(P[i, j])}"
+
+    return detail
+
+
 def check_probabilities(
     P: np.ndarray, *, renormalize: bool, where: Where, rows: Rows
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -161,13 +171,8 @@ def check_probabilities(
 
     neg = np.flatnonzero((mins < 0) & finite)
     if len(neg):
-
-        def neg_detail(i: int) -> str:
-            j = int(np.argmin(P[i]))
-            return f"{where.cell(j)} = {format_number(P[i, j])}"
-
         raise LabelqaError(
-            f"{loc}: {count_rows(len(neg))} with negative probabilities: {rows.many(neg, neg_detail)}",
+            f"{loc}: {count_rows(len(neg))} with negative probabilities: {rows.many(neg, _cell_detail(P, where, np.argmin))}",
             hint="probabilities must be in [0, 1]; if these are logits apply a softmax first, "
             "or clip tiny negatives to 0",
         )
@@ -188,13 +193,8 @@ def check_probabilities(
 
     high = np.flatnonzero(maxs > 1 + tol)
     if len(high):
-
-        def high_detail(i: int) -> str:
-            j = int(np.argmax(P[i]))
-            return f"{where.cell(j)} = {format_number(P[i, j])}"
-
         raise LabelqaError(
-            f"{loc}: {count_rows(len(high))} with probabilities above 1: {rows.many(high, high_detail)}",
+            f"{loc}: {count_rows(len(high))} with probabilities above 1: {rows.many(high, _cell_detail(P, where, np.argmax))}",
             hint="probabilities must be in [0, 1]; if these are logits apply a softmax first, "
             "or pass --renormalize if they are non-negative scores",
         )
@@ -225,13 +225,8 @@ def check_multilabel_probabilities(P: np.ndarray, *, where: Where, rows: Rows) -
     ):
         bad = np.flatnonzero(bad_mask)
         if len(bad):
-
-            def detail(i: int, pick: Callable[[np.ndarray], Any] = pick) -> str:
-                j = int(pick(P[i]))
-                return f"{where.cell(j)} = {format_number(P[i, j])}"
-
             raise LabelqaError(
-                f"{loc}: {count_rows(len(bad))} with {what}: {rows.many(bad, detail)}",
+                f"{loc}: {count_rows(len(bad))} with {what}: {rows.many(bad, _cell_detail(P, where, pick))}",
                 hint="multi-label probabilities are independent per class, each in [0, 1]; "
                 "if these are logits apply a sigmoid first",
             )

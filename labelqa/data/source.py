@@ -111,6 +111,11 @@ def scan_batches(dataset: ds.Dataset, fmt: str, columns: Sequence[str], batch_si
             del table
 
 
+def _from_schema(name: str, doc: str) -> Any:
+    """A read-only :class:`Source` attribute taken from its resolved schema."""
+    return property(lambda self: getattr(self.schema, name), doc=doc)
+
+
 @dataclass
 class Source:
     """A dataset to stream, with everything :func:`labelqa.load` would resolve.
@@ -129,51 +134,22 @@ class Source:
     meta: dict[str, Any] = field(default_factory=dict)
     item_type: str = "int64"  # multi-label: the dataset's label item type ("int64" or "string")
 
-    # ---- the resolved schema ----------------------------------------------
-    @property
-    def path(self) -> str:
-        return self.schema.path
-
-    @property
-    def fmt(self) -> str:
-        return self.schema.fmt
-
-    @property
-    def label_col(self) -> str:
-        return self.schema.label_col
-
-    @property
-    def id_col(self) -> str | None:
-        return self.schema.id_col
-
-    @property
-    def kind(self) -> str:
-        """``"column"`` (a list column) or ``"columns"`` (``prob_<class>`` columns)."""
-        return self.schema.probs
-
-    @property
-    def pred_probs_col(self) -> str:
-        return self.schema.pred_probs_col
+    # ---- the resolved schema, read-only ----------------------------------
+    path = _from_schema("path", "The file or folder.")
+    fmt = _from_schema("fmt", '``"parquet"`` or ``"arrow"``.')
+    label_col = _from_schema("label_col", "The label column.")
+    id_col = _from_schema("id_col", "The id column, or ``None`` for the row index.")
+    kind = _from_schema("probs", '``"column"`` (a list column) or ``"columns"`` (``prob_<class>`` columns).')
+    pred_probs_col = _from_schema("pred_probs_col", "The probability list column.")
+    columns = _from_schema("columns", "The columns every pass reads.")
+    task = _from_schema("task", '``"multiclass"`` or ``"multilabel"``.')
+    label_sep = _from_schema("label_sep", "The separator of delimited label sets, or ``None``.")
+    multilabel = _from_schema("multilabel", "Label sets rather than one label per row.")
 
     @property
     def prob_cols(self) -> list[str]:
+        """The ``prob_<class>`` columns, in class order."""
         return list(self.schema.prob_cols)
-
-    @property
-    def columns(self) -> list[str]:
-        return self.schema.columns
-
-    @property
-    def task(self) -> str:
-        return self.schema.task
-
-    @property
-    def label_sep(self) -> str | None:
-        return self.schema.label_sep
-
-    @property
-    def multilabel(self) -> bool:
-        return self.schema.multilabel
 
     def prob_dtype(self) -> np.dtype:
         """float32 when the probabilities are stored as float32, else float64."""
