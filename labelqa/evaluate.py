@@ -211,7 +211,8 @@ def read_truth_codes(
     import pyarrow as pa
 
     from labelqa.data import read_table
-    from labelqa.data.validate import Rows, encode_labels, normalize_labels
+    from labelqa.data.labels import encode_labels, normalize_labels
+    from labelqa.data.rows import Rows
 
     if data.task != "multiclass":
         raise LabelqaError("evaluation with a truth column is for multiclass data")

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from labelqa.atomic import write_atomic
+from labelqa.data.arrays import is_list_type
 from labelqa.errors import LabelqaError
 
 Strategy = Literal["relabel", "drop", "flag"]
@@ -120,7 +121,7 @@ def apply_fix(
     Raises:
         LabelqaError: When the issues do not belong to this table.
     """
-    if _is_list_type(issues.schema.field("given_label").type):
+    if is_list_type(issues.schema.field("given_label").type):
         return _apply_multilabel_fix(
             table, issues, label_col=label_col, id_col=id_col, strategy=strategy, min_confidence=min_confidence,
             pred_probs=pred_probs, classes=classes, label_sep=label_sep,
@@ -153,10 +154,6 @@ def _finish(table: pa.Table, label_col: str, original: Any, fixed: Any, actions:
         out = out.filter(pa.array(actions != DROP))
     counts = {a: int(np.count_nonzero(actions == a)) for a in (KEEP, RELABEL, FLAG, DROP)}
     return FixResult(table=out, actions=counts)
-
-
-def _is_list_type(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
 def _sets_to_matrix(col: Any, classes: Sequence[Any], what: str) -> np.ndarray:
@@ -205,7 +202,7 @@ def _apply_multilabel_fix(
         more = pc.unique(pc.list_flatten(issues.column("suggested_label").combine_chunks()))
         classes = sorted(set(values.to_pylist()) | set(more.to_pylist()))
     given = _sets_to_matrix(issues.column("given_label"), classes, "report")
-    if _is_list_type(original.type):
+    if is_list_type(original.type):
         data_sets = _sets_to_matrix(original, classes, f"column {label_col!r}")
     elif label_sep is not None:
         data_sets = _sets_to_matrix(_split(original, label_sep), classes, f"column {label_col!r}")
@@ -242,7 +239,7 @@ def _apply_multilabel_fix(
     from labelqa.result import _class_sets
 
     fixed = _class_sets(fixed_sets, tuple(classes))
-    if _is_list_type(original.type):
+    if is_list_type(original.type):
         fixed = fixed.cast(original.type)
     else:
         fixed = pc.binary_join(fixed.cast(pa.list_(pa.string())), label_sep)
@@ -381,7 +378,7 @@ def fix(
     data_arrays: dict[str, Any] = {}
     if report is not None:
         issues = read_issues(report)
-        if _is_list_type(issues.schema.field("given_label").type) and min_confidence > 0:
+        if is_list_type(issues.schema.field("given_label").type) and min_confidence > 0:
             from labelqa.data import load
 
             loaded = load(src, label_col=label_col, id_col=id_col, input_format=input_format, **load_options)

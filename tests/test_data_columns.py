@@ -1,4 +1,4 @@
-"""labelqa.data.columns: probability lists and prob_<class> columns to matrices; classes."""
+"""labelqa.data.columns: probability lists and prob_<class> columns to matrices."""
 
 from __future__ import annotations
 
@@ -12,15 +12,12 @@ from hypothesis import strategies as st
 
 from labelqa.data.columns import (
     dense_list_view,
-    classes_from_metadata,
     find_prob_columns,
-    given_classes,
     list_column_to_matrix,
     order_prob_columns,
-    parse_classes_file,
     prob_columns_to_matrix,
 )
-from labelqa.data.validate import Rows
+from labelqa.data.rows import Rows
 from labelqa.errors import LabelqaError
 
 P = np.array([[0.9, 0.1, 0.0], [0.2, 0.5, 0.3], [0.0, 0.0, 1.0], [0.25, 0.25, 0.5]])
@@ -172,50 +169,6 @@ def test_prob_columns_nulls_and_types_name_column_and_row():
     table = pa.table({"prob_a": ["0.9", "n/a"], "prob_b": [0.1, 0.2]})
     with pytest.raises(LabelqaError, match=r"column 'prob_a': probabilities have type string; expected numbers"):
         prob_columns_to_matrix(table, ["prob_a", "prob_b"], "d.csv", Rows())
-
-
-# ------------------------------------------------------------------ classes
-
-
-def test_classes_file_lines_and_json(tmp_path):
-    (tmp_path / "c.txt").write_text("cat\n\n  dog \nbird\n\n")
-    assert parse_classes_file(tmp_path / "c.txt") == ["cat", "dog", "bird"]
-    (tmp_path / "c.json").write_text('["b", "a"]')
-    assert parse_classes_file(tmp_path / "c.json") == ["b", "a"]
-    (tmp_path / "i.json").write_text("[2, 0, 1]")
-    assert parse_classes_file(tmp_path / "i.json") == [2, 0, 1]
-
-
-def test_classes_file_errors(tmp_path):
-    with pytest.raises(LabelqaError, match="classes file not found"):
-        parse_classes_file(tmp_path / "none.txt")
-    (tmp_path / "e.txt").write_text("\n\n")
-    with pytest.raises(LabelqaError, match=r"lists no classes"):
-        parse_classes_file(tmp_path / "e.txt")
-    (tmp_path / "b.json").write_text('["a", "b"')
-    with pytest.raises(LabelqaError, match=r"starts with '\[' but is not a JSON list"):
-        parse_classes_file(tmp_path / "b.json")
-
-
-def test_given_classes(tmp_path):
-    assert given_classes(["a", "b"], None) == (["a", "b"], "--classes")
-    assert given_classes("a, b,c", None) == (["a", "b", "c"], "--classes")
-    (tmp_path / "c.txt").write_text("x\ny\n")
-    vals, src = given_classes(None, tmp_path / "c.txt")
-    assert vals == ["x", "y"] and src.startswith("classes file ")
-    assert given_classes(None, None) == (None, None)
-    with pytest.raises(LabelqaError, match="either --classes or --classes-file"):
-        given_classes(["a"], tmp_path / "c.txt")
-
-
-def test_classes_from_metadata():
-    schema = pa.schema([("a", pa.int64())])
-    assert classes_from_metadata(schema) is None
-    assert classes_from_metadata(schema.with_metadata({"labelqa.classes": '["x", "y"]'})) == ["x", "y"]
-    with pytest.raises(LabelqaError, match="not valid JSON"):
-        classes_from_metadata(schema.with_metadata({"labelqa.classes": "x,y"}))
-    with pytest.raises(LabelqaError, match="must be a non-empty JSON list"):
-        classes_from_metadata(schema.with_metadata({"labelqa.classes": '{"a": 1}'}))
 
 
 # ---------------------------------------------------------------- dense_list_view

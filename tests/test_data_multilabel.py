@@ -12,12 +12,8 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from labelqa.data import LabelData, load
-from labelqa.data.columns import split_label_strings
-from labelqa.data.validate import build_label_data
 from labelqa.errors import LabelqaError
 
 CLASSES = ["cat", "dog", "emu"]
@@ -317,38 +313,6 @@ def test_renormalize_is_refused_for_multilabel(tmp_path):
 def test_one_class_is_enough_for_multilabel():
     d = LabelData.from_arrays([["x"], [], ["x"]], np.array([[0.9], [0.1], [0.7]]), task="multilabel")
     assert d.classes == ("x",) and d.labels[:, 0].tolist() == [True, False, True]
-
-
-# ------------------------------------------------------- delimited strings
-
-
-def test_split_label_strings_strips_and_drops_empty_names():
-    col = pa.chunked_array([[" cat , dog", None, "", "emu,,", "  "], ["dog"]])
-    got = split_label_strings(col, ",", "d.csv, column 'labels'")
-    assert got.to_pylist() == [["cat", "dog"], [], [], ["emu"], [], ["dog"]]
-    assert split_label_strings(pa.array(["0|3", "", "12"]), "|", "w").type == pa.list_(pa.int64())
-    assert split_label_strings(pa.array(["0|03"]), "|", "w").to_pylist() == [["0", "03"]]  # not all canonical ints
-    with pytest.raises(LabelqaError, match=r"delimited labels need a string column, got type double"):
-        split_label_strings(pa.array([0.5]), ",", "d.csv, column 'labels'")
-    with pytest.raises(LabelqaError, match="the label separator is empty"):
-        split_label_strings(pa.array(["a"]), "", "w")
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.sets(st.sampled_from(["ant", "bee", "cat", "dog"]), max_size=4), min_size=1, max_size=30),
-       st.sampled_from([",", "|", ";", " / "]))
-def test_delimited_and_list_forms_agree(sets, sep):
-    k = 4
-    rng = np.random.default_rng(len(sets))
-    probs = rng.random((len(sets), k))
-    classes = ["ant", "bee", "cat", "dog"]
-    lists = [sorted(s) for s in sets]
-    strings = pa.array([sep.join(s) for s in lists])
-    a = build_label_data(split_label_strings(strings, sep, "w"), probs, classes=classes, task="multilabel")
-    b = LabelData.from_arrays(lists, probs, classes=classes, task="multilabel")
-    expected = np.array([[c in s for c in classes] for s in sets], dtype=bool).reshape(len(sets), k)
-    np.testing.assert_array_equal(a.labels, expected)
-    np.testing.assert_array_equal(b.labels, expected)
 
 
 # ------------------------------------------------------------------- speed

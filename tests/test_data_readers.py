@@ -204,3 +204,41 @@ def test_read_npy_errors(tmp_path):
     np.savez(tmp_path / "z.npz", a=np.zeros((2, 2)))
     with pytest.raises(LabelqaError, match=r"\.npz archive; expected a single \.npy"):
         read_npy(tmp_path / "z.npz")
+
+
+# ------------------------------------------------------------ streaming formats
+
+
+def test_one_format_detection_for_the_loader_and_the_streaming_engines(tmp_path):
+    assert resolve_format("d.parquet", streaming=True) == resolve_format("d.parquet") == "parquet"
+    assert resolve_format("d.FEATHER", streaming=True) == "arrow"
+    assert resolve_format("d.csv", "pq", streaming=True) == "parquet"
+    assert resolve_format("d.csv.gz") == "csv"
+    hint = " -- convert the data to Parquet, or use --engine memory"
+    for path, fmt, msg in (
+        ("d.csv", None, "the streaming engines read Parquet or Arrow IPC files and folders, not d.csv"),
+        ("d.parquet.gz", None, "the streaming engines read Parquet or Arrow IPC files and folders, not d.parquet.gz"),
+        ("d.parquet", "csv", "the streaming engines read Parquet or Arrow IPC, not 'csv'"),
+        ("d.parquet", "xlsx", "the streaming engines read Parquet or Arrow IPC, not 'xlsx'"),
+    ):
+        with pytest.raises(LabelqaError) as info:
+            resolve_format(path, fmt, streaming=True)
+        assert str(info.value) == msg + hint
+    with pytest.raises(LabelqaError, match=r"unknown input format 'xlsx' -- use one of parquet, csv, jsonl, arrow"):
+        resolve_format("d.parquet", "xlsx")
+
+
+def test_folder_format_from_its_files(tmp_path):
+    (tmp_path / "part=1").mkdir()
+    (tmp_path / "part=1" / "a.parquet").write_bytes(b"")
+    (tmp_path / "_SUCCESS").write_bytes(b"")
+    (tmp_path / ".hidden.arrow").write_bytes(b"")
+    assert resolve_format(tmp_path, streaming=True) == "parquet"
+    (tmp_path / "b.feather").write_bytes(b"")
+    with pytest.raises(LabelqaError, match=r"the folder mixes Parquet and Arrow files -- pass --input-format"):
+        resolve_format(tmp_path, streaming=True)
+    assert resolve_format(tmp_path, "arrow", streaming=True) == "arrow"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(LabelqaError, match=r"empty: no \.parquet or \.arrow files in the folder -- check the path"):
+        resolve_format(empty, streaming=True)

@@ -1,4 +1,4 @@
-"""From table columns to arrays: probability lists, ``prob_<class>`` columns, classes.
+"""From table columns to arrays: probability and embedding lists, ``prob_<class>`` columns.
 
 Everything here is vectorised through pyarrow compute and numpy; no Python
 loop runs over rows (only over columns, or over the few rows an error names).
@@ -6,7 +6,6 @@ loop runs over rows (only over columns, or over the few rows an error names).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,18 +15,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from labelqa.data.readers import check_file
-from labelqa.data.validate import Rows, count_rows, normalize_classes
+from labelqa.data.arrays import is_list_type
+from labelqa.data.rows import Rows, count_rows
 from labelqa.errors import LabelqaError
 
 #: Prefix of per-class probability columns: ``prob_cat``, ``prob_dog``...
 PROB_PREFIX = "prob_"
-#: Parquet/Arrow schema metadata key holding the classes as a JSON list.
-CLASSES_METADATA_KEY = "labelqa.classes"
 
 _NUM = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:NaN|nan|Infinity|infinity|inf|Inf)"
 _JSON_LIST = rf"^\[(?:(?:{_NUM})(?:,(?:{_NUM}))*)?\]$"
-_CANONICAL_INT_PATTERN = r"^-?(?:0|[1-9][0-9]*)$"
 
 
 @dataclass(frozen=True)
@@ -77,71 +73,6 @@ EMBEDDING_WORDS = ListWords(
     json_hint='write each row\'s embedding as a list such as "[0.1, -0.4, 2.5]"',
     empty_list="with an empty embedding list",
 )
-
-
-# ------------------------------------------------------------------ classes
-
-
-def parse_classes_file(path: str | os.PathLike[str]) -> list[str | Any]:
-    """Classes from a text file (one per line, blank lines ignored) or a JSON list."""
-    p = check_file(path, what="classes file")
-    try:
-        with open(p, encoding="utf-8-sig") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabelqaError(f"cannot read classes file {p}: {exc}", hint="use a UTF-8 text file, one class per line") from exc
-    stripped = text.strip()
-    if stripped.startswith("["):
-        try:
-            value = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise LabelqaError(
-                f"classes file {p} starts with '[' but is not a JSON list ({exc.msg}, line {exc.lineno})",
-                hint="write a JSON list such as [\"cat\", \"dog\"], or one class per line",
-            ) from exc
-        if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
-            raise LabelqaError(f"classes file {p}: the JSON list must hold strings or integers", hint="e.g. [\"cat\", \"dog\"]")
-        classes: list[Any] = value
-    else:
-        classes = [line.strip() for line in text.splitlines() if line.strip()]
-    if not classes:
-        raise LabelqaError(f"classes file {p} lists no classes", hint="write one class per line, in probability-column order")
-    return classes
-
-
-def classes_from_metadata(schema: pa.Schema) -> list[Any] | None:
-    """The ``labelqa.classes`` JSON list from schema metadata, or ``None``."""
-    md = schema.metadata or {}
-    raw = md.get(CLASSES_METADATA_KEY.encode())
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LabelqaError(
-            f"schema metadata {CLASSES_METADATA_KEY!r} is not valid JSON ({exc})",
-            hint="store a JSON list such as [\"cat\", \"dog\"], or pass --classes",
-        ) from exc
-    if not isinstance(value, list) or not value:
-        raise LabelqaError(
-            f"schema metadata {CLASSES_METADATA_KEY!r} must be a non-empty JSON list, got {raw[:80]!r}",
-            hint="store a JSON list such as [\"cat\", \"dog\"], or pass --classes",
-        )
-    return value
-
-
-def given_classes(classes: Any, classes_file: str | os.PathLike[str] | None) -> tuple[list[Any] | None, str | None]:
-    """Classes passed by the user and where they came from, or ``(None, None)``."""
-    if classes is not None and classes_file is not None:
-        raise LabelqaError("both classes and a classes file were given", hint="pass either --classes or --classes-file, not both")
-    if classes is not None:
-        values = normalize_classes(classes)
-        if not values:
-            raise LabelqaError("--classes lists no classes", hint="pass --classes a,b,c in probability-column order")
-        return values, "--classes"
-    if classes_file is not None:
-        return parse_classes_file(classes_file), f"classes file {os.fspath(classes_file)}"
-    return None, None
 
 
 # ------------------------------------------------------- prob_<class> columns
@@ -217,10 +148,6 @@ def prob_columns_to_matrix(table: pa.Table, cols: Sequence[str], source: str, ro
 
 
 # ----------------------------------------------------- list<float> columns
-
-
-def _is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
 def _json_lists_fast(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
@@ -314,7 +241,7 @@ def list_column_to_matrix(
         if col.null_count == len(col):
             raise LabelqaError(f"{where}: the column is empty", hint=words.empty_hint)
         col = parse_json_list_strings(col, where, rows, words)
-    if not _is_list(col.type):
+    if not is_list_type(col.type):
         raise LabelqaError(
             f"{where}: column has type {col.type}; expected {words.expected}",
             hint=words.type_hint,
@@ -383,7 +310,7 @@ def dense_list_view(arr: pa.Array) -> np.ndarray | None:
     general way, which also names the offending rows.
     """
     t = arr.type
-    if arr.null_count or not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
+    if arr.null_count or not is_list_type(t):
         return None
     if not (pa.types.is_float32(t.value_type) or pa.types.is_float64(t.value_type)) or len(arr) == 0:
         return None
@@ -414,66 +341,6 @@ def _chunk_values(chunk: pa.Array, dtype: np.dtype) -> np.ndarray:
         buf = chunk.buffers()[1]
         return np.frombuffer(buf, dtype=dtype, count=len(chunk), offset=chunk.offset * np.dtype(dtype).itemsize)
     return chunk.to_numpy(zero_copy_only=False)
-
-
-# ------------------------------------------------- delimited multi-label strings
-
-
-def split_label_strings(col: pa.ChunkedArray | pa.Array, sep: str, where: str) -> pa.Array:
-    """Delimited label sets such as ``"cat, dog"`` to a ``list<string>`` column, vectorised.
-
-    An empty or null cell is the empty set; whitespace around each name is
-    stripped and empty names (``"cat,,dog"``, a trailing separator) are
-    dropped. When every name spells an integer exactly (``"0|3"``, not
-    ``"03"``) the result is ``list<int64>``, so integer classes and class codes
-    work as in a list<int> column. A non-string column (a CSV whose cells each
-    hold one integer is read as int64) is cast to strings first.
-    """
-    if not sep:
-        raise LabelqaError("the label separator is empty", hint="pass --label-sep ',' (or another non-empty string)")
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    if pa.types.is_dictionary(col.type):
-        col = col.dictionary_decode()
-    t = col.type
-    if pa.types.is_integer(t) or pa.types.is_null(t) or getattr(pa.types, "is_string_view", lambda _t: False)(t):
-        col = pc.cast(col, pa.string())
-    elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-        raise LabelqaError(
-            f"{where}: delimited labels need a string column, got type {t}",
-            hint="store label sets as strings such as 'cat,dog', or as a list column without --label-sep",
-        )
-    n = len(col)
-    parts = pc.split_pattern(pc.fill_null(col, pa.scalar("", col.type)), pattern=sep)
-    names = pc.utf8_trim_whitespace(pc.list_flatten(parts))
-    parent = pc.list_parent_indices(parts)
-    keep = pc.not_equal(names, "")
-    names = pc.filter(names, keep)
-    parent_np = pc.filter(parent, keep).to_numpy(zero_copy_only=False)
-    if len(names) and pc.all(pc.match_substring_regex(names, pattern=_CANONICAL_INT_PATTERN)).as_py():
-        try:
-            names = pc.cast(names, pa.int64())
-        except pa.ArrowInvalid:  # beyond int64: keep the names
-            pass
-    counts = np.bincount(parent_np, minlength=n) if n else np.zeros(0, np.int64)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    if isinstance(names, pa.ChunkedArray):
-        names = names.combine_chunks()
-    if len(names) < 2**31 - 1:
-        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), names)
-    return pa.LargeListArray.from_arrays(pa.array(offsets), names)
-
-
-class _OffsetRows(Rows):
-    """Names rows of a slice that starts at global row ``offset``."""
-
-    def __init__(self, rows: Rows, offset: int) -> None:
-        super().__init__(rows.ids, rows.id_col)
-        self.offset = offset
-
-    def one(self, i: int) -> str:
-        return super().one(int(i) + self.offset)
 
 
 #: Rows per decoded batch of a Parquet row group (1M x 100 float32: 6.5 MB a batch).
@@ -524,7 +391,7 @@ def parquet_list_column_to_matrix(path: Any, col: str, where: str, rows: Rows) -
         start = int(starts[i])
         for batch in handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[i], columns=[col],
                                          use_threads=False):
-            part = list_column_to_matrix(batch.column(0), where, _OffsetRows(rows, start))
+            part = list_column_to_matrix(batch.column(0), where, rows.slice(start, batch.num_rows))
             with lock:
                 if state["out"] is None:
                     state["out"], state["first"] = np.empty((n, part.shape[1]), dtype=part.dtype), start

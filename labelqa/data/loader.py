@@ -53,177 +53,27 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from labelqa.data.columns import (
-    CLASSES_METADATA_KEY,
-    EMBEDDING_WORDS,
-    PROB_PREFIX,
-    classes_from_metadata,
-    find_prob_columns,
-    given_classes,
-    list_column_to_matrix,
-    parquet_list_column_to_matrix,
-    order_prob_columns,
-    prob_columns_to_matrix,
-    split_label_strings,
-)
+from labelqa.data.build import build_label_data
+from labelqa.data.classes import given_classes
+from labelqa.data.columns import EMBEDDING_WORDS, list_column_to_matrix, parquet_list_column_to_matrix
 from labelqa.data.model import LabelData
-from labelqa.data.readers import (
-    check_file,
-    format_columns,
-    read_npy,
-    read_schema,
-    read_table,
-    resolve_format,
+from labelqa.data.readers import check_file, read_npy, read_schema, read_table, resolve_format
+from labelqa.data.rows import Rows
+from labelqa.data.schema import (
+    DEFAULT_EMBEDDINGS_COL,
+    DEFAULT_PRED_PROBS_COL,
+    LOAD_TASKS,
+    check_task,
+    model_sources,
+    resolve_schema,
 )
-from labelqa.data.validate import Rows, build_label_data, is_list_type, type_name
 from labelqa.errors import LabelqaError
 
-DEFAULT_PRED_PROBS_COL = "pred_probs"
-DEFAULT_EMBEDDINGS_COL = "embedding"
-#: The ``task`` values of :func:`load`.
-LOAD_TASKS = ("auto", "multiclass", "multilabel")
-
-
-@dataclass
-class _Plan:
-    """What to read: the columns and where the probabilities come from."""
-
-    kind: str  # "file" | "column" | "columns" | "models"
-    columns: list[str]
-    prob_cols: list[str] = field(default_factory=list)
-    classes: list[Any] | None = None
-    classes_source: str | None = None
-
-
-def _missing_column(path: str, col: str, names: Sequence[str], option: str) -> LabelqaError:
-    return LabelqaError(
-        f"{path}: no column {col!r} (available columns: {format_columns(list(names))})",
-        hint=f"pass {option} NAME to choose the column",
-    )
-
-
-def _plan(
-    path: str,
-    names: Sequence[str],
-    *,
-    label_col: str,
-    pred_probs_col: str,
-    pred_probs_file: str | os.PathLike[str] | None,
-    id_col: str | None,
-    user_classes: list[Any] | None,
-    classes_source: str | None,
-    model_cols: list[str] | None = None,
-) -> _Plan:
-    if label_col not in names:
-        raise _missing_column(path, label_col, names, "--label-col")
-    if id_col is not None and id_col not in names:
-        raise _missing_column(path, id_col, names, "--id-col")
-    base = [label_col] + ([id_col] if id_col is not None and id_col != label_col else [])
-
-    if model_cols is not None:
-        for col in model_cols:
-            if col not in names:
-                raise _missing_column(path, col, names, "--pred-probs-col")
-        return _Plan("models", base + [c for c in model_cols if c not in base], classes=user_classes,
-                     classes_source=classes_source)
-    if pred_probs_file is not None:
-        return _Plan("file", base, classes=user_classes, classes_source=classes_source)
-    if pred_probs_col in names:
-        return _Plan("column", base + [pred_probs_col], classes=user_classes, classes_source=classes_source)
-    if pred_probs_col != DEFAULT_PRED_PROBS_COL:
-        raise _missing_column(path, pred_probs_col, names, "--pred-probs-col")
-    prob_cols = find_prob_columns(names, exclude=[label_col, id_col])
-    if prob_cols:
-        if user_classes is not None:
-            ordered = order_prob_columns(prob_cols, user_classes, path, classes_source or "--classes")
-            return _Plan("columns", base + ordered, ordered, user_classes, classes_source)
-        classes = [c[len(PROB_PREFIX) :] for c in prob_cols]
-        return _Plan("columns", base + prob_cols, prob_cols, classes, "prob_* column names")
-    raise LabelqaError(
-        f"{path}: no predicted probabilities: no column {pred_probs_col!r} and no prob_<class> columns "
-        f"(available columns: {format_columns(list(names))})",
-        hint="pass --pred-probs-col NAME for a column holding a list of probabilities per row, "
-        "name per-class columns prob_<class>, or pass --pred-probs probs.npy (an N x K .npy file)",
-    )
-
-
-def _model_sources(pred_probs_col: str | Sequence[str], pred_probs_file: Any) -> tuple[list[str], list[str]]:
-    """The probability files and columns to load, one model each, files first.
-
-    A string ``pred_probs_col`` keeps its single-model meaning (not used when
-    a file is given); a list of names is always used, after the files.
-    """
-    if pred_probs_file is None:
-        files: list[str] = []
-    elif isinstance(pred_probs_file, (str, os.PathLike)):
-        files = [os.fspath(pred_probs_file)]
-    else:
-        files = [os.fspath(f) for f in pred_probs_file]
-    if isinstance(pred_probs_col, str):
-        cols: list[str] = [] if files else [pred_probs_col]
-    else:
-        cols = [str(c) for c in pred_probs_col]
-        if not cols and not files:
-            cols = [DEFAULT_PRED_PROBS_COL]
-    for what, values, option in (("column", cols, "--pred-probs-col"), ("file", files, "--pred-probs")):
-        again = [v for i, v in enumerate(values) if v in values[:i]]
-        if again:
-            raise LabelqaError(f"probability {what} {again[0]!r} given more than once",
-                               hint=f"give each {option} once")
-    return files, cols
-
-
-def _resolve_task(task: str, label_sep: str | None, label_type: pa.DataType, where: str) -> str:
-    """The task from ``task``, ``label_sep`` and the label column's type."""
-    if task not in LOAD_TASKS:
-        raise LabelqaError(f"unknown task {task!r}", hint="use --task auto, multiclass or multilabel")
-    if label_sep is not None and not label_sep:
-        raise LabelqaError("the label separator is empty", hint="pass --label-sep ',' (or another non-empty string)")
-    lists = is_list_type(label_type)
-    if task == "multiclass":
-        if label_sep is not None:
-            raise LabelqaError(
-                f"--label-sep {label_sep!r} is for multi-label data, but the task is multiclass",
-                hint="drop --label-sep, or pass --task multilabel (or auto)",
-            )
-        if lists:
-            raise LabelqaError(
-                f"{where}: each row holds a list of labels ({type_name(label_type)}), which is multi-label data, "
-                "but the task is multiclass",
-                hint="pass --task multilabel (or auto) for label sets, or give one label per row",
-            )
-        return "multiclass"
-    if task == "multilabel":
-        if not lists and label_sep is None:
-            raise LabelqaError(
-                f"{where}: multi-label labels need a list column, got type {label_type}",
-                hint="store a list<string> or list<int> column, or pass --label-sep ',' for delimited strings "
-                "such as 'cat,dog'",
-            )
-        return "multilabel"
-    return "multilabel" if lists or label_sep is not None else "multiclass"
-
-
-def _path_or_column(value: Any, names: Sequence[str], option: str, path: str) -> tuple[str, str]:
-    """``("path", p)`` for an existing file/folder, ``("column", name)`` for a column of the data."""
-    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
-    if text is None:
-        raise LabelqaError(f"{option} must be a path or a column name, got {type(value).__name__}",
-                           hint="pass the path of the file/folder, or the name of a column")
-    if os.path.exists(text):
-        return "path", text
-    if text in names:
-        return "column", text
-    raise LabelqaError(
-        f"{option} {text} is neither a file/folder nor a column of {path} "
-        f"(available columns: {format_columns(list(names))})",
-        hint="check the path, or the column name",
-    )
+__all__ = ["DEFAULT_EMBEDDINGS_COL", "DEFAULT_PRED_PROBS_COL", "LOAD_TASKS", "load"]
 
 
 def load(
@@ -312,19 +162,15 @@ def load(
     """
     p = check_file(path)
     fmt = resolve_format(p, input_format)
-    if task not in LOAD_TASKS:
-        raise LabelqaError(f"unknown task {task!r}", hint="use --task auto, multiclass or multilabel")
+    check_task(task)
     user_classes, classes_source = given_classes(classes, classes_file)
     from labelqa.models import COMBINE_METHODS
 
     if combine_models not in COMBINE_METHODS:
         raise LabelqaError(f"unknown model combination {combine_models!r}",
                            hint=f"use --combine-models {', '.join(COMBINE_METHODS)}")
-    model_files, model_cols = _model_sources(pred_probs_col, pred_probs_file)
+    model_files, model_cols = model_sources(pred_probs_col, pred_probs_file)
     multi = len(model_files) + len(model_cols) > 1
-    if not multi:  # one model: the single-model rules below
-        pred_probs_file = model_files[0] if model_files else None
-        pred_probs_col = model_cols[0] if model_cols else DEFAULT_PRED_PROBS_COL
     for f in model_files:
         check_file(f, what="probabilities file")
     if embeddings_file is not None:
@@ -332,37 +178,21 @@ def load(
     if threshold_samples is not None and logits_by_epoch is None:
         raise LabelqaError("threshold samples given without training dynamics",
                            hint="pass --logits-by-epoch too, or drop --threshold-samples")
-    schema = read_schema(p, input_format)
-    kwargs = dict(
-        label_col=label_col,
-        pred_probs_col=pred_probs_col,
-        pred_probs_file=pred_probs_file,
-        id_col=id_col,
-        user_classes=user_classes,
-        classes_source=classes_source,
-        model_cols=model_cols if multi else None,
+    options: dict[str, Any] = dict(
+        label_col=label_col, id_col=id_col, classes=user_classes, classes_source=classes_source, task=task,
+        label_sep=label_sep, renormalize=renormalize, embeddings_col=embeddings_col,
+        embeddings_file=os.fspath(embeddings_file) if embeddings_file is not None else None,
+        logits_by_epoch=logits_by_epoch, threshold_samples=threshold_samples,
     )
+    if multi:
+        options.update(model_files=model_files, model_cols=model_cols)
+    else:  # one model: the single-model rules
+        options.update(pred_probs_file=model_files[0] if model_files else None,
+                       pred_probs_col=model_cols[0] if model_cols else DEFAULT_PRED_PROBS_COL)
+    schema = read_schema(p, input_format)
     table: pa.Table | None = None
-
-    def extras(names: Sequence[str]) -> tuple[list[str], dict[str, tuple[str, str]]]:
-        """Extra columns to read (embeddings, dynamics) and how each dynamics option resolved."""
-        cols: list[str] = []
-        if embeddings_file is None:
-            if embeddings_col in names:
-                cols.append(embeddings_col)
-            elif embeddings_col != DEFAULT_EMBEDDINGS_COL:
-                raise _missing_column(p, embeddings_col, names, "--embeddings-col")
-        resolved = {}
-        for option, value in (("--logits-by-epoch", logits_by_epoch), ("--threshold-samples", threshold_samples)):
-            if value is not None:
-                resolved[option] = _path_or_column(value, names, option, p)
-                if resolved[option][0] == "column":
-                    cols.append(resolved[option][1])
-        return cols, resolved
-
     try:
-        plan = _plan(p, schema.names, **kwargs)
-        extra_cols, dyn = extras(schema.names)
+        layout = resolve_schema(p, fmt, schema, **options)
     except LabelqaError:
         if fmt != "jsonl":
             raise
@@ -370,111 +200,82 @@ def load(
         # seen further down need a full read.
         table = read_table(p, input_format)
         schema = table.schema
-        plan = _plan(p, schema.names, **kwargs)
-        extra_cols, dyn = extras(schema.names)
-    columns = plan.columns + [c for c in extra_cols if c not in plan.columns]
+        layout = resolve_schema(p, fmt, schema, **options)
+    columns = layout.columns
+    probs_col = layout.pred_probs_col
     # Parquet probability lists are decoded row group by row group straight into the matrix (much less memory
     # traffic than reading the whole column first); the rest of the columns are read as usual.
-    by_row_group = table is None and fmt == "parquet" and plan.kind == "column" and pred_probs_col not in (
-        label_col, id_col, *extra_cols)
+    by_row_group = table is None and fmt == "parquet" and layout.probs == "column" and probs_col not in (
+        label_col, id_col, *layout.extra_columns)
     if by_row_group:
-        columns = [c for c in columns if c != pred_probs_col]
+        columns = [c for c in columns if c != probs_col]
     table = table.select(columns) if table is not None else read_table(p, input_format, columns)
+    label_type = table.schema.field(label_col).type
+    if label_type != schema.field(label_col).type:  # text formats: a full read may type the labels otherwise
+        i = schema.get_field_index(label_col)
+        layout = resolve_schema(p, fmt, schema.set(i, schema.field(i).with_type(label_type)), **options)
     n = table.num_rows
 
-    label_where = f"{p}, column {label_col!r}"
-    task_out = _resolve_task(task, label_sep, table.schema.field(label_col).type, label_where)
-    meta: dict[str, Any] = {"input_format": fmt, "task": task_out}
+    meta = layout.meta()
     ids = table.column(id_col) if id_col is not None else None
     rows = Rows(ids, id_col)  # names rows in messages; ids are validated in build_label_data
-
     labels: Any = table.column(label_col)
-    if task_out == "multilabel":
-        if renormalize:
-            raise LabelqaError(
-                f"--renormalize does not apply to multi-label data ({label_where} holds label sets): "
-                "its probabilities are independent per class and rows need not sum to 1",
-                hint="drop --renormalize",
-            )
-        if is_list_type(labels.type):
-            meta["label_format"] = "list column"
-        else:
-            assert label_sep is not None
-            labels = split_label_strings(labels, label_sep, label_where)
-            meta["label_format"] = f"delimited strings (separator {label_sep!r})"
+    if layout.multilabel:
+        labels = layout.label_sets(table)
 
-    classes_out = plan.classes
-    classes_from = plan.classes_source
     model_names: list[str] | None = None
-    if plan.kind == "models":
-        pred_probs = []
+    if layout.probs == "models":
+        pred_probs: Any = []
         model_names = []
-        for f in model_files:
+        for f in layout.prob_files:
             pred_probs.append(_read_probs_file(f, n, p))
             model_names.append(f"file {f}")
-        for col in model_cols:
+        for col in layout.model_cols:
             pred_probs.append(list_column_to_matrix(table.column(col), f"{p}, column {col!r}", rows))
             model_names.append(f"column {col}")
-    elif plan.kind == "file":
-        assert pred_probs_file is not None
-        pred_probs = _read_probs_file(pred_probs_file, n, p)
-        meta["pred_probs_source"] = f"file {os.fspath(pred_probs_file)}"
-    elif plan.kind == "column":
-        meta["pred_probs_source"] = f"column {pred_probs_col}"
-        where = f"{p}, column {pred_probs_col!r}"
-        filled = parquet_list_column_to_matrix(p, pred_probs_col, where, rows) if by_row_group else None
-        if filled is None:
-            if by_row_group:
-                table = read_table(p, input_format, columns + [pred_probs_col])
-            filled = list_column_to_matrix(table.column(pred_probs_col), where, rows)
-        pred_probs = filled
+    elif layout.probs == "file":
+        pred_probs = _read_probs_file(layout.prob_files[0], n, p)
     else:
-        meta["pred_probs_source"] = "prob_* columns"
-        meta["pred_probs_columns"] = list(plan.prob_cols)
-        pred_probs = prob_columns_to_matrix(table, plan.prob_cols, p, rows)
+        pred_probs = parquet_list_column_to_matrix(p, probs_col, layout.probs_where, rows) if by_row_group else None
+        if pred_probs is None:
+            if by_row_group:
+                table = read_table(p, input_format, columns + [probs_col])
+            pred_probs = layout.table_probs(table, rows)
 
     embeddings = None
-    if embeddings_file is not None:
+    if layout.embeddings_file is not None:
         embeddings = read_npy(
-            embeddings_file, what="embeddings file", save_hint="save the N x D embeddings with np.save('emb.npy', emb)"
+            layout.embeddings_file, what="embeddings file",
+            save_hint="save the N x D embeddings with np.save('emb.npy', emb)",
         )
-        meta["embeddings_source"] = f"file {os.fspath(embeddings_file)}"
         if embeddings.ndim >= 1 and embeddings.shape[0] != n:
             raise LabelqaError(
-                f"{os.fspath(embeddings_file)} has {embeddings.shape[0]} rows of embeddings but {p} has {n} rows",
+                f"{layout.embeddings_file} has {embeddings.shape[0]} rows of embeddings but {p} has {n} rows",
                 hint="the .npy must hold one embedding per table row, in the same order",
             )
-    elif embeddings_col in table.column_names:
-        meta["embeddings_source"] = f"column {embeddings_col}"
+    elif layout.embeddings_col is not None:
         embeddings = list_column_to_matrix(
-            table.column(embeddings_col), f"{p}, column {embeddings_col!r}", rows, EMBEDDING_WORDS
+            table.column(layout.embeddings_col), f"{p}, column {layout.embeddings_col!r}", rows, EMBEDDING_WORDS
         )
-
-    if classes_out is None and fmt in ("parquet", "arrow"):
-        md_classes = classes_from_metadata(schema)
-        if md_classes is not None:
-            classes_out, classes_from = md_classes, f"schema metadata {CLASSES_METADATA_KEY!r}"
-    if classes_from is not None:
-        meta["classes_source"] = classes_from
 
     data = build_label_data(
         labels,
         pred_probs,
-        classes=classes_out,
+        classes=layout.classes,
         ids=ids,
         renormalize=renormalize,
         source=p,
         label_col=label_col,
         id_col=id_col,
         meta=meta,
-        task=task_out,
+        task=layout.task,
         embeddings=embeddings,
         combine_models=combine_models,
         model_names=model_names,
     )
     if logits_by_epoch is None:
         return data
-    return _attach_dynamics(data, table, dyn, p)
+    return _attach_dynamics(data, table, dict(layout.dynamics), p)
 
 
 def _read_probs_file(pred_probs_file: str | os.PathLike[str], n: int, path: str) -> Any:

@@ -144,7 +144,7 @@ class LabelData:
         Raises:
             LabelqaError: On any invalid input, with what and where.
         """
-        from labelqa.data.validate import build_label_data
+        from labelqa.data.build import build_label_data  # lazily: build imports this module
 
         return build_label_data(
             labels, pred_probs, classes=classes, ids=ids, renormalize=renormalize, source=source,

@@ -18,6 +18,8 @@ from labelqa.errors import LabelqaError
 
 #: Canonical input formats, the values ``input_format`` / ``--input-format`` take.
 SUPPORTED_FORMATS: tuple[str, ...] = ("parquet", "csv", "jsonl", "arrow")
+#: The formats the streaming engines read (files, folders, hive datasets).
+STREAM_FORMATS: tuple[str, ...] = ("parquet", "arrow")
 
 _SUFFIX_FORMATS = {
     ".parquet": "parquet",
@@ -42,6 +44,7 @@ _FORMAT_ALIASES = {
 # Compressed CSV / JSON lines are decompressed by pyarrow from the suffix.
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
 
+_STREAM_HINT = "convert the data to Parquet, or use --engine memory"
 _FORMAT_HINT = "pass --input-format " + "|".join(SUPPORTED_FORMATS) + " if the suffix is misleading"
 
 
@@ -53,32 +56,61 @@ def _strip_compression(name: str) -> str:
     return lower
 
 
-def resolve_format(path: str | os.PathLike[str], input_format: str | None = None) -> str:
+def resolve_format(path: str | os.PathLike[str], input_format: str | None = None, *, streaming: bool = False) -> str:
     """The canonical format of ``path``: ``input_format`` if given, else from the suffix.
 
+    With ``streaming``, only :data:`STREAM_FORMATS` are accepted (the
+    streaming engines' messages), suffixes name the files as they are (no
+    decompression), and a folder takes the one format of its files (hidden
+    and ``_``-prefixed files ignored).
+
     Raises:
-        LabelqaError: Unknown ``input_format``, or a suffix that names no format.
+        LabelqaError: Unknown ``input_format``, or a suffix that names no
+            format (or, streaming, no streamable one; a folder with none or both).
     """
+    allowed = STREAM_FORMATS if streaming else SUPPORTED_FORMATS
     if input_format is not None:
         fmt = str(input_format).strip().lower().lstrip(".")
         fmt = _FORMAT_ALIASES.get(fmt, fmt)
-        if fmt not in SUPPORTED_FORMATS:
-            raise LabelqaError(
-                f"unknown input format {input_format!r}",
-                hint="use one of " + ", ".join(SUPPORTED_FORMATS),
-            )
-        return fmt
-    name = _strip_compression(Path(path).name)
+        if fmt in allowed:
+            return fmt
+        if streaming:
+            raise LabelqaError(f"the streaming engines read Parquet or Arrow IPC, not {input_format!r}", hint=_STREAM_HINT)
+        raise LabelqaError(
+            f"unknown input format {input_format!r}",
+            hint="use one of " + ", ".join(SUPPORTED_FORMATS),
+        )
+    if streaming and os.path.isdir(path):
+        return _folder_format(os.fspath(path))
+    name = Path(path).name.lower() if streaming else _strip_compression(Path(path).name)
     suffix = Path(name).suffix
     fmt = _SUFFIX_FORMATS.get(suffix)
-    if fmt is None:
-        known = ", ".join(sorted(_SUFFIX_FORMATS))
-        raise LabelqaError(
-            f"cannot tell the format of {path} from its suffix {suffix or '(none)'!r} "
-            f"(known suffixes: {known})",
-            hint="pass --input-format " + "|".join(SUPPORTED_FORMATS),
-        )
-    return fmt
+    if fmt in allowed:
+        return fmt
+    if streaming:
+        raise LabelqaError(f"the streaming engines read Parquet or Arrow IPC files and folders, not {path}",
+                           hint=_STREAM_HINT)
+    known = ", ".join(sorted(_SUFFIX_FORMATS))
+    raise LabelqaError(
+        f"cannot tell the format of {path} from its suffix {suffix or '(none)'!r} "
+        f"(known suffixes: {known})",
+        hint="pass --input-format " + "|".join(SUPPORTED_FORMATS),
+    )
+
+
+def _folder_format(path: str) -> str:
+    """The one streamable format of a folder's files."""
+    fmts = set()
+    for _root, _dirs, files in os.walk(path):
+        for f in files:
+            fmt = _SUFFIX_FORMATS.get(os.path.splitext(f)[1].lower())
+            if not f.startswith((".", "_")) and fmt in STREAM_FORMATS:
+                fmts.add(fmt)
+    if len(fmts) == 1:
+        return fmts.pop()
+    if not fmts:
+        raise LabelqaError(f"{path}: no .parquet or .arrow files in the folder", hint="check the path")
+    raise LabelqaError(f"{path}: the folder mixes Parquet and Arrow files", hint="pass --input-format")
 
 
 def _is_tsv(path: str | os.PathLike[str], input_format: str | None) -> bool:
@@ -87,12 +119,12 @@ def _is_tsv(path: str | os.PathLike[str], input_format: str | None) -> bool:
     return _strip_compression(Path(path).name).endswith(".tsv")
 
 
-def check_file(path: str | os.PathLike[str], what: str = "input file") -> str:
-    """Return ``path`` as a string, or raise if it is not an existing regular file."""
+def check_file(path: str | os.PathLike[str], what: str = "input file", folder_ok: bool = False) -> str:
+    """Return ``path`` as a string, or raise if it is not an existing regular file (or folder, if ``folder_ok``)."""
     p = os.fspath(path)
     if not os.path.exists(p):
         raise LabelqaError(f"{what} not found: {p}", hint="check the path")
-    if os.path.isdir(p):
+    if os.path.isdir(p) and not folder_ok:
         raise LabelqaError(f"{what} is a directory, not a file: {p}", hint="pass the path of a file")
     return p
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from labelqa.data.validate import sum_tolerance
+from labelqa.data.probabilities import sum_tolerance
 from labelqa.detectors import multilabel as ml
 from labelqa.detectors.confident import ConfidentLearning, _check_options
 from labelqa.detectors.multilabel import MultilabelConfidentLearning

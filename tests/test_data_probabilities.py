@@ -1,4 +1,4 @@
-"""labelqa.data.validate: build_label_data / LabelData.from_arrays checks and messages."""
+"""labelqa.data.probabilities: the N x K matrix, its checks, tolerance, renormalization."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import time
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from labelqa.data import LabelData
-from labelqa.data.validate import build_label_data, sum_tolerance
+from labelqa.data.build import build_label_data
+from labelqa.data.probabilities import sum_tolerance
 from labelqa.errors import LabelqaError
 
 P = np.array([[0.9, 0.1, 0.0], [0.2, 0.5, 0.3], [0.0, 0.0, 1.0], [0.25, 0.25, 0.5]])
@@ -23,65 +23,6 @@ def bad(probs, i, j, value):
     out = np.array(probs, dtype=float)
     out[i, j] = value
     return out
-
-
-# ------------------------------------------------------------------ happy path
-
-
-def test_int_codes_give_classes_0_to_k_minus_1():
-    d = LabelData.from_arrays([0, 1, 2, 2], P)
-    assert d.classes == (0, 1, 2)
-    assert d.labels.dtype == np.int64 and d.labels.tolist() == [0, 1, 2, 2]
-    assert d.ids.dtype == np.int64 and d.ids.tolist() == [0, 1, 2, 3]
-    assert d.meta["classes_source"] == "integer labels as class codes 0..2"
-    assert d.n_rows == 4 and d.n_classes == 3
-
-
-def test_int_codes_in_range_even_when_a_class_is_unused():
-    assert LabelData.from_arrays([0, 0, 1, 1], P).classes == (0, 1, 2)
-
-
-def test_string_labels_give_sorted_unique_classes():
-    d = LabelData.from_arrays(["dog", "cat", "emu", "cat"], P)
-    assert d.classes == ("cat", "dog", "emu")
-    assert d.labels.tolist() == [1, 0, 2, 0]
-    assert d.meta["classes_source"] == "sorted unique labels"
-
-
-def test_ints_outside_range_use_sorted_unique():
-    d = LabelData.from_arrays([10, 30, 20, 10], P)
-    assert d.classes == (10, 20, 30) and d.labels.tolist() == [0, 2, 1, 0]
-
-
-def test_given_classes_with_values_and_with_codes():
-    d = LabelData.from_arrays(["b", "a", "c", "a"], P, classes=["c", "b", "a"])
-    assert d.labels.tolist() == [1, 2, 0, 2]
-    codes = LabelData.from_arrays([0, 1, 2, 1], P, classes=["cat", "dog", "emu"])
-    assert codes.classes == ("cat", "dog", "emu") and codes.labels.tolist() == [0, 1, 2, 1]
-    assert codes.meta["labels_are_codes"] is True
-
-
-def test_int_labels_with_string_classes_match_by_str_and_keep_ints():
-    d = LabelData.from_arrays([7, 3, 5, 5], P, classes=["5", "7", "3"])
-    assert d.classes == (5, 7, 3) and all(type(c) is int for c in d.classes)
-    assert d.labels.tolist() == [1, 2, 0, 0]
-
-
-def test_string_labels_with_int_classes_become_strings():
-    d = LabelData.from_arrays(["1", "0", "2", "2"], P, classes=[0, 1, 2])
-    assert d.classes == ("0", "1", "2") and d.labels.tolist() == [1, 0, 2, 2]
-
-
-def test_label_inputs_of_many_kinds():
-    for labels in (
-        np.array(["a", "b", "c", "a"]),
-        pd.Series(["a", "b", "c", "a"], dtype="category"),
-        pa.chunked_array([["a", "b"], ["c", "a"]]),
-        pa.array(["a", "b", "c", "a"]).dictionary_encode(),
-    ):
-        assert LabelData.from_arrays(labels, P).labels.tolist() == [0, 1, 2, 0]
-    assert LabelData.from_arrays(np.array([0.0, 1.0, 2.0, 0.0]), P).classes == (0, 1, 2)
-    assert LabelData.from_arrays(np.array([True, False]), P[:2, :2] / P[:2, :2].sum(1, keepdims=True)).classes == (0, 1)
 
 
 def test_dtypes_float32_kept_others_float64_and_no_copy():
@@ -94,30 +35,6 @@ def test_dtypes_float32_kept_others_float64_and_no_copy():
     assert d.pred_probs.dtype == np.float64 and d.pred_probs.flags.c_contiguous
 
 
-def test_arrays_are_read_only():
-    d = LabelData.from_arrays([0, 1, 2, 2], P)
-    for arr in (d.labels, d.pred_probs, d.ids):
-        assert not arr.flags.writeable
-    with pytest.raises(ValueError):
-        d.pred_probs[0, 0] = 1.0
-
-
-def test_ids_are_kept():
-    d = build_label_data([0, 1, 2, 2], P, ids=["w", "x", "y", "z"], id_col="id")
-    assert d.ids.tolist() == ["w", "x", "y", "z"] and d.id_col == "id"
-    assert build_label_data([0, 1, 2, 2], P, ids=np.array([5, 6, 7, 8], np.int32)).ids.dtype == np.int64
-
-
-def test_meta_and_source():
-    d = build_label_data([0, 1, 2, 2], P, source="d.csv", meta={"input_format": "csv", "pred_probs_source": "prob_* columns"})
-    assert d.source == "d.csv"
-    assert d.meta["input_format"] == "csv" and d.meta["pred_probs_source"] == "prob_* columns"
-    assert LabelData.from_arrays([0, 1, 2, 2], P).meta["input_format"] == "arrays"
-
-
-# -------------------------------------------------------------------- shapes
-
-
 def test_not_2d_empty_and_one_class():
     with pytest.raises(LabelqaError, match=r"must be 2-D \(rows x classes\), got shape \(4,\) -- .*column_stack"):
         LabelData.from_arrays([0, 1, 0, 1], np.array([0.1, 0.2, 0.3, 0.4]))
@@ -127,83 +44,11 @@ def test_not_2d_empty_and_one_class():
         LabelData.from_arrays([0, 0], np.ones((2, 1)))
 
 
-def test_row_count_mismatch():
-    with pytest.raises(LabelqaError, match=r"3 labels but 4 rows of predicted probabilities"):
-        LabelData.from_arrays([0, 1, 2], P)
-
-
 def test_object_and_ragged_probabilities_are_refused():
     with pytest.raises(LabelqaError, match=r"dtype object; expected numbers"):
         LabelData.from_arrays([0, 1], np.array([[0.5, 0.5], [0.1, 0.9]], dtype=object))
     with pytest.raises(LabelqaError, match="not a numeric array|expected numbers"):
         LabelData.from_arrays([0, 1], [[0.5, 0.5], [1.0]])
-
-
-def test_class_count_mismatch_and_duplicates():
-    with pytest.raises(LabelqaError, match=r"3 probabilities per row but 2 classes from classes argument \('a', 'b'\)"):
-        LabelData.from_arrays(["a", "b", "a", "a"], P, classes=["a", "b"])
-    with pytest.raises(LabelqaError, match=r"duplicate classes in classes argument: 'a' \(2 times\)"):
-        LabelData.from_arrays(["a", "b", "a", "a"], P, classes=["a", "b", "a"])
-    with pytest.raises(LabelqaError, match=r"duplicate classes .*: 1 \(2 times\)"):
-        LabelData.from_arrays([1, 2, 1, 1], P, classes=["1", 1, 2])
-
-
-def test_ambiguous_classes_error_is_the_documented_one():
-    msg = (
-        "cannot tell which probability column belongs to which class: found 2 distinct labels "
-        "but 3 probability columns -- pass --classes a,b,c or --classes-file"
-    )
-    with pytest.raises(LabelqaError) as info:
-        LabelData.from_arrays(["a", "b", "a", "a"], P)
-    assert str(info.value) == msg
-
-
-# -------------------------------------------------------------------- labels
-
-
-def test_null_labels_name_the_rows():
-    with pytest.raises(LabelqaError, match=r"labels: 1 row has no label: row 2 -- fill in or drop"):
-        LabelData.from_arrays(["a", "b", None, "c"], P)
-    with pytest.raises(LabelqaError, match=r"2 rows have no label: row 0; row 3"):
-        LabelData.from_arrays(pd.Series([np.nan, 1.0, 2.0, np.nan]), P)
-    with pytest.raises(LabelqaError, match=r"d\.csv, column 'y': 1 row has no label: row 1 \(id 'k2'\)"):
-        build_label_data(["a", None, "b", "c"], P, source="d.csv", label_col="y", ids=["k1", "k2", "k3", "k4"], id_col="id")
-
-
-def test_label_outside_classes_names_label_row_and_classes():
-    with pytest.raises(
-        LabelqaError,
-        match=r"label 'dgo' in row 1 is not one of the 3 classes \('cat', 'dog', 'emu'\); 1 row in all .*-- fix those labels",
-    ):
-        LabelData.from_arrays(["cat", "dgo", "emu", "cat"], P, classes=["cat", "dog", "emu"])
-    with pytest.raises(LabelqaError, match=r"label 9 in row 3 is not one of the 3 classes \(0, 1, 2\)"):
-        LabelData.from_arrays([0, 1, 2, 9], P, classes=["0", "1", "2"])
-    with pytest.raises(LabelqaError, match=r"label 3 in row 0 is not a class code 0\.\.2 for the 3 classes \('cat', 'dog', 'emu'\); 1 row in all"):
-        LabelData.from_arrays([3, 1, 2, 0], P, classes=["cat", "dog", "emu"])
-
-
-def test_unsupported_label_types():
-    with pytest.raises(LabelqaError, match=r"labels must be integers or strings, found 0\.5 in row 1"):
-        LabelData.from_arrays([1.0, 0.5, 2.0, 0.0], P)
-    with pytest.raises(LabelqaError, match="mix value types"):
-        LabelData.from_arrays(np.array(["a", 1, "b", 2], dtype=object), P)
-    with pytest.raises(LabelqaError, match=r"labels have type timestamp"):
-        LabelData.from_arrays(pa.array(np.array(["2020-01-01"] * 4, dtype="datetime64[s]")), P)
-
-
-# ----------------------------------------------------------------------- ids
-
-
-def test_duplicate_and_null_ids():
-    with pytest.raises(LabelqaError, match=r"d\.csv, column 'id': 1 duplicate ids \(1 values repeated\): 'x' in rows 0, 2 -- ids must be unique"):
-        build_label_data([0, 1, 2, 2], P, ids=["x", "y", "x", "z"], source="d.csv", id_col="id")
-    with pytest.raises(LabelqaError, match=r"1 row has no id: row 3"):
-        build_label_data([0, 1, 2, 2], P, ids=[1, 2, 3, None], id_col="id")
-    with pytest.raises(LabelqaError, match=r"3 ids for 4 rows"):
-        build_label_data([0, 1, 2, 2], P, ids=[1, 2, 3])
-
-
-# ------------------------------------------------------------- probabilities
 
 
 def test_nan_and_inf_name_row_and_column():
@@ -329,8 +174,8 @@ def test_fast_probability_stats_flag_the_same_rows(n, k, seed, defect, threaded)
     """The matrix-wide min/max shortcut finds exactly the rows per-row minima/maxima would."""
     import numpy as np
 
-    from labelqa.data import validate
-    from labelqa.data.validate import _prob_row_stats, row_stats, sum_tolerance
+    from labelqa.data import probabilities
+    from labelqa.data.probabilities import prob_row_stats, row_stats, sum_tolerance
 
     rng = np.random.default_rng(seed)
     P = rng.dirichlet(np.ones(k), size=n).astype(np.float32)
@@ -342,10 +187,10 @@ def test_fast_probability_stats_flag_the_same_rows(n, k, seed, defect, threaded)
         import pytest
 
         mp = pytest.MonkeyPatch()
-        mp.setattr(validate, "_BLOCK_ELEMENTS", 8)
+        mp.setattr(probabilities, "BLOCK_ELEMENTS", 8)
         mp.setattr("labelqa.parallel.MIN_PARALLEL_ELEMENTS", 0)
     try:
-        fast = _prob_row_stats(P, tol)
+        fast = prob_row_stats(P, tol)
         full = row_stats(P)
     finally:
         if threaded:

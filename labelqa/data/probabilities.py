@@ -1,0 +1,253 @@
+"""Predicted probabilities: an N x K float matrix, checked in one blocked pass.
+
+Probability checks are vectorised: one blocked pass computes each row's sum,
+minimum and maximum (no full-size temporaries), and the slow per-cell look-ups
+only run for the few rows named in an error message.
+
+Multiclass rows sum to 1 (or are renormalized); multi-label probabilities are
+independent per class, each in [0, 1], and rows need not sum to 1.
+
+Tolerance: a row must sum to 1 within ``tol = max(1e-3, 4 * K * eps)``, where
+``eps`` is the machine epsilon of the probability dtype; that is ``1e-3`` for
+float64 and for float32 up to K of about 2000 classes, wider beyond, where
+float32 rounding of K terms can reach it. The same ``tol`` bounds values above 1.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from labelqa.data.rows import MAX_ROWS_SHOWN, Rows, Where, count_rows, format_number
+from labelqa.errors import LabelqaError
+from labelqa.parallel import for_row_blocks
+
+#: Absolute tolerance on row sums for float64 probabilities (see module doc).
+SUM_TOLERANCE = 1e-3
+#: Elements per block of the row passes; ~4 MB of float32, cache sized.
+BLOCK_ELEMENTS = 1 << 20
+
+
+def sum_tolerance(dtype: np.dtype, n_classes: int) -> float:
+    """Absolute tolerance on row sums (and on values above 1) for ``dtype``."""
+    eps = float(np.finfo(dtype).eps)
+    return max(SUM_TOLERANCE, 4.0 * n_classes * eps)
+
+
+def as_prob_matrix(pred_probs: Any, where: str) -> np.ndarray:
+    """Probabilities as a C-contiguous float32 (if given float32) or float64 numpy array."""
+    if isinstance(pred_probs, np.ndarray):
+        P = np.asarray(pred_probs)  # plain view of a memmap/subclass
+    else:
+        try:
+            P = np.asarray(pred_probs)
+        except (ValueError, TypeError) as exc:
+            raise LabelqaError(
+                f"{where}: predicted probabilities are not a numeric array ({exc})",
+                hint="pass an N x K array of numbers, one row per example",
+            ) from exc
+    kind = P.dtype.kind
+    if P.dtype.hasobject or kind not in "biuf":
+        raise LabelqaError(
+            f"{where}: predicted probabilities have dtype {P.dtype}; expected numbers",
+            hint="pass an N x K float array (ragged lists or strings cannot be used)",
+        )
+    if P.ndim != 2:
+        raise LabelqaError(
+            f"{where}: predicted probabilities must be 2-D (rows x classes), got shape {P.shape}",
+            hint="for a binary task with one probability per row, pass np.column_stack([1 - p, p])",
+        )
+    if P.dtype != np.float32 and P.dtype != np.float64:
+        P = P.astype(np.float64)
+    return np.ascontiguousarray(P)
+
+
+# ------------------------------------------------------- probability checks
+
+
+def row_stats(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row sum, min and max, in row blocks (no full-size temporaries; blocks on threads)."""
+    n, k = P.shape
+    sums = np.empty(n, dtype=P.dtype)
+    mins = np.empty(n, dtype=P.dtype)
+    maxs = np.empty(n, dtype=P.dtype)
+
+    def block(a: int, b: int) -> None:
+        with np.errstate(all="ignore"):
+            part = P[a:b]
+            np.add.reduce(part, axis=1, out=sums[a:b])
+            np.minimum.reduce(part, axis=1, out=mins[a:b])
+            np.maximum.reduce(part, axis=1, out=maxs[a:b])
+
+    for_row_blocks(block, n, max(1, BLOCK_ELEMENTS // max(k, 1)), elements=n * k)
+    return sums, mins, maxs
+
+
+def prob_row_stats(P: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`row_stats`, cheaper for valid probabilities.
+
+    Per-row minima and maxima only matter when some value is negative or above
+    ``1 + tol`` (or NaN): the matrix-wide min and max (a vectorised pass, much
+    faster than per-row ones) tell, and otherwise stand in for them.
+    """
+    n, k = P.shape
+    sums = np.empty(n, dtype=P.dtype)
+    lows = []
+    highs = []
+    lock = threading.Lock()
+
+    def block(a: int, b: int) -> None:
+        with np.errstate(all="ignore"):
+            part = P[a:b]
+            np.add.reduce(part, axis=1, out=sums[a:b])
+            low, high = part.min(initial=np.inf), part.max(initial=-np.inf)
+        with lock:
+            lows.append(low)
+            highs.append(high)
+
+    for_row_blocks(block, n, max(1, BLOCK_ELEMENTS // max(k, 1)), elements=n * k)
+    low, high = np.min(lows, initial=np.inf), np.max(highs, initial=-np.inf)  # NaN propagates
+    if not (low >= 0 and high <= 1 + tol):
+        return row_stats(P)
+    return sums, np.full(n, low, dtype=P.dtype), np.full(n, high, dtype=P.dtype)
+
+
+def check_finite_rows(
+    P: np.ndarray, sums: np.ndarray, loc: str, cell: Callable[[int], str], rows: Rows,
+    what: str = "probabilities",
+    hint: str = "probabilities must be finite numbers; check the model outputs (e.g. a softmax overflow)",
+) -> None:
+    """Raise naming the rows (and first cell) holding NaN or inf; ``sums`` are the rows' sums.
+
+    A row holds NaN or inf iff its sum is not finite (barring overflow, which
+    the look-up below filters out).
+    """
+    nonfinite = np.flatnonzero(~np.isfinite(sums))
+    if len(nonfinite):
+        bad_cells = []
+        for i in nonfinite:
+            js = np.flatnonzero(~np.isfinite(P[i]))
+            if len(js):
+                bad_cells.append((int(i), int(js[0])))
+            if len(bad_cells) > MAX_ROWS_SHOWN:
+                break
+        if bad_cells:
+            all_bad = nonfinite if len(bad_cells) > MAX_ROWS_SHOWN else np.array([r for r, _ in bad_cells])
+            first = dict(bad_cells)
+            raise LabelqaError(
+                f"{loc}: {count_rows(len(all_bad))} with NaN or infinite {what}: "
+                + rows.many(all_bad, lambda i: f"{cell(first[i])} = {format_number(P[i, first[i]])}"),
+                hint=hint,
+            )
+
+
+def _cell_detail(P: np.ndarray, where: Where, pick: Callable[[np.ndarray], Any]) -> Callable[[int], str]:
+    """``column 'prob_b' = 1.5``: the cell ``pick`` (argmin, argmax) chooses in a bad row, for messages."""
+
+    def detail(i: int) -> str:
+        j = int(pick(P[i]))
+        return f"{where.cell(j)} = {format_number(P[i, j])}"
+
+    return detail
+
+
+def check_probabilities(
+    P: np.ndarray, *, renormalize: bool, where: Where, rows: Rows
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Reject NaN/inf, negatives, values above 1 and rows not summing to 1; or renormalize.
+
+    Returns the (possibly renormalized) matrix and figures for ``meta``.
+    """
+    n, k = P.shape
+    tol = sum_tolerance(P.dtype, k)
+    sums, mins, maxs = prob_row_stats(P, tol)
+    loc = where.probs
+
+    check_finite_rows(P, sums, loc, where.cell, rows)
+    finite = np.isfinite(sums)
+
+    neg = np.flatnonzero((mins < 0) & finite)
+    if len(neg):
+        raise LabelqaError(
+            f"{loc}: {count_rows(len(neg))} with negative probabilities: {rows.many(neg, _cell_detail(P, where, np.argmin))}",
+            hint="probabilities must be in [0, 1]; if these are logits apply a softmax first, "
+            "or clip tiny negatives to 0",
+        )
+
+    if renormalize:
+        zero = np.flatnonzero(sums <= 0)
+        if len(zero):
+            raise LabelqaError(
+                f"{loc}: cannot renormalize, {count_rows(len(zero))} sum to 0: {rows.many(zero)}",
+                hint="every row needs some probability mass; fix or drop those rows",
+            )
+        off = int(np.count_nonzero(np.abs(sums - 1) > tol))
+        out = np.empty_like(P)
+        step = max(1, BLOCK_ELEMENTS // max(k, 1))
+        for a in range(0, n, step):
+            np.divide(P[a : a + step], sums[a : a + step, None], out=out[a : a + step])
+        return out, {"renormalized": True, "renormalized_rows": off, "sum_tolerance": tol}
+
+    high = np.flatnonzero(maxs > 1 + tol)
+    if len(high):
+        raise LabelqaError(
+            f"{loc}: {count_rows(len(high))} with probabilities above 1: {rows.many(high, _cell_detail(P, where, np.argmax))}",
+            hint="probabilities must be in [0, 1]; if these are logits apply a softmax first, "
+            "or pass --renormalize if they are non-negative scores",
+        )
+
+    off_rows = np.flatnonzero(np.abs(sums - 1) > tol)
+    if len(off_rows):
+        raise LabelqaError(
+            f"{loc}: {count_rows(len(off_rows))} {'does' if len(off_rows) == 1 else 'do'} not sum to 1 "
+            f"(tolerance {tol:.3g}): {rows.many(off_rows, lambda i: f'sum {format_number(sums[i])}')}",
+            hint="pass --renormalize (renormalize=True) to divide each row by its sum, "
+            "or check that every class has a probability column",
+        )
+    return P, {"renormalized": False, "sum_tolerance": tol}
+
+
+
+
+def check_multilabel_probabilities(P: np.ndarray, *, where: Where, rows: Rows) -> dict[str, Any]:
+    """Independent per-class probabilities: finite and within [0, 1] (rows need not sum to 1)."""
+    sums, mins, maxs = row_stats(P)
+    loc = where.probs
+    check_finite_rows(P, sums, loc, where.cell, rows,
+                       hint="probabilities must be finite numbers; check the model outputs (e.g. a sigmoid overflow)")
+    finite = np.isfinite(sums)
+    for bad_mask, what, pick in (
+        ((mins < 0) & finite, "negative probabilities", np.argmin),
+        ((maxs > 1) & finite, "probabilities above 1", np.argmax),
+    ):
+        bad = np.flatnonzero(bad_mask)
+        if len(bad):
+            raise LabelqaError(
+                f"{loc}: {count_rows(len(bad))} with {what}: {rows.many(bad, _cell_detail(P, where, pick))}",
+                hint="multi-label probabilities are independent per class, each in [0, 1]; "
+                "if these are logits apply a sigmoid first",
+            )
+    return {"renormalized": False}
+
+
+def check_min_classes(k: int, multilabel: bool, probs_where: str) -> None:
+    """At least 2 probabilities per row (1 for multi-label data)."""
+    if k < (1 if multilabel else 2):
+        raise LabelqaError(
+            f"{probs_where}: {k} probabilit{'y' if k == 1 else 'ies'} per row; at least "
+            f"{'1 class is' if multilabel else '2 classes are'} needed",
+            hint="give one probability per class; for a binary task pass both p and 1 - p",
+        )
+
+
+def check_batch_width(P: np.ndarray, k: int, probs_where: str, rows: Rows) -> None:
+    """A batch's probability rows have the dataset's K entries."""
+    if P.shape[1] != k:
+        raise LabelqaError(
+            f"{probs_where}: probability lists differ in length: {rows.one(0)} has {P.shape[1]} "
+            f"but the dataset has {k} classes",
+            hint="every row needs exactly one probability per class",
+        )

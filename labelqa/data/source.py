@@ -1,0 +1,316 @@
+"""Streaming input: a Parquet/Arrow file, folder or hive dataset, read as validated record batches.
+
+:func:`open_source` resolves the dataset's schema with the loader's own
+:func:`labelqa.data.schema.resolve_schema` (same columns, probability layout,
+task, classes and messages), then :meth:`Source.decode` validates one record
+batch at a time with the same per-concern checks :func:`labelqa.data.load`
+runs, in the same order. Rows are named by their *global* index
+(``row 1234567``), so a bad row in batch 37 is reported where it is in the
+dataset.
+
+Only the needed columns are read. Rows keep the order of
+``pyarrow.dataset`` (files in path order, rows in file order), which is the
+order of the issues table.
+
+Multi-label data decodes to an ``(n, K)`` bool label matrix per batch.
+
+Differences from :func:`labelqa.load` (documented in docs/scale.md): ids are
+checked for nulls but not for uniqueness across the dataset (that needs all
+ids in memory); only Parquet and Arrow IPC inputs; no ``.npy`` probabilities,
+embeddings or training dynamics.
+
+This module imports ``pyarrow.dataset`` (which imports pandas): it is not
+imported by ``import labelqa``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from labelqa.data.arrays import decoded_type, is_list_type, to_arrow_1d
+from labelqa.data.classes import LabelSummary, given_classes, given_classes_like
+from labelqa.data.columns import list_column_to_matrix
+from labelqa.data.ids import batch_ids
+from labelqa.data.labels import encode_labels, label_arrow_type, labels_are_codes, normalize_labels
+from labelqa.data.labelsets import encode_label_items, label_set_items, scatter_label_sets
+from labelqa.data.probabilities import (
+    check_batch_width,
+    check_min_classes,
+    check_multilabel_probabilities,
+    check_probabilities,
+)
+from labelqa.data.readers import check_file, resolve_format
+from labelqa.data.rows import Rows, Where
+from labelqa.data.schema import DEFAULT_PRED_PROBS_COL, ResolvedSchema, check_task, resolve_schema
+from labelqa.errors import LabelqaError
+
+__all__ = ["Batch", "Source", "open_dataset", "open_source", "scan_batches"]
+
+
+@dataclass
+class Batch:
+    """One decoded, validated batch: rows ``offset .. offset + n - 1`` of the dataset."""
+
+    offset: int
+    labels: np.ndarray  # int64 class codes; multi-label: (n, K) bool
+    probs: np.ndarray  # (n, K) float32 or float64
+    ids: np.ndarray  # int64 or object (strings)
+    renormalized_rows: int = 0  # rows whose sum was off (renormalize=True)
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return int(self.labels.shape[0])
+
+    @property
+    def positions(self) -> np.ndarray:
+        """The rows' global indices."""
+        return np.arange(self.offset, self.offset + self.n, dtype=np.int64)
+
+
+def open_dataset(path: str, fmt: str) -> ds.Dataset:
+    """``pyarrow.dataset`` over a file or a folder (hive partitions discovered)."""
+    try:
+        if os.path.isdir(path):
+            return ds.dataset(path, format="ipc" if fmt == "arrow" else "parquet", partitioning="hive",
+                              exclude_invalid_files=False)
+        return ds.dataset(path, format="ipc" if fmt == "arrow" else "parquet")
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LabelqaError(f"cannot read {path} as {fmt}: {reason[:200]}", hint="check the file or folder") from exc
+
+
+def scan_batches(dataset: ds.Dataset, fmt: str, columns: Sequence[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Record batches in dataset order, one Parquet row group decoded at a time.
+
+    Synchronous on purpose: pyarrow's scanner reads ahead of a slow consumer
+    (and, with pre-buffering, keeps whole files), so its memory grew with N
+    (~800 MB of Arrow memory at 20M x 10 float32). Reading row group by row
+    group bounds memory by the largest row group plus one batch.
+    """
+    cols = list(columns)
+    schema = dataset.schema
+    size = int(batch_size)
+    opts = ds.ParquetFragmentScanOptions(pre_buffer=False) if fmt == "parquet" else None
+    for frag in dataset.get_fragments():
+        if fmt != "parquet":
+            yield from frag.to_batches(schema=schema, columns=cols, batch_size=size, batch_readahead=0,
+                                       fragment_readahead=0, use_threads=True)
+            continue
+        for piece in frag.split_by_row_group():
+            table = piece.to_table(schema=schema, columns=cols, use_threads=True, fragment_scan_options=opts)
+            yield from table.to_batches(max_chunksize=size)
+            del table
+
+
+def _from_schema(name: str, doc: str) -> Any:
+    """A read-only :class:`Source` attribute taken from its resolved schema."""
+    return property(lambda self: getattr(self.schema, name), doc=doc)
+
+
+@dataclass
+class Source:
+    """A dataset to stream, with everything :func:`labelqa.load` would resolve.
+
+    Build with :func:`open_source`. The object is small and picklable (Dask
+    ships it to workers); :meth:`decode` turns one Arrow batch into a
+    validated :class:`Batch`.
+    """
+
+    schema: ResolvedSchema
+    renormalize: bool
+    classes: tuple[Any, ...] = ()
+    n_classes: int = 0
+    n_rows: int = 0
+    dtype: str = "float64"
+    meta: dict[str, Any] = field(default_factory=dict)
+    item_type: str = "int64"  # multi-label: the dataset's label item type ("int64" or "string")
+
+    # ---- the resolved schema, read-only ----------------------------------
+    path = _from_schema("path", "The file or folder.")
+    fmt = _from_schema("fmt", '``"parquet"`` or ``"arrow"``.')
+    label_col = _from_schema("label_col", "The label column.")
+    id_col = _from_schema("id_col", "The id column, or ``None`` for the row index.")
+    kind = _from_schema("probs", '``"column"`` (a list column) or ``"columns"`` (``prob_<class>`` columns).')
+    pred_probs_col = _from_schema("pred_probs_col", "The probability list column.")
+    columns = _from_schema("columns", "The columns every pass reads.")
+    task = _from_schema("task", '``"multiclass"`` or ``"multilabel"``.')
+    label_sep = _from_schema("label_sep", "The separator of delimited label sets, or ``None``.")
+    multilabel = _from_schema("multilabel", "Label sets rather than one label per row.")
+
+    @property
+    def prob_cols(self) -> list[str]:
+        """The ``prob_<class>`` columns, in class order."""
+        return list(self.schema.prob_cols)
+
+    def prob_dtype(self) -> np.dtype:
+        """float32 when the probabilities are stored as float32, else float64."""
+        return np.dtype(self.dtype)
+
+    # ---- reading ---------------------------------------------------------
+    def dataset(self) -> ds.Dataset:
+        return open_dataset(self.path, self.fmt)
+
+    def tables(self, batch_size: int, columns: Sequence[str] | None = None) -> Iterator[tuple[int, pa.Table]]:
+        """``(offset, table)`` per record batch, in dataset order."""
+        dataset = self.dataset()
+        cols = list(columns) if columns is not None else self.columns
+        offset = 0
+        for rb in scan_batches(dataset, self.fmt, cols, batch_size):
+            if rb.num_rows == 0:
+                continue
+            yield offset, pa.Table.from_batches([rb])
+            offset += rb.num_rows
+
+    # ---- decoding --------------------------------------------------------
+    def where(self) -> Where:
+        """Place names for messages."""
+        return self.schema.where(self.meta)
+
+    def _raw_rows(self, table: pa.Table, offset: int) -> Rows:
+        """Rows of a batch named with the id column as read (before the ids are checked), as the loader does."""
+        return Rows(table.column(self.id_col) if self.id_col else None, self.id_col, offset)
+
+    def label_items(self, label_sets: pa.Array, rows: Rows) -> tuple[pa.Array, np.ndarray]:
+        """Multi-label: the items (in the dataset's item type) and parent rows of a batch's label sets."""
+        items, parent = label_set_items(label_sets, self.where().labels, rows)
+        want = pa.int64() if self.item_type == "int64" else pa.string()
+        return (items if items.type == want else pc.cast(items, want)), parent
+
+    def labels(self, table: pa.Table, rows: Rows) -> pa.Array:
+        """Multiclass: a batch's labels, normalized (int64 or string)."""
+        return normalize_labels(to_arrow_1d(table.column(self.label_col), "labels"), self.where().labels, rows)
+
+    def decode(self, table: pa.Table, offset: int, validate: bool = True) -> Batch:
+        """Validate one batch: the loader's checks, in its order, with global row numbers.
+
+        ``validate=False`` (later passes over data already validated) skips
+        the probability checks, unless they renormalize.
+        """
+        where = self.where()
+        label_sets = self.schema.label_sets(table) if self.multilabel else None
+        P = self.schema.table_probs(table, self._raw_rows(table, offset))
+        check_batch_width(P, self.n_classes, where.probs, Rows(offset=offset))
+        ids = batch_ids(table.column(self.id_col) if self.id_col else None, table.num_rows, offset, where.ids)
+        rows = Rows(ids, self.id_col, offset)
+        if label_sets is not None:
+            items, parent = self.label_items(label_sets, rows)
+            codes, _ = encode_label_items(items, parent, self.classes, where, rows)
+            Y = scatter_label_sets(codes, parent, table.num_rows, self.classes, where, rows)
+            if validate:
+                check_multilabel_probabilities(P, where=where, rows=rows)
+            return Batch(offset=offset, labels=Y, probs=P, ids=ids)
+        codes, _ = encode_labels(self.labels(table, rows), self.classes, where, rows)
+        if not validate and not self.renormalize:
+            return Batch(offset=offset, labels=codes, probs=P, ids=ids)
+        P, prob_meta = check_probabilities(P, renormalize=self.renormalize, where=where, rows=rows)
+        return Batch(offset=offset, labels=codes, probs=P, ids=ids,
+                     renormalized_rows=int(prob_meta.get("renormalized_rows", 0)))
+
+
+def open_source(
+    path: str | os.PathLike[str],
+    *,
+    label_col: str = "label",
+    pred_probs_col: str = DEFAULT_PRED_PROBS_COL,
+    classes: Sequence[Any] | str | None = None,
+    classes_file: str | os.PathLike[str] | None = None,
+    id_col: str | None = None,
+    input_format: str | None = None,
+    renormalize: bool = False,
+    batch_size: int = 262_144,
+    task: str = "auto",
+    label_sep: str | None = None,
+) -> Source:
+    """Resolve columns and classes of a Parquet/Arrow file or folder, like :func:`labelqa.load`.
+
+    When the classes come from neither the options, ``prob_<class>`` column
+    names nor schema metadata, one cheap pass over the label column infers
+    them (integer labels in [0, K) are codes, else the sorted unique labels
+    when there are K); delimited label sets also take that pass, for the
+    dataset's item type.
+
+    Raises:
+        LabelqaError: Missing path or column, unsupported format, classes that
+            cannot be resolved, with the loader's messages.
+    """
+    p = check_file(path, folder_ok=True)
+    fmt = resolve_format(p, input_format, streaming=True)
+    check_task(task)
+    user_classes, classes_source = given_classes(classes, classes_file)
+    dataset = open_dataset(p, fmt)
+    layout = resolve_schema(p, fmt, dataset.schema, label_col=label_col, pred_probs_col=pred_probs_col,
+                            classes=user_classes, classes_source=classes_source, id_col=id_col, task=task,
+                            label_sep=label_sep, renormalize=renormalize, files_hint=False)
+    src = Source(schema=layout, renormalize=bool(renormalize), meta=layout.meta())
+    src.n_rows = int(dataset.count_rows())
+    if src.n_rows == 0:
+        raise LabelqaError(f"{p}: no rows", hint="the input has no data rows; check the file and filters")
+
+    # K: the number of prob_* columns, or the list length of the first rows.
+    if layout.probs == "columns":
+        k = len(layout.prob_cols)
+        types = [dataset.schema.field(c).type for c in layout.prob_cols]
+        src.dtype = "float32" if all(pa.types.is_float32(t) for t in types) else "float64"
+    else:
+        first = pa.Table.from_batches([next(iter(scan_batches(
+            dataset, fmt, [pred_probs_col] + ([id_col] if id_col else []), 1024)))])
+        first_P = list_column_to_matrix(first.column(pred_probs_col), layout.probs_where, src._raw_rows(first, 0))
+        k = first_P.shape[1]
+        src.dtype = "float32" if first_P.dtype == np.float32 else "float64"
+    where = src.where()
+    check_min_classes(k, layout.multilabel, where.probs)
+    src.n_classes = k
+
+    label_field_type = dataset.schema.field(label_col).type
+    summary = None
+    if layout.classes is None or layout.label_sep is not None:  # pass 0: inference / delimited item type
+        summary = _summarize_labels(src, batch_size)
+    if layout.label_sep is not None:
+        assert summary is not None
+        src.item_type = "string" if summary.any_strings or summary.count == 0 else "int64"
+    elif layout.multilabel:
+        src.item_type = "int64" if pa.types.is_integer(label_arrow_type(_list_value_type(label_field_type))) \
+            else "string"
+    if layout.multilabel:
+        label_type = pa.int64() if src.item_type == "int64" else pa.string()
+    else:
+        label_type = label_arrow_type(label_field_type)
+    if layout.classes is not None:
+        cls = given_classes_like(layout.classes, label_type, k, src.meta["classes_source"], where.probs)
+    else:
+        assert summary is not None
+        cls, how = summary.classes(k, integers=pa.types.is_integer(label_type))
+        src.meta["classes_source"] = how
+    src.classes = tuple(cls)
+    if labels_are_codes(label_type, src.classes):
+        src.meta["labels_are_codes"] = True
+    return src
+
+
+def _list_value_type(t: pa.DataType) -> pa.DataType:
+    """The item type of a label-set column's lists (int64 for lists of nulls)."""
+    t = decoded_type(t)
+    v = decoded_type(t.value_type if is_list_type(t) else t)
+    return pa.int64() if pa.types.is_null(v) else v
+
+
+def _summarize_labels(src: Source, batch_size: int) -> LabelSummary:
+    """Pass 0 (label and id columns only): the labels, or label-set items, of every batch, summarized."""
+    cols = [src.label_col] + ([src.id_col] if src.id_col and src.id_col != src.label_col else [])
+    summary = LabelSummary()
+    for offset, table in src.tables(batch_size, cols):
+        rows = src._raw_rows(table, offset)
+        if src.multilabel:
+            summary.update(label_set_items(src.schema.label_sets(table), src.where().labels, rows)[0])
+        else:
+            summary.update(src.labels(table, rows))
+    return summary

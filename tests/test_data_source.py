@@ -1,0 +1,96 @@
+"""labelqa.data.source: Parquet/Arrow files and folders as validated batches, with the loader's checks."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import pytest
+
+import labelqa
+from labelqa.data.source import Source, open_source
+from labelqa.errors import LabelqaError
+
+P = np.array([[0.7, 0.3], [0.4, 0.6], [0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], dtype=np.float32)
+
+
+def write(path, labels, probs=P, **extra):
+    pq.write_table(pa.table({"label": labels, "pred_probs": pa.array(list(probs)), **extra}), path)
+    return path
+
+
+def test_engines_keep_importing_the_moved_source():
+    from labelqa.engines import source as old
+
+    assert old.Source is Source and old.open_source is open_source and old.Batch.__module__ == "labelqa.data.source"
+
+
+def test_import_labelqa_does_not_import_the_source_or_pyarrow_dataset():
+    code = "import sys, labelqa; print('labelqa.data.source' in sys.modules, 'pyarrow.dataset' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+def test_source_interface_and_pickling(tmp_path):
+    path = write(tmp_path / "d.parquet", ["b", "a", "a", "b", "a", "b"], key=[f"k{i}" for i in range(6)])
+    src = open_source(path, id_col="key")
+    assert (src.path, src.fmt, src.kind, src.columns, src.task, src.multilabel) == (
+        str(path), "parquet", "column", ["label", "key", "pred_probs"], "multiclass", False)
+    assert (src.classes, src.n_classes, src.n_rows, src.prob_dtype()) == (("a", "b"), 2, 6, np.float32)
+    assert src.meta["classes_source"] == "sorted unique labels"
+    copy = pickle.loads(pickle.dumps(src))
+    (off, t), = list(src.tables(4, ["label"]))[1:]
+    assert (off, t.num_rows, t.column_names) == (4, 2, ["label"])
+    for s in (src, copy):
+        batches = [s.decode(t, off) for off, t in s.tables(4)]
+        assert [b.offset for b in batches] == [0, 4] and batches[1].positions.tolist() == [4, 5]
+        assert np.concatenate([b.labels for b in batches]).tolist() == [1, 0, 0, 1, 0, 1]
+        assert batches[1].ids.tolist() == ["k4", "k5"] and batches[1].probs.dtype == np.float32
+
+
+def test_batches_name_global_rows_and_check_in_the_loaders_order(tmp_path):
+    """A batch holding a null label and a null probability list fails as load() does: probabilities first."""
+    n = 3000
+    rows = [list(P[i % 6]) for i in range(n)]
+    rows[2500] = None
+    labels = [i % 2 for i in range(n)]
+    labels[2400] = None
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"label": labels, "pred_probs": pa.array(rows, pa.list_(pa.float32())),
+                             "id": np.arange(n) + 10}), path)
+    with pytest.raises(LabelqaError) as mem:
+        labelqa.load(path, id_col="id", classes=[0, 1])
+    src = open_source(path, id_col="id", classes=[0, 1])
+    with pytest.raises(LabelqaError) as got:
+        [src.decode(t, off) for off, t in src.tables(1000)]
+    assert str(got.value) == str(mem.value)
+    assert "row 2500 (id 2510)" in str(got.value) and "without probabilities" in str(got.value)
+
+
+def test_renormalize_counts_rows_per_batch(tmp_path):
+    path = write(tmp_path / "d.parquet", [0, 1, 0, 1, 0, 1], probs=P * np.float32(2))
+    src = open_source(path, renormalize=True)
+    batches = [src.decode(t, off, validate=False) for off, t in src.tables(4)]
+    assert [b.renormalized_rows for b in batches] == [4, 2]
+    np.testing.assert_allclose(np.concatenate([b.probs for b in batches]), P, rtol=1e-6)
+
+
+def test_folders_arrow_files_and_their_errors(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    feather.write_feather(pa.table({"label": [0, 1, 1], "pred_probs": pa.array(list(P[:3]))}), folder / "a.arrow")
+    feather.write_feather(pa.table({"label": [0, 0, 1], "pred_probs": pa.array(list(P[3:]))}), folder / "b.arrow")
+    src = open_source(folder)
+    assert (src.fmt, src.n_rows, src.classes) == ("arrow", 6, (0, 1))
+    with pytest.raises(LabelqaError, match=r"^input file not found: .*nope -- check the path"):
+        open_source(tmp_path / "nope")
+    write(tmp_path / "empty.parquet", pa.array([], pa.int64()), probs=np.zeros((0, 2), np.float32))
+    with pytest.raises(LabelqaError, match=r"empty\.parquet: no rows -- the input has no data rows"):
+        open_source(tmp_path / "empty.parquet")
+    with pytest.raises(LabelqaError, match=r"^unknown task 'x'"):
+        open_source(tmp_path / "empty.parquet", task="x")
