@@ -82,8 +82,13 @@ def command(name: str, run: Callable[[opts.Settings], int], doc: str) -> Callabl
     """
     declared = opts.options_for(name)
 
-    def cmd(ctx: typer.Context, **values: Any) -> int:
-        explicit = explicit_params(ctx)
+    positional = [n for n, o in declared.items() if o.positional]
+
+    def cmd(*args: Any, ctx: Any = None, **values: Any) -> int:
+        # typer passes ctx and every parameter by name; a direct call (report(folder, quiet=True)) passes
+        # the arguments it means, positionals in order
+        values.update(zip(positional, args))
+        explicit = explicit_params(ctx) if ctx is not None else set(values)
         given = {k: v for k, v in values.items() if k in explicit}
         config = None
         if "config" in declared:
