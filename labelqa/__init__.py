@@ -14,7 +14,7 @@ from labelqa.data.model import LabelData
 from labelqa.detectors.base import Detector, DetectorResult
 from labelqa.detectors.confident import ConfidentLearning
 from labelqa.errors import LabelqaError
-from labelqa.evaluate import evaluate_detectors
+from labelqa.evaluate_run import evaluate_detectors
 from labelqa.fix import FixResult, apply_fix, fix
 from labelqa.gate import GateResult, check_gate, gate_rules
 from labelqa.report.writers import read_issues

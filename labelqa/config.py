@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labelqa import options as opts
+import labelqa.options as opts
 from labelqa.errors import LabelqaError
 
 __all__ = ["CONFIG_FILE", "LabelqaConfig", "find_config", "load_config"]

@@ -359,7 +359,7 @@ def fix(
             would overwrite the input or an existing file without ``force``.
         TypeError: An unknown keyword argument.
     """
-    from labelqa import options as opts
+    import labelqa.options as opts
     from labelqa.data import read_table
     from labelqa.report.writers import read_issues
     from labelqa.scan import load_options, scan

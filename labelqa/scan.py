@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from labelqa import options as opts
+import labelqa.options as opts
 from labelqa.data.model import LabelData
 from labelqa.detectors.base import Detector
 from labelqa.errors import LabelqaError

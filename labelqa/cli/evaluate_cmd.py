@@ -13,7 +13,8 @@ from labelqa.options import Settings
 
 def run(s: Settings) -> int:
     """Evaluate and print the metrics as ``--format`` says."""
-    from labelqa.evaluate import describe_truth, evaluate_detectors, evaluation_json, render_markdown_table
+    from labelqa.evaluate import describe_truth, evaluation_json, render_markdown_table
+    from labelqa.evaluate_run import evaluate_detectors
     from labelqa.runtime import skip_pyarrow_pandas_probe
 
     fmt = s["format"]

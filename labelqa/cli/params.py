@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from labelqa import options as opts
+import labelqa.options as opts
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool, "path": Path, "names": str, "values": str,
           "ints": str}

@@ -75,7 +75,7 @@ def train_from_file(
         LabelqaError: Bad options or input, or torch missing (nothing is written).
         TypeError: An unknown keyword argument.
     """
-    from labelqa import options as opts
+    import labelqa.options as opts
     from labelqa.train.torch_model import TrainConfig, require_torch
 
     s = opts.resolve("train", given=options, function="train_from_file")
