@@ -14,11 +14,12 @@ from labelqa.data.model import LabelData
 from labelqa.detectors.base import Detector, DetectorResult
 from labelqa.detectors.confident import ConfidentLearning
 from labelqa.errors import LabelqaError
+from labelqa.evaluate_run import evaluate_detectors
 from labelqa.fix import FixResult, apply_fix, fix
 from labelqa.gate import GateResult, check_gate, gate_rules
-from labelqa.report.writers import read_issues, write_report
+from labelqa.report.writers import read_issues
 from labelqa.result import ScanResult
-from labelqa.scan import scan
+from labelqa.scan import scan, write_report
 
 __all__ = [
     "ConfidentLearning",
@@ -32,6 +33,7 @@ __all__ = [
     "__version__",
     "apply_fix",
     "check_gate",
+    "evaluate_detectors",
     "fix",
     "gate_rules",
     "load",

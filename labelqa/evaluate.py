@@ -416,3 +416,4 @@ def fmt_pct(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{100 * value:.2f}%"
+

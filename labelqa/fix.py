@@ -27,9 +27,6 @@ STRATEGIES: tuple[str, ...] = ("relabel", "drop", "flag")
 #: fix_action values.
 KEEP, RELABEL, DROP, FLAG = "keep", "relabel", "drop", "flag"
 
-#: Options of :func:`labelqa.scan` that are not load options.
-_SCAN_ONLY = ("detectors", "params", "primary", "issue_rule", "progress")
-
 _WRITERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
             ".arrow": "arrow", ".feather": "arrow"}
 
@@ -236,9 +233,9 @@ def _apply_multilabel_fix(
     else:
         applied = np.zeros_like(change)
     fixed_sets = given ^ applied
-    from labelqa.result import _class_sets
+    from labelqa.result import class_sets
 
-    fixed = _class_sets(fixed_sets, tuple(classes))
+    fixed = class_sets(fixed_sets, tuple(classes))
     if is_list_type(original.type):
         fixed = fixed.cast(original.type)
     else:
@@ -336,10 +333,8 @@ def fix(
     strategy: Strategy = "relabel",
     min_confidence: float = 0.0,
     force: bool = False,
-    label_col: str = "label",
-    id_col: str | None = None,
-    input_format: str | None = None,
-    **scan_options: Any,
+    progress: Any = None,
+    **options: Any,
 ) -> FixResult:
     """Write a cleaned copy of ``data`` to ``out``.
 
@@ -347,24 +342,32 @@ def fix(
         data: Input file (never modified).
         out: Output file; its suffix picks the format.
         report: A report folder from ``labelqa scan``; without it the data is
-            scanned now (``scan_options`` go to :func:`labelqa.scan`).
+            scanned now with ``options`` (as :func:`labelqa.scan` would, in memory).
         strategy: ``relabel`` (default), ``drop`` or ``flag``.
         min_confidence: Act on a flagged row only when its suggested label's
             probability is at least this; other flagged rows are flagged.
         force: Overwrite an existing output file.
-        label_col: Label column name.
-        id_col: Id column name (default: row positions).
-        input_format: Override the input format detected from the suffix.
+        progress: Optional callback receiving a short message before each step of a scan.
+        **options: The load, detector and run options of :mod:`labelqa.options`
+            (``label_col``, ``id_col``, ``input_format``, ``label_sep``, ``filter_by``...).
 
     Raises:
         LabelqaError: On bad options, a mismatched report, or an output that
             would overwrite the input or an existing file without ``force``.
+        TypeError: An unknown keyword argument.
     """
+    import labelqa.options as opts
     from labelqa.data import read_table
-    from labelqa.report.writers import read_issues
-    from labelqa.scan import scan
+    from labelqa.report.folder import read_issues
+    from labelqa.scan import load_options, scan
 
-    src, dest = Path(data), Path(out)
+    own = opts.resolve("fix", given={"out": out, "report": report, "strategy": strategy,
+                                     "min_confidence": min_confidence, "force": force}, function="fix",
+                       groups=("output", "fix"))
+    settings = opts.resolve("fix", given=options, function="fix", groups=opts.SCAN_GROUPS)
+    src, dest = Path(data), own["out"]
+    strategy, min_confidence, force = own["strategy"], own["min_confidence"], own["force"]
+    label_col, id_col, input_format = settings["label_col"], settings["id_col"], settings["input_format"]
     if dest.exists() and src.exists() and dest.resolve() == src.resolve():
         raise LabelqaError(f"--out {dest} is the input file", "labelqa never writes over its input: choose another path")
     if dest.exists() and not force:
@@ -373,23 +376,21 @@ def fix(
         raise LabelqaError(
             f"cannot tell the output format of {dest}", f"use one of the suffixes {', '.join(sorted(_WRITERS))}"
         )
-    plan_actions(np.zeros(0, bool), np.zeros(0), strategy=strategy, min_confidence=min_confidence)  # validate early
-    load_options = {k: v for k, v in scan_options.items() if k not in _SCAN_ONLY}
     data_arrays: dict[str, Any] = {}
-    if report is not None:
-        issues = read_issues(report)
+    if own["report"] is not None:
+        issues = read_issues(own["report"])
         if is_list_type(issues.schema.field("given_label").type) and min_confidence > 0:
             from labelqa.data import load
 
-            loaded = load(src, label_col=label_col, id_col=id_col, input_format=input_format, **load_options)
+            loaded = load(src, **load_options(settings.select("load")))
             data_arrays = {"pred_probs": loaded.pred_probs, "classes": loaded.classes}
     else:
-        result = scan(src, label_col=label_col, id_col=id_col, input_format=input_format, **scan_options)
+        result = scan(src, progress=progress, engine="memory", **settings.select())
         issues = result.issues_table()
         if result.multilabel:
             data_arrays = {"pred_probs": result.data.pred_probs, "classes": result.data.classes}
     table = read_table(src, input_format=input_format)
     fixed = apply_fix(table, issues, label_col=label_col, id_col=id_col, strategy=strategy,
-                      min_confidence=min_confidence, label_sep=load_options.get("label_sep"), **data_arrays)
+                      min_confidence=min_confidence, label_sep=settings["label_sep"], **data_arrays)
     write_table(fixed.table, dest)
     return FixResult(table=fixed.table, actions=fixed.actions, out=dest)

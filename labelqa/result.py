@@ -45,6 +45,8 @@ __all__ = [
     "RowTotals",
     "ScanResult",
     "build_issues_table",
+    "class_array",
+    "class_sets",
     "rank_rows",
     "summarize",
 ]
@@ -307,11 +309,11 @@ class _Rows:
         data = self.data
         suggested, conf = self.suggestion()
         if self.multilabel:
-            given = _class_sets(data.labels, data.classes)
-            suggested_col = _class_sets(suggested, data.classes)
+            given = class_sets(data.labels, data.classes)
+            suggested_col = class_sets(suggested, data.classes)
         else:
-            given = _class_array(data.labels, data.classes)
-            suggested_col = _class_array(suggested, data.classes)
+            given = class_array(data.labels, data.classes)
+            suggested_col = class_array(suggested, data.classes)
         columns: dict[str, pa.Array | None] = {
             "id": pa.array(data.ids),
             "given_label": given,
@@ -329,7 +331,7 @@ class _Rows:
             for key in _CLASS_SET_EXTRAS:
                 mats = [r.extra[key] for r in self.results.values() if key in r.extra]
                 if mats:
-                    columns[key] = _class_sets(np.logical_or.reduce(mats) & flags[:, None], data.classes)
+                    columns[key] = class_sets(np.logical_or.reduce(mats) & flags[:, None], data.classes)
             columns["suggested_labels"] = suggested_col
         for name, res in self.results.items():
             columns[f"{name}_score"] = pa.array(np.asarray(res.scores, dtype=np.float64))
@@ -375,7 +377,7 @@ class _Rows:
         return scatter_text(joined, idx, self.data.n_rows)
 
 
-def _class_array(codes: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
+def class_array(codes: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
     """Class values for integer codes, as Arrow ints or strings like the label column."""
     codes = np.asarray(codes, dtype=np.int64)
     if classes and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes):
@@ -383,13 +385,13 @@ def _class_array(codes: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
     return pa.array(np.asarray([str(c) for c in classes])[codes], type=pa.string())
 
 
-def _class_sets(matrix: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
+def class_sets(matrix: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
     """Rows of an N x K bool matrix as lists of class values (vectorised)."""
     matrix = np.asarray(matrix, dtype=bool)
     rows, cols = np.nonzero(matrix)
     offsets = np.zeros(matrix.shape[0] + 1, dtype=np.int32)
     np.cumsum(np.bincount(rows, minlength=matrix.shape[0]), out=offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(offsets), _class_array(cols, classes))
+    return pa.ListArray.from_arrays(pa.array(offsets), class_array(cols, classes))
 
 
 # --------------------------------------------------------------------------- the result

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
-
 import pytest
+import typer
 
-from labelqa.config import LabelqaConfig, apply_config, explicit_params, find_config, load_config, merge_cli
+from labelqa import options
+from labelqa.cli.params import explicit_params
+from labelqa.config import LabelqaConfig, find_config, load_config
 from labelqa.errors import LabelqaError
 
 
@@ -25,8 +25,8 @@ def test_pyproject_tool_table(tmp_path):
     )
     cfg = load_config(cwd=tmp_path)
     assert cfg.path == tmp_path / "pyproject.toml"
-    assert cfg.section("scan") == {"detectors": "cl,nrg", "filter_by": "both", "out": tmp_path / "reports/lq"}
-    assert cfg.section("gate") == {"max_issue_rate": 0.0, "max_issues": 10, "gate_detectors": "cl"}
+    assert cfg.section("scan") == {"detectors": ["cl", "nrg"], "filter_by": "both", "out": tmp_path / "reports/lq"}
+    assert cfg.section("gate") == {"max_issue_rate": 0.0, "max_issues": 10, "gate_detectors": ["cl"]}
     assert isinstance(cfg.section("gate")["max_issue_rate"], float)
     assert cfg.section("evaluate") == {}
 
@@ -42,7 +42,7 @@ def test_explicit_path(tmp_path):
     other.parent.mkdir()
     other.write_text("[scan]\nclasses_file = 'classes.txt'\nnum_to_remove_per_class = [1, 0, 2]\n")
     cfg = load_config(other, cwd=tmp_path)
-    assert cfg.section("scan") == {"classes_file": tmp_path / "ci" / "classes.txt", "num_to_remove_per_class": "1,0,2"}
+    assert cfg.section("scan") == {"classes_file": tmp_path / "ci" / "classes.txt", "num_to_remove_per_class": [1, 0, 2]}
     with pytest.raises(LabelqaError, match="not found"):
         load_config(tmp_path / "missing.toml")
     bare = tmp_path / "sub" / "pyproject.toml"
@@ -57,8 +57,14 @@ def test_explicit_path(tmp_path):
     [
         ("[gate]\nmax_rate = 0.1\n", "unknown key 'max_rate' in \\[gate\\]"),
         ("[report]\nx = 1\n", "unknown key report"),
-        ("[gate]\nmax_issue_rate = 'high'\n", "should be a number"),
-        ("[gate]\nmax_issues = 1.5\n", "should be an integer"),
+        ("[gate]\nmax_issue_rate = 'high'\n", r"\[gate\] max_issue_rate must be a number, got 'high'"),
+        ("[gate]\nmax_issues = 1.5\n", "must be an integer"),
+        ("[gate]\nmax_issue_rate = 1.5\n", "must be a fraction between 0 and 1, got 1.5"),
+        ("[scan]\nfrac-noise = -1\n", r"\[scan\] frac-noise must be a number in \[0, 1\], got -1"),
+        ("[scan]\nfilter_by = 'magic'\n", "filter_by must be one of prune_by_noise_rate"),
+        ("[scan]\nnrg_lambda = -0.1\n", "nrg_lambda must be a number >= 0"),
+        ("[scan]\nstrategy = 'drop'\n", "unknown key 'strategy' in \\[scan\\] -- known keys: adjust_pred_probs"),
+        ("[fix]\nfilter_by = 'both'\n", "unknown key 'filter_by' in \\[fix\\]"),
         ("[scan]\nrenormalize = 1\n", "true or false"),
         ("[scan]\ndetectors = []\n", "non-empty list"),
         ("[scan]\nnum_to_remove_per_class = ['a']\n", "list of integers"),
@@ -81,46 +87,58 @@ def test_unknown_key_in_pyproject_is_named_with_prefix(tmp_path):
         load_config(cwd=tmp_path)
 
 
-class Fmt(str, Enum):
-    human = "human"
-    json = "json"
+def test_every_table_key_comes_from_the_declarations(tmp_path):
+    """The keys of each table are exactly the options the commands reading it take (formerly 8 scan options
+    such as nrg_lambda were missing)."""
+    keys = options.config_keys()
+    assert {"nrg_lambda", "nrg_edge_cutoff", "nrg_backend", "nrg_index", "engine", "batch_size", "scheduler",
+            "combine_models"} <= set(keys["scan"])
+    assert set(keys["gate"]) == {o.name for o in options.OPTIONS.values() if o.group == "gate"}
+    assert set(keys["fix"]) == {"report", "strategy", "min_confidence", "force"}  # fix's --out is required
+    assert "train_batch_size" in keys["train"] and "batch_size" not in keys["train"]
+    (tmp_path / "labelqa.toml").write_text("[scan]\nnrg_lambda = 0.1\nnrg-index = 'brute'\n[train]\nepochs = 3\n")
+    cfg = load_config(cwd=tmp_path)
+    assert cfg.section("scan") == {"nrg_lambda": 0.1, "nrg_index": "brute"}
+    assert cfg.section("train") == {"epochs": 3}
 
 
-def test_merge_cli_with_explicit_sources():
-    cli = {"filter_by": "both", "top": 10, "output_format": Fmt.human, "out": Path("a")}
-    config = {"filter_by": "prune_by_class", "top": 5, "format": "json", "out": "b", "unused": 1}
-    merged = merge_cli(config, cli, explicit={"filter_by"})
-    assert merged == {"filter_by": "both", "top": 5, "output_format": Fmt.json, "out": Path("b")}
-    with pytest.raises(LabelqaError, match="format = 'xml'"):
-        merge_cli({"format": "xml"}, cli, explicit=set())
+def test_tables_apply_to_their_commands(tmp_path):
+    (tmp_path / "labelqa.toml").write_text(
+        "[scan]\nfilter_by = 'both'\ntop = 3\nformat = 'json'\nengine = 'memory'\n"
+        "[gate]\nmax_issues = 5\n[fix]\nstrategy = 'drop'\n[evaluate]\nformat = 'markdown'\n"
+        "[train]\nlabel_col = 'y'\n")
+    cfg = load_config(cwd=tmp_path)
+    scan = options.resolve("scan", config=cfg)
+    assert (scan["filter_by"], scan["top"], scan["format"], scan["max_issues"]) == ("both", 3, "json", 5)
+    fix = options.resolve("fix", config=cfg)
+    assert (fix["filter_by"], fix["strategy"]) == ("both", "drop") and "top" not in fix and "engine" not in fix
+    evaluate = options.resolve("evaluate", config=cfg)
+    assert (evaluate["filter_by"], evaluate["format"]) == ("both", "markdown")  # not [scan] format
+    train = options.resolve("train", config=cfg)
+    assert train["label_col"] == "y" and options.resolve("scan", config=cfg)["label_col"] == "label"
+    flagged = options.resolve("scan", given={"filter_by": "prune_by_class"}, config=cfg, source=options.FLAG)
+    assert flagged["filter_by"] == "prune_by_class" and flagged.sources["top"].kind == "config"
+    assert flagged.name("filter_by") == "--filter-by" and flagged.name("top").endswith("[scan] top")
 
 
-def test_merge_cli_by_defaults():
-    defaults = {"filter_by": "prune_by_noise_rate", "top": 10}
-    cli = {"filter_by": "prune_by_noise_rate", "top": 3}
-    merged = merge_cli({"filter_by": "both", "top": 7}, cli, defaults)
-    assert merged == {"filter_by": "both", "top": 3}  # the default value yields, the changed one wins
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    sub = tmp_path / "ci"
+    sub.mkdir()
+    (sub / "lq.toml").write_text("[scan]\npred_probs = ['a.npy', '/abs/b.npy']\nembeddings = 'e.npy'\n"
+                                 "[fix]\nreport = 'rep'\n")
+    cfg = load_config(sub / "lq.toml")
+    assert cfg.section("scan") == {"pred_probs": [sub / "a.npy", options.Path("/abs/b.npy")],
+                                   "embeddings": sub / "e.npy"}
+    assert cfg.section("fix") == {"report": sub / "rep"}
 
 
-def test_explicit_params_outside_a_command(tmp_path, monkeypatch):
-    assert explicit_params() is None
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "labelqa.toml").write_text("[scan]\ntop = 4\nfilter_by = 'both'\n")
-    values, cfg = apply_config({"top": 10, "filter_by": "x"}, None, ["scan"])
-    assert values == {"top": 10, "filter_by": "x"}  # outside click with no defaults: given values win
-    values, _ = apply_config({"top": 10, "filter_by": "x"}, None, ["scan"], defaults={"top": 10, "filter_by": "y"})
-    assert values == {"top": 4, "filter_by": "x"}
-
-
-def test_explicit_params_inside_a_typer_command(tmp_path, monkeypatch):
-    import typer
-
+def test_explicit_params_inside_a_typer_command():
     seen = {}
     app = typer.Typer()
 
     @app.command()
-    def cmd(top: int = 10, name: str = "a", flag: bool = False) -> None:
-        seen["explicit"] = explicit_params()
+    def cmd(ctx: typer.Context, top: int = 10, name: str = "a", flag: bool = False) -> None:
+        seen["explicit"] = explicit_params(ctx)
 
     @app.callback()
     def _root() -> None:

@@ -200,7 +200,9 @@ def test_float64_string_labels_ids_and_metadata_classes(tmp_path):
     write_report(result, tmp_path / "mem")
     got, got_sum, _ = stream_report(path, tmp_path / "str", **kw)
     assert_same(pq.read_table(tmp_path / "mem" / "issues.parquet"), got)
-    assert got_sum == json.loads((tmp_path / "mem" / "summary.json").read_text())
+    mem_sum = json.loads((tmp_path / "mem" / "summary.json").read_text())
+    assert mem_sum.pop("gate")["passed"]  # labelqa.scan decides the gate; the raw engine does not judge
+    assert got_sum == mem_sum
 
 
 def test_prob_columns_and_inferred_classes(tmp_path):

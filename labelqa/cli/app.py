@@ -12,9 +12,8 @@ import traceback
 import typer
 
 from labelqa._version import __version__
+from labelqa.cli.console import EXIT_OK, EXIT_USAGE, error_line
 from labelqa.errors import LabelqaError
-
-EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     name="labelqa",
@@ -52,11 +51,6 @@ def _register() -> None:
 
 
 _register()
-
-
-def error_line(message: str) -> None:
-    """Print one error line to stderr."""
-    typer.echo(f"labelqa: error: {message}", err=True)
 
 
 def _click_exception_type() -> type[Exception]:

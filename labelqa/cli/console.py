@@ -1,8 +1,10 @@
-"""Consoles: results to stdout, progress and logs to stderr.
+"""Consoles: results to stdout, progress, logs and errors to stderr; the exit codes.
 
 Progress is a transient spinner when stderr is a terminal and silent
 otherwise (CI logs keep only results and errors); ``--verbose`` prints timed
 log lines instead.
+
+Exit codes: 0 passed, 1 quality gate failed, 2 usage or input error.
 """
 
 from __future__ import annotations
@@ -12,9 +14,19 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+#: Exit codes of every command.
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+
 if TYPE_CHECKING:  # rich is imported when something is shown (~30 ms saved on quiet runs)
     from rich.console import Console
     from rich.status import Status
+
+
+def error_line(message: str) -> None:
+    """Print one error line to stderr: ``labelqa: error: ...``."""
+    import typer
+
+    typer.echo(f"labelqa: error: {message}", err=True)
 
 
 def stdout_console() -> Console:

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
-from labelqa.cli import options as o
+from labelqa.cli.console import EXIT_OK
+from labelqa.cli.params import command
+from labelqa.options import Settings
 
 
-def report(
-    report_dir: Annotated[
-        Path,
-        typer.Argument(help="Report folder written by `labelqa scan` (holds summary.json and issues.parquet).",
-                       show_default=False, metavar="REPORT_DIR"),
-    ],
-    quiet: o.Quiet = False,
-) -> int:
-    """Rebuild REPORT_DIR/report.html, the self-contained HTML report, from summary.json and issues.parquet."""
+def run(s: Settings) -> int:
+    """Rebuild report.html and say where it is."""
     from labelqa.report.html import write_html
 
-    path = write_html(report_dir)
-    if not quiet:
+    path = write_html(s["report_dir"])
+    if not s["quiet"]:
         typer.echo(f"Wrote {path}")  # plain: a long path must stay on one line for scripts
-    return 0
+    return EXIT_OK
+
+
+report = command("report", run, "Rebuild REPORT_DIR/report.html, the self-contained HTML report, from summary.json "
+                 "and issues.parquet.")
