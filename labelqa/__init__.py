@@ -17,7 +17,7 @@ from labelqa.errors import LabelqaError
 from labelqa.evaluate_run import evaluate_detectors
 from labelqa.fix import FixResult, apply_fix, fix
 from labelqa.gate import GateResult, check_gate, gate_rules
-from labelqa.report.writers import read_issues
+from labelqa.report.folder import read_issues
 from labelqa.result import ScanResult
 from labelqa.scan import scan, write_report
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from labelqa.errors import LabelqaError
-from labelqa.result import ScanResult
+from labelqa.result import RowTotals, ScanResult
 
 #: The figures ``noise_rate_bound`` can compare with ``max_noise_rate``.
 NOISE_RATE_BOUNDS = ("point", "lower", "upper")
@@ -146,31 +146,11 @@ def gate_rules(
     return rules
 
 
-def counted_flags(result: ScanResult, detectors: Sequence[str] | None = None) -> np.ndarray:
-    """The rows the gate counts as flagged: the union of ``detectors``' flags, or the ensemble's.
-
-    Raises:
-        LabelqaError: A named detector did not run in this scan.
-    """
-    if not detectors:
-        return np.asarray(result.is_label_issue, dtype=bool)
-    missing = [d for d in detectors if d not in result.results]
-    if missing:
-        raise LabelqaError(
-            f"gate detector {', '.join(map(repr, missing))} did not run in this scan "
-            f"(ran: {', '.join(result.results)})",
-            "fix --gate-detectors / gate_detectors, or run the detector with --detectors",
-        )
-    flags = np.zeros(result.data.n_rows, dtype=bool)
-    for name in detectors:
-        flags |= np.asarray(result.results[name].issues, dtype=bool)
-    return flags
-
-
 def _noise_source(result: ScanResult) -> tuple[str, dict[str, Any]]:
-    ordered = [result.primary] + [n for n in result.results if n != result.primary]
+    outcomes = result.outcomes
+    ordered = [result.primary] + [n for n in outcomes if n != result.primary]
     for name in ordered:
-        summary = result.results[name].summary
+        summary = outcomes[name].summary
         if summary.get("estimated_noise_rate") is not None:
             return name, summary
     raise LabelqaError(
@@ -184,7 +164,7 @@ def noise_rate_figure(result: ScanResult, bound: str = "point") -> tuple[float, 
 
     Uses the detector summary's ``estimated_noise_rate_interval`` when present,
     else computes the interval from its ``confident_joint`` and class counts
-    (:func:`labelqa.noise_interval.noise_rate_interval`, seed 0).
+    (:func:`labelqa.stats.noise_interval.noise_rate_interval`, seed 0).
     """
     name, summary = _noise_source(result)
     point = float(summary["estimated_noise_rate"])
@@ -192,7 +172,7 @@ def noise_rate_figure(result: ScanResult, bound: str = "point") -> tuple[float, 
         return point, name
     interval = summary.get("estimated_noise_rate_interval")
     if interval is None:
-        from labelqa.noise_interval import noise_rate_interval
+        from labelqa.stats.noise_interval import noise_rate_interval
 
         joint = np.asarray(summary.get("confident_joint", []))
         per_class = summary.get("per_class") or []
@@ -205,32 +185,22 @@ def noise_rate_figure(result: ScanResult, bound: str = "point") -> tuple[float, 
     return (low if bound == "lower" else high), name
 
 
-def _class_rates(result: ScanResult, flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    data = result.data
-    if data.task == "multilabel":
-        counts = np.count_nonzero(data.labels, axis=0)
-        issues = np.count_nonzero(data.labels[flags], axis=0)
-    else:
-        counts = data.class_counts()
-        issues = np.bincount(data.labels[flags], minlength=data.n_classes)
-    rates = np.divide(issues, counts, out=np.zeros(counts.size), where=counts > 0)
-    return rates, issues
-
-
 @dataclass(frozen=True)
 class _Figures:
-    """What the gate rules look at, whichever engine produced the scan."""
+    """What the gate rules look at: row totals of the counted flags, and the noise figure."""
 
-    n_rows: int
-    n_flagged: int
+    totals: RowTotals
     class_names: list[str]
-    class_rates: np.ndarray
-    class_issues: np.ndarray
     noise: Callable[[str], tuple[float, str]]
 
 
 def check_gate(result: ScanResult, rules: dict[str, Any] | None = None) -> GateResult:
-    """Check a scan against gate rules from :func:`gate_rules`.
+    """Check a scan (any engine's) against gate rules from :func:`gate_rules`.
+
+    The rules look only at row totals (rows, flagged rows, per-class issue
+    rates: those of the combined flags, or of the rows any of
+    ``gate_detectors`` flagged) and at the detectors' summaries, so nothing
+    needs to be written first.
 
     Args:
         result: The scan to check.
@@ -246,49 +216,15 @@ def check_gate(result: ScanResult, rules: dict[str, Any] | None = None) -> GateR
     rules = dict(rules or {})
     if not any(rules.get(r) is not None for r in RULES):
         return GateResult(True, "no gate rule set", rules)
-    flags = counted_flags(result, rules.get("gate_detectors"))
-    rates, issues = _class_rates(result, flags)
-    figures = _Figures(result.data.n_rows, int(np.count_nonzero(flags)), result.data.class_names, rates, issues,
-                       lambda bound: noise_rate_figure(result, bound))
-    return _judge(figures, rules)
-
-
-def check_summary_gate(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> GateResult:
-    """Check gate rules against a summary.json dict (e.g. of the stream or Dask engine).
-
-    ``gate_detectors`` may only name the detectors the summary lists.
-    """
-    rules = dict(rules or {})
-    if not any(rules.get(r) is not None for r in RULES):
-        return GateResult(True, "no gate rule set", rules)
-    ran = summary.get("detectors_run") or list(summary.get("detectors") or {})
-    missing = [d for d in rules.get("gate_detectors") or () if d not in ran]
-    if missing:
-        raise LabelqaError(f"gate detector {', '.join(map(repr, missing))} did not run in this scan "
-                           f"(ran: {', '.join(ran)})", "fix --gate-detectors / gate_detectors")
-    per_class = summary.get("per_class") or []
-    rates = np.asarray([row["issue_rate"] for row in per_class], dtype=np.float64)
-    issues = np.asarray([row["issues"] for row in per_class], dtype=np.int64)
-
-    def noise(bound: str) -> tuple[float, str]:
-        point = summary.get("estimated_noise_rate")
-        interval = summary.get("estimated_noise_rate_interval")
-        source = str(summary.get("primary_detector"))
-        if point is None or (bound != "point" and interval is None):
-            raise LabelqaError("--max-noise-rate needs an estimated noise rate (and its interval for a bound), "
-                               "which this scan does not report", "drop max_noise_rate or use the point estimate")
-        value = float(point) if bound == "point" else float(interval[0] if bound == "lower" else interval[1])
-        return value, source
-
-    figures = _Figures(int(summary["rows"]), int(summary["issues_found"]), [r["class"] for r in per_class], rates,
-                       issues, noise)
+    totals = result.totals_for(rules.get("gate_detectors"))
+    figures = _Figures(totals, [str(c) for c in result.classes], lambda bound: noise_rate_figure(result, bound))
     return _judge(figures, rules)
 
 
 def _judge(fig: _Figures, rules: dict[str, Any]) -> GateResult:
     detectors = rules.get("gate_detectors")
     whose = f" (rows flagged by {', '.join(detectors)})" if detectors else ""
-    n_rows, n_flagged = fig.n_rows, fig.n_flagged
+    n_rows, n_flagged = fig.totals.n_rows, fig.totals.n_flagged
     checks: list[dict[str, Any]] = []
     def check(rule: str, value: float, limit: float, ok: bool, message: str, **extra: Any) -> None:
         checks.append({"rule": rule, "value": value, "limit": limit, "passed": ok, "message": message, **extra})
@@ -308,7 +244,7 @@ def _judge(fig: _Figures, rules: dict[str, Any]) -> GateResult:
               f"{n_flagged:,} issue{'' if one else 's'}{whose} {verb} the maximum {limit:,}")
     limit = rules.get("max_class_issue_rate")
     if limit is not None:
-        rates, issues, names = fig.class_rates, fig.class_issues, fig.class_names
+        rates, issues, names = fig.totals.class_rates, fig.totals.class_issues, fig.class_names
         bad = [int(c) for c in np.argsort(-rates, kind="stable") if rates[c] > limit]
         worst = int(np.argmax(rates)) if rates.size else 0
         if bad:

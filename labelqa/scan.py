@@ -2,16 +2,16 @@
 
 * :func:`scan` is the public entry: every load, detector, run, engine and
   gate option of :mod:`labelqa.options` as a flat keyword argument; it picks
-  the engine and decides the gate before anything is written.
-* :func:`write_report` writes a scan's report files; :func:`top_issues`
-  gives the best-ranked rows to show. Both work whichever engine ran.
+  the engine (:mod:`labelqa.run.engine`), runs the detectors through the
+  driver (:mod:`labelqa.run.driver`) and decides the gate before anything is
+  written. The result is the same :class:`~labelqa.result.ScanResult` for
+  every engine.
 * :func:`run_detectors` is the in-memory step on loaded data (no engine
   choice, no gate), which :func:`labelqa.evaluate_detectors` also uses.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 from collections.abc import Callable, Sequence
@@ -21,97 +21,28 @@ from typing import Any
 import labelqa.options as opts
 from labelqa.data.model import LabelData
 from labelqa.detectors.base import Detector
+from labelqa.detectors.registry import DETECTORS, make_detector
 from labelqa.errors import LabelqaError
-from labelqa.gate import GateResult
+from labelqa.report.writers import write_report
 from labelqa.result import ScanResult
+
+__all__ = ["DETECTORS", "available_detectors", "detector_params", "load_options", "run_detectors", "scan",
+           "top_issues", "write_report"]
 
 #: Callback for progress messages: ``progress("running detector cl")``.
 Progress = Callable[[str], None]
 
 
-#: Detector names a user can ask for, and what each needs.
-DETECTORS = {
-    "cl": "confident learning (labels + predicted probabilities)",
-    "aum": "area under the margin (per-epoch training logits: --logits-by-epoch)",
-    "nrg": "neural relation graph (embeddings: --embeddings-col / --embeddings)",
-}
-
-#: Detector fields still spelled the old way (the detectors are being renamed to the option names):
-#: option name -> field name. :func:`make_detector` uses the option name when the detector has it.
-FIELD_WAS = {
-    "ema_alpha": "alpha", "softmin_temperature": "temperature", "aum_cutoff": "cutoff",
-    "aum_percentile": "percentile", "nrg_mode": "mode", "nrg_kernel": "kernel", "nrg_power": "power",
-    "nrg_k": "k_neighbors", "nrg_edge_cutoff": "edge_cutoff", "nrg_lambda": "lam", "nrg_backend": "backend",
-    "nrg_index": "index",
-}
-
-
-#: load() arguments still spelled the old way: option name -> argument name.
-LOAD_WAS = {"pred_probs": "pred_probs_file", "embeddings": "embeddings_file"}
-
-
 def available_detectors(data: LabelData) -> list[str]:
     """Names of the detectors the data has inputs for, in run order."""
-    names = ["cl"]
-    if data.task == "multiclass" and data.logits_by_epoch is not None:
-        names.append("aum")
-    if data.task == "multiclass" and data.embeddings is not None:
-        names.append("nrg")
-    return names
+    from labelqa.detectors.registry import available_detectors as available
+
+    return available(data.task, dynamics=data.logits_by_epoch is not None, embeddings=data.embeddings is not None)
 
 
-def make_detector(name: str, data: LabelData, params: dict[str, Any] | None = None) -> Detector:
-    """Build detector ``name`` for ``data`` with keyword ``params`` (option names or field names).
-
-    ``cl`` is the multi-label confident-learning detector on multi-label data.
-
-    Raises:
-        LabelqaError: For an unknown name, or a detector the data cannot feed.
-    """
-    params = dict(params or {})
-    if name == "cl":
-        if data.task == "multilabel":
-            from labelqa.detectors.multilabel import MultilabelConfidentLearning
-
-            return _build(MultilabelConfidentLearning, params, "multi-label data")
-        from labelqa.detectors.confident import ConfidentLearning
-
-        return _build(ConfidentLearning, params, "multiclass data")
-    if name == "aum":
-        if data.task == "multilabel":
-            raise LabelqaError("AUM is not defined for multi-label data", "drop aum from --detectors")
-        if data.logits_by_epoch is None:
-            raise LabelqaError("the aum detector needs training dynamics", "pass --logits-by-epoch PATH")
-        from labelqa.detectors.aum import AreaUnderMargin
-
-        return _build(AreaUnderMargin, params, "the aum detector")
-    if name == "nrg":
-        if data.task == "multilabel":
-            raise LabelqaError("the nrg detector is not defined for multi-label data", "drop nrg from --detectors")
-        if data.embeddings is None:
-            raise LabelqaError("the nrg detector needs embeddings", "pass --embeddings-col COLUMN or --embeddings FILE")
-        from labelqa.detectors.nrg import NeuralRelationGraph
-
-        return _build(NeuralRelationGraph, params, "the nrg detector")
-    raise LabelqaError(f"unknown detector {name!r}", f"choose from {', '.join(DETECTORS)}")
-
-
-def _build(cls: type, params: dict[str, Any], what: str) -> Detector:
-    fields = {f.name for f in dataclasses.fields(cls)}
-    params = {FIELD_WAS[k] if k not in fields and FIELD_WAS.get(k) in fields else k: v for k, v in params.items()}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        raise LabelqaError(
-            f"option {', '.join(unknown)} does not apply to {what}",
-            f"{cls.__name__} takes {', '.join(sorted(fields))}",
-        )
-    return cls(**params)
-
-
-def default_detectors(data: LabelData, params: dict[str, dict[str, Any]] | None = None) -> list[Detector]:
-    """The detectors a scan runs when none are given: every one the data has inputs for."""
-    params = params or {}
-    return [make_detector(name, data, params.get(name)) for name in available_detectors(data)]
+def _detector(name: str, data: LabelData, params: dict[str, Any] | None) -> Detector:
+    return make_detector(name, data.task, params, dynamics=data.logits_by_epoch is not None,
+                         embeddings=data.embeddings is not None)
 
 
 def detector_params(settings: dict[str, Any], name: str, command: str = "scan") -> dict[str, Any]:
@@ -150,26 +81,12 @@ def run_detectors(
         issue_rule: How flags combine when several detectors run.
         progress: Optional callback receiving a short message before each step.
     """
+    from labelqa.run.driver import scan_memory
+
     params = params or {}
-    if detectors is None:
-        dets = default_detectors(data, params)
-    else:
-        dets = [make_detector(d, data, params.get(d)) if isinstance(d, str) else d for d in detectors]
-    if not dets:
-        raise LabelqaError("no detectors to run", "pass at least one detector")
-    results = {}
-    for det in dets:
-        if det.name in results:
-            raise LabelqaError(f"detector {det.name!r} given twice", "pass each detector once")
-        if progress:
-            progress(f"running detector {det.name}")
-        results[det.name] = det.detect(data)
-    primary = primary or dets[0].name
-    if primary not in results:
-        raise LabelqaError(f"primary detector {primary!r} did not run", f"choose one of {sorted(results)}")
-    options = {"detectors": {d.name: d.get_params() for d in dets}}
-    options.update(data.meta)
-    return JudgedScan(data=data, results=results, primary=primary, issue_rule=issue_rule, options=options)
+    names = available_detectors(data) if detectors is None else detectors
+    dets = [_detector(d, data, params.get(d)) if isinstance(d, str) else d for d in names]
+    return scan_memory(data, dets, primary=primary, issue_rule=issue_rule, progress=progress)
 
 
 def scan(
@@ -221,8 +138,8 @@ def scan(
         if given_load:
             raise LabelqaError(f"load options {sorted(given_load)} given, but data is already loaded")
     judge = not lower_level or any(settings.changed(n) for n in settings.select("gate", api=True))
-    return _run_with_current_engines(data, settings, progress, judge=judge,
-                                     objects=list(detectors) if objects else None, params=params, primary=primary)
+    return _run(data, settings, progress, judge=judge, objects=list(detectors) if objects else None, params=params,
+                primary=primary)
 
 
 _SCAN_PARAMS = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o.default)
@@ -235,12 +152,8 @@ scan.__signature__ = inspect.signature(scan).replace(  # type: ignore[attr-defin
 def load_options(settings: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of :func:`labelqa.load` from resolved load options.
 
-    A repeatable option given once is passed as one value; ``pred_probs`` and ``embeddings`` go by
-    the names ``load`` has (``pred_probs_file``/``embeddings_file`` until the loader takes the option names).
+    A repeatable option given once is passed as one value.
     """
-    from labelqa.data import load
-
-    takes = inspect.signature(load).parameters
     out = {}
     for name, value in settings.items():
         if opts.OPTIONS[name].group != "load" or opts.OPTIONS[name].positional:
@@ -249,94 +162,48 @@ def load_options(settings: dict[str, Any]) -> dict[str, Any]:
             value = value[0] if len(value) == 1 else value
         if value is None and name == "pred_probs_col":
             continue  # the loader's default: pred_probs, else prob_<class> columns
-        out[name if name in takes else LOAD_WAS[name]] = value
+        out[name] = value
     return out
 
 
-class JudgedScan(ScanResult):
-    """An in-memory :class:`~labelqa.result.ScanResult` with the quality gate decided.
-
-    Attributes:
-        gate: The gate outcome (``None`` for the lower-level forms when no gate option was given);
-            :meth:`summary` includes it under ``gate``.
-    """
-
-    gate: GateResult | None = None
-
-    def summary(self) -> dict[str, Any]:
-        """The dataset summary with ``gate`` when decided (computed once: treat nested values as read-only)."""
-        base = self.__dict__.get("_base_summary")
-        if base is None:
-            base = self.__dict__["_base_summary"] = ScanResult.summary(self)
-        out = dict(base)
-        if self.gate is not None:
-            out["gate"] = self.gate.as_dict()
-        return out
+def top_issues(result: ScanResult, n: int) -> Any:
+    """The ``n`` best-ranked flagged rows of a scan (any engine's), in rank order."""
+    return result.top_issues(n)
 
 
-def write_report(result: Any, out_dir: str | os.PathLike[str], **kwargs: Any) -> list[Path]:
-    """Write the report files of a scan (any engine's) into ``out_dir`` atomically.
-
-    Keyword arguments (``csv``, ``evaluation``, ``summary``) go to
-    :func:`labelqa.report.writers.write_report` for an in-memory scan.
-    """
-    if isinstance(result, _OutOfCoreScan):
-        if kwargs:
-            raise LabelqaError(f"{', '.join(sorted(kwargs))}: only for an in-memory scan")
-        return result.publish(Path(out_dir))
-    from labelqa.report.writers import write_report as write
-
-    return write(result, out_dir, **kwargs)
-
-
-def top_issues(result: Any, n: int) -> Any:
-    """An issues table holding at least the ``n`` best-ranked flagged rows of a scan (any engine's).
-
-    In memory this is the whole issues table (row positions are input positions); after an
-    out-of-core scan, the rows of issues.parquet ranked ``<= n``, read with a filter.
-    """
-    if isinstance(result, _OutOfCoreScan):
-        return result.read_top(n)
-    return result.issues_table()
-
-
-# =========================================================================== ADAPTER (to be replaced)
-# Everything below runs a scan on TODAY's engines: the in-memory pipeline above, and
-# labelqa.engines.stream.scan_stream / labelqa.engines.dask_engine.scan_dask, which write their report
-# files themselves. The core's one driver (labelqa/run) replaces _run_with_current_engines and
-# _OutOfCoreScan; scan(), write_report() and top_issues() keep their contracts.
-
-
-def _run_with_current_engines(data: Any, settings: opts.Settings, progress: Progress | None, *, judge: bool,
-                              objects: list[Detector] | None, params: dict[str, Any] | None,
-                              primary: str | None) -> Any:
-    """Run a scan with resolved ``settings`` (load/detector/run/engine/gate options) on today's engines.
-
-    Returns a :class:`JudgedScan` (memory) or an :class:`_OutOfCoreScan` (stream, dask), gate decided.
-    """
-    from labelqa.engines.choose import choose_engine
+# --------------------------------------------------------------------------- running a scan
+def _run(data: Any, settings: opts.Settings, progress: Progress | None, *, judge: bool,
+         objects: list[Detector] | None, params: dict[str, Any] | None, primary: str | None) -> ScanResult:
+    """Run a scan with resolved ``settings`` (load/detector/run/engine/gate options); the gate decided."""
     from labelqa.gate import check_gate, gate_rules
+    from labelqa.run.engine import choose_engine
 
     rules = gate_rules(**settings.select("gate", api=True))  # checked before any work
     if settings["logits_by_epoch"] is None and (settings["aum_cutoff"] is not None
                                                 or settings["aum_percentile"] is not None):
         raise LabelqaError("--aum-cutoff/--aum-percentile need training dynamics", "pass --logits-by-epoch PATH")
+    path = None if isinstance(data, LabelData) else data
     why = _needs_memory(data, settings, custom=objects is not None or params is not None)
-    engine = choose_engine(settings["engine"], data if why is None else "", memory_only=why)
-    if engine != "memory":
-        return _scan_out_of_core(engine, Path(data), settings, rules, progress)
-    if not isinstance(data, LabelData):
-        from labelqa.data import load
+    engine = choose_engine(settings["engine"], path, memory_only=why)
+    if engine == "memory":
+        if not isinstance(data, LabelData):
+            from labelqa.data import load
 
-        if progress:
-            progress(f"loading {data}")
-        data = load(data, **load_options(settings.select("load")))
-    if objects is None and params is None:
-        params = {name: detector_params(settings, name) for name in DETECTORS}
-    result = run_detectors(data, detectors=objects or settings["detectors"], params=params, primary=primary,
-                           issue_rule=settings["issue_rule"], progress=progress)
+            if progress:
+                progress(f"loading {data}")
+            data = load(data, **load_options(settings.select("load")))
+        if objects is None and params is None:
+            params = {name: detector_params(settings, name) for name in DETECTORS}
+        result = run_detectors(data, detectors=objects or settings["detectors"], params=params, primary=primary,
+                               issue_rule=settings["issue_rule"], progress=progress)
+    else:
+        result = _scan_out_of_core(engine, Path(data), settings, progress)
     if judge:
-        result.gate = check_gate(result, rules)
+        try:
+            result.gate = check_gate(result, rules)
+        except BaseException:
+            result.close()
+            raise
     return result
 
 
@@ -347,8 +214,10 @@ def _needs_memory(data: Any, s: opts.Settings, *, custom: bool) -> str | None:
     if custom:
         return "detector objects or params="
     names = s["detectors"]
-    if names is not None and set(names) - {"cl"}:
-        return f"the detectors {', '.join(sorted(set(names) - {'cl'}))}"
+    if names is not None:
+        needs = [n for n in names if n in DETECTORS and _needs_all_rows(n)]
+        if needs:
+            return "; ".join(f"{_needs_all_rows(n)} ({n})" for n in needs)
     if s["embeddings"] is not None or s["logits_by_epoch"] is not None or s["threshold_samples"] is not None:
         return "embeddings or training dynamics for nrg/aum"
     if s["pred_probs"]:
@@ -361,6 +230,14 @@ def _needs_memory(data: Any, s: opts.Settings, *, custom: bool) -> str | None:
     return None
 
 
+def _needs_all_rows(name: str) -> str | None:
+    """What detector ``name`` needs all rows in memory for (``None``: it runs batch by batch)."""
+    if name == "cl":
+        return None
+    det = make_detector(name, "multiclass")
+    return det.needs_all_rows
+
+
 def _has_column(path: Path, name: str) -> bool:
     from labelqa.data.readers import read_schema
 
@@ -370,109 +247,33 @@ def _has_column(path: Path, name: str) -> bool:
         return False
 
 
-def _scan_out_of_core(engine: str, data: Path, s: opts.Settings, rules: dict[str, Any],
-                      progress: Progress | None) -> _OutOfCoreScan:
-    """scan_stream / scan_dask into a temporary folder, then the gate judged from their summary."""
-    import shutil
-    import tempfile
+def _scan_out_of_core(engine: str, data: Path, s: opts.Settings, progress: Progress | None) -> ScanResult:
+    """Open the source, build the cl detector for its task, run it on the stream or Dask runner."""
+    from labelqa.data.source import open_source
+    from labelqa.run.driver import scan_out_of_core
 
-    from labelqa.atomic import write_atomic
-    from labelqa.gate import check_summary_gate
-    from labelqa.report.html import write_html
-    from labelqa.report.writers import summary_json
-
-    if engine == "stream":
-        from labelqa.engines.stream import scan_stream as run
-    else:
-        from labelqa.engines.dask_engine import scan_dask as run
-    takes = inspect.signature(run).parameters
-    kwargs: dict[str, Any] = {k: v for k, v in load_options(s.select("load")).items() if k in takes}
-    for name, value in detector_params(s, "cl").items():
-        kwargs[name if name in takes else FIELD_WAS[name]] = value
-    if engine == "dask":
-        kwargs["scheduler"] = s["scheduler"]
     say = progress or (lambda message: None)
-    say(f"scanning {data} with the {engine} engine (batches of {s['batch_size']:,} rows)")
-    tmp = Path(tempfile.mkdtemp(prefix="labelqa-scan-"))
+    say(f"opening {data}")
+    load = load_options(s.select("load"))
+    takes = inspect.signature(open_source).parameters
+    unused = sorted(k for k in load if k not in takes and s.changed(k))
+    if unused:
+        raise LabelqaError(f"options {', '.join(unused)} need --engine memory", "drop them or use --engine memory")
+    src = open_source(data, batch_size=s["batch_size"], **{k: v for k, v in load.items() if k in takes})
+    detector = make_detector("cl", src.task, detector_params(s, "cl"))
+    if engine == "stream":
+        from labelqa.run.stream import StreamRunner
+
+        runner: Any = StreamRunner(src, s["batch_size"])
+        say(f"scanning {data} with the stream engine (batches of {s['batch_size']:,} rows)")
+    else:
+        from labelqa.run.dask import DaskRunner
+
+        runner = DaskRunner(src, scheduler=s["scheduler"], batch_size=s["batch_size"])
+        say(f"dask: {len(runner.pieces)} pieces on {runner.address}")
     try:
-        folder = tmp / "report"
-        res = run(data, out_dir=folder, batch_size=s["batch_size"], progress=progress, **kwargs)
-        summary = dict(res.summary)
-        gate = check_summary_gate(summary, rules)
-        summary["gate"] = gate.as_dict()
-        summary["options"] = {**summary.get("options", {}), "engine": engine}
-        write_atomic(folder / "summary.json", lambda p: p.write_text(summary_json(summary), encoding="utf-8"))
-        if gate.rules:  # put the gate line under the title of the engine's summary.md
-            title, _, rest = (folder / "summary.md").read_text(encoding="utf-8").partition("\n\n")
-            status = "PASSED" if gate.passed else "FAILED"
-            md = f"{title}\n\n**Quality gate: {status}** ({gate.reason})\n\n{rest}"
-            write_atomic(folder / "summary.md", lambda p: p.write_text(md, encoding="utf-8"))
-        say("writing report.html (issues.parquet read back in batches)")
-        write_html(folder)
+        meta = {**src.meta, "renormalized": bool(src.renormalize)}
+        return scan_out_of_core(runner, detector, source=src.path, meta=meta, progress=progress)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        runner.close()
         raise
-    return _OutOfCoreScan(summary, gate, folder, res.n_rows, res.n_issues, engine)
-
-
-class _OutOfCoreScan:
-    """The result of a stream or Dask scan: its report files wait in a temporary folder.
-
-    Attributes:
-        gate: The gate outcome.
-        n_rows, n_issues, issue_rate: Rows scanned and flagged.
-        engine: ``stream`` or ``dask``.
-    """
-
-    def __init__(self, summary: dict[str, Any], gate: GateResult, folder: Path, n_rows: int, n_issues: int,
-                 engine: str) -> None:
-        import shutil
-        import weakref
-
-        self._summary, self.gate, self._folder = summary, gate, folder
-        self.n_rows, self.n_issues, self.engine = n_rows, n_issues, engine
-        self._owned = True
-        self._cleanup = weakref.finalize(self, shutil.rmtree, folder.parent, True)
-
-    @property
-    def issue_rate(self) -> float:
-        return self.n_issues / self.n_rows if self.n_rows else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        """summary.json's content (with the gate)."""
-        return dict(self._summary)
-
-    def issues_table(self) -> Any:
-        """The whole issues table, read from issues.parquet (every row in memory)."""
-        import pyarrow.parquet as pq
-
-        return pq.read_table(self._folder / "issues.parquet")
-
-    def read_top(self, n: int) -> Any:
-        import pyarrow.parquet as pq
-
-        return pq.read_table(self._folder / "issues.parquet", filters=[("rank", "<=", n)])
-
-    def publish(self, out: Path) -> list[Path]:
-        """Move (the first time; later copy) the report files into ``out``, each atomically."""
-        import shutil
-
-        from labelqa.atomic import write_atomic
-
-        if out.exists() and not out.is_dir():
-            raise LabelqaError(f"output path {out} exists and is not a folder", "pass --out with a folder path")
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for src in sorted(self._folder.iterdir()):
-            target = out / src.name
-            try:
-                if not self._owned:
-                    raise OSError("copy")
-                os.replace(src, target)
-            except OSError:  # another filesystem, or already published: copy
-                write_atomic(target, lambda tmp, src=src: shutil.copyfile(src, tmp))
-            written.append(target)
-        if self._owned:
-            self._cleanup()
-            self._folder, self._owned = out, False
-        return written

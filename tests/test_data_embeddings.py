@@ -38,7 +38,7 @@ def write(path, emb=EMB, col="embedding", emb_type=pa.float64(), list_kind="list
 def test_column_and_npy_give_identical_float32_embeddings(tmp_path, list_kind):
     from_col = load(write(tmp_path / "d.parquet", list_kind=list_kind))
     np.save(tmp_path / "e.npy", EMB)
-    from_file = load(write(tmp_path / "n.parquet", col="other"), embeddings_file=tmp_path / "e.npy")
+    from_file = load(write(tmp_path / "n.parquet", col="other"), embeddings=tmp_path / "e.npy")
     for d in (from_col, from_file):
         assert d.embeddings.dtype == np.float32 and d.embeddings.shape == (4, 3)
         assert d.embeddings.flags.c_contiguous and not d.embeddings.flags.writeable
@@ -69,13 +69,13 @@ def test_non_default_column_absent_is_an_error(tmp_path):
 
 def test_file_wins_over_the_column(tmp_path):
     np.save(tmp_path / "e.npy", EMB[:, :2].astype(np.float32))
-    d = load(write(tmp_path / "d.parquet"), embeddings_file=tmp_path / "e.npy")
+    d = load(write(tmp_path / "d.parquet"), embeddings=tmp_path / "e.npy")
     assert d.embeddings.shape == (4, 2)
 
 
 def test_float32_npy_is_not_copied_into_a_new_dtype(tmp_path):
     np.save(tmp_path / "e.npy", EMB.astype(np.float32))
-    d = load(write(tmp_path / "d.parquet", col="x"), embeddings_file=tmp_path / "e.npy")
+    d = load(write(tmp_path / "d.parquet", col="x"), embeddings=tmp_path / "e.npy")
     assert d.embeddings.dtype == np.float32
     arr = EMB.astype(np.float32)
     assert np.shares_memory(LabelData.from_arrays([0, 1, 0, 1], PROBS, embeddings=arr).embeddings, arr)
@@ -85,20 +85,20 @@ def test_npy_row_count_mismatch_names_both_files(tmp_path):
     path = write(tmp_path / "d.parquet")
     np.save(tmp_path / "e.npy", EMB[:3])
     with pytest.raises(LabelqaError) as info:
-        load(path, embeddings_file=tmp_path / "e.npy")
+        load(path, embeddings=tmp_path / "e.npy")
     assert str(info.value) == (
         f"{tmp_path / 'e.npy'} has 3 rows of embeddings but {path} has 4 rows -- the .npy must hold one embedding "
         "per table row, in the same order"
     )
     with pytest.raises(LabelqaError, match=r"embeddings file not found: .*none\.npy"):
-        load(path, embeddings_file=tmp_path / "none.npy")
+        load(path, embeddings=tmp_path / "none.npy")
     obj = np.empty(4, dtype=object)
     np.save(tmp_path / "o.npy", obj, allow_pickle=True)
     with pytest.raises(LabelqaError, match=r"o\.npy holds Python objects .*refusing to unpickle"):
-        load(path, embeddings_file=tmp_path / "o.npy")
+        load(path, embeddings=tmp_path / "o.npy")
     np.save(tmp_path / "v.npy", EMB[:, 0].copy())
     with pytest.raises(LabelqaError, match=r"v\.npy: embeddings must be 2-D \(rows x dimensions\), got shape \(4,\)"):
-        load(path, embeddings_file=tmp_path / "v.npy")
+        load(path, embeddings=tmp_path / "v.npy")
 
 
 def test_ragged_column_names_the_first_bad_row(tmp_path):
@@ -140,7 +140,7 @@ def test_nan_inf_and_zero_rows_are_named(tmp_path):
     emb[[0, 2]] = 0.0
     np.save(tmp_path / "z.npy", emb)
     with pytest.raises(LabelqaError) as info:
-        load(write(tmp_path / "z.parquet", col="x"), embeddings_file=tmp_path / "z.npy", id_col="id")
+        load(write(tmp_path / "z.parquet", col="x"), embeddings=tmp_path / "z.npy", id_col="id")
     assert str(info.value) == (
         f"{tmp_path / 'z.npy'}: 2 rows with an all-zero embedding, which cannot L2-normalise: row 0 (id 'r0'); "
         "row 2 (id 'r2') -- drop those rows or give them a non-zero embedding"

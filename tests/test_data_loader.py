@@ -193,7 +193,7 @@ def test_int_labels_in_range_are_codes_else_sorted_unique(tmp_path):
 def test_int_labels_with_cli_string_classes_stay_ints(tmp_path):
     path = write_any(tmp_path / "d.csv", list_table(labels=[7, 3, 5, 5, 7]).drop(["pred_probs"]))
     np.save(tmp_path / "p.npy", PROBS)
-    d = load(path, pred_probs_file=tmp_path / "p.npy", classes=["5", "7", "3"])
+    d = load(path, pred_probs=tmp_path / "p.npy", classes=["5", "7", "3"])
     assert d.classes == (5, 7, 3) and all(type(c) is int for c in d.classes)
     assert d.labels.tolist() == [1, 2, 0, 0, 1]
     # prob_<int> columns give int classes too
@@ -256,13 +256,13 @@ def test_shuffled_prob_columns_map_to_the_right_class(tmp_path, perm, give_class
 def test_npy_file_wins_over_columns_and_checks_rows(tmp_path):
     path = write_any(tmp_path / "d.parquet", list_table())
     np.save(tmp_path / "p.npy", PROBS[:, ::-1].copy())
-    d = load(path, pred_probs_file=tmp_path / "p.npy", classes=CLASSES[::-1])
+    d = load(path, pred_probs=tmp_path / "p.npy", classes=CLASSES[::-1])
     np.testing.assert_array_equal(d.pred_probs, PROBS[:, ::-1])
     np.save(tmp_path / "short.npy", PROBS[:4])
     with pytest.raises(LabelqaError, match=r"short\.npy has 4 rows but .*d\.parquet has 5 rows"):
-        load(path, pred_probs_file=tmp_path / "short.npy")
+        load(path, pred_probs=tmp_path / "short.npy")
     with pytest.raises(LabelqaError, match=r"probabilities file not found: .*none\.npy"):
-        load(path, pred_probs_file=tmp_path / "none.npy")
+        load(path, pred_probs=tmp_path / "none.npy")
 
 
 def test_npy_object_array_is_refused(tmp_path):
@@ -272,14 +272,14 @@ def test_npy_object_array_is_refused(tmp_path):
         arr[i] = list(PROBS[i])
     np.save(tmp_path / "o.npy", arr, allow_pickle=True)
     with pytest.raises(LabelqaError, match=r"o\.npy holds Python objects .*refusing to unpickle"):
-        load(path, pred_probs_file=tmp_path / "o.npy")
+        load(path, pred_probs=tmp_path / "o.npy")
 
 
 def test_npy_wrong_shape(tmp_path):
     path = write_any(tmp_path / "d.parquet", list_table())
     np.save(tmp_path / "v.npy", PROBS[:, 0].copy())
     with pytest.raises(LabelqaError, match=r"v\.npy: predicted probabilities must be 2-D"):
-        load(path, pred_probs_file=tmp_path / "v.npy")
+        load(path, pred_probs=tmp_path / "v.npy")
 
 
 def test_no_probabilities_lists_columns_and_the_three_ways(tmp_path):
@@ -347,7 +347,7 @@ def test_duplicate_and_null_ids_in_a_file(tmp_path):
     path = write_any(tmp_path / "d.csv", list_table(ids=["a", "b", "a", "c", "d"]).drop(["pred_probs"]))
     np.save(tmp_path / "p.npy", PROBS)
     with pytest.raises(LabelqaError, match=r"d\.csv, column 'id': 1 duplicate ids .*'a' in rows 0, 2 -- ids must be unique"):
-        load(path, id_col="id", pred_probs_file=tmp_path / "p.npy")
+        load(path, id_col="id", pred_probs=tmp_path / "p.npy")
     path = write_any(tmp_path / "e.parquet", list_table(ids=[1, 2, None, 4, 5]))
     with pytest.raises(LabelqaError, match=r"column 'id': 1 row has no id: row 2"):
         load(path, id_col="id")

@@ -77,21 +77,21 @@ def test_default_is_geometric_and_single_model_is_unchanged(two_cols):
 def test_files_and_columns_mix(two_cols, tmp_path):
     np.save(tmp_path / "swin.npy", P2)
     np.save(tmp_path / "vit.npy", P3.astype(np.float32))
-    d = load(two_cols, pred_probs_file=[tmp_path / "swin.npy", tmp_path / "vit.npy"], pred_probs_col=["resnet"],
+    d = load(two_cols, pred_probs=[tmp_path / "swin.npy", tmp_path / "vit.npy"], pred_probs_col=["resnet"],
              combine_models="mean")
     assert d.meta["models"] == [f"file {tmp_path / 'swin.npy'}", f"file {tmp_path / 'vit.npy'}", "column resnet"]
     np.testing.assert_allclose(d.pred_probs, (P2 + P3 + P1) / 3, atol=1e-6)
     # files alone; a string column keeps its single-model meaning and is not used
-    d2 = load(two_cols, pred_probs_file=[tmp_path / "swin.npy", tmp_path / "vit.npy"], pred_probs_col="resnet")
+    d2 = load(two_cols, pred_probs=[tmp_path / "swin.npy", tmp_path / "vit.npy"], pred_probs_col="resnet")
     assert len(d2.model_pred_probs) == 2
     # one file in a list is a single model
-    d3 = load(two_cols, pred_probs_file=[tmp_path / "swin.npy"])
+    d3 = load(two_cols, pred_probs=[tmp_path / "swin.npy"])
     assert d3.model_pred_probs is None and d3.meta["pred_probs_source"].startswith("file ")
 
 
 def test_float32_models_stay_float32(two_cols, tmp_path):
     np.save(tmp_path / "vit.npy", P3.astype(np.float32))
-    d = load(two_cols, pred_probs_col=["vit"], pred_probs_file=[tmp_path / "vit.npy"])
+    d = load(two_cols, pred_probs_col=["vit"], pred_probs=[tmp_path / "vit.npy"])
     assert d.pred_probs.dtype == np.float32
     d = load(two_cols, pred_probs_col=["vit", "resnet"])
     assert d.pred_probs.dtype == np.float64 and d.model_pred_probs[0].dtype == np.float32
@@ -106,10 +106,10 @@ def test_k_mismatch_names_both_sources(two_cols, tmp_path):
     np.save(tmp_path / "two.npy", np.full((5, 2), 0.5))
     # files come first: the column is named against the file
     with pytest.raises(LabelqaError, match=r"column 'resnet' has 3 probabilities per row but .*two\.npy has 2"):
-        load(two_cols, pred_probs_col=["resnet"], pred_probs_file=[tmp_path / "two.npy"])
+        load(two_cols, pred_probs_col=["resnet"], pred_probs=[tmp_path / "two.npy"])
     np.save(tmp_path / "short.npy", P1[:4])
     with pytest.raises(LabelqaError, match=r"short\.npy has 4 rows but .* has 5 rows"):
-        load(two_cols, pred_probs_col=["resnet"], pred_probs_file=[tmp_path / "short.npy"])
+        load(two_cols, pred_probs_col=["resnet"], pred_probs=[tmp_path / "short.npy"])
 
 
 def test_each_model_is_validated_and_named(tmp_path):
@@ -138,7 +138,7 @@ def test_option_errors(two_cols):
     with pytest.raises(LabelqaError, match="unknown model combination 'vote'.*--combine-models"):
         load(two_cols, pred_probs_col=["resnet", "swin"], combine_models="vote")
     with pytest.raises(LabelqaError, match="probabilities file not found"):
-        load(two_cols, pred_probs_col=["resnet"], pred_probs_file=["missing.npy"])
+        load(two_cols, pred_probs_col=["resnet"], pred_probs=["missing.npy"])
 
 
 def test_csv_and_jsonl_columns(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from labelqa.cli.console import EXIT_GATE_FAILED, EXIT_OK, ProgressLog, error_line, stdout_console
@@ -13,12 +15,20 @@ def run(s: Settings) -> int:
     """Scan, write the report, print it as ``--format`` says, and pick the exit code."""
     import labelqa
     from labelqa.runtime import skip_pyarrow_pandas_probe
+
+    skip_pyarrow_pandas_probe()
+    with ProgressLog(quiet=s["quiet"] or s["format"] != "human", verbose=s["verbose"]) as log:
+        result = labelqa.scan(s["data"], progress=log, **s.select(api=True))
+    with result:  # an out-of-core scan keeps its runner (a local Dask cluster) until the report is shown
+        return _report(s, result)
+
+
+def _report(s: Settings, result: Any) -> int:
+    import labelqa
     from labelqa.scan import top_issues
 
     out, fmt, top, quiet = s["out"], s["format"], s["top"], s["quiet"]
-    skip_pyarrow_pandas_probe()
     with ProgressLog(quiet=quiet or fmt != "human", verbose=s["verbose"]) as log:
-        result = labelqa.scan(s["data"], progress=log, **s.select(api=True))
         log(f"writing report to {out}/")
         labelqa.write_report(result, out)
         summary = result.summary()

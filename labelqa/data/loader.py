@@ -2,14 +2,14 @@
 
 Where the probabilities come from, first match wins:
 
-1. ``pred_probs_file``: an N x K ``.npy`` (memory-mapped, never unpickled);
+1. ``pred_probs``: an N x K ``.npy`` (memory-mapped, never unpickled);
 2. the ``pred_probs_col`` column (default ``pred_probs``) holding a list of
    floats per row (list, large_list or fixed_size_list; in CSV also a string
    such as ``"[0.1, 0.9]"``);
 3. columns named ``prob_<class>``;
 4. otherwise an error listing the columns and these three ways.
 
-Several models: ``pred_probs_file`` a list of ``.npy`` files and/or
+Several models: ``pred_probs`` a list of ``.npy`` files and/or
 ``pred_probs_col`` a list of column names (files first); each is one model,
 validated on its own, and ``pred_probs`` is their combination
 (``combine_models``, see :mod:`labelqa.models`), each kept in
@@ -38,7 +38,7 @@ as above, with the label-set items in place of the labels. Probabilities come
 from the same three sources but are independent per class: each in [0, 1],
 rows need not sum to 1 (``renormalize`` is an error).
 
-Embeddings (optional): ``embeddings_file`` (an N x D ``.npy``) or the
+Embeddings (optional): ``embeddings`` (an N x D ``.npy``) or the
 ``embeddings_col`` column (default ``embedding``; list<float>); absent default
 column and no file = no embeddings.
 
@@ -81,7 +81,7 @@ def load(
     *,
     label_col: str = "label",
     pred_probs_col: str | Sequence[str] = DEFAULT_PRED_PROBS_COL,
-    pred_probs_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    pred_probs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     combine_models: str = "geometric",
     classes: Sequence[Any] | str | None = None,
     classes_file: str | os.PathLike[str] | None = None,
@@ -91,7 +91,7 @@ def load(
     task: str = "auto",
     label_sep: str | None = None,
     embeddings_col: str = DEFAULT_EMBEDDINGS_COL,
-    embeddings_file: str | os.PathLike[str] | None = None,
+    embeddings: str | os.PathLike[str] | None = None,
     logits_by_epoch: str | os.PathLike[str] | None = None,
     threshold_samples: str | os.PathLike[str] | None = None,
 ) -> LabelData:
@@ -106,14 +106,14 @@ def load(
         pred_probs_col: Column holding a list of K probabilities per row. If
             the default ``pred_probs`` is absent, ``prob_<class>`` columns are
             used; a non-default name that is absent is an error.
-        pred_probs_file: An N x K ``.npy`` file; takes precedence over a
+        pred_probs: An N x K ``.npy`` file (or a list of them); takes precedence over a
             ``pred_probs_col`` string.
         combine_models: How several models combine into ``pred_probs``:
             ``"geometric"`` (default), ``"mean"`` or ``"loss_weighted"`` (see
             :mod:`labelqa.models` and ``docs/multimodel.md``).
 
     Several models: ``pred_probs_col`` may be a list of column names and
-    ``pred_probs_file`` a list of ``.npy`` files; every file and, when
+    ``pred_probs`` a list of ``.npy`` files; every file and, when
     ``pred_probs_col`` is a list, every listed column is one model (files
     first). Each is loaded and validated like a single model (messages name
     its column or file) and all must have K probabilities per row in the same
@@ -141,7 +141,7 @@ def load(
             length D for all rows). If the default ``embedding`` is absent
             and no file is given, there are no embeddings; a non-default
             name that is absent is an error.
-        embeddings_file: An N x D ``.npy`` of embeddings; takes precedence
+        embeddings: An N x D ``.npy`` of embeddings; takes precedence
             over the column.
         logits_by_epoch: Training dynamics for AUM: a path (``.npy`` of shape
             (epochs, N, K), a folder of per-epoch files or a labelqa dynamics
@@ -169,19 +169,19 @@ def load(
     if combine_models not in COMBINE_METHODS:
         raise LabelqaError(f"unknown model combination {combine_models!r}",
                            hint=f"use --combine-models {', '.join(COMBINE_METHODS)}")
-    model_files, model_cols = model_sources(pred_probs_col, pred_probs_file)
+    model_files, model_cols = model_sources(pred_probs_col, pred_probs)
     multi = len(model_files) + len(model_cols) > 1
     for f in model_files:
         check_file(f, what="probabilities file")
-    if embeddings_file is not None:
-        check_file(embeddings_file, what="embeddings file")
+    if embeddings is not None:
+        check_file(embeddings, what="embeddings file")
     if threshold_samples is not None and logits_by_epoch is None:
         raise LabelqaError("threshold samples given without training dynamics",
                            hint="pass --logits-by-epoch too, or drop --threshold-samples")
     options: dict[str, Any] = dict(
         label_col=label_col, id_col=id_col, classes=user_classes, classes_source=classes_source, task=task,
         label_sep=label_sep, renormalize=renormalize, embeddings_col=embeddings_col,
-        embeddings_file=os.fspath(embeddings_file) if embeddings_file is not None else None,
+        embeddings_file=os.fspath(embeddings) if embeddings is not None else None,
         logits_by_epoch=logits_by_epoch, threshold_samples=threshold_samples,
     )
     if multi:

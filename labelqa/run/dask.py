@@ -3,7 +3,7 @@
 The client splits the input into pieces (consecutive row groups of one file,
 about ``batch_size`` rows or more each) and submits one task per piece and
 pass. Each task reads its piece with pyarrow, decodes and validates it with
-the source's own code (:mod:`labelqa.engines.source`) and runs the very step
+the source's own code (:mod:`labelqa.data.source`) and runs the very step
 or per-block function the streaming runner runs; it returns a small partial
 (class sums, a K x K joint, bounded selection buffers) or the piece's rows.
 The client merges partials (exact, so in whatever order tasks finish) and
@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from labelqa.detectors.base import Step
-from labelqa.engines.source import Source
+from labelqa.data.source import Source
 from labelqa.errors import LabelqaError
 from labelqa.run.stream import DEFAULT_BATCH_SIZE, block_of, info_of
 
@@ -52,6 +52,7 @@ class Piece:
     """Consecutive row groups of one Parquet file: rows ``offset .. offset + n_rows - 1`` of the dataset."""
 
     path: str
+    filesystem: Any  # pyarrow filesystem of the path (picklable)
     partition: Any  # the fragment's partition expression (hive keys)
     row_groups: tuple[int, ...]
     offset: int
@@ -70,11 +71,11 @@ def parquet_pieces(src: Source, target_rows: int) -> list[Piece]:
             groups.append(rg.id)
             rows += rg.num_rows
             if rows >= target_rows:
-                pieces.append(Piece(frag.path, frag.partition_expression, tuple(groups), offset, rows))
+                pieces.append(Piece(frag.path, frag.filesystem, frag.partition_expression, tuple(groups), offset, rows))
                 offset += rows
                 groups, rows = [], 0
         if groups:
-            pieces.append(Piece(frag.path, frag.partition_expression, tuple(groups), offset, rows))
+            pieces.append(Piece(frag.path, frag.filesystem, frag.partition_expression, tuple(groups), offset, rows))
             offset += rows
     return pieces
 
@@ -84,7 +85,7 @@ def _read(src: Source, piece: Piece, schema: pa.Schema, batch_size: int, validat
     import pyarrow.dataset as ds
 
     fmt = ds.ParquetFileFormat()
-    frag = fmt.make_fragment(piece.path, partition_expression=piece.partition, row_groups=list(piece.row_groups))
+    frag = fmt.make_fragment(piece.path, piece.filesystem, partition_expression=piece.partition, row_groups=list(piece.row_groups))
     table = frag.to_table(schema=schema, columns=src.columns)
     offset = piece.offset
     for rb in table.to_batches(max_chunksize=batch_size):

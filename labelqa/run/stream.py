@@ -1,6 +1,6 @@
 """The streaming runner: a plan's passes over the record batches of a Parquet/Arrow file, folder or hive dataset.
 
-Every pass reads the data again, batch by batch (:mod:`labelqa.engines.source`
+Every pass reads the data again, batch by batch (:mod:`labelqa.data.source`
 decodes and validates them: the first pass checks every row, later passes
 only decode), so memory is bounded by a batch plus the plans' partial
 aggregates, whatever the number of rows.
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from labelqa.detectors.base import Block, DatasetInfo, Step
-from labelqa.engines.source import Source
+from labelqa.data.source import Source
 
 __all__ = ["DEFAULT_BATCH_SIZE", "StreamRunner", "info_of"]
 

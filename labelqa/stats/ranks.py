@@ -125,8 +125,13 @@ class RankIndex:
         self.seen = np.zeros(self.dups.size, dtype=np.int64)
         return self
 
+    def restart(self) -> None:
+        """Ready :meth:`ranks` for another walk over the batches from the first."""
+        if self._single_ranks is None:
+            self.seen[:] = 0
+
     def ranks(self, scores: np.ndarray, flags: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Ranks of one batch; batches must come in input order."""
+        """Ranks of one batch; batches must come in input order (call :meth:`restart` before each walk)."""
         if self._single_ranks is not None:
             start, ranks = self._single_ranks
             return ranks[positions - start] if positions.size != ranks.size else ranks
