@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from labelqa.cli.app import main
-from labelqa.engines import choose
+from labelqa.run import engine as choose
 from labelqa.errors import LabelqaError
 from tests.conftest import REPO, noisy_dataset, write_parquet
 

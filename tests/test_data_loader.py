@@ -104,7 +104,7 @@ def make(tmp_path, name, layout):
     elif layout == "npy":
         write_any(path, list_table().drop(["pred_probs"]))
         np.save(tmp_path / "p.npy", PROBS)
-        return path, {"pred_probs_file": tmp_path / "p.npy"}
+        return path, {"pred_probs": tmp_path / "p.npy"}
     return path, {}
 
 

@@ -24,12 +24,6 @@ def write(path, labels, probs=P, **extra):
     return path
 
 
-def test_engines_keep_importing_the_moved_source():
-    from labelqa.engines import source as old
-
-    assert old.Source is Source and old.open_source is open_source and old.Batch.__module__ == "labelqa.data.source"
-
-
 def test_import_labelqa_does_not_import_the_source_or_pyarrow_dataset():
     code = "import sys, labelqa; print('labelqa.data.source' in sys.modules, 'pyarrow.dataset' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -200,7 +200,7 @@ def test_choices_are_the_librarys():
     from labelqa.detectors import ensemble
     from labelqa.detectors.confident import FILTER_METHODS, SCORE_METHODS
     from labelqa.detectors.multilabel import AGGREGATIONS
-    from labelqa.engines.choose import ENGINES
+    from labelqa.run.engine import ENGINES
     from labelqa.fix import STRATEGIES
     from labelqa.gate import NOISE_RATE_BOUNDS
     from labelqa.models import COMBINE_METHODS
@@ -227,20 +227,19 @@ def test_defaults_are_the_detectors_and_loaders():
     from labelqa.detectors.confident import ConfidentLearning
     from labelqa.detectors.multilabel import MultilabelConfidentLearning
     from labelqa.detectors.nrg import NeuralRelationGraph
-    from labelqa.scan import FIELD_WAS, LOAD_WAS
 
     classes = {"cl": ConfidentLearning, "mlcl": MultilabelConfidentLearning, "aum": AreaUnderMargin,
                "nrg": NeuralRelationGraph}
     for opt in options.OPTIONS.values():
         for det in opt.detectors:
             fields = {f.name: f.default for f in dataclasses.fields(classes[det])}
-            field = opt.name if opt.name in fields else FIELD_WAS[opt.name]
+            field = opt.name
             if opt.name != "nrg_k":  # None = the detector's own default
                 assert fields[field] == opt.default, opt.name
     params = inspect.signature(load).parameters
     for name, opt in options.options_for("scan").items():
         if opt.group == "load" and not opt.positional and name != "pred_probs_col":
-            assert params[name if name in params else LOAD_WAS[name]].default == opt.default, name
+            assert params[name].default == opt.default, name
 
 
 def test_every_command_option_has_a_help_and_one_flag_meaning():

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from labelqa.data.model import LabelData
-from labelqa.report.html import write_html
+from labelqa.report.folder import write_html
 from labelqa.report.writers import write_report
 from labelqa.scan import scan
 from tests.conftest import noisy_dataset

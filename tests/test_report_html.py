@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from labelqa.data.model import LabelData
 from labelqa.errors import LabelqaError
-from labelqa.report.html import render_html, script_json, top_issue_rows, write_html
+from labelqa.report.folder import write_html
+from labelqa.report.html import render_html, script_json, top_issue_rows
 from labelqa.report.writers import write_report
 from labelqa.scan import scan
 from tests.conftest import noisy_dataset

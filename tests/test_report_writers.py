@@ -96,7 +96,7 @@ def test_summary_json_round_trips(value):
 
 def test_evaluation_is_written_and_shown(toy, tmp_path):
     from labelqa.evaluate import evaluate
-    from labelqa.report.html import write_html
+    from labelqa.report.folder import write_html
 
     truth = toy.data.labels.copy()
     truth[2] = 2  # row 2 really is class 2: the one flagged row is a true error
@@ -113,34 +113,38 @@ def test_evaluation_is_written_and_shown(toy, tmp_path):
 
 
 def test_failing_issue_writer_leaves_nothing_half_written(toy, tmp_path, monkeypatch):
-    """A worker-thread failure (issues.parquet) is raised and nothing is published."""
+    """A writer-thread failure (issues.parquet) is raised and nothing is published."""
     out = tmp_path / "rep"
 
-    def boom(*args, **kwargs):
-        raise OSError("disk full")
+    class Boom:
+        def __init__(self, *args, **kwargs):
+            pass
 
-    monkeypatch.setattr(writers.pq, "write_table", boom)
+        def write_table(self, table):
+            raise OSError("disk full")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(writers.pq, "ParquetWriter", Boom)
     with pytest.raises(OSError, match="disk full"):
         write_report(toy, out)
     assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_summary_function_is_called_once_and_written(toy, tmp_path):
-    calls = []
-
-    def summary():
-        calls.append(1)
-        return {**toy.summary(), "note": "from a function"}
-
-    write_report(toy, tmp_path / "rep", summary=summary)
-    assert calls == [1]
-    assert json.loads((tmp_path / "rep" / "summary.json").read_text())["note"] == "from a function"
+def test_a_given_summary_is_written(toy, tmp_path):
+    write_report(toy, tmp_path / "rep", summary={**toy.summary(), "note": "given"})
+    assert json.loads((tmp_path / "rep" / "summary.json").read_text())["note"] == "given"
+    assert "note" not in toy.summary()
 
 
-def test_split_csv_has_the_bytes_of_one_encoding(tmp_path, monkeypatch):
-    """issues.csv encoded in two halves on threads == encoded at once (quoting, nulls, lists, odd row count)."""
+def test_issue_files_in_batches_and_halves_have_the_bytes_of_one_encoding(tmp_path, monkeypatch):
+    """issues.csv/.parquet appended batch by batch, big batches in two halves on threads == written at once
+    (quoting, nulls, lists, odd row counts)."""
     import pyarrow as pa
-    from concurrent.futures import ThreadPoolExecutor
+    import pyarrow.parquet as pq
+
+    from labelqa.report.textlists import lists_to_text
 
     n = 1001
     rng = np.random.default_rng(3)
@@ -152,9 +156,13 @@ def test_split_csv_has_the_bytes_of_one_encoding(tmp_path, monkeypatch):
         "labels": pa.array([[f"c{i % 3}", "x,y"] if i % 5 else [] for i in range(n)], pa.list_(pa.string())),
     })
     monkeypatch.setattr(writers, "CSV_SPLIT_ROWS", 10)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        writers.write_issues_csv(table, tmp_path / "split.csv", pool=pool)
-    writers.write_issues_csv(table, tmp_path / "whole.csv")
-    assert (tmp_path / "split.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
-    back = pacsv.read_csv(tmp_path / "split.csv")
+    (tmp_path / "split").mkdir()
+    with writers.IssueFiles(tmp_path / "split") as files:
+        for start in (0, 5, 400, 401):  # a batch of 5 (one encoding), others split in halves
+            stop = {0: 5, 5: 400, 400: 401, 401: n}[start]
+            files.write(table.slice(start, stop - start))
+    pacsv.write_csv(lists_to_text(table), tmp_path / "whole.csv")
+    assert (tmp_path / "split" / "issues.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert pq.read_table(tmp_path / "split" / "issues.parquet").equals(table)
+    back = pacsv.read_csv(tmp_path / "split" / "issues.csv")
     assert back.num_rows == n and back.column("id").to_pylist() == list(range(n))

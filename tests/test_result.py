@@ -86,7 +86,7 @@ def test_summary_is_json_and_consistent():
     given, _, probs, _ = noisy_dataset(n=1500, k=5, seed=3)
     result = scan(LabelData.from_arrays(given, probs))
     summary = json.loads(json.dumps(result.summary(), allow_nan=False))
-    assert summary["schema_version"] == 1
+    assert summary["schema_version"] == 2
     assert summary["rows"] == 1500 and summary["n_classes"] == 5
     assert summary["issues_found"] == int(result.is_label_issue.sum())
     assert summary["issue_rate"] == pytest.approx(summary["issues_found"] / 1500)
@@ -125,7 +125,7 @@ def test_large_issues_table_ranks_match_rank_rows():
                           st.booleans(), st.none()), max_size=20))
 def test_jsonable_number_rows_match_the_element_wise_rules(values):
     """The vectorised path for rows of numbers gives what the per-element rules give (NaN/inf -> None)."""
-    from labelqa.result import _jsonable
+    from labelqa.jsonable import jsonable as _jsonable
 
     expected = [None if isinstance(v, float) and not math.isfinite(v) else v for v in values]
     assert _jsonable(values) == expected

@@ -11,7 +11,7 @@ from labelqa.options import Settings
 
 def run(s: Settings) -> int:
     """Rebuild report.html and say where it is."""
-    from labelqa.report.html import write_html
+    from labelqa.report.folder import write_html
 
     path = write_html(s["report_dir"])
     if not s["quiet"]:

@@ -73,6 +73,7 @@ def write_report(
     *,
     csv: bool = True,
     evaluation: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write the report files of ``result`` into ``out_dir`` atomically.
 
@@ -87,6 +88,7 @@ def write_report(
         csv: Also write issues.csv.
         evaluation: An evaluation (``labelqa evaluate``): written as
             evaluation.json and shown in summary.md and report.html.
+        summary: The summary to write instead of ``result.summary()``.
 
     Returns:
         The paths written.
@@ -104,7 +106,8 @@ def write_report(
                 histogram.add(table)
             top_rows = top.table()
             result.keep_top(top_rows)
-            summary = result.summary()
+            if summary is None:
+                summary = result.summary()
             _write_text(tmp / "summary.json", summary_json(summary))
             _write_text(tmp / "summary.md", render_markdown(summary, top_rows, evaluation=evaluation))
             if evaluation is not None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from labelqa.data.model import LabelData
 from labelqa.errors import LabelqaError
-from labelqa.noise_interval import bootstrap_noise_rates, noise_rate_interval, noise_rate_point
+from labelqa.stats.noise_interval import bootstrap_noise_rates, noise_rate_interval, noise_rate_point
 from labelqa.scan import scan
 from tests.conftest import noisy_dataset
 

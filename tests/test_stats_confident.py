@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labelqa.kernels.confident import (
+from labelqa.stats.confident import (
     EMPTY_CLASS_THRESHOLD,
     ClassProbSums,
     ConfidentJointCounts,
