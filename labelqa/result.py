@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -33,9 +33,6 @@ from labelqa.errors import LabelqaError
 from labelqa.jsonable import jsonable
 from labelqa.report.reasons import reasons_for, scatter_text
 from labelqa.stats.ranks import rank_rows
-
-if TYPE_CHECKING:
-    from labelqa.gate import GateResult
 
 __all__ = [
     "ISSUE_COLUMNS",
@@ -433,7 +430,7 @@ class ScanResult:
     primary: str
     issue_rule: str = "primary_or_2"
     options: dict[str, Any] = field(default_factory=dict)
-    gate: GateResult | None = None
+    gate: Any = None  # a labelqa.gate.GateResult (the gate module builds on this one)
     _outcomes: dict[str, DetectorOutcome] | None = field(default=None, repr=False)
     _totals: RowTotals | None = field(default=None, repr=False)
     _facts: dict[str, Any] | None = field(default=None, repr=False)

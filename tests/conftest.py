@@ -77,3 +77,11 @@ def noisy_parquet(tmp_path: Path):
     path = write_parquet(tmp_path / "noisy.parquet", names[given], probs, classes=names,
                          extra={"true_label": pa.array(names[true])})
     return path, flipped
+
+
+def build_label_data(*args, **kwargs):
+    """``LabelData(**validated_fields(...))``: the loader's way of building validated data, for tests."""
+    from labelqa.data.build import validated_fields
+    from labelqa.data.model import LabelData
+
+    return LabelData(**validated_fields(*args, **kwargs))

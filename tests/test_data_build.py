@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from labelqa.data import LabelData
-from labelqa.data.build import build_label_data
 from labelqa.errors import LabelqaError
+from tests.conftest import build_label_data
 
 P = np.array([[0.9, 0.1, 0.0], [0.2, 0.5, 0.3], [0.0, 0.0, 1.0], [0.25, 0.25, 0.5]])
 

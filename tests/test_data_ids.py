@@ -6,7 +6,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from labelqa.data.build import build_label_data
+from labelqa.data.build import validated_fields
+from labelqa.data.model import LabelData
+
+
+def build_label_data(*args, **kwargs):
+    return LabelData(**validated_fields(*args, **kwargs))
 from labelqa.data.ids import batch_ids, convert_ids
 from labelqa.errors import LabelqaError
 

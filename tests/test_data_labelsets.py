@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labelqa.data import LabelData
-from labelqa.data.build import build_label_data
+from labelqa.data.build import validated_fields
+from labelqa.data.model import LabelData
+
+
+def build_label_data(*args, **kwargs):
+    return LabelData(**validated_fields(*args, **kwargs))
 from labelqa.data.labelsets import (
     encode_label_items,
     label_set_items,

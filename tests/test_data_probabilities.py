@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from labelqa.data import LabelData
-from labelqa.data.build import build_label_data
 from labelqa.data.probabilities import sum_tolerance
 from labelqa.errors import LabelqaError
+from tests.conftest import build_label_data
 
 P = np.array([[0.9, 0.1, 0.0], [0.2, 0.5, 0.3], [0.0, 0.0, 1.0], [0.25, 0.25, 0.5]])
 

@@ -20,7 +20,7 @@ Layout (data flows down this list; no module imports one above it, except
   ``pyarrow.dataset``, so ``import labelqa`` does not import it);
 - ``schema`` -- :func:`~labelqa.data.schema.resolve_schema`, used by both:
   columns, probability layout, task, label format, classes and their source;
-- ``build`` -- ``build_label_data``: the checks below, in order, to a ``LabelData``;
+- ``build`` -- ``validated_fields``: the checks below, in order, to the fields of a ``LabelData``;
 - ``readers`` (format detection, reading files), ``columns`` (probability
   and embedding lists, ``prob_<class>`` columns to matrices);
 - one module per concern: ``labels``, ``labelsets``, ``classes``, ``ids``,

@@ -1,6 +1,6 @@
 """Assemble a validated :class:`LabelData` from labels, probabilities, classes, ids and embeddings.
 
-:func:`build_label_data` runs the checks of each concern (ids, labels or
+:func:`validated_fields` runs the checks of each concern (ids, labels or
 label sets, classes, probabilities, embeddings; one module each) in the
 order that decides which error a bad input gets, and raises one
 :class:`LabelqaError` that says what is wrong, where (file, column, 0-based
@@ -33,7 +33,6 @@ from labelqa.data.labelsets import (
     label_sets_to_arrow,
     scatter_label_sets,
 )
-from labelqa.data.model import LabelData
 from labelqa.data.probabilities import (
     as_prob_matrix,
     check_min_classes,
@@ -43,11 +42,11 @@ from labelqa.data.probabilities import (
 from labelqa.data.rows import Rows, Where
 from labelqa.errors import LabelqaError
 
-#: The ``task`` values of :func:`build_label_data`.
+#: The ``task`` values of :func:`validated_fields`.
 TASKS = ("multiclass", "multilabel")
 
 
-def build_label_data(
+def validated_fields(
     labels: Any,
     pred_probs: Any,
     *,
@@ -62,8 +61,11 @@ def build_label_data(
     embeddings: Any = None,
     combine_models: str = "geometric",
     model_names: Sequence[str] | None = None,
-) -> LabelData:
-    """Validate labels, probabilities, classes, ids and embeddings; build a :class:`LabelData`.
+) -> dict[str, Any]:
+    """Validate labels, probabilities, classes, ids and embeddings: the fields of a :class:`LabelData`.
+
+    Returns the keyword arguments of ``LabelData(...)`` (this module does not
+    import the model, so the model can import it).
 
     Args:
         labels: Multiclass: one label per row (list, numpy, pandas or pyarrow):
@@ -238,7 +240,7 @@ def build_label_data(
 
     E = None if embeddings is None else check_embeddings(embeddings, n, where, rows)
 
-    return LabelData(
+    return dict(
         labels=_readonly(Y),
         pred_probs=_readonly(P),
         classes=tuple(cls),

@@ -57,7 +57,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from labelqa.data.build import build_label_data
+from labelqa.data.build import validated_fields
 from labelqa.data.classes import given_classes
 from labelqa.data.columns import EMBEDDING_WORDS, list_column_to_matrix, parquet_list_column_to_matrix
 from labelqa.data.model import LabelData
@@ -218,7 +218,7 @@ def load(
 
     meta = layout.meta()
     ids = table.column(id_col) if id_col is not None else None
-    rows = Rows(ids, id_col)  # names rows in messages; ids are validated in build_label_data
+    rows = Rows(ids, id_col)  # names rows in messages; ids are validated in validated_fields
     labels: Any = table.column(label_col)
     if layout.multilabel:
         labels = layout.label_sets(table)
@@ -258,7 +258,7 @@ def load(
             table.column(layout.embeddings_col), f"{p}, column {layout.embeddings_col!r}", rows, EMBEDDING_WORDS
         )
 
-    data = build_label_data(
+    data = LabelData(**validated_fields(
         labels,
         pred_probs,
         classes=layout.classes,
@@ -272,7 +272,7 @@ def load(
         embeddings=embeddings,
         combine_models=combine_models,
         model_names=model_names,
-    )
+    ))
     if logits_by_epoch is None:
         return data
     return _attach_dynamics(data, table, dict(layout.dynamics), p)

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from labelqa.data.build import validated_fields
+
 Task = Literal["multiclass", "multilabel"]
 
 
@@ -144,9 +146,7 @@ class LabelData:
         Raises:
             LabelqaError: On any invalid input, with what and where.
         """
-        from labelqa.data.build import build_label_data  # lazily: build imports this module
-
-        return build_label_data(
+        return cls(**validated_fields(
             labels, pred_probs, classes=classes, ids=ids, renormalize=renormalize, source=source,
             task=task, embeddings=embeddings, combine_models=combine_models, model_names=model_names,
-        )
+        ))
