@@ -318,8 +318,8 @@ def test_parameters_are_spelled_like_the_cli_flags():
 
 @pytest.mark.parametrize(("params", "message"), [
     ({"aum_cutoff": 0.0, "aum_percentile": 5.0}, "aum_cutoff and aum_percentile both given"),
-    ({"aum_cutoff": float("inf")}, "aum_cutoff=inf is not a finite number"),
-    ({"aum_percentile": 101.0}, r"aum_percentile=101.0 is not in \[0, 100\]"),
+    ({"aum_cutoff": float("inf")}, "aum_cutoff= must be a finite number, got inf"),
+    ({"aum_percentile": 101.0}, r"aum_percentile= must be a number in \[0, 100\], got 101.0"),
     ({"threshold_percentile": -1.0}, r"threshold_percentile=-1.0 is not in \[0, 100\]"),
 ])
 def test_invalid_parameters_are_named_as_the_user_spells_them(params, message):

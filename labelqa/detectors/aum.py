@@ -315,6 +315,8 @@ class AreaUnderMargin(Detector):
     """
 
     name: ClassVar[str] = "aum"
+    #: ``threshold_samples`` here holds the marks themselves (an array), not the load option's path or column.
+    shaped_params: ClassVar[tuple[str, ...]] = ("threshold_samples",)
     needs_all_rows: ClassVar[str] = "every row's per-epoch training logits, and cutoffs over all rows' AUM"
 
     aum_cutoff: float | None = None
@@ -330,13 +332,10 @@ class AreaUnderMargin(Detector):
         return params
 
     def check_params(self) -> None:
-        """Raise for invalid parameters, naming them as the user spells them."""
+        """Raise for invalid parameters, naming them as the user spells them (declared options as their flags)."""
+        super().check_params()
         if self.aum_cutoff is not None and self.aum_percentile is not None:
             raise LabelqaError("aum_cutoff and aum_percentile both given", "pass only one of them")
-        if self.aum_cutoff is not None and not math.isfinite(self.aum_cutoff):
-            raise LabelqaError(f"aum_cutoff={self.aum_cutoff} is not a finite number")
-        if self.aum_percentile is not None and not 0.0 <= self.aum_percentile <= 100.0:
-            raise LabelqaError(f"aum_percentile={self.aum_percentile} is not in [0, 100]")
         if not 0.0 <= self.threshold_percentile <= 100.0:
             raise LabelqaError(f"threshold_percentile={self.threshold_percentile} is not in [0, 100]")
 

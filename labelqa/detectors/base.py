@@ -34,7 +34,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from labelqa import options
 from labelqa.data.model import LabelData
+from labelqa.stats.selection import Selections
 
 __all__ = [
     "Block",
@@ -44,6 +46,7 @@ __all__ = [
     "DetectorRows",
     "Plan",
     "RowRule",
+    "SelectStep",
     "Step",
     "add_tallies",
     "run_on_block",
@@ -189,6 +192,27 @@ class Step:
         return a.merge(b)
 
 
+class SelectStep(Step):
+    """One selection stage of a detector's flag rule: ``rule.feed(stage, partial, block)`` over every block.
+
+    The partial is a :class:`~labelqa.stats.selection.Selections` (picks,
+    grouped selections and counters by key), started from ``template``.
+    """
+
+    def __init__(self, rule: Any, stage: str, template: Selections) -> None:
+        self.rule = rule
+        self.stage = stage
+        self.template = template
+        self.name = f"selection ({stage})"
+
+    def start(self) -> Selections:
+        return self.template.empty()
+
+    def feed(self, partial: Selections, block: Block) -> Selections:
+        self.rule.feed(self.stage, partial, block)
+        return partial
+
+
 @dataclass(eq=False)
 class DetectorRows:
     """A detector's per-row outputs for one block (the columns of :class:`DetectorResult`)."""
@@ -262,8 +286,25 @@ class Detector:
         """The detector's parameters as a plain dict."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
+    #: Parameters validated against the dataset by the detector itself (e.g. one count per class).
+    shaped_params: ClassVar[tuple[str, ...]] = ("num_to_remove_per_class",)
+
+    def check_params(self) -> None:
+        """Validate every parameter that is a declared option exactly as its flag is validated.
+
+        One declaration (:mod:`labelqa.options`) gives the range, the choices
+        and the message (``frac_noise= must be a number in [0, 1], got 1.5``).
+
+        Raises:
+            LabelqaError: Naming the parameter and the allowed values.
+        """
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.name in options.OPTIONS and f.name not in self.shaped_params:
+                options.check(options.OPTIONS[f.name], getattr(self, f.name))
+
     def check(self, info: DatasetInfo) -> None:
         """Validate the parameters against the dataset; raise :class:`~labelqa.errors.LabelqaError`."""
+        self.check_params()
 
     def plan(self, info: DatasetInfo) -> Plan:  # pragma: no cover - interface
         """The detector's passes over a dataset described by ``info``."""

@@ -42,8 +42,19 @@ from typing import Any, ClassVar
 import numpy as np
 
 from labelqa.data.model import LabelData
-from labelqa.detectors.base import Block, DatasetInfo, Detector, DetectorResult, DetectorRows, Plan, RowRule, Step
+from labelqa.detectors.base import (
+    Block,
+    DatasetInfo,
+    Detector,
+    DetectorResult,
+    DetectorRows,
+    Plan,
+    RowRule,
+    SelectStep,
+    Step,
+)
 from labelqa.detectors.base import run_on_block
+from labelqa import options
 from labelqa.errors import LabelqaError
 from labelqa.parallel import MIN_PARALLEL_ELEMENTS, thread_map
 from labelqa.stats.confident import (
@@ -57,7 +68,7 @@ from labelqa.stats.confident import (
     scale_rows_to,
 )
 from labelqa.stats.noise_interval import noise_rate_interval
-from labelqa.stats.selection import Cut, GroupedTop, Pick
+from labelqa.stats.selection import Cut, GroupedTop, Pick, Selections
 
 __all__ = [
     "AGREEMENT_RULE_METHODS",
@@ -67,7 +78,6 @@ __all__ = [
     "ConfidentLearning",
     "LatentEstimates",
     "calibrate_confident_joint",
-    "check_common_options",
     "compute_confident_joint",
     "estimate_latent",
     "find_label_issues",
@@ -102,41 +112,8 @@ _CHUNK_ELEMENTS = 1 << 21
 
 
 # --------------------------------------------------------------------------- options
-def check_common_options(
-    filter_by: str, frac_noise: float, min_examples_per_class: int, methods: Sequence[str]
-) -> None:
-    """Validate the options the multiclass and multi-label detectors share.
-
-    Raises:
-        LabelqaError: Naming the bad value and, for ``filter_by``, the choices.
-    """
-    if filter_by not in methods:
-        raise LabelqaError(f"unknown filter_by {filter_by!r}", f"choose one of {', '.join(methods)}")
-    if isinstance(frac_noise, bool) or not isinstance(frac_noise, (int, float, np.integer, np.floating)) or not (
-        0.0 <= float(frac_noise) <= 1.0
-    ):
-        raise LabelqaError(f"frac_noise must be a number in [0, 1], got {frac_noise!r}")
-    if (
-        isinstance(min_examples_per_class, bool)
-        or not isinstance(min_examples_per_class, (int, np.integer))
-        or min_examples_per_class < 0
-    ):
-        raise LabelqaError(f"min_examples_per_class must be an integer >= 0, got {min_examples_per_class!r}")
-
-
-def _check_options(
-    n_classes: int,
-    *,
-    filter_by: str = "prune_by_noise_rate",
-    score_method: str = "self_confidence",
-    frac_noise: float = 1.0,
-    num_to_remove_per_class: Sequence[int] | None = None,
-    min_examples_per_class: int = 1,
-) -> np.ndarray | None:
-    """Validate options; returns ``num_to_remove_per_class`` as int64 (or None)."""
-    check_common_options(filter_by, frac_noise, min_examples_per_class, FILTER_METHODS)
-    if score_method not in SCORE_METHODS:
-        raise LabelqaError(f"unknown score_method {score_method!r}", f"choose one of {', '.join(SCORE_METHODS)}")
+def _per_class_counts(num_to_remove_per_class: Sequence[int] | None, n_classes: int) -> np.ndarray | None:
+    """``num_to_remove_per_class`` as K int64 counts (or None)."""
     if num_to_remove_per_class is None:
         return None
     arr = np.asarray(num_to_remove_per_class)
@@ -397,48 +374,6 @@ def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_example
 
 
 # --------------------------------------------------------------------------- selection
-@dataclass
-class _Accumulators:
-    """The partial of one selection stage: scalar picks, one grouped selection, per-class counters."""
-
-    picks: dict[tuple, Pick] = field(default_factory=dict)
-    top: GroupedTop | None = None
-    counts: np.ndarray | None = None
-
-    def empty(self) -> _Accumulators:
-        return _Accumulators(
-            {key: Pick(p.count, p.n, largest=p.largest, dtype=p.dtype) for key, p in self.picks.items()},
-            None if self.top is None else self.top.empty(),
-            None if self.counts is None else np.zeros_like(self.counts),
-        )
-
-    def merge(self, other: _Accumulators) -> _Accumulators:
-        for key, p in other.picks.items():
-            self.picks[key].merge(p)
-        if self.top is not None and other.top is not None:
-            self.top.merge(other.top)
-        if self.counts is not None and other.counts is not None:
-            self.counts += other.counts
-        return self
-
-
-class SelectStep(Step):
-    """One selection stage of a :class:`FlagRule` (a pass over every block)."""
-
-    def __init__(self, rule: FlagRule, stage: str, template: _Accumulators) -> None:
-        self.rule = rule
-        self.stage = stage
-        self.template = template
-        self.name = f"selection ({stage})"
-
-    def start(self) -> _Accumulators:
-        return self.template.empty()
-
-    def feed(self, partial: _Accumulators, block: Block) -> _Accumulators:
-        self.rule.feed(self.stage, partial, _block_rows(block, self.rule.est.thresholds))
-        return partial
-
-
 class FlagRule:
     """The ``filter_by`` rule for one dataset: what to select, the selections' results, and flags for any block.
 
@@ -482,10 +417,10 @@ class FlagRule:
     def _pbnr(self) -> bool:
         return self.method in ("prune_by_noise_rate", "both")
 
-    def stages(self) -> Iterator[tuple[str, _Accumulators]]:
+    def stages(self) -> Iterator[tuple[str, Selections]]:
         """The selection stages, in order; each is fed every block, then :meth:`finish` ed."""
         m, est = self.method, self.est
-        first = _Accumulators()
+        first = Selections()
         if m in ("prune_by_class", "both"):
             totals = (np.minimum(self.ntr, self.caps) if self.ntr is not None
                       else noise_cells(est, self.frac, None, self.min_ex).sum(axis=1))
@@ -494,7 +429,7 @@ class FlagRule:
         if self._pbnr:
             self.cells = noise_cells(est, self.frac, self.ntr, self.min_ex)
             if self.cells.any():
-                first.top = GroupedTop(self.cells.ravel(), largest=True, dtype=self.dtype)
+                first.tops["pbnr"] = GroupedTop(self.cells.ravel(), largest=True, dtype=self.dtype)
         if m in ("confident_learning", "predicted_neq_given"):
             counts = est.cand_cl if m == "confident_learning" else est.cand_png
             totals = self.ntr if self.ntr is not None else np.rint(self.frac * counts).astype(np.int64)
@@ -511,10 +446,10 @@ class FlagRule:
                 if self.total > 0:
                     for c in np.flatnonzero(self.caps < self.n_k):
                         first.picks[("elig", int(c))] = self._pick(self.caps[c], self.n_k[c], dtype=self._low_dtype())
-        if first.picks or first.top is not None:
+        if first:
             yield "cuts", first
         if self._pbnr:
-            full = _Accumulators()
+            full = Selections()
             for c, j in zip(*np.nonzero((self.cells > 0) & ~self.resolved)):
                 full.picks[("pbnr", int(c), int(j))] = self._pick(self.cells[c, j], self.n_k[c], largest=True)
             if full.picks:
@@ -522,13 +457,13 @@ class FlagRule:
             need = self._need_count()
             if need.any():
                 self.need_count = need
-                yield "pbnr ties", _Accumulators(counts=np.zeros(est.n_classes, dtype=np.int64))
+                yield "pbnr ties", Selections(counts={"union": np.zeros(est.n_classes, dtype=np.int64)})
         if m in ("low_self_confidence", "low_normalized_margin") and self.ntr is None and self.total > 0:
             n_elig = 0
             for c in range(est.n_classes):
                 cut = self.cuts.get(("elig", c))
                 n_elig += int(self.n_k[c]) if cut is None else cut.selected
-            yield "global", _Accumulators({("global",): self._pick(self.total, n_elig, dtype=self._low_dtype())})
+            yield "global", Selections({("global",): self._pick(self.total, n_elig, dtype=self._low_dtype())})
 
     def _need_count(self) -> np.ndarray:
         """Classes whose PBNR selections might together exceed the cap (then ties are counted)."""
@@ -545,21 +480,20 @@ class FlagRule:
                 need[c] = True
         return need
 
-    def finish(self, stage: str, acc: _Accumulators) -> None:
+    def finish(self, stage: str, acc: Selections) -> None:
         """Record a fed stage's results."""
         if stage in ("cuts", "pbnr cells"):
             for key, p in acc.picks.items():
                 limit = None if key[0] == "pbnr" else int(self.caps[key[1]])
                 self.cuts[key] = p.cut(limit)
-            if acc.top is not None:
+            if "pbnr" in acc.tops:
                 k = self.est.n_classes
-                complete, cut, strict, equal = acc.top.cuts()
+                complete, cut, strict, equal = acc.tops["pbnr"].cuts()
                 self.resolved = (complete & (cut > 0)).reshape(k, k)
                 self.cell_cut = cut.astype(self.dtype).reshape(k, k)
                 self.selected = (strict + equal).reshape(k, k)
         elif stage == "pbnr ties":
-            assert acc.counts is not None
-            self.allow_ties = ~(self.need_count & (acc.counts > self.caps))
+            self.allow_ties = ~(self.need_count & (acc.counts["union"] > self.caps))
         elif stage == "global":
             self.eligible_cut = acc.picks[("global",)].cut(None)
 
@@ -567,8 +501,9 @@ class FlagRule:
     def _low_scores(self, rs: _BlockRows) -> np.ndarray:
         return rs.self_conf if self.method == "low_self_confidence" else rs.normalized_margin
 
-    def feed(self, stage: str, acc: _Accumulators, rs: _BlockRows) -> None:
-        """Fold one block into a stage's accumulators."""
+    def feed(self, stage: str, acc: Selections, block: Block) -> None:
+        """Fold one block into a stage's selections."""
+        rs = _block_rows(block, self.est.thresholds)
         if stage in ("cuts", "pbnr cells"):
             low = self._low_scores(rs) if self.method.startswith("low_") else None
             cand = None
@@ -586,13 +521,12 @@ class FlagRule:
                     p.update(rs.self_conf[rows[cand[rows]]])
                 else:  # "low" / "elig"
                     p.update(low[rows])  # type: ignore[index]
-            if acc.top is not None:
-                self._feed_margins(acc.top, rs)
+            if "pbnr" in acc.tops:
+                self._feed_margins(acc.tops["pbnr"], rs)
         elif stage == "pbnr ties":
-            assert acc.counts is not None
             for c in np.flatnonzero(self.need_count):
                 strict, tied = self._pbnr_class(rs, int(c))
-                acc.counts[c] += int(np.count_nonzero(strict | tied))
+                acc.counts["union"][c] += int(np.count_nonzero(strict | tied))
         elif stage == "global":
             elig = self._eligible(rs)
             acc.picks[("global",)].update(self._low_scores(rs)[elig])
@@ -900,6 +834,7 @@ class ConfidentLearning(Detector):
 
     def check(self, info: DatasetInfo) -> None:
         """Validate the parameters for ``info`` (multiclass data, K classes)."""
+        self.check_params()
         if info.task != "multiclass":
             raise LabelqaError(
                 f"confident learning needs multiclass data, got task {info.task!r}",
@@ -908,16 +843,7 @@ class ConfidentLearning(Detector):
         self._ntr(info.n_classes)
 
     def _ntr(self, n_classes: int) -> np.ndarray | None:
-        if not isinstance(self.adjust_pred_probs, (bool, np.bool_)):
-            raise LabelqaError(f"adjust_pred_probs must be True or False, got {self.adjust_pred_probs!r}")
-        return _check_options(
-            n_classes,
-            filter_by=self.filter_by,
-            score_method=self.score_method,
-            frac_noise=self.frac_noise,
-            num_to_remove_per_class=self.num_to_remove_per_class,
-            min_examples_per_class=self.min_examples_per_class,
-        )
+        return _per_class_counts(self.num_to_remove_per_class, n_classes)
 
     def plan(self, info: DatasetInfo) -> Plan:
         """Class sums, confident joint, the selection stages of ``filter_by``; then the row rule."""
@@ -1122,6 +1048,6 @@ def get_label_quality_scores(
         LabelqaError: On an unknown method.
     """
     labs, probs = _as_arrays(labels, pred_probs)
-    _check_options(probs.shape[1], score_method=method)
+    options.check(options.OPTIONS["score_method"], method)
     thresholds = ClassProbSums(probs.shape[1]).update(labs, probs).thresholds() if adjust_pred_probs else None
     return _scores(labs, probs, method, adjust=bool(adjust_pred_probs), thresholds=thresholds)

@@ -56,13 +56,14 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from labelqa.data.model import LabelData
-from labelqa.detectors.base import Block, DatasetInfo, Detector, DetectorResult, DetectorRows, Plan, RowRule, Step
+from labelqa.detectors.base import Block, DatasetInfo, Detector, DetectorRows, Plan, RowRule, SelectStep, Step
 from labelqa.detectors.base import run_on_block
-from labelqa.detectors.confident import AGREEMENT_RULE_METHODS, FILTER_METHODS, check_common_options
+from labelqa import options
+from labelqa.detectors.confident import AGREEMENT_RULE_METHODS, FILTER_METHODS
 from labelqa.errors import LabelqaError
 from labelqa.stats.confident import EMPTY_CLASS_THRESHOLD, confident_cutoffs, round_rows
 from labelqa.stats.multilabel import MultilabelJoint, MultilabelSums, calibrate_multilabel_confident_joint
-from labelqa.stats.selection import GroupCuts, GroupedTop, Pick
+from labelqa.stats.selection import GroupCuts, GroupedTop, Pick, Selections
 
 __all__ = [
     "AGGREGATIONS",
@@ -153,16 +154,8 @@ def _as_arrays(labels: Any, pred_probs: Any) -> tuple[np.ndarray, np.ndarray]:
     return y, probs
 
 
-def _check_options(
-    n_classes: int,
-    *,
-    filter_by: str = "prune_by_noise_rate",
-    frac_noise: float = 1.0,
-    num_to_remove_per_class: Any = None,
-    min_examples_per_class: int = 1,
-) -> np.ndarray | None:
-    """Validate options; returns ``num_to_remove_per_class`` as (K, 2) int64 or None."""
-    check_common_options(filter_by, frac_noise, min_examples_per_class, FILTER_METHODS)
+def _per_class_counts(num_to_remove_per_class: Any, n_classes: int) -> np.ndarray | None:
+    """``num_to_remove_per_class`` as a (K, 2) int64 array (or None)."""
     if num_to_remove_per_class is None:
         return None
     arr = np.asarray(num_to_remove_per_class)
@@ -175,18 +168,10 @@ def _check_options(
 
 
 def _check_aggregation(aggregation: str, ema_alpha: float, softmin_temperature: float) -> None:
-    if aggregation not in AGGREGATIONS:
-        raise LabelqaError(f"unknown aggregation {aggregation!r}", f"choose one of {', '.join(AGGREGATIONS)}")
-    if isinstance(ema_alpha, bool) or not isinstance(ema_alpha, (int, float, np.integer, np.floating)) or not (
-        0.0 <= float(ema_alpha) <= 1.0
-    ):
-        raise LabelqaError(f"ema_alpha must be a number in [0, 1], got {ema_alpha!r}")
-    if (
-        isinstance(softmin_temperature, bool)
-        or not isinstance(softmin_temperature, (int, float, np.integer, np.floating))
-        or not (float(softmin_temperature) > 0.0 and math.isfinite(float(softmin_temperature)))
-    ):
-        raise LabelqaError(f"softmin_temperature must be a number > 0, got {softmin_temperature!r}")
+    """The row-score options, checked as their flags are (:mod:`labelqa.options`)."""
+    for name, value in (("aggregation", aggregation), ("ema_alpha", ema_alpha),
+                        ("softmin_temperature", softmin_temperature)):
+        options.check(options.OPTIONS[name], value)
 
 
 def _row_chunks(n_rows: int, n_cols: int) -> list[slice]:
@@ -486,44 +471,6 @@ def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_example
 
 
 # --------------------------------------------------------------------------- selection
-@dataclass
-class _Accumulators:
-    """The partial of one selection stage: grouped selections by kind, scalar picks for the rest."""
-
-    tops: dict[str, GroupedTop] = field(default_factory=dict)
-    picks: dict[tuple, Pick] = field(default_factory=dict)
-
-    def empty(self) -> _Accumulators:
-        return _Accumulators({key: t.empty() for key, t in self.tops.items()},
-                             {key: Pick(p.count, p.n, largest=p.largest, dtype=p.dtype)
-                              for key, p in self.picks.items()})
-
-    def merge(self, other: _Accumulators) -> _Accumulators:
-        for key, t in other.tops.items():
-            self.tops[key].merge(t)
-        for key, p in other.picks.items():
-            self.picks[key].merge(p)
-        return self
-
-
-class SelectStep(Step):
-    """One selection stage of a :class:`FlagRule`."""
-
-    def __init__(self, rule: FlagRule, stage: str, template: _Accumulators) -> None:
-        self.rule = rule
-        self.stage = stage
-        self.template = template
-        self.name = f"selection ({stage})"
-
-    def start(self) -> _Accumulators:
-        return self.template.empty()
-
-    def feed(self, partial: _Accumulators, block: Block) -> _Accumulators:
-        for _, pairs in _chunks(block, self.rule.est.thresholds):
-            self.rule.feed(self.stage, partial, pairs)
-        return partial
-
-
 #: Every pair whose prediction agrees with its given value has ``q >= 0.5``, ``q - other >= 0`` and a
 #: normalized margin ``>= 0.5``: selections among the disagreeing pairs are settled below these bounds.
 _BOUNDS = {"pbc": 0.5, "pbnr": 0.0, "low": 0.5, "top": 0.5}
@@ -566,10 +513,10 @@ class FlagRule:
     def _dtype(self, kind: str) -> np.dtype:
         return self._score_dtype() if kind in ("low", "top", "cap") else self.dtype
 
-    def stages(self) -> Iterator[tuple[str, _Accumulators]]:
+    def stages(self) -> Iterator[tuple[str, Selections]]:
         """The selection stages, in order; each is fed every block, then :meth:`finish` ed."""
         m, est, caps, ntr = self.method, self.est, self.caps, self.ntr
-        first = _Accumulators()
+        first = Selections()
         counts: dict[str, np.ndarray] = {}
         if m in ("prune_by_class", "both"):
             counts["pbc"] = np.minimum(ntr, caps) if ntr is not None else noise_cells(est, self.frac, None, self.min_ex)
@@ -600,7 +547,7 @@ class FlagRule:
             first.tops[kind] = GroupedTop(c.ravel(), dtype=self._dtype(kind))
         if first.tops:
             yield "cuts", first
-        full = _Accumulators()
+        full = Selections()
         for kind, groups in getattr(self, "unsettled", {}).items():
             sizes = est.counts.ravel() if kind != "top" else np.full(est.n_classes, est.n_rows)
             for g in groups:
@@ -613,7 +560,7 @@ class FlagRule:
             if over.any():
                 self.cuts["cap"] = GroupCuts(2 * est.n_classes, dtype=self._score_dtype())
                 self.cuts["cap"].mode[:] = np.where((over & (caps == 0)).ravel(), GroupCuts.NONE, GroupCuts.ALL)
-                yield "caps", _Accumulators({"cap": GroupedTop(np.where(over, caps, 0).ravel(),
+                yield "caps", Selections(tops={"cap": GroupedTop(np.where(over, caps, 0).ravel(),
                                                                dtype=self._score_dtype())})
 
     def _top_per_value(self) -> np.ndarray:
@@ -621,7 +568,7 @@ class FlagRule:
         sel = self.cuts["top"].selected
         return np.stack([sel, sel], axis=1)
 
-    def finish(self, stage: str, acc: _Accumulators) -> None:
+    def finish(self, stage: str, acc: Selections) -> None:
         """Record a fed stage's results."""
         if stage == "cuts":
             self.unsettled = {}
@@ -655,8 +602,12 @@ class FlagRule:
             return np.broadcast_to(np.arange(pairs.k, dtype=np.int64), (pairs.n, pairs.k))
         return pairs.groups
 
-    def feed(self, stage: str, acc: _Accumulators, pairs: _Pairs) -> None:
-        """Fold one chunk into a stage's accumulators."""
+    def feed(self, stage: str, acc: Selections, block: Block) -> None:
+        """Fold one block into a stage's selections, chunk by chunk."""
+        for _, pairs in _chunks(block, self.est.thresholds):
+            self._feed(stage, acc, pairs)
+
+    def _feed(self, stage: str, acc: Selections, pairs: _Pairs) -> None:
         if stage == "cuts":
             for kind, top in acc.tops.items():
                 values, groups = self._values(pairs, kind), self._groups(pairs, kind)
@@ -871,6 +822,7 @@ class MultilabelConfidentLearning(Detector):
 
     def check(self, info: DatasetInfo) -> None:
         """Validate the parameters for ``info`` (multi-label data, K classes)."""
+        self.check_params()
         if info.task != "multilabel":
             raise LabelqaError(
                 f"multi-label confident learning needs multi-label data, got task {info.task!r}",
@@ -879,14 +831,7 @@ class MultilabelConfidentLearning(Detector):
         self._ntr(info.n_classes)
 
     def _ntr(self, n_classes: int) -> np.ndarray | None:
-        _check_aggregation(self.aggregation, self.ema_alpha, self.softmin_temperature)
-        return _check_options(
-            n_classes,
-            filter_by=self.filter_by,
-            frac_noise=self.frac_noise,
-            num_to_remove_per_class=self.num_to_remove_per_class,
-            min_examples_per_class=self.min_examples_per_class,
-        )
+        return _per_class_counts(self.num_to_remove_per_class, n_classes)
 
     def plan(self, info: DatasetInfo) -> Plan:
         """Class sums, confident joints, the selection stages of ``filter_by``; then the row rule."""

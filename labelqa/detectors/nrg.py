@@ -61,10 +61,6 @@ DEFAULT_K_NEIGHBORS = 100
 #: Added to the kernel sum in the outlier score, as in the formula.
 OUTLIER_EPS = 1e-6
 
-_KERNELS = ("prob", "feature")
-_MODES = ("auto", "exact", "knn")
-_BACKENDS = ("numpy", "torch", "auto")
-_INDEXES = ("auto", "faiss", "sklearn", "brute")
 
 
 def _rows_text(rows: np.ndarray, ids: np.ndarray | None, limit: int = 5) -> str:
@@ -198,28 +194,13 @@ class NeuralRelationGraph(Detector):
     seed: int = 0
 
     # ------------------------------------------------------------------ validation
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
+        """The declared options checked as their flags are; then the internal knobs."""
+        super().check_params()
+
         def bad(what: str, hint: str) -> LabelqaError:
             return LabelqaError(f"invalid NRG option: {what}", hint=hint)
 
-        if self.nrg_kernel not in _KERNELS:
-            raise bad(f"nrg_kernel={self.nrg_kernel!r}", f"use one of {', '.join(_KERNELS)}")
-        if self.nrg_mode not in _MODES:
-            raise bad(f"nrg_mode={self.nrg_mode!r}", f"use one of {', '.join(_MODES)}")
-        if self.nrg_backend not in _BACKENDS:
-            raise bad(f"nrg_backend={self.nrg_backend!r}", f"use one of {', '.join(_BACKENDS)}")
-        if self.nrg_index not in _INDEXES:
-            raise bad(f"nrg_index={self.nrg_index!r}", f"use one of {', '.join(_INDEXES)}")
-        if not (math.isfinite(self.nrg_power) and self.nrg_power > 0):
-            raise bad(f"nrg_power={self.nrg_power}", "use a positive number such as 4")
-        if not (math.isfinite(self.nrg_edge_cutoff) and 0 <= self.nrg_edge_cutoff < 1):
-            raise bad(f"nrg_edge_cutoff={self.nrg_edge_cutoff}", "use a number in [0, 1), e.g. 0.03")
-        if not (math.isfinite(self.nrg_lambda) and self.nrg_lambda >= 0):
-            raise bad(f"nrg_lambda={self.nrg_lambda}", "use a non-negative number, e.g. 0.05")
-        if not (0 <= self.outlier_rate < 1):
-            raise bad(f"outlier_rate={self.outlier_rate}", "use a share in [0, 1), e.g. 0.01")
-        if int(self.nrg_k) < 1:
-            raise bad(f"nrg_k={self.nrg_k}", "use at least 1")
         if self.block_size is not None and int(self.block_size) < 1:
             raise bad(f"block_size={self.block_size}", "use at least 1 (or leave unset)")
         if int(self.exact_max_n) < 0:
@@ -237,7 +218,7 @@ class NeuralRelationGraph(Detector):
     # ------------------------------------------------------------------ detect
     def detect(self, data: LabelData) -> DetectorResult:
         """Score every row of ``data`` (which must carry embeddings)."""
-        self._check_params()
+        self.check_params()
         if data.embeddings is None:
             raise LabelqaError(
                 "the NRG detector needs feature embeddings, and the data has none",

@@ -30,11 +30,12 @@ for the other side, is exact).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-__all__ = ["BoundedSmallest", "Cut", "GroupCuts", "GroupedTop", "Pick"]
+__all__ = ["BoundedSmallest", "Cut", "GroupCuts", "GroupedTop", "Pick", "Selections"]
 
 
 class BoundedSmallest:
@@ -496,3 +497,33 @@ class GroupCuts:
         beyond = values > v if self.largest else values < v
         beyond |= ties & (values == v)
         return np.where(mode == self.CUT, beyond, mode == self.ALL)
+
+
+@dataclass
+class Selections:
+    """The partial of one selection stage: scalar picks, grouped selections and counters, each by key."""
+
+    picks: dict[Any, Pick] = field(default_factory=dict)
+    tops: dict[Any, GroupedTop] = field(default_factory=dict)
+    counts: dict[Any, np.ndarray] = field(default_factory=dict)
+
+    def empty(self) -> Selections:
+        """A fresh partial with the same selections."""
+        return Selections(
+            {key: Pick(p.count, p.n, largest=p.largest, dtype=p.dtype) for key, p in self.picks.items()},
+            {key: t.empty() for key, t in self.tops.items()},
+            {key: np.zeros_like(c) for key, c in self.counts.items()},
+        )
+
+    def merge(self, other: Selections) -> Selections:
+        """Fold another partial (over other rows) in; returns ``self``."""
+        for key, p in other.picks.items():
+            self.picks[key].merge(p)
+        for key, t in other.tops.items():
+            self.tops[key].merge(t)
+        for key, c in other.counts.items():
+            self.counts[key] += c
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.picks or self.tops or self.counts)
