@@ -1,4 +1,4 @@
-"""Time and peak memory of the streaming engine as N grows (labelqa.engines.stream).
+"""Time and peak memory of the streaming engine as N grows (labelqa.scan with engine="stream").
 
 Cases (N x K, float32 probabilities, 10% of labels flipped): 1M, 5M, 20M x 10
 and 1M x 100. Data is generated into ``.bench-data/`` (gitignored) in chunks
@@ -65,17 +65,11 @@ def generate(n: int, k: int, seed: int = 0) -> Path:
 
 def child(path: str, out: str, engine: str, batch_size: int) -> None:
     t = time.perf_counter()
-    if engine == "stream":
-        from labelqa.engines.stream import scan_stream
+    import labelqa
 
-        res = scan_stream(path, out_dir=out, batch_size=batch_size, csv=False)
-        info = {"issues": res.n_issues, "passes": len(res.passes)}
-    else:
-        import labelqa
-
-        result = labelqa.scan(path)
-        labelqa.write_report(result, out)
-        info = {"issues": result.n_issues, "passes": 1}
+    with labelqa.scan(path, engine=engine, batch_size=batch_size) as result:
+        labelqa.write_report(result, out, csv=False)
+        info = {"issues": result.n_issues, "passes": max(len(result.passes), 1)}
     info["seconds_in_scan"] = time.perf_counter() - t
     print(json.dumps(info))
 

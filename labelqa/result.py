@@ -397,6 +397,10 @@ class RowSource(Protocol):
 
     engine: str
 
+    @property
+    def passes(self) -> list[str]:
+        """Names of the passes over the data so far."""
+
     def issue_batches(self) -> Iterator[pa.Table]:
         """The issues table, batch by batch in input order, with global ranks."""
 
@@ -464,6 +468,11 @@ class ScanResult:
     def engine(self) -> str:
         """The engine that ran the scan (``memory``, ``stream`` or ``dask``)."""
         return "memory" if self._rows_source is None else self._rows_source.engine
+
+    @property
+    def passes(self) -> list[str]:
+        """The passes an out-of-core engine made over the data (statistics, selections, rows); empty in memory."""
+        return [] if self._rows_source is None else list(self._rows_source.passes)
 
     @property
     def task(self) -> str:

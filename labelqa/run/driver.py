@@ -131,6 +131,10 @@ class RunnerRows:
         self.info = info
         self.engine = runner.engine
 
+    @property
+    def passes(self) -> list[str]:
+        return self.runner.passes
+
     def issue_batches(self) -> Iterator[pa.Table]:
         """Each batch's rows with their global ranks, in input order."""
         self.index.restart()
