@@ -236,7 +236,8 @@ def test_error_missing_and_unknown_sources(tmp_path):
 
 
 def test_public_checks_used_by_the_math_and_the_recorder():
-    from labelqa.data.dynamics import as_numpy, check_finite, check_labels, is_list_type, list_column_matrix
+    from labelqa.data.arrays import is_list_type
+    from labelqa.data.dynamics import as_numpy, check_finite, check_labels, list_column_matrix
 
     np.testing.assert_array_equal(check_labels(np.array([0.0, 2.0]), 2, 3, "labels"), [0, 2])
     assert check_labels(np.array([0.0, 2.0]), 2, 3, "labels").dtype == np.int64

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from labelqa.data.arrays import is_list_type
 from labelqa.errors import LabelqaError
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "as_numpy",
     "check_finite",
     "check_labels",
-    "is_list_type",
     "list_column_matrix",
     "load_dynamics",
 ]
@@ -337,13 +337,6 @@ def _parquet_epoch(path: Path) -> np.ndarray:
         raise LabelqaError(f"{path}: cannot tell which column holds the logits (columns: "
                            f"{', '.join(table.column_names)})", "name the list<float> column 'logits'")
     return list_column_matrix(col, str(path))
-
-
-def is_list_type(t: Any) -> bool:
-    """Whether the pyarrow type ``t`` is a list, large list or fixed-size list."""
-    import pyarrow as pa
-
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
 def _list_values(arr: Any, where: str) -> tuple[np.ndarray, np.ndarray]:

@@ -10,17 +10,15 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from labelqa.data.arrays import is_list_type
+
 LABEL_SEP = "|"
-
-
-def _is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
 def lists_to_text(table: pa.Table) -> pa.Table:
     """Return ``table`` with every list column replaced by its text form."""
     for i, field in enumerate(table.schema):
-        if not _is_list(field.type):
+        if not is_list_type(field.type):
             continue
         col = table.column(i)
         inner = field.type.value_type

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from labelqa.data.dynamics import FORMAT, FORMAT_VERSION, MANIFEST, ArraySource, as_numpy
+from labelqa.data.rows import py_scalar
 from labelqa.errors import LabelqaError
 
 __all__ = ["DynamicsWriter", "NpyEpochWriter", "current_umask", "save_dynamics"]
@@ -105,7 +106,7 @@ class DynamicsWriter:
                  keep_runs: Sequence[dict[str, Any]] = ()) -> None:
         self.path = Path(path)
         self.n_rows, self.n_classes = int(n_rows), int(n_classes)
-        self.classes = None if classes is None else [c.item() if isinstance(c, np.generic) else c for c in classes]
+        self.classes = None if classes is None else [py_scalar(c) for c in classes]
         self.producer = dict(producer or {})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from labelqa.data.rows import py_scalar
 from labelqa.errors import LabelqaError
 
 __all__ = ["AUTO_FEATURE_COLS", "TrainOutput", "train_from_file"]
@@ -254,7 +255,7 @@ def _write_data(table: Any, probs: np.ndarray, class_list: list[Any], path: Path
     else:
         table = table.append_column(col, column)
     meta = dict(table.schema.metadata or {})
-    meta[b"labelqa.classes"] = json.dumps([c.item() if isinstance(c, np.generic) else c for c in class_list]).encode()
+    meta[b"labelqa.classes"] = json.dumps([py_scalar(c) for c in class_list]).encode()
     table = table.replace_schema_metadata(meta)
     written = write_atomic(path, lambda tmp: pq.write_table(table, tmp))
     mask = os.umask(0)
