@@ -1,4 +1,4 @@
-"""`labelqa scan --engine`: the streaming engine gives the in-memory report, and auto picks sensibly."""
+"""`labelqa scan --engine`: the streaming engine gives the in-memory report through the CLI (the auto rule: test_run_engine.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from labelqa.cli.app import main
-from labelqa.run import engine as choose
-from labelqa.errors import LabelqaError
 from tests.conftest import REPO, noisy_dataset, write_parquet
 
 DIGITS = REPO / "examples" / "digits" / "digits_noisy.parquet"
@@ -45,16 +43,6 @@ def test_stream_refuses_what_it_cannot_run(tmp_path, capsys):
     code, _, err = run(["scan", DIGITS, "--engine", "stream", "--embeddings-col", "features", "-o", tmp_path / "r"],
                        capsys)
     assert code == 2 and "--engine memory" in err
-
-
-def test_auto_rule(big, tmp_path, monkeypatch):
-    assert choose.choose_engine("auto", big) == "memory"  # 30k x 6 is small
-    monkeypatch.setattr(choose, "STREAM_MIN_CELLS", 100_000)
-    assert choose.choose_engine("auto", big) == "stream"  # 180k cells
-    assert choose.choose_engine("auto", big, memory_only="embeddings") == "memory"
-    assert choose.choose_engine("auto", big.parent) == "stream"  # a folder is a dataset
-    with pytest.raises(LabelqaError, match="unknown engine"):
-        choose.choose_engine("gpu", big)
 
 
 def test_stream_engine_writes_report_html(big, tmp_path, capsys):

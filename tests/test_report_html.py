@@ -288,18 +288,6 @@ def test_write_html_rebuilds_from_report_folder(hostile, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["rep"]
 
 
-def test_write_html_errors(tmp_path):
-    with pytest.raises(LabelqaError, match="no summary.json"):
-        write_html(tmp_path)
-    (tmp_path / "summary.json").write_text("{not json")
-    with pytest.raises(LabelqaError, match="cannot read"):
-        write_html(tmp_path)
-    (tmp_path / "summary.json").write_text("{}")
-    with pytest.raises(LabelqaError, match="issues.parquet"):
-        write_html(tmp_path)
-    assert not (tmp_path / "report.html").exists()
-
-
 def test_report_command(hostile, tmp_path, capsys):
     from labelqa.cli.report_cmd import report
 

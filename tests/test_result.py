@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import math
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -118,15 +116,3 @@ def test_large_issues_table_ranks_match_rank_rows():
     assert table.column_names.index("rank") == ISSUE_COLUMNS.index("rank")
     np.testing.assert_array_equal(table.column("rank").to_numpy(),
                                   rank_rows(result.label_quality, result.is_label_issue))
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.one_of(st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True),
-                          st.booleans(), st.none()), max_size=20))
-def test_jsonable_number_rows_match_the_element_wise_rules(values):
-    """The vectorised path for rows of numbers gives what the per-element rules give (NaN/inf -> None)."""
-    from labelqa.jsonable import jsonable as _jsonable
-
-    expected = [None if isinstance(v, float) and not math.isfinite(v) else v for v in values]
-    assert _jsonable(values) == expected
-    assert _jsonable(tuple(values)) == expected

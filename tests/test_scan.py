@@ -10,8 +10,6 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import labelqa
-from labelqa.errors import LabelqaError
-from labelqa.detectors.registry import make_detector
 from labelqa.scan import available_detectors
 from tests.conftest import REPO
 
@@ -32,12 +30,6 @@ def test_available_detectors_follow_inputs(digits):
     data, _ = digits
     assert available_detectors(data) == ["cl", "nrg"]
     assert available_detectors(dataclasses.replace(data, embeddings=None)) == ["cl"]
-    with pytest.raises(LabelqaError, match="needs training dynamics"):
-        make_detector("aum", data.task, dynamics=False)
-    with pytest.raises(LabelqaError, match="unknown detector"):
-        make_detector("oracle", data.task)
-    with pytest.raises(LabelqaError, match="aggregation does not apply to multiclass data"):
-        make_detector("cl", data.task, {"aggregation": "softmin"})
 
 
 def test_two_detectors_make_an_ensemble(digits):

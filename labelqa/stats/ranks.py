@@ -40,6 +40,11 @@ def rank_rows(scores: np.ndarray, flags: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise ``a == b``, NaN equal to NaN (sorting puts every NaN in one block)."""
+    return (a == b) | (np.isnan(a) & np.isnan(b))
+
+
 class RankIndex:
     """Global ranks for rows seen batch by batch in input order (see the module doc).
 
@@ -120,7 +125,7 @@ class RankIndex:
         self._unflagged = []
         s.sort()
         self.sorted = s
-        dup = s[1:][s[1:] == s[:-1]]
+        dup = s[1:][_same(s[1:], s[:-1])]  # NaN ties NaN, as in rank_rows' sort
         self.dups = np.unique(dup) if dup.size else dup
         self.seen = np.zeros(self.dups.size, dtype=np.int64)
         return self
@@ -145,7 +150,7 @@ class RankIndex:
         if self.dups.size and s.size:
             di = np.searchsorted(self.dups, s)
             hit = di < self.dups.size
-            hit[hit] = self.dups[di[hit]] == s[hit]
+            hit[hit] = _same(self.dups[di[hit]], s[hit])
             sub = di[hit]
             if sub.size:
                 order = np.argsort(sub, kind="stable")

@@ -332,7 +332,7 @@ class GroupedTop:
         if m == 0 or len(groups) == 0:
             return self
         groups = np.asarray(groups, dtype=np.int64)
-        self.fed[groups] += m
+        np.add.at(self.fed, groups, m)  # a group may own several rows
         if rows.size:
             self._add(groups[rows], values)
         return self
@@ -363,7 +363,7 @@ class GroupedTop:
         order = np.argsort(g.astype(small), kind="stable")
         g, key = g[order], key[order]
         bounds = np.searchsorted(g, np.arange(size + 1))
-        over = np.flatnonzero(bounds[1:] - bounds[:-1] > self.counts)
+        over = np.flatnonzero(bounds[1:] - bounds[:-1] > np.maximum(self.counts, 0))  # a count < 0 selects none
         if over.size:
             keep = np.ones(g.size, dtype=bool)
             for grp in over:

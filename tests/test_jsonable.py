@@ -1,0 +1,63 @@
+"""labelqa.jsonable: plain JSON values from numpy, tuples, paths; NaN and infinity become null."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labelqa.jsonable import jsonable
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True),
+                          st.booleans(), st.none()), max_size=20))
+def test_number_rows_match_the_element_wise_rules(values):
+    """The vectorised path for rows of numbers gives what the per-element rules give (NaN/inf -> None)."""
+    expected = [None if isinstance(v, float) and not math.isfinite(v) else v for v in values]
+    assert jsonable(values) == expected
+    assert jsonable(tuple(values)) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), max_size=12),
+       st.sampled_from([np.float32, np.float64]))
+def test_numpy_arrays_become_lists_that_json_accepts(values, dtype):
+    arr = np.asarray(values, dtype=dtype)
+    out = jsonable({"row": arr, "matrix": np.stack([arr, arr]) if arr.size else arr})
+    text = json.dumps(out, allow_nan=False)  # raises on any NaN or infinity left
+    assert json.loads(text)["row"] == [float(v) if np.isfinite(v) else None for v in arr]
+
+
+def test_known_values():
+    value = {
+        1: np.int64(3),
+        "f": np.float32(0.5),
+        "nan": np.float64("nan"),
+        "inf": -math.inf,
+        "b": np.bool_(True),
+        "t": (1, 2.5, "x"),
+        "p": Path("/tmp/a"),
+        "nested": [{"k": np.array([[1, 2], [3, 4]], dtype=np.int32)}],
+        "none": None,
+        "set": {3},
+    }
+    assert jsonable(value) == {
+        "1": 3,
+        "f": 0.5,
+        "nan": None,
+        "inf": None,
+        "b": True,
+        "t": [1, 2.5, "x"],
+        "p": "/tmp/a",
+        "nested": [{"k": [[1, 2], [3, 4]]}],
+        "none": None,
+        "set": "{3}",
+    }
+    out = jsonable(value)
+    assert type(out["1"]) is int and type(out["b"]) is bool and type(out["f"]) is float
+    assert jsonable([True, 1, 2.0]) == [True, 1, 2.0] and type(jsonable([True, 1])[0]) is bool
