@@ -1,36 +1,42 @@
-"""Process settings of the CLI: numpy's huge-page advice is switched off unless the user chose."""
+"""The CLI's process tricks (labelqa.runtime): each does what it says and loses nothing."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def _run(code: str, env_value: str | None) -> str:
-    import os
 
+def _python(code: str, *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=120)
+
+
+def _pages(env_value: str | None) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
     if env_value is not None:
         env["NUMPY_MADVISE_HUGEPAGE"] = env_value
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.split()
-
-
-CODE = (
-    "import numpy as np; from labelqa.runtime import prefer_small_pages; changed = prefer_small_pages(); "
-    "print(changed, np._core.multiarray._set_madvise_hugepage(True))"  # the setter returns the previous value
-)
+    code = ("import numpy as np; from labelqa.runtime import prefer_small_pages; changed = prefer_small_pages(); "
+            "print(changed, np._core.multiarray._set_madvise_hugepage(True))")  # the setter returns the old value
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, check=True)
+    return proc.stdout.split()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="numpy only advises huge pages on Linux")
 def test_prefer_small_pages_turns_numpy_advice_off():
-    assert _run(CODE, None) == ["True", "False"]
+    assert _pages(None) == ["True", "False"]
 
 
 def test_prefer_small_pages_respects_the_users_choice():
-    changed, _ = _run(CODE, "1")
+    changed, _ = _pages("1")
     assert changed == "False"
 
 
@@ -51,10 +57,34 @@ def test_pyarrow_pandas_probe_skipped_and_pandas_still_works():
         "import pyarrow as pa\n"
         "print(len(df) == 500, pa.array(pd.Series([1, 2])).to_pylist() == [1, 2])\n"
     )
-    import os
-    from pathlib import Path
+    proc = _python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True", "True"]
 
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
-                         env={**os.environ, "PYTHONPATH": str(root)}).stdout.split()
-    assert out == ["False", "True", "True"]
+
+def test_pyarrow_pandas_probe_left_alone_once_pandas_is_imported():
+    proc = _python("import pandas\nfrom labelqa.runtime import skip_pyarrow_pandas_probe\n"
+                   "print(skip_pyarrow_pandas_probe())")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False"]
+
+
+def test_exit_now_flushes_and_returns_the_code_without_teardown():
+    """Buffered output (stdout is a pipe here) arrives, the code is the exit status, atexit handlers do not run."""
+    proc = _python("import atexit, sys\nfrom labelqa.runtime import exit_now\n"
+                   "atexit.register(print, 'teardown ran')\n"
+                   "print('out', end='')\nsys.stderr.write('err')\nexit_now(3)")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out", "err")
+
+
+def test_console_script_exit_codes_and_complete_output(noisy_parquet, tmp_path):
+    """``python -m labelqa`` ends through exit_now: gate failure is 1 with the whole JSON on stdout, usage error 2."""
+    path, _ = noisy_parquet
+    cmd = [sys.executable, "-m", "labelqa", "scan", str(path), "-o", str(tmp_path / "rep"), "--format", "json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([*cmd, "--max-issue-rate", "0.01"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout) == json.loads((tmp_path / "rep" / "summary.json").read_text())
+    proc = subprocess.run([*cmd, "--top", "-1"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
