@@ -287,7 +287,7 @@ def test_out_of_core_refuses_what_needs_all_rows_or_another_task():
     assert "--engine memory" in err.value.hint
     with pytest.raises(LabelqaError, match="needs multi-label data"):
         scan_out_of_core(runner, MultilabelConfidentLearning(), source=None, meta={})
-    with pytest.raises(LabelqaError, match="unknown filter_by"):
+    with pytest.raises(LabelqaError, match="filter_by= must be one of"):
         scan_out_of_core(runner, ConfidentLearning(filter_by="nope"), source=None, meta={})
     assert runner.passes == []  # refused before any pass
 
