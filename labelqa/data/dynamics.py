@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from labelqa.data.arrays import is_list_type
+from labelqa.data.readers import npy_header
 from labelqa.errors import LabelqaError
 
 __all__ = [
@@ -186,23 +187,6 @@ def _check_numeric(dtype: np.dtype, where: str) -> None:
         raise LabelqaError(f"{where}: logits must be numbers, got dtype {dtype}")
 
 
-def _npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """(shape, fortran_order, dtype, data offset) of a .npy file, reading its header only."""
-    try:
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-            else:
-                shape, fortran, dtype = np.lib.format._read_array_header(fh, version)  # type: ignore[attr-defined]
-            offset = fh.tell()
-    except (ValueError, OSError) as exc:
-        raise LabelqaError(f"cannot read {path} as .npy: {exc}", "write it with numpy.save") from exc
-    return tuple(int(s) for s in shape), bool(fortran), np.dtype(dtype), offset
-
-
 class NpyFileSource(EpochSource):
     """A ``.npy`` file of shape ``(E, N, K)``, memory-mapped one epoch at a time.
 
@@ -212,7 +196,7 @@ class NpyFileSource(EpochSource):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        shape, fortran, dtype, offset = _npy_header(self.path)
+        shape, fortran, dtype, offset = npy_header(self.path)
         self.description = str(self.path)
         if len(shape) != 3:
             raise LabelqaError(f"{self.path}: logits by epoch must have shape (epochs, N, K), got {shape}",
@@ -276,7 +260,7 @@ class EpochFilesSource(EpochSource):
         self.n_epochs = len(files)
         first = files[0]
         if first.suffix.lower() == ".npy":
-            shape, _, dtype, _ = _npy_header(first)
+            shape, _, dtype, _ = npy_header(first)
             if len(shape) != 2:
                 raise LabelqaError(f"{first}: an epoch file must hold an (N, K) array, got shape {shape}")
             _check_numeric(dtype, str(first))

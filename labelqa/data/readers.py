@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -375,17 +376,7 @@ def read_npy(
     p = check_file(path, what=what)
     if p.lower().endswith(".npz"):
         raise LabelqaError(f"{p} is a .npz archive; expected a single .npy array", hint=save_hint)
-    try:
-        with open(p, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-            else:  # (3, 0): utf-8 header, no public reader
-                shape, _fortran, dtype = np.lib.format._read_array_header(fh, version)  # noqa: SLF001
-    except (ValueError, OSError, SyntaxError) as exc:
-        raise LabelqaError(f"cannot read {p} as .npy: {exc}", hint=save_hint) from exc
+    shape, _fortran, dtype, _offset = npy_header(p, hint=save_hint)
     if dtype.hasobject:
         raise LabelqaError(
             f"{p} holds Python objects (dtype {dtype}); refusing to unpickle it",
@@ -397,3 +388,27 @@ def read_npy(
         return np.load(p, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise LabelqaError(f"cannot read {p} as .npy: {exc}", hint="re-save it with np.save") from exc
+
+
+def npy_header(path: str | os.PathLike[str], *, hint: str = "write it with numpy.save") -> tuple[
+        tuple[int, ...], bool, Any, int]:
+    """``(shape, fortran_order, dtype, data offset)`` of a ``.npy`` file, reading its header only (no unpickling).
+
+    Raises:
+        LabelqaError: Not a readable ``.npy`` file.
+    """
+    import numpy as np
+
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:  # (3, 0): utf-8 header, no public reader
+                shape, fortran, dtype = np.lib.format._read_array_header(fh, version)  # noqa: SLF001
+            offset = fh.tell()
+    except (ValueError, OSError, SyntaxError) as exc:
+        raise LabelqaError(f"cannot read {path} as .npy: {exc}", hint=hint) from exc
+    return tuple(int(x) for x in shape), bool(fortran), np.dtype(dtype), offset

@@ -50,6 +50,7 @@ __all__ = [
     "Step",
     "add_tallies",
     "run_on_block",
+    "selection_stages",
 ]
 
 
@@ -211,6 +212,16 @@ class SelectStep(Step):
     def feed(self, partial: Selections, block: Block) -> Selections:
         self.rule.feed(self.stage, partial, block)
         return partial
+
+
+def selection_stages(rule: Any) -> Generator[Step, Any, None]:
+    """A plan's selection passes: a :class:`SelectStep` per stage of ``rule.stages()``, each finished in turn.
+
+    Use inside a plan as ``yield from selection_stages(rule)``.
+    """
+    for stage, template in rule.stages():
+        partial = yield SelectStep(rule, stage, template)
+        rule.finish(stage, partial)
 
 
 @dataclass(eq=False)

@@ -50,8 +50,8 @@ from labelqa.detectors.base import (
     DetectorRows,
     Plan,
     RowRule,
-    SelectStep,
     Step,
+    selection_stages,
 )
 from labelqa.detectors.base import run_on_block
 from labelqa import options
@@ -855,9 +855,7 @@ class ConfidentLearning(Detector):
         est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy())
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
-        for stage, template in flag.stages():
-            acc = yield SelectStep(flag, stage, template)
-            flag.finish(stage, acc)
+        yield from selection_stages(flag)
         return ConfidentRule(est, flag, self.score_method, bool(self.adjust_pred_probs))
 
     def detect(self, data: LabelData) -> DetectorResult:

@@ -56,7 +56,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from labelqa.data.model import LabelData
-from labelqa.detectors.base import Block, DatasetInfo, Detector, DetectorRows, Plan, RowRule, SelectStep, Step
+from labelqa.detectors.base import Block, DatasetInfo, Detector, DetectorRows, Plan, RowRule, Step, selection_stages
 from labelqa.detectors.base import run_on_block
 from labelqa import options
 from labelqa.detectors.confident import AGREEMENT_RULE_METHODS, FILTER_METHODS
@@ -844,9 +844,7 @@ class MultilabelConfidentLearning(Detector):
                         p2.cand_png.copy(), sums.quality())
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
-        for stage, template in flag.stages():
-            acc = yield SelectStep(flag, stage, template)
-            flag.finish(stage, acc)
+        yield from selection_stages(flag)
         names = [str(c) for c in info.classes] if len(info.classes) == k else [str(i) for i in range(k)]
         return MultilabelRule(est, flag, names, self.get_params())
 
