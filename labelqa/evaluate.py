@@ -1,4 +1,4 @@
-"""Evaluating detectors against known label errors (``ALGORITHMS.md`` section 5).
+"""Evaluating detectors against known label errors (docs/evaluation.md).
 
 Ground truth comes either from a column of true labels (read only for scoring:
 :func:`read_truth_codes` reads it on its own, it never reaches a detector) or
@@ -123,7 +123,7 @@ def inject_noise(
     *,
     noise_matrix: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flip labels at random (seeded), as in ``ALGORITHMS.md`` section 5.
+    """Flip labels at random (seeded), as described in docs/evaluation.md.
 
     Args:
         labels: Class codes ``0..K-1``, shape ``(N,)`` (taken as the truth).

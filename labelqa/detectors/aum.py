@@ -1,6 +1,6 @@
 """Area Under the Margin (AUM): flag rows a model keeps ranking another class above during training.
 
-Spec: ``ALGORITHMS.md`` section 3 (Pleiss, Zhang, Elenberg, Weinberger,
+Spec: docs/aum.md (Pleiss, Zhang, Elenberg, Weinberger,
 NeurIPS 2020). The margin of row ``i`` at epoch ``t`` is its label's raw
 logit minus the largest other logit::
 

@@ -1,7 +1,7 @@
 """Confident learning (Northcutt, Jiang, Chuang, JAIR 2021): find label errors
 from out-of-sample predicted probabilities.
 
-Implemented from the method's description (``ALGORITHMS.md`` section 1), as
+Implemented from the method's description (Northcutt, Jiang, Chuang, JAIR 2021), as
 one plan that every runner executes unchanged (see
 :mod:`labelqa.detectors.base`):
 

@@ -1,7 +1,7 @@
 """Multi-label confident learning (Thyagarajan, Snorrason, Northcutt, Mueller
 2022): find wrong label *sets* from out-of-sample per-class probabilities.
 
-Implemented from the method's description (``ALGORITHMS.md`` section 2), with
+Implemented from the method's description (multi-label confident learning, Thyagarajan et al. 2023), with
 the binary problems solved exactly as :mod:`labelqa.detectors.confident`
 defines confident learning (section 1), as one plan every runner executes
 unchanged (see :mod:`labelqa.detectors.base`):

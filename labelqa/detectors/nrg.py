@@ -1,5 +1,5 @@
 """Neural Relation Graph (NRG): label-noise and outlier scores from the relation
-graph of the examples in embedding space (ALGORITHMS.md section 4; Kim, Yun,
+graph of the examples in embedding space (docs/nrg.md; Kim, Yun,
 Song, NeurIPS 2023). Documentation, defaults and measurements: ``docs/nrg.md``.
 
 For L2-normalised embeddings ``f_i`` and probabilities ``p_i``:

@@ -20,7 +20,7 @@ Then, on the aggregates alone: :func:`calibrate_confident_joint`,
 :func:`estimate_latent` (joint, noise matrix, inverse noise matrix, latent
 prior) and :func:`round_rows`.
 
-See ``ALGORITHMS.md`` section 1 (Northcutt, Jiang, Chuang, JAIR 2021).
+See Northcutt, Jiang, Chuang, JAIR 2021).
 """
 
 from __future__ import annotations

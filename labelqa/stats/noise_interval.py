@@ -1,6 +1,6 @@
 """A bootstrap interval for confident learning's estimated noise rate.
 
-The estimate (``ALGORITHMS.md`` section 1) depends on the rows only through
+The estimate (confident learning) depends on the rows only through
 counts: the raw confident joint ``C`` (``C[j, g]`` = rows given ``j`` whose
 guessed true label is ``g``) and the class counts ``n_j`` (which also hold the
 rows with an empty confident set, not counted in ``C``). Resampling the N rows
