@@ -30,7 +30,7 @@ def split_points(n: int, cuts: list[int]) -> list[tuple[int, int]]:
 
 @st.composite
 def scored_rows(draw):
-    n = draw(st.integers(1, 60))
+    n = draw(st.one_of(st.integers(1, 60), st.integers(130, 400)))  # >= 64 per batch: sorted search
     pool = draw(st.sampled_from(["exact", "inexact", "nan", "floats"]))
     if pool == "floats":
         elem = st.floats(-2, 2, width=draw(st.sampled_from([32, 64])))
@@ -47,7 +47,7 @@ def scored_rows(draw):
 
 
 @SETTINGS
-@given(rows=scored_rows(), cuts=st.lists(st.integers(1, 59), max_size=6), n_indexes=st.integers(1, 3),
+@given(rows=scored_rows(), cuts=st.lists(st.integers(1, 399), max_size=6), n_indexes=st.integers(1, 3),
        order=st.randoms(use_true_random=False))
 def test_rank_index_equals_rank_rows_on_the_concatenation(rows, cuts, n_indexes, order):
     """Batches added in any order, spread over several indexes that merge; ranks asked in input order,

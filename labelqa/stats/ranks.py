@@ -45,6 +45,20 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
+def _search_unsorted(sorted_values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(sorted_values, keys, side="left")`` for keys in any order.
+
+    Searching sorted keys walks the big array in order (cache-friendly): 2-3x
+    faster at millions of values than searching keys in input order.
+    """
+    if keys.size < 64:
+        return np.searchsorted(sorted_values, keys, side="left")
+    order = np.argsort(keys, kind="stable")
+    found = np.empty(keys.size, dtype=np.intp)
+    found[order] = np.searchsorted(sorted_values, keys[order], side="left")
+    return found
+
+
 class RankIndex:
     """Global ranks for rows seen batch by batch in input order (see the module doc).
 
@@ -146,9 +160,9 @@ class RankIndex:
             out[flags] = self.flag_rank[np.searchsorted(self.flag_pos, positions[flags])]
         unf = ~flags
         s = np.asarray(scores[unf], dtype=self.dtype)
-        r = self.n_flagged + 1 + np.searchsorted(self.sorted, s, side="left")
+        r = self.n_flagged + 1 + _search_unsorted(self.sorted, s)
         if self.dups.size and s.size:
-            di = np.searchsorted(self.dups, s)
+            di = _search_unsorted(self.dups, s)
             hit = di < self.dups.size
             hit[hit] = _same(self.dups[di[hit]], s[hit])
             sub = di[hit]
