@@ -431,3 +431,24 @@ def test_gate_is_decided_on_the_streamed_result(mc_file, tmp_path):
     assert "Quality gate: FAILED" in (tmp_path / "stream" / "summary.md").read_text()
     with labelqa.scan(str(mc_file), engine="stream", batch_size=BATCH, max_issue_rate=0.9) as result:
         assert result.gate.passed
+
+
+def test_reader_thread_stops_when_a_pass_is_abandoned(tmp_path):
+    """The runner reads ahead on a thread: a consumer that stops early (an error, a ``break``)
+    must not leave the reader blocked on its queue, and a later pass starts from the first batch."""
+    import threading
+
+    from labelqa.data.source import open_source
+    from labelqa.run.stream import StreamRunner
+
+    given, _, probs, _ = noisy_dataset(n=5000, k=3, seed=4)
+    path = write_parquet(tmp_path / "d.parquet", given, probs)
+    runner = StreamRunner(open_source(str(path)), batch_size=100)
+    before = threading.active_count()
+    for _ in range(3):
+        for i, offset in enumerate(runner.map(lambda block: block.offset)):
+            if i == 2:
+                break
+    assert threading.active_count() == before
+    offsets = list(runner.map(lambda block: block.offset))
+    assert offsets == list(range(0, 5000, 100))

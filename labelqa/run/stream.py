@@ -2,13 +2,23 @@
 
 Every pass reads the data again, batch by batch (:mod:`labelqa.data.source`
 decodes and validates them: the first pass checks every row, later passes
-only decode), so memory is bounded by a batch plus the plans' partial
+only decode), so memory is bounded by a few batches plus the plans' partial
 aggregates, whatever the number of rows.
+
+Both cores work: a reader thread reads and decodes the next batches while
+the caller computes on the current one (pyarrow and numpy release the GIL),
+and :meth:`StreamRunner.map` runs its per-batch function on two threads,
+yielding results in input order. At most :data:`PREFETCH` decoded batches
+wait in the queue, so memory stays bounded.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from labelqa.detectors.base import Block, DatasetInfo, Step
@@ -18,6 +28,11 @@ __all__ = ["DEFAULT_BATCH_SIZE", "StreamRunner", "info_of"]
 
 #: Rows per record batch of the streaming and Dask runners.
 DEFAULT_BATCH_SIZE = 262_144
+
+#: Decoded batches the reader thread may hold ahead of the consumer.
+PREFETCH = 2
+
+_DONE = object()
 
 
 def info_of(src: Source) -> DatasetInfo:
@@ -51,14 +66,50 @@ class StreamRunner:
         self.passes: list[str] = []
         self._validated = False
 
-    def _blocks(self) -> Iterator[Block]:
+    def _decoded(self) -> Iterator[Any]:
+        """The source's decoded batches, in order (validated on the first pass only)."""
         validate = not self._validated
         for offset, table in self.src.tables(self.batch_size):
-            batch = self.src.decode(table, offset, validate=validate)
-            if validate:
-                self.renormalized_rows += batch.renormalized_rows
-            yield block_of(batch)
-        self._validated = True
+            yield self.src.decode(table, offset, validate=validate)
+
+    def _blocks(self) -> Iterator[Block]:
+        """Decoded batches as blocks, read ahead on a thread; reader errors are raised here."""
+        ahead: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
+        stop = threading.Event()
+
+        def read() -> None:
+            try:
+                for batch in self._decoded():
+                    while not stop.is_set():
+                        try:
+                            ahead.put(batch, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                ahead.put(_DONE)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                ahead.put(exc)
+
+        reader = threading.Thread(target=read, name="labelqa-reader", daemon=True)
+        reader.start()
+        validate = not self._validated
+        try:
+            while (item := ahead.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                if validate:
+                    self.renormalized_rows += item.renormalized_rows
+                yield block_of(item)
+            self._validated = True
+        finally:
+            stop.set()
+            while reader.is_alive():  # unblock a reader waiting on a full queue
+                try:
+                    ahead.get_nowait()
+                except queue.Empty:
+                    reader.join(0.05)
 
     def fold(self, steps: Sequence[Step]) -> list[Any]:
         """One pass: every step is fed every batch; returns the partials (in step order)."""
@@ -70,9 +121,19 @@ class StreamRunner:
         return partials
 
     def map(self, fn: Callable[..., Any], *args: Any, name: str = "rows") -> Iterator[Any]:
-        """One pass: ``fn(block, *args)`` for every batch, in input order."""
-        for block in self._blocks():
-            yield fn(block, *args)
+        """One pass: ``fn(block, *args)`` for every batch on two threads, results in input order."""
+        pending: deque[Any] = deque()
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="labelqa-map") as pool:
+            try:
+                for block in self._blocks():
+                    pending.append(pool.submit(fn, block, *args))
+                    if len(pending) > 2:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
         self.passes.append(name)
 
     def close(self) -> None:
