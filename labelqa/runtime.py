@@ -4,6 +4,14 @@ Each trick stays only while it pays for itself: it saves at least ~0.1 s or
 a clear amount of memory on a large scan, or a sizable share (>= 10%) of a
 small one. They are for the CLI's own process: the library never applies
 them on import (they would change numpy or pyarrow for the host program).
+The one exception is scoped: :func:`small_pages` applies trick 2 for the
+duration of a library call (``labelqa.load``, ``labelqa.scan``) and restores
+numpy's setting after it: ``labelqa.load`` of 1M x 100 took 0.75-1.1 s
+from Python with numpy's default and takes 0.53-0.69 s with it (the CLI:
+0.38-0.45 s). The rest is trick 1, which the library cannot scope (pyarrow
+remembers its probe for the whole process): a process that has imported
+pandas already, as a notebook usually has, loads as fast as the CLI
+(0.39-0.59 s).
 
 Measured with ``python benchmarks/startup.py --typer-python /tmp/tv/bin/python``
 (the typer venv as that script's docstring says): each trick switched off
@@ -52,9 +60,13 @@ examples/digits/digits_noisy.parquet`` (0.25-0.27 s, 110 MB with every trick),
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def prefer_small_pages() -> bool:
@@ -65,17 +77,35 @@ def prefer_small_pages() -> bool:
     """
     if os.environ.get("NUMPY_MADVISE_HUGEPAGE") is not None:
         return False
-    import numpy as np
-
-    try:
-        setter = np._core.multiarray._set_madvise_hugepage  # numpy >= 2
-    except AttributeError:  # pragma: no cover - numpy 1.x layout
-        try:
-            setter = np.core.multiarray._set_madvise_hugepage
-        except AttributeError:
-            return False
+    setter = _hugepage_setter()
+    if setter is None:  # pragma: no cover - a numpy without the switch
+        return False
     setter(False)
     return True
+
+
+def _hugepage_setter() -> Callable[[bool], bool] | None:
+    import numpy as np
+
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    return getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+
+
+def small_pages(fn: F) -> F:
+    """Decorator: run ``fn`` with trick 2 on, restoring numpy's page advice after (unless ``NUMPY_MADVISE_HUGEPAGE`` is set)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        setter = None if os.environ.get("NUMPY_MADVISE_HUGEPAGE") is not None else _hugepage_setter()
+        if setter is None:
+            return fn(*args, **kwargs)
+        previous = setter(False)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            setter(previous)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def skip_pyarrow_pandas_probe() -> bool:

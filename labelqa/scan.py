@@ -25,6 +25,7 @@ from labelqa.detectors.registry import DETECTORS, make_detector
 from labelqa.errors import LabelqaError
 from labelqa.report.writers import write_report
 from labelqa.result import ScanResult
+from labelqa.runtime import small_pages
 
 __all__ = ["DETECTORS", "available_detectors", "detector_params", "load_options", "run_detectors", "scan",
            "top_issues", "write_report"]
@@ -89,6 +90,7 @@ def run_detectors(
     return scan_memory(data, dets, primary=primary, issue_rule=issue_rule, progress=progress)
 
 
+@small_pages
 def scan(
     data: LabelData | str | os.PathLike[str],
     *,

@@ -40,6 +40,32 @@ def test_prefer_small_pages_respects_the_users_choice():
     assert changed == "False"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="numpy only advises huge pages on Linux")
+def test_small_pages_is_scoped_to_the_library_call():
+    """Inside ``labelqa.load`` numpy's advice is off; after it (also after an error) numpy's own setting is back."""
+    code = (
+        "import numpy as np, labelqa, labelqa.runtime as rt\n"
+        "setter = np._core.multiarray._set_madvise_hugepage\n"
+        "seen = []\n"
+        "probe = rt.small_pages(lambda: seen.append(setter(False)))\n"
+        "for start in (True, False):\n"
+        "    setter(start); probe(); seen.append(setter(start))\n"
+        "def boom(): raise ValueError('x')\n"
+        "setter(True)\n"
+        "try: rt.small_pages(boom)()\n"
+        "except ValueError: pass\n"
+        "seen.append(setter(True))\n"
+        "labelqa.load('examples/digits/digits_noisy.parquet'); seen.append(setter(True))\n"
+        "print(seen)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # inside: off (False) both times; after: the start value; after an error and after load: True again
+    assert proc.stdout.split() == ["[False,", "True,", "False,", "False,", "True,", "True]"]
+
+
 def test_pyarrow_pandas_probe_skipped_and_pandas_still_works():
     """After the skip a scan never imports pandas, yet to_pandas and import pandas work as usual."""
     code = (

@@ -72,10 +72,12 @@ from labelqa.data.schema import (
     resolve_schema,
 )
 from labelqa.errors import LabelqaError
+from labelqa.runtime import small_pages
 
 __all__ = ["DEFAULT_EMBEDDINGS_COL", "DEFAULT_PRED_PROBS_COL", "LOAD_TASKS", "load"]
 
 
+@small_pages
 def load(
     path: str | os.PathLike[str],
     *,
