@@ -134,14 +134,23 @@ class RankIndex:
         by_pos = np.argsort(fp, kind="stable")
         self.flag_pos = fp[by_pos]
         self.flag_rank = frank[by_pos]
-        s = np.concatenate(self._unflagged).astype(self.dtype, copy=False) if self._unflagged else \
-            np.empty(0, dtype=self.dtype)
-        self._unflagged = []
+        s = np.empty(sum(part.size for part in self._unflagged), dtype=self.dtype)
+        at = 0
+        while self._unflagged:  # fill one array, freeing each part as it is copied (no second copy of all)
+            part = self._unflagged.pop(0)
+            s[at : at + part.size] = part
+            at += part.size
+            del part
         s.sort()
         self.sorted = s
-        dup = s[1:][_same(s[1:], s[:-1])]  # NaN ties NaN, as in rank_rows' sort
-        self.dups = np.unique(dup) if dup.size else dup
-        self.seen = np.zeros(self.dups.size, dtype=np.int64)
+        # Values that occur more than once: ``s`` is sorted, so equal values are runs (NaN ties NaN,
+        # as in rank_rows' sort) and each run's value is taken once, in order, without another sort.
+        repeated = s[1:][_same(s[1:], s[:-1])]
+        first = np.ones(repeated.size, dtype=bool)
+        first[1:] = ~_same(repeated[1:], repeated[:-1])
+        self.dups = repeated[first]
+        del repeated, first
+        self.seen = np.zeros(self.dups.size, dtype=np.int64 if s.size >= 2**31 else np.int32)
         return self
 
     def restart(self) -> None:

@@ -262,6 +262,8 @@ class GroupedTop:
         self._v: list[np.ndarray] = []
         self._pending = 0
         self._budget = 2 * int(np.maximum(self.counts, 0).sum()) + (1 << 16)
+        # group numbers are kept in the narrowest type that holds them (2 bytes a value for <= 65,536 groups)
+        self._group_dtype = np.dtype(np.uint16 if self.counts.size <= 1 << 16 else np.int64)
 
     def empty(self) -> GroupedTop:
         """A fresh partial for the same groups."""
@@ -338,7 +340,7 @@ class GroupedTop:
         return self
 
     def _add(self, groups: np.ndarray, values: np.ndarray) -> None:
-        self._g.append(groups)
+        self._g.append(groups.astype(self._group_dtype, copy=False))
         self._v.append(values.copy() if values.base is not None else values)
         self._pending += groups.size
         if self._pending > self._budget:
@@ -352,15 +354,16 @@ class GroupedTop:
         Values are grouped with a stable integer sort; only groups holding
         more than their count are partitioned (one ``np.partition`` each).
         """
-        g = np.concatenate(self._g) if self._g else np.empty(0, dtype=np.int64)
+        g = np.concatenate(self._g) if self._g else np.empty(0, dtype=self._group_dtype)
         v = np.concatenate(self._v) if self._v else np.empty(0, dtype=self.dtype)
+        self._g, self._v = [], []
         live = self.counts[g] > 0
         if not live.all():
             g, v = g[live], v[live]
         key = -v if self.largest else v  # smallest first; negation is exact
+        del v
         size = self.counts.size
-        small = np.uint16 if size <= 1 << 16 else np.int64
-        order = np.argsort(g.astype(small), kind="stable")
+        order = np.argsort(g, kind="stable")
         g, key = g[order], key[order]
         bounds = np.searchsorted(g, np.arange(size + 1))
         over = np.flatnonzero(bounds[1:] - bounds[:-1] > np.maximum(self.counts, 0))  # a count < 0 selects none
