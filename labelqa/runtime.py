@@ -48,13 +48,20 @@ examples/digits/digits_noisy.parquet`` (0.25-0.27 s, 110 MB with every trick),
    ``labelqa scan`` (35-40% of the small scan), nothing measurable for
    ``labelqa --help``. Lift the pin once ``--typer-python`` with a newer
    typer shows no such cost.
+
+Not a trick but process set-up too: :func:`signals_unwind` makes SIGTERM
+(and SIGHUP) unwind the stack like Ctrl-C does, so the ``finally`` blocks of
+:mod:`labelqa.atomic` remove staging folders and temporary files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from typing import NoReturn
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 
 def prefer_small_pages() -> bool:
@@ -111,3 +118,51 @@ def exit_now(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGINT, SIGTERM or SIGHUP while :func:`signals_unwind` is active.
+
+    A :class:`KeyboardInterrupt`, so ``except Exception`` never swallows it
+    and every ``finally`` block runs.
+
+    Attributes:
+        signum: The signal received.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+#: The signals that stop a command cleanly.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def signals_unwind() -> Iterator[None]:
+    """While active, SIGINT/SIGTERM/SIGHUP (unless ignored already) raise :class:`Terminated` in the main thread (once: later ones are
+    ignored so the clean-up they started is not cut short); the previous handlers are restored afterwards.
+
+    Outside the main thread (where Python cannot set handlers) it does nothing.
+    """
+    previous: dict[int, Any] = {}
+
+    def stop(signum: int, frame: Any) -> None:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    try:
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup and friends: keep ignoring
+                previous[sig] = signal.signal(sig, stop)
+    except ValueError:  # not the main thread
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        previous.clear()
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
