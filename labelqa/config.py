@@ -14,9 +14,9 @@ Tables (the same in both layouts; in ``pyproject.toml`` prefix them with
 ``tool.labelqa.``), and the commands that read them::
 
     [scan]       # load, detector, run and engine options: scan, fix, evaluate;
-                 # scan's output options (out, format, top): scan
+                 # scan's output options (out, format, top, csv_formulas): scan
     [gate]       # gate options: scan
-    [fix]        # fix's own options (report, strategy, min_confidence, force)
+    [fix]        # fix's own options (report, strategy, min_confidence, force, csv_formulas)
     [evaluate]   # evaluate's own options (truth_col, inject_noise, seed, out, format)
     [train]      # every option of train (train reads no other table)
 

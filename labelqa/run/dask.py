@@ -22,6 +22,7 @@ Needs the optional extra ``labelqa[dask]`` (``distributed``).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ from labelqa.data.source import Source
 from labelqa.errors import LabelqaError
 from labelqa.run.stream import DEFAULT_BATCH_SIZE, block_of, info_of
 
-__all__ = ["DaskRunner", "Piece", "parquet_pieces"]
+__all__ = ["CONNECT_TIMEOUT_S", "DaskRunner", "Piece", "connect", "parquet_pieces"]
 
 
 def _import_distributed() -> Any:
@@ -45,6 +46,26 @@ def _import_distributed() -> Any:
             hint='pip install "labelqa[dask]"',
         ) from exc
     return distributed
+
+
+#: Seconds to wait for a ``--scheduler`` to answer.
+CONNECT_TIMEOUT_S = 10
+
+
+def connect(distributed: Any, scheduler: str) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``scheduler``.
+
+    Raises:
+        LabelqaError: A malformed address, or no scheduler answering there within :data:`CONNECT_TIMEOUT_S`.
+    """
+    try:
+        return distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise LabelqaError(
+            f"cannot reach the Dask scheduler at --scheduler {scheduler!r}: {reason[:300]}",
+            "pass a running scheduler's address (e.g. tcp://10.0.0.5:8786), or omit --scheduler for a local cluster",
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -140,10 +161,12 @@ class DaskRunner:
         self._stack = contextlib.ExitStack()
         if client is None:
             if scheduler:
-                client = self._stack.enter_context(distributed.Client(scheduler))
+                client = self._stack.enter_context(connect(distributed, scheduler))
             else:
+                # the workers' own log lines ("Compute Failed" and a traceback) would precede labelqa's error line
                 cluster = self._stack.enter_context(distributed.LocalCluster(
-                    n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None))
+                    n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                    silence_logs=logging.CRITICAL))
                 client = self._stack.enter_context(distributed.Client(cluster))
         self.client = client
         self.schema = src.dataset().schema
