@@ -44,7 +44,7 @@ from pathlib import Path
 
 from labelqa.errors import LabelqaError
 
-__all__ = ["LEFTOVER_PATTERN", "REPORT_NAMES", "check_report_folder", "live_paths", "public_text", "publish",
+__all__ = ["LEFTOVER_PATTERN", "REPORT_NAMES", "check_report_folder", "live_paths", "make_folder", "public_text", "publish",
            "remove_leftovers", "remove_live", "resolve_output", "staging_dir", "temp_path", "write_atomic"]
 
 #: Every file labelqa writes into a report folder (scan, evaluate, report).
@@ -187,6 +187,21 @@ def resolve_output(path: str | os.PathLike[str], what: str = "output path") -> P
                            "remove the symlink loop or choose another path") from None
 
 
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` and its parents (mode by the umask).
+
+    Raises:
+        NotADirectoryError: A part of the path is a file (naming that file).
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        for part in (folder, *folder.parents):
+            if part.exists() and not part.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(part)) from None
+        raise
+
+
 def check_report_folder(out_dir: str | os.PathLike[str]) -> Path:
     """Check that ``out_dir`` can take a report, before any work; returns its real path.
 
@@ -226,7 +241,7 @@ def staging_dir(dest_dir: str | os.PathLike[str]) -> Iterator[Path]:
     the staged files with :func:`publish`.
     """
     real = resolve_output(dest_dir)
-    real.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(real.parent)
     remove_leftovers(real.parent, [real.name])
     tmp = temp_path(real, "stage")
     os.mkdir(tmp)  # mode 0o777 & ~umask, like any folder the user creates
@@ -316,7 +331,7 @@ def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], None]) -
     """
     given = Path(path)
     real = resolve_output(given)
-    real.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(real.parent)
     remove_leftovers(real.parent, [real.name])
     tmp = temp_path(real, "tmp")
     _LIVE[tmp] = given

@@ -61,6 +61,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 
@@ -139,18 +140,29 @@ class Terminated(KeyboardInterrupt):
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+@dataclass
+class StopState:
+    """What :func:`signals_unwind` saw: the first stop signal received, or ``None``."""
+
+    signum: int | None = None
+
+
 @contextlib.contextmanager
-def signals_unwind() -> Iterator[None]:
+def signals_unwind() -> Iterator[StopState]:
     """While active, SIGINT/SIGTERM/SIGHUP (unless ignored already) raise :class:`Terminated` in the main thread (once: later ones are
     ignored so the clean-up they started is not cut short); the previous handlers are restored afterwards.
 
     Outside the main thread (where Python cannot set handlers) it does nothing.
+    Yields a :class:`StopState` naming the signal received (a command
+    framework may turn the exception into an exit code: this still says why).
     """
     previous: dict[int, Any] = {}
+    state = StopState()
 
     def stop(signum: int, frame: Any) -> None:
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
+        state.signum = signum
         raise Terminated(signum)
 
     try:
@@ -162,7 +174,7 @@ def signals_unwind() -> Iterator[None]:
             signal.signal(sig, handler)
         previous.clear()
     try:
-        yield
+        yield state
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

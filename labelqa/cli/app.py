@@ -84,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     prefer_small_pages()
     command = typer.main.get_command(app)
-    with signals_unwind():
+    with signals_unwind() as stopped:
         code = _run(command, argv)
+        if stopped.signum is not None and code == 130:  # typer turned the interruption into Exit(130)
+            code = _interrupted(Terminated(stopped.signum))
     if argv is None:  # the console script: every output is complete and closed by now
         exit_now(code)
     return code
@@ -110,10 +112,7 @@ def _run(command: object, argv: list[str] | None) -> int:
         error_line("aborted")
         code = EXIT_USAGE
     except KeyboardInterrupt as exc:
-        remove_live()
-        signum = exc.signum if isinstance(exc, Terminated) else 2
-        error_line("interrupted" if signum == 2 else f"terminated by {exc}; nothing was published")
-        code = 128 + signum
+        code = _interrupted(exc)
     except OSError as exc:
         if os.environ.get("LABELQA_DEBUG"):
             traceback.print_exc()
@@ -127,3 +126,13 @@ def _run(command: object, argv: list[str] | None) -> int:
     finally:
         remove_live()
     return code
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Remove the temporaries, say what stopped the command; 128 + the signal number."""
+    from labelqa.atomic import remove_live
+
+    remove_live()
+    signum = exc.signum if isinstance(exc, Terminated) else 2
+    error_line(f"{'interrupted' if signum == 2 else f'terminated by {exc}'}: nothing was written")
+    return 128 + signum
