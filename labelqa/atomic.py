@@ -44,7 +44,7 @@ from pathlib import Path
 
 from labelqa.errors import LabelqaError
 
-__all__ = ["LEFTOVER_PATTERN", "REPORT_NAMES", "check_report_folder", "live_paths", "make_folder", "public_text", "publish",
+__all__ = ["LEFTOVER_PATTERN", "REPORT_NAMES", "check_report_folder", "live_paths", "located", "make_folder", "public_text", "publish",
            "remove_leftovers", "remove_live", "resolve_output", "staging_dir", "temp_path", "write_atomic"]
 
 #: Every file labelqa writes into a report folder (scan, evaluate, report).
@@ -233,6 +233,26 @@ def check_report_folder(out_dir: str | os.PathLike[str]) -> Path:
     return real
 
 
+_ERRNO_IN_TEXT = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def located(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Name ``path`` in an operating-system error raised without a file name (pyarrow's writers)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        code = exc.errno
+        if code is None:
+            found = _ERRNO_IN_TEXT.search(str(exc))
+            code = int(found.group(1)) if found else None
+        if code is None:
+            raise
+        raise OSError(code, os.strerror(code), os.fspath(path)) from exc
+
+
 @contextlib.contextmanager
 def staging_dir(dest_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """A new folder beside ``dest_dir`` (on its filesystem), removed afterwards unless published.
@@ -336,7 +356,8 @@ def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], None]) -
     tmp = temp_path(real, "tmp")
     _LIVE[tmp] = given
     try:
-        writer(tmp)
+        with located(given):
+            writer(tmp)
         os.replace(tmp, real)
     finally:
         _remove(tmp)

@@ -350,7 +350,27 @@ def test_a_full_disk_for_real(data, tmp_path):
     assert "scan=2" in proc.stdout and "fix=2" in proc.stdout, proc.stdout + proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 2 and all("no space left" in line and "Traceback" not in line for line in lines), lines
+    assert f"{mnt}/rep: no space left" in lines[0] and f"{mnt}/clean.csv: no space left" in lines[1]
     assert proc.stdout.split("fix=2")[1].strip() == ""  # nothing left on the full disk
+
+
+def test_a_read_only_disk_for_real(data, tmp_path):
+    """A read-only tmpfs (root and unshare needed; root ignores folder permissions): one line each, exit 2."""
+    if not ROOT or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a private tmpfs")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = (f"mount -t tmpfs -o ro,size=64k tmpfs {mnt} || exit 99; "
+              f"{sys.executable} -m labelqa scan {data} -o {mnt}/rep -q; echo scan=$?; "
+              f"{sys.executable} -m labelqa fix {data} -o {mnt}/clean.csv -q; echo fix=$?")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    if proc.returncode == 99 or "scan=" not in proc.stdout:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()[:200]}")
+    assert "scan=2" in proc.stdout and "fix=2" in proc.stdout, proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2 and all("read-only file system" in line and "-- choose an --out" in line
+                                   for line in lines), lines
 
 
 def test_os_error_lines_for_pyarrow_and_python_errors():

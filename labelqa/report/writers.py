@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from labelqa.atomic import check_report_folder, publish, staging_dir
+from labelqa.atomic import check_report_folder, located, publish, staging_dir
 from labelqa.report.folder import read_issues
 from labelqa.report.html import QualityHistogram, file_histogram, render_html
 from labelqa.report.escape import neutralize_formulas
@@ -102,7 +102,7 @@ def write_report(
     """
     out_dir = Path(out_dir)
     check_report_folder(out_dir)
-    with staging_dir(out_dir) as tmp:
+    with located(out_dir), staging_dir(out_dir) as tmp:
         top = TopRows(HTML_ROWS)
         histogram = QualityHistogram()
         with IssueFiles(tmp, csv=csv, csv_formulas=csv_formulas) as files:
