@@ -57,7 +57,7 @@ def _report(s: Settings, result: Any) -> int:
         console = stdout_console()
         print_summary(console, summary, top_issues(result, max(top, 20)) if top else None, top=top)
         files = ", ".join(name for name in REPORT_FILES if (out / name).exists())
-        console.print(f"Report written to [bold]{terminal_markup(out)}/[/bold] ({files})", highlight=False)
+        console.print(f"Report written to [bold]{terminal_markup(f'{out}/')}[/bold] ({files})", highlight=False)
     if result.gate.passed:
         return EXIT_OK
     if not s["exit_zero"]:

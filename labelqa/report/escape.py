@@ -45,6 +45,9 @@ _PLAIN_NUMBER_RE = re.compile(_PLAIN_NUMBER)
 
 # C0 controls, DEL, C1 controls (CSI, OSC... as single bytes), and the Unicode bidi/format controls
 # that reorder or hide text ("Trojan source"), plus line and paragraph separators.
+# a rich markup tag (rich.markup's own pattern) with the backslashes before it
+_RICH_TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 # Markdown: every character that can open an inline construct or end a table cell.
@@ -76,10 +79,16 @@ def terminal_text(value: Any, keep: str = "") -> str:
 
 
 def terminal_markup(value: Any) -> str:
-    """:func:`terminal_text`, with rich markup (``[bold]``) escaped, for a rich markup string."""
-    from rich.markup import escape
+    """:func:`terminal_text`, with rich markup (``[bold]``) escaped, for a rich markup string where it is
+    followed by a tag (``f"[bold]{terminal_markup(path)}[/bold]"``).
 
-    return escape(terminal_text(value))
+    rich reads backslashes only right before a tag: those before a tag-like ``[...]`` of the text are
+    doubled and one more escapes it; a trailing run is doubled so the closing tag stays a tag (rich's
+    own ``escape`` gets runs of two or more wrong).
+    """
+    text = _RICH_TAG.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", terminal_text(value))
+    trailing = len(text) - len(text.rstrip("\\"))
+    return text + "\\" * trailing
 
 
 def markdown_text(value: Any) -> str:
