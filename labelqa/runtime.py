@@ -178,3 +178,27 @@ def signals_unwind() -> Iterator[StopState]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+# clean-up callbacks of resources an interrupted command must release (a local Dask cluster)
+_ON_STOP: dict[int, Any] = {}
+
+
+def on_stop(key: object, callback: Any) -> None:
+    """Call ``callback()`` if the command is interrupted before :func:`forget_stop` ``(key)``."""
+    _ON_STOP[id(key)] = callback
+
+
+def forget_stop(key: object) -> None:
+    """Drop the callback registered for ``key`` (its resource was released normally)."""
+    _ON_STOP.pop(id(key), None)
+
+
+def run_stop_callbacks() -> None:
+    """Call (and drop) every registered clean-up callback, newest first; their failures are ignored."""
+    while _ON_STOP:
+        _key, callback = _ON_STOP.popitem()
+        try:
+            callback()
+        except BaseException:  # noqa: BLE001 - best effort while stopping
+            pass

@@ -239,6 +239,33 @@ def test_interrupted_scan_leaves_nothing(tmp_path, sig, code, engine):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("delay", [1.0, 2.5])
+def test_interrupted_dask_scan_is_one_line_and_leaves_nothing(tmp_path, delay):
+    """Stopped while the local cluster starts or works: one line, 143, the cluster shut down, nothing left."""
+    pytest.importorskip("distributed")
+    path = big_parquet(tmp_path, 300_000)
+    proc = cli("scan", str(path), "-o", str(tmp_path / "rep"), "-q", "--engine", "dask", "--batch-size", "20000")
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("finished before the signal arrived")
+    assert proc.returncode == 143, err
+    assert "terminated by SIGTERM" in one_error_line(err)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "rep").exists()
+
+
+@pytest.mark.slow
+def test_dask_report_replaces_a_previous_one_whole(data, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "evaluation.json").write_text("{}")
+    assert main(["scan", str(data), "-o", str(out), "-q", "--engine", "dask"]) == 0, capsys.readouterr().err
+    assert {p.name for p in out.iterdir()} == REPORT and leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
 def test_interrupted_fix_leaves_no_temporary_file(tmp_path):
     path = big_parquet(tmp_path, 300_000)
     proc = cli("fix", str(path), "-o", str(tmp_path / "clean.jsonl"), "-q")

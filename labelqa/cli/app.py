@@ -131,8 +131,10 @@ def _run(command: object, argv: list[str] | None) -> int:
 def _interrupted(exc: KeyboardInterrupt) -> int:
     """Remove the temporaries, say what stopped the command; 128 + the signal number."""
     from labelqa.atomic import remove_live
+    from labelqa.runtime import run_stop_callbacks
 
     remove_live()
+    run_stop_callbacks()
     signum = exc.signum if isinstance(exc, Terminated) else 2
     error_line(f"{'interrupted' if signum == 2 else f'terminated by {exc}'}: nothing was written")
     return 128 + signum
