@@ -132,6 +132,15 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     assert cfg.section("fix") == {"report": sub / "rep"}
 
 
+def test_path_or_column_values_are_relative_when_the_file_is_beside_the_config(tmp_path, monkeypatch):
+    sub = tmp_path / "ci"
+    (sub / "dynamics").mkdir(parents=True)
+    (sub / "lq.toml").write_text("[scan]\nlogits_by_epoch = 'dynamics'\nthreshold_samples = 'is_threshold'\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(sub / "lq.toml")
+    assert cfg.section("scan") == {"logits_by_epoch": str(sub / "dynamics"), "threshold_samples": "is_threshold"}
+
+
 def test_explicit_params_inside_a_typer_command():
     seen = {}
     app = typer.Typer()
