@@ -175,6 +175,12 @@ def resolve_output(path: str | os.PathLike[str], what: str = "output path") -> P
     path = Path(path)
     if path.is_symlink() and not path.exists():
         try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LabelqaError(f"{what} {path} is a symlink loop", "point the link at a real place, or remove it") \
+                    from None
+        try:
             target = os.readlink(path)
         except OSError:  # pragma: no cover - raced away
             target = "?"

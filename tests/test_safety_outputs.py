@@ -150,6 +150,10 @@ def test_dangling_symlinks_are_refused(data, tmp_path, capsys):
     assert main(["fix", str(data), "-o", str(tmp_path / "c.csv"), "--force"]) == 2
     assert "does not exist" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "nowhere").exists()
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    assert main(["scan", str(data), "-o", str(tmp_path / "loop_a")]) == 2
+    assert "symlink loop" in one_error_line(capsys.readouterr().err)
 
 
 def test_leftovers_of_killed_runs_are_removed_by_the_next_run(data, tmp_path):
@@ -529,6 +533,14 @@ def test_terminal_view_shows_no_escape_sequences(hostile, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
     assert "\\x1b]0;pwned\\x07" in out and "[bold]b[/bold]" in out and "[red]rep/" in out
+
+
+def test_progress_lines_show_control_characters(data, tmp_path, capsys):
+    hostile = tmp_path / "x\x1b]0;pwned\x07[bold].parquet"
+    hostile.write_bytes(data.read_bytes())
+    assert main(["scan", str(hostile), "-o", str(tmp_path / "rep"), "-v", "--top", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "\x1b" not in captured.err + captured.out and "x\\x1b]0;pwned\\x07[bold].parquet" in captured.err
 
 
 def test_error_lines_show_control_characters(tmp_path, capsys):

@@ -130,8 +130,15 @@ class ProgressLog:
         return self._stderr
 
     def __call__(self, message: str) -> None:
+        if self._mode == "off":
+            return
+        from rich.text import Text
+
+        from labelqa.report.escape import terminal_text
+
+        message = Text(terminal_text(message))  # file names: no markup, no escape sequences
         if self._mode == "lines":
-            self._console.print(f"labelqa [{time.perf_counter() - self._start:6.1f}s] {message}", markup=False)
+            self._console.print(Text(f"labelqa [{time.perf_counter() - self._start:6.1f}s] ") + message)
         elif self._mode == "spinner":
             if self._status is None:
                 self._status = self._console.status(message)
