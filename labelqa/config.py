@@ -14,9 +14,9 @@ Tables (the same in both layouts; in ``pyproject.toml`` prefix them with
 ``tool.labelqa.``), and the commands that read them::
 
     [scan]       # load, detector, run and engine options: scan, fix, evaluate;
-                 # scan's output options (out, format, top): scan
+                 # scan's output options (out, format, top, csv_formulas): scan
     [gate]       # gate options: scan
-    [fix]        # fix's own options (report, strategy, min_confidence, force)
+    [fix]        # fix's own options (report, strategy, min_confidence, force, csv_formulas)
     [evaluate]   # evaluate's own options (truth_col, inject_noise, seed, out, format)
     [train]      # every option of train (train reads no other table)
 
@@ -26,7 +26,8 @@ Keys are option names (:mod:`labelqa.options`), with ``_`` or ``-``
 An unknown table or key is an error naming it, the file and the known keys.
 Relative paths (``out``, ``classes_file``, ``pred_probs``, ``embeddings``,
 ``report``, ``features``) are taken relative to the configuration file's
-folder. A command ignores the keys of a table it reads that are not its
+folder, and so are ``logits_by_epoch`` / ``threshold_samples`` values that
+name a file or folder there (otherwise they are column names). A command ignores the keys of a table it reads that are not its
 options (``fix`` ignores ``[scan] top``).
 
 Precedence: an option given on the command line > the configuration file >
@@ -166,14 +167,23 @@ def _check_table(path: Path, where: str, table: dict[str, Any],
             raise LabelqaError(f"{path}: key {key!r} given twice in [{where}] (with - and _)")
         source = opts.Source("config", path, where, raw_key)
         checked = opts.check(keys[key], value, source)
-        values[key], sources[key] = _relative_to(path, checked), source
+        values[key], sources[key] = _relative_to(path, checked, keys[key].group == "load"), source
     return values, sources
 
 
-def _relative_to(config_file: Path, value: Any) -> Any:
-    """Paths written in a configuration file are relative to its folder."""
+def _relative_to(config_file: Path, value: Any, load_text: bool = False) -> Any:
+    """Paths written in a configuration file are relative to its folder.
+
+    So is a text value of a load option that names a file or folder beside the configuration file
+    (``logits_by_epoch = "dynamics"``, ``threshold_samples = "marks.npy"``: a path or a column name);
+    other text (a column name) stays as written.
+    """
     if isinstance(value, Path):
         return value if value.is_absolute() else config_file.parent / value
     if isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
         return [_relative_to(config_file, v) for v in value]
+    if load_text and isinstance(value, str) and not os.path.isabs(value):
+        beside = config_file.parent / value
+        if config_file.parent.resolve() != Path.cwd().resolve() and beside.exists():
+            return str(beside)
     return value

@@ -57,6 +57,10 @@ def evaluate_detectors(
     if truth_col is None and inject_noise is None:
         raise LabelqaError("evaluate needs ground truth", "pass --truth-col COLUMN or --inject-noise uniform:0.2")
     noise = parse_noise_spec(inject_noise) if inject_noise is not None else None
+    if own["out"] is not None:
+        from labelqa.atomic import check_report_folder
+
+        check_report_folder(own["out"])  # before any work: a folder with other files is refused
     inputs = {*(s["pred_probs_col"] or ["pred_probs"]), s["embeddings_col"], s["id_col"], s["logits_by_epoch"],
               s["threshold_samples"]}
     if truth_col is not None and truth_col in inputs:

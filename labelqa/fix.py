@@ -291,8 +291,13 @@ def _first_mismatch(data_col: Any, report_col: Any, what: str) -> None:
         )
 
 
-def write_table(table: pa.Table, path: Path) -> Path:
-    """Write a table by the file suffix (.parquet, .csv, .jsonl, .arrow), atomically."""
+def write_table(table: pa.Table, path: Path, *, csv_formulas: bool = False) -> Path:
+    """Write a table by the file suffix (.parquet, .csv, .jsonl, .arrow), atomically.
+
+    In CSV, text cells that a spreadsheet would run as formulas get a leading ``'`` unless
+    ``csv_formulas`` (see :func:`labelqa.report.escape.neutralize_formulas`; numbers stay as written).
+    The temporary file beside ``path`` is removed on failure or interruption (:mod:`labelqa.atomic`).
+    """
     kind = _WRITERS.get(path.suffix.lower())
     if kind is None:
         raise LabelqaError(
@@ -307,9 +312,11 @@ def write_table(table: pa.Table, path: Path) -> Path:
         elif kind == "csv":
             import pyarrow.csv as pacsv
 
+            from labelqa.report.escape import neutralize_formulas
             from labelqa.report.textlists import lists_to_text
 
-            pacsv.write_csv(lists_to_text(table), tmp)
+            text = lists_to_text(table)
+            pacsv.write_csv(text if csv_formulas else neutralize_formulas(text), tmp)
         elif kind == "arrow":
             import pyarrow.feather as feather
 
@@ -333,6 +340,7 @@ def fix(
     strategy: Strategy = "relabel",
     min_confidence: float = 0.0,
     force: bool = False,
+    csv_formulas: bool = False,
     progress: Any = None,
     **options: Any,
 ) -> FixResult:
@@ -347,6 +355,8 @@ def fix(
         min_confidence: Act on a flagged row only when its suggested label's
             probability is at least this; other flagged rows are flagged.
         force: Overwrite an existing output file.
+        csv_formulas: In a CSV output, write text cells that start like a
+            spreadsheet formula as they are (default: prefixed with ``'``).
         progress: Optional callback receiving a short message before each step of a scan.
         **options: The load, detector and run options of :mod:`labelqa.options`
             (``label_col``, ``id_col``, ``input_format``, ``label_sep``, ``filter_by``...).
@@ -362,7 +372,8 @@ def fix(
     from labelqa.scan import load_options, scan
 
     own = opts.resolve("fix", given={"out": out, "report": report, "strategy": strategy,
-                                     "min_confidence": min_confidence, "force": force}, function="fix",
+                                     "min_confidence": min_confidence, "force": force,
+                                     "csv_formulas": csv_formulas}, function="fix",
                        groups=("output", "fix"))
     settings = opts.resolve("fix", given=options, function="fix", groups=opts.SCAN_GROUPS)
     src, dest = Path(data), own["out"]
@@ -392,5 +403,5 @@ def fix(
     table = read_table(src, input_format=input_format)
     fixed = apply_fix(table, issues, label_col=label_col, id_col=id_col, strategy=strategy,
                       min_confidence=min_confidence, label_sep=settings["label_sep"], **data_arrays)
-    write_table(fixed.table, dest)
+    write_table(fixed.table, dest, csv_formulas=own["csv_formulas"])
     return FixResult(table=fixed.table, actions=fixed.actions, out=dest)

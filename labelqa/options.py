@@ -331,6 +331,9 @@ _DECLARED = [
                      E: {"default": "table", "choices": ("table", "json", "markdown"),
                          "help": "stdout: table (rich), json (evaluation.json) or markdown."}}),
     Option("top", "int", 10, "Issues listed in the terminal.", "output", (S,), interval=NON_NEGATIVE, api=False),
+    Option("csv_formulas", "bool", False, "Write CSV text cells that start with =, +, -, @, tab or CR as they are "
+           "(default: prefix them with ' so spreadsheets do not run them as formulas; numbers stay as written).",
+           "output", (S, F), variants={S: {"api": False}}),
     Option("quiet", "bool", False, "Print nothing but errors (and --format json output).", "output",
            (S, F, E, T, R), short="-q", cli_only=True, panel="Options"),
     Option("verbose", "bool", False, "Log each step with timings to stderr.", "output", (S, F, E, T), short="-v",

@@ -56,14 +56,21 @@ examples/digits/digits_noisy.parquet`` (0.25-0.27 s, 110 MB with every trick),
    ``labelqa scan`` (35-40% of the small scan), nothing measurable for
    ``labelqa --help``. Lift the pin once ``--typer-python`` with a newer
    typer shows no such cost.
+
+Not a trick but process set-up too: :func:`signals_unwind` makes SIGTERM
+(and SIGHUP) unwind the stack like Ctrl-C does, so the ``finally`` blocks of
+:mod:`labelqa.atomic` remove staging folders and temporary files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -141,3 +148,86 @@ def exit_now(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGINT, SIGTERM or SIGHUP while :func:`signals_unwind` is active.
+
+    A :class:`KeyboardInterrupt`, so ``except Exception`` never swallows it
+    and every ``finally`` block runs.
+
+    Attributes:
+        signum: The signal received.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+#: The signals that stop a command cleanly.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@dataclass
+class StopState:
+    """What :func:`signals_unwind` saw: the first stop signal received, or ``None``."""
+
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def signals_unwind() -> Iterator[StopState]:
+    """While active, SIGINT/SIGTERM/SIGHUP (unless ignored already) raise :class:`Terminated` in the main thread (once: later ones are
+    ignored so the clean-up they started is not cut short); the previous handlers are restored afterwards.
+
+    Outside the main thread (where Python cannot set handlers) it does nothing.
+    Yields a :class:`StopState` naming the signal received (a command
+    framework may turn the exception into an exit code: this still says why).
+    """
+    previous: dict[int, Any] = {}
+    state = StopState()
+
+    def stop(signum: int, frame: Any) -> None:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        state.signum = signum
+        raise Terminated(signum)
+
+    try:
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup and friends: keep ignoring
+                previous[sig] = signal.signal(sig, stop)
+    except ValueError:  # not the main thread
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        previous.clear()
+    try:
+        yield state
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+# clean-up callbacks of resources an interrupted command must release (a local Dask cluster)
+_ON_STOP: dict[int, Any] = {}
+
+
+def on_stop(key: object, callback: Any) -> None:
+    """Call ``callback()`` if the command is interrupted before :func:`forget_stop` ``(key)``."""
+    _ON_STOP[id(key)] = callback
+
+
+def forget_stop(key: object) -> None:
+    """Drop the callback registered for ``key`` (its resource was released normally)."""
+    _ON_STOP.pop(id(key), None)
+
+
+def run_stop_callbacks() -> None:
+    """Call (and drop) every registered clean-up callback, newest first; their failures are ignored."""
+    while _ON_STOP:
+        _key, callback = _ON_STOP.popitem()
+        try:
+            callback()
+        except BaseException:  # noqa: BLE001 - best effort while stopping
+            pass

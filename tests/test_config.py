@@ -94,7 +94,7 @@ def test_every_table_key_comes_from_the_declarations(tmp_path):
     assert {"nrg_lambda", "nrg_edge_cutoff", "nrg_backend", "nrg_index", "engine", "batch_size", "scheduler",
             "combine_models"} <= set(keys["scan"])
     assert set(keys["gate"]) == {o.name for o in options.OPTIONS.values() if o.group == "gate"}
-    assert set(keys["fix"]) == {"report", "strategy", "min_confidence", "force"}  # fix's --out is required
+    assert set(keys["fix"]) == {"report", "strategy", "min_confidence", "force", "csv_formulas"}  # fix's --out is required
     assert "train_batch_size" in keys["train"] and "batch_size" not in keys["train"]
     (tmp_path / "labelqa.toml").write_text("[scan]\nnrg_lambda = 0.1\nnrg-index = 'brute'\n[train]\nepochs = 3\n")
     cfg = load_config(cwd=tmp_path)
@@ -130,6 +130,15 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     assert cfg.section("scan") == {"pred_probs": [sub / "a.npy", options.Path("/abs/b.npy")],
                                    "embeddings": sub / "e.npy"}
     assert cfg.section("fix") == {"report": sub / "rep"}
+
+
+def test_path_or_column_values_are_relative_when_the_file_is_beside_the_config(tmp_path, monkeypatch):
+    sub = tmp_path / "ci"
+    (sub / "dynamics").mkdir(parents=True)
+    (sub / "lq.toml").write_text("[scan]\nlogits_by_epoch = 'dynamics'\nthreshold_samples = 'is_threshold'\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(sub / "lq.toml")
+    assert cfg.section("scan") == {"logits_by_epoch": str(sub / "dynamics"), "threshold_samples": "is_threshold"}
 
 
 def test_explicit_params_inside_a_typer_command():

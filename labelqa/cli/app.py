@@ -1,6 +1,9 @@
 """The typer application and the entry point that maps errors to exit codes.
 
-Exit codes: 0 passed, 1 quality gate failed, 2 usage or input error.
+Exit codes: 0 passed, 1 quality gate failed, 2 usage or input error (an
+operating-system failure included: read-only or full disk, a bad path), 130
+/ 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (temporary files and
+staging folders removed first).
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ import traceback
 import typer
 
 from labelqa._version import __version__
-from labelqa.cli.console import EXIT_OK, EXIT_USAGE, error_line
+from labelqa.cli.console import EXIT_OK, EXIT_USAGE, error_line, os_error_text
 from labelqa.errors import LabelqaError
-from labelqa.runtime import exit_now, prefer_small_pages
+from labelqa.runtime import Terminated, exit_now, prefer_small_pages, signals_unwind
 
 app = typer.Typer(
     name="labelqa",
@@ -81,8 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     """
     prefer_small_pages()
     command = typer.main.get_command(app)
+    with signals_unwind() as stopped:
+        code = _run(command, argv)
+        if stopped.signum is not None and code == 130:  # typer turned the interruption into Exit(130)
+            code = _interrupted(Terminated(stopped.signum))
+    if argv is None:  # the console script: every output is complete and closed by now
+        exit_now(code)
+    return code
+
+
+def _run(command: object, argv: list[str] | None) -> int:
+    """Run the command; map every error to one line on stderr and an exit code."""
+    from labelqa.atomic import remove_live
+
     try:
-        code = command.main(args=argv, prog_name="labelqa", standalone_mode=False)
+        code = command.main(args=argv, prog_name="labelqa", standalone_mode=False)  # type: ignore[attr-defined]
         code = code if isinstance(code, int) else EXIT_OK
     except LabelqaError as exc:
         error_line(str(exc))
@@ -95,14 +111,30 @@ def main(argv: list[str] | None = None) -> int:
     except _ABORT_TYPES:
         error_line("aborted")
         code = EXIT_USAGE
-    except KeyboardInterrupt:
-        error_line("interrupted")
-        code = 130
+    except KeyboardInterrupt as exc:
+        code = _interrupted(exc)
+    except OSError as exc:
+        if os.environ.get("LABELQA_DEBUG"):
+            traceback.print_exc()
+        error_line(os_error_text(exc))
+        code = EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if os.environ.get("LABELQA_DEBUG"):
             traceback.print_exc()
         error_line(f"unexpected {type(exc).__name__}: {exc} (re-run with --debug for the traceback)")
         code = EXIT_USAGE
-    if argv is None:  # the console script: every output is complete and closed by now
-        exit_now(code)
+    finally:
+        remove_live()
     return code
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Remove the temporaries, say what stopped the command; 128 + the signal number."""
+    from labelqa.atomic import remove_live
+    from labelqa.runtime import run_stop_callbacks
+
+    remove_live()
+    run_stop_callbacks()
+    signum = exc.signum if isinstance(exc, Terminated) else 2
+    error_line(f"{'interrupted' if signum == 2 else f'terminated by {exc}'}: nothing was written")
+    return 128 + signum

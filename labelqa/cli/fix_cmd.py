@@ -17,9 +17,11 @@ def run(s: Settings) -> int:
         log(f"scanning {s['data']} (no --report given)" if s["report"] is None else f"using report {s['report']}/")
         result = run_fix(s["data"], progress=log, **s.select(api=True))
     if not s["quiet"]:
+        from labelqa.report.escape import terminal_markup
+
         a = result.actions
         stdout_console().print(
-            f"Wrote {result.table.num_rows:,} rows to [bold]{s['out']}[/bold]: "
+            f"Wrote {result.table.num_rows:,} rows to [bold]{terminal_markup(s['out'])}[/bold]: "
             f"{a['relabel']:,} relabelled, {a['drop']:,} dropped, {a['flag']:,} flagged, {a['keep']:,} kept.",
             highlight=False,
         )

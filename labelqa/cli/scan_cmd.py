@@ -14,9 +14,11 @@ from labelqa.options import Settings
 def run(s: Settings) -> int:
     """Scan, write the report, print it as ``--format`` says, and pick the exit code."""
     import labelqa
+    from labelqa.atomic import check_report_folder
     from labelqa.runtime import skip_pyarrow_pandas_probe
 
     skip_pyarrow_pandas_probe()
+    check_report_folder(s["out"])  # before any work: a folder with other files is refused
     with ProgressLog(quiet=s["quiet"] or s["format"] != "human", verbose=s["verbose"]) as log:
         result = labelqa.scan(s["data"], progress=log, **s.select(api=True))
     with result:  # an out-of-core scan keeps its runner (a local Dask cluster) until the report is shown
@@ -30,7 +32,7 @@ def _report(s: Settings, result: Any) -> int:
     out, fmt, top, quiet = s["out"], s["format"], s["top"], s["quiet"]
     with ProgressLog(quiet=quiet or fmt != "human", verbose=s["verbose"]) as log:
         log(f"writing report to {out}/")
-        labelqa.write_report(result, out)
+        labelqa.write_report(result, out, csv_formulas=s["csv_formulas"])
         summary = result.summary()
         log(f"done: {summary['issues_found']:,} of {summary['rows']:,} rows flagged")
     if fmt == "json":
@@ -48,13 +50,14 @@ def _report(s: Settings, result: Any) -> int:
             typer.echo(github_annotations(summary, top_issues(result, top), cap=top, file=str(s["data"])), nl=False)
             append_step_summary(markdown)
     elif not quiet:
+        from labelqa.report.escape import terminal_markup
         from labelqa.report.terminal import print_summary  # rich: only imported when something is shown
         from labelqa.report.writers import REPORT_FILES
 
         console = stdout_console()
         print_summary(console, summary, top_issues(result, max(top, 20)) if top else None, top=top)
         files = ", ".join(name for name in REPORT_FILES if (out / name).exists())
-        console.print(f"Report written to [bold]{out}/[/bold] ({files})", highlight=False)
+        console.print(f"Report written to [bold]{terminal_markup(f'{out}/')}[/bold] ({files})", highlight=False)
     if result.gate.passed:
         return EXIT_OK
     if not s["exit_zero"]:

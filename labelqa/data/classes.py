@@ -146,6 +146,10 @@ def check_duplicate_classes(classes: Sequence[Any], source: str) -> None:
     for c in classes:
         seen[c] = seen.get(c, 0) + 1
     dups = [c for c, n in seen.items() if n > 1]
+    if dups and source.startswith("classes file"):  # never echo a file's lines (it may be any file)
+        lines = [i + 1 for i, c in enumerate(classes) if seen[c] > 1][:6]
+        raise LabelqaError(f"duplicate classes in {source}: entries {', '.join(map(str, lines))} repeat others",
+                           hint="list each class once, in probability-column order")
     if dups:
         shown = ", ".join(f"{c!r} ({seen[c]} times)" for c in dups[:5])
         raise LabelqaError(f"duplicate classes in {source}: {shown}", hint="list each class once, in probability-column order")
@@ -157,7 +161,8 @@ def check_class_count(classes: Sequence[Any], k: int, classes_source: str, probs
     if len(classes) != k:
         raise LabelqaError(
             f"{probs_where}: {k} probabilities per row but {len(classes)} classes from "
-            f"{classes_source} ({format_values(classes, 8)})",
+            f"{classes_source}" + ("" if classes_source.startswith("classes file") else  # never echo a file
+                                   f" ({format_values(classes, 8)})"),
             hint="give exactly one class per probability column, in column order",
         )
 

@@ -5,7 +5,9 @@ top issue (at most ``cap``), one ``::notice`` counting the flagged rows not
 shown, and an ``::error`` when the quality gate failed. GitHub shows them on
 the run page and, for a file in the repository, in the pull request's diff.
 
-Escaping follows GitHub's workflow-command rules: in the message ``%`` ->
+Dataset text is made inert: control characters (ANSI escape sequences)
+but line breaks are shown as ``\\x1b``-style text, then GitHub's
+workflow-command rules apply: in the message ``%`` ->
 ``%25``, ``\\r`` -> ``%0D``, ``\\n`` -> ``%0A``; in property values also
 ``:`` -> ``%3A`` and ``,`` -> ``%2C``.
 
@@ -22,7 +24,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from labelqa.report.escape import terminal_text
+
 __all__ = ["append_step_summary", "escape_data", "escape_property", "github_annotations", "workflow_command"]
+
+#: Line breaks: escaped by GitHub's rules (``%0A``), not shown as ``\\x0a``.
+_BREAKS = "\r\n"
 
 #: Files whose rows map to lines: data line of row i (0-based) = i + offset.
 _LINE_OFFSETS = {".csv": 2, ".tsv": 2, ".jsonl": 1, ".ndjson": 1}
@@ -39,9 +46,13 @@ def escape_property(text: str) -> str:
 
 
 def workflow_command(command: str, message: str, **properties: Any) -> str:
-    """``::command key=value,...::message`` with escaping; ``None`` properties are left out."""
-    props = ",".join(f"{k}={escape_property(str(v))}" for k, v in properties.items() if v is not None)
-    return f"::{command}{' ' + props if props else ''}::{escape_data(message)}"
+    """``::command key=value,...::message`` with escaping; ``None`` properties are left out.
+
+    Control characters but line breaks are shown as text first (:func:`labelqa.report.escape.terminal_text`):
+    the job log runs ANSI escape sequences. Line breaks are GitHub-escaped (``%0A``).
+    """
+    props = ",".join(f"{k}={escape_property(terminal_text(v, keep=_BREAKS))}" for k, v in properties.items() if v is not None)
+    return f"::{command}{' ' + props if props else ''}::{escape_data(terminal_text(message, keep=_BREAKS))}"
 
 
 def _label(value: Any) -> str:

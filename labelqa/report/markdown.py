@@ -1,4 +1,8 @@
-"""summary.md: the dataset summary for people (fits a GitHub step summary)."""
+"""summary.md: the dataset summary for people (fits a GitHub step summary).
+
+Dataset text (source, classes, ids, labels, reasons, the gate's reason) is
+escaped with :mod:`labelqa.report.escape`: it renders as the text it is.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from labelqa.report.escape import markdown_code, markdown_text
 from labelqa.report.toprows import top_issue_rows
 
 
@@ -27,11 +32,11 @@ def render_markdown(summary: dict[str, Any], issues: pa.Table | None = None, top
     gate = summary.get("gate")
     if gate:
         status = "PASSED" if gate["passed"] else "FAILED"
-        lines += [f"**Quality gate: {status}** ({gate['reason']})", ""]
+        lines += [f"**Quality gate: {status}** ({_escape(gate['reason'])})", ""]
     lines += [
         "| | |",
         "|---|---|",
-        f"| Source | `{summary.get('source')}` |",
+        f"| Source | {markdown_code(summary.get('source'))} |",
         f"| Rows | {summary['rows']:,} |",
         f"| Classes | {summary['n_classes']} |",
         f"| Label issues found | {summary['issues_found']:,} ({_pct(summary['issue_rate'])}) |",
@@ -64,7 +69,7 @@ def render_markdown(summary: dict[str, Any], issues: pa.Table | None = None, top
     if evaluation:
         from labelqa.evaluate import describe_truth, render_markdown_table
 
-        lines += ["", "## Detection quality", "", describe_truth(evaluation), "", render_markdown_table(evaluation).rstrip()]
+        lines += ["", "## Detection quality", "", _escape(describe_truth(evaluation)), "", render_markdown_table(evaluation).rstrip()]
     if issues is not None and summary["issues_found"]:
         lines += _top_issues(issues, top)
     return "\n".join(lines) + "\n"
@@ -82,8 +87,5 @@ def _top_issues(issues: pa.Table, top: int) -> list[str]:
 
 
 def _escape(value: Any) -> str:
-    """Keep dataset strings from breaking the Markdown table or injecting HTML."""
-    text = str(value)
-    for ch, rep in (("\\", "\\\\"), ("|", "\\|"), ("<", "&lt;"), (">", "&gt;"), ("\n", " "), ("`", "\\`")):
-        text = text.replace(ch, rep)
-    return text
+    """Dataset text as inert Markdown (see :func:`labelqa.report.escape.markdown_text`)."""
+    return markdown_text(value)

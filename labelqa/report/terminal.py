@@ -11,6 +11,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from labelqa.report.escape import terminal_text
+
+
+def _text(value: Any, style: str = "") -> Text:
+    """Dataset text for a rich cell: no markup, control characters shown (:func:`terminal_text`)."""
+    return Text(terminal_text(value), style=style)
+
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
@@ -21,12 +28,13 @@ def render_summary(summary: dict[str, Any], issues: pa.Table | None = None, *, t
     """A renderable with the headline figures, per-class rates and top issues.
 
     Dataset strings are wrapped in :class:`rich.text.Text`, so markup-like
-    labels such as ``[bold]`` are shown as typed.
+    labels such as ``[bold]`` are shown as typed, and their control
+    characters (escape sequences) are shown, not run (:mod:`labelqa.report.escape`).
     """
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("Source", Text(str(summary.get("source"))))
+    head.add_row("Source", _text(str(summary.get("source"))))
     head.add_row("Rows", f"{summary['rows']:,}")
     head.add_row("Classes", str(summary["n_classes"]))
     head.add_row("Label issues", f"{summary['issues_found']:,} ({_pct(summary['issue_rate'])})")
@@ -36,14 +44,14 @@ def render_summary(summary: dict[str, Any], issues: pa.Table | None = None, *, t
     head.add_row("Detectors", ", ".join(map(str, runs)) + rule)
     models = summary.get("models")
     if models:
-        head.add_row("Models", Text(f"{models['n_models']} combined by {models['combine_models']}; they disagree on "
+        head.add_row("Models", _text(f"{models['n_models']} combined by {models['combine_models']}; they disagree on "
                                     f"{models['rows_disagree']:,} rows ({_pct(models['rows_disagree_rate'])})"))
     if summary.get("outliers_found") is not None:
         head.add_row("Outliers", f"{summary['outliers_found']:,}")
     gate = summary.get("gate")
     if gate and gate.get("rules"):
         style = "bold green" if gate["passed"] else "bold red"
-        head.add_row("Quality gate", Text(("PASSED: " if gate["passed"] else "FAILED: ") + gate["reason"], style=style))
+        head.add_row("Quality gate", _text(("PASSED: " if gate["passed"] else "FAILED: ") + gate["reason"], style=style))
     parts: list[Any] = [Panel(head, title="labelqa scan", expand=False)]
 
     per_class = sorted(summary["per_class"], key=lambda r: -r["issue_rate"])
@@ -54,7 +62,7 @@ def render_summary(summary: dict[str, Any], issues: pa.Table | None = None, *, t
     for col, just in cols:
         cls.add_column(col, justify=just)  # type: ignore[arg-type]
     for row in per_class[:max_classes]:
-        cells = [Text(row["class"]), f"{row['count']:,}", f"{row['issues']:,}", _pct(row["issue_rate"])]
+        cells = [_text(row["class"]), f"{row['count']:,}", f"{row['issues']:,}", _pct(row["issue_rate"])]
         if multilabel:
             cells += [f"{row.get('should_remove', 0):,}", f"{row.get('should_add', 0):,}"]
         else:
@@ -83,15 +91,15 @@ def _top_table(issues: pa.Table, top: int, total: int) -> Table:
     for col, just in cols:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rows:
-        cells = [str(r["rank"]), Text(str(r["id"]))]
+        cells = [str(r["rank"]), _text(str(r["id"]))]
         if multilabel:
             change = [f"-{c}" for c in r["labels_to_remove"] or []] + [f"+{c}" for c in r["labels_to_add"] or []]
-            cells += [Text(", ".join(map(str, r["given_label"] or []))), Text(" ".join(change))]
+            cells += [_text(", ".join(map(str, r["given_label"] or []))), _text(" ".join(change))]
         else:
             conf = r.get("suggested_confidence")
-            cells += [Text(str(r["given_label"])), Text(str(r["suggested_label"])),
+            cells += [_text(str(r["given_label"])), _text(str(r["suggested_label"])),
                       "" if conf is None or conf != conf else f"{conf:.2f}"]
-        cells += [f"{r['label_quality']:.4f}", Text(str(r.get("detectors") or ""))]
+        cells += [f"{r['label_quality']:.4f}", _text(str(r.get("detectors") or ""))]
         table.add_row(*cells)
     table.caption = ("change: labels to remove (-) and add (+); " if multilabel else
                      "confidence = model probability of the suggested label; ") + "quality: lower = more suspect"

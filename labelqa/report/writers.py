@@ -7,8 +7,9 @@ threads (their encoders release the GIL) while this thread produces the next
 batch, keeps the best-ranked rows and the quality histogram, and renders
 summary.json, summary.md and report.html.
 
-All files are written to a staging folder first and only published into the
-output folder once every one of them is complete (see :mod:`labelqa.atomic`).
+All files are written to a staging folder beside the output folder first;
+once every one of them is complete the staging folder replaces the output
+folder in one step, for every engine (see :mod:`labelqa.atomic`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from labelqa.atomic import publish, staging_dir
-from labelqa.errors import LabelqaError
+from labelqa.atomic import check_report_folder, located, publish, staging_dir
 from labelqa.report.folder import read_issues
 from labelqa.report.html import QualityHistogram, file_histogram, render_html
+from labelqa.report.escape import neutralize_formulas
 from labelqa.report.markdown import render_markdown
 from labelqa.report.textlists import lists_to_text
 from labelqa.report.toprows import TopRows
@@ -74,6 +75,7 @@ def write_report(
     csv: bool = True,
     evaluation: dict[str, Any] | None = None,
     summary: dict[str, Any] | None = None,
+    csv_formulas: bool = False,
 ) -> list[Path]:
     """Write the report files of ``result`` into ``out_dir`` atomically.
 
@@ -83,23 +85,27 @@ def write_report(
 
     Args:
         result: The scan to write.
-        out_dir: Destination folder, created if needed. Existing report files
-            there are replaced; other files are left alone.
+        out_dir: Destination folder, created if needed. A previous report
+            there is replaced as a whole (its files, evaluation.json
+            included, are removed); a folder holding files labelqa does not
+            write is refused (see :func:`labelqa.atomic.check_report_folder`).
         csv: Also write issues.csv.
         evaluation: An evaluation (``labelqa evaluate``): written as
             evaluation.json and shown in summary.md and report.html.
         summary: The summary to write instead of ``result.summary()``.
+        csv_formulas: Write issues.csv text cells that a spreadsheet would
+            run as formulas as they are (default: prefixed with ``'``, see
+            :func:`labelqa.report.escape.neutralize_formulas`).
 
     Returns:
         The paths written.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise LabelqaError(f"output path {out_dir} exists and is not a folder", "pass --out with a folder path")
-    with staging_dir(out_dir) as tmp:
+    check_report_folder(out_dir)
+    with located(out_dir), staging_dir(out_dir) as tmp:
         top = TopRows(HTML_ROWS)
         histogram = QualityHistogram()
-        with IssueFiles(tmp, csv=csv) as files:
+        with IssueFiles(tmp, csv=csv, csv_formulas=csv_formulas) as files:
             for table in result.iter_issue_batches():
                 files.write(table)
                 top.add(table)
@@ -135,14 +141,16 @@ class IssueFiles:
 
     issues.parquet: zstd, dictionary encoding only for the text columns
     (numbers are mostly unique), one row group per batch (split at pyarrow's
-    default size). issues.csv: list columns as text; a large batch is
+    default size). issues.csv: list columns as text, text cells that
+    start like a formula prefixed with ``'`` (unless ``csv_formulas``); a large batch is
     encoded in two halves at once (rows do not depend on each other, so the
     bytes are those of one encoder).
     """
 
-    def __init__(self, folder: Path, *, csv: bool = True) -> None:
+    def __init__(self, folder: Path, *, csv: bool = True, csv_formulas: bool = False) -> None:
         self.folder = folder
         self.csv = csv
+        self.csv_formulas = csv_formulas
         self.rows = 0
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="labelqa-write")
         self._pending: dict[str, Future[None] | None] = {"parquet": None, "csv": None}
@@ -188,6 +196,8 @@ class IssueFiles:
 
     def _write_csv(self, table: pa.Table, header: bool) -> None:
         table = lists_to_text(table)
+        if not self.csv_formulas:
+            table = neutralize_formulas(table)
         if self._csv_file is None:
             self._csv_file = open(self.folder / "issues.csv", "wb")  # noqa: SIM115 - closed in __exit__
         n = table.num_rows

@@ -22,6 +22,7 @@ Needs the optional extra ``labelqa[dask]`` (``distributed``).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +33,9 @@ from labelqa.detectors.base import Step
 from labelqa.data.source import Source
 from labelqa.errors import LabelqaError
 from labelqa.run.stream import DEFAULT_BATCH_SIZE, block_of, info_of
+from labelqa.runtime import forget_stop, on_stop
 
-__all__ = ["DaskRunner", "Piece", "parquet_pieces"]
+__all__ = ["CONNECT_TIMEOUT_S", "DaskRunner", "Piece", "connect", "parquet_pieces"]
 
 
 def _import_distributed() -> Any:
@@ -45,6 +47,39 @@ def _import_distributed() -> Any:
             hint='pip install "labelqa[dask]"',
         ) from exc
     return distributed
+
+
+#: Seconds to wait for a ``--scheduler`` to answer.
+CONNECT_TIMEOUT_S = 10
+
+
+def connect(distributed: Any, scheduler: str) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``scheduler``.
+
+    Raises:
+        LabelqaError: A malformed address, or no scheduler answering there within :data:`CONNECT_TIMEOUT_S`.
+    """
+    try:
+        return distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise LabelqaError(
+            f"cannot reach the Dask scheduler at --scheduler {scheduler!r}: {reason[:300]}",
+            "pass a running scheduler's address (e.g. tcp://10.0.0.5:8786), or omit --scheduler for a local cluster",
+        ) from None
+
+
+_TRACKER_WARNING = "ignore:resource_tracker:UserWarning"
+
+
+def quiet_resource_tracker() -> None:
+    """Keep multiprocessing's resource tracker (a separate process sharing stderr) from printing "leaked
+    semaphore" warnings after labelqa's error line when a command is stopped while the local cluster
+    starts; the tracker still removes them. It takes its warning filters from ``sys.warnoptions``."""
+    import sys
+
+    if _TRACKER_WARNING not in sys.warnoptions:
+        sys.warnoptions.append(_TRACKER_WARNING)
 
 
 @dataclass(frozen=True)
@@ -140,10 +175,14 @@ class DaskRunner:
         self._stack = contextlib.ExitStack()
         if client is None:
             if scheduler:
-                client = self._stack.enter_context(distributed.Client(scheduler))
+                client = self._stack.enter_context(connect(distributed, scheduler))
             else:
+                on_stop(self, self._stack.close)  # an interrupted command still shuts the cluster down
+                quiet_resource_tracker()
+                # the workers' own log lines ("Compute Failed" and a traceback) would precede labelqa's error line
                 cluster = self._stack.enter_context(distributed.LocalCluster(
-                    n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None))
+                    n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                    silence_logs=logging.CRITICAL))
                 client = self._stack.enter_context(distributed.Client(cluster))
         self.client = client
         self.schema = src.dataset().schema
@@ -194,3 +233,4 @@ class DaskRunner:
     def close(self) -> None:
         """Close the local cluster this runner started (an existing client or scheduler stays up)."""
         self._stack.close()
+        forget_stop(self)
