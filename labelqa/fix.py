@@ -368,8 +368,9 @@ def fix(
     src, dest = Path(data), own["out"]
     strategy, min_confidence, force = own["strategy"], own["min_confidence"], own["force"]
     label_col, id_col, input_format = settings["label_col"], settings["id_col"], settings["input_format"]
-    if dest.exists() and src.exists() and dest.resolve() == src.resolve():
-        raise LabelqaError(f"--out {dest} is the input file", "labelqa never writes over its input: choose another path")
+    from labelqa.paths import option_inputs, refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(option_inputs({"data": src, "report": own["report"], **settings}), out_file=dest)
     if dest.exists() and not force:
         raise LabelqaError(f"output file {dest} already exists", "choose another --out, or pass --force to overwrite it")
     if dest.suffix.lower() not in _WRITERS:

@@ -14,8 +14,10 @@ from labelqa.options import Settings
 def run(s: Settings) -> int:
     """Scan, write the report, print it as ``--format`` says, and pick the exit code."""
     import labelqa
+    from labelqa.paths import option_inputs, refuse_overwriting_inputs
     from labelqa.runtime import skip_pyarrow_pandas_probe
 
+    refuse_overwriting_inputs(option_inputs(s), out_dir=s["out"])  # before any work
     skip_pyarrow_pandas_probe()
     with ProgressLog(quiet=s["quiet"] or s["format"] != "human", verbose=s["verbose"]) as log:
         result = labelqa.scan(s["data"], progress=log, **s.select(api=True))

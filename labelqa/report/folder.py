@@ -58,7 +58,12 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
         LabelqaError: When the folder lacks summary.json or issues.parquet, or
             they cannot be read.
     """
+    from labelqa.paths import refuse_overwriting_inputs
+
     report_dir = Path(report_dir)
+    refuse_overwriting_inputs([("report_dir", report_dir / name) for name in ("summary.json", "issues.parquet",
+                                                                           "evaluation.json")],
+                              out_file=report_dir / "report.html")
     summary = read_summary(report_dir)
     path = report_dir / "issues.parquet"
     if not path.is_file():
