@@ -148,16 +148,57 @@ def format_columns(names: Sequence[str], limit: int = 20) -> str:
 # --------------------------------------------------------------------------- CSV
 
 
-def _csv_options(path: str, input_format: str | None, columns: Sequence[str] | None):
+def _csv_options(path: str, input_format: str | None, columns: Sequence[str] | None,
+                 column_types: dict[str, pa.DataType] | None = None):
     import pyarrow.csv as pacsv
 
-    parse = pacsv.ParseOptions(delimiter="\t" if _is_tsv(path, input_format) else ",")
+    delimiter = "\t" if _is_tsv(path, input_format) else ","
+    parse = pacsv.ParseOptions(delimiter=delimiter)
+    header_bytes = _csv_header_bytes(path, delimiter)
     convert = pacsv.ConvertOptions(
         include_columns=list(columns) if columns is not None else None,
-        # An empty cell is a missing value for every column, strings included.
+        column_types=column_types,
+        # Only an empty cell is a missing value, for every column, strings included: a label or id
+        # spelled "NA", "null" or "nan" keeps its text.
+        null_values=[""],
         strings_can_be_null=True,
     )
-    return pacsv.ReadOptions(), parse, convert
+    # A block must hold the header line (pyarrow's default block of 1 MiB fails on wide files with "Empty CSV").
+    return pacsv.ReadOptions(block_size=max(1 << 20, 4 * header_bytes)), parse, convert
+
+
+#: The longest CSV header line read (bytes).
+MAX_HEADER_BYTES = 64 << 20
+
+
+def _csv_header_bytes(path: str, delimiter: str) -> int:
+    """The length of the first line; raises when it names more than :data:`MAX_COLUMNS` columns.
+
+    Counts delimiters in the first line (decompressed like the file), a cheap upper bound of the columns.
+    """
+    sep = delimiter.encode()
+    size, count = 0, 0
+    with pa.input_stream(path, compression="detect") as stream:
+        while size < MAX_HEADER_BYTES:
+            chunk = stream.read(1 << 20)
+            if not chunk:
+                break
+            end = chunk.find(b"\n")
+            part = chunk if end < 0 else chunk[:end]
+            size += len(part)
+            count += part.count(sep)
+            if count + 1 > MAX_COLUMNS:
+                raise LabelqaError(
+                    f"{path} has more than {MAX_COLUMNS:,} columns in its header; labelqa reads at most "
+                    f"{MAX_COLUMNS:,} columns from a CSV",
+                    hint="keep the label, id and probability columns, or store the N x K probabilities as a .npy "
+                    "(--pred-probs) or one pred_probs list column in Parquet")
+            if end >= 0:
+                return size
+    if size >= MAX_HEADER_BYTES:
+        raise LabelqaError(f"{path}: the first line is longer than {MAX_HEADER_BYTES >> 20} MiB",
+                           hint="check that the file is a CSV with a header line")
+    return size
 
 
 def _csv_schema(path: str, input_format: str | None) -> pa.Schema:
@@ -166,16 +207,55 @@ def _csv_schema(path: str, input_format: str | None) -> pa.Schema:
     read, parse, convert = _csv_options(path, input_format, None)
     reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     try:
-        return reader.schema
+        schema = reader.schema
     finally:
         reader.close()
+    check_csv_header(path, schema.names)
+    return schema
 
 
-def _csv_read(path: str, input_format: str | None, columns: Sequence[str] | None) -> pa.Table:
+def check_csv_header(path: str, names: Sequence[str]) -> None:
+    """Refuse a header that names a column twice (which column would be meant?) or holds too many columns."""
+    if len(names) > MAX_COLUMNS:
+        raise LabelqaError(f"{path} has {len(names):,} columns; labelqa reads at most {MAX_COLUMNS:,} columns",
+                           hint="keep the label, id and probability columns (K classes need K prob_ columns or one "
+                           "pred_probs list column), or store the probabilities as an N x K .npy (--pred-probs)")
+    seen: set[str] = set()
+    again = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
+    if again:
+        raise LabelqaError(f"{path}: the header names column {again[0]!r} more than once "
+                           f"({len(again) + 1 if len(set(again)) == 1 else 'several'} columns share a name)",
+                           hint="give every column a distinct name in the first line")
+
+
+#: Integer columns of text files whose cells are not all canonical integers (``"01"``, ``"007"``, ``"+3"``) keep
+#: their text, so ``01`` and ``1`` stay two labels and an id ``007`` stays ``007``.
+_CANONICAL_INT_TEXT = r"^-?(?:0|[1-9][0-9]*)$"
+#: The most columns a CSV or JSON lines table may have.
+MAX_COLUMNS = 100_000
+
+
+def _csv_read(path: str, input_format: str | None, columns: Sequence[str] | None, *, text: bool = False) -> pa.Table:
     import pyarrow.csv as pacsv
+    import pyarrow.compute as pc
 
+    names = _csv_schema(path, input_format).names
+    if text:
+        wanted = list(columns) if columns is not None else names
+        read, parse, convert = _csv_options(path, input_format, columns, {n: pa.string() for n in wanted})
+        return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     read, parse, convert = _csv_options(path, input_format, columns)
-    return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    table = pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    ints = [n for n in table.column_names if pa.types.is_integer(table.schema.field(n).type)]
+    if ints:
+        read, parse, convert = _csv_options(path, input_format, ints, {n: pa.string() for n in ints})
+        raw = pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        for name in ints:
+            cells = raw.column(name)
+            canonical = pc.match_substring_regex(cells, _CANONICAL_INT_TEXT)
+            if not pc.all(pc.fill_null(canonical, True)).as_py():
+                table = table.set_column(table.column_names.index(name), name, cells)
+    return table
 
 
 # --------------------------------------------------------------------- JSON lines
@@ -289,6 +369,8 @@ def read_table(
     path: str | os.PathLike[str],
     input_format: str | None = None,
     columns: Sequence[str] | None = None,
+    *,
+    text: bool = False,
 ) -> pa.Table:
     """Read a table file into a :class:`pyarrow.Table`.
 
@@ -299,9 +381,13 @@ def read_table(
         input_format: ``"parquet"``, ``"csv"``, ``"jsonl"`` or ``"arrow"``
             (also ``"tsv"``, ``"feather"``...), overriding the suffix.
         columns: Read only these columns, in this order; ``None`` reads all.
+        text: CSV only: every column as the exact text of its cells (for
+            writing unchanged columns back as they were read).
 
     Returns:
-        The table. In CSV files an empty cell is a null, for strings too.
+        The table. In CSV files an empty cell is a null, for strings too, and
+        only an empty cell; an integer column whose cells are not all plainly
+        spelled integers (``01``, ``007``) keeps its text.
 
     Raises:
         LabelqaError: Missing file, unreadable file (naming the format tried),
@@ -324,7 +410,7 @@ def read_table(
         elif fmt == "csv":
             if columns is not None:
                 _require_columns(p, _csv_schema(p, input_format).names, columns)
-            table = _csv_read(p, input_format, columns)
+            table = _csv_read(p, input_format, columns, text=text)
         elif fmt == "jsonl":
             table = _jsonl_read(p, columns)
             if columns is not None:
