@@ -279,16 +279,31 @@ def _check_alignment(table: pa.Table, issues: pa.Table, *, label_col: str, id_co
 
 
 def _first_mismatch(data_col: Any, report_col: Any, what: str) -> None:
-    a = pc.cast(data_col, pa.string()) if not pa.types.is_string(data_col.type) else data_col
-    b = pc.cast(report_col, pa.string()) if not pa.types.is_string(report_col.type) else report_col
+    a, b = _comparable(data_col, report_col)
     differ = pc.fill_null(pc.not_equal(a, b), True)
     if pc.any(differ).as_py():
         row = int(np.flatnonzero(differ.to_numpy(zero_copy_only=False))[0])
         raise LabelqaError(
-            f"the report does not match the data: row {row} has {what} {a[row].as_py()!r} in the data "
-            f"but {b[row].as_py()!r} in the report",
+            f"the report does not match the data: row {row} has {what} {data_col[row].as_py()!r} in the data "
+            f"but {report_col[row].as_py()!r} in the report",
             "re-run `labelqa scan` on this data (with the same --id-col and --label-col), or omit --report",
         )
+
+
+def _comparable(data_col: Any, report_col: Any) -> tuple[Any, Any]:
+    """Both columns in one type: the report's when the data's text reads as it (text ``1.0`` and label 1), else text."""
+    if data_col.type == report_col.type:
+        return data_col, report_col
+    if pa.types.is_string(data_col.type) and not pa.types.is_string(report_col.type):
+        try:
+            typed = pc.cast(data_col, report_col.type)
+            if pc.all(pc.equal(pc.cast(typed, pa.string()), data_col)).as_py() is not False:
+                return typed, report_col
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    a = pc.cast(data_col, pa.string()) if not pa.types.is_string(data_col.type) else data_col
+    b = pc.cast(report_col, pa.string()) if not pa.types.is_string(report_col.type) else report_col
+    return a, b
 
 
 def write_table(table: pa.Table, path: Path) -> Path:
@@ -390,7 +405,11 @@ def fix(
         issues = result.issues_table()
         if result.multilabel:
             data_arrays = {"pred_probs": result.data.pred_probs, "classes": result.data.classes}
-    table = read_table(src, input_format=input_format)
+    from labelqa.data.readers import resolve_format
+
+    # A text file written as text keeps every cell it does not change exactly as read (zip 00003, 1e5).
+    as_text = resolve_format(src, input_format) == "csv" and _WRITERS.get(dest.suffix.lower()) in ("csv", "jsonl")
+    table = read_table(src, input_format=input_format, text=as_text)
     fixed = apply_fix(table, issues, label_col=label_col, id_col=id_col, strategy=strategy,
                       min_confidence=min_confidence, label_sep=settings["label_sep"], **data_arrays)
     write_table(fixed.table, dest)
