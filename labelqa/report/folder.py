@@ -17,8 +17,25 @@ from labelqa.report.html import file_histogram, render_html
 __all__ = ["read_issues", "read_summary", "write_html"]
 
 
-def read_issues(report_dir: str | Path) -> pa.Table:
-    """Read issues.parquet from a report folder written by :func:`labelqa.write_report`."""
+_REWRITE = "re-run `labelqa scan DATA --out DIR` to rewrite the report"
+#: summary.json fields every reader relies on, and their JSON types.
+SUMMARY_FIELDS: dict[str, tuple[type, ...]] = {
+    "schema_version": (int,), "task": (str,), "rows": (int,), "n_classes": (int,), "classes": (list,),
+    "issues_found": (int,), "detectors": (dict,),
+}
+
+
+def read_issues(report_dir: str | Path, *, classes: list[Any] | None = None) -> pa.Table:
+    """Read and validate issues.parquet from a report folder written by :func:`labelqa.write_report`.
+
+    Args:
+        report_dir: The report folder.
+        classes: The classes the labels must be among; default those of the folder's summary.json, when present.
+
+    Raises:
+        LabelqaError: A missing or unreadable file, a missing column or one of the wrong type, or a given or
+            suggested label that is not one of the classes (a modified or foreign report is never trusted).
+    """
     path = Path(report_dir) / "issues.parquet"
     if not path.is_file():
         raise LabelqaError(
@@ -26,13 +43,79 @@ def read_issues(report_dir: str | Path) -> pa.Table:
             "run `labelqa scan DATA --out DIR` first, or pass the folder it wrote",
         )
     try:
-        return pq.read_table(path)
+        table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise LabelqaError(f"cannot read {path}: {exc}", "re-run `labelqa scan` to rewrite the report") from exc
+        raise LabelqaError(f"cannot read {path}: {_first_line(exc)}", _REWRITE) from exc
+    if classes is None and (Path(report_dir) / "summary.json").is_file():
+        classes = read_summary(report_dir)["classes"]
+    validate_issues(table, str(path), classes)
+    return table
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:200] + ("..." if len(line) > 200 else "")
+
+
+def validate_issues(table: pa.Table, where: str, classes: list[Any] | None = None) -> None:
+    """Raise unless ``table`` has the issues columns, of the right types, with labels among ``classes``."""
+    from labelqa.data.arrays import is_list_type
+
+    names = table.column_names
+    missing = [c for c in ("id", "given_label", "suggested_label", "is_label_issue", "suggested_confidence", "rank")
+               if c not in names]
+    if missing:
+        raise LabelqaError(f"{where} is not a labelqa issues table: no column {', '.join(map(repr, missing))}",
+                           _REWRITE)
+    types = table.schema
+    multilabel = is_list_type(types.field("given_label").type)
+    checks = [("is_label_issue", pa.types.is_boolean(types.field("is_label_issue").type), "bool"),
+              ("suggested_confidence", pa.types.is_floating(types.field("suggested_confidence").type), "float"),
+              ("rank", pa.types.is_integer(types.field("rank").type), "integer"),
+              ("suggested_label", is_list_type(types.field("suggested_label").type) == multilabel
+               and not pa.types.is_floating(types.field("suggested_label").type), "like given_label")]
+    if multilabel:
+        for col in ("labels_to_remove", "labels_to_add"):
+            if col not in names:
+                raise LabelqaError(f"{where} is not a labelqa multi-label issues table: no column {col!r}", _REWRITE)
+            checks.append((col, is_list_type(types.field(col).type), "a list"))
+    for col, ok, expected in checks:
+        if not ok:
+            raise LabelqaError(f"{where}: column {col!r} has type {types.field(col).type}, expected {expected}",
+                               _REWRITE)
+    if table.column("is_label_issue").null_count:
+        raise LabelqaError(f"{where}: column 'is_label_issue' has missing values", _REWRITE)
+    if classes is not None:
+        for col in ("given_label", "suggested_label", *(("labels_to_remove", "labels_to_add") if multilabel else ())):
+            _check_among(table.column(col), classes, where, col)
+
+
+def _check_among(column: Any, classes: list[Any], where: str, col: str) -> None:
+    """Every non-null value (list item) of ``column`` is one of ``classes``."""
+    import pyarrow.compute as pc
+
+    from labelqa.data.arrays import is_list_type
+
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if is_list_type(values.type):
+        values = pc.list_flatten(values)
+    values = values.drop_null()
+    if pa.types.is_integer(values.type):
+        allowed = pa.array([c for c in classes if isinstance(c, int) and not isinstance(c, bool)], pa.int64())
+        values = values.cast(pa.int64())
+    else:
+        allowed = pa.array([str(c) for c in classes], pa.string())
+        values = values.cast(pa.string())
+    outside = pc.invert(pc.is_in(values, value_set=allowed))
+    if pc.any(outside).as_py():
+        bad = values.filter(outside)[0].as_py()
+        raise LabelqaError(f"{where}: column {col!r} holds {bad!r}, which is not one of the report's "
+                           f"{len(classes)} classes", _REWRITE)
 
 
 def read_summary(report_dir: str | Path) -> dict[str, Any]:
-    """Read summary.json from a report folder."""
+    """Read and validate summary.json from a report folder (the fields readers rely on, see :data:`SUMMARY_FIELDS`)."""
     spath = Path(report_dir) / "summary.json"
     if not spath.is_file():
         raise LabelqaError(
@@ -41,11 +124,20 @@ def read_summary(report_dir: str | Path) -> dict[str, Any]:
         )
     try:
         summary = json.loads(spath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise LabelqaError(f"cannot read {spath}: {exc}", "re-run `labelqa scan` to rewrite the report") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise LabelqaError(f"cannot read {spath}: {_first_line(exc)}", _REWRITE) from exc
     if not isinstance(summary, dict):
-        raise LabelqaError(f"{spath} is not a labelqa summary (not a JSON object)",
-                           "re-run `labelqa scan` to rewrite the report")
+        raise LabelqaError(f"{spath} is not a labelqa summary (not a JSON object)", _REWRITE)
+    for key, kinds in SUMMARY_FIELDS.items():
+        value = summary.get(key)
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise LabelqaError(f"{spath} is not a valid labelqa summary: field {key!r} is "
+                               f"{'missing' if key not in summary else type(value).__name__}", _REWRITE)
+    classes = summary["classes"]
+    if len(classes) != summary["n_classes"] or not all(isinstance(c, (str, int)) and not isinstance(c, bool)
+                                                        for c in classes):
+        raise LabelqaError(f"{spath} is not a valid labelqa summary: 'classes' must list n_classes "
+                           f"({summary['n_classes']}) class names", _REWRITE)
     return summary
 
 
@@ -66,10 +158,12 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
                               out_file=report_dir / "report.html")
     summary = read_summary(report_dir)
     path = report_dir / "issues.parquet"
-    if not path.is_file():
-        read_issues(report_dir)  # raises the usual clear error
-    histogram = file_histogram(path)
-    issues = pq.read_table(path, filters=[("is_label_issue", "=", True), ("rank", "<=", max_rows)])
+    read_issues(report_dir, classes=summary["classes"])  # validated before use (or the usual clear error)
+    try:
+        histogram = file_histogram(path)
+        issues = pq.read_table(path, filters=[("is_label_issue", "=", True), ("rank", "<=", max_rows)])
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+        raise LabelqaError(f"cannot read {path}: {_first_line(exc)}", _REWRITE) from exc
     evaluation = None
     epath = report_dir / "evaluation.json"
     if epath.is_file():
@@ -77,5 +171,9 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
             evaluation = json.loads(epath.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise LabelqaError(f"cannot read {epath}: {exc}", "re-run `labelqa evaluate --out DIR`") from exc
-    text = render_html(summary, issues, max_rows=max_rows, evaluation=evaluation, histogram=histogram)
+    try:
+        text = render_html(summary, issues, max_rows=max_rows, evaluation=evaluation, histogram=histogram)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a hand-edited file
+        raise LabelqaError(f"{report_dir}: summary.json, issues.parquet or evaluation.json holds a value labelqa "
+                           f"did not write ({type(exc).__name__}: {_first_line(exc)})", _REWRITE) from exc
     return write_atomic(report_dir / "report.html", lambda p: p.write_text(text, encoding="utf-8"))
