@@ -17,7 +17,7 @@ from labelqa.report.html import file_histogram, render_html
 __all__ = ["read_issues", "read_summary", "write_html"]
 
 
-_REWRITE = "re-run `labelqa scan DATA --out DIR` to rewrite the report"
+_REWRITE = "re-run `labelqa scan` to rewrite the report"
 #: summary.json fields every reader relies on, and their JSON types.
 SUMMARY_FIELDS: dict[str, tuple[type, ...]] = {
     "schema_version": (int,), "task": (str,), "rows": (int,), "n_classes": (int,), "classes": (list,),
@@ -100,13 +100,8 @@ def _check_among(column: Any, classes: list[Any], where: str, col: str) -> None:
     values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if is_list_type(values.type):
         values = pc.list_flatten(values)
-    values = values.drop_null()
-    if pa.types.is_integer(values.type):
-        allowed = pa.array([c for c in classes if isinstance(c, int) and not isinstance(c, bool)], pa.int64())
-        values = values.cast(pa.int64())
-    else:
-        allowed = pa.array([str(c) for c in classes], pa.string())
-        values = values.cast(pa.string())
+    values = values.drop_null().cast(pa.string())  # summary.json may hold integer classes as text
+    allowed = pa.array([str(c) for c in classes], pa.string())
     outside = pc.invert(pc.is_in(values, value_set=allowed))
     if pc.any(outside).as_py():
         bad = values.filter(outside)[0].as_py()
@@ -156,8 +151,10 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
     refuse_overwriting_inputs([("report_dir", report_dir / name) for name in ("summary.json", "issues.parquet",
                                                                            "evaluation.json")],
                               out_file=report_dir / "report.html")
-    summary = read_summary(report_dir)
     path = report_dir / "issues.parquet"
+    if (report_dir / "summary.json").is_file() and not path.is_file():
+        read_issues(report_dir)  # the missing file first: the usual clear error
+    summary = read_summary(report_dir)
     read_issues(report_dir, classes=summary["classes"])  # validated before use (or the usual clear error)
     try:
         histogram = file_histogram(path)
