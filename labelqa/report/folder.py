@@ -109,7 +109,7 @@ def _check_among(column: Any, classes: list[Any], where: str, col: str) -> None:
                            f"{len(classes)} classes", _REWRITE)
 
 
-def read_summary(report_dir: str | Path) -> dict[str, Any]:
+def read_summary(report_dir: str | Path, *, validate: bool = True) -> dict[str, Any]:
     """Read and validate summary.json from a report folder (the fields readers rely on, see :data:`SUMMARY_FIELDS`)."""
     spath = Path(report_dir) / "summary.json"
     if not spath.is_file():
@@ -123,6 +123,13 @@ def read_summary(report_dir: str | Path) -> dict[str, Any]:
         raise LabelqaError(f"cannot read {spath}: {_first_line(exc)}", _REWRITE) from exc
     if not isinstance(summary, dict):
         raise LabelqaError(f"{spath} is not a labelqa summary (not a JSON object)", _REWRITE)
+    if validate:
+        validate_summary(summary, str(spath))
+    return summary
+
+
+def validate_summary(summary: dict[str, Any], spath: str) -> None:
+    """Raise unless ``summary`` has the fields readers rely on (:data:`SUMMARY_FIELDS`), of their types."""
     for key, kinds in SUMMARY_FIELDS.items():
         value = summary.get(key)
         if not isinstance(value, kinds) or isinstance(value, bool):
@@ -133,7 +140,6 @@ def read_summary(report_dir: str | Path) -> dict[str, Any]:
                                                         for c in classes):
         raise LabelqaError(f"{spath} is not a valid labelqa summary: 'classes' must list n_classes "
                            f"({summary['n_classes']}) class names", _REWRITE)
-    return summary
 
 
 def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
@@ -152,9 +158,10 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
                                                                            "evaluation.json")],
                               out_file=report_dir / "report.html")
     path = report_dir / "issues.parquet"
-    if (report_dir / "summary.json").is_file() and not path.is_file():
+    summary = read_summary(report_dir, validate=False)
+    if not path.is_file():
         read_issues(report_dir)  # the missing file first: the usual clear error
-    summary = read_summary(report_dir)
+    validate_summary(summary, str(report_dir / "summary.json"))
     read_issues(report_dir, classes=summary["classes"])  # validated before use (or the usual clear error)
     try:
         histogram = file_histogram(path)
