@@ -8,7 +8,9 @@ them), which matters for wide files.
 
 from __future__ import annotations
 
+import functools
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,9 @@ def resolve_format(path: str | os.PathLike[str], input_format: str | None = None
     name = Path(path).name.lower() if streaming else _strip_compression(Path(path).name)
     suffix = Path(name).suffix
     fmt = _SUFFIX_FORMATS.get(suffix)
+    if fmt in ("parquet", "arrow") and name != Path(path).name.lower():
+        raise LabelqaError(f"{path}: a compressed {suffix} file cannot be read ({fmt} files compress their "
+                           "columns themselves)", hint=f"decompress it first (e.g. gunzip), then pass the {suffix} file")
     if fmt in allowed:
         return fmt
     if streaming:
@@ -124,10 +129,36 @@ def check_file(path: str | os.PathLike[str], what: str = "input file", folder_ok
     """Return ``path`` as a string, or raise if it is not an existing regular file (or folder, if ``folder_ok``)."""
     p = os.fspath(path)
     if not os.path.exists(p):
+        if os.path.lexists(p):
+            raise LabelqaError(f"{what} not found: {p} is a symbolic link to a missing file ({os.readlink(p)})",
+                               hint="fix or remove the link")
         raise LabelqaError(f"{what} not found: {p}", hint="check the path")
-    if os.path.isdir(p) and not folder_ok:
-        raise LabelqaError(f"{what} is a directory, not a file: {p}", hint="pass the path of a file")
+    if os.path.isdir(p):
+        if not folder_ok:
+            raise LabelqaError(f"{what} is a directory, not a file: {p}", hint="pass the path of a file")
+    elif not os.path.isfile(p):
+        mode = os.stat(p).st_mode
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else \
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+        raise LabelqaError(f"{what} {p} is {kind}; labelqa reads regular files only (it reads some files twice)",
+                           hint="write the data to a file first, then pass that file")
     return p
+
+
+#: Leading bytes of the binary formats, to catch a binary file read as text (``--input-format csv`` on Parquet).
+_MAGIC = {b"PAR1": "parquet", b"ARROW1": "arrow"}
+
+
+def check_content(path: str, fmt: str) -> None:
+    """Raise when a regular file's first bytes say it is Parquet or Arrow IPC but ``fmt`` is another format."""
+    if not os.path.isfile(path):
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    for magic, actual in _MAGIC.items():
+        if head.startswith(magic) and fmt != actual:
+            raise LabelqaError(f"{path} is a {actual} file (it starts with {magic.decode()}), not {fmt}",
+                               hint=f"pass --input-format {actual}, or drop --input-format to go by the suffix")
 
 
 def _unreadable(path: str, fmt: str, exc: BaseException) -> LabelqaError:
@@ -261,6 +292,55 @@ def _csv_read(path: str, input_format: str | None, columns: Sequence[str] | None
 # --------------------------------------------------------------------- JSON lines
 
 
+#: The deepest nesting of arrays/objects accepted in a JSON lines file (pyarrow's parser overflows its stack on
+#: very deep values, killing the process; no dataset needs more than a few levels).
+MAX_JSON_DEPTH = 1000
+
+
+def check_json_depth(path: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise when a line of a JSON lines file nests arrays/objects deeper than ``limit``.
+
+    A vectorised pass over the bytes (decompressed like the file), 16 MiB at a time: brackets are counted
+    per line whether inside strings or not, which can only overstate the depth.
+    """
+    import numpy as np
+
+    depth_at_start, line = 0, 1
+    with pa.input_stream(path, compression="detect") as stream:
+        while True:
+            chunk = stream.read(1 << 24)
+            if not chunk:
+                return
+            b = np.frombuffer(chunk, dtype=np.uint8)
+            step = (b == 0x5B).astype(np.int32) + (b == 0x7B) - (b == 0x5D) - (b == 0x7D)
+            cum = np.cumsum(step, dtype=np.int64) + depth_at_start
+            newline = b == 0x0A
+            last = np.maximum.accumulate(np.where(newline, np.arange(len(b)), -1))
+            depth = cum - np.where(last >= 0, cum[np.maximum(last, 0)], 0)
+            deepest = int(depth.max())
+            if deepest > limit:
+                at = int(np.argmax(depth > limit))
+                raise LabelqaError(
+                    f"{path}: line {line + int(np.count_nonzero(newline[:at]))} nests arrays or objects more than "
+                    f"{limit} levels deep; labelqa reads at most {limit} levels",
+                    hint="flatten that value (labels, ids and probabilities need one or two levels)")
+            depth_at_start = int(depth[-1])
+            line += int(np.count_nonzero(newline))
+
+
+def check_input(path: str, fmt: str) -> None:
+    """The checks before pyarrow parses a file: content that fits ``fmt``, JSON nesting (once per file version)."""
+    st = os.stat(path)
+    _check_input_once(os.path.realpath(path), fmt, st.st_size, st.st_mtime_ns, path)
+
+
+@functools.lru_cache(maxsize=32)
+def _check_input_once(real: str, fmt: str, size: int, mtime_ns: int, shown: str) -> None:
+    check_content(shown, fmt)
+    if fmt == "jsonl":
+        check_json_depth(shown)
+
+
 def _jsonl_schema(path: str) -> pa.Schema:
     """Schema inferred from the first block (keys first seen later are missing)."""
     import pyarrow.json as pajson
@@ -349,6 +429,7 @@ def read_schema(path: str | os.PathLike[str], input_format: str | None = None) -
     """
     p = check_file(path)
     fmt = resolve_format(p, input_format)
+    check_input(p, fmt)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -396,6 +477,7 @@ def read_table(
     """
     p = check_file(path)
     fmt = resolve_format(p, input_format)
+    check_input(p, fmt)
     if columns is not None:
         columns = list(dict.fromkeys(columns))  # dedupe, keep order
     try:

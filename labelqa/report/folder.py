@@ -173,7 +173,7 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
     if epath.is_file():
         try:
             evaluation = json.loads(epath.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise LabelqaError(f"cannot read {epath}: {exc}", "re-run `labelqa evaluate --out DIR`") from exc
     try:
         text = render_html(summary, issues, max_rows=max_rows, evaluation=evaluation, histogram=histogram)
