@@ -36,6 +36,7 @@ from labelqa.data.labelsets import (
 )
 from labelqa.data.probabilities import (
     as_prob_matrix,
+    check_classes_fit,
     check_min_classes,
     check_multilabel_probabilities,
     check_probabilities,
@@ -178,6 +179,8 @@ def validated_fields(
     if n == 0:
         raise LabelqaError(f"{source or 'input'}: no rows", hint="the input has no data rows; check the file and filters")
     check_min_classes(k, multilabel, where.probs)
+    if not multilabel:
+        check_classes_fit(k, where.probs)
 
     if not multilabel and is_label_matrix(labels) and np.shape(labels)[1] == k:
         raise LabelqaError(

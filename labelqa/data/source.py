@@ -43,6 +43,7 @@ from labelqa.data.labels import encode_labels, label_arrow_type, labels_are_code
 from labelqa.data.labelsets import encode_label_items, label_set_items, scatter_label_sets
 from labelqa.data.probabilities import (
     check_batch_width,
+    check_classes_fit,
     check_min_classes,
     check_multilabel_probabilities,
     check_probabilities,
@@ -268,6 +269,8 @@ def open_source(
         src.dtype = "float32" if first_P.dtype == np.float32 else "float64"
     where = src.where()
     check_min_classes(k, layout.multilabel, where.probs)
+    if not layout.multilabel:
+        check_classes_fit(k, where.probs)
     src.n_classes = k
 
     label_field_type = dataset.schema.field(label_col).type
