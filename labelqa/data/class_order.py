@@ -8,10 +8,12 @@ labels still agree with the model most often on the diagonal, whereas a wrong or
 somewhere else. :func:`check_class_order` counts the labels that agree with the model's top class as given
 (``identity``) and under the best one-to-one assignment of columns to classes (``best``, by
 :func:`scipy.optimize.linear_sum_assignment` on the K x K counts), and stops when ``best`` beats ``identity`` by
-at least :data:`MIN_GAIN_FRACTION` of the rows (and :data:`MIN_GAIN_ROWS` rows).
+at least :data:`MIN_GAIN_FRACTION` of the rows (and :data:`MIN_GAIN_ROWS` rows) while agreeing on at least
+:data:`MIN_BEST_AGREEMENT` of them (a model no better than chance finds some better assignment by luck on small
+data; only a model that fits the labels under another order is evidence).
 
 Noise that merely flips labels (uniformly, or pair-wise below 50%) keeps the diagonal the best assignment, so it
-never trips; a model no better than chance on a small dataset cannot gain 10% of the rows by chance.
+never trips; nor does a model no better than chance (its best assignment agrees on far fewer than half the rows).
 Cost: one argmax over the N x K probabilities and a K x K assignment (skipped when a cheap upper bound
 already rules a gain out).
 """
@@ -30,6 +32,8 @@ from labelqa.errors import LabelqaError
 MIN_GAIN_FRACTION = 0.10
 #: ... and at least this many rows.
 MIN_GAIN_ROWS = 20
+#: ... while the better assignment agrees with the model on at least this fraction of the rows.
+MIN_BEST_AGREEMENT = 0.5
 #: Above this K the assignment is greedy (a lower bound of the best one, so a trip is still justified).
 MAX_EXACT_K = 2000
 #: The option that lets a run go on anyway.
@@ -88,10 +92,10 @@ def check_class_order(codes: np.ndarray, pred_probs: np.ndarray, classes: Sequen
     needed = max(MIN_GAIN_FRACTION * n, MIN_GAIN_ROWS)
     row_max = np.zeros(k, dtype=np.int64)
     np.maximum.at(row_max, labels, counts)
-    if row_max.sum() - identity < needed:  # even the best assignment cannot gain enough
+    if row_max.sum() - identity < needed or row_max.sum() < MIN_BEST_AGREEMENT * n:  # no assignment can trip
         return {"label_model_agreement": identity / n}
     best, column = best_assignment(labels, tops, counts, k)
-    if best - identity < needed:
+    if best - identity < needed or best < MIN_BEST_AGREEMENT * n:
         return {"label_model_agreement": identity / n, "best_order_agreement": best / n}
     moved = [c for c in range(k) if column[c] >= 0 and column[c] != c]
     example = ", ".join(f"{classes[c]!r} is column {int(column[c])}" for c in moved[:3])

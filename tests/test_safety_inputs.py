@@ -1,0 +1,407 @@
+"""The input half of labelqa's safety promises (docs/safety.md), tried as an adversarial user would.
+
+Every case runs the real CLI in-process and checks the exit code, ONE line on stderr, no traceback, and that
+every input file is byte-for-byte unchanged (hashed before and after).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO, noisy_dataset, write_parquet
+from labelqa.cli.app import main
+from labelqa.data.class_order import check_class_order
+from labelqa.data.probabilities import check_classes_fit
+from labelqa.errors import LabelqaError
+from labelqa.paths import option_inputs, refuse_overwriting_inputs
+
+DIGITS = REPO / "examples" / "digits" / "digits_noisy.parquet"
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def digest(*paths: Path) -> dict[str, str]:
+    """sha256 of every file under ``paths`` (files or folders)."""
+    found = {}
+    for p in paths:
+        files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
+        for f in files:
+            found[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return found
+
+
+def refused(argv, capsys, *inputs: Path, match: str) -> str:
+    """Run ``argv``; it must exit 2 with one error line matching ``match`` and leave ``inputs`` unchanged."""
+    before = digest(*inputs)
+    code, _out, err = run(argv, capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("labelqa: error: "), err
+    assert "Traceback" not in err and "unexpected" not in err, err
+    assert match in lines[0], lines[0]
+    assert digest(*inputs) == before
+    return lines[0]
+
+
+@pytest.fixture
+def report(noisy_parquet, tmp_path, capsys):
+    """A report folder of the noisy dataset, and the dataset."""
+    path, _ = noisy_parquet
+    assert run(["scan", path, "-o", tmp_path / "rep", "-q"], capsys)[0] == 0
+    return tmp_path / "rep", path
+
+
+# ------------------------------------------------------------------ 1. inputs are never written over
+
+
+def test_scan_refuses_its_own_report_as_input(report, capsys):
+    rep, _ = report
+    refused(["scan", rep / "issues.parquet", "--out", rep], capsys, rep, match="inside the output folder")
+
+
+def test_scan_refuses_an_input_reached_through_a_symlink(report, tmp_path, capsys):
+    rep, _ = report
+    (tmp_path / "link").symlink_to(rep)
+    line = refused(["scan", tmp_path / "link" / "issues.parquet", "-o", rep], capsys, rep,
+                   match="inside the output folder")
+    assert "really" in line  # the real path is named
+
+
+def test_evaluate_refuses_writing_where_it_reads(report, capsys):
+    rep, data = report
+    refused(["evaluate", rep / "issues.parquet", "--inject-noise", "uniform:0.1", "--out", rep], capsys, rep,
+            match="inside the output folder")
+    # any input counts, not only DATA: a probabilities file inside --out
+    np.save(rep / "probs.npy", np.full((2000, 4), 0.25))
+    refused(["scan", data, "--pred-probs", rep / "probs.npy", "-o", rep], capsys, rep, match="--pred-probs")
+
+
+def test_train_refuses_out_dot_beside_its_data(noisy_parquet, tmp_path, capsys, monkeypatch):
+    path, _ = noisy_parquet
+    monkeypatch.chdir(path.parent)
+    refused(["train", path.name, "--out", "."], capsys, path, match="inside the output folder")
+    assert not (path.parent / "dynamics").exists()
+
+
+def test_fix_refuses_its_input_as_output_by_any_name(noisy_parquet, report, tmp_path, capsys):
+    path, _ = noisy_parquet
+    rep, _ = report
+    refused(["fix", path, "--out", path, "--force"], capsys, path, match="is the input")
+    (tmp_path / "alias.parquet").symlink_to(path)
+    refused(["fix", tmp_path / "alias.parquet", "--out", path, "--force"], capsys, path, match="is the input")
+    os.link(path, tmp_path / "hard.parquet")
+    refused(["fix", path, "--out", tmp_path / "hard.parquet", "--force"], capsys, path, match="is the input")
+    # the report's own files are inputs too
+    refused(["fix", path, "--report", rep, "--out", rep / "issues.parquet", "--force"], capsys, rep, path,
+            match="--report")
+
+
+def test_outputs_inside_an_input_folder_are_refused(tmp_path):
+    dataset = tmp_path / "hive"
+    dataset.mkdir()
+    (dataset / "part-0.parquet").write_bytes(b"x")
+    with pytest.raises(LabelqaError, match="lies inside the input folder"):
+        refuse_overwriting_inputs([("data", dataset)], out_dir=dataset / "rep")
+    with pytest.raises(LabelqaError, match="lies inside the input folder"):
+        refuse_overwriting_inputs([("data", dataset)], out_file=dataset / "fixed.parquet")
+    with pytest.raises(LabelqaError, match="is the output folder|lies inside"):
+        refuse_overwriting_inputs([("data", dataset)], out_dir=dataset)
+    # siblings are fine, and so are inputs that do not exist (their own check reports them)
+    refuse_overwriting_inputs([("data", dataset), ("classes_file", tmp_path / "missing.txt")],
+                              out_dir=tmp_path / "rep")
+    refuse_overwriting_inputs([("data", dataset / "part-0.parquet")], out_file=tmp_path / "hivefixed.parquet")
+
+
+def test_option_inputs_finds_every_input_path(tmp_path):
+    (tmp_path / "dyn").mkdir()
+    values = {"data": "d.parquet", "pred_probs": ["a.npy", "b.npy"], "classes_file": None, "out": "rep",
+              "logits_by_epoch": str(tmp_path / "dyn"), "threshold_samples": "thr_col", "report": "r",
+              "label_col": "label"}
+    found = option_inputs(values)
+    assert ("data", "d.parquet") in found and ("pred_probs", "b.npy") in found
+    assert ("logits_by_epoch", str(tmp_path / "dyn")) in found  # an existing path
+    assert all(name != "threshold_samples" for name, _ in found)  # a column name
+    assert ("report", os.path.join("r", "issues.parquet")) in found
+    assert all(name not in ("out", "label_col") for name, _ in found)
+
+
+# ------------------------------------------------------------------ 2. exact text
+
+
+def _classes_csv(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    labels = rng.choice(["1", "01", "2"], 300)
+    probs = np.full((300, 3), 0.1)
+    probs[np.arange(300), ["1", "01", "2"].index(labels[0])] = 0.8  # overwritten below
+    for i, label in enumerate(labels):
+        probs[i] = 0.1
+        probs[i, ["1", "01", "2"].index(label)] = 0.8
+    zips = np.array(["00003", "007", "1e5", "12345", "NA"])[np.arange(300) % 5]
+    lines = ["id,label,zip,prob_1,prob_01,prob_2"]
+    lines += [f"{i:04d},{lab},{z},{p[0]},{p[1]},{p[2]}" for i, (lab, z, p) in enumerate(zip(labels, zips, probs))]
+    path = tmp_path / "classes.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_csv_labels_and_ids_keep_their_text(tmp_path):
+    import labelqa
+
+    path = _classes_csv(tmp_path)
+    data = labelqa.load(path, id_col="id")
+    assert data.classes == ("1", "01", "2")  # three classes, from the prob_ column names
+    raw = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={"label": pa.string()}))
+    assert [data.classes[c] for c in data.labels] == raw.column("label").to_pylist()
+    assert data.ids[:3].tolist() == ["0000", "0001", "0002"]
+    same = labelqa.load(path, classes="1,01,2")
+    assert np.array_equal(same.labels, data.labels)
+
+
+def test_fix_writes_untouched_csv_cells_as_read(tmp_path, capsys):
+    path = _classes_csv(tmp_path)
+    flip = path.read_text().splitlines()
+    flip[1] = flip[1].replace(",1,", ",2,", 1) if ",1," in flip[1] else flip[1]
+    path.write_text("\n".join(flip) + "\n")
+    before = digest(path)
+    code, _, err = run(["fix", path, "--out", tmp_path / "fixed.csv", "--id-col", "id", "-q"], capsys)
+    assert code == 0, err
+    assert digest(path) == before
+    text = {"column_types": None}
+    read = pacsv.ConvertOptions(column_types={n: pa.string() for n in ("id", "label", "zip", "prob_1", "prob_01",
+                                                                         "prob_2", "label_original")},
+                                strings_can_be_null=False)
+    src = pacsv.read_csv(path, convert_options=read)
+    out = pacsv.read_csv(tmp_path / "fixed.csv", convert_options=read)
+    for col in ("id", "zip", "prob_1", "prob_01", "prob_2"):
+        assert out.column(col).to_pylist() == src.column(col).to_pylist(), col  # 00003, 007, 1e5, NA untouched
+    assert out.column("label_original").to_pylist() == src.column("label").to_pylist()
+    assert set(out.column("label").to_pylist()) <= {"1", "01", "2"}
+    del text
+
+
+def test_fix_keeps_parquet_columns_type_and_value(noisy_parquet, tmp_path, capsys):
+    path, _ = noisy_parquet
+    code, _, err = run(["fix", path, "--out", tmp_path / "f.parquet", "-q"], capsys)
+    assert code == 0, err
+    src, out = pq.read_table(path), pq.read_table(tmp_path / "f.parquet")
+    for name in src.column_names:
+        if name != "label":
+            assert out.column(name).equals(src.column(name)), name
+    assert out.column("label_original").equals(src.column("label"))
+    assert out.schema.metadata[b"labelqa.classes"] == src.schema.metadata[b"labelqa.classes"]
+
+
+def test_csv_null_words_are_labels_not_missing_values(tmp_path):
+    import labelqa
+
+    path = tmp_path / "na.csv"
+    path.write_text("label,prob_NA,prob_null\n" + "NA,0.9,0.1\nnull,0.2,0.8\n" * 20)
+    data = labelqa.load(path)
+    assert data.classes == ("NA", "null") and data.labels.tolist() == [0, 1] * 20
+
+
+# ------------------------------------------------------------------ 3. class order
+
+
+def test_sorted_labels_taken_as_column_order_are_caught(tmp_path, capsys):
+    table = pq.read_table(DIGITS).replace_schema_metadata(None)  # no labelqa.classes: sorted labels assumed
+    path = tmp_path / "nometa.parquet"
+    pq.write_table(table, path)
+    line = refused(["scan", path, "-o", tmp_path / "rep"], capsys, path, match="class order")
+    assert "--classes" in line and "--trust-class-order" in line and "sorted unique labels" in line
+    assert not (tmp_path / "rep").exists()
+    refused(["fix", path, "-o", tmp_path / "f.parquet"], capsys, path, match="class order")
+    assert not (tmp_path / "f.parquet").exists()
+    names = json.loads(pq.read_schema(DIGITS).metadata[b"labelqa.classes"])
+    code, _, err = run(["scan", path, "-o", tmp_path / "rep", "-q", "--classes", ",".join(names)], capsys)
+    assert code == 0, err
+    code, _, err = run(["scan", path, "-o", tmp_path / "rep2", "-q", "--trust-class-order", "--exit-zero"], capsys)
+    assert code == 0, err
+
+
+def test_integer_labels_read_as_positions_of_named_columns(tmp_path, capsys):
+    given, _, probs, _ = noisy_dataset(n=1000, k=3, noise=0.05, seed=1)
+    # columns named for classes 0, 1, 2 but stored as prob_2, prob_0, prob_1: integer labels read as positions
+    path = tmp_path / "named.parquet"
+    pq.write_table(pa.table({"label": given, "prob_c": probs[:, 2], "prob_a": probs[:, 0], "prob_b": probs[:, 1]}),
+                   path)
+    refused(["scan", path, "-o", tmp_path / "rep"], capsys, path, match="class order")
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.2, 0.45])
+def test_legitimately_noisy_labels_never_trip(noise):
+    given, _, probs, _ = noisy_dataset(n=3000, k=5, noise=noise, seed=2)
+    check_class_order(given, probs, list("abcde"), classes_source="test", probs_where="x")
+
+
+def test_a_model_no_better_than_chance_never_trips():
+    rng = np.random.default_rng(3)
+    for n, k in ((10, 3), (200, 10), (60, 30), (5000, 2)):
+        probs = rng.dirichlet(np.ones(k), n)
+        check_class_order(rng.integers(0, k, n), probs, list(range(k)), classes_source="t", probs_where="x")
+
+
+def test_a_swap_of_two_classes_out_of_ten_is_caught():
+    given, _, probs, _ = noisy_dataset(n=4000, k=10, noise=0.1, seed=4)
+    perm = np.arange(10)
+    perm[[3, 7]] = [7, 3]
+    with pytest.raises(LabelqaError, match="3 is column 7|'3' is column 7|7 is column 3"):
+        check_class_order(given, probs[:, perm], list(range(10)), classes_source="--classes", probs_where="x")
+
+
+def test_greedy_assignment_above_the_exact_limit(monkeypatch):
+    import labelqa.data.class_order as co
+
+    given, _, probs, _ = noisy_dataset(n=3000, k=6, noise=0.1, seed=5)
+    monkeypatch.setattr(co, "MAX_EXACT_K", 2)
+    with pytest.raises(LabelqaError, match="does not fit"):
+        co.check_class_order(given, probs[:, ::-1], list(range(6)), classes_source="t", probs_where="x")
+
+
+# ------------------------------------------------------------------ 4. reports validated
+
+
+def _tamper(rep: Path, column: str, values) -> None:
+    t = pq.read_table(rep / "issues.parquet")
+    t = t.set_column(t.column_names.index(column), column, pa.array(values))
+    pq.write_table(t, rep / "issues.parquet")
+
+
+def test_fix_refuses_a_suggested_label_outside_the_classes(report, tmp_path, capsys):
+    rep, data = report
+    _tamper(rep, "suggested_label", ["=cmd|calc"] * 2000)
+    refused(["fix", data, "--report", rep, "--out", tmp_path / "f.parquet"], capsys, data, rep,
+            match="not one of the report's 4 classes")
+    refused(["report", rep], capsys, rep / "issues.parquet", rep / "summary.json", match="suggested_label")
+    assert not (tmp_path / "f.parquet").exists()
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: s.update(classes="ant"),
+    lambda s: s.update(classes=["ant", "bee"]),  # n_classes is 4
+    lambda s: s.pop("rows"),
+    lambda s: s.update(per_class=[1, 2], gate=5),
+    lambda s: s.update(detectors=[]),
+])
+def test_report_refuses_a_modified_summary(report, capsys, edit):
+    rep, _ = report
+    summary = json.loads((rep / "summary.json").read_text())
+    edit(summary)
+    (rep / "summary.json").write_text(json.dumps(summary))
+    refused(["report", rep], capsys, rep / "summary.json", rep / "issues.parquet", match="")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "drop_column", "retype", "nulls"])
+def test_report_and_fix_refuse_a_damaged_issues_table(report, tmp_path, capsys, damage):
+    rep, data = report
+    t = pq.read_table(rep / "issues.parquet")
+    if damage == "garbage":
+        (rep / "issues.parquet").write_bytes(b"PAR1" + os.urandom(100))
+    else:
+        if damage == "drop_column":
+            t = t.drop_columns(["suggested_confidence"])
+        elif damage == "retype":
+            t = t.set_column(t.column_names.index("is_label_issue"), "is_label_issue",
+                             pa.array(["yes"] * t.num_rows))
+        else:
+            t = t.set_column(t.column_names.index("is_label_issue"), "is_label_issue",
+                             pa.array([None] * t.num_rows, pa.bool_()))
+        pq.write_table(t, rep / "issues.parquet")
+    refused(["report", rep], capsys, rep / "issues.parquet", match="issues.parquet")
+    refused(["fix", data, "--report", rep, "-o", tmp_path / "f.parquet"], capsys, data, match="issues.parquet")
+
+
+def test_a_stale_report_of_other_data_is_refused(report, tmp_path, capsys):
+    rep, _ = report
+    given, _, probs, _ = noisy_dataset(n=2000, seed=9)
+    other = write_parquet(tmp_path / "other.parquet", np.array(["ant", "bee", "cat", "dog"])[given], probs,
+                          classes=["ant", "bee", "cat", "dog"])
+    refused(["fix", other, "--report", rep, "-o", tmp_path / "f.parquet"], capsys, other,
+            match="does not match the data")
+
+
+# ------------------------------------------------------------------ 5. readers
+
+
+def test_deeply_nested_json_lines_is_refused_not_a_crash(tmp_path):
+    path = tmp_path / "deep.jsonl"
+    deep = "[" * 200_000 + "]" * 200_000
+    path.write_text('{"label": "a", "pred_probs": [0.9, 0.1]}\n'
+                    f'{{"label": "b", "pred_probs": [0.2, 0.8], "x": {deep}}}\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for argv in (["scan", path, "-o", tmp_path / "rep"], ["fix", path, "-o", tmp_path / "f.csv"]):
+        proc = subprocess.run([sys.executable, "-m", "labelqa", *map(str, argv)], capture_output=True, text=True,
+                              env=env, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "line 2 nests" in proc.stderr
+
+
+def test_nesting_within_strings_and_across_chunks_is_counted_per_line(tmp_path):
+    from labelqa.data.readers import check_json_depth
+
+    path = tmp_path / "ok.jsonl"
+    path.write_text('{"a": [[1]]}\n' * 10 + '{"s": "[[[["}\n')
+    check_json_depth(str(path), limit=5)
+    with pytest.raises(LabelqaError, match="line 11 nests"):
+        check_json_depth(str(path), limit=4)  # brackets in strings count: an overstatement, never an understatement
+
+
+def test_a_fifo_is_refused_instead_of_hanging(tmp_path, capsys):
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    refused(["scan", fifo, "-o", tmp_path / "rep"], capsys, match="FIFO")
+    refused(["fix", fifo, "-o", tmp_path / "f.csv"], capsys, match="FIFO")
+
+
+def test_csv_header_problems(tmp_path, capsys):
+    dup = tmp_path / "dup.csv"
+    dup.write_text("label,label,prob_a,prob_b\na,b,0.9,0.1\n")
+    refused(["scan", dup, "-o", tmp_path / "rep"], capsys, dup, match="more than once")
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(100_001)) + "\n" + ",".join("0" * 100_001) + "\n")
+    refused(["scan", wide, "-o", tmp_path / "rep"], capsys, wide, match="at most 100,000 columns")
+    # a header wider than pyarrow's default 1 MiB block still reads
+    ok = tmp_path / "ok.csv"
+    names = [f"feature_column_{i:06d}" for i in range(60_000)]
+    ok.write_text(",".join(names + ["label", "prob_a", "prob_b"]) + "\n"
+                  + ("," * len(names) + "a,0.9,0.1\n" + "," * len(names) + "b,0.2,0.8\n") * 3)
+    code, _, err = run(["scan", ok, "-o", tmp_path / "rep", "-q", "--exit-zero"], capsys)
+    assert code == 0, err
+
+
+def test_formats_that_do_not_fit_the_file(noisy_parquet, tmp_path, capsys):
+    import gzip
+
+    import labelqa
+
+    path, _ = noisy_parquet
+    with pytest.raises(LabelqaError, match="is a parquet file"):
+        labelqa.load(path, input_format="csv")
+    refused(["scan", path, "--input-format", "jsonl", "-o", tmp_path / "rep"], capsys, path, match="parquet file")
+    gz = tmp_path / "noisy.parquet.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    refused(["scan", gz, "-o", tmp_path / "rep"], capsys, gz, match="compressed .parquet")
+    (tmp_path / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+    refused(["scan", tmp_path / "gone.csv", "-o", tmp_path / "rep"], capsys, match="symbolic link")
+
+
+def test_too_many_classes_for_memory_are_refused_up_front():
+    with pytest.raises(LabelqaError, match=r"20,000 classes need about 23.8 GiB .*at most about 11,585"):
+        check_classes_fit(20_000, "x", available=8 << 30)
+    check_classes_fit(20_000, "x", available=64 << 30)
+    check_classes_fit(1_000, "x", available=1)  # small K never asks
