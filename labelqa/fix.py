@@ -159,7 +159,10 @@ def _sets_to_matrix(col: Any, classes: Sequence[Any], what: str) -> np.ndarray:
     n = len(arr)
     values = pc.list_flatten(arr)
     parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
-    value_set = pa.array(list(classes))
+    try:
+        value_set = pa.array(list(classes))
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # classes of mixed types (names and integers): compare as text
+        value_set = pa.array([str(c) for c in classes], pa.string())
     if values.type != value_set.type:
         values = pc.cast(values, pa.string())
         value_set = pa.array([str(c) for c in classes], pa.string())
@@ -237,7 +240,8 @@ def _apply_multilabel_fix(
 
     fixed = class_sets(fixed_sets, tuple(classes))
     if is_list_type(original.type):
-        fixed = fixed.cast(original.type)
+        if not pa.types.is_null(original.type.value_type):  # all sets empty: list<null> cannot hold a class name
+            fixed = fixed.cast(original.type)
     else:
         fixed = pc.binary_join(fixed.cast(pa.list_(pa.string())), label_sep)
     return _finish(table, label_col, original, fixed, actions, strategy)

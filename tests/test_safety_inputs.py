@@ -405,3 +405,177 @@ def test_too_many_classes_for_memory_are_refused_up_front():
         check_classes_fit(20_000, "x", available=8 << 30)
     check_classes_fit(20_000, "x", available=64 << 30)
     check_classes_fit(1_000, "x", available=1)  # small K never asks
+
+
+# ------------------------------------------------------------------ 6. properties: random bytes, schemas, CSV text
+
+import tempfile  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet", ".arrow", ".csv.gz")
+NAMES = st.sampled_from(["label", "pred_probs", "id", "prob_a", "prob_b", "prob_1", "prob_01", "x", "label"])
+CELLS = st.one_of(st.sampled_from(["a", "b", "1", "01", "0.5", "1e5", "", "NA", "[0.5, 0.5]", "[1]", "\"q\"",
+                                   "-0", "nan", "inf", "true", "ü", "=1+1"]),
+                  st.text(alphabet="ab01.,\"[] e-\t", max_size=6))
+
+
+@st.composite
+def csv_texts(draw) -> bytes:
+    if draw(st.booleans()):  # near-valid: labels and two probability columns, cells sometimes odd
+        names = ["label", "prob_a", "prob_b"] + draw(st.lists(NAMES, max_size=2))
+        good = st.sampled_from([["a", "0.9", "0.1"], ["b", "0.2", "0.8"], ["a", "0.6", "0.4"], ["b", "0", "1"]])
+        rows = [r + draw(st.lists(CELLS, min_size=len(names) - 3, max_size=len(names) - 3))
+                for r in draw(st.lists(st.one_of(good, good, good, st.lists(CELLS, min_size=3, max_size=3)),
+                                       min_size=1, max_size=12))]
+    else:
+        names = draw(st.lists(NAMES, min_size=1, max_size=6))
+        rows = draw(st.lists(st.lists(CELLS, min_size=len(names), max_size=len(names)), max_size=8))
+    sep = draw(st.sampled_from([",", ",", ",", "\t", ";"]))
+    lines = [sep.join(names)] + [sep.join(r) for r in rows]
+    return ("\n".join(lines) + draw(st.sampled_from(["", "\n", "\r\n"]))).encode()
+
+
+@st.composite
+def random_tables(draw) -> tuple[pa.Table, str]:
+    n = draw(st.integers(0, 6))
+    floats = st.floats(allow_nan=True, allow_infinity=True, width=32)
+    label_kind = draw(st.sampled_from(["int", "str", "float", "bool", "list", "null"]))
+    label_values = {
+        "int": st.integers(-3, 3), "str": st.sampled_from(["a", "b", "01", "1", ""]), "float": floats,
+        "bool": st.booleans(), "list": st.lists(st.sampled_from(["a", "b"]), max_size=2), "null": st.none(),
+    }[label_kind]
+    cols: dict[str, pa.Array] = {"label": pa.array(draw(st.lists(label_values, min_size=n, max_size=n)),
+                                                  type=pa.null() if label_kind == "null" else None)}
+    layout = draw(st.sampled_from(["list", "columns", "none"]))
+    if layout == "list":
+        width = st.integers(0, 3) if draw(st.booleans()) else st.just(2)
+        cols["pred_probs"] = pa.array(draw(st.lists(st.one_of(st.none(), st.lists(floats, min_size=0, max_size=3)
+                                                              .filter(lambda v: True)), min_size=n, max_size=n))
+                                      if draw(st.booleans()) else
+                                      [[0.5] * draw(width)] * n, type=pa.list_(pa.float32()))
+    elif layout == "columns":
+        for name in draw(st.lists(st.sampled_from(["prob_a", "prob_b", "prob_1", "prob_0"]), unique=True,
+                                  max_size=3)):
+            cols[name] = pa.array(draw(st.lists(st.one_of(floats, st.none()), min_size=n, max_size=n)),
+                                  type=pa.float64())
+    if draw(st.booleans()):
+        cols["id"] = pa.array(draw(st.lists(st.sampled_from(["7", "007", "x", None]), min_size=n, max_size=n)),
+                              type=pa.string())
+    table = pa.table(cols)
+    if draw(st.booleans()):
+        table = table.replace_schema_metadata({"labelqa.classes": draw(st.sampled_from(
+            ['["a", "b"]', "[]", "not json", '[1, 1]', '{"a": 1}', '["1", "01"]']))})
+    return table, draw(st.sampled_from([".parquet", ".arrow", ".jsonl", ".csv"]))
+
+
+def _write_table(table: pa.Table, path: Path) -> None:
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+    elif path.suffix == ".arrow":
+        import pyarrow.feather as feather
+
+        feather.write_feather(table, path)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in table.to_pylist()))
+    else:
+        from labelqa.report.textlists import lists_to_text
+
+        pacsv.write_csv(lists_to_text(table), path)
+
+
+def _check_run(folder: Path, data: Path, command: str) -> None:
+    """Run ``command`` on ``data``: exit 0/1/2, one clear line on error, input unchanged, nothing left behind."""
+    import contextlib
+    import io
+
+    before = digest(data)
+    out = folder / ("rep" if command == "scan" else "fixed.csv")
+    argv = [command, str(data), "-o", str(out), "-q"] + (["--exit-zero"] if command == "scan" else [])
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    text = err.getvalue()
+    assert code in (0, 1, 2), (code, text)
+    if code == 2:
+        lines = text.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("labelqa: error: "), text
+        assert "unexpected" not in text and "Traceback" not in text, text
+        assert not out.exists()  # nothing written on an error
+    else:
+        assert out.exists(), text
+    assert digest(data) == before
+    left = {p.name for p in folder.iterdir()} - {data.name, out.name}
+    assert not left, left  # no temp files
+    if out.is_dir():
+        assert all(not p.name.startswith(".") for p in out.iterdir())
+
+
+PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+PROPERTY_SLOW = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _random_bytes_case(blob: bytes, suffix: str, magic: bytes, command: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"data{suffix}"
+        path.write_bytes(magic + blob + (magic if magic else b""))
+        _check_run(Path(d), path, command)
+
+
+def _csv_case(text: bytes, command: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "data.csv"
+        path.write_bytes(text)
+        _check_run(Path(d), path, command)
+
+
+def _table_case(case: tuple[pa.Table, str], command: str) -> None:
+    table, suffix = case
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"data{suffix}"
+        _write_table(table, path)
+        _check_run(Path(d), path, command)
+
+
+BYTES = (st.binary(max_size=300), st.sampled_from(SUFFIXES), st.sampled_from([b"", b"PAR1", b"ARROW1\x00\x00"]),
+         st.sampled_from(["scan", "fix"]))
+
+
+@PROPERTY
+@given(*BYTES)
+def test_random_bytes_never_crash_the_readers(blob, suffix, magic, command):
+    _random_bytes_case(blob, suffix, magic, command)
+
+
+@PROPERTY
+@given(csv_texts(), st.sampled_from(["scan", "fix"]))
+def test_random_csv_text_gets_a_result_or_one_clear_line(text, command):
+    _csv_case(text, command)
+
+
+@PROPERTY
+@given(random_tables(), st.sampled_from(["scan", "fix"]))
+def test_random_schemas_get_a_result_or_one_clear_line(case, command):
+    _table_case(case, command)
+
+
+@pytest.mark.slow
+@PROPERTY_SLOW
+@given(*BYTES)
+def test_random_bytes_many(blob, suffix, magic, command):
+    _random_bytes_case(blob, suffix, magic, command)
+
+
+@pytest.mark.slow
+@PROPERTY_SLOW
+@given(csv_texts(), st.sampled_from(["scan", "fix"]))
+def test_random_csv_text_many(text, command):
+    _csv_case(text, command)
+
+
+@pytest.mark.slow
+@PROPERTY_SLOW
+@given(random_tables(), st.sampled_from(["scan", "fix"]))
+def test_random_schemas_many(case, command):
+    _table_case(case, command)
