@@ -310,6 +310,68 @@ def _comparable(data_col: Any, report_col: Any) -> tuple[Any, Any]:
     return a, b
 
 
+# --------------------------------------------------------------- JSON lines written as read
+
+#: A temporary column numbering the input rows while a JSON lines file is fixed.
+_ROW_COLUMN = "__labelqa_row__"
+
+
+class _RawNumber(str):
+    """A JSON number kept as the text read (``1e5`` stays ``1e5``, ``0.10`` stays ``0.10``)."""
+
+
+class _JsonObject(list):
+    """A JSON object as its ``(key, value)`` pairs, in file order (duplicate keys kept)."""
+
+
+def _raw_json_lines(path: Path, n_rows: int) -> list[_JsonObject] | None:
+    """Every row of a JSON lines file as read, numbers as their text; ``None`` when the lines do not match the
+    table's rows one to one (then the table is written as usual)."""
+    import json
+
+    with pa.input_stream(str(path), compression="detect") as stream:
+        text = stream.read().decode("utf-8")
+    rows: list[_JsonObject] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        value = json.loads(line, object_pairs_hook=_JsonObject, parse_int=_RawNumber, parse_float=_RawNumber,
+                           parse_constant=_RawNumber)
+        if not isinstance(value, _JsonObject):
+            return None
+        rows.append(value)
+    return rows if len(rows) == n_rows else None
+
+
+def _dump_json(value: Any) -> str:
+    """JSON text of a value read by :func:`_raw_json_lines` (numbers as read) or a plain Python value."""
+    import json
+
+    if isinstance(value, _RawNumber):
+        return str.__str__(value)
+    if isinstance(value, _JsonObject):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_dump_json(v)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_dump_json(v) for v in value) + "]"
+    return json.dumps(value, default=str)
+
+
+def _write_json_lines_as_read(path: Path, raw: list[_JsonObject], kept: np.ndarray, fixed: pa.Table,
+                              label_col: str) -> None:
+    """Each kept input line with only its label changed and the provenance keys appended."""
+    provenance = ("label_original", "label_fixed", "fix_action")
+    labels = fixed.column(label_col).to_pylist()
+    actions = fixed.column("fix_action").to_pylist()
+    with open(path, "w", encoding="utf-8") as fh:
+        for row, label, action in zip(kept.tolist(), labels, actions):
+            pairs = [(k, v) for k, v in raw[row] if k not in provenance]
+            original = next((v for k, v in pairs if k == label_col), None)
+            new = label if action == RELABEL else original
+            pairs = [(k, new if k == label_col else v) for k, v in pairs]
+            pairs += [("label_original", original), ("label_fixed", new), ("fix_action", action)]
+            fh.write(_dump_json(_JsonObject(pairs)) + "\n")
+
+
 def write_table(table: pa.Table, path: Path) -> Path:
     """Write a table by the file suffix (.parquet, .csv, .jsonl, .arrow), atomically."""
     kind = _WRITERS.get(path.suffix.lower())
@@ -412,9 +474,18 @@ def fix(
     from labelqa.data.readers import resolve_format
 
     # A text file written as text keeps every cell it does not change exactly as read (zip 00003, 1e5).
-    as_text = resolve_format(src, input_format) == "csv" and _WRITERS.get(dest.suffix.lower()) in ("csv", "jsonl")
+    in_fmt, out_kind = resolve_format(src, input_format), _WRITERS.get(dest.suffix.lower())
+    as_text = in_fmt == "csv" and out_kind in ("csv", "jsonl")
     table = read_table(src, input_format=input_format, text=as_text)
+    raw_lines = _raw_json_lines(src, table.num_rows) if in_fmt == "jsonl" and out_kind == "jsonl" else None
+    if raw_lines is not None:
+        table = table.append_column(_ROW_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     fixed = apply_fix(table, issues, label_col=label_col, id_col=id_col, strategy=strategy,
                       min_confidence=min_confidence, label_sep=settings["label_sep"], **data_arrays)
-    write_table(fixed.table, dest)
+    if raw_lines is not None:
+        kept = fixed.table.column(_ROW_COLUMN).to_numpy(zero_copy_only=False)
+        fixed = FixResult(table=fixed.table.drop_columns([_ROW_COLUMN]), actions=fixed.actions)
+        write_atomic(dest, lambda tmp: _write_json_lines_as_read(tmp, raw_lines, kept, fixed.table, label_col))
+    else:
+        write_table(fixed.table, dest)
     return FixResult(table=fixed.table, actions=fixed.actions, out=dest)

@@ -206,6 +206,33 @@ def test_fix_keeps_parquet_columns_type_and_value(noisy_parquet, tmp_path, capsy
     assert out.schema.metadata[b"labelqa.classes"] == src.schema.metadata[b"labelqa.classes"]
 
 
+def test_fix_writes_json_lines_as_read(tmp_path, capsys):
+    given, _, probs, _ = noisy_dataset(n=600, k=3, noise=0.15, seed=6)
+    names = ["x", "y", "z"]
+    lines = [f'{{"id": "{i:05d}", "label": "{names[g]}", "w": 1e5, "z": 0.10, "n": -0, '
+             f'"pred_probs": [{", ".join(repr(float(v)) for v in p)}]}}' for i, (g, p) in enumerate(zip(given, probs))]
+    lines[3] = lines[3][:-1] + ', "only_here": {"a": [], "b": {}}}'
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    for strategy in ("relabel", "drop"):
+        out = tmp_path / f"{strategy}.jsonl"
+        code, _, err = run(["fix", path, "-o", out, "--strategy", strategy, "--id-col", "id", "-q"], capsys)
+        assert code == 0, err
+        written = out.read_text().splitlines()
+        kept = [json.loads(line)["id"] for line in written]
+        assert (len(written) < len(lines)) == (strategy == "drop")
+        for line in written:
+            row = json.loads(line)
+            source = lines[int(row["id"])]
+            # every key but the label and the provenance keys is the same text as read
+            rest = line.split(', "label_original"')[0] + "}"
+            assert rest.replace(f'"label": "{row["label"]}"', f'"label": "{row["label_original"]}"') == source
+            assert row["fix_action"] in ("keep", "relabel", "flag")
+        if strategy == "relabel":
+            assert any(json.loads(line)["fix_action"] == "relabel" for line in written)
+        assert len(set(kept)) == len(kept)
+
+
 def test_csv_null_words_are_labels_not_missing_values(tmp_path):
     import labelqa
 

@@ -230,6 +230,7 @@ def open_source(
     batch_size: int = 262_144,
     task: str = "auto",
     label_sep: str | None = None,
+    trust_class_order: bool = False,
 ) -> Source:
     """Resolve columns and classes of a Parquet/Arrow file or folder, like :func:`labelqa.load`.
 
@@ -238,6 +239,10 @@ def open_source(
     them (integer labels in [0, K) are codes, else the sorted unique labels
     when there are K); delimited label sets also take that pass, for the
     dataset's item type.
+
+    ``trust_class_order`` is accepted so one configuration serves every
+    engine; the streaming engines do not run the class-order check yet
+    (:mod:`labelqa.data.class_order`, in-memory only).
 
     Raises:
         LabelqaError: Missing path or column, unsupported format, classes that
