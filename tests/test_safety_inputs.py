@@ -233,6 +233,18 @@ def test_fix_writes_json_lines_as_read(tmp_path, capsys):
         assert len(set(kept)) == len(kept)
 
 
+def test_csv_numbers_spelled_two_ways_stay_two_labels(tmp_path):
+    from labelqa.data import read_table
+
+    path = tmp_path / "f.csv"
+    path.write_text("label,id,whole,prob_1.0,prob_1\n1.0,7,2.0,0.9,0.1\n1,8,3.0,0.2,0.8\n")
+    table = read_table(path)
+    assert table.column("label").to_pylist() == ["1.0", "1"]
+    assert table.column("id").to_pylist() == [7, 8]  # plain integers stay integers
+    assert table.column("whole").to_pylist() == [2.0, 3.0]  # one spelling per number: still numbers
+    assert table.column("prob_1").type == pa.float64()
+
+
 def test_csv_null_words_are_labels_not_missing_values(tmp_path):
     import labelqa
 

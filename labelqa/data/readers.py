@@ -260,7 +260,8 @@ def check_csv_header(path: str, names: Sequence[str]) -> None:
 
 
 #: Integer columns of text files whose cells are not all canonical integers (``"01"``, ``"007"``, ``"+3"``) keep
-#: their text, so ``01`` and ``1`` stay two labels and an id ``007`` stays ``007``.
+#: their text, so ``01`` and ``1`` stay two labels and an id ``007`` stays ``007``; so do whole-number float
+#: columns that spell one number two ways (``1.0`` and ``1``).
 _CANONICAL_INT_TEXT = r"^-?(?:0|[1-9][0-9]*)$"
 #: The most columns a CSV or JSON lines table may have.
 MAX_COLUMNS = 100_000
@@ -278,13 +279,19 @@ def _csv_read(path: str, input_format: str | None, columns: Sequence[str] | None
     read, parse, convert = _csv_options(path, input_format, columns)
     table = pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     ints = [n for n in table.column_names if pa.types.is_integer(table.schema.field(n).type)]
-    if ints:
-        read, parse, convert = _csv_options(path, input_format, ints, {n: pa.string() for n in ints})
+    # whole-number float columns too: "1.0" and "1" must not become one class
+    whole = [n for n in table.column_names if pa.types.is_floating(table.schema.field(n).type)
+             and pc.all(pc.fill_null(pc.equal(table.column(n), pc.floor(table.column(n))), True)).as_py()]
+    if ints or whole:
+        read, parse, convert = _csv_options(path, input_format, ints + whole, {n: pa.string() for n in ints + whole})
         raw = pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
-        for name in ints:
+        for name in ints + whole:
             cells = raw.column(name)
-            canonical = pc.match_substring_regex(cells, _CANONICAL_INT_TEXT)
-            if not pc.all(pc.fill_null(canonical, True)).as_py():
+            if name in ints:
+                keep_text = not pc.all(pc.fill_null(pc.match_substring_regex(cells, _CANONICAL_INT_TEXT), True)).as_py()
+            else:  # distinct spellings of one number
+                keep_text = pc.count_distinct(cells).as_py() != pc.count_distinct(table.column(name)).as_py()
+            if keep_text:
                 table = table.set_column(table.column_names.index(name), name, cells)
     return table
 
@@ -468,7 +475,8 @@ def read_table(
     Returns:
         The table. In CSV files an empty cell is a null, for strings too, and
         only an empty cell; an integer column whose cells are not all plainly
-        spelled integers (``01``, ``007``) keeps its text.
+        spelled integers (``01``, ``007``), or a whole-number column that
+        spells one number two ways (``1.0`` and ``1``), keeps its text.
 
     Raises:
         LabelqaError: Missing file, unreadable file (naming the format tried),
