@@ -80,6 +80,11 @@ def _flag(name: str) -> str:
     return "DATA" if name in ("data", "report_dir") else "--" + name.replace("_", "-")
 
 
+def _out_flag(out_file: str | os.PathLike[str]) -> str:
+    text = os.fspath(out_file)
+    return f"$GITHUB_STEP_SUMMARY {text}" if text == os.environ.get("GITHUB_STEP_SUMMARY") else f"--out {text}"
+
+
 def refuse_overwriting_inputs(
     inputs: Iterable[tuple[str, str | os.PathLike[str]]],
     *,
@@ -91,7 +96,7 @@ def refuse_overwriting_inputs(
     Args:
         inputs: ``(option name, path)`` pairs (see :func:`option_inputs`);
             paths that do not exist are skipped (their own check reports them).
-        out_file: The one output file (``fix``).
+        out_file: The one output file (``fix``; ``$GITHUB_STEP_SUMMARY`` for ``scan --format github``).
         out_dir: The output folder (``scan``, ``evaluate``, ``train``).
 
     Raises:
@@ -108,10 +113,10 @@ def refuse_overwriting_inputs(
         is_folder = os.path.isdir(real)
         if out_file_real is not None:
             if real == out_file_real or (os.path.exists(out_file_real) and _same_file(real, out_file_real)):
-                raise LabelqaError(f"--out {os.fspath(out_file)} is the input {_flag(name)} {shown}",
+                raise LabelqaError(f"{_out_flag(out_file)} is the input {_flag(name)} {shown}",
                                    _HINT + "path that is not an input")
             if is_folder and _inside(out_file_real, real):
-                raise LabelqaError(f"--out {os.fspath(out_file)} lies inside the input folder {_flag(name)} {shown}",
+                raise LabelqaError(f"{_out_flag(out_file)} lies inside the input folder {_flag(name)} {shown}",
                                    _HINT + "path outside the input folder")
         if out_dir_real is not None:
             if _inside(real, out_dir_real):

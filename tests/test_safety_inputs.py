@@ -111,6 +111,14 @@ def test_fix_refuses_its_input_as_output_by_any_name(noisy_parquet, report, tmp_
             match="--report")
 
 
+def test_the_github_step_summary_is_never_an_input(noisy_parquet, tmp_path, capsys, monkeypatch):
+    path, _ = noisy_parquet
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(path))
+    refused(["scan", path, "-o", tmp_path / "rep", "--format", "github"], capsys, path,
+            match="$GITHUB_STEP_SUMMARY")
+    assert not (tmp_path / "rep").exists()
+
+
 def test_outputs_inside_an_input_folder_are_refused(tmp_path):
     dataset = tmp_path / "hive"
     dataset.mkdir()

@@ -17,7 +17,10 @@ def run(s: Settings) -> int:
     from labelqa.paths import option_inputs, refuse_overwriting_inputs
     from labelqa.runtime import skip_pyarrow_pandas_probe
 
-    refuse_overwriting_inputs(option_inputs(s), out_dir=s["out"])  # before any work
+    import os
+
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY") if s["format"] == "github" else None
+    refuse_overwriting_inputs(option_inputs(s), out_dir=s["out"], out_file=step_summary or None)  # before any work
     skip_pyarrow_pandas_probe()
     with ProgressLog(quiet=s["quiet"] or s["format"] != "human", verbose=s["verbose"]) as log:
         result = labelqa.scan(s["data"], progress=log, **s.select(api=True))
