@@ -60,30 +60,56 @@ def _first_line(exc: BaseException) -> str:
 
 def validate_issues(table: pa.Table, where: str, classes: list[Any] | None = None) -> None:
     """Raise unless ``table`` has the issues columns, of the right types, with labels among ``classes``."""
+    multilabel = _check_issue_schema(table.schema, where)
+    _check_issue_values(table, where, classes, multilabel)
+
+
+def validate_issues_file(path: str | Path, classes: list[Any] | None = None) -> None:
+    """:func:`validate_issues` on an issues.parquet, batch by batch (a streamed report need not fit in memory)."""
+    where = str(path)
+    try:
+        pf = pq.ParquetFile(path)
+        multilabel = _check_issue_schema(pf.schema_arrow, where)
+        columns = ["is_label_issue", "given_label", "suggested_label"] + (
+            ["labels_to_remove", "labels_to_add"] if multilabel else [])
+        batches = pf.iter_batches(batch_size=1 << 16, columns=columns)
+        for batch in batches:
+            _check_issue_values(pa.Table.from_batches([batch]), where, classes, multilabel)
+    except LabelqaError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+        raise LabelqaError(f"cannot read {path}: {_first_line(exc)}", _REWRITE) from exc
+
+
+def _check_issue_schema(schema: pa.Schema, where: str) -> bool:
+    """Raise unless the issues columns are there, of their types; return whether the report is multi-label."""
     from labelqa.data.arrays import is_list_type
 
-    names = table.column_names
+    names = schema.names
     missing = [c for c in ("id", "given_label", "suggested_label", "is_label_issue", "suggested_confidence", "rank")
                if c not in names]
     if missing:
         raise LabelqaError(f"{where} is not a labelqa issues table: no column {', '.join(map(repr, missing))}",
                            _REWRITE)
-    types = table.schema
-    multilabel = is_list_type(types.field("given_label").type)
-    checks = [("is_label_issue", pa.types.is_boolean(types.field("is_label_issue").type), "bool"),
-              ("suggested_confidence", pa.types.is_floating(types.field("suggested_confidence").type), "float"),
-              ("rank", pa.types.is_integer(types.field("rank").type), "integer"),
-              ("suggested_label", is_list_type(types.field("suggested_label").type) == multilabel
-               and not pa.types.is_floating(types.field("suggested_label").type), "like given_label")]
+    multilabel = is_list_type(schema.field("given_label").type)
+    checks = [("is_label_issue", pa.types.is_boolean(schema.field("is_label_issue").type), "bool"),
+              ("suggested_confidence", pa.types.is_floating(schema.field("suggested_confidence").type), "float"),
+              ("rank", pa.types.is_integer(schema.field("rank").type), "integer"),
+              ("suggested_label", is_list_type(schema.field("suggested_label").type) == multilabel
+               and not pa.types.is_floating(schema.field("suggested_label").type), "like given_label")]
     if multilabel:
         for col in ("labels_to_remove", "labels_to_add"):
             if col not in names:
                 raise LabelqaError(f"{where} is not a labelqa multi-label issues table: no column {col!r}", _REWRITE)
-            checks.append((col, is_list_type(types.field(col).type), "a list"))
+            checks.append((col, is_list_type(schema.field(col).type), "a list"))
     for col, ok, expected in checks:
         if not ok:
-            raise LabelqaError(f"{where}: column {col!r} has type {types.field(col).type}, expected {expected}",
+            raise LabelqaError(f"{where}: column {col!r} has type {schema.field(col).type}, expected {expected}",
                                _REWRITE)
+    return multilabel
+
+
+def _check_issue_values(table: pa.Table, where: str, classes: list[Any] | None, multilabel: bool) -> None:
     if table.column("is_label_issue").null_count:
         raise LabelqaError(f"{where}: column 'is_label_issue' has missing values", _REWRITE)
     if classes is not None:
@@ -162,7 +188,7 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
     if not path.is_file():
         read_issues(report_dir)  # the missing file first: the usual clear error
     validate_summary(summary, str(report_dir / "summary.json"))
-    read_issues(report_dir, classes=summary["classes"])  # validated before use (or the usual clear error)
+    validate_issues_file(path, summary["classes"])  # validated before use, batch by batch
     try:
         histogram = file_histogram(path)
         issues = pq.read_table(path, filters=[("is_label_issue", "=", True), ("rank", "<=", max_rows)])
