@@ -76,8 +76,13 @@ def best_assignment(labels: np.ndarray, tops: np.ndarray, counts: np.ndarray, k:
 
 
 def check_class_order(codes: np.ndarray, pred_probs: np.ndarray, classes: Sequence[Any], *,
-                      classes_source: str | None, probs_where: str) -> dict[str, float]:
+                      classes_source: str | None, probs_where: str, rows_word: str = "rows") -> dict[str, float]:
     """Raise when another assignment of probability columns to classes fits the labels far better.
+
+    Args:
+        codes, pred_probs: The rows' class codes and N x K probabilities (all rows, or a sample).
+        classes, classes_source, probs_where: For the message.
+        rows_word: What the rows are, for the message (``"the first 100,000 rows"`` for a sample).
 
     Returns:
         ``{"label_model_agreement": ..., "best_order_agreement": ...}`` (fractions of rows).
@@ -102,7 +107,7 @@ def check_class_order(codes: np.ndarray, pred_probs: np.ndarray, classes: Sequen
     source = classes_source or "the labels"
     raise LabelqaError(
         f"{probs_where}: the class order (from {source}: {format_values(list(classes), 6)}) does not fit the data: "
-        f"the labels agree with the model's top class in {identity / n:.1%} of rows, but in {best / n:.1%} if the "
+        f"the labels agree with the model's top class in {identity / n:.1%} of {rows_word}, but in {best / n:.1%} if the "
         f"columns belonged to other classes (e.g. {example})",
         hint="pass the classes in probability-column order with --classes a,b,c or --classes-file (or store them "
         f"in the schema metadata 'labelqa.classes'); if the order is right and the labels really are this noisy, "
