@@ -53,6 +53,10 @@ def evaluate_detectors(
                                           "out": out}, function="evaluate_detectors", groups=("evaluate", "output"))
     s = opts.resolve("evaluate", given=options, function="evaluate_detectors", groups=opts.SCAN_GROUPS)
     truth_col, inject_noise, seed = own["truth_col"], own["inject_noise"], own["seed"]
+    if own["out"] is not None:
+        from labelqa.paths import option_inputs, refuse_overwriting_inputs
+
+        refuse_overwriting_inputs(option_inputs({"data": data, **s}), out_dir=own["out"])
     say = progress or (lambda message: None)
     if truth_col is None and inject_noise is None:
         raise LabelqaError("evaluate needs ground truth", "pass --truth-col COLUMN or --inject-noise uniform:0.2")

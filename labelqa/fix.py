@@ -159,7 +159,10 @@ def _sets_to_matrix(col: Any, classes: Sequence[Any], what: str) -> np.ndarray:
     n = len(arr)
     values = pc.list_flatten(arr)
     parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
-    value_set = pa.array(list(classes))
+    try:
+        value_set = pa.array(list(classes))
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # classes of mixed types (names and integers): compare as text
+        value_set = pa.array([str(c) for c in classes], pa.string())
     if values.type != value_set.type:
         values = pc.cast(values, pa.string())
         value_set = pa.array([str(c) for c in classes], pa.string())
@@ -237,7 +240,8 @@ def _apply_multilabel_fix(
 
     fixed = class_sets(fixed_sets, tuple(classes))
     if is_list_type(original.type):
-        fixed = fixed.cast(original.type)
+        if not pa.types.is_null(original.type.value_type):  # all sets empty: list<null> cannot hold a class name
+            fixed = fixed.cast(original.type)
     else:
         fixed = pc.binary_join(fixed.cast(pa.list_(pa.string())), label_sep)
     return _finish(table, label_col, original, fixed, actions, strategy)
@@ -279,16 +283,93 @@ def _check_alignment(table: pa.Table, issues: pa.Table, *, label_col: str, id_co
 
 
 def _first_mismatch(data_col: Any, report_col: Any, what: str) -> None:
-    a = pc.cast(data_col, pa.string()) if not pa.types.is_string(data_col.type) else data_col
-    b = pc.cast(report_col, pa.string()) if not pa.types.is_string(report_col.type) else report_col
+    a, b = _comparable(data_col, report_col)
     differ = pc.fill_null(pc.not_equal(a, b), True)
     if pc.any(differ).as_py():
         row = int(np.flatnonzero(differ.to_numpy(zero_copy_only=False))[0])
         raise LabelqaError(
-            f"the report does not match the data: row {row} has {what} {a[row].as_py()!r} in the data "
-            f"but {b[row].as_py()!r} in the report",
+            f"the report does not match the data: row {row} has {what} {data_col[row].as_py()!r} in the data "
+            f"but {report_col[row].as_py()!r} in the report",
             "re-run `labelqa scan` on this data (with the same --id-col and --label-col), or omit --report",
         )
+
+
+def _comparable(data_col: Any, report_col: Any) -> tuple[Any, Any]:
+    """Both columns in one type: the report's when the data's text reads as it (text ``1.0`` and label 1), else text."""
+    if data_col.type == report_col.type:
+        return data_col, report_col
+    if pa.types.is_string(data_col.type) and not pa.types.is_string(report_col.type):
+        try:
+            typed = pc.cast(data_col, report_col.type)
+            if pc.all(pc.equal(pc.cast(typed, pa.string()), data_col)).as_py() is not False:
+                return typed, report_col
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    a = pc.cast(data_col, pa.string()) if not pa.types.is_string(data_col.type) else data_col
+    b = pc.cast(report_col, pa.string()) if not pa.types.is_string(report_col.type) else report_col
+    return a, b
+
+
+# --------------------------------------------------------------- JSON lines written as read
+
+#: A temporary column numbering the input rows while a JSON lines file is fixed.
+_ROW_COLUMN = "__labelqa_row__"
+
+
+class _RawNumber(str):
+    """A JSON number kept as the text read (``1e5`` stays ``1e5``, ``0.10`` stays ``0.10``)."""
+
+
+class _JsonObject(list):
+    """A JSON object as its ``(key, value)`` pairs, in file order (duplicate keys kept)."""
+
+
+def _raw_json_lines(path: Path, n_rows: int) -> list[_JsonObject] | None:
+    """Every row of a JSON lines file as read, numbers as their text; ``None`` when the lines do not match the
+    table's rows one to one (then the table is written as usual)."""
+    import json
+
+    with pa.input_stream(str(path), compression="detect") as stream:
+        text = stream.read().decode("utf-8")
+    rows: list[_JsonObject] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        value = json.loads(line, object_pairs_hook=_JsonObject, parse_int=_RawNumber, parse_float=_RawNumber,
+                           parse_constant=_RawNumber)
+        if not isinstance(value, _JsonObject):
+            return None
+        rows.append(value)
+    return rows if len(rows) == n_rows else None
+
+
+def _dump_json(value: Any) -> str:
+    """JSON text of a value read by :func:`_raw_json_lines` (numbers as read) or a plain Python value."""
+    import json
+
+    if isinstance(value, _RawNumber):
+        return str.__str__(value)
+    if isinstance(value, _JsonObject):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_dump_json(v)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_dump_json(v) for v in value) + "]"
+    return json.dumps(value, default=str)
+
+
+def _write_json_lines_as_read(path: Path, raw: list[_JsonObject], kept: np.ndarray, fixed: pa.Table,
+                              label_col: str) -> None:
+    """Each kept input line with only its label changed and the provenance keys appended."""
+    provenance = ("label_original", "label_fixed", "fix_action")
+    labels = fixed.column(label_col).to_pylist()
+    actions = fixed.column("fix_action").to_pylist()
+    with open(path, "w", encoding="utf-8") as fh:
+        for row, label, action in zip(kept.tolist(), labels, actions):
+            pairs = [(k, v) for k, v in raw[row] if k not in provenance]
+            original = next((v for k, v in pairs if k == label_col), None)
+            new = label if action == RELABEL else original
+            pairs = [(k, new if k == label_col else v) for k, v in pairs]
+            pairs += [("label_original", original), ("label_fixed", new), ("fix_action", action)]
+            fh.write(_dump_json(_JsonObject(pairs)) + "\n")
 
 
 def write_table(table: pa.Table, path: Path, *, csv_formulas: bool = False) -> Path:
@@ -310,13 +391,12 @@ def write_table(table: pa.Table, path: Path, *, csv_formulas: bool = False) -> P
 
             pq.write_table(table, tmp, compression="zstd")
         elif kind == "csv":
-            import pyarrow.csv as pacsv
-
+            from labelqa.data.csvwrite import write_csv
             from labelqa.report.escape import neutralize_formulas
             from labelqa.report.textlists import lists_to_text
 
             text = lists_to_text(table)
-            pacsv.write_csv(text if csv_formulas else neutralize_formulas(text), tmp)
+            write_csv(text if csv_formulas else neutralize_formulas(text), tmp)
         elif kind == "arrow":
             import pyarrow.feather as feather
 
@@ -379,8 +459,9 @@ def fix(
     src, dest = Path(data), own["out"]
     strategy, min_confidence, force = own["strategy"], own["min_confidence"], own["force"]
     label_col, id_col, input_format = settings["label_col"], settings["id_col"], settings["input_format"]
-    if dest.exists() and src.exists() and dest.resolve() == src.resolve():
-        raise LabelqaError(f"--out {dest} is the input file", "labelqa never writes over its input: choose another path")
+    from labelqa.paths import option_inputs, refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(option_inputs({"data": src, "report": own["report"], **settings}), out_file=dest)
     if dest.exists() and not force:
         raise LabelqaError(f"output file {dest} already exists", "choose another --out, or pass --force to overwrite it")
     if dest.suffix.lower() not in _WRITERS:
@@ -400,8 +481,21 @@ def fix(
         issues = result.issues_table()
         if result.multilabel:
             data_arrays = {"pred_probs": result.data.pred_probs, "classes": result.data.classes}
-    table = read_table(src, input_format=input_format)
+    from labelqa.data.readers import resolve_format
+
+    # A text file written as text keeps every cell it does not change exactly as read (zip 00003, 1e5).
+    in_fmt, out_kind = resolve_format(src, input_format), _WRITERS.get(dest.suffix.lower())
+    as_text = in_fmt == "csv" and out_kind in ("csv", "jsonl")
+    table = read_table(src, input_format=input_format, text=as_text)
+    raw_lines = _raw_json_lines(src, table.num_rows) if in_fmt == "jsonl" and out_kind == "jsonl" else None
+    if raw_lines is not None:
+        table = table.append_column(_ROW_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     fixed = apply_fix(table, issues, label_col=label_col, id_col=id_col, strategy=strategy,
                       min_confidence=min_confidence, label_sep=settings["label_sep"], **data_arrays)
-    write_table(fixed.table, dest, csv_formulas=own["csv_formulas"])
+    if raw_lines is not None:
+        kept = fixed.table.column(_ROW_COLUMN).to_numpy(zero_copy_only=False)
+        fixed = FixResult(table=fixed.table.drop_columns([_ROW_COLUMN]), actions=fixed.actions)
+        write_atomic(dest, lambda tmp: _write_json_lines_as_read(tmp, raw_lines, kept, fixed.table, label_col))
+    else:
+        write_table(fixed.table, dest, csv_formulas=own["csv_formulas"])
     return FixResult(table=fixed.table, actions=fixed.actions, out=dest)

@@ -238,6 +238,8 @@ _DECLARED = [
     Option("embeddings_col", "str", "embedding", "list<float> column of embeddings; enables the nrg detector when "
            "present.", "load", SFE),
     Option("embeddings", "path", None, "N x D .npy file of embeddings (row order = data order).", "load", SFE),
+    Option("trust_class_order", "bool", False, "Go on even when the labels fit another order of the probability "
+           "columns far better than the resolved one (docs/safety.md).", "load", SFE),
     Option("logits_by_epoch", "str", None, "Training dynamics for AUM: the dynamics/ folder of `labelqa train`, an "
            "(epochs, N, K) .npy, a folder of per-epoch .npy/.parquet files, or a list<list<float>> column.", "load",
            SFE, panel=_AUM_PANEL, metavar="PATH"),

@@ -95,7 +95,7 @@ def test_refuses_to_overwrite(noisy_parquet, tmp_path):
     assert out.read_bytes() == b"precious"
     fix(path, out=out, force=True)
     assert pq.read_table(out).num_rows == 2000
-    with pytest.raises(LabelqaError, match="is the input file"):
+    with pytest.raises(LabelqaError, match="is the input DATA"):
         fix(path, out=path, force=True)
 
 

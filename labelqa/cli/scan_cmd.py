@@ -13,10 +13,15 @@ from labelqa.options import Settings
 
 def run(s: Settings) -> int:
     """Scan, write the report, print it as ``--format`` says, and pick the exit code."""
+    import os
+
     import labelqa
     from labelqa.atomic import check_report_folder
+    from labelqa.paths import option_inputs, refuse_overwriting_inputs
     from labelqa.runtime import skip_pyarrow_pandas_probe
 
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY") if s["format"] == "github" else None
+    refuse_overwriting_inputs(option_inputs(s), out_dir=s["out"], out_file=step_summary or None)  # before any work
     skip_pyarrow_pandas_probe()
     check_report_folder(s["out"])  # before any work: a folder with other files is refused
     with ProgressLog(quiet=s["quiet"] or s["format"] != "human", verbose=s["verbose"]) as log:

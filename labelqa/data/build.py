@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from labelqa.data.arrays import is_list_type, to_arrow_1d, type_name
+from labelqa.data.class_order import check_class_order
 from labelqa.data.classes import check_class_count, given_classes_like, infer_classes, normalize_classes
 from labelqa.data.embeddings import check_embeddings
 from labelqa.data.ids import convert_ids
@@ -35,6 +36,7 @@ from labelqa.data.labelsets import (
 )
 from labelqa.data.probabilities import (
     as_prob_matrix,
+    check_classes_fit,
     check_min_classes,
     check_multilabel_probabilities,
     check_probabilities,
@@ -61,6 +63,7 @@ def validated_fields(
     embeddings: Any = None,
     combine_models: str = "geometric",
     model_names: Sequence[str] | None = None,
+    trust_class_order: bool = False,
 ) -> dict[str, Any]:
     """Validate labels, probabilities, classes, ids and embeddings: the fields of a :class:`LabelData`.
 
@@ -106,6 +109,9 @@ def validated_fields(
             of matrices (``"column a"``, ``"file p.npy"``; default
             ``pred_probs[0]``, ``pred_probs[1]``...), for messages and
             ``meta["models"]``.
+        trust_class_order: Multiclass: skip the check that the labels do
+            not fit another order of the probability columns far better
+            (:mod:`labelqa.data.class_order`).
 
     ``pred_probs`` may be a list of N x K matrices, one per model: each is
     validated like a single matrix (messages name its source), all must
@@ -173,6 +179,8 @@ def validated_fields(
     if n == 0:
         raise LabelqaError(f"{source or 'input'}: no rows", hint="the input has no data rows; check the file and filters")
     check_min_classes(k, multilabel, where.probs)
+    if not multilabel:
+        check_classes_fit(k, where.probs)
 
     if not multilabel and is_label_matrix(labels) and np.shape(labels)[1] == k:
         raise LabelqaError(
@@ -237,6 +245,8 @@ def validated_fields(
     else:
         P, prob_meta = check_probabilities(P, renormalize=renormalize, where=where, rows=rows)
         meta.update(prob_meta)
+    if not multilabel and not trust_class_order:
+        check_class_order(Y, P, cls, classes_source=meta.get("classes_source"), probs_where=where.probs)
 
     E = None if embeddings is None else check_embeddings(embeddings, n, where, rows)
 

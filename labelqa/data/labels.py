@@ -39,7 +39,11 @@ def normalize_labels(arr: pa.Array, where: str, rows: Rows) -> pa.Array:
                 f"{rows.one(int(bad[0]))} ({count_rows(len(bad))} with non-integer values)",
                 hint="labels are class values; give the class, not a score",
             )
-        return pc.cast(arr, pa.int64())
+        try:
+            return pc.cast(arr, pa.int64())
+        except pa.ArrowInvalid as exc:  # integral but beyond int64 (1e19)
+            raise LabelqaError(f"{where}: labels do not fit in int64 ({exc})",
+                               hint="use smaller integers or strings") from exc
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return arr
     if is_string_view(t):

@@ -96,6 +96,7 @@ def load(
     embeddings: str | os.PathLike[str] | None = None,
     logits_by_epoch: str | os.PathLike[str] | None = None,
     threshold_samples: str | os.PathLike[str] | None = None,
+    trust_class_order: bool = False,
 ) -> LabelData:
     """Load labels and out-of-sample predicted probabilities from a file.
 
@@ -150,6 +151,9 @@ def load(
             folder) or a column of the file holding list<list<float>>.
         threshold_samples: Threshold-sample marks for ``logits_by_epoch``: a
             path (``.npy``/``.txt``/``.parquet``) or a bool column of the file.
+        trust_class_order: Go on even when the labels fit another order of
+            the probability columns far better than the one resolved (see
+            :mod:`labelqa.data.class_order` and docs/safety.md).
 
     Returns:
         Validated :class:`LabelData`; ``meta`` records ``input_format``,
@@ -274,6 +278,7 @@ def load(
         embeddings=embeddings,
         combine_models=combine_models,
         model_names=model_names,
+        trust_class_order=trust_class_order,
     ))
     if logits_by_epoch is None:
         return data

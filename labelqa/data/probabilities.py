@@ -15,6 +15,7 @@ float32 rounding of K terms can reach it. The same ``tol`` bounds values above 1
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -231,6 +232,64 @@ def check_multilabel_probabilities(P: np.ndarray, *, where: Where, rows: Rows) -
                 "if these are logits apply a sigmoid first",
             )
     return {"renormalized": False}
+
+
+#: Bytes per K x K cell that a multiclass scan keeps at its peak (several float64 K x K matrices: the confident
+#: joint, the noise matrices, their bootstrap and per-class work; measured ~55 bytes per cell at K = 20,000).
+KK_BYTES_PER_CELL = 64
+
+
+def available_memory() -> int | None:
+    """Bytes of memory new allocations may take: the least of MemAvailable (Linux), the address-space limit
+    (``ulimit -v``) and the cgroup limit left (containers); ``None`` when none is known."""
+    limits: list[int] = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            limits += [int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        try:
+            limits.append(int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE")))
+        except (AttributeError, ValueError, OSError):
+            pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limits.append(int(soft))
+    except (ImportError, OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as fh:
+            cap = fh.read().strip()
+        if cap.isdigit():
+            with open("/sys/fs/cgroup/memory.current", encoding="ascii") as fh:
+                limits.append(int(cap) - int(fh.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def check_classes_fit(k: int, probs_where: str, available: int | None = None) -> None:
+    """Refuse up front a K whose K x K matrices cannot fit in the memory available (instead of a late MemoryError).
+
+    Args:
+        k: The number of classes.
+        probs_where: The probabilities, for the message.
+        available: Bytes available (default: :func:`available_memory`).
+    """
+    needed = KK_BYTES_PER_CELL * k * k
+    if needed < (1 << 30):  # under 1 GiB: every machine labelqa runs on
+        return
+    available = available_memory() if available is None else available
+    if available is None or needed <= available:
+        return
+    fits = int((available / KK_BYTES_PER_CELL) ** 0.5)
+    raise LabelqaError(
+        f"{probs_where}: {k:,} classes need about {needed / 2**30:.1f} GiB for the K x K matrices of a multiclass "
+        f"scan, but {available / 2**30:.1f} GiB of memory is available (at most about {fits:,} classes fit)",
+        hint="merge rare classes into one, scan the classes in groups, or run on a machine with more memory",
+    )
 
 
 def check_min_classes(k: int, multilabel: bool, probs_where: str) -> None:

@@ -8,7 +8,9 @@ them), which matters for wide files.
 
 from __future__ import annotations
 
+import functools
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,9 @@ def resolve_format(path: str | os.PathLike[str], input_format: str | None = None
     name = Path(path).name.lower() if streaming else _strip_compression(Path(path).name)
     suffix = Path(name).suffix
     fmt = _SUFFIX_FORMATS.get(suffix)
+    if fmt in ("parquet", "arrow") and name != Path(path).name.lower():
+        raise LabelqaError(f"{path}: a compressed {suffix} file cannot be read ({fmt} files compress their "
+                           "columns themselves)", hint=f"decompress it first (e.g. gunzip), then pass the {suffix} file")
     if fmt in allowed:
         return fmt
     if streaming:
@@ -124,10 +129,36 @@ def check_file(path: str | os.PathLike[str], what: str = "input file", folder_ok
     """Return ``path`` as a string, or raise if it is not an existing regular file (or folder, if ``folder_ok``)."""
     p = os.fspath(path)
     if not os.path.exists(p):
+        if os.path.lexists(p):
+            raise LabelqaError(f"{what} not found: {p} is a symbolic link to a missing file ({os.readlink(p)})",
+                               hint="fix or remove the link")
         raise LabelqaError(f"{what} not found: {p}", hint="check the path")
-    if os.path.isdir(p) and not folder_ok:
-        raise LabelqaError(f"{what} is a directory, not a file: {p}", hint="pass the path of a file")
+    if os.path.isdir(p):
+        if not folder_ok:
+            raise LabelqaError(f"{what} is a directory, not a file: {p}", hint="pass the path of a file")
+    elif not os.path.isfile(p):
+        mode = os.stat(p).st_mode
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else \
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+        raise LabelqaError(f"{what} {p} is {kind}; labelqa reads regular files only (it reads some files twice)",
+                           hint="write the data to a file first, then pass that file")
     return p
+
+
+#: Leading bytes of the binary formats, to catch a binary file read as text (``--input-format csv`` on Parquet).
+_MAGIC = {b"PAR1": "parquet", b"ARROW1": "arrow"}
+
+
+def check_content(path: str, fmt: str) -> None:
+    """Raise when a regular file's first bytes say it is Parquet or Arrow IPC but ``fmt`` is another format."""
+    if not os.path.isfile(path):
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    for magic, actual in _MAGIC.items():
+        if head.startswith(magic) and fmt != actual:
+            raise LabelqaError(f"{path} is a {actual} file (it starts with {magic.decode()}), not {fmt}",
+                               hint=f"pass --input-format {actual}, or drop --input-format to go by the suffix")
 
 
 def _unreadable(path: str, fmt: str, exc: BaseException) -> LabelqaError:
@@ -148,16 +179,57 @@ def format_columns(names: Sequence[str], limit: int = 20) -> str:
 # --------------------------------------------------------------------------- CSV
 
 
-def _csv_options(path: str, input_format: str | None, columns: Sequence[str] | None):
+def _csv_options(path: str, input_format: str | None, columns: Sequence[str] | None,
+                 column_types: dict[str, pa.DataType] | None = None):
     import pyarrow.csv as pacsv
 
-    parse = pacsv.ParseOptions(delimiter="\t" if _is_tsv(path, input_format) else ",")
+    delimiter = "\t" if _is_tsv(path, input_format) else ","
+    parse = pacsv.ParseOptions(delimiter=delimiter)
+    header_bytes = _csv_header_bytes(path, delimiter)
     convert = pacsv.ConvertOptions(
         include_columns=list(columns) if columns is not None else None,
-        # An empty cell is a missing value for every column, strings included.
+        column_types=column_types,
+        # Only an empty cell is a missing value, for every column, strings included: a label or id
+        # spelled "NA", "null" or "nan" keeps its text.
+        null_values=[""],
         strings_can_be_null=True,
     )
-    return pacsv.ReadOptions(), parse, convert
+    # A block must hold the header line (pyarrow's default block of 1 MiB fails on wide files with "Empty CSV").
+    return pacsv.ReadOptions(block_size=max(1 << 20, 4 * header_bytes)), parse, convert
+
+
+#: The longest CSV header line read (bytes).
+MAX_HEADER_BYTES = 64 << 20
+
+
+def _csv_header_bytes(path: str, delimiter: str) -> int:
+    """The length of the first line; raises when it names more than :data:`MAX_COLUMNS` columns.
+
+    Counts delimiters in the first line (decompressed like the file), a cheap upper bound of the columns.
+    """
+    sep = delimiter.encode()
+    size, count = 0, 0
+    with pa.input_stream(path, compression="detect") as stream:
+        while size < MAX_HEADER_BYTES:
+            chunk = stream.read(1 << 20)
+            if not chunk:
+                break
+            end = chunk.find(b"\n")
+            part = chunk if end < 0 else chunk[:end]
+            size += len(part)
+            count += part.count(sep)
+            if count + 1 > MAX_COLUMNS:
+                raise LabelqaError(
+                    f"{path} has more than {MAX_COLUMNS:,} columns in its header; labelqa reads at most "
+                    f"{MAX_COLUMNS:,} columns from a CSV",
+                    hint="keep the label, id and probability columns, or store the N x K probabilities as a .npy "
+                    "(--pred-probs) or one pred_probs list column in Parquet")
+            if end >= 0:
+                return size
+    if size >= MAX_HEADER_BYTES:
+        raise LabelqaError(f"{path}: the first line is longer than {MAX_HEADER_BYTES >> 20} MiB",
+                           hint="check that the file is a CSV with a header line")
+    return size
 
 
 def _csv_schema(path: str, input_format: str | None) -> pa.Schema:
@@ -166,19 +238,114 @@ def _csv_schema(path: str, input_format: str | None) -> pa.Schema:
     read, parse, convert = _csv_options(path, input_format, None)
     reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     try:
-        return reader.schema
+        schema = reader.schema
     finally:
         reader.close()
+    check_csv_header(path, schema.names)
+    return schema
 
 
-def _csv_read(path: str, input_format: str | None, columns: Sequence[str] | None) -> pa.Table:
+def check_csv_header(path: str, names: Sequence[str]) -> None:
+    """Refuse a header that names a column twice (which column would be meant?) or holds too many columns."""
+    if len(names) > MAX_COLUMNS:
+        raise LabelqaError(f"{path} has {len(names):,} columns; labelqa reads at most {MAX_COLUMNS:,} columns",
+                           hint="keep the label, id and probability columns (K classes need K prob_ columns or one "
+                           "pred_probs list column), or store the probabilities as an N x K .npy (--pred-probs)")
+    seen: set[str] = set()
+    again = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
+    if again:
+        raise LabelqaError(f"{path}: the header names column {again[0]!r} more than once "
+                           f"({len(again) + 1 if len(set(again)) == 1 else 'several'} columns share a name)",
+                           hint="give every column a distinct name in the first line")
+
+
+#: Integer columns of text files whose cells are not all canonical integers (``"01"``, ``"007"``, ``"+3"``) keep
+#: their text, so ``01`` and ``1`` stay two labels and an id ``007`` stays ``007``; so do whole-number float
+#: columns that spell one number two ways (``1.0`` and ``1``).
+_CANONICAL_INT_TEXT = r"^-?(?:0|[1-9][0-9]*)$"
+#: The most columns a CSV or JSON lines table may have.
+MAX_COLUMNS = 100_000
+
+
+def _csv_read(path: str, input_format: str | None, columns: Sequence[str] | None, *, text: bool = False) -> pa.Table:
     import pyarrow.csv as pacsv
+    import pyarrow.compute as pc
 
+    names = _csv_schema(path, input_format).names
+    if text:
+        wanted = list(columns) if columns is not None else names
+        read, parse, convert = _csv_options(path, input_format, columns, {n: pa.string() for n in wanted})
+        return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     read, parse, convert = _csv_options(path, input_format, columns)
-    return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    table = pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    ints = [n for n in table.column_names if pa.types.is_integer(table.schema.field(n).type)]
+    # whole-number float columns too: "1.0" and "1" must not become one class
+    whole = [n for n in table.column_names if pa.types.is_floating(table.schema.field(n).type)
+             and pc.all(pc.fill_null(pc.equal(table.column(n), pc.floor(table.column(n))), True)).as_py()]
+    if ints or whole:
+        read, parse, convert = _csv_options(path, input_format, ints + whole, {n: pa.string() for n in ints + whole})
+        raw = pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        for name in ints + whole:
+            cells = raw.column(name)
+            if name in ints:
+                keep_text = not pc.all(pc.fill_null(pc.match_substring_regex(cells, _CANONICAL_INT_TEXT), True)).as_py()
+            else:  # distinct spellings of one number
+                keep_text = pc.count_distinct(cells).as_py() != pc.count_distinct(table.column(name)).as_py()
+            if keep_text:
+                table = table.set_column(table.column_names.index(name), name, cells)
+    return table
 
 
 # --------------------------------------------------------------------- JSON lines
+
+
+#: The deepest nesting of arrays/objects accepted in a JSON lines file (pyarrow's parser overflows its stack on
+#: very deep values, killing the process; no dataset needs more than a few levels).
+MAX_JSON_DEPTH = 1000
+
+
+def check_json_depth(path: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise when a line of a JSON lines file nests arrays/objects deeper than ``limit``.
+
+    A vectorised pass over the bytes (decompressed like the file), 16 MiB at a time: brackets are counted
+    per line whether inside strings or not, which can only overstate the depth.
+    """
+    import numpy as np
+
+    depth_at_start, line = 0, 1
+    with pa.input_stream(path, compression="detect") as stream:
+        while True:
+            chunk = stream.read(1 << 24)
+            if not chunk:
+                return
+            b = np.frombuffer(chunk, dtype=np.uint8)
+            step = (b == 0x5B).astype(np.int32) + (b == 0x7B) - (b == 0x5D) - (b == 0x7D)
+            cum = np.cumsum(step, dtype=np.int64) + depth_at_start
+            newline = b == 0x0A
+            last = np.maximum.accumulate(np.where(newline, np.arange(len(b)), -1))
+            depth = cum - np.where(last >= 0, cum[np.maximum(last, 0)], 0)
+            deepest = int(depth.max())
+            if deepest > limit:
+                at = int(np.argmax(depth > limit))
+                raise LabelqaError(
+                    f"{path}: line {line + int(np.count_nonzero(newline[:at]))} nests arrays or objects more than "
+                    f"{limit} levels deep; labelqa reads at most {limit} levels",
+                    hint="flatten that value (labels, ids and probabilities need one or two levels)")
+            depth_at_start = int(depth[-1])
+            line += int(np.count_nonzero(newline))
+
+
+def check_input(path: str, fmt: str) -> None:
+    """The checks before pyarrow parses a file: content that fits ``fmt``, JSON nesting (once per file version)."""
+    st = os.stat(path)
+    _check_input_once(os.path.realpath(path), fmt, st.st_size, st.st_mtime_ns, path)
+
+
+@functools.lru_cache(maxsize=32)
+def _check_input_once(real: str, fmt: str, size: int, mtime_ns: int, shown: str) -> None:
+    check_content(shown, fmt)
+    if fmt == "jsonl":
+        check_json_depth(shown)
 
 
 def _jsonl_schema(path: str) -> pa.Schema:
@@ -269,6 +436,7 @@ def read_schema(path: str | os.PathLike[str], input_format: str | None = None) -
     """
     p = check_file(path)
     fmt = resolve_format(p, input_format)
+    check_input(p, fmt)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -289,6 +457,8 @@ def read_table(
     path: str | os.PathLike[str],
     input_format: str | None = None,
     columns: Sequence[str] | None = None,
+    *,
+    text: bool = False,
 ) -> pa.Table:
     """Read a table file into a :class:`pyarrow.Table`.
 
@@ -299,9 +469,14 @@ def read_table(
         input_format: ``"parquet"``, ``"csv"``, ``"jsonl"`` or ``"arrow"``
             (also ``"tsv"``, ``"feather"``...), overriding the suffix.
         columns: Read only these columns, in this order; ``None`` reads all.
+        text: CSV only: every column as the exact text of its cells (for
+            writing unchanged columns back as they were read).
 
     Returns:
-        The table. In CSV files an empty cell is a null, for strings too.
+        The table. In CSV files an empty cell is a null, for strings too, and
+        only an empty cell; an integer column whose cells are not all plainly
+        spelled integers (``01``, ``007``), or a whole-number column that
+        spells one number two ways (``1.0`` and ``1``), keeps its text.
 
     Raises:
         LabelqaError: Missing file, unreadable file (naming the format tried),
@@ -310,6 +485,7 @@ def read_table(
     """
     p = check_file(path)
     fmt = resolve_format(p, input_format)
+    check_input(p, fmt)
     if columns is not None:
         columns = list(dict.fromkeys(columns))  # dedupe, keep order
     try:
@@ -324,7 +500,7 @@ def read_table(
         elif fmt == "csv":
             if columns is not None:
                 _require_columns(p, _csv_schema(p, input_format).names, columns)
-            table = _csv_read(p, input_format, columns)
+            table = _csv_read(p, input_format, columns, text=text)
         elif fmt == "jsonl":
             table = _jsonl_read(p, columns)
             if columns is not None:

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from labelqa.data.arrays import decoded_type, is_list_type, to_arrow_1d
+from labelqa.data.class_order import check_class_order
 from labelqa.data.classes import LabelSummary, given_classes, given_classes_like
 from labelqa.data.columns import list_column_to_matrix
 from labelqa.data.ids import batch_ids
@@ -43,6 +44,7 @@ from labelqa.data.labels import encode_labels, label_arrow_type, labels_are_code
 from labelqa.data.labelsets import encode_label_items, label_set_items, scatter_label_sets
 from labelqa.data.probabilities import (
     check_batch_width,
+    check_classes_fit,
     check_min_classes,
     check_multilabel_probabilities,
     check_probabilities,
@@ -229,6 +231,7 @@ def open_source(
     batch_size: int = 262_144,
     task: str = "auto",
     label_sep: str | None = None,
+    trust_class_order: bool = False,
 ) -> Source:
     """Resolve columns and classes of a Parquet/Arrow file or folder, like :func:`labelqa.load`.
 
@@ -237,6 +240,9 @@ def open_source(
     them (integer labels in [0, K) are codes, else the sorted unique labels
     when there are K); delimited label sets also take that pass, for the
     dataset's item type.
+
+    Unless ``trust_class_order``, the class order is checked on the first
+    :data:`CLASS_ORDER_SAMPLE` rows (:mod:`labelqa.data.class_order`).
 
     Raises:
         LabelqaError: Missing path or column, unsupported format, classes that
@@ -268,6 +274,8 @@ def open_source(
         src.dtype = "float32" if first_P.dtype == np.float32 else "float64"
     where = src.where()
     check_min_classes(k, layout.multilabel, where.probs)
+    if not layout.multilabel:
+        check_classes_fit(k, where.probs)
     src.n_classes = k
 
     label_field_type = dataset.schema.field(label_col).type
@@ -293,7 +301,33 @@ def open_source(
     src.classes = tuple(cls)
     if labels_are_codes(label_type, src.classes):
         src.meta["labels_are_codes"] = True
+    if not layout.multilabel and not trust_class_order:
+        _check_class_order_on_first_rows(src, batch_size)
     return src
+
+
+#: The streaming engines check the class order on the dataset's first rows (the in-memory engine on all rows).
+CLASS_ORDER_SAMPLE = 100_000
+
+
+def _check_class_order_on_first_rows(src: Source, batch_size: int) -> None:
+    """:func:`labelqa.data.class_order.check_class_order` on up to :data:`CLASS_ORDER_SAMPLE` first rows
+    (decoded and validated as the first pass would)."""
+    codes: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    seen = 0
+    for offset, table in src.tables(min(batch_size, CLASS_ORDER_SAMPLE)):
+        batch = src.decode(table, offset)
+        codes.append(batch.labels)
+        probs.append(np.asarray(batch.probs))
+        seen += batch.n
+        if seen >= CLASS_ORDER_SAMPLE:
+            break
+    if seen:
+        words = "rows" if seen >= src.n_rows else f"the first {seen:,} rows"
+        check_class_order(np.concatenate(codes), np.concatenate(probs), src.classes,
+                          classes_source=src.meta.get("classes_source"), probs_where=src.where().probs,
+                          rows_word=words)
 
 
 def _list_value_type(t: pa.DataType) -> pa.DataType:

@@ -80,6 +80,9 @@ def train_from_file(
     from labelqa.train.torch_model import TrainConfig, require_torch
 
     s = opts.resolve("train", given=options, function="train_from_file")
+    from labelqa.paths import option_inputs, refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(option_inputs({"data": data, **s}), out_dir=s["out"])
     # one torch thread: a 64->128->K MLP step is ~0.5 ms; with 2 intra-op threads on a busy 2-core machine it
     # measured 10-25x slower (OpenMP barriers), and one thread keeps results independent of the core count
     config = TrainConfig(epochs=s["epochs"], hidden=s["hidden"], batch_size=s["train_batch_size"], lr=s["lr"],
