@@ -79,8 +79,8 @@ READS: dict[str, tuple[str, ...]] = {
 }
 
 #: Detector names used in declarations: ``cl`` (multiclass confident learning), ``mlcl`` (its multi-label
-#: form, also run as ``--detectors cl``), ``aum``, ``nrg``.
-DETECTOR_KINDS = ("cl", "mlcl", "aum", "nrg")
+#: form, also run as ``--detectors cl``), ``aum``, ``nrg``, ``dup`` (duplicates with conflicting labels).
+DETECTOR_KINDS = ("cl", "mlcl", "aum", "nrg", "dup")
 
 KINDS = ("str", "int", "float", "bool", "path", "names", "values", "ints")
 
@@ -187,7 +187,8 @@ class Option:
 _PANELS = {"load": "Input", "run": "Detectors", "engine": "Scale", "gate": "Gate", "output": "Output",
            "fix": "Fix", "evaluate": "Ground truth", "train": "Training"}
 _DETECTOR_PANELS = {("cl", "mlcl"): "Confident learning", ("cl",): "Confident learning", ("mlcl",): "Multi-label",
-                    ("aum",): "AUM (training dynamics)", ("nrg",): "NRG (embeddings)"}
+                    ("aum",): "AUM (training dynamics)", ("nrg",): "NRG (embeddings)",
+                    ("dup",): "Duplicates"}
 
 
 def panel_of(opt: Option) -> str:
@@ -289,9 +290,21 @@ _DECLARED = [
            detectors=("nrg",), choices=("auto", "sklearn", "faiss", "brute")),
     Option("outlier_rate", "float", 0.01, "Share of rows flagged is_outlier by NRG.", "detector", SFE,
            detectors=("nrg",), interval=Interval(0, 1, open_high=True)),
+    Option("dup_cols", "names", None, "Comma-separated columns hashed to find exact duplicates (text, image bytes "
+           "or paths, numbers, lists) for the dup detector.", "detector", SFE, detectors=("dup",), example="text"),
+    Option("dup_threshold", "float", 0.98, "Cosine similarity of embeddings at or above which two rows are near "
+           "duplicates (dup detector, when the data has embeddings).", "detector", SFE, detectors=("dup",),
+           interval=Interval(0, 1, open_low=True)),
+    Option("dup_k", "int", 10, "Neighbours searched per row for near duplicates.", "detector", SFE,
+           detectors=("dup",), interval=AT_LEAST_1),
+    Option("dup_index", "str", "auto", "Near-duplicate neighbour index: auto (sklearn), sklearn, faiss or brute.",
+           "detector", SFE, detectors=("dup",), choices=("auto", "sklearn", "faiss", "brute")),
+    Option("split_col", "str", None, "Column naming each row's split (train/test...); duplicate groups spanning "
+           "splits are reported as leakage by the dup detector.", "detector", SFE, detectors=("dup",)),
     # ------------------------------------------------------------------ run
-    Option("detectors", "names", None, "Comma-separated detectors to run: cl, aum, nrg (default: every detector the "
-           "data has inputs for).", "run", SFE, choices=("cl", "aum", "nrg"), example="cl,nrg"),
+    Option("detectors", "names", None, "Comma-separated detectors to run: cl, aum, nrg, dup (default: every "
+           "detector the data has inputs for but dup).", "run", SFE, choices=("cl", "aum", "nrg", "dup"),
+           example="cl,nrg"),
     Option("issue_rule", "str", "primary_or_2", "With several detectors, which rows are issues: primary_or_2 "
            "(flagged by the primary detector or by >= 2), primary, any, all, majority.", "run", SFE,
            choices=("primary_or_2", "primary", "any", "all", "majority")),

@@ -225,11 +225,12 @@ def test_defaults_are_the_detectors_and_loaders():
     from labelqa.data import load
     from labelqa.detectors.aum import AreaUnderMargin
     from labelqa.detectors.confident import ConfidentLearning
+    from labelqa.detectors.duplicates import DuplicateDetector
     from labelqa.detectors.multilabel import MultilabelConfidentLearning
     from labelqa.detectors.nrg import NeuralRelationGraph
 
     classes = {"cl": ConfidentLearning, "mlcl": MultilabelConfidentLearning, "aum": AreaUnderMargin,
-               "nrg": NeuralRelationGraph}
+               "nrg": NeuralRelationGraph, "dup": DuplicateDetector}
     for opt in options.OPTIONS.values():
         for det in opt.detectors:
             fields = {f.name: f.default for f in dataclasses.fields(classes[det])}
