@@ -78,7 +78,7 @@ def make_table(n: int, d: int, k: int, inject: int, seed: int = 0):
     return table, np.concatenate([exact_src, near_src]), np.concatenate([exact_dst, near_dst])
 
 
-def child(n: int, d: int, inject: int, index: str, threshold: float) -> dict:
+def child(n: int, d: int, inject: int, index: str, threshold: float, n_probe: int) -> dict:
     import numpy as np  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
@@ -94,7 +94,7 @@ def child(n: int, d: int, inject: int, index: str, threshold: float) -> dict:
         t0 = time.perf_counter()
         data = load(path)
         t_load = time.perf_counter() - t0
-        det = DuplicateDetector(dup_cols=["text"], dup_threshold=threshold, dup_index=index)
+        det = DuplicateDetector(dup_cols=["text"], dup_threshold=threshold, dup_index=index, n_probe=n_probe)
         t0, c0 = time.perf_counter(), time.process_time()
         res = det.detect(data)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -105,7 +105,7 @@ def child(n: int, d: int, inject: int, index: str, threshold: float) -> dict:
     flagged = np.flatnonzero(res.issues)
     hits = np.isin(flagged, copies).sum()
     return {
-        "n": n, "d": d, "inject": 2 * inject, "index": index, "threshold": threshold,
+        "n": n, "d": d, "inject": 2 * inject, "index": index, "threshold": threshold, "n_probe": n_probe,
         "groups_found": int(paired.sum()), "extra_groups": len(conflicting - injected_groups),
         "precision": hits / max(1, flagged.size), "recall": hits / copies.size,
         "model_backs_source": float(np.mean(data.pred_probs[sources, data.labels[sources]]
@@ -123,21 +123,22 @@ def main() -> None:
     ap.add_argument("--inject", type=int, default=None, help="exact and near copies each (default N/1000)")
     ap.add_argument("--index", default="auto", choices=("auto", "sklearn", "faiss", "brute"))
     ap.add_argument("--threshold", type=float, default=0.98)
+    ap.add_argument("--n-probe", type=int, default=16, help="cells searched per cell by the sklearn index")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         inject = args.inject or max(10, args.child // 1000)
-        print(json.dumps(child(args.child, args.dim, inject, args.index, args.threshold)))
+        print(json.dumps(child(args.child, args.dim, inject, args.index, args.threshold, args.n_probe)))
         return
     sizes = [20000] if args.quick else [int(s) for s in args.sizes.split(",")]
     print(f"# bench_duplicates on {platform.node()} ({os.cpu_count()} cpus), D={args.dim}, index={args.index}, "
-          f"threshold={args.threshold}")
+          f"threshold={args.threshold}, n_probe={args.n_probe}")
     print("| rows | injected | groups found | extra groups | row P | row R | model backs source | load s "
           "| detect s | cpu s | peak RSS MB |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         cmd = [sys.executable, __file__, "--child", str(n), "--dim", str(args.dim), "--index", args.index,
-               "--threshold", str(args.threshold)] + (["--inject", str(args.inject)] if args.inject else [])
+               "--threshold", str(args.threshold), "--n-probe", str(args.n_probe)] + (["--inject", str(args.inject)] if args.inject else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         if proc.returncode:
             print(f"| {n:,} | failed: {proc.stderr.strip().splitlines()[-1]} |")

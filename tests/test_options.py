@@ -27,7 +27,10 @@ from labelqa.evaluate_run import evaluate_detectors
 from labelqa.train.pipeline import train_from_file
 from tests.conftest import REPO, noisy_dataset, write_parquet
 
-LIBRARY = {"scan": labelqa.scan, "fix": labelqa.fix, "evaluate": evaluate_detectors, "train": train_from_file}
+from labelqa.export import export_review  # noqa: E402
+
+LIBRARY = {"scan": labelqa.scan, "fix": labelqa.fix, "evaluate": evaluate_detectors, "train": train_from_file,
+           "export": export_review}
 
 
 def cases() -> list[tuple[str, str]]:
