@@ -31,6 +31,7 @@ from xml.sax.saxutils import quoteattr
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from labelqa import decisions
 from labelqa.atomic import write_atomic
 from labelqa.errors import LabelqaError
 
@@ -40,8 +41,8 @@ __all__ = ["DROP_CHOICE", "FORMATS", "ExportResult", "export_review", "label_stu
 #: Export formats (``--to``).
 FORMATS = ("label-studio", "csv", "jsonl")
 
-#: The extra choice a reviewer picks in Label Studio to drop a row.
-DROP_CHOICE = "[drop this row]"
+#: The extra choice a reviewer picks in Label Studio to drop a row (read back by labelqa.decisions).
+DROP_CHOICE = decisions.DROP_CHOICE
 
 #: Label Studio names: the choices control and the object it labels.
 FROM_NAME, TO_NAME = "label", "item"

@@ -361,6 +361,10 @@ _DECLARED = [
            "fix", (F,), choices=("relabel", "drop", "flag")),
     Option("min_confidence", "float", 0.0, "Relabel/drop only when the suggested label's probability is at least "
            "this; other flagged rows are flagged.", "fix", (F,), interval=FRACTION),
+    Option("decisions", "path", None, "Reviewers' answers to apply: a Label Studio JSON export of `labelqa export` "
+           "tasks, or a .csv/.jsonl with columns id and decision (keep, drop, relabel:CLASS or a class).", "fix", (F,)),
+    Option("undecided", "str", "keep", "With --decisions, rows without a decision: keep their label, or follow "
+           "--strategy on a scan (strategy).", "fix", (F,), choices=("keep", "strategy")),
     Option("force", "bool", False, "Overwrite an existing output file.", "fix", (F, X),
            variants={X: {"group": "export"}}),
     # ------------------------------------------------------------------ export
