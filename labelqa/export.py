@@ -11,6 +11,10 @@ score and reason:
   classes plus :data:`DROP_CHOICE`; reviewers' answers come back through
   Label Studio's JSON export and ``labelqa fix --decisions`` (see
   :mod:`labelqa.decisions`);
+* data columns shown by ``labelqa scan --show-cols`` (kept in the report's
+  shown.parquet, for the report's best-ranked rows) go along: text and
+  numbers as values, images as PNG data URIs (Label Studio shows the first
+  image column as the object to label; CSV leaves images out);
 * ``csv`` / ``jsonl``: one row per flagged row with an empty ``decision``
   column for reviewers to fill in (``keep``, ``drop``, ``relabel:CLASS`` or a
   class name), read back by the same ``--decisions``.
@@ -21,8 +25,10 @@ The output is written atomically; an existing file is replaced only with
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,8 +75,9 @@ class ExportResult:
     config: Path | None = None
 
 
-def review_rows(issues: pa.Table, top: int | None = None) -> pa.Table:
-    """The flagged rows of an issues table, best-ranked first, at most ``top``, with the review columns."""
+def review_rows(issues: pa.Table, top: int | None = None, shown: pa.Table | None = None) -> pa.Table:
+    """The flagged rows of an issues table, best-ranked first, at most ``top``, with the review columns (and the
+    ``shown`` data columns)."""
     missing = [c for c in REVIEW_COLUMNS if c not in issues.column_names]
     if missing:
         raise LabelqaError(f"the issues table lacks column(s) {', '.join(missing)}",
@@ -79,7 +86,9 @@ def review_rows(issues: pa.Table, top: int | None = None) -> pa.Table:
     flagged = flagged.sort_by([("rank", "ascending")])
     if top is not None:
         flagged = flagged.slice(0, top)
-    return flagged.select(list(REVIEW_COLUMNS))
+    from labelqa.report.shown import attach
+
+    return attach(flagged.select(list(REVIEW_COLUMNS)), shown)
 
 
 def _plain(value: Any) -> Any:
@@ -96,6 +105,25 @@ def _item_text(row: dict[str, Any]) -> str:
     return f"id {row['id']}: labelled '{given}'. Flagged because: {row['reason']}"
 
 
+def data_key(column: str) -> str:
+    """A shown column's key in a task's ``data`` (letters, digits and ``_``: Label Studio's ``$variable``)."""
+    return "col_" + re.sub(r"\W", "_", column)
+
+
+def _shown_values(rows: pa.Table) -> dict[str, list[Any]]:
+    """Shown columns of ``rows`` as JSON values by data key (images as PNG data URIs)."""
+    from labelqa.report.shown import shown_fields
+
+    out = {}
+    for name, kind in shown_fields(rows):
+        values = rows.column(name).to_pylist()
+        if kind == "image":
+            values = [None if v is None else "data:image/png;base64," + base64.b64encode(v).decode("ascii")
+                      for v in values]
+        out[data_key(name)] = [_plain(v) for v in values]
+    return out
+
+
 def label_studio_tasks(rows: pa.Table, *, multilabel: bool = False, model_version: str = "labelqa") -> list[dict]:
     """Label Studio tasks of review rows: ``data`` (the row) and one prediction (the suggested label).
 
@@ -104,8 +132,10 @@ def label_studio_tasks(rows: pa.Table, *, multilabel: bool = False, model_versio
     the model probability of the suggested label (``suggested_confidence``).
     """
     tasks = []
-    for row in rows.to_pylist():
+    shown = _shown_values(rows)
+    for i, row in enumerate(rows.select(list(REVIEW_COLUMNS)).to_pylist()):
         data = {key: _plain(value) for key, value in row.items()}
+        data.update({key: values[i] for key, values in shown.items()})
         data["labelqa_id"] = data.pop("id")
         data["item"] = _item_text(row)
         suggested = row["suggested_label"]
@@ -121,12 +151,22 @@ def label_studio_tasks(rows: pa.Table, *, multilabel: bool = False, model_versio
     return tasks
 
 
-def labeling_config(classes: list[str], *, multilabel: bool = False) -> str:
-    """A Label Studio labeling config: the row's text, its reason, and one choice per class plus drop."""
+def labeling_config(classes: list[str], *, multilabel: bool = False, shown: list[tuple[str, str]] = ()) -> str:
+    """A Label Studio labeling config: the row (its first shown image, else its text and reason), the shown text
+    columns, and one choice per class plus drop."""
     choices = "\n".join(f"    <Choice value={quoteattr(str(c))}/>" for c in classes)
+    images = [name for name, kind in shown if kind == "image"]
+    texts = [name for name, kind in shown if kind != "image"]
+    if images:
+        objects = (f'  <Image name="{TO_NAME}" value="${data_key(images[0])}" zoom="true"/>\n'
+                   '  <Text name="why" value="$item"/>\n')
+    else:
+        objects = f'  <Text name="{TO_NAME}" value="$item"/>\n'
+    objects += "".join(f'  <Header value={quoteattr(name)} size="6"/>\n  <Text name="{data_key(name)}" '
+                       f'value="${data_key(name)}"/>\n' for name in texts)
     return (
         "<View>\n"
-        f'  <Text name="{TO_NAME}" value="$item"/>\n'
+        + objects +
         '  <Header value="Suggested: $suggested_label (model probability $suggested_confidence)"/>\n'
         f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="{"multiple" if multilabel else "single"}" '
         'showInline="true">\n'
@@ -138,9 +178,12 @@ def labeling_config(classes: list[str], *, multilabel: bool = False) -> str:
 
 
 def _with_decision(rows: pa.Table) -> pa.Table:
+    """CSV rows: lists as text, images left out, and an empty decision column."""
+    from labelqa.report.shown import shown_fields
     from labelqa.report.textlists import lists_to_text
 
-    return lists_to_text(rows).append_column("decision", pa.nulls(rows.num_rows, pa.string()))
+    images = [name for name, kind in shown_fields(rows) if kind == "image"]
+    return lists_to_text(rows.drop_columns(images)).append_column("decision", pa.nulls(rows.num_rows, pa.string()))
 
 
 def export_review(report_dir: str | os.PathLike[str], **options: Any) -> ExportResult:
@@ -159,6 +202,7 @@ def export_review(report_dir: str | os.PathLike[str], **options: Any) -> ExportR
     """
     import labelqa.options as opts
     from labelqa.report.folder import read_issues, read_summary
+    from labelqa.report.shown import read_shown, shown_fields
 
     s = opts.resolve("export", given=options, function="export_review")
     report_dir = Path(report_dir)
@@ -172,14 +216,15 @@ def export_review(report_dir: str | os.PathLike[str], **options: Any) -> ExportR
     if out.exists() and not s["force"]:
         raise LabelqaError(f"output file {out} already exists", "choose another --out, or pass --force to replace it")
     multilabel = summary.get("task") == "multilabel"
-    rows = review_rows(issues, s["top"])
+    rows = review_rows(issues, s["top"], read_shown(report_dir))
     config_path = None
     if to == "label-studio":
         tasks = label_studio_tasks(rows, multilabel=multilabel)
         text = json.dumps(tasks, ensure_ascii=False, indent=1)
         write_atomic(out, lambda p: p.write_text(text, encoding="utf-8"))
         config_path = out.with_suffix(".xml")
-        config = labeling_config([str(c) for c in summary.get("classes", [])], multilabel=multilabel)
+        config = labeling_config([str(c) for c in summary.get("classes", [])], multilabel=multilabel,
+                                 shown=shown_fields(rows))
         write_atomic(config_path, lambda p: p.write_text(config, encoding="utf-8"))
     elif to == "csv":
         import pyarrow.csv as pacsv
@@ -187,7 +232,9 @@ def export_review(report_dir: str | os.PathLike[str], **options: Any) -> ExportR
         table = _with_decision(rows)
         write_atomic(out, lambda p: pacsv.write_csv(table, p))
     else:
-        records = [{**{k: _plain(v) for k, v in row.items()}, "decision": None} for row in rows.to_pylist()]
+        shown = _shown_values(rows)
+        records = [{**{k: _plain(v) for k, v in row.items()}, **{k: vals[i] for k, vals in shown.items()},
+                    "decision": None} for i, row in enumerate(rows.select(list(REVIEW_COLUMNS)).to_pylist())]
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         write_atomic(out, lambda p: p.write_text(text, encoding="utf-8"))
     return ExportResult(path=out, rows=rows.num_rows, config=config_path)

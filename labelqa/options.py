@@ -346,6 +346,9 @@ _DECLARED = [
                          "(workflow annotations; summary.md appended to $GITHUB_STEP_SUMMARY)."},
                      E: {"default": "table", "choices": ("table", "json", "markdown"),
                          "help": "stdout: table (rich), json (evaluation.json) or markdown."}}),
+    Option("show_cols", "names", None, "Comma-separated data columns shown beside the flagged rows in the terminal, "
+           "summary.md, report.html and exports: text, numbers, images (paths, bytes or pixel arrays) as thumbnails.",
+           "output", (S,), api=False, example="text"),
     Option("top", "int", 10, "Issues listed in the terminal.", "output", (S, X), interval=NON_NEGATIVE, api=False,
            variants={X: {"default": None, "api": True, "help": "Export only the N best-ranked flagged rows "
                          "(default: every flagged row)."}}),

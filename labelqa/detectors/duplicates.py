@@ -242,7 +242,7 @@ def consensus_labels(counts: np.ndarray, prob_sums: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- near duplicates and groups
 def near_duplicate_pairs(embeddings: np.ndarray, threshold: float, *, k: int = 10, index: str = "auto",
-                         n_probe: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                         n_probe: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs ``(i, j, cosine)`` with ``i < j`` whose L2-normalised embeddings have cosine >= ``threshold``.
 
     Each row's ``k`` nearest rows come from :func:`~labelqa.detectors.nrg_backends.knn_search`
@@ -299,7 +299,7 @@ class DuplicateGroups:
 
 def find_duplicates(labels: np.ndarray, pred_probs: np.ndarray, *, hashes: np.ndarray | None = None,
                     embeddings: np.ndarray | None = None, threshold: float = DEFAULT_THRESHOLD, k: int = 10,
-                    index: str = "auto", n_probe: int = 8, seed: int = 0) -> DuplicateGroups:
+                    index: str = "auto", n_probe: int = 16, seed: int = 0) -> DuplicateGroups:
     """Group rows that are exact duplicates (equal ``hashes``) or near duplicates (embeddings).
 
     Args:
@@ -387,7 +387,7 @@ class DuplicateDetector(Detector):
     dup_k: int = 10
     dup_index: str = "auto"
     split_col: str | None = None
-    n_probe: int = 8
+    n_probe: int = 16
     seed: int = 0
 
     def check_params(self) -> None:

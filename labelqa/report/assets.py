@@ -90,6 +90,11 @@ table.issues td.num { text-align: right; font-variant-numeric: tabular-nums; whi
 table.issues td.reason { color: var(--muted); min-width: 260px; }
 table.issues td.label { overflow-wrap: anywhere; max-width: 220px; }
 table.issues td.id { overflow-wrap: anywhere; max-width: 200px; }
+table.issues td.thumb img { display: block; max-width: 64px; max-height: 64px; image-rendering: pixelated;
+  border-radius: 4px; background: #fff; }
+table.issues td.shown-text { min-width: 220px; max-width: 420px; overflow-wrap: anywhere; }
+table.issues td button.more { all: unset; cursor: pointer; color: var(--accent); font-size: 12px; }
+table.issues td button.more:focus-visible { outline: 2px solid var(--accent); }
 table.issues tbody tr:nth-child(even) { background: #fbfcfe; }
 table.issues tbody tr:hover { background: var(--accent-soft); }
 .pill { display: inline-block; padding: 1px 8px; border-radius: 6px; font-size: 12px; background: #f1f5f9;
@@ -123,7 +128,9 @@ JS = r"""
   var index = {};
   cols.forEach(function (c, i) { index[c.key] = i; });
   var haystack = rows.map(function (r) {
-    return r.map(function (v) { return v === null ? "" : String(v); }).join("\u0001").toLowerCase();
+    return r.map(function (v, ci) {
+      return v === null || cols[ci].type === "image" ? "" : String(v);
+    }).join("\u0001").toLowerCase();
   });
   var order = rows.map(function (_, i) { return i; });
   var sortKey = "rank" in index ? "rank" : null;  // rows arrive in rank order
@@ -164,7 +171,30 @@ JS = r"""
         td.className = col.cls || "";
         var v = rows[ri][ci];
         var text = fmt(col, v);
-        if (col.pill) {
+        if (col.type === "image") {
+          if (typeof v === "string" && v.indexOf("data:image/") === 0) {
+            var img = document.createElement("img");
+            img.src = v;  // a data: URI built by labelqa (the page's CSP allows data: images only)
+            img.alt = "image of row " + String(rows[ri][index.id] || "");
+            img.loading = "lazy";
+            td.appendChild(img);
+          }
+        } else if (col.clip && text.length > col.clip) {
+          var cut = document.createElement("span");
+          cut.textContent = text.slice(0, col.clip) + "\u2026 ";
+          var more = document.createElement("button");
+          more.type = "button";
+          more.className = "more";
+          more.textContent = "more";
+          more.addEventListener("click", function () {
+            var full = cut.dataset.full !== "1";
+            cut.dataset.full = full ? "1" : "0";
+            cut.textContent = full ? text + " " : text.slice(0, col.clip) + "\u2026 ";
+            more.textContent = full ? "less" : "more";
+          });
+          td.appendChild(cut);
+          td.appendChild(more);
+        } else if (col.pill) {
           var span = document.createElement("span");
           span.className = "pill " + col.pill;
           span.textContent = text;

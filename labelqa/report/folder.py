@@ -65,6 +65,9 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
         read_issues(report_dir)  # raises the usual clear error
     histogram = file_histogram(path)
     issues = pq.read_table(path, filters=[("is_label_issue", "=", True), ("rank", "<=", max_rows)])
+    from labelqa.report.shown import attach, read_shown
+
+    issues = attach(issues, read_shown(report_dir))  # --show-cols of the scan
     evaluation = None
     epath = report_dir / "evaluation.json"
     if epath.is_file():

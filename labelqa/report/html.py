@@ -120,8 +120,48 @@ def _table_payload(top: pa.Table) -> dict[str, Any]:
             values.append([None if not math.isfinite(v) else round(v, 6) for v in arr.tolist()])
         else:
             values.append([_cell(v) for v in col.to_pylist()])
+    _shown_payload(top, cols, values)
     rows = [list(r) for r in zip(*values)] if values else []
     return {"columns": cols, "rows": rows}
+
+
+#: Characters of shown text in a table cell before it is cut ("more" shows the rest).
+SHOWN_TEXT_CHARS = 160
+
+
+def _shown_payload(top: pa.Table, cols: list[dict[str, Any]], values: list[list[Any]]) -> None:
+    """Append the data columns shown with ``--show-cols`` (text, numbers, image thumbnails as data URIs)."""
+    import base64
+
+    from labelqa.report.shown import shown_fields
+
+    for name, kind in shown_fields(top):
+        col = top.column(name)
+        if kind == "image":
+            cols.append({"key": name, "title": name, "type": "image", "cls": "thumb"})
+            values.append([None if v is None else "data:image/png;base64," + base64.b64encode(v).decode("ascii")
+                           if v.startswith(b"\x89PNG") else _raw_image_uri(v) for v in col.to_pylist()])
+        elif kind == "number":
+            cols.append({"key": name, "title": name, "type": "float" if pa.types.is_floating(col.type) else "int",
+                         "cls": "num"})
+            values.append([_cell(v) for v in col.to_pylist()])
+        else:
+            cols.append({"key": name, "title": name, "type": "text", "cls": "shown-text",
+                         "clip": SHOWN_TEXT_CHARS})
+            values.append([None if v is None else str(v) for v in col.to_pylist()])
+
+
+_RAW_TYPES = ((b"\xff\xd8\xff", "jpeg"), (b"GIF8", "gif"), (b"BM", "bmp"), (b"RIFF", "webp"))
+
+
+def _raw_image_uri(data: bytes) -> str | None:
+    """A data URI of encoded image bytes embedded as they are (no Pillow), by their signature."""
+    import base64
+
+    for sig, kind in _RAW_TYPES:
+        if data.startswith(sig):
+            return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
+    return None
 
 
 def _cell(v: Any) -> Any:
@@ -423,7 +463,7 @@ def _table_section(summary: dict[str, Any], issues: pa.Table | None, max_rows: i
     n_flag = int(summary.get("issues_found") or 0)
     shown = len(payload["rows"])
     heads = "".join(
-        f'<th scope="col" data-key="{c["key"]}" class="{"num" if c["type"] != "text" else ""}" '
+        f'<th scope="col" data-key="{esc(c["key"])}" class="{"num" if c["type"] not in ("text", "image") else ""}" '
         f'aria-sort="{"ascending" if c["key"] == "rank" else "none"}"><button type="button">{esc(c["title"])}'
         "</button></th>"
         for c in payload["columns"]

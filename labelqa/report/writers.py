@@ -74,6 +74,8 @@ def write_report(
     csv: bool = True,
     evaluation: dict[str, Any] | None = None,
     summary: dict[str, Any] | None = None,
+    show_cols: list[str] | None = None,
+    id_col: str | None = None,
 ) -> list[Path]:
     """Write the report files of ``result`` into ``out_dir`` atomically.
 
@@ -89,6 +91,9 @@ def write_report(
         evaluation: An evaluation (``labelqa evaluate``): written as
             evaluation.json and shown in summary.md and report.html.
         summary: The summary to write instead of ``result.summary()``.
+        show_cols: Data columns shown beside the best-ranked flagged rows (text, numbers, image
+            thumbnails; :mod:`labelqa.report.shown`), kept in shown.parquet.
+        id_col: The data's id column for ``show_cols`` (default: the loaded data's; out of core: row positions).
 
     Returns:
         The paths written.
@@ -105,6 +110,8 @@ def write_report(
                 top.add(table)
                 histogram.add(table)
             top_rows = top.table()
+            if show_cols:
+                top_rows = _with_shown(result, top_rows, show_cols, id_col, tmp)
             result.keep_top(top_rows)
             if summary is None:
                 summary = result.summary()
@@ -118,7 +125,29 @@ def write_report(
         if hist is None and files.rows:  # scores outside [0, 1] over several batches: bins need their range
             hist = file_histogram(tmp / "issues.parquet")
         _write_text(tmp / "report.html", render_html(summary, top_rows, evaluation=evaluation, histogram=hist))
-        return publish(tmp, out_dir)
+        written = publish(tmp, out_dir)
+    if not show_cols:  # a shown.parquet of an earlier scan would show other rows' data
+        from labelqa.report.shown import SHOWN_FILE
+
+        (out_dir / SHOWN_FILE).unlink(missing_ok=True)
+    return written
+
+
+def _with_shown(result: ScanResult, top_rows: pa.Table, show_cols: list[str], id_col: str | None,
+                folder: Path) -> pa.Table:
+    """The top rows with the shown data columns; shown.parquet written into ``folder``."""
+    from labelqa.report.shown import SHOWN_FILE, attach, shown_columns
+
+    data = result.data
+    if result.source is None:
+        raise LabelqaError("--show-cols reads the data file, but the data was built in memory",
+                           "scan a file, or drop --show-cols")
+    id_col = id_col if id_col is not None else (data.id_col if data is not None else None)
+    fmt = (data.meta if data is not None else result.options).get("input_format")
+    shown = shown_columns(result.source, show_cols, top_rows.column("id") if top_rows.num_rows else pa.array([]),
+                          id_col=id_col, input_format=fmt)
+    pq.write_table(shown, folder / SHOWN_FILE)
+    return attach(top_rows, shown)
 
 
 #: Rows from which one batch of issues.csv is encoded in two halves at once.
