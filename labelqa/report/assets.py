@@ -65,6 +65,7 @@ svg .marker { fill: var(--ink); opacity: .75; }
 svg .h-clean { fill: #93c5fd; }
 svg .h-flag { fill: var(--warn); }
 svg .threshold { stroke: var(--ink); stroke-width: 1.6; stroke-dasharray: 5 4; }
+svg .reference { stroke: var(--muted); stroke-width: 1.4; stroke-dasharray: 1.5 3; stroke-linecap: round; }
 svg .cell rect:hover { stroke: var(--ink); stroke-width: 1.5; }
 .legend-row { display: flex; gap: 16px; flex-wrap: wrap; color: var(--muted); font-size: 12px; margin-top: 8px; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 5px; vertical-align: -1px; }
@@ -88,8 +89,8 @@ table.issues th.num button { text-align: right; }
 table.issues td { padding: 6px 10px; border-bottom: 1px solid #f1f5f9; vertical-align: top; }
 table.issues td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.issues td.reason { color: var(--muted); min-width: 260px; }
-table.issues td.label { overflow-wrap: anywhere; max-width: 220px; }
-table.issues td.id { overflow-wrap: anywhere; max-width: 200px; }
+table.issues td.label { min-width: 90px; max-width: 260px; }
+table.issues td.id { white-space: nowrap; }
 table.issues td.thumb img { display: block; max-width: 64px; max-height: 64px; image-rendering: pixelated;
   border-radius: 4px; background: #fff; }
 table.issues td.shown-text { min-width: 220px; max-width: 420px; overflow-wrap: anywhere; }
@@ -98,7 +99,7 @@ table.issues td button.more:focus-visible { outline: 2px solid var(--accent); }
 table.issues tbody tr:nth-child(even) { background: #fbfcfe; }
 table.issues tbody tr:hover { background: var(--accent-soft); }
 .pill { display: inline-block; padding: 1px 8px; border-radius: 6px; font-size: 12px; background: #f1f5f9;
-  overflow-wrap: anywhere; }
+  overflow-wrap: normal; word-break: normal; margin: 0 4px 2px 0; }
 .pill.sugg { background: var(--ok-soft); color: #14532d; }
 .pill.given { background: var(--bad-soft); color: #7f1d1d; }
 .q { display: inline-block; min-width: 52px; }
@@ -195,10 +196,14 @@ JS = r"""
           td.appendChild(cut);
           td.appendChild(more);
         } else if (col.pill) {
-          var span = document.createElement("span");
-          span.className = "pill " + col.pill;
-          span.textContent = text;
-          td.appendChild(span);
+          // one pill per label (a label set gives several): lines break between labels, never inside one
+          (Array.isArray(v) ? v : [v]).forEach(function (item) {
+            if (item === null || item === undefined) { return; }
+            var span = document.createElement("span");
+            span.className = "pill " + col.pill;
+            span.textContent = String(item);
+            td.appendChild(span);
+          });
         } else {
           td.textContent = text;
         }
