@@ -36,7 +36,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liber
 .card .v { font-size: 26px; font-weight: 700; margin-top: 2px; font-variant-numeric: tabular-nums; letter-spacing: -.01em; }
 .card .s { color: var(--muted); font-size: 12.5px; margin-top: 2px; overflow-wrap: anywhere; }
 .card.highlight .v { color: var(--warn); }
-.card.text .v { font-size: 17px; line-height: 1.35; padding: 5px 0 3px; overflow-wrap: anywhere; }
+.card.text .v { font-size: 17px; line-height: 1.35; padding: 5px 0 3px; overflow-wrap: normal; }
 .card.gate-pass { border-color: #86efac; background: linear-gradient(180deg, var(--ok-soft), #fff 70%); }
 .card.gate-pass .v { color: var(--ok); }
 .card.gate-fail { border-color: #fca5a5; background: linear-gradient(180deg, var(--bad-soft), #fff 70%); }

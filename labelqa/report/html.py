@@ -341,7 +341,7 @@ def _cards(summary: dict[str, Any]) -> str:
     if pairs:
         p = pairs[0]
         cards.append(_card(
-            "Top confusion", esc(svg.clip(f"{p['given']} \u2192 {p['suggested']}", 28)),
+            "Top confusion", f"{esc(svg.clip(p['given'], 14))} \u2192 {esc(svg.clip(p['suggested'], 14))}",
             f"{_int(p['count'])} flagged rows", "text",
             attrs=f' title="{esc(p["given"])} \u2192 {esc(p["suggested"])}"',
         ))
