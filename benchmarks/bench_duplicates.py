@@ -123,7 +123,7 @@ def main() -> None:
     ap.add_argument("--inject", type=int, default=None, help="exact and near copies each (default N/1000)")
     ap.add_argument("--index", default="auto", choices=("auto", "sklearn", "faiss", "brute"))
     ap.add_argument("--threshold", type=float, default=0.98)
-    ap.add_argument("--n-probe", type=int, default=16, help="cells searched per cell by the sklearn index")
+    ap.add_argument("--n-probe", type=int, default=32, help="cells searched per cell by the sklearn index")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
