@@ -9,9 +9,14 @@ of a StandardScaler + LogisticRegression pipeline trained on the NOISY labels
 Deterministic: the same seed gives a byte-identical file (single-threaded BLAS,
 fixed folds, fixed noise draws).
 
+With ``--images`` the table also holds each digit as an image: ``pixels``, the
+8x8 grey levels (0..16) as a list of 8 rows, which ``labelqa scan --show-cols
+pixels`` shows as thumbnails beside the flagged rows.
+
 Usage:
     python examples/make_digits.py                      # writes the shipped file
     python examples/make_digits.py --out /tmp/d.parquet # somewhere else
+    python examples/make_digits.py --images --out /tmp/digits_images.parquet
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ def list_column(matrix: np.ndarray) -> pa.ListArray:
     return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(matrix).ravel()))
 
 
-def build_table(seed: int = 0, noise_rate: float = 0.1) -> tuple[pa.Table, dict]:
+def build_table(seed: int = 0, noise_rate: float = 0.1, images: bool = False) -> tuple[pa.Table, dict]:
     digits = load_digits()
     x = digits.data.astype(np.float64)  # pixel intensities 0..16
     true = digits.target.astype(np.int64)
@@ -96,6 +101,12 @@ def build_table(seed: int = 0, noise_rate: float = 0.1) -> tuple[pa.Table, dict]
             "features": list_column(features),
         }
     )
+    if images:  # each digit's 8x8 grey levels as a list of rows: an image column for --show-cols
+        flat = pa.array(digits.images.astype(np.uint8).ravel())
+        n_img, side = digits.images.shape[0], digits.images.shape[1]
+        pixel_rows = pa.ListArray.from_arrays(pa.array(np.arange(0, n_img * side * side + 1, side, dtype=np.int32)), flat)
+        images_col = pa.ListArray.from_arrays(pa.array(np.arange(0, n_img * side + 1, side, dtype=np.int32)), pixel_rows)
+        table = table.append_column("pixels", images_col)
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(CLASSES).encode()})
 
     pred = probs.argmax(axis=1)
@@ -115,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output Parquet path")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise-rate", type=float, default=0.1)
+    parser.add_argument("--images", action="store_true", help="add a pixels column (8x8 grey levels per digit)")
     args = parser.parse_args(argv)
 
-    table, s = build_table(seed=args.seed, noise_rate=args.noise_rate)
+    table, s = build_table(seed=args.seed, noise_rate=args.noise_rate, images=args.images)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, args.out, compression="zstd")
     print(f"wrote {args.out}")

@@ -49,7 +49,7 @@ __all__ = ["LEFTOVER_PATTERN", "REPORT_NAMES", "check_report_folder", "live_path
 
 #: Every file labelqa writes into a report folder (scan, evaluate, report).
 REPORT_NAMES = frozenset({"issues.parquet", "issues.csv", "summary.json", "summary.md", "report.html",
-                          "evaluation.json"})
+                          "evaluation.json", "shown.parquet"})
 
 #: Names of labelqa's temporary files and folders: ``.labelqa-<kind>.<pid>.<hex>.<destination name>``.
 LEFTOVER_PATTERN = re.compile(r"^\.labelqa-(stage|old|tmp)\.(\d+)\.([0-9a-f]{8})\.(.*)$", re.DOTALL)

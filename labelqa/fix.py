@@ -421,6 +421,8 @@ def fix(
     min_confidence: float = 0.0,
     force: bool = False,
     csv_formulas: bool = False,
+    decisions: str | os.PathLike[str] | None = None,
+    undecided: str = "keep",
     progress: Any = None,
     **options: Any,
 ) -> FixResult:
@@ -437,6 +439,8 @@ def fix(
         force: Overwrite an existing output file.
         csv_formulas: In a CSV output, write text cells that start like a
             spreadsheet formula as they are (default: prefixed with ``'``).
+        decisions: Reviewers' answers (:mod:`labelqa.decisions`), applied with ``fix_action`` ``reviewed_*``.
+        undecided: With ``decisions``: rows without one ``keep`` their label (no scan), or follow ``strategy``.
         progress: Optional callback receiving a short message before each step of a scan.
         **options: The load, detector and run options of :mod:`labelqa.options`
             (``label_col``, ``id_col``, ``input_format``, ``label_sep``, ``filter_by``...).
@@ -452,8 +456,8 @@ def fix(
     from labelqa.scan import load_options, scan
 
     own = opts.resolve("fix", given={"out": out, "report": report, "strategy": strategy,
-                                     "min_confidence": min_confidence, "force": force,
-                                     "csv_formulas": csv_formulas}, function="fix",
+                                     "min_confidence": min_confidence, "force": force, "decisions": decisions,
+                                     "undecided": undecided, "csv_formulas": csv_formulas}, function="fix",
                        groups=("output", "fix"))
     settings = opts.resolve("fix", given=options, function="fix", groups=opts.SCAN_GROUPS)
     src, dest = Path(data), own["out"]
@@ -468,6 +472,8 @@ def fix(
         raise LabelqaError(
             f"cannot tell the output format of {dest}", f"use one of the suffixes {', '.join(sorted(_WRITERS))}"
         )
+    if own["decisions"] is not None:  # reviewers' answers (labelqa.decisions)
+        return _fix_with_decisions(src, dest, own, settings, progress)
     data_arrays: dict[str, Any] = {}
     if own["report"] is not None:
         issues = read_issues(own["report"])
@@ -499,3 +505,32 @@ def fix(
     else:
         write_table(fixed.table, dest, csv_formulas=own["csv_formulas"])
     return FixResult(table=fixed.table, actions=fixed.actions, out=dest)
+
+
+def _fix_with_decisions(src: Path, dest: Path, own: Any, settings: Any, progress: Any) -> FixResult:
+    """Apply a decisions file; undecided rows keep their label or follow the strategy on a scan's issues."""
+    from labelqa.data import read_table
+    from labelqa.decisions import apply_decisions, read_decisions
+
+    decided = read_decisions(own["decisions"])
+    table = read_table(src, input_format=settings["input_format"])
+    base: dict[str, Any] = {}
+    if own["undecided"] == "strategy":
+        if own["report"] is not None:
+            from labelqa.report.folder import read_issues
+
+            issues = read_issues(own["report"])
+        else:
+            from labelqa.scan import scan
+
+            issues = scan(src, progress=progress, engine="memory", **settings.select()).issues_table()
+        _check_alignment(table, issues, label_col=settings["label_col"], id_col=settings["id_col"])
+        base["base_actions"] = plan_actions(
+            issues.column("is_label_issue").to_numpy(zero_copy_only=False),
+            issues.column("suggested_confidence").to_numpy(zero_copy_only=False),
+            strategy=own["strategy"], min_confidence=own["min_confidence"])
+        base["base_labels"] = issues.column("suggested_label")
+    out, actions = apply_decisions(table, decided, label_col=settings["label_col"], id_col=settings["id_col"],
+                                   classes=settings["classes"], **base)
+    write_table(out, dest, csv_formulas=own["csv_formulas"])
+    return FixResult(table=out, actions=actions, out=dest)

@@ -57,14 +57,14 @@ __all__ = [
 ]
 
 #: The commands (``labelqa COMMAND``) and the library function each one calls.
-COMMANDS = ("scan", "fix", "evaluate", "train", "report")
+COMMANDS = ("scan", "fix", "evaluate", "train", "report", "export")
 
 #: Option groups. ``load``: reading the data; ``detector``: a detector's
 #: parameters (``Option.detectors`` says whose); ``run``: which detectors run
 #: and how their flags combine; ``engine``: where the scan runs; ``gate``: the
 #: quality gate; ``output``: what the command writes or prints; ``fix``,
 #: ``evaluate``, ``train``: options of that command alone.
-GROUPS = ("load", "detector", "run", "engine", "gate", "output", "fix", "evaluate", "train")
+GROUPS = ("load", "detector", "run", "engine", "gate", "output", "fix", "evaluate", "train", "export")
 
 #: Groups whose options live in the ``[scan]`` table, whichever command reads them.
 SCAN_GROUPS = ("load", "detector", "run", "engine")
@@ -76,11 +76,12 @@ READS: dict[str, tuple[str, ...]] = {
     "evaluate": ("scan", "evaluate"),
     "train": ("train",),
     "report": (),
+    "export": ("export",),
 }
 
 #: Detector names used in declarations: ``cl`` (multiclass confident learning), ``mlcl`` (its multi-label
-#: form, also run as ``--detectors cl``), ``aum``, ``nrg``.
-DETECTOR_KINDS = ("cl", "mlcl", "aum", "nrg")
+#: form, also run as ``--detectors cl``), ``aum``, ``nrg``, ``dup`` (duplicates with conflicting labels).
+DETECTOR_KINDS = ("cl", "mlcl", "aum", "nrg", "dup")
 
 KINDS = ("str", "int", "float", "bool", "path", "names", "values", "ints")
 
@@ -185,9 +186,10 @@ class Option:
 
 
 _PANELS = {"load": "Input", "run": "Detectors", "engine": "Scale", "gate": "Gate", "output": "Output",
-           "fix": "Fix", "evaluate": "Ground truth", "train": "Training"}
+           "fix": "Fix", "evaluate": "Ground truth", "train": "Training", "export": "Export"}
 _DETECTOR_PANELS = {("cl", "mlcl"): "Confident learning", ("cl",): "Confident learning", ("mlcl",): "Multi-label",
-                    ("aum",): "AUM (training dynamics)", ("nrg",): "NRG (embeddings)"}
+                    ("aum",): "AUM (training dynamics)", ("nrg",): "NRG (embeddings)",
+                    ("dup",): "Duplicates"}
 
 
 def panel_of(opt: Option) -> str:
@@ -200,7 +202,7 @@ def panel_of(opt: Option) -> str:
 
 
 # --------------------------------------------------------------------------- the declarations
-S, F, E, T, R = "scan", "fix", "evaluate", "train", "report"
+S, F, E, T, R, X = "scan", "fix", "evaluate", "train", "report", "export"
 SFE, SF = (S, F, E), (S, F)
 _AUM_PANEL = "AUM (training dynamics)"
 
@@ -209,7 +211,7 @@ _DECLARED = [
     Option("data", "path", None, "Dataset file: .parquet, .csv, .jsonl or .arrow/.feather.", "load", (S, F, E, T),
            positional=True, required=True, metavar="DATA"),
     Option("report_dir", "path", None, "Report folder written by `labelqa scan` (holds summary.json and "
-           "issues.parquet).", "output", (R,), positional=True, required=True, metavar="REPORT_DIR"),
+           "issues.parquet).", "output", (R, X), positional=True, required=True, metavar="REPORT_DIR"),
     # ------------------------------------------------------------------ load
     Option("label_col", "str", "label", "Column holding the given labels (int or string).", "load", (S, F, E, T)),
     Option("pred_probs_col", "str", None, "list<float> column of out-of-sample predicted probabilities; repeat for "
@@ -291,9 +293,21 @@ _DECLARED = [
            detectors=("nrg",), choices=("auto", "sklearn", "faiss", "brute")),
     Option("outlier_rate", "float", 0.01, "Share of rows flagged is_outlier by NRG.", "detector", SFE,
            detectors=("nrg",), interval=Interval(0, 1, open_high=True)),
+    Option("dup_cols", "names", None, "Comma-separated columns hashed to find exact duplicates (text, image bytes "
+           "or paths, numbers, lists) for the dup detector.", "detector", SFE, detectors=("dup",), example="text"),
+    Option("dup_threshold", "float", 0.98, "Cosine similarity of embeddings at or above which two rows are near "
+           "duplicates (dup detector, when the data has embeddings).", "detector", SFE, detectors=("dup",),
+           interval=Interval(0, 1, open_low=True)),
+    Option("dup_k", "int", 10, "Neighbours searched per row for near duplicates.", "detector", SFE,
+           detectors=("dup",), interval=AT_LEAST_1),
+    Option("dup_index", "str", "auto", "Near-duplicate neighbour index: auto (sklearn), sklearn, faiss or brute.",
+           "detector", SFE, detectors=("dup",), choices=("auto", "sklearn", "faiss", "brute")),
+    Option("split_col", "str", None, "Column naming each row's split (train/test...); duplicate groups spanning "
+           "splits are reported as leakage by the dup detector.", "detector", SFE, detectors=("dup",)),
     # ------------------------------------------------------------------ run
-    Option("detectors", "names", None, "Comma-separated detectors to run: cl, aum, nrg (default: every detector the "
-           "data has inputs for).", "run", SFE, choices=("cl", "aum", "nrg"), example="cl,nrg"),
+    Option("detectors", "names", None, "Comma-separated detectors to run: cl, aum, nrg, dup (default: every "
+           "detector the data has inputs for but dup).", "run", SFE, choices=("cl", "aum", "nrg", "dup"),
+           example="cl,nrg"),
     Option("issue_rule", "str", "primary_or_2", "With several detectors, which rows are issues: primary_or_2 "
            "(flagged by the primary detector or by >= 2), primary, any, all, majority.", "run", SFE,
            choices=("primary_or_2", "primary", "any", "all", "majority")),
@@ -319,36 +333,52 @@ _DECLARED = [
            "the combined flags).", "gate", (S,), example="cl"),
     Option("exit_zero", "bool", False, "Exit 0 even when the gate fails.", "gate", (S,), api=False),
     # ------------------------------------------------------------------ output
-    Option("out", "path", None, "Output folder.", "output", (S, F, E, T), short="-o",
+    Option("out", "path", None, "Output folder.", "output", (S, F, E, T, X), short="-o",
            variants={S: {"default": Path("labelqa-report"), "help": "Folder for the report files.", "api": False},
                      F: {"required": True, "help": "Output file (.parquet, .csv, .jsonl, .arrow); never the input.",
                          "panel": "Fix"},
                      E: {"help": "Write the scan report plus evaluation.json (shown in report.html and summary.md) "
                          "into this folder."},
-                     T: {"default": Path("labelqa-train"), "help": "Output folder (data.parquet and dynamics/)."}}),
+                     T: {"default": Path("labelqa-train"), "help": "Output folder (data.parquet and dynamics/)."},
+                     X: {"help": "Output file (default: REPORT_DIR/review.json for label-studio, review.csv, "
+                         "review.jsonl)."}}),
     Option("format", "str", None, "What goes to stdout.", "output", (S, E), api=False,
            variants={S: {"default": "human", "choices": ("human", "json", "markdown", "github"),
                          "help": "stdout: human (rich tables), json (summary.json), markdown (summary.md), github "
                          "(workflow annotations; summary.md appended to $GITHUB_STEP_SUMMARY)."},
                      E: {"default": "table", "choices": ("table", "json", "markdown"),
                          "help": "stdout: table (rich), json (evaluation.json) or markdown."}}),
-    Option("top", "int", 10, "Issues listed in the terminal.", "output", (S,), interval=NON_NEGATIVE, api=False),
+    Option("show_cols", "names", None, "Comma-separated data columns shown beside the flagged rows in the terminal, "
+           "summary.md, report.html and exports: text, numbers, images (paths, bytes or pixel arrays) as thumbnails.",
+           "output", (S,), api=False, example="text"),
+    Option("top", "int", 10, "Issues listed in the terminal.", "output", (S, X), interval=NON_NEGATIVE, api=False,
+           variants={X: {"default": None, "api": True, "help": "Export only the N best-ranked flagged rows "
+                         "(default: every flagged row)."}}),
     Option("csv_formulas", "bool", False, "Write CSV text cells that start with =, +, -, @, tab or CR as they are "
            "(default: prefix them with ' so spreadsheets do not run them as formulas; numbers stay as written).",
-           "output", (S, F), variants={S: {"api": False}}),
+           "output", (S, F, X), variants={S: {"api": False}}),
     Option("quiet", "bool", False, "Print nothing but errors (and --format json output).", "output",
-           (S, F, E, T, R), short="-q", cli_only=True, panel="Options"),
+           (S, F, E, T, R, X), short="-q", cli_only=True, panel="Options"),
     Option("verbose", "bool", False, "Log each step with timings to stderr.", "output", (S, F, E, T), short="-v",
            cli_only=True, panel="Options"),
     Option("config", "path", None, "TOML configuration (default: ./labelqa.toml, or the tool.labelqa table of "
-           "./pyproject.toml).", "output", (S, F, E, T), cli_only=True, panel="Options"),
+           "./pyproject.toml).", "output", (S, F, E, T, X), cli_only=True, panel="Options"),
     # ------------------------------------------------------------------ fix
     Option("report", "path", None, "Report folder from `labelqa scan` (default: scan DATA now).", "fix", (F,)),
     Option("strategy", "str", "relabel", "relabel flagged rows to the suggested label, drop them, or only flag them.",
            "fix", (F,), choices=("relabel", "drop", "flag")),
     Option("min_confidence", "float", 0.0, "Relabel/drop only when the suggested label's probability is at least "
            "this; other flagged rows are flagged.", "fix", (F,), interval=FRACTION),
-    Option("force", "bool", False, "Overwrite an existing output file.", "fix", (F,)),
+    Option("decisions", "path", None, "Reviewers' answers to apply: a Label Studio JSON export of `labelqa export` "
+           "tasks, or a .csv/.jsonl with columns id and decision (keep, drop, relabel:CLASS or a class).", "fix", (F,)),
+    Option("undecided", "str", "keep", "With --decisions, rows without a decision: keep their label, or follow "
+           "--strategy on a scan (strategy).", "fix", (F,), choices=("keep", "strategy")),
+    Option("force", "bool", False, "Overwrite an existing output file.", "fix", (F, X),
+           variants={X: {"group": "export"}}),
+    # ------------------------------------------------------------------ export
+    Option("to", "str", "label-studio", "Review format: label-studio (task JSON with the suggested label as a "
+           "prediction, plus a labeling config), csv or jsonl (a blank decision column to fill in).", "export", (X,),
+           choices=("label-studio", "csv", "jsonl")),
     # ------------------------------------------------------------------ evaluate
     Option("truth_col", "str", None, "Column of true labels, read only for scoring (never given to a detector).",
            "evaluate", (E,)),
@@ -382,7 +412,7 @@ _DECLARED = [
 #: Every declared option by name.
 OPTIONS: dict[str, Option] = {o.name: o for o in _DECLARED}
 assert len(OPTIONS) == len(_DECLARED), "an option is declared twice"
-del S, F, E, T, R, SFE, SF
+del S, F, E, T, R, X, SFE, SF
 
 
 def option(name: str, command: str | None = None) -> Option:
@@ -426,7 +456,7 @@ def config_keys() -> dict[str, dict[str, Option]]:
             if table is not None:
                 assert table in reads, (command, name, table)
                 tables.setdefault(table, {}).setdefault(name, opt)
-    return {table: tables[table] for table in ("scan", "gate", "fix", "evaluate", "train")}
+    return {table: tables[table] for table in ("scan", "gate", "fix", "evaluate", "train", "export")}
 
 
 # --------------------------------------------------------------------------- where a value came from

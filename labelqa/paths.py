@@ -27,8 +27,8 @@ from labelqa.errors import LabelqaError
 # Options whose value is an input path (or, for the last two, a path or a column name).
 _NOT_INPUTS = ("out", "config")
 _PATH_OR_COLUMN = ("logits_by_epoch", "threshold_samples")
-# The files read from a ``fix --report`` folder: the folder itself is not read as a whole.
-REPORT_INPUT_FILES = ("issues.parquet", "summary.json")
+# The files read from a report folder (``fix --report``, ``export``): the folder itself is not read as a whole.
+REPORT_INPUT_FILES = ("issues.parquet", "summary.json", "shown.parquet")
 
 _HINT = "labelqa never writes over, moves or deletes an input: choose an --out "
 

@@ -66,7 +66,7 @@ ISSUE_COLUMNS = (
 )
 
 #: Extra per-row arrays of detectors that become issue-table columns under their own name.
-_NAMED_EXTRAS = ("outlier_score", "is_outlier", "aum")
+_NAMED_EXTRAS = ("outlier_score", "is_outlier", "aum", "dup_group", "dup_group_size", "dup_leak")
 #: N x K boolean extras of multi-label detectors, written as lists of class names.
 _CLASS_SET_EXTRAS = ("labels_to_remove", "labels_to_add")
 

@@ -94,7 +94,9 @@ def test_every_table_key_comes_from_the_declarations(tmp_path):
     assert {"nrg_lambda", "nrg_edge_cutoff", "nrg_backend", "nrg_index", "engine", "batch_size", "scheduler",
             "combine_models"} <= set(keys["scan"])
     assert set(keys["gate"]) == {o.name for o in options.OPTIONS.values() if o.group == "gate"}
-    assert set(keys["fix"]) == {"report", "strategy", "min_confidence", "force", "csv_formulas"}  # fix's --out is required
+    assert set(keys["fix"]) == {"report", "strategy", "min_confidence", "force", "decisions", "undecided",
+                                "csv_formulas"}  # fix's --out is required
+    assert set(keys["export"]) == {"to", "out", "top", "force", "csv_formulas"}
     assert "train_batch_size" in keys["train"] and "batch_size" not in keys["train"]
     (tmp_path / "labelqa.toml").write_text("[scan]\nnrg_lambda = 0.1\nnrg-index = 'brute'\n[train]\nepochs = 3\n")
     cfg = load_config(cwd=tmp_path)

@@ -13,8 +13,9 @@ from labelqa.errors import LabelqaError
 
 
 def test_names_and_what_they_need():
-    assert list(DETECTORS) == ["cl", "aum", "nrg"]
+    assert list(DETECTORS) == ["cl", "aum", "nrg", "dup"]
     assert "--logits-by-epoch" in DETECTORS["aum"] and "--embeddings" in DETECTORS["nrg"]
+    assert "--dup-cols" in DETECTORS["dup"]
 
 
 @pytest.mark.parametrize("task, dynamics, embeddings, expected", [
@@ -48,6 +49,8 @@ def test_cl_is_the_detector_of_the_task_with_its_params():
     ("aum", "multiclass", {"dynamics": False}, "needs training dynamics"),
     ("nrg", "multilabel", {}, "not defined for multi-label data"),
     ("nrg", "multiclass", {"embeddings": False}, "needs embeddings"),
+    ("dup", "multilabel", {}, "defined for multiclass data"),
+    ("dup", "multiclass", {"embeddings": False}, "needs columns to hash or embeddings"),
 ])
 def test_detectors_the_data_cannot_feed_are_refused(name, task, kwargs, match):
     with pytest.raises(LabelqaError, match=match):

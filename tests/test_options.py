@@ -27,7 +27,10 @@ from labelqa.evaluate_run import evaluate_detectors
 from labelqa.train.pipeline import train_from_file
 from tests.conftest import REPO, noisy_dataset, write_parquet
 
-LIBRARY = {"scan": labelqa.scan, "fix": labelqa.fix, "evaluate": evaluate_detectors, "train": train_from_file}
+from labelqa.export import export_review  # noqa: E402
+
+LIBRARY = {"scan": labelqa.scan, "fix": labelqa.fix, "evaluate": evaluate_detectors, "train": train_from_file,
+           "export": export_review}
 
 
 def cases() -> list[tuple[str, str]]:
@@ -225,11 +228,12 @@ def test_defaults_are_the_detectors_and_loaders():
     from labelqa.data import load
     from labelqa.detectors.aum import AreaUnderMargin
     from labelqa.detectors.confident import ConfidentLearning
+    from labelqa.detectors.duplicates import DuplicateDetector
     from labelqa.detectors.multilabel import MultilabelConfidentLearning
     from labelqa.detectors.nrg import NeuralRelationGraph
 
     classes = {"cl": ConfidentLearning, "mlcl": MultilabelConfidentLearning, "aum": AreaUnderMargin,
-               "nrg": NeuralRelationGraph}
+               "nrg": NeuralRelationGraph, "dup": DuplicateDetector}
     for opt in options.OPTIONS.values():
         for det in opt.detectors:
             fields = {f.name: f.default for f in dataclasses.fields(classes[det])}

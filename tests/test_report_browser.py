@@ -172,3 +172,96 @@ def test_report_renders_sorts_and_filters(browser_page, report_file, tmp_path):
     assert events["errors"] == []
     assert events["dialogs"] == []  # no hostile label ran alert()
     assert [u for u in events["requests"] if not u.startswith("file://")] == []
+
+
+# --------------------------------------------------------------------------- layout at two widths
+REPO = Path(__file__).resolve().parents[1]
+LONG_CLASSES = ["grignoli_nonsense_name", "s0001_very_long_label", "cat", "dog"]
+
+
+def _layout_report(kind: str, out: Path) -> Path:
+    """A multiclass report with long unbreakable ids and labels, the multi-label example, or cl + nrg on digits."""
+    import numpy as np
+
+    if kind == "multiclass":
+        given, _, probs, _ = noisy_dataset(n=1500, k=4, noise=0.12, seed=4)
+        ids = np.array([f"s{i:04d}_sample_with_a_long_identifier" for i in range(1500)])
+        result = scan(LabelData.from_arrays(given, probs, classes=LONG_CLASSES, ids=ids))
+    elif kind == "multilabel":
+        result = scan(REPO / "examples" / "multilabel" / "digits_attributes_noisy.parquet", label_col="labels")
+    else:
+        result = scan(REPO / "examples" / "digits" / "digits_noisy.parquet", embeddings_col="features",
+                      detectors="cl,nrg")
+    write_report(result, out, csv=False)
+    return out / "report.html"
+
+
+_LAYOUT_PROBE = r"""() => {
+  const inside = (a, b) => a.left >= b.left - 1 && a.right <= b.right + 1 && a.top >= b.top - 1 && a.bottom <= b.bottom + 1;
+  const clipped = [];
+  document.querySelectorAll("svg.chart").forEach(svg => {
+    const box = svg.getBoundingClientRect();
+    svg.querySelectorAll("text").forEach(t => { if (!inside(t.getBoundingClientRect(), box)) clipped.push(t.textContent); });
+  });
+  // a word is broken when its characters lie on more than one line
+  const brokenWord = el => {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const re = /\S+/g;
+      let m;
+      while ((m = re.exec(node.data)) !== null) {
+        const r = document.createRange();
+        r.setStart(node, m.index);
+        r.setEnd(node, m.index + m[0].length);
+        const tops = new Set(Array.from(r.getClientRects()).map(b => Math.round(b.top)));
+        if (tops.size > 1) return m[0];
+      }
+    }
+    return null;
+  };
+  const broken = [];
+  document.querySelectorAll("#issues-table td.id, #issues-table .pill, .card .v").forEach(el => {
+    const word = brokenWord(el);
+    if (word) broken.push(word);
+  });
+  return {
+    overflow: document.documentElement.scrollWidth - window.innerWidth,
+    clipped: clipped, broken: broken,
+    empty: Array.from(document.querySelectorAll(".panel .empty")).map(e => e.closest(".panel").id),
+    panels: Array.from(document.querySelectorAll(".grid > .panel h2")).map(h => h.textContent),
+    cards: Array.from(document.querySelectorAll(".card")).map(c => c.textContent),
+  };
+}"""
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "multilabel", "multidetector"])
+@pytest.mark.parametrize("width", [1280, 420])
+def test_report_layout_at_two_widths(browser_page, tmp_path, kind, width):
+    """Nothing clipped or broken mid-word, no empty panel, the right cards; a screenshot of each to look at."""
+    page, events = browser_page
+    report = _layout_report(kind, tmp_path / "rep")
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(report.as_uri())
+    page.wait_for_selector("#issues-table tbody tr")
+    probe = page.evaluate(_LAYOUT_PROBE)
+    assert probe["overflow"] <= 1, "the page scrolls sideways"  # only the issues table may scroll
+    assert probe["clipped"] == [], "chart text outside its chart"
+    assert probe["broken"] == [], "an id or label broken inside a word"
+    assert probe["empty"] == []
+    if kind == "multilabel":
+        assert probe["panels"] == ["Per-class label changes", "Label quality", "Most frequent label changes"]
+    else:
+        assert probe["panels"][0] == "Noise matrix"
+    detector_card = next(c for c in probe["cards"] if c.startswith(("Detector", "DETECTOR")))
+    if kind == "multidetector":
+        assert "cl + nrg" in detector_card and "primary cl" in detector_card
+    else:
+        assert "detector(s)" not in detector_card
+    shot = tmp_path / f"report_{kind}_{width}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert _png_size(shot)[0] == width
+    if os.environ.get("LABELQA_SCREENSHOT_DIR"):
+        dest = Path(os.environ["LABELQA_SCREENSHOT_DIR"])
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, dest / shot.name)
+    assert events["errors"] == [] and [u for u in events["requests"] if not u.startswith("file://")] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from labelqa.data.model import LabelData
 from labelqa.errors import LabelqaError
 from labelqa.report.folder import write_html
-from labelqa.report.html import render_html, script_json, top_issue_rows
+from labelqa.report.html import _histogram_panel, render_html, script_json, top_issue_rows
 from labelqa.report.writers import write_report
 from labelqa.scan import scan
 from tests.conftest import noisy_dataset
@@ -148,16 +149,23 @@ def test_table_lists_the_best_ranked_flagged_rows(hostile):
     assert "50 best-ranked of" in doc and "issues.parquet" in doc
 
 
-def test_heatmap_counts_equal_the_confident_joint(hostile):
+def test_noise_matrix_shows_probabilities_with_counts_on_hover(hostile):
     _, summary, doc = hostile
     cj = summary["detectors"]["cl"]["summary"]["confident_joint_calibrated"]
-    cells = {(int(a["data-row"]), int(a["data-col"])): a["data-count"]
+    nm = summary["noise_matrix"]
+    cells = {(int(a["data-row"]), int(a["data-col"])): float(a["data-p"])
              for t, a in parse(doc).tags if t == "g" and a.get("class") == "cell"}
     k = len(cj)
     assert len(cells) == k * k
     for i in range(k):
         for j in range(k):
-            assert int(cells[i, j].replace(",", "")) == cj[i][j]
+            assert cells[i, j] == pytest.approx(nm[i][j], rel=1e-5)  # rows given, columns true: P(given | true)
+    for j in range(k):
+        assert sum(cells[i, j] for i in range(k)) == pytest.approx(1.0, abs=1e-4)  # each column sums to 1
+    tips = re.findall(r"= ([0-9.]+) \(([\d,]+) rows in the calibrated confident joint\)</title>", html.unescape(doc))
+    assert len(tips) == k * k
+    assert sorted(int(n.replace(",", "")) for _, n in tips) == sorted(v for row in cj for v in row)
+    assert "Estimated P(given label | true label)" in doc
 
 
 def test_heatmap_falls_back_to_flagged_pairs(hostile):
@@ -188,7 +196,23 @@ def test_charts_and_gate_are_present(hostile):
     rects = re.findall(r"<title>(flagged|not flagged): ([\d,]+) rows", doc)
     assert sum(int(n.replace(",", "")) for _, n in rects) == summary["rows"]
     assert sum(int(n.replace(",", "")) for kind, n in rects if kind == "flagged") == summary["issues_found"]
-    assert 'class="threshold"' in doc
+    # the line is called a threshold only when it is one: no unflagged row below it
+    issues = hostile[0].issues_table()
+    q = issues.column("label_quality").to_numpy()
+    f = np.asarray(issues.column("is_label_issue").to_pylist())
+    is_cut = not (q[~f] < q[f].max()).any()
+    assert ('class="threshold"' in doc) == is_cut and ('class="reference"' in doc) != is_cut
+    assert "not at one cut-off" in doc or is_cut
+
+
+def test_histogram_line_is_a_threshold_only_when_it_is_one():
+    edges = np.linspace(0, 1, 5).tolist()
+    cut = _histogram_panel(None, {"edges": edges, "flagged": [3, 2, 0, 0], "clean": [0, 0, 5, 9], "threshold": 0.5})
+    assert 'class="threshold"' in cut and "flagging threshold" in cut and 'class="reference"' not in cut
+    mixed = _histogram_panel(None, {"edges": edges, "flagged": [3, 2, 0, 0], "clean": [4, 0, 5, 9],
+                                    "threshold": 0.5})
+    assert 'class="reference"' in mixed and 'class="threshold"' not in mixed
+    assert "highest flagged" in mixed and "at least 4 rows below it are not flagged" in mixed
 
 
 def test_passing_gate_and_no_gate():

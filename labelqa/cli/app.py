@@ -44,13 +44,14 @@ def _root(
 
 
 def _register() -> None:
-    from labelqa.cli import evaluate_cmd, fix_cmd, report_cmd, scan_cmd, train_cmd
+    from labelqa.cli import evaluate_cmd, export_cmd, fix_cmd, report_cmd, scan_cmd, train_cmd
 
     app.command("scan")(scan_cmd.scan)
     app.command("fix")(fix_cmd.fix)
     app.command("report")(report_cmd.report)
     app.command("train")(train_cmd.train)
     app.command("evaluate")(evaluate_cmd.evaluate)
+    app.command("export")(export_cmd.export)
 
 
 _register()

@@ -22,7 +22,9 @@ def run(s: Settings) -> int:
         a = result.actions
         stdout_console().print(
             f"Wrote {result.table.num_rows:,} rows to [bold]{terminal_markup(s['out'])}[/bold]: "
-            f"{a['relabel']:,} relabelled, {a['drop']:,} dropped, {a['flag']:,} flagged, {a['keep']:,} kept.",
+            f"{a['relabel']:,} relabelled, {a['drop']:,} dropped, {a['flag']:,} flagged, {a['keep']:,} kept."
+            + (f" Reviewed: {a['reviewed_relabel']:,} relabelled, {a['reviewed_drop']:,} dropped, "
+               f"{a['reviewed_keep']:,} kept." if "reviewed_keep" in a else ""),
             highlight=False,
         )
     return EXIT_OK

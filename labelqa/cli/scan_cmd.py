@@ -37,7 +37,8 @@ def _report(s: Settings, result: Any) -> int:
     out, fmt, top, quiet = s["out"], s["format"], s["top"], s["quiet"]
     with ProgressLog(quiet=quiet or fmt != "human", verbose=s["verbose"]) as log:
         log(f"writing report to {out}/")
-        labelqa.write_report(result, out, csv_formulas=s["csv_formulas"])
+        labelqa.write_report(result, out, show_cols=s["show_cols"], id_col=s["id_col"],
+                             csv_formulas=s["csv_formulas"])
         summary = result.summary()
         log(f"done: {summary['issues_found']:,} of {summary['rows']:,} rows flagged")
     if fmt == "json":

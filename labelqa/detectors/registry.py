@@ -15,6 +15,7 @@ DETECTORS = {
     "cl": "confident learning (labels + predicted probabilities)",
     "aum": "area under the margin (per-epoch training logits: --logits-by-epoch)",
     "nrg": "neural relation graph (embeddings: --embeddings-col / --embeddings)",
+    "dup": "duplicates with conflicting labels (--dup-cols and/or embeddings)",
 }
 
 
@@ -64,6 +65,15 @@ def make_detector(name: str, task: str, params: dict[str, Any] | None = None, *,
         from labelqa.detectors.nrg import NeuralRelationGraph
 
         return _build(NeuralRelationGraph, params, "the nrg detector")
+    if name == "dup":
+        if task == "multilabel":
+            raise LabelqaError("the dup detector is defined for multiclass data", "drop dup from --detectors")
+        if not embeddings and not params.get("dup_cols"):
+            raise LabelqaError("the dup detector needs columns to hash or embeddings",
+                               "pass --dup-cols COL,... or --embeddings-col COLUMN")
+        from labelqa.detectors.duplicates import DuplicateDetector
+
+        return _build(DuplicateDetector, params, "the dup detector")
     raise LabelqaError(f"unknown detector {name!r}", f"choose from {', '.join(DETECTORS)}")
 
 

@@ -36,7 +36,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liber
 .card .v { font-size: 26px; font-weight: 700; margin-top: 2px; font-variant-numeric: tabular-nums; letter-spacing: -.01em; }
 .card .s { color: var(--muted); font-size: 12.5px; margin-top: 2px; overflow-wrap: anywhere; }
 .card.highlight .v { color: var(--warn); }
-.card.text .v { font-size: 17px; line-height: 1.35; padding: 5px 0 3px; overflow-wrap: anywhere; }
+.card.text .v { font-size: 17px; line-height: 1.35; padding: 5px 0 3px; overflow-wrap: normal; }
 .card.gate-pass { border-color: #86efac; background: linear-gradient(180deg, var(--ok-soft), #fff 70%); }
 .card.gate-pass .v { color: var(--ok); }
 .card.gate-fail { border-color: #fca5a5; background: linear-gradient(180deg, var(--bad-soft), #fff 70%); }
@@ -65,6 +65,7 @@ svg .marker { fill: var(--ink); opacity: .75; }
 svg .h-clean { fill: #93c5fd; }
 svg .h-flag { fill: var(--warn); }
 svg .threshold { stroke: var(--ink); stroke-width: 1.6; stroke-dasharray: 5 4; }
+svg .reference { stroke: var(--muted); stroke-width: 1.4; stroke-dasharray: 1.5 3; stroke-linecap: round; }
 svg .cell rect:hover { stroke: var(--ink); stroke-width: 1.5; }
 .legend-row { display: flex; gap: 16px; flex-wrap: wrap; color: var(--muted); font-size: 12px; margin-top: 8px; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 5px; vertical-align: -1px; }
@@ -88,12 +89,17 @@ table.issues th.num button { text-align: right; }
 table.issues td { padding: 6px 10px; border-bottom: 1px solid #f1f5f9; vertical-align: top; }
 table.issues td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.issues td.reason { color: var(--muted); min-width: 260px; }
-table.issues td.label { overflow-wrap: anywhere; max-width: 220px; }
-table.issues td.id { overflow-wrap: anywhere; max-width: 200px; }
+table.issues td.label { min-width: 90px; max-width: 260px; }
+table.issues td.id { white-space: nowrap; }
+table.issues td.thumb img { display: block; max-width: 64px; max-height: 64px; image-rendering: pixelated;
+  border-radius: 4px; background: #fff; }
+table.issues td.shown-text { min-width: 220px; max-width: 420px; overflow-wrap: anywhere; }
+table.issues td button.more { all: unset; cursor: pointer; color: var(--accent); font-size: 12px; }
+table.issues td button.more:focus-visible { outline: 2px solid var(--accent); }
 table.issues tbody tr:nth-child(even) { background: #fbfcfe; }
 table.issues tbody tr:hover { background: var(--accent-soft); }
 .pill { display: inline-block; padding: 1px 8px; border-radius: 6px; font-size: 12px; background: #f1f5f9;
-  overflow-wrap: anywhere; }
+  overflow-wrap: normal; word-break: normal; margin: 0 4px 2px 0; }
 .pill.sugg { background: var(--ok-soft); color: #14532d; }
 .pill.given { background: var(--bad-soft); color: #7f1d1d; }
 .q { display: inline-block; min-width: 52px; }
@@ -123,7 +129,9 @@ JS = r"""
   var index = {};
   cols.forEach(function (c, i) { index[c.key] = i; });
   var haystack = rows.map(function (r) {
-    return r.map(function (v) { return v === null ? "" : String(v); }).join("\u0001").toLowerCase();
+    return r.map(function (v, ci) {
+      return v === null || cols[ci].type === "image" ? "" : String(v);
+    }).join("\u0001").toLowerCase();
   });
   var order = rows.map(function (_, i) { return i; });
   var sortKey = "rank" in index ? "rank" : null;  // rows arrive in rank order
@@ -164,11 +172,38 @@ JS = r"""
         td.className = col.cls || "";
         var v = rows[ri][ci];
         var text = fmt(col, v);
-        if (col.pill) {
-          var span = document.createElement("span");
-          span.className = "pill " + col.pill;
-          span.textContent = text;
-          td.appendChild(span);
+        if (col.type === "image") {
+          if (typeof v === "string" && v.indexOf("data:image/") === 0) {
+            var img = document.createElement("img");
+            img.src = v;  // a data: URI built by labelqa (the page's CSP allows data: images only)
+            img.alt = "image of row " + String(rows[ri][index.id] || "");
+            img.loading = "lazy";
+            td.appendChild(img);
+          }
+        } else if (col.clip && text.length > col.clip) {
+          var cut = document.createElement("span");
+          cut.textContent = text.slice(0, col.clip) + "\u2026 ";
+          var more = document.createElement("button");
+          more.type = "button";
+          more.className = "more";
+          more.textContent = "more";
+          more.addEventListener("click", function () {
+            var full = cut.dataset.full !== "1";
+            cut.dataset.full = full ? "1" : "0";
+            cut.textContent = full ? text + " " : text.slice(0, col.clip) + "\u2026 ";
+            more.textContent = full ? "less" : "more";
+          });
+          td.appendChild(cut);
+          td.appendChild(more);
+        } else if (col.pill) {
+          // one pill per label (a label set gives several): lines break between labels, never inside one
+          (Array.isArray(v) ? v : [v]).forEach(function (item) {
+            if (item === null || item === undefined) { return; }
+            var span = document.createElement("span");
+            span.className = "pill " + col.pill;
+            span.textContent = String(item);
+            td.appendChild(span);
+          });
         } else {
           td.textContent = text;
         }

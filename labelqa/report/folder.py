@@ -181,7 +181,7 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
 
     report_dir = Path(report_dir)
     refuse_overwriting_inputs([("report_dir", report_dir / name) for name in ("summary.json", "issues.parquet",
-                                                                           "evaluation.json")],
+                                                                           "evaluation.json", "shown.parquet")],
                               out_file=report_dir / "report.html")
     path = report_dir / "issues.parquet"
     summary = read_summary(report_dir, validate=False)
@@ -194,6 +194,9 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
         issues = pq.read_table(path, filters=[("is_label_issue", "=", True), ("rank", "<=", max_rows)])
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
         raise LabelqaError(f"cannot read {path}: {_first_line(exc)}", _REWRITE) from exc
+    from labelqa.report.shown import attach, read_shown
+
+    issues = attach(issues, read_shown(report_dir))  # --show-cols of the scan
     evaluation = None
     epath = report_dir / "evaluation.json"
     if epath.is_file():

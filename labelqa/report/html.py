@@ -120,8 +120,48 @@ def _table_payload(top: pa.Table) -> dict[str, Any]:
             values.append([None if not math.isfinite(v) else round(v, 6) for v in arr.tolist()])
         else:
             values.append([_cell(v) for v in col.to_pylist()])
+    _shown_payload(top, cols, values)
     rows = [list(r) for r in zip(*values)] if values else []
     return {"columns": cols, "rows": rows}
+
+
+#: Characters of shown text in a table cell before it is cut ("more" shows the rest).
+SHOWN_TEXT_CHARS = 160
+
+
+def _shown_payload(top: pa.Table, cols: list[dict[str, Any]], values: list[list[Any]]) -> None:
+    """Append the data columns shown with ``--show-cols`` (text, numbers, image thumbnails as data URIs)."""
+    import base64
+
+    from labelqa.report.shown import shown_fields
+
+    for name, kind in shown_fields(top):
+        col = top.column(name)
+        if kind == "image":
+            cols.append({"key": name, "title": name, "type": "image", "cls": "thumb"})
+            values.append([None if v is None else "data:image/png;base64," + base64.b64encode(v).decode("ascii")
+                           if v.startswith(b"\x89PNG") else _raw_image_uri(v) for v in col.to_pylist()])
+        elif kind == "number":
+            cols.append({"key": name, "title": name, "type": "float" if pa.types.is_floating(col.type) else "int",
+                         "cls": "num"})
+            values.append([_cell(v) for v in col.to_pylist()])
+        else:
+            cols.append({"key": name, "title": name, "type": "text", "cls": "shown-text",
+                         "clip": SHOWN_TEXT_CHARS})
+            values.append([None if v is None else str(v) for v in col.to_pylist()])
+
+
+_RAW_TYPES = ((b"\xff\xd8\xff", "jpeg"), (b"GIF8", "gif"), (b"BM", "bmp"), (b"RIFF", "webp"))
+
+
+def _raw_image_uri(data: bytes) -> str | None:
+    """A data URI of encoded image bytes embedded as they are (no Pillow), by their signature."""
+    import base64
+
+    for sig, kind in _RAW_TYPES:
+        if data.startswith(sig):
+            return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
+    return None
 
 
 def _cell(v: Any) -> Any:
@@ -301,13 +341,23 @@ def _cards(summary: dict[str, Any]) -> str:
     if pairs:
         p = pairs[0]
         cards.append(_card(
-            "Top confusion", esc(svg.clip(f"{p['given']} \u2192 {p['suggested']}", 28)),
+            "Top confusion", f"{esc(svg.clip(p['given'], 14))} \u2192 {esc(svg.clip(p['suggested'], 14))}",
             f"{_int(p['count'])} flagged rows", "text",
             attrs=f' title="{esc(p["given"])} \u2192 {esc(p["suggested"])}"',
         ))
-    cards.append(_card("Detector", esc(summary.get("primary_detector", "n/a")),
-                       f"{len(summary.get('detectors') or {})} detector(s) run"))
+    cards.append(_detector_card(summary))
     return '<section class="cards" aria-label="Summary">' + "".join(cards) + "</section>"
+
+
+def _detector_card(summary: dict[str, Any]) -> str:
+    """"Detector: cl", or with several "Detectors: cl + nrg" and the primary and the issue rule."""
+    runs = [str(n) for n in summary.get("detectors_run") or summary.get("detectors") or []]
+    primary = str(summary.get("primary_detector", "n/a"))
+    if len(runs) <= 1:
+        return _card("Detector", esc(runs[0] if runs else primary), "the one detector run", "text")
+    rule = summary.get("issue_rule", "primary_or_2")
+    return _card("Detectors", esc(" + ".join(runs)), f"primary {esc(primary)}; issue rule {esc(rule)}", "text",
+                 ' id="detectors-card"')
 
 
 def _panel(title: str, sub: str, body: str, pid: str) -> str:
@@ -323,8 +373,8 @@ def _heatmap_panel(summary: dict[str, Any], issues: pa.Table | None) -> str:
     classes = [str(c) for c in summary.get("classes") or []]
     counts, note = confusion_counts(summary, issues)
     if counts is None:
-        return _panel("Noise matrix", "Given vs suggested label counts.", _empty("Not available for this scan."),
-                      "heatmap")
+        return _panel("Given vs suggested labels", "Given vs suggested label counts.",
+                      _empty("Not available for this scan."), "heatmap")
     k = len(classes)
     keep = list(range(k))
     if k > MAX_HEATMAP_CLASSES:
@@ -333,19 +383,33 @@ def _heatmap_panel(summary: dict[str, Any], issues: pa.Table | None) -> str:
         keep = sorted(np.argsort(-off, kind="stable")[:MAX_HEATMAP_CLASSES].tolist())
         note += f" Showing the {MAX_HEATMAP_CLASSES} of {k} classes most involved in confusions."
     nm = summary.get("noise_matrix")
-    notes = None
-    if nm is not None and len(nm) == k:
-        # noise_matrix[i][j] = P(given = i | true = j); rows of the heatmap are given labels, columns true.
-        notes = [[f"P(given | true) = {nm[i][j]:.3f}" if isinstance(nm[i][j], (int, float)) else "" for j in keep]
-                 for i in keep]
-    chart = svg.heatmap(
-        [[counts[i][j] for j in keep] for i in keep], [classes[i] for i in keep], [classes[j] for j in keep],
-        row_title="given label", col_title="suggested label", label="Noise matrix heatmap", cell_note=notes,
-    )
+    sub_counts = [[counts[i][j] for j in keep] for i in keep]
+    legend_scale = "darker = more rows (square-root scale, each colour on its own scale)"
+    if nm is not None and len(nm) == k and all(len(r) == k for r in nm) and not note.startswith("Flagged rows"):
+        # noise_matrix[i][j] = P(given = i | true = j): rows of the heatmap are given labels, columns true labels;
+        # each column sums to 1. The cells show the probabilities, the tooltips the row counts.
+        values = [[float(nm[i][j]) for j in keep] for i in keep]
+        notes = [[f"{svg.fmt_count(sub_counts[a][b])} rows in the calibrated confident joint"
+                  for b in range(len(keep))] for a in range(len(keep))]
+        chart = svg.heatmap(values, [classes[i] for i in keep], [classes[j] for j in keep],
+                            row_title="given label", col_title="true label (estimated)", label="Noise matrix heatmap",
+                            cell_note=notes, probabilities=True)
+        title = "Noise matrix"
+        sub = ("Estimated P(given label | true label): each column sums to 1, off-diagonal cells are the chance "
+               "that a row of that true class carries the wrong given label. Hover a cell for the row counts "
+               "of the calibrated confident joint.")
+        if len(keep) < k:
+            sub += f" Showing the {MAX_HEATMAP_CLASSES} of {k} classes most involved in confusions."
+        legend_scale = "darker = higher probability (square-root scale, each colour on its own scale)"
+    else:
+        chart = svg.heatmap(sub_counts, [classes[i] for i in keep], [classes[j] for j in keep],
+                            row_title="given label", col_title="suggested label",
+                            label="Given vs suggested label heatmap")
+        title, sub = "Given vs suggested labels", note
     legend = ('<div class="legend-row"><span><span class="swatch" style="background:#1d4ed8"></span>agrees '
-              '(diagonal)</span><span><span class="swatch" style="background:#c2410c"></span>given \u2260 suggested'
-              '</span><span>darker = more rows (square-root scale, each colour on its own scale)</span></div>')
-    return _panel("Noise matrix", esc(note), chart + legend, "heatmap")
+              '(diagonal)</span><span><span class="swatch" style="background:#c2410c"></span>given \u2260 '
+              f'{"true" if title == "Noise matrix" else "suggested"}</span><span>{legend_scale}</span></div>')
+    return _panel(title, esc(sub), chart + legend, "heatmap")
 
 
 def _class_bars_panel(summary: dict[str, Any]) -> str:
@@ -392,19 +456,46 @@ def _histogram_panel(issues: pa.Table | None, histogram: dict[str, Any] | None =
     h = histogram if histogram is not None else quality_histogram(issues) if issues is not None else None
     if h is None:
         return _panel("Label quality", "", _empty("No scores."), "histogram")
+    line = h["threshold"]
+    # unflagged rows in bins wholly below the highest flagged quality: then the line is no cut-off
+    below = sum(c for c, hi in zip(h["clean"], h["edges"][1:]) if line is not None and hi <= line)
+    is_cut = line is not None and below == 0
     chart = svg.histogram(
         h["edges"], [("flagged", h["flagged"], "h-flag"), ("not flagged", h["clean"], "h-clean")],
         label="Label quality histogram", x_title="label quality (lower = more suspect)",
-        threshold=h["threshold"], threshold_name="threshold",
+        threshold=line, threshold_name="threshold" if is_cut else "highest flagged",
+        line_class="threshold" if is_cut else "reference",
     )
     sub = "Label quality of every row."
-    if h["threshold"] is not None:
-        sub += (f" The dashed line is the highest quality among flagged rows ({h['threshold']:.4g}); "
-                "rows above it were all kept.")
+    if is_cut:
+        sub += (f" The dashed line is the flagging threshold: every row at or below {line:.4g} is flagged, "
+                "every row above it kept.")
+    elif line is not None:
+        sub += (f" Flagged rows reach quality {line:.4g} (dotted line), yet at least {below:,} rows below it are "
+                "not flagged: the detectors decide per class and by rank, not at one cut-off.")
     return _panel("Label quality", esc(sub), chart, "histogram")
 
 
+def _changes_panel(summary: dict[str, Any]) -> str:
+    """Multi-label: the most frequent single-label changes (remove or add one class) over the flagged rows."""
+    changes = []
+    for r in summary.get("per_class") or []:
+        for kind, key in (("remove", "should_remove"), ("add", "should_add")):
+            if r.get(key):
+                changes.append((f"{kind} {r['class']}", int(r[key]), kind))
+    changes.sort(key=lambda c: (-c[1], c[0]))
+    if not changes:
+        return _panel("Most frequent label changes", "", _empty("No label changes suggested."), "pairs")
+    bars = [svg.Bar(label=name, value=float(n), text=f"{n:,}", tip=f"{name}: suggested for {n:,} flagged rows")
+            for name, n, _ in changes[:12]]
+    chart = svg.hbars(bars, label="Most frequent label changes", cls="bar-pair")
+    sub = "Labels to remove or add, counted over the flagged rows, most frequent first."
+    return _panel("Most frequent label changes", esc(sub), chart, "pairs")
+
+
 def _pairs_panel(summary: dict[str, Any]) -> str:
+    if summary.get("task") == "multilabel":
+        return _changes_panel(summary)
     pairs = summary.get("confused_pairs") or []
     if not pairs:
         return _panel("Most confused pairs", "", _empty("No confused pairs among flagged rows."), "pairs")
@@ -423,7 +514,7 @@ def _table_section(summary: dict[str, Any], issues: pa.Table | None, max_rows: i
     n_flag = int(summary.get("issues_found") or 0)
     shown = len(payload["rows"])
     heads = "".join(
-        f'<th scope="col" data-key="{c["key"]}" class="{"num" if c["type"] != "text" else ""}" '
+        f'<th scope="col" data-key="{esc(c["key"])}" class="{"num" if c["type"] not in ("text", "image") else ""}" '
         f'aria-sort="{"ascending" if c["key"] == "rank" else "none"}"><button type="button">{esc(c["title"])}'
         "</button></th>"
         for c in payload["columns"]
@@ -507,7 +598,7 @@ def render_html(summary: dict[str, Any], issues: pa.Table | None, *, max_rows: i
         f'<div class="meta">{meta}</div></header>'
         + _cards(summary)
         + '<div class="grid">'
-        + _heatmap_panel(summary, issues)
+        + (_heatmap_panel(summary, issues) if summary.get("task") != "multilabel" else "")
         + _class_bars_panel(summary)
         + _histogram_panel(issues, histogram)
         + _pairs_panel(summary)

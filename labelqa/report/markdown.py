@@ -76,12 +76,20 @@ def render_markdown(summary: dict[str, Any], issues: pa.Table | None = None, top
 
 
 def _top_issues(issues: pa.Table, top: int) -> list[str]:
+    from labelqa.report.shown import display_text, shown_fields
+
+    shown = shown_fields(issues)
     sub = top_issue_rows(issues, top).to_pylist()
-    lines = ["", f"## Top {len(sub)} issues", "", "| rank | id | given | suggested | quality | reason |", "|---:|---|---|---|---:|---|"]
+    head = "| rank | id | given | suggested | quality | reason |" + "".join(f" {_escape(n)} |" for n, _ in shown)
+    rule = "|---:|---|---|---|---:|---|" + "".join("---:|" if k == "number" else "---|" for _, k in shown)
+    lines = ["", f"## Top {len(sub)} issues", "", head, rule]
     for r in sub:
+        extra = "".join(
+            f" {'(image in report.html)' if kind == 'image' and r.get(name) is not None else _escape(display_text(r.get(name), 80))} |"
+            for name, kind in shown)
         lines.append(
             f"| {r['rank']} | {_escape(r['id'])} | {_escape(r['given_label'])} | {_escape(r['suggested_label'])} "
-            f"| {r['label_quality']:.4f} | {_escape(r['reason'])} |"
+            f"| {r['label_quality']:.4f} | {_escape(r['reason'])} |{extra}"
         )
     return lines
 

@@ -92,7 +92,13 @@ def _multilabel(data: LabelData, res: DetectorResult, idx: np.ndarray) -> pa.Arr
     return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), phrases), ", ")
 
 
-_REASONERS: dict[str, Reasoner] = {"cl": _cl, "aum": _aum, "nrg": _nrg}
+def _dup(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:
+    from labelqa.detectors.duplicates import reasons
+
+    return reasons(data.class_names, data.labels, res.extra, res.suggested, idx)
+
+
+_REASONERS: dict[str, Reasoner] = {"cl": _cl, "aum": _aum, "nrg": _nrg, "dup": _dup}
 
 
 def reasons_for(data: LabelData, res: DetectorResult, idx: np.ndarray) -> pa.StringArray:

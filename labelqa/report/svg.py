@@ -86,8 +86,9 @@ def heatmap(
     col_title: str,
     label: str,
     cell_note: Sequence[Sequence[str]] | None = None,
+    probabilities: bool = False,
 ) -> str:
-    """A K x K count heatmap; diagonal cells blue, off-diagonal cells orange.
+    """A K x K count (or probability) heatmap; diagonal cells blue, off-diagonal cells orange.
 
     The two groups are coloured on separate scales (square-root of the count
     over the group's maximum) so that rare confusions stay visible next to a
@@ -102,6 +103,8 @@ def heatmap(
         col_title: Axis title of the columns.
         label: Accessible name of the chart.
         cell_note: Optional extra tooltip text per cell.
+        probabilities: The values are probabilities: cells print them with two decimals and tooltips
+            say ``P(row | column)``.
     """
     nr, nc = len(row_labels), len(col_labels)
     cell = max(14.0, min(44.0, 520.0 / max(nr, nc, 1)))
@@ -110,7 +113,8 @@ def heatmap(
     left = 30 + min(max_chars, max((len(str(s)) for s in row_labels), default=1)) * CHAR_W + 8
     top_lbl = min(max_chars, max((len(str(s)) for s in col_labels), default=1)) * CHAR_W * 0.72 + 14
     top = 26 + top_lbl
-    width = left + nc * cell + 12
+    # column labels rise at 45 degrees to the right: the last one needs that much room past the grid
+    width = left + nc * cell + max(12.0, top_lbl - cell / 2)
     height = top + nr * cell + 12
     flat_diag = [counts[i][i] for i in range(min(nr, nc))]
     flat_off = [counts[i][j] for i in range(nr) for j in range(nc) if i != j]
@@ -142,9 +146,14 @@ def heatmap(
             fill = _mix("#f8fafc", "#1d4ed8" if diag else "#c2410c", 0.06 + 0.86 * t) if v > 0 else "#f8fafc"
             x, y = left + j * cell, top + i * cell
             note = f" ({cell_note[i][j]})" if cell_note is not None and cell_note[i][j] else ""
-            tip = f"given {row_labels[i]} \u2192 suggested {col_labels[j]}: {fmt_count(v)} rows{note}"
+            if probabilities:
+                tip = f"P({row_title} {row_labels[i]} | {col_title} {col_labels[j]}) = {v:.3f}{note}"
+                data = f'data-p="{v:.6g}"'
+            else:
+                tip = f"given {row_labels[i]} \u2192 suggested {col_labels[j]}: {fmt_count(v)} rows{note}"
+                data = f'data-count="{fmt_count(v)}"'
             body.append(
-                f'<g class="cell" data-row="{i}" data-col="{j}" data-count="{fmt_count(v)}">'
+                f'<g class="cell" data-row="{i}" data-col="{j}" {data}>'
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{cell - 1:.1f}" height="{cell - 1:.1f}" rx="2" '
                 f'fill="{fill}"><title>{esc(tip)}</title></rect>'
             )
@@ -154,7 +163,7 @@ def heatmap(
                 body.append(
                     f'<text x="{x + (cell - 1) / 2:.1f}" y="{y + (cell - 1) / 2 + size / 3:.1f}" '
                     f'text-anchor="middle" font-size="{size}" fill="{color}" pointer-events="none">'
-                    f"{esc(compact_count(v))}</text>"
+                    f"{esc(f'{v:.2f}'.lstrip('0') if probabilities and v < 1 else compact_count(v))}</text>"
                 )
             body.append("</g>")
     return _svg(width, height, body, label, cls="chart heatmap")
@@ -282,6 +291,7 @@ def histogram(
     x_title: str,
     threshold: float | None = None,
     threshold_name: str = "threshold",
+    line_class: str = "threshold",
     width: float = 560,
     height: float = 250,
 ) -> str:
@@ -298,6 +308,8 @@ def histogram(
         x_title: Title of the x axis.
         threshold: x value of the dashed vertical line, or ``None``.
         threshold_name: Legend text of the line.
+        line_class: CSS class of the line: ``threshold`` (dashed: a cut-off) or ``reference`` (dotted: a
+            value marked for reference, not a cut-off).
     """
     left, right, top, bottom = 52, 14, 30, 40
     pw, ph = width - left - right, height - top - bottom
@@ -367,9 +379,9 @@ def histogram(
     if threshold is not None and x0 <= threshold <= x1:
         tx = sx(threshold)
         body.append(
-            f'<line class="threshold" x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 4}" y2="{top + ph}">'
+            f'<line class="{line_class}" x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 4}" y2="{top + ph}">'
             f"<title>{esc(threshold_name)}: {threshold:.4g}</title></line>"
         )
-        body.append(f'<line class="threshold" x1="{lx}" x2="{lx + 16}" y1="14" y2="14"/>'
+        body.append(f'<line class="{line_class}" x1="{lx}" x2="{lx + 16}" y1="14" y2="14"/>'
                     f'<text class="legend" x="{lx + 21}" y="18">{esc(threshold_name)} {threshold:.3g}</text>')
     return _svg(width, height, body, label, cls="chart histogram")

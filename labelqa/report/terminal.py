@@ -88,6 +88,10 @@ def _top_table(issues: pa.Table, top: int, total: int) -> Table:
     cols = [("rank", "right"), ("id", "left"), ("given", "left")]
     cols += [("change", "left")] if multilabel else [("suggested", "left"), ("confidence", "right")]
     cols += [("quality", "right"), ("detectors", "left")]
+    from labelqa.report.shown import display_text, shown_fields
+
+    shown = shown_fields(issues)
+    cols += [(name, "right" if kind == "number" else "left") for name, kind in shown]
     for col, just in cols:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rows:
@@ -100,6 +104,9 @@ def _top_table(issues: pa.Table, top: int, total: int) -> Table:
             cells += [_text(str(r["given_label"])), _text(str(r["suggested_label"])),
                       "" if conf is None or conf != conf else f"{conf:.2f}"]
         cells += [f"{r['label_quality']:.4f}", _text(str(r.get("detectors") or ""))]
+        for name, kind in shown:  # --show-cols: plain values, cut to one short line
+            value = r.get(name)
+            cells.append(_text("[image]" if kind == "image" and value is not None else display_text(value, 40)))
         table.add_row(*cells)
     table.caption = ("change: labels to remove (-) and add (+); " if multilabel else
                      "confidence = model probability of the suggested label; ") + "quality: lower = more suspect"

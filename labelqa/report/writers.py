@@ -76,6 +76,8 @@ def write_report(
     evaluation: dict[str, Any] | None = None,
     summary: dict[str, Any] | None = None,
     csv_formulas: bool = False,
+    show_cols: list[str] | None = None,
+    id_col: str | None = None,
 ) -> list[Path]:
     """Write the report files of ``result`` into ``out_dir`` atomically.
 
@@ -96,6 +98,9 @@ def write_report(
         csv_formulas: Write issues.csv text cells that a spreadsheet would
             run as formulas as they are (default: prefixed with ``'``, see
             :func:`labelqa.report.escape.neutralize_formulas`).
+        show_cols: Data columns shown beside the best-ranked flagged rows (text, numbers, image
+            thumbnails; :mod:`labelqa.report.shown`), kept in shown.parquet.
+        id_col: The data's id column for ``show_cols`` (default: the loaded data's; out of core: row positions).
 
     Returns:
         The paths written.
@@ -111,6 +116,8 @@ def write_report(
                 top.add(table)
                 histogram.add(table)
             top_rows = top.table()
+            if show_cols:
+                top_rows = _with_shown(result, top_rows, show_cols, id_col, tmp)
             result.keep_top(top_rows)
             if summary is None:
                 summary = result.summary()
@@ -124,7 +131,25 @@ def write_report(
         if hist is None and files.rows:  # scores outside [0, 1] over several batches: bins need their range
             hist = file_histogram(tmp / "issues.parquet")
         _write_text(tmp / "report.html", render_html(summary, top_rows, evaluation=evaluation, histogram=hist))
-        return publish(tmp, out_dir)
+        written = publish(tmp, out_dir)  # the whole folder: no shown.parquet of an earlier scan survives
+    return written
+
+
+def _with_shown(result: ScanResult, top_rows: pa.Table, show_cols: list[str], id_col: str | None,
+                folder: Path) -> pa.Table:
+    """The top rows with the shown data columns; shown.parquet written into ``folder``."""
+    from labelqa.report.shown import SHOWN_FILE, attach, shown_columns
+
+    data = result.data
+    if result.source is None:
+        raise LabelqaError("--show-cols reads the data file, but the data was built in memory",
+                           "scan a file, or drop --show-cols")
+    id_col = id_col if id_col is not None else (data.id_col if data is not None else None)
+    fmt = (data.meta if data is not None else result.options).get("input_format")
+    shown = shown_columns(result.source, show_cols, top_rows.column("id") if top_rows.num_rows else pa.array([]),
+                          id_col=id_col, input_format=fmt)
+    pq.write_table(shown, folder / SHOWN_FILE)
+    return attach(top_rows, shown)
 
 
 #: Rows from which one batch of issues.csv is encoded in two halves at once.
