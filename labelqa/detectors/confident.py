@@ -73,7 +73,9 @@ from labelqa.stats.selection import Cut, GroupedTop, Pick, Selections
 __all__ = [
     "AGREEMENT_RULE_METHODS",
     "AGREEMENT_TOLERANCE",
+    "CL_FILTER_METHODS",
     "FILTER_METHODS",
+    "MIDPOINT_METHOD",
     "SCORE_METHODS",
     "ConfidentLearning",
     "LatentEstimates",
@@ -94,6 +96,14 @@ FILTER_METHODS = (
     "low_self_confidence",
     "low_normalized_margin",
 )
+#: Multiclass only: the T rows with the lowest normalized margin, T = the
+#: disputed-rows midpoint estimate (see :attr:`Estimates.midpoint_num_issues`
+#: and docs/detection.md).
+MIDPOINT_METHOD = "low_margin_midpoint"
+#: Every ``filter_by`` method of the multiclass detector.
+CL_FILTER_METHODS = FILTER_METHODS + (MIDPOINT_METHOD,)
+#: Methods that flag the globally lowest-scoring rows (``low_*``).
+_LOW_METHODS = ("low_self_confidence", "low_normalized_margin", MIDPOINT_METHOD)
 SCORE_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 
 #: Methods after which a row whose prediction agrees with its label is unflagged.
@@ -269,24 +279,28 @@ class JointCounts:
     joint: np.ndarray = None  # type: ignore[assignment]
     cand_cl: np.ndarray = None  # type: ignore[assignment]  # off-diagonal and disagreeing, per class
     cand_png: np.ndarray = None  # type: ignore[assignment]  # disagreeing, per class
+    cand_unc: np.ndarray = None  # type: ignore[assignment]  # disagreeing and not counted in C, per class
 
     def __post_init__(self) -> None:
         k = self.n_classes
         self.joint = np.zeros((k, k), dtype=np.int64) if self.joint is None else self.joint
         self.cand_cl = np.zeros(k, dtype=np.int64) if self.cand_cl is None else self.cand_cl
         self.cand_png = np.zeros(k, dtype=np.int64) if self.cand_png is None else self.cand_png
+        self.cand_unc = np.zeros(k, dtype=np.int64) if self.cand_unc is None else self.cand_unc
 
     def update(self, rs: _BlockRows) -> JointCounts:
         self.joint += rs.joint
         dis = ~rs.agrees
         self.cand_png += np.bincount(rs.labels[dis], minlength=self.n_classes)
         self.cand_cl += np.bincount(rs.labels[dis & rs.off_diagonal], minlength=self.n_classes)
+        self.cand_unc += np.bincount(rs.labels[dis & (rs.guess < 0)], minlength=self.n_classes)
         return self
 
     def merge(self, other: JointCounts) -> JointCounts:
         self.joint += other.joint
         self.cand_cl += other.cand_cl
         self.cand_png += other.cand_png
+        self.cand_unc += other.cand_unc
         return self
 
 
@@ -314,6 +328,7 @@ class Estimates:
     joint: np.ndarray
     cand_cl: np.ndarray
     cand_png: np.ndarray
+    cand_unc: np.ndarray
 
     @property
     def n_classes(self) -> int:
@@ -327,6 +342,24 @@ class Estimates:
     def estimated_num_issues(self) -> int:
         """Rows off the diagonal of ``C`` whose prediction also disagrees with the label."""
         return int(self.cand_cl.sum())
+
+    @property
+    def disputed_bounds(self) -> tuple[int, int]:
+        """``(A, A + U)``: rows the model disputes confidently (``A``), and all it disputes.
+
+        ``A`` = :attr:`estimated_num_issues` (off the diagonal of ``C`` and
+        disagreeing); ``U`` = rows that disagree with their label but that no
+        class's threshold claims (not counted in ``C``). The number of
+        disputed rows whose label is wrong lies between the two.
+        """
+        a = self.estimated_num_issues
+        return a, a + int(self.cand_unc.sum())
+
+    @property
+    def midpoint_num_issues(self) -> int:
+        """``A + U/2`` (half up): each uncertain dispute counted as half an error (docs/detection.md)."""
+        low, high = self.disputed_bounds
+        return (low + high + 1) // 2
 
     def caps(self, min_examples: int) -> np.ndarray:
         """Most rows of each class that may be flagged, keeping ``min_examples`` unflagged."""
@@ -410,6 +443,16 @@ class FlagRule:
     def _pick(self, count: int, n: int, largest: bool = False, dtype: np.dtype | None = None) -> Pick:
         return Pick(int(count), int(n), largest=largest, dtype=dtype or self.dtype)
 
+    @property
+    def _low(self) -> bool:
+        return self.method in _LOW_METHODS
+
+    def _low_total(self) -> int:
+        """Rows the global ``low_*`` cut flags: ``frac`` of the method's estimated number of issues."""
+        est = self.est
+        count = est.midpoint_num_issues if self.method == MIDPOINT_METHOD else est.estimated_num_issues
+        return int(np.rint(self.frac * count))
+
     def _low_dtype(self) -> np.dtype:
         return self.dtype if self.method == "low_self_confidence" else np.dtype(np.float64)
 
@@ -436,13 +479,13 @@ class FlagRule:
             self.limits = np.minimum(totals, self.caps)
             for c in np.flatnonzero(counts > self.limits):
                 first.picks[("lim", int(c))] = self._pick(self.limits[c], counts[c])
-        if m in ("low_self_confidence", "low_normalized_margin"):
+        if self._low:
             if self.ntr is not None:
                 for c in np.flatnonzero(np.minimum(self.ntr, self.caps) > 0):
                     first.picks[("low", int(c))] = self._pick(min(self.ntr[c], self.caps[c]), self.n_k[c],
                                                               dtype=self._low_dtype())
             else:
-                self.total = int(np.rint(self.frac * est.estimated_num_issues))
+                self.total = self._low_total()
                 if self.total > 0:
                     for c in np.flatnonzero(self.caps < self.n_k):
                         first.picks[("elig", int(c))] = self._pick(self.caps[c], self.n_k[c], dtype=self._low_dtype())
@@ -458,7 +501,7 @@ class FlagRule:
             if need.any():
                 self.need_count = need
                 yield "pbnr ties", Selections(counts={"union": np.zeros(est.n_classes, dtype=np.int64)})
-        if m in ("low_self_confidence", "low_normalized_margin") and self.ntr is None and self.total > 0:
+        if self._low and self.ntr is None and self.total > 0:
             n_elig = 0
             for c in range(est.n_classes):
                 cut = self.cuts.get(("elig", c))
@@ -505,7 +548,7 @@ class FlagRule:
         """Fold one block into a stage's selections."""
         rs = _block_rows(block, self.est.thresholds)
         if stage in ("cuts", "pbnr cells"):
-            low = self._low_scores(rs) if self.method.startswith("low_") else None
+            low = self._low_scores(rs) if self._low else None
             cand = None
             for key, p in acc.picks.items():
                 kind, c = key[0], key[1]
@@ -784,6 +827,8 @@ class ConfidentRule(RowRule):
             "inverse_noise_matrix": latent.inverse_noise_matrix.tolist(),
             "latent_prior": latent.latent_prior.tolist(),
             "estimated_num_issues": est.estimated_num_issues,
+            "estimated_num_issues_midpoint": est.midpoint_num_issues,
+            "disputed_bounds": list(est.disputed_bounds),
             "estimated_noise_rate": noise_rate(cal),
             "estimated_noise_rate_interval": list(noise_rate_interval(est.joint, n)),
             "per_class": [
@@ -805,7 +850,7 @@ class ConfidentLearning(Detector):
     """Confident learning: flag and score rows from out-of-sample probabilities.
 
     Args:
-        filter_by: How rows are flagged, one of :data:`FILTER_METHODS`.
+        filter_by: How rows are flagged, one of :data:`CL_FILTER_METHODS`.
         score_method: Per-row score, one of :data:`SCORE_METHODS`.
         adjust_pred_probs: Subtract per-class thresholds before scoring
             (see :func:`get_label_quality_scores`).
@@ -852,7 +897,8 @@ class ConfidentLearning(Detector):
         sums: ClassProbSums = yield ClassSumsStep(k)
         thresholds = sums.thresholds()
         p2: JointCounts = yield JointStep(thresholds)
-        est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy())
+        est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy(),
+                        p2.cand_unc.copy())
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
         yield from selection_stages(flag)
@@ -950,7 +996,12 @@ def find_label_issues(
     - ``confident_learning``: rows counted off the diagonal of ``C``;
     - ``predicted_neq_given``: rows whose prediction disagrees with the label;
     - ``low_self_confidence`` / ``low_normalized_margin``: the ``T`` rows
-      with the lowest score, ``T`` = the estimated number of issues.
+      with the lowest score, ``T`` = the estimated number of issues;
+    - ``low_margin_midpoint``: the ``T`` rows with the lowest normalized
+      margin, ``T = A + U/2`` (half up): ``A`` the estimated number of
+      issues, ``U`` the rows that disagree with their label but that the
+      confident joint does not count (no class clears its threshold).
+      Better counts on real human noise (docs/detection.md).
 
     A row's prediction *agrees* with its label when
     ``p_{i,s_i} >= max_k p_ik - 1e-6``: the argmax is the label, ties and
@@ -969,7 +1020,7 @@ def find_label_issues(
     Args:
         labels: Given labels, shape ``(N,)``, integer codes ``0..K-1``.
         pred_probs: Out-of-sample predicted probabilities, shape ``(N, K)``.
-        filter_by: One of :data:`FILTER_METHODS`.
+        filter_by: One of :data:`CL_FILTER_METHODS`.
         frac_noise: Flag only this fraction of the estimate. PBC/PBNR/both:
             the off-diagonal cells of ``C_cal`` are scaled by it and each row
             rounded keeping ``n_k`` (see :func:`noise_cells`);

@@ -823,6 +823,9 @@ class MultilabelConfidentLearning(Detector):
     def check(self, info: DatasetInfo) -> None:
         """Validate the parameters for ``info`` (multi-label data, K classes)."""
         self.check_params()
+        if self.filter_by not in FILTER_METHODS:
+            raise LabelqaError(f"filter_by={self.filter_by!r} is for multiclass data only",
+                               f"use one of {', '.join(FILTER_METHODS)}")
         if info.task != "multilabel":
             raise LabelqaError(
                 f"multi-label confident learning needs multi-label data, got task {info.task!r}",
