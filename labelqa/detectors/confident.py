@@ -73,8 +73,10 @@ from labelqa.stats.selection import Cut, GroupedTop, Pick, Selections
 __all__ = [
     "AGREEMENT_RULE_METHODS",
     "AGREEMENT_TOLERANCE",
+    "CALIBRATED_ESTIMATOR",
     "CL_FILTER_METHODS",
     "FILTER_METHODS",
+    "MIDPOINT_ESTIMATOR",
     "MIDPOINT_METHOD",
     "SCORE_METHODS",
     "ConfidentLearning",
@@ -84,6 +86,7 @@ __all__ = [
     "estimate_latent",
     "find_label_issues",
     "get_label_quality_scores",
+    "noise_rate_estimates",
     "per_class_thresholds",
 ]
 
@@ -819,6 +822,8 @@ class ConfidentRule(RowRule):
         n = est.class_counts
         diag = np.diagonal(cal)
         rate_k = np.divide(n - diag, n, out=np.zeros(n.size), where=n > 0)
+        estimates = noise_rate_estimates(est)
+        chosen = MIDPOINT_ESTIMATOR if self.flag.method == MIDPOINT_METHOD else CALIBRATED_ESTIMATOR
         return {
             "thresholds": [float(t) for t in est.thresholds],
             "confident_joint": est.joint.tolist(),
@@ -829,8 +834,10 @@ class ConfidentRule(RowRule):
             "estimated_num_issues": est.estimated_num_issues,
             "estimated_num_issues_midpoint": est.midpoint_num_issues,
             "disputed_bounds": list(est.disputed_bounds),
-            "estimated_noise_rate": noise_rate(cal),
-            "estimated_noise_rate_interval": list(noise_rate_interval(est.joint, n)),
+            "estimated_noise_rate": estimates[chosen]["rate"],
+            "estimated_noise_rate_interval": estimates[chosen]["interval"],
+            "estimated_noise_rate_estimator": chosen,
+            "noise_rate_estimates": estimates,
             "per_class": [
                 {
                     "class_count": int(n[k]),
@@ -842,6 +849,38 @@ class ConfidentRule(RowRule):
             "filter_by": self.flag.method,
             "score_method": self.score_method,
         }
+
+
+# --------------------------------------------------------------------------- noise-rate estimators
+#: The calibrated confident joint's noise rate, with its bootstrap 95% interval (cleanlab's estimate).
+CALIBRATED_ESTIMATOR = "calibrated_confident_joint"
+#: ``(A + U/2) / N`` with the bounds ``[A/N, (A + U)/N]`` (docs/detection.md).
+MIDPOINT_ESTIMATOR = "disputed_midpoint"
+
+
+def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
+    """Both noise-rate estimators of a dataset: ``{name: {"rate", "interval", "interval_kind"}}``.
+
+    The summary's ``estimated_noise_rate`` is the one matching ``filter_by``
+    (``disputed_midpoint`` for ``low_margin_midpoint``, else
+    ``calibrated_confident_joint``), so the gate judges the estimate behind
+    the flags.
+    """
+    n_rows = int(est.class_counts.sum())
+    low, high = est.disputed_bounds
+    per_row = 1.0 / n_rows if n_rows else 0.0
+    return {
+        CALIBRATED_ESTIMATOR: {
+            "rate": noise_rate(est.calibrated),
+            "interval": list(noise_rate_interval(est.joint, est.class_counts)),
+            "interval_kind": "bootstrap 95%",
+        },
+        MIDPOINT_ESTIMATOR: {
+            "rate": est.midpoint_num_issues * per_row,
+            "interval": [low * per_row, high * per_row],
+            "interval_kind": "bounds: confident disputes to all disputes",
+        },
+    }
 
 
 # --------------------------------------------------------------------------- detector
