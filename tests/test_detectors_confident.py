@@ -263,6 +263,10 @@ def test_num_to_remove_per_class_and_frac_noise_by_hand():
     # PBNR splits the override over row 0's off-diagonal cells (only (0, 1) here)
     flags = find_label_issues(labels, probs, num_to_remove_per_class=[3, 0])
     assert np.flatnonzero(flags).tolist() == [0, 1, 2]
+    # frac_noise = .3 as cleanlab 2.9: PBNR flags trunc(.3 * 4) = 1 row, PBC n_0 - trunc(2 + (4 - 1.2)) = 2 rows
+    assert np.flatnonzero(find_label_issues(labels, probs, frac_noise=0.3)).tolist() == [0]
+    flags = find_label_issues(labels, probs, filter_by="prune_by_class", frac_noise=0.3)
+    assert np.flatnonzero(flags).tolist() == [0, 1]
     # low_self_confidence: T = round(.5 * 4) = 2 lowest self-confidences overall
     flags = find_label_issues(labels, probs, filter_by="low_self_confidence", frac_noise=0.5)
     assert np.flatnonzero(flags).tolist() == [0, 1]

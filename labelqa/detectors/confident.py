@@ -372,41 +372,58 @@ class Estimates:
 def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
     """How many rows to flag per cell (given ``k``, true ``j != k``); diagonal 0.
 
-    From the off-diagonal of ``C_cal``:
+    From ``C_cal`` (integers):
 
-    - ``num_to_remove_per_class`` given: row ``k`` is split in proportion to
-      ``C_cal``'s off-diagonal row ``k`` to sum to ``min(ntr[k], cap_k)``.
-    - otherwise ``min_examples_per_class``: where ``C_cal[k, k] <
-      min_examples``, the diagonal is raised to it (never above ``n_k``) and
-      the same amount is taken from each non-zero off-diagonal cell of the row
-      (cells stop at 0; if the row still holds more than ``n_k -
-      min_examples`` it is scaled down to that). This is what cleanlab 2.9
-      does, observed as a black box. Then ``frac_noise`` scales the
-      off-diagonal cells (the diagonal takes the rest of ``n_k``) and each row
-      is rounded keeping its sum ``n_k``, so the diagonal stays >= the
-      guard and cells never exceed their ``frac_noise = 1`` value.
+    - ``num_to_remove_per_class`` given: row ``k``'s off-diagonal is split in
+      proportion to ``C_cal``'s to sum to ``min(ntr[k], cap_k)`` (rounded with
+      :func:`~labelqa.stats.confident.round_rows`).
+    - otherwise cleanlab 2.9's count matrix, implemented from its
+      description: where ``C_cal[k, k] < min_examples`` the diagonal is raised
+      to ``min_examples`` and every entry of the row is lowered by the raise
+      divided by ``max(nonzero entries of the row - 1, 1)`` (entries stop at
+      0); then the off-diagonal cells are multiplied by ``frac_noise`` and
+      truncated to integers (so ``frac_noise < 1`` rounds every cell down).
+      With ``frac_noise = 1`` and no raise the cells are ``C_cal``'s.
+
+    The selection still keeps ``min_examples`` rows of every class unflagged
+    (:meth:`Estimates.caps`), whatever the cells say.
     """
-    n = est.class_counts.astype(np.float64)
-    caps = est.caps(min_examples).astype(np.float64)
-    off = est.calibrated.astype(np.float64)
-    diag = np.diagonal(off).copy()
-    np.fill_diagonal(off, 0.0)
+    cal = est.calibrated.astype(np.float64)
     if ntr is not None:
-        return scale_rows_to(off, np.minimum(ntr, caps))
-    raise_by = np.minimum(np.maximum(diag, min_examples), n) - diag
-    if (raise_by > 0).any():
-        nonzero = np.maximum(np.count_nonzero(off, axis=1), 1)
-        off = np.maximum(off - (raise_by / nonzero)[:, None], 0.0)
+        off = cal.copy()
         np.fill_diagonal(off, 0.0)
-        sums = off.sum(axis=1)
-        over = sums > caps
-        off[over] *= (caps[over] / sums[over])[:, None]
-    off *= frac
-    full = off.copy()
-    np.fill_diagonal(full, n - off.sum(axis=1))
-    cells = round_rows(full)
+        return scale_rows_to(off, np.minimum(ntr, est.caps(min_examples).astype(np.float64)))
+    cells = (_guarded_joint(est, min_examples) * frac).astype(np.int64)  # truncation, on cleanlab's floats
     np.fill_diagonal(cells, 0)
     return cells
+
+
+def _guarded_joint(est: Estimates, min_examples: int) -> np.ndarray:
+    """``C_cal`` (float) with diagonals below ``min_examples`` raised to it, the raise taken from the row."""
+    cal = est.calibrated.astype(np.float64)
+    diag = np.diagonal(cal).copy()
+    raise_by = np.maximum(diag, min_examples) - diag
+    if (raise_by > 0).any():
+        per_entry = raise_by / np.maximum(np.count_nonzero(cal, axis=1) - 1.0, 1.0)
+        cal = np.maximum(cal - per_entry[:, None], 0.0)
+        np.fill_diagonal(cal, diag + raise_by)
+    return cal
+
+
+def prune_by_class_counts(est: Estimates, frac: float, min_examples: int) -> np.ndarray:
+    """Rows ``prune_by_class`` flags per class: ``n_k`` minus the kept diagonal, as in cleanlab 2.9.
+
+    The kept diagonal is the guarded ``C_cal[k, k]`` plus what ``frac_noise``
+    takes off the row's off-diagonal cells, truncated to an integer. (With
+    ``frac_noise < 1`` this is up to K-1 more than the sum of the truncated
+    cells that ``prune_by_noise_rate`` uses, since every cell is rounded down
+    separately there.)
+    """
+    guarded = _guarded_joint(est, min_examples)
+    off = guarded.copy()
+    np.fill_diagonal(off, 0.0)
+    kept = (np.diagonal(guarded) + (off - off * frac).sum(axis=1)).astype(np.int64)
+    return np.maximum(est.class_counts - kept, 0)
 
 
 # --------------------------------------------------------------------------- selection
@@ -469,7 +486,7 @@ class FlagRule:
         first = Selections()
         if m in ("prune_by_class", "both"):
             totals = (np.minimum(self.ntr, self.caps) if self.ntr is not None
-                      else noise_cells(est, self.frac, None, self.min_ex).sum(axis=1))
+                      else prune_by_class_counts(est, self.frac, self.min_ex))
             for c in np.flatnonzero(totals > 0):
                 first.picks[("pbc", int(c))] = self._pick(totals[c], self.n_k[c])
         if self._pbnr:
@@ -1060,9 +1077,10 @@ def find_label_issues(
         labels: Given labels, shape ``(N,)``, integer codes ``0..K-1``.
         pred_probs: Out-of-sample predicted probabilities, shape ``(N, K)``.
         filter_by: One of :data:`CL_FILTER_METHODS`.
-        frac_noise: Flag only this fraction of the estimate. PBC/PBNR/both:
-            the off-diagonal cells of ``C_cal`` are scaled by it and each row
-            rounded keeping ``n_k`` (see :func:`noise_cells`);
+        frac_noise: Flag only this fraction of the estimate. PBNR/both: each
+            off-diagonal cell of ``C_cal`` times it, truncated; PBC: ``n_k``
+            minus the truncated diagonal that takes the rest, as cleanlab 2.9
+            (see :func:`noise_cells`, :func:`prune_by_class_counts`);
             ``confident_learning``/``predicted_neq_given``: ``round(frac *
             candidates)`` per class, those with the lowest ``p_ik``; ``low_*``:
             ``T = round(frac * estimated number of issues)``. (cleanlab 2.9
@@ -1077,10 +1095,11 @@ def find_label_issues(
             for the ``low_*`` methods the lowest-scoring rows of each class.
         min_examples_per_class: Keep at least this many rows of every class
             unflagged (every method; a class with fewer rows keeps them all).
-            For PBNR the diagonal of ``C_cal`` is raised to it, taking the
-            same amount from each non-zero off-diagonal cell of the row, as
-            cleanlab does; for the other methods the per-class count is
-            capped, keeping the rows with the highest ``p_ik`` (or score).
+            For PBNR/PBC the diagonal of ``C_cal`` is first raised to it, the
+            raise taken from the row's entries as cleanlab 2.9 does; for
+            every method the per-class count is also capped, keeping the rows
+            with the highest ``p_ik`` (or score) -- cleanlab applies no such
+            cap to the union of a class's PBNR cells (docs/detection.md).
 
     Returns:
         Bool mask, shape ``(N,)``, ``True`` = likely label issue.
