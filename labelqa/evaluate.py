@@ -280,6 +280,7 @@ def detection_metrics(flags: Any, scores: Any, is_error: Any) -> dict[str, Any]:
         "auroc": float(auroc),
         "average_precision": float(ap),
         "precision_at_true_count": _precision_at(suspicion, err, n_err),
+        "count_ratio": _nan_if(n_err == 0, n_flag / max(n_err, 1)),
     }
 
 
@@ -341,10 +342,31 @@ def evaluate(result: ScanResult, truth_codes: Any, *, truth: dict[str, Any] | No
         "true_errors": n_err,
         "true_noise_rate": n_err / data.n_rows if data.n_rows else math.nan,
         "estimated_noise_rate": primary.get("estimated_noise_rate"),
+        "estimated_errors": estimated_errors(primary, data.n_rows),
         "primary_detector": result.primary,
         "detectors": detectors,
         "ensemble": combined,
     }
+
+
+def estimated_errors(summary: dict[str, Any], n_rows: int) -> dict[str, Any]:
+    """The primary detector's estimates of the number of label errors, by estimator (those it reports).
+
+    ``noise_rate``: ``estimated_noise_rate * N`` (off the diagonal of the
+    calibrated confident joint); ``confident_joint``: ``estimated_num_issues``
+    (``A``); ``midpoint``: ``A + U/2`` with ``bounds`` ``[A, A + U]``
+    (docs/detection.md).
+    """
+    out: dict[str, Any] = {}
+    rate = summary.get("estimated_noise_rate")
+    if isinstance(rate, (int, float)) and math.isfinite(rate):
+        out["noise_rate"] = int(round(rate * n_rows))
+    if summary.get("estimated_num_issues") is not None:
+        out["confident_joint"] = int(summary["estimated_num_issues"])
+    if summary.get("estimated_num_issues_midpoint") is not None:
+        out["midpoint"] = int(summary["estimated_num_issues_midpoint"])
+        out["bounds"] = [int(b) for b in summary["disputed_bounds"]]
+    return out
 
 
 # --------------------------------------------------------------------------- output
@@ -408,6 +430,17 @@ def describe_truth(evaluation: dict[str, Any]) -> str:
             f"({fmt_pct(rate)})")
     if est is not None:
         text += f"; estimated noise rate {fmt_pct(est)}"
+    counts = evaluation.get("estimated_errors") or {}
+    if counts:
+        parts = []
+        if "noise_rate" in counts:
+            parts.append(f"{counts['noise_rate']:,} (calibrated confident joint)")
+        if "confident_joint" in counts:
+            parts.append(f"{counts['confident_joint']:,} (confident joint, disputed)")
+        if "midpoint" in counts:
+            low, high = counts["bounds"]
+            parts.append(f"{counts['midpoint']:,} (midpoint of {low:,}-{high:,})")
+        text += f"; estimated errors: {', '.join(parts)} vs {evaluation['true_errors']:,} true"
     return text
 
 

@@ -185,6 +185,19 @@ def noise_rate_figure(result: ScanResult, bound: str = "point") -> tuple[float, 
     return (low if bound == "lower" else high), name
 
 
+def noise_rate_wording(result: ScanResult, bound: str) -> str:
+    """How the gate names the noise figure: which bound, of which interval, by which estimator.
+
+    E.g. ``upper bound of the estimated noise rate (bootstrap 95%) by calibrated_confident_joint``.
+    """
+    _, summary = _noise_source(result)
+    estimator = summary.get("estimated_noise_rate_estimator")
+    kind = (summary.get("noise_rate_estimates") or {}).get(estimator, {}).get("interval_kind", "95%")
+    what = {"point": "estimated noise rate", "lower": f"lower bound of the estimated noise rate ({kind})",
+            "upper": f"upper bound of the estimated noise rate ({kind})"}[bound]
+    return f"{what} by {estimator}" if estimator else what
+
+
 @dataclass(frozen=True)
 class _Figures:
     """What the gate rules look at: row totals of the counted flags, and the noise figure."""
@@ -192,6 +205,7 @@ class _Figures:
     totals: RowTotals
     class_names: list[str]
     noise: Callable[[str], tuple[float, str]]
+    noise_wording: Callable[[str], str]
 
 
 def check_gate(result: ScanResult, rules: dict[str, Any] | None = None) -> GateResult:
@@ -217,7 +231,8 @@ def check_gate(result: ScanResult, rules: dict[str, Any] | None = None) -> GateR
     if not any(rules.get(r) is not None for r in RULES):
         return GateResult(True, "no gate rule set", rules)
     totals = result.totals_for(rules.get("gate_detectors"))
-    figures = _Figures(totals, [str(c) for c in result.classes], lambda bound: noise_rate_figure(result, bound))
+    figures = _Figures(totals, [str(c) for c in result.classes], lambda bound: noise_rate_figure(result, bound),
+                       lambda bound: noise_rate_wording(result, bound))
     return _judge(figures, rules)
 
 
@@ -261,8 +276,7 @@ def _judge(fig: _Figures, rules: dict[str, Any]) -> GateResult:
     if limit is not None:
         bound = rules.get("noise_rate_bound", "point")
         value, source = fig.noise(bound)
-        what = {"point": "estimated noise rate", "lower": "lower bound of the estimated noise rate (95%)",
-                "upper": "upper bound of the estimated noise rate (95%)"}[bound]
+        what = fig.noise_wording(bound)
         ok = value <= limit
         check("max_noise_rate", value, limit, ok,
               f"{what} {value:.2%} ({source}) {'is within' if ok else 'exceeds'} the maximum {limit:.2%}",

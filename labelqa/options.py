@@ -249,10 +249,11 @@ _DECLARED = [
            "file or a bool column); the logits then have K+1 outputs.", "load", SFE, panel=_AUM_PANEL),
     # ------------------------------------------------------------------ detectors
     Option("filter_by", "str", "prune_by_noise_rate", "Flagging method: prune_by_noise_rate, prune_by_class, both, "
-           "confident_learning, predicted_neq_given, low_self_confidence, low_normalized_margin.", "detector", SFE,
+           "confident_learning, predicted_neq_given, low_self_confidence, low_normalized_margin, "
+           "low_margin_midpoint (cl only; docs/detection.md).", "detector", SFE,
            detectors=("cl", "mlcl"), metavar="METHOD",
            choices=("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
-                    "low_self_confidence", "low_normalized_margin")),
+                    "low_self_confidence", "low_normalized_margin", "low_margin_midpoint")),
     Option("score_method", "str", "self_confidence", "Label quality score: self_confidence, normalized_margin, "
            "confidence_weighted_entropy.", "detector", SFE, detectors=("cl",), metavar="METHOD",
            choices=("self_confidence", "normalized_margin", "confidence_weighted_entropy")),

@@ -198,6 +198,7 @@ def summarize(
         "estimated_num_issues": det.get("estimated_num_issues"),
         "estimated_noise_rate": det.get("estimated_noise_rate"),
         "estimated_noise_rate_interval": det.get("estimated_noise_rate_interval"),
+        "estimated_noise_rate_estimator": det.get("estimated_noise_rate_estimator"),
         "noise_matrix": det.get("noise_matrix"),
         "noise_matrix_orientation": _ORIENTATION,
         "per_class": per_class,

@@ -14,6 +14,7 @@ from labelqa.data.model import LabelData
 from labelqa.detectors import confident as cl_module
 from labelqa.detectors.base import DetectorResult
 from labelqa.detectors.confident import (
+    CL_FILTER_METHODS,
     FILTER_METHODS,
     SCORE_METHODS,
     ConfidentLearning,
@@ -63,14 +64,14 @@ def test_toy_confident_joint_raw_and_calibrated():
     assert cal.dtype == np.int64
 
 
-@pytest.mark.parametrize("filter_by", FILTER_METHODS)
+@pytest.mark.parametrize("filter_by", CL_FILTER_METHODS)
 def test_toy_every_method_flags_exactly_row_2(filter_by):
     flags = find_label_issues(TOY_LABELS, TOY_PROBS, filter_by=filter_by)
     assert flags.dtype == bool
     assert np.flatnonzero(flags).tolist() == [2]
 
 
-@pytest.mark.parametrize("filter_by", FILTER_METHODS)
+@pytest.mark.parametrize("filter_by", CL_FILTER_METHODS)
 def test_toy_float32_gives_the_same(filter_by):
     flags = find_label_issues(TOY_LABELS, TOY_PROBS.astype(np.float32), filter_by=filter_by)
     assert np.flatnonzero(flags).tolist() == [2]
@@ -262,6 +263,10 @@ def test_num_to_remove_per_class_and_frac_noise_by_hand():
     # PBNR splits the override over row 0's off-diagonal cells (only (0, 1) here)
     flags = find_label_issues(labels, probs, num_to_remove_per_class=[3, 0])
     assert np.flatnonzero(flags).tolist() == [0, 1, 2]
+    # frac_noise = .3 as cleanlab 2.9: PBNR flags trunc(.3 * 4) = 1 row, PBC n_0 - trunc(2 + (4 - 1.2)) = 2 rows
+    assert np.flatnonzero(find_label_issues(labels, probs, frac_noise=0.3)).tolist() == [0]
+    flags = find_label_issues(labels, probs, filter_by="prune_by_class", frac_noise=0.3)
+    assert np.flatnonzero(flags).tolist() == [0, 1]
     # low_self_confidence: T = round(.5 * 4) = 2 lowest self-confidences overall
     flags = find_label_issues(labels, probs, filter_by="low_self_confidence", frac_noise=0.5)
     assert np.flatnonzero(flags).tolist() == [0, 1]
@@ -368,7 +373,7 @@ def test_detector_computes_the_confident_joint_once(monkeypatch):
     assert sum(calls) == len(TOY_LABELS)  # every row counted exactly once
 
 
-@pytest.mark.parametrize("filter_by", FILTER_METHODS)
+@pytest.mark.parametrize("filter_by", CL_FILTER_METHODS)
 @pytest.mark.parametrize("score_method", SCORE_METHODS)
 def test_detector_matches_the_functions(filter_by, score_method):
     rng = np.random.default_rng(1)
@@ -436,7 +441,7 @@ def test_flag_invariants(data, min_examples):
     agrees = _agrees(labels, probs)
     flags = {
         f: find_label_issues(labels, probs, filter_by=f, min_examples_per_class=min_examples)
-        for f in FILTER_METHODS
+        for f in CL_FILTER_METHODS
     }
     assert np.array_equal(flags["both"], flags["prune_by_class"] & flags["prune_by_noise_rate"])
     for f in AGREEMENT_RULE:
@@ -451,7 +456,7 @@ def test_flag_invariants(data, min_examples):
 def test_results_do_not_depend_on_row_order(data, seed, frac, min_examples):
     labels, probs = data
     perm = np.random.default_rng(seed).permutation(len(labels))
-    for f in FILTER_METHODS:
+    for f in CL_FILTER_METHODS:
         a = find_label_issues(labels, probs, filter_by=f, frac_noise=frac, min_examples_per_class=min_examples)
         b = find_label_issues(labels[perm], probs[perm], filter_by=f, frac_noise=frac,
                               min_examples_per_class=min_examples)
@@ -589,6 +594,92 @@ def test_low_score_methods_flag_the_t_lowest(data, filter_by):
     assert np.array_equal(flags, scores <= cut)  # the t lowest, ties at the cut included
 
 
+# --------------------------------------------------------------------------- low_margin_midpoint
+# By hand, t = (0.6, 0.6, 0.7) with CONFIDENT_EPS 1e-6:
+#   row 0 (given 0, p=(.8, .1, .1)): agrees.            row 1 (given 0, p=(.4, .5, .1)): disagrees, p_1 < t_1 -> U
+#   row 2 (given 0, p=(.6, .3, .1)): agrees.            row 3 (given 1, p=(.1, .9, 0)): agrees.
+#   row 4 (given 1, p=(.7, .3, 0)): disagrees, p_0 >= t_0 -> counted off the diagonal -> A
+#   row 5 (given 1, p=(.1, .6, .3)): agrees.            row 6 (given 2, p=(0, .3, .7)): agrees.
+#   row 7 (given 2, p=(.45, .15, .4)): disagrees, no class clears its threshold -> U
+#   row 8 (given 2, p=(0, 0, 1)): agrees.
+MID_PROBS = np.array([[.8, .1, .1], [.4, .5, .1], [.6, .3, .1], [.1, .9, 0], [.7, .3, 0], [.1, .6, .3],
+                      [0, .3, .7], [.45, .15, .4], [0, 0, 1]])
+MID_LABELS = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+
+
+def test_midpoint_toy_by_hand():
+    """A = 1 (row 4), U = 2 (rows 1, 7): T = A + U/2 = 2, the two lowest normalized margins."""
+    np.testing.assert_allclose(per_class_thresholds(MID_LABELS, MID_PROBS), [0.6, 0.6, 0.7])
+    _, guess = compute_confident_joint(MID_LABELS, MID_PROBS)
+    assert guess[4] == 0 and guess[1] == -1 and guess[7] == -1
+    margins = get_label_quality_scores(MID_LABELS, MID_PROBS, method="normalized_margin")
+    np.testing.assert_allclose(margins[[1, 4, 7]], [0.45, 0.3, 0.475])  # (p_s - best other + 1) / 2
+    flags = find_label_issues(MID_LABELS, MID_PROBS, filter_by="low_margin_midpoint")
+    assert np.flatnonzero(flags).tolist() == [1, 4]
+    # the confident joint alone counts one issue: low_normalized_margin flags only row 4
+    assert np.flatnonzero(find_label_issues(MID_LABELS, MID_PROBS, filter_by="low_normalized_margin")).tolist() == [4]
+    summary = ConfidentLearning(filter_by="low_margin_midpoint").detect(make_data(MID_LABELS, MID_PROBS)).summary
+    assert summary["estimated_num_issues"] == 1
+    assert summary["disputed_bounds"] == [1, 3]
+    assert summary["estimated_num_issues_midpoint"] == 2
+
+
+def test_midpoint_rounds_half_up_and_honours_frac_noise():
+    # one more uncertain dispute (row 9, given 1, p=(.05, .4, .55); t_1 becomes .55): A = 1, U = 3,
+    # T = 1 + 1.5 -> 3: rows 4, 9, 1 (margins .3, .425, .45; row 7 has .475)
+    probs = np.vstack([MID_PROBS, [[.05, .4, .55]]])
+    labels = np.append(MID_LABELS, 1)
+    _, guess = compute_confident_joint(labels, probs)
+    assert guess[9] == -1
+    flags = find_label_issues(labels, probs, filter_by="low_margin_midpoint")
+    assert np.flatnonzero(flags).tolist() == [1, 4, 9]
+    assert find_label_issues(labels, probs, filter_by="low_margin_midpoint", frac_noise=0.0).sum() == 0
+
+
+@FAST
+@given(datasets())
+def test_midpoint_flags_the_t_lowest_margins(data):
+    labels, probs = data
+    scores = get_label_quality_scores(labels, probs, method="normalized_margin")
+    _, guess = compute_confident_joint(labels, probs)
+    disputed = ~_agrees(labels, probs)
+    a = int(np.count_nonzero((guess >= 0) & (guess != labels) & disputed))
+    u = int(np.count_nonzero((guess < 0) & disputed))
+    t = (2 * a + u + 1) // 2
+    flags = find_label_issues(labels, probs, filter_by="low_margin_midpoint", min_examples_per_class=0)
+    low = find_label_issues(labels, probs, filter_by="low_normalized_margin", min_examples_per_class=0)
+    assert not (low & ~flags).any()  # T >= A: a superset of low_normalized_margin
+    if t == 0:
+        assert not flags.any()
+        return
+    cut = np.sort(scores)[t - 1]
+    assert np.array_equal(flags, scores <= cut)  # the t lowest, ties at the cut included
+
+
+def test_midpoint_counts_more_than_the_confident_joint_on_ambiguous_errors():
+    """Errors the model is unsure about (the shape of real human noise) are missed by the confident joint's count.
+
+    Dirichlet outputs; 10% flipped labels, and on those rows the model puts
+    only a modest share on the true class (ambiguous items). The midpoint
+    count is nearer the truth than the confident joint's.
+    """
+    rng = np.random.default_rng(3)
+    n, k = 4000, 4
+    true = rng.integers(0, k, n)
+    flipped = rng.random(n) < 0.1
+    given_ = np.where(flipped, (true + rng.integers(1, k, n)) % k, true)
+    alpha = np.full((n, k), 0.5)
+    alpha[np.arange(n), true] += np.where(flipped, 1.5, 8.0)
+    alpha[np.arange(n), given_] += np.where(flipped, 1.0, 0.0)
+    probs = rng.gamma(alpha)
+    probs /= probs.sum(axis=1, keepdims=True)
+    summary = ConfidentLearning(filter_by="low_margin_midpoint").detect(make_data(given_, probs)).summary
+    truth = int(flipped.sum())
+    low, high = summary["disputed_bounds"]
+    assert low == summary["estimated_num_issues"] and low <= summary["estimated_num_issues_midpoint"] <= high
+    assert abs(summary["estimated_num_issues_midpoint"] - truth) < abs(summary["estimated_num_issues"] - truth)
+
+
 # --------------------------------------------------------------------------- a realistic run
 def _noisy_dirichlet(seed, n=3000, k=5, noise=0.1):
     """Model outputs from a Dirichlet centred on the true class; 10% of labels flipped uniformly."""
@@ -632,7 +723,7 @@ def test_realistic_recall_precision_and_noise_matrix():
     assert result.summary["estimated_noise_rate"] == pytest.approx(flipped.mean(), abs=0.02)
 
 
-@pytest.mark.parametrize("filter_by", cl_module.FILTER_METHODS)
+@pytest.mark.parametrize("filter_by", cl_module.CL_FILTER_METHODS)
 def test_threaded_detection_equals_single_threaded(monkeypatch, filter_by):
     """Chunks and classes worked on two threads give the very same result as one thread."""
     from tests.conftest import noisy_dataset

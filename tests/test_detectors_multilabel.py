@@ -387,3 +387,9 @@ def test_quality_on_injected_noise():
     # the suggested direction is mostly right: removals of labels the truth lacks, additions it has
     assert (~true_sets[res.to_remove]).mean() > 0.5
     assert true_sets[res.to_add].mean() > 0.4
+
+
+def test_multiclass_only_filter_method_is_refused():
+    y = np.array([[1, 0, 1], [0, 1, 0]], dtype=bool)
+    with pytest.raises(LabelqaError, match="for multiclass data only"):
+        MultilabelConfidentLearning(filter_by="low_margin_midpoint").detect(ml_data(y, TOY_PROBS[:2]))

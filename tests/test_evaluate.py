@@ -16,6 +16,7 @@ from labelqa.data.model import LabelData
 from labelqa.detectors.base import Detector, DetectorResult
 from labelqa.errors import LabelqaError
 from labelqa.evaluate import (
+    describe_truth,
     detection_metrics,
     evaluate,
     evaluation_json,
@@ -110,6 +111,11 @@ def test_evaluate_toy_scan():
     assert cl["precision"] == cl["recall"] == cl["f1"] == 1.0
     assert ev["ensemble"]["issue_rule"] == "primary"
     assert ev["truth"] == {"kind": "column", "column": "t"}
+    # one row off the calibrated joint's diagonal, one confident dispute, no uncertain one
+    assert ev["estimated_errors"] == {"noise_rate": 1, "confident_joint": 1, "midpoint": 1, "bounds": [1, 1]}
+    assert cl["count_ratio"] == 1.0
+    assert describe_truth(ev).endswith(
+        "estimated errors: 1 (calibrated confident joint), 1 (confident joint, disputed), 1 (midpoint of 1-1) vs 1 true")
 
 
 @dataclass
@@ -141,6 +147,7 @@ def test_evaluate_ensemble_of_two_detectors():
     table = render_markdown_table(ev)
     assert table.splitlines()[0] == "| Detector | Flagged | Precision | Recall | F1 | AUROC | AP | P@true |"
     assert table.splitlines()[2] == "| a | 3 | 0.667 | 0.667 | 0.667 | 0.867 | 0.806 | 0.667 |"
+    assert ev["detectors"]["b"]["count_ratio"] == 2 / 3
     assert table.splitlines()[-1].startswith("| ensemble (any) | 4 | 0.750 | 1.000 | 0.857 |")
 
 

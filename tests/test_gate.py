@@ -122,6 +122,27 @@ def test_max_noise_rate_bounds(noisy):
     assert check_gate(noisy, gate_rules(max_noise_rate=lenient_limit, noise_rate_bound="lower")).passed
 
 
+def test_gate_names_the_estimator_of_the_flags(noisy):
+    """The default judges cleanlab's calibrated estimate; low_margin_midpoint its own count, within its bounds."""
+    strict = check_gate(noisy, gate_rules(max_noise_rate=0.0, noise_rate_bound="upper"))
+    assert "(bootstrap 95%) by calibrated_confident_joint" in strict.reason
+    given, _, probs, _ = noisy_dataset(n=4000, k=4, noise=0.15, seed=1)
+    mid = scan(LabelData.from_arrays(given, probs), filter_by="low_margin_midpoint")
+    summary = mid.primary_result.summary
+    assert summary["estimated_noise_rate_estimator"] == "disputed_midpoint"
+    low_count, high_count = summary["disputed_bounds"]
+    assert noise_rate_figure(mid, "point") == (summary["estimated_num_issues_midpoint"] / 4000, "cl")
+    assert noise_rate_figure(mid, "lower") == (low_count / 4000, "cl")
+    assert noise_rate_figure(mid, "upper") == (high_count / 4000, "cl")
+    assert mid.summary()["estimated_noise_rate_estimator"] == "disputed_midpoint"
+    # both estimates are reported whichever drives the gate
+    both = noisy.primary_result.summary["noise_rate_estimates"]
+    assert both["calibrated_confident_joint"]["rate"] == noisy.summary()["estimated_noise_rate"]
+    assert both["disputed_midpoint"] == summary["noise_rate_estimates"]["disputed_midpoint"]
+    failed = check_gate(mid, gate_rules(max_noise_rate=0.0, noise_rate_bound="lower"))
+    assert "(bounds: confident disputes to all disputes) by disputed_midpoint" in failed.reason
+
+
 def test_noise_interval_from_summary_when_reported(noisy):
     summary = noisy.primary_result.summary
     summary["estimated_noise_rate_interval"] = [0.01, 0.99]

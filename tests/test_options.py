@@ -201,7 +201,7 @@ def test_the_message_names_the_option_as_given(tmp_path, monkeypatch, capsys):
 def test_choices_are_the_librarys():
     from labelqa.data.readers import SUPPORTED_FORMATS
     from labelqa.detectors import ensemble
-    from labelqa.detectors.confident import FILTER_METHODS, SCORE_METHODS
+    from labelqa.detectors.confident import CL_FILTER_METHODS, SCORE_METHODS
     from labelqa.detectors.multilabel import AGGREGATIONS
     from labelqa.run.engine import ENGINES
     from labelqa.fix import STRATEGIES
@@ -211,7 +211,7 @@ def test_choices_are_the_librarys():
     from labelqa.train.crossval import CV_MODELS
 
     o = options.OPTIONS
-    assert set(o["filter_by"].choices) == set(FILTER_METHODS)
+    assert set(o["filter_by"].choices) == set(CL_FILTER_METHODS)
     assert set(o["score_method"].choices) == set(SCORE_METHODS)
     assert set(o["aggregation"].choices) == set(AGGREGATIONS)
     assert set(o["issue_rule"].choices) == set(ensemble.ISSUE_RULES)

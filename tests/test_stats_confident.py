@@ -11,7 +11,9 @@ from labelqa.stats.confident import (
     EMPTY_CLASS_THRESHOLD,
     ClassProbSums,
     ConfidentJointCounts,
+    calibrate_confident_joint,
     confident_cutoffs,
+    round_rows,
 )
 
 # The known-answer toy: thresholds (0.75, 4.8/7, 0.8); row 2 is the label error.
@@ -197,3 +199,60 @@ def test_thresholds_do_not_depend_on_row_order(data, seed):
         rows = labels == c
         expected = probs[rows, c].astype(np.float64).mean() if rows.any() else EMPTY_CLASS_THRESHOLD
         assert a[c] == pytest.approx(expected, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- cleanlab's rounding
+def test_round_rows_rounds_half_to_even_first():
+    # np.round: 1.5 -> 2, 0.5 -> 0; the row already sums to its rounded sum 3: nothing moves
+    # (a largest-remainder rule would give (1, 1, 1))
+    assert round_rows(np.array([[1.5, 0.5, 1.0]])).tolist() == [[2, 0, 1]]
+    # (2.5, 0.5) -> (2, 0), sum 2 but 3 wanted: +1 to the largest residual; both are .5 and
+    # the later entry of the ascending argsort goes first
+    assert round_rows(np.array([[2.5, 0.5]])).tolist() == [[2, 1]]
+    # three residuals of .4 and one of -.2 (0.8 -> 1): one +1, to the last of the tied .4s
+    assert round_rows(np.array([[0.4, 0.4, 0.4, 0.8]])).tolist() == [[0, 0, 1, 1]]
+    # too many: (1.6, 1.6, 0.8) -> (2, 2, 1) = 5 but round(4.0) = 4: -1 from the smallest residual (-.4 at
+    # 1.6, tied: the first)
+    assert round_rows(np.array([[1.6, 1.6, 0.8]])).tolist() == [[1, 2, 1]]
+
+
+def test_round_rows_any_leading_shape_and_empty():
+    x = np.array([[[1.5, 0.5], [0.25, 1.75]], [[0.5, 0.5], [3.0, 0.0]]])
+    assert round_rows(x).tolist() == [[[2, 0], [0, 2]], [[0, 1], [3, 0]]]
+    assert round_rows(np.zeros((0, 3))).shape == (0, 3)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from([3, 10, 50, 1000]))
+def test_round_rows_invariants_with_many_ties_at_large_k(seed, k):
+    """Integer counts scaled by a common factor (what calibration does): ties everywhere."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 4, (3, k)).astype(np.float64)
+    x = counts * (rng.integers(2, 9) / rng.integers(1, 9))
+    out = round_rows(x)
+    np.testing.assert_array_equal(out.sum(axis=1), np.round(x.sum(axis=1)))
+    assert (np.abs(out - x) < 1.5).all()
+    nearest = np.round(x)
+    for r in range(x.shape[0]):
+        moved = out[r] != nearest[r]
+        d = int(np.round(x[r].sum()) - nearest[r].sum())
+        assert moved.sum() == abs(d)  # only the needed entries move, once each
+        if d:
+            resid = x[r] - nearest[r]
+            # the moved entries are those with the largest (d > 0) or smallest (d < 0) residuals
+            if d > 0:
+                assert resid[moved].min() >= resid[~moved].max(initial=-np.inf)
+            else:
+                assert resid[moved].max() <= resid[~moved].min(initial=np.inf)
+
+
+def test_calibration_at_large_k_keeps_class_counts():
+    rng = np.random.default_rng(0)
+    k = 1000
+    joint = rng.integers(0, 3, (k, k)) * (rng.random((k, k)) < 0.01)
+    np.fill_diagonal(joint, rng.integers(50, 150, k))
+    n = joint.sum(axis=1) + rng.integers(0, 60, k)
+    cal = calibrate_confident_joint(joint, n)
+    np.testing.assert_array_equal(cal.sum(axis=1), n)
+    exact = joint / joint.sum(axis=1, keepdims=True) * n[:, None]
+    assert (np.abs(cal - exact) < 1).all()

@@ -73,7 +73,11 @@ from labelqa.stats.selection import Cut, GroupedTop, Pick, Selections
 __all__ = [
     "AGREEMENT_RULE_METHODS",
     "AGREEMENT_TOLERANCE",
+    "CALIBRATED_ESTIMATOR",
+    "CL_FILTER_METHODS",
     "FILTER_METHODS",
+    "MIDPOINT_ESTIMATOR",
+    "MIDPOINT_METHOD",
     "SCORE_METHODS",
     "ConfidentLearning",
     "LatentEstimates",
@@ -82,6 +86,7 @@ __all__ = [
     "estimate_latent",
     "find_label_issues",
     "get_label_quality_scores",
+    "noise_rate_estimates",
     "per_class_thresholds",
 ]
 
@@ -94,6 +99,14 @@ FILTER_METHODS = (
     "low_self_confidence",
     "low_normalized_margin",
 )
+#: Multiclass only: the T rows with the lowest normalized margin, T = the
+#: disputed-rows midpoint estimate (see :attr:`Estimates.midpoint_num_issues`
+#: and docs/detection.md).
+MIDPOINT_METHOD = "low_margin_midpoint"
+#: Every ``filter_by`` method of the multiclass detector.
+CL_FILTER_METHODS = FILTER_METHODS + (MIDPOINT_METHOD,)
+#: Methods that flag the globally lowest-scoring rows (``low_*``).
+_LOW_METHODS = ("low_self_confidence", "low_normalized_margin", MIDPOINT_METHOD)
 SCORE_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 
 #: Methods after which a row whose prediction agrees with its label is unflagged.
@@ -269,24 +282,28 @@ class JointCounts:
     joint: np.ndarray = None  # type: ignore[assignment]
     cand_cl: np.ndarray = None  # type: ignore[assignment]  # off-diagonal and disagreeing, per class
     cand_png: np.ndarray = None  # type: ignore[assignment]  # disagreeing, per class
+    cand_unc: np.ndarray = None  # type: ignore[assignment]  # disagreeing and not counted in C, per class
 
     def __post_init__(self) -> None:
         k = self.n_classes
         self.joint = np.zeros((k, k), dtype=np.int64) if self.joint is None else self.joint
         self.cand_cl = np.zeros(k, dtype=np.int64) if self.cand_cl is None else self.cand_cl
         self.cand_png = np.zeros(k, dtype=np.int64) if self.cand_png is None else self.cand_png
+        self.cand_unc = np.zeros(k, dtype=np.int64) if self.cand_unc is None else self.cand_unc
 
     def update(self, rs: _BlockRows) -> JointCounts:
         self.joint += rs.joint
         dis = ~rs.agrees
         self.cand_png += np.bincount(rs.labels[dis], minlength=self.n_classes)
         self.cand_cl += np.bincount(rs.labels[dis & rs.off_diagonal], minlength=self.n_classes)
+        self.cand_unc += np.bincount(rs.labels[dis & (rs.guess < 0)], minlength=self.n_classes)
         return self
 
     def merge(self, other: JointCounts) -> JointCounts:
         self.joint += other.joint
         self.cand_cl += other.cand_cl
         self.cand_png += other.cand_png
+        self.cand_unc += other.cand_unc
         return self
 
 
@@ -314,6 +331,7 @@ class Estimates:
     joint: np.ndarray
     cand_cl: np.ndarray
     cand_png: np.ndarray
+    cand_unc: np.ndarray
 
     @property
     def n_classes(self) -> int:
@@ -328,6 +346,24 @@ class Estimates:
         """Rows off the diagonal of ``C`` whose prediction also disagrees with the label."""
         return int(self.cand_cl.sum())
 
+    @property
+    def disputed_bounds(self) -> tuple[int, int]:
+        """``(A, A + U)``: rows the model disputes confidently (``A``), and all it disputes.
+
+        ``A`` = :attr:`estimated_num_issues` (off the diagonal of ``C`` and
+        disagreeing); ``U`` = rows that disagree with their label but that no
+        class's threshold claims (not counted in ``C``). The number of
+        disputed rows whose label is wrong lies between the two.
+        """
+        a = self.estimated_num_issues
+        return a, a + int(self.cand_unc.sum())
+
+    @property
+    def midpoint_num_issues(self) -> int:
+        """``A + U/2`` (half up): each uncertain dispute counted as half an error (docs/detection.md)."""
+        low, high = self.disputed_bounds
+        return (low + high + 1) // 2
+
     def caps(self, min_examples: int) -> np.ndarray:
         """Most rows of each class that may be flagged, keeping ``min_examples`` unflagged."""
         return np.maximum(self.class_counts - min_examples, 0)
@@ -336,41 +372,58 @@ class Estimates:
 def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
     """How many rows to flag per cell (given ``k``, true ``j != k``); diagonal 0.
 
-    From the off-diagonal of ``C_cal``:
+    From ``C_cal`` (integers):
 
-    - ``num_to_remove_per_class`` given: row ``k`` is split in proportion to
-      ``C_cal``'s off-diagonal row ``k`` to sum to ``min(ntr[k], cap_k)``.
-    - otherwise ``min_examples_per_class``: where ``C_cal[k, k] <
-      min_examples``, the diagonal is raised to it (never above ``n_k``) and
-      the same amount is taken from each non-zero off-diagonal cell of the row
-      (cells stop at 0; if the row still holds more than ``n_k -
-      min_examples`` it is scaled down to that). This is what cleanlab 2.9
-      does, observed as a black box. Then ``frac_noise`` scales the
-      off-diagonal cells (the diagonal takes the rest of ``n_k``) and each row
-      is rounded keeping its sum ``n_k``, so the diagonal stays >= the
-      guard and cells never exceed their ``frac_noise = 1`` value.
+    - ``num_to_remove_per_class`` given: row ``k``'s off-diagonal is split in
+      proportion to ``C_cal``'s to sum to ``min(ntr[k], cap_k)`` (rounded with
+      :func:`~labelqa.stats.confident.round_rows`).
+    - otherwise cleanlab 2.9's count matrix, implemented from its
+      description: where ``C_cal[k, k] < min_examples`` the diagonal is raised
+      to ``min_examples`` and every entry of the row is lowered by the raise
+      divided by ``max(nonzero entries of the row - 1, 1)`` (entries stop at
+      0); then the off-diagonal cells are multiplied by ``frac_noise`` and
+      truncated to integers (so ``frac_noise < 1`` rounds every cell down).
+      With ``frac_noise = 1`` and no raise the cells are ``C_cal``'s.
+
+    The selection still keeps ``min_examples`` rows of every class unflagged
+    (:meth:`Estimates.caps`), whatever the cells say.
     """
-    n = est.class_counts.astype(np.float64)
-    caps = est.caps(min_examples).astype(np.float64)
-    off = est.calibrated.astype(np.float64)
-    diag = np.diagonal(off).copy()
-    np.fill_diagonal(off, 0.0)
+    cal = est.calibrated.astype(np.float64)
     if ntr is not None:
-        return scale_rows_to(off, np.minimum(ntr, caps))
-    raise_by = np.minimum(np.maximum(diag, min_examples), n) - diag
-    if (raise_by > 0).any():
-        nonzero = np.maximum(np.count_nonzero(off, axis=1), 1)
-        off = np.maximum(off - (raise_by / nonzero)[:, None], 0.0)
+        off = cal.copy()
         np.fill_diagonal(off, 0.0)
-        sums = off.sum(axis=1)
-        over = sums > caps
-        off[over] *= (caps[over] / sums[over])[:, None]
-    off *= frac
-    full = off.copy()
-    np.fill_diagonal(full, n - off.sum(axis=1))
-    cells = round_rows(full)
+        return scale_rows_to(off, np.minimum(ntr, est.caps(min_examples).astype(np.float64)))
+    cells = (_guarded_joint(est, min_examples) * frac).astype(np.int64)  # truncation, on cleanlab's floats
     np.fill_diagonal(cells, 0)
     return cells
+
+
+def _guarded_joint(est: Estimates, min_examples: int) -> np.ndarray:
+    """``C_cal`` (float) with diagonals below ``min_examples`` raised to it, the raise taken from the row."""
+    cal = est.calibrated.astype(np.float64)
+    diag = np.diagonal(cal).copy()
+    raise_by = np.maximum(diag, min_examples) - diag
+    if (raise_by > 0).any():
+        per_entry = raise_by / np.maximum(np.count_nonzero(cal, axis=1) - 1.0, 1.0)
+        cal = np.maximum(cal - per_entry[:, None], 0.0)
+        np.fill_diagonal(cal, diag + raise_by)
+    return cal
+
+
+def prune_by_class_counts(est: Estimates, frac: float, min_examples: int) -> np.ndarray:
+    """Rows ``prune_by_class`` flags per class: ``n_k`` minus the kept diagonal, as in cleanlab 2.9.
+
+    The kept diagonal is the guarded ``C_cal[k, k]`` plus what ``frac_noise``
+    takes off the row's off-diagonal cells, truncated to an integer. (With
+    ``frac_noise < 1`` this is up to K-1 more than the sum of the truncated
+    cells that ``prune_by_noise_rate`` uses, since every cell is rounded down
+    separately there.)
+    """
+    guarded = _guarded_joint(est, min_examples)
+    off = guarded.copy()
+    np.fill_diagonal(off, 0.0)
+    kept = (np.diagonal(guarded) + (off - off * frac).sum(axis=1)).astype(np.int64)
+    return np.maximum(est.class_counts - kept, 0)
 
 
 # --------------------------------------------------------------------------- selection
@@ -410,6 +463,16 @@ class FlagRule:
     def _pick(self, count: int, n: int, largest: bool = False, dtype: np.dtype | None = None) -> Pick:
         return Pick(int(count), int(n), largest=largest, dtype=dtype or self.dtype)
 
+    @property
+    def _low(self) -> bool:
+        return self.method in _LOW_METHODS
+
+    def _low_total(self) -> int:
+        """Rows the global ``low_*`` cut flags: ``frac`` of the method's estimated number of issues."""
+        est = self.est
+        count = est.midpoint_num_issues if self.method == MIDPOINT_METHOD else est.estimated_num_issues
+        return int(np.rint(self.frac * count))
+
     def _low_dtype(self) -> np.dtype:
         return self.dtype if self.method == "low_self_confidence" else np.dtype(np.float64)
 
@@ -423,7 +486,7 @@ class FlagRule:
         first = Selections()
         if m in ("prune_by_class", "both"):
             totals = (np.minimum(self.ntr, self.caps) if self.ntr is not None
-                      else noise_cells(est, self.frac, None, self.min_ex).sum(axis=1))
+                      else prune_by_class_counts(est, self.frac, self.min_ex))
             for c in np.flatnonzero(totals > 0):
                 first.picks[("pbc", int(c))] = self._pick(totals[c], self.n_k[c])
         if self._pbnr:
@@ -436,13 +499,13 @@ class FlagRule:
             self.limits = np.minimum(totals, self.caps)
             for c in np.flatnonzero(counts > self.limits):
                 first.picks[("lim", int(c))] = self._pick(self.limits[c], counts[c])
-        if m in ("low_self_confidence", "low_normalized_margin"):
+        if self._low:
             if self.ntr is not None:
                 for c in np.flatnonzero(np.minimum(self.ntr, self.caps) > 0):
                     first.picks[("low", int(c))] = self._pick(min(self.ntr[c], self.caps[c]), self.n_k[c],
                                                               dtype=self._low_dtype())
             else:
-                self.total = int(np.rint(self.frac * est.estimated_num_issues))
+                self.total = self._low_total()
                 if self.total > 0:
                     for c in np.flatnonzero(self.caps < self.n_k):
                         first.picks[("elig", int(c))] = self._pick(self.caps[c], self.n_k[c], dtype=self._low_dtype())
@@ -458,7 +521,7 @@ class FlagRule:
             if need.any():
                 self.need_count = need
                 yield "pbnr ties", Selections(counts={"union": np.zeros(est.n_classes, dtype=np.int64)})
-        if m in ("low_self_confidence", "low_normalized_margin") and self.ntr is None and self.total > 0:
+        if self._low and self.ntr is None and self.total > 0:
             n_elig = 0
             for c in range(est.n_classes):
                 cut = self.cuts.get(("elig", c))
@@ -505,7 +568,7 @@ class FlagRule:
         """Fold one block into a stage's selections."""
         rs = _block_rows(block, self.est.thresholds)
         if stage in ("cuts", "pbnr cells"):
-            low = self._low_scores(rs) if self.method.startswith("low_") else None
+            low = self._low_scores(rs) if self._low else None
             cand = None
             for key, p in acc.picks.items():
                 kind, c = key[0], key[1]
@@ -776,6 +839,8 @@ class ConfidentRule(RowRule):
         n = est.class_counts
         diag = np.diagonal(cal)
         rate_k = np.divide(n - diag, n, out=np.zeros(n.size), where=n > 0)
+        estimates = noise_rate_estimates(est)
+        chosen = MIDPOINT_ESTIMATOR if self.flag.method == MIDPOINT_METHOD else CALIBRATED_ESTIMATOR
         return {
             "thresholds": [float(t) for t in est.thresholds],
             "confident_joint": est.joint.tolist(),
@@ -784,8 +849,12 @@ class ConfidentRule(RowRule):
             "inverse_noise_matrix": latent.inverse_noise_matrix.tolist(),
             "latent_prior": latent.latent_prior.tolist(),
             "estimated_num_issues": est.estimated_num_issues,
-            "estimated_noise_rate": noise_rate(cal),
-            "estimated_noise_rate_interval": list(noise_rate_interval(est.joint, n)),
+            "estimated_num_issues_midpoint": est.midpoint_num_issues,
+            "disputed_bounds": list(est.disputed_bounds),
+            "estimated_noise_rate": estimates[chosen]["rate"],
+            "estimated_noise_rate_interval": estimates[chosen]["interval"],
+            "estimated_noise_rate_estimator": chosen,
+            "noise_rate_estimates": estimates,
             "per_class": [
                 {
                     "class_count": int(n[k]),
@@ -799,13 +868,45 @@ class ConfidentRule(RowRule):
         }
 
 
+# --------------------------------------------------------------------------- noise-rate estimators
+#: The calibrated confident joint's noise rate, with its bootstrap 95% interval (cleanlab's estimate).
+CALIBRATED_ESTIMATOR = "calibrated_confident_joint"
+#: ``(A + U/2) / N`` with the bounds ``[A/N, (A + U)/N]`` (docs/detection.md).
+MIDPOINT_ESTIMATOR = "disputed_midpoint"
+
+
+def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
+    """Both noise-rate estimators of a dataset: ``{name: {"rate", "interval", "interval_kind"}}``.
+
+    The summary's ``estimated_noise_rate`` is the one matching ``filter_by``
+    (``disputed_midpoint`` for ``low_margin_midpoint``, else
+    ``calibrated_confident_joint``), so the gate judges the estimate behind
+    the flags.
+    """
+    n_rows = int(est.class_counts.sum())
+    low, high = est.disputed_bounds
+    per_row = 1.0 / n_rows if n_rows else 0.0
+    return {
+        CALIBRATED_ESTIMATOR: {
+            "rate": noise_rate(est.calibrated),
+            "interval": list(noise_rate_interval(est.joint, est.class_counts)),
+            "interval_kind": "bootstrap 95%",
+        },
+        MIDPOINT_ESTIMATOR: {
+            "rate": est.midpoint_num_issues * per_row,
+            "interval": [low * per_row, high * per_row],
+            "interval_kind": "bounds: confident disputes to all disputes",
+        },
+    }
+
+
 # --------------------------------------------------------------------------- detector
 @dataclass(kw_only=True)
 class ConfidentLearning(Detector):
     """Confident learning: flag and score rows from out-of-sample probabilities.
 
     Args:
-        filter_by: How rows are flagged, one of :data:`FILTER_METHODS`.
+        filter_by: How rows are flagged, one of :data:`CL_FILTER_METHODS`.
         score_method: Per-row score, one of :data:`SCORE_METHODS`.
         adjust_pred_probs: Subtract per-class thresholds before scoring
             (see :func:`get_label_quality_scores`).
@@ -852,7 +953,8 @@ class ConfidentLearning(Detector):
         sums: ClassProbSums = yield ClassSumsStep(k)
         thresholds = sums.thresholds()
         p2: JointCounts = yield JointStep(thresholds)
-        est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy())
+        est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy(),
+                        p2.cand_unc.copy())
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
         yield from selection_stages(flag)
@@ -950,7 +1052,12 @@ def find_label_issues(
     - ``confident_learning``: rows counted off the diagonal of ``C``;
     - ``predicted_neq_given``: rows whose prediction disagrees with the label;
     - ``low_self_confidence`` / ``low_normalized_margin``: the ``T`` rows
-      with the lowest score, ``T`` = the estimated number of issues.
+      with the lowest score, ``T`` = the estimated number of issues;
+    - ``low_margin_midpoint``: the ``T`` rows with the lowest normalized
+      margin, ``T = A + U/2`` (half up): ``A`` the estimated number of
+      issues, ``U`` the rows that disagree with their label but that the
+      confident joint does not count (no class clears its threshold).
+      Better counts on real human noise (docs/detection.md).
 
     A row's prediction *agrees* with its label when
     ``p_{i,s_i} >= max_k p_ik - 1e-6``: the argmax is the label, ties and
@@ -969,10 +1076,11 @@ def find_label_issues(
     Args:
         labels: Given labels, shape ``(N,)``, integer codes ``0..K-1``.
         pred_probs: Out-of-sample predicted probabilities, shape ``(N, K)``.
-        filter_by: One of :data:`FILTER_METHODS`.
-        frac_noise: Flag only this fraction of the estimate. PBC/PBNR/both:
-            the off-diagonal cells of ``C_cal`` are scaled by it and each row
-            rounded keeping ``n_k`` (see :func:`noise_cells`);
+        filter_by: One of :data:`CL_FILTER_METHODS`.
+        frac_noise: Flag only this fraction of the estimate. PBNR/both: each
+            off-diagonal cell of ``C_cal`` times it, truncated; PBC: ``n_k``
+            minus the truncated diagonal that takes the rest, as cleanlab 2.9
+            (see :func:`noise_cells`, :func:`prune_by_class_counts`);
             ``confident_learning``/``predicted_neq_given``: ``round(frac *
             candidates)`` per class, those with the lowest ``p_ik``; ``low_*``:
             ``T = round(frac * estimated number of issues)``. (cleanlab 2.9
@@ -987,10 +1095,11 @@ def find_label_issues(
             for the ``low_*`` methods the lowest-scoring rows of each class.
         min_examples_per_class: Keep at least this many rows of every class
             unflagged (every method; a class with fewer rows keeps them all).
-            For PBNR the diagonal of ``C_cal`` is raised to it, taking the
-            same amount from each non-zero off-diagonal cell of the row, as
-            cleanlab does; for the other methods the per-class count is
-            capped, keeping the rows with the highest ``p_ik`` (or score).
+            For PBNR/PBC the diagonal of ``C_cal`` is first raised to it, the
+            raise taken from the row's entries as cleanlab 2.9 does; for
+            every method the per-class count is also capped, keeping the rows
+            with the highest ``p_ik`` (or score) -- cleanlab applies no such
+            cap to the union of a class's PBNR cells (docs/detection.md).
 
     Returns:
         Bool mask, shape ``(N,)``, ``True`` = likely label issue.

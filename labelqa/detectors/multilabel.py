@@ -61,7 +61,7 @@ from labelqa.detectors.base import run_on_block
 from labelqa import options
 from labelqa.detectors.confident import AGREEMENT_RULE_METHODS, FILTER_METHODS
 from labelqa.errors import LabelqaError
-from labelqa.stats.confident import EMPTY_CLASS_THRESHOLD, confident_cutoffs, round_rows
+from labelqa.stats.confident import EMPTY_CLASS_THRESHOLD, confident_cutoffs
 from labelqa.stats.multilabel import MultilabelJoint, MultilabelSums, calibrate_multilabel_confident_joint
 from labelqa.stats.selection import GroupCuts, GroupedTop, Pick, Selections
 
@@ -436,18 +436,19 @@ class Estimates:
         return int(self.counts[0].sum()) if self.counts.size else 0
 
 
-def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
-    """How many rows of each (class, given value b) to flag by PBC/PBNR, shape (K, 2).
+def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_examples: int,
+                by_class: bool = False) -> np.ndarray:
+    """How many rows of each (class, given value b) to flag by PBNR (or PBC: ``by_class``), shape (K, 2).
 
-    The multiclass detector's rule on each binary calibrated joint (its one
-    off-diagonal cell ``o = C_cal[k, b, 1-b]``, diagonal ``d = C_cal[k, b, b]``):
+    The multiclass detector's rule (cleanlab 2.9's, see
+    :func:`labelqa.detectors.confident.noise_cells`) on each binary calibrated
+    joint (its one off-diagonal cell ``o = C_cal[k, b, 1-b]``, diagonal
+    ``d = C_cal[k, b, b]``):
 
     - ``num_to_remove_per_class``: ``min(ntr[k, b], cap)`` where ``o > 0``;
-    - otherwise, when ``d < min_examples`` the diagonal is raised to it (never
-      above ``n_kb``) and ``o`` lowered by as much (not below 0), then capped
-      at ``n_kb - min_examples``; then ``o`` is scaled by ``frac_noise`` and
-      the row ``[n_kb - o, o]`` rounded keeping its sum (floor, then +1 to the
-      larger fractional part, ties to the higher column).
+    - otherwise, when ``d < min_examples`` the diagonal is raised to it and
+      ``o`` lowered by as much (not below 0); then PBNR flags
+      ``trunc(frac_noise * o)`` and PBC ``n_kb - trunc(d + o - frac_noise * o)``.
     """
     n = est.counts.astype(np.float64)
     caps = np.maximum(n - min_examples, 0.0)
@@ -456,18 +457,12 @@ def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_example
     if ntr is not None:
         return np.where(off > 0, np.minimum(ntr, caps), 0).astype(np.int64)
     diag = np.stack([cal[:, 0, 0], cal[:, 1, 1]], axis=1)
-    raise_by = np.minimum(np.maximum(diag, min_examples), n) - diag
-    off = np.where(raise_by > 0, np.maximum(off - raise_by, 0.0), off)
-    over = off > caps
-    off[over] *= caps[over] / off[over]
-    off *= frac
-    full = np.empty_like(cal)
-    full[:, 0, 0] = n[:, 0] - off[:, 0]
-    full[:, 0, 1] = off[:, 0]
-    full[:, 1, 0] = off[:, 1]
-    full[:, 1, 1] = n[:, 1] - off[:, 1]
-    rounded = round_rows(full)
-    return np.stack([rounded[:, 0, 1], rounded[:, 1, 0]], axis=1)
+    raised = np.maximum(diag, min_examples)
+    off = np.maximum(off - (raised - diag), 0.0)
+    if by_class:
+        kept = (raised + (off - off * frac)).astype(np.int64)
+        return np.maximum(est.counts - kept, 0).astype(np.int64)
+    return (off * frac).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- selection
@@ -519,7 +514,8 @@ class FlagRule:
         first = Selections()
         counts: dict[str, np.ndarray] = {}
         if m in ("prune_by_class", "both"):
-            counts["pbc"] = np.minimum(ntr, caps) if ntr is not None else noise_cells(est, self.frac, None, self.min_ex)
+            counts["pbc"] = (np.minimum(ntr, caps) if ntr is not None
+                             else noise_cells(est, self.frac, None, self.min_ex, by_class=True))
         if m in ("prune_by_noise_rate", "both"):
             counts["pbnr"] = noise_cells(est, self.frac, ntr, self.min_ex)
         if m in ("confident_learning", "predicted_neq_given"):
@@ -823,6 +819,9 @@ class MultilabelConfidentLearning(Detector):
     def check(self, info: DatasetInfo) -> None:
         """Validate the parameters for ``info`` (multi-label data, K classes)."""
         self.check_params()
+        if self.filter_by not in FILTER_METHODS:
+            raise LabelqaError(f"filter_by={self.filter_by!r} is for multiclass data only",
+                               f"use one of {', '.join(FILTER_METHODS)}")
         if info.task != "multilabel":
             raise LabelqaError(
                 f"multi-label confident learning needs multi-label data, got task {info.task!r}",

@@ -260,24 +260,29 @@ class ConfidentJointCounts:
 
 # --------------------------------------------------------------------------- math on the aggregates
 def round_rows(values: np.ndarray) -> np.ndarray:
-    """Round to integers keeping each row's (rounded) sum; rows along the last axis, any number of them.
+    """Round to integers keeping each row's rounded sum; rows along the last axis, any number of them.
 
-    Equivalent to "round each entry, then move +-1 to the entries with the
-    largest remainders": each entry is floored, then the ``m`` entries with
-    the largest fractional parts get ``+1``, where ``m`` makes the row sum
-    equal its rounded sum. Ties go to the higher column (what cleanlab 2.9
-    does on small cases, observed as a black box; on larger rows its choice
-    among tied entries follows its sort and is not reproducible). The
-    multi-label detector rounds its K stacked 2 x 2 joints with it too.
+    cleanlab 2.9's rule (``round_preserving_row_totals``), implemented from
+    its description: round every entry half to even (``np.round``); where a
+    row's sum then differs from its rounded float sum by ``d``, move the
+    ``|d|`` entries whose residual ``x - round(x)`` is largest (``d > 0``:
+    +1 each) or smallest (``d < 0``: -1 each), in the order of numpy's
+    default ``argsort`` of the residuals (ties included, so the same numpy
+    gives the same choice among tied entries), repeated until the sums agree.
+    The multi-label detector rounds its K stacked 2 x 2 joints with it too.
     """
     x = np.asarray(values, dtype=np.float64)
-    floored = np.floor(x)
-    frac = x - floored
-    missing = (np.rint(x.sum(axis=-1)) - floored.sum(axis=-1)).astype(np.int64)[..., None]
-    # order by fractional part descending, ties by column descending
-    rev = np.argsort(-frac[..., ::-1], axis=-1, kind="stable")
-    rank = np.argsort(rev, axis=-1, kind="stable")[..., ::-1]  # rank of each original column
-    return (floored + (rank < missing)).astype(np.int64)
+    flat = np.ascontiguousarray(x.reshape(-1, x.shape[-1])) if x.size else x.reshape(-1, max(x.shape[-1:], default=0))
+    ints = np.round(flat)
+    targets = np.round(flat.sum(axis=1))
+    for r in np.flatnonzero(ints.sum(axis=1) != targets):
+        row, got = flat[r], ints[r]
+        while (d := targets[r] - got.sum()) != 0:
+            step = 1.0 if d > 0 else -1.0
+            order = np.argsort(row - got)  # default kind, as cleanlab's, for the same order among ties
+            picked = (order[::-1] if step > 0 else order)[: min(int(abs(d)), row.size)]
+            got[picked] += step
+    return ints.reshape(x.shape).astype(np.int64)
 
 
 def scale_rows_to(weights: np.ndarray, totals: np.ndarray) -> np.ndarray:
@@ -321,7 +326,7 @@ def calibrate_confident_joint(confident_joint: Any, class_counts: Any) -> np.nda
     scaled[empty, empty] = n[empty]
     total = scaled.sum()
     if total > 0:
-        scaled *= n.sum() / total
+        scaled = scaled / total * n.sum()  # this order of operations gives cleanlab's floats bit for bit
     return round_rows(scaled)
 
 
