@@ -242,19 +242,6 @@ class _TorchTiles:
 
 
 # --------------------------------------------------------------------------- kNN search
-#: Average rows per cell of the inverted-file (sklearn) index.
-IVF_CELL_ROWS = 128
-#: Each cell is searched among its ``n_probe`` nearest cells, stopping early
-#: once they hold ``IVF_PROBE_BUDGET * n_probe * IVF_CELL_ROWS`` rows (4,096
-#: at the default 16): k-means cells differ in size, and this bounds the
-#: candidates per query at any N.
-IVF_PROBE_BUDGET = 2
-#: Rows of the sample the coarse k-means is fitted on (at least 64 per group).
-IVF_SAMPLE_ROWS = 20_000
-#: Lloyd iterations of each k-means.
-IVF_KMEANS_ITER = 10
-
-
 def topk_rows(sims: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``sims`` (rows x candidates), the columns of the kk largest values
     and those values, best first (equal values in a deterministic order).
@@ -342,42 +329,15 @@ def _search_brute(
 
 
 def ivf_cells(n: int) -> int:
-    """Number of cells of the scikit-learn inverted-file index: ~N / 128."""
-    return int(max(1, round(n / IVF_CELL_ROWS)))
+    """Number of k-means cells of the scikit-learn index: ~4 sqrt(N) (at most N / 32)."""
+    return int(max(1, min(n // 32, round(4 * math.sqrt(n)))))
 
 
-def _kmeans(Z: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
-    """Centroids (float32) of :data:`IVF_KMEANS_ITER` Lloyd iterations on the rows of ``Z``.
-
-    Started from ``n_clusters`` distinct rows drawn with ``seed``; a cluster
-    that empties keeps its previous centroid. Plain numpy (BLAS products and
-    a sort per iteration): scikit-learn's KMeans costs ~0.25 s per call in
-    set-up at these sizes, and the index makes one call per group.
-    """
-    n, d = Z.shape
-    if n_clusters >= n:
-        return Z.astype(np.float32, copy=True)
-    rng = np.random.default_rng(seed)
-    cent = Z[np.sort(rng.choice(n, n_clusters, replace=False))].astype(np.float32)
-    for _ in range(IVF_KMEANS_ITER):
-        lab = _nearest(Z, cent)
-        order = np.argsort(lab, kind="stable")
-        counts = np.bincount(lab, minlength=n_clusters)
-        full = np.flatnonzero(counts)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[full]
-        sums = np.add.reduceat(Z[order], starts, axis=0, dtype=np.float64)
-        new = (sums / counts[full, None]).astype(np.float32)
-        if np.array_equal(new, cent[full]):
-            break
-        cent[full] = new
-    return cent
-
-
-def _nearest(Z: np.ndarray, cent: np.ndarray, step_rows: int = 65536) -> np.ndarray:
+def _nearest(Z: np.ndarray, cent: np.ndarray) -> np.ndarray:
     """Index of the nearest centroid (Euclidean) of every row of ``Z``, in row blocks."""
     half_norm = 0.5 * np.einsum("ij,ij->i", cent, cent)
     out = np.empty(Z.shape[0], dtype=np.int64)
-    step = max(1, min(step_rows, TILE_BYTES // (4 * max(1, cent.shape[0]))))
+    step = max(1, TILE_BYTES // (4 * max(1, cent.shape[0])))
     for r0 in range(0, Z.shape[0], step):
         g = Z[r0 : r0 + step] @ cent.T
         g -= half_norm
@@ -385,80 +345,39 @@ def _nearest(Z: np.ndarray, cent: np.ndarray, step_rows: int = 65536) -> np.ndar
     return out
 
 
-def _nearest_cells(cent: np.ndarray, sizes: np.ndarray, n_probe: int, budget: int) -> list[np.ndarray]:
-    """For every cell, its ``n_probe`` nearest cells (itself first), nearest first,
-    cut after the cell whose rows bring the candidates to ``budget``.
+def _ivf_cells(
+    F: np.ndarray, row_scale: np.ndarray | None, canon: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cell of each row, cell centroids): scikit-learn KMeans (random init, 15
+    iterations) on a canonical-order sample of 32 rows per cell, full dimension."""
+    from sklearn.cluster import KMeans  # noqa: PLC0415
 
-    k-means makes cells of very different sizes; the budget keeps the work
-    per query bounded (at most ``budget`` plus one cell).
-    """
+    n = F.shape[0]
+    n_cells = ivf_cells(n)
+    rng = np.random.default_rng(seed)
+    n_train = min(n, 32 * n_cells)
+    pick = np.sort(rng.choice(n, n_train, replace=False)) if n_train < n else np.arange(n)
+    km = KMeans(n_clusters=n_cells, init="random", n_init=1, max_iter=15, tol=1e-4, random_state=seed)
+    km.fit(_normalised_rows(F, canon[pick], row_scale))
+    cent = km.cluster_centers_.astype(np.float32)
+    cell = np.empty(n, dtype=np.int64)
+    for r0 in range(0, n, 65536):
+        cell[r0 : r0 + 65536] = _nearest(_normalised_rows(F, slice(r0, r0 + 65536), row_scale), cent)
+    return cell, cent
+
+
+def _nearest_cells(cent: np.ndarray, n_probe: int) -> np.ndarray:
+    """For every centroid, the ``n_probe`` nearest centroids (itself included), in blocks."""
     m = cent.shape[0]
     width = min(m, n_probe)
     half_norm = 0.5 * np.einsum("ij,ij->i", cent, cent)
-    out: list[np.ndarray] = []
+    probe = np.empty((m, width), dtype=np.int64)
     step = max(1, TILE_BYTES // (4 * m))
     for r0 in range(0, m, step):
         g = cent[r0 : r0 + step] @ cent.T
         g -= half_norm
-        g[np.arange(g.shape[0]), np.arange(r0, r0 + g.shape[0])] = np.inf  # itself first
-        near, _ = topk_rows(g, width)
-        reach = np.cumsum(sizes[near], axis=1)
-        take = np.minimum(width, 1 + np.count_nonzero(reach < budget, axis=1))
-        out.extend(row[:t] for row, t in zip(near, take))
-    return out
-
-
-def _ivf_cells(
-    F: np.ndarray, row_scale: np.ndarray | None, canon: np.ndarray, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split the rows into ~N / :data:`IVF_CELL_ROWS` cells; return (cell of each row, cell centroids).
-
-    Two levels of k-means (scikit-learn) in full dimension: a coarse k-means
-    (fitted on a sample of :data:`IVF_SAMPLE_ROWS` rows) into ~sqrt(#cells)
-    groups, then a k-means inside each group (fitted on up to 32 rows per
-    cell) into cells of ~128 rows. Training and assigning then cost O(N D
-    sqrt(#cells)) instead of the O(N D #cells) of one flat k-means. All
-    samples follow the canonical order ``canon``, so the cells do not depend
-    on the row order.
-    """
-    n = F.shape[0]
-    rng = np.random.default_rng(seed)
-    n_cells = ivf_cells(n)
-    n_groups = max(1, round(math.sqrt(n_cells)))
-    n_sample = min(n, max(IVF_SAMPLE_ROWS, 64 * n_groups))
-    pick = canon[np.sort(rng.choice(n, n_sample, replace=False))] if n_sample < n else canon
-    group_cent = _kmeans(_normalised_rows(F, pick, row_scale), n_groups, seed)
-    group = np.empty(n, dtype=np.int64)
-    step = 65536
-    for r0 in range(0, n, step):
-        group[r0 : r0 + step] = _nearest(_normalised_rows(F, slice(r0, r0 + step), row_scale), group_cent)
-    rank = np.empty(n, dtype=np.int64)
-    rank[canon] = np.arange(n)
-    by_group = np.lexsort((rank, group))
-    del rank
-    bounds = np.searchsorted(group[by_group], np.arange(n_groups + 1))
-    del group
-    cell = np.empty(n, dtype=np.int64)
-    cents = []
-    first = 0
-    for g in range(n_groups):
-        members = by_group[bounds[g] : bounds[g + 1]]  # canonical order within the group
-        if members.size == 0:
-            continue
-        m = max(1, round(members.size / IVF_CELL_ROWS))
-        Z = _normalised_rows(F, members, row_scale)
-        if m == 1:
-            cent = Z.mean(axis=0, keepdims=True)
-            cell[members] = first
-        else:
-            sub = Z
-            if members.size > 32 * m:  # a canonical-order sample of 32 rows per cell
-                sub = Z[np.sort(rng.choice(members.size, 32 * m, replace=False))]
-            cent = _kmeans(sub, m, seed)
-            cell[members] = first + _nearest(Z, cent)
-        cents.append(cent)
-        first += cent.shape[0]
-    return cell, np.concatenate(cents).astype(np.float32)
+        probe[r0 : r0 + step], _ = topk_rows(g, width)
+    return probe
 
 
 def _search_sklearn(
@@ -467,8 +386,7 @@ def _search_sklearn(
 ) -> bool:
     """Approximate top-k neighbours with an inverted-file index; False if it would be brute force.
 
-    Rows are grouped into cells of ~128 rows by two-level k-means (scikit-learn,
-    :func:`_ivf_cells`). The rows of one cell are
+    Rows are grouped into ~4 sqrt(N) cells by k-means (:func:`_ivf_cells`). The rows of one cell are
     searched together, exactly (BLAS, full dimension, float32), among the rows
     of the ``n_probe`` cells whose centroids are nearest to that cell's centroid
     (its own included). Neighbour similarities are exact inner products; only
@@ -496,8 +414,7 @@ def _search_sklearn(
     del rank
     bounds = np.searchsorted(cell[order], np.arange(n_cells + 1))
     del cell
-    sizes = np.diff(bounds)
-    probe = _nearest_cells(cent, sizes, n_probe, IVF_PROBE_BUDGET * n_probe * IVF_CELL_ROWS)
+    probe = _nearest_cells(cent, n_probe)
     max_block = 1024  # queries per product: bounds the temporaries for oversized cells
 
     def search_cell(c: int) -> None:
