@@ -48,7 +48,8 @@ from labelqa.detectors import nrg_backends as be
 from labelqa.detectors.base import Detector, DetectorResult
 from labelqa.errors import LabelqaError
 
-__all__ = ["NeuralRelationGraph", "prepare_embeddings", "DEFAULT_EXACT_MAX_N", "DEFAULT_K_NEIGHBORS"]
+__all__ = ["NeuralRelationGraph", "prepare_embeddings", "embedding_scales", "DEFAULT_EXACT_MAX_N",
+           "DEFAULT_K_NEIGHBORS"]
 
 #: ``mode="auto"`` uses the exact graph up to this many rows (about a minute
 #: on 2 cores at D = 512; see docs/nrg.md), the kNN graph above.
@@ -76,17 +77,17 @@ def _rows_text(rows: np.ndarray, ids: np.ndarray | None, limit: int = 5) -> str:
     return text
 
 
-def prepare_embeddings(
-    embeddings: Any, n_rows: int, ids: np.ndarray | None = None, *, block_rows: int = 65536
-) -> np.ndarray:
-    """Validate embeddings and return them L2-normalised as C-contiguous float32.
+_EMBEDDING_HINT = "embeddings must be an N x D array of finite numbers with no all-zero row"
 
-    Raises:
-        LabelqaError: ragged or non-2-D input, non-numeric values, a row count
-            other than ``n_rows``, no dimensions, non-finite values or all-zero
-            rows (each naming the first offending rows, 0-based).
-    """
-    hint = "embeddings must be an N x D array of finite numbers with no all-zero row"
+#: Rows whose largest absolute value lies in this range are scaled on the fly
+#: by :func:`embedding_scales` (their raw float32 inner products cannot
+#: overflow or lose precision); others are normalised into a copy.
+SCALE_RANGE = (1e-15, 1e15)
+
+
+def _as_matrix(embeddings: Any, n_rows: int) -> np.ndarray:
+    """The embeddings as a 2-D numeric array with ``n_rows`` rows and at least one column."""
+    hint = _EMBEDDING_HINT
     try:
         arr = np.asarray(embeddings)
     except ValueError as exc:  # ragged nested sequences (numpy >= 1.24)
@@ -114,37 +115,80 @@ def prepare_embeddings(
         )
     if arr.shape[1] == 0:
         raise LabelqaError("embeddings have 0 dimensions", hint=hint)
-    out = np.empty(arr.shape, dtype=np.float32)
-    bad_finite: list[np.ndarray] = []
-    bad_zero: list[np.ndarray] = []
-    for r0 in range(0, arr.shape[0], block_rows):
-        x = np.asarray(arr[r0 : r0 + block_rows], dtype=np.float64)
-        fin = np.isfinite(x).all(axis=1)
-        if not fin.all():
-            bad_finite.append(r0 + np.flatnonzero(~fin))
-            continue
-        scale = np.abs(x).max(axis=1, keepdims=True)  # avoid overflow of huge values
-        zero = scale[:, 0] == 0.0
-        if zero.any():
-            bad_zero.append(r0 + np.flatnonzero(zero))
-        scale[zero] = 1.0
-        x = x / scale
-        norm = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
-        norm[zero] = 1.0
-        out[r0 : r0 + block_rows] = x / norm
-    if bad_finite:
-        rows = np.concatenate(bad_finite)
+    return arr
+
+
+def _row_norms(arr: np.ndarray, ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the largest absolute value and the L2 norm (float64), in blocks of ~16 MB.
+
+    The norm is computed after dividing the row by its largest absolute value,
+    so huge values do not overflow. Raises on NaN/inf and all-zero rows.
+    """
+    n, d = arr.shape
+    step = max(1, (2 << 20) // d)
+    peak = np.empty(n, dtype=np.float64)
+    norm = np.empty(n, dtype=np.float64)
+    for r0 in range(0, n, step):
+        x = np.array(arr[r0 : r0 + step], dtype=np.float64)  # a copy: scaled in place below
+        p = np.abs(x).max(axis=1)
+        peak[r0 : r0 + step] = p
+        safe = np.where(np.isfinite(p) & (p > 0), p, 1.0)
+        x /= safe[:, None]
+        norm[r0 : r0 + step] = np.sqrt(np.einsum("ij,ij->i", x, x)) * safe
+    bad = np.flatnonzero(~np.isfinite(peak))
+    if bad.size:
         raise LabelqaError(
-            f"embeddings contain NaN or infinite values in {rows.size} row(s): {_rows_text(rows, ids)}",
-            hint=hint,
+            f"embeddings contain NaN or infinite values in {bad.size} row(s): {_rows_text(bad, ids)}",
+            hint=_EMBEDDING_HINT,
         )
-    if bad_zero:
-        rows = np.concatenate(bad_zero)
+    zero = np.flatnonzero(peak == 0.0)
+    if zero.size:
         raise LabelqaError(
-            f"embeddings have {rows.size} all-zero row(s), which cannot be L2-normalised: {_rows_text(rows, ids)}",
+            f"embeddings have {zero.size} all-zero row(s), which cannot be L2-normalised: {_rows_text(zero, ids)}",
             hint="drop those rows or give them a non-zero embedding",
         )
+    return peak, norm
+
+
+def prepare_embeddings(
+    embeddings: Any, n_rows: int, ids: np.ndarray | None = None, *, block_rows: int = 65536
+) -> np.ndarray:
+    """Validate embeddings and return them L2-normalised as a new C-contiguous float32 matrix.
+
+    Raises:
+        LabelqaError: ragged or non-2-D input, non-numeric values, a row count
+            other than ``n_rows``, no dimensions, non-finite values or all-zero
+            rows (each naming the first offending rows, 0-based).
+    """
+    arr = _as_matrix(embeddings, n_rows)
+    _peak, norm = _row_norms(arr, ids)
+    out = np.empty(arr.shape, dtype=np.float32)
+    step = max(1, min(block_rows, (2 << 20) // arr.shape[1]))
+    for r0 in range(0, arr.shape[0], step):
+        x = np.asarray(arr[r0 : r0 + step], dtype=np.float64)
+        out[r0 : r0 + step] = x / norm[r0 : r0 + step, None]
     return out
+
+
+def embedding_scales(
+    embeddings: Any, n_rows: int, ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validated embeddings without a normalised copy where possible: ``(F, row_scale)``.
+
+    For C-contiguous float32 input whose row maxima lie in :data:`SCALE_RANGE`
+    (the usual case), ``F`` is the input itself (not copied, not modified) and
+    ``row_scale`` the per-row 1 / L2 norm, so ``F * row_scale[:, None]`` is
+    normalised (what :func:`labelqa.detectors.nrg_backends.knn_search` takes).
+    Otherwise ``F`` is :func:`prepare_embeddings`' normalised copy and
+    ``row_scale`` is ``None``. Same checks and errors as :func:`prepare_embeddings`.
+    """
+    arr = _as_matrix(embeddings, n_rows)
+    if arr.dtype != np.float32 or not arr.flags.c_contiguous:
+        return prepare_embeddings(arr, n_rows, ids), None
+    peak, norm = _row_norms(arr, ids)
+    if peak.min() < SCALE_RANGE[0] or peak.max() > SCALE_RANGE[1]:
+        return prepare_embeddings(arr, n_rows, ids), None
+    return arr, (1.0 / norm).astype(np.float32)
 
 
 @dataclass(kw_only=True)
@@ -225,21 +269,23 @@ class NeuralRelationGraph(Detector):
                 hint="pass --embeddings-col COLUMN (a list<float> column) or --embeddings FILE",
             )
         n, n_classes = data.n_rows, data.n_classes
-        F = prepare_embeddings(data.embeddings, n, data.ids)
+        mode = self.nrg_mode
+        if mode == "auto":
+            mode = "exact" if n <= self.exact_max_n else "knn"
+        if mode == "exact":
+            F, row_scale = prepare_embeddings(data.embeddings, n, data.ids), None
+        else:  # no normalised copy of a large matrix: the index scales the rows it reads
+            F, row_scale = embedding_scales(data.embeddings, n, data.ids)
         labels = np.asarray(data.labels, dtype=np.int64)
         P = None
         if self.nrg_kernel == "prob":
             P = np.ascontiguousarray(data.pred_probs, dtype=np.float32)
-        H = np.zeros((n, n_classes), dtype=np.float32)
-        H[np.arange(n), labels] = 1.0
         power, cutoff = float(self.nrg_power), float(self.nrg_edge_cutoff)
-
-        mode = self.nrg_mode
-        if mode == "auto":
-            mode = "exact" if n <= self.exact_max_n else "knn"
         summary: dict[str, Any] = {"mode": mode, "n_rows": n}
 
         if mode == "exact":
+            H = np.zeros((n, n_classes), dtype=np.float32)
+            H[np.arange(n), labels] = 1.0
             backend = self._backend()
             summary["backend"] = backend
             csum, ksum = be.exact_sums(
@@ -249,9 +295,10 @@ class NeuralRelationGraph(Detector):
         else:
             nbrs, sims, index_used = be.knn_search(
                 F, int(self.nrg_k), index=self.nrg_index, n_probe=int(self.n_probe), seed=self.seed,
-                block_size=self.block_size,
+                block_size=self.block_size, row_scale=row_scale,
             )
             kern = be.knn_kernel(nbrs, sims, P, cutoff=cutoff)
+            del sims
             csum, ksum = be.knn_sums(nbrs, kern, labels, n_classes, power=power)
             self_w = kern[:, 0].astype(np.float64) ** power
             summary["index"] = index_used

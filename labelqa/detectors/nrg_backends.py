@@ -35,6 +35,7 @@ __all__ = [
     "faiss_available",
     "knn_search",
     "knn_sums",
+    "topk_rows",
     "load_torch",
     "torch_available",
 ]
@@ -241,120 +242,234 @@ class _TorchTiles:
 
 
 # --------------------------------------------------------------------------- kNN search
-def _topk_rows(sims: np.ndarray, cand: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``sims`` (rows x candidates), the kk largest: (indices, values), best first."""
-    if sims.shape[1] > kk:
-        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+def topk_rows(sims: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``sims`` (rows x candidates), the columns of the kk largest values
+    and those values, best first (equal values in a deterministic order).
+
+    The kk-th largest value of each row comes from ``np.partition`` (values
+    only, about twice as fast as ``np.argpartition``); the columns at or
+    above it are read off a mask. Rows where ties at that value give more
+    than kk columns take ``np.argpartition`` instead.
+    """
+    rows, m = sims.shape
+    if m <= kk:
+        part = np.broadcast_to(np.arange(m), sims.shape).copy()
     else:
-        part = np.broadcast_to(np.arange(sims.shape[1]), sims.shape).copy()
+        thr = np.partition(sims, m - kk, axis=1)[:, m - kk]
+        mask = sims >= thr[:, None]
+        exact = np.count_nonzero(mask, axis=1) == kk
+        if exact.all():
+            part = np.flatnonzero(mask).reshape(rows, kk) % m  # (flatnonzero: 10x faster than nonzero)
+        else:
+            part = np.empty((rows, kk), dtype=np.int64)
+            part[exact] = np.flatnonzero(mask[exact]).reshape(-1, kk) % m
+            part[~exact] = np.argpartition(sims[~exact], m - kk, axis=1)[:, m - kk :]
     vals = np.take_along_axis(sims, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    part = np.take_along_axis(part, order, axis=1)
-    return cand[part], np.take_along_axis(vals, order, axis=1)
+    order = np.argsort(-vals, axis=1)  # introsort: deterministic, 4x faster than the stable sort
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
-def _search_brute(F: np.ndarray, kk: int, block_size: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-kk inner-product neighbours (O(N^2 D), blocked)."""
+def _normalised_rows(F: np.ndarray, rows: np.ndarray | slice, row_scale: np.ndarray | None) -> np.ndarray:
+    """The rows ``rows`` of the normalised embeddings as a float32 C-contiguous block
+    (a new array when scaled; never writes to ``F``)."""
+    if row_scale is None:
+        return np.ascontiguousarray(F[rows], dtype=np.float32)
+    return np.multiply(F[rows], row_scale[rows][:, None], dtype=np.float32)
+
+
+def _self_first(
+    rows: np.ndarray, found: np.ndarray, found_sims: np.ndarray, self_sims: np.ndarray, k: int,
+    nbrs: np.ndarray, sims: np.ndarray,
+) -> None:
+    """Write each row itself plus its k best other hits into ``nbrs[rows]`` / ``sims[rows]``.
+
+    ``found`` (rows x kk, best first) may or may not hold the row itself: it is
+    dropped where found (duplicated self hits too), else the worst hit is;
+    slots that stay empty point at the row itself with similarity ``-inf``.
+    """
+    kk = found.shape[1]
+    r = rows[:, None]
+    is_self = found == r
+    nbrs[rows, 0] = rows
+    sims[rows, 0] = self_sims
+    # The usual case: the row is its own best hit, once.
+    simple = is_self[:, 0] & (np.count_nonzero(is_self, axis=1) == 1)
+    if kk == k + 1 and simple.all():
+        nbrs[rows, 1:] = found[:, 1:]
+        sims[rows, 1:] = found_sims[:, 1:]
+        return
+    keep = ~is_self
+    keep[~is_self.any(axis=1), kk - 1] = False
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    filled = np.take_along_axis(keep, order, axis=1)
+    if order.shape[1] < k:  # fewer hits than k: the rest stay empty
+        pad = k - order.shape[1]
+        order = np.pad(order, ((0, 0), (0, pad)))
+        filled = np.pad(filled, ((0, 0), (0, pad)))
+    nbrs[rows, 1:] = np.where(filled, np.take_along_axis(found, order, axis=1), r)
+    sims[rows, 1:] = np.where(filled, np.take_along_axis(found_sims, order, axis=1), -np.inf)
+
+
+def _search_brute(
+    F: np.ndarray, k: int, block_size: int | None, row_scale: np.ndarray | None,
+    nbrs: np.ndarray, sims: np.ndarray,
+) -> None:
+    """Exact top-k inner-product neighbours (O(N^2 D), blocked)."""
     n = F.shape[0]
-    idx = np.empty((n, kk), dtype=np.int32 if n < 2**31 else np.int64)
-    sims = np.empty((n, kk), dtype=np.float32)
+    if row_scale is not None:
+        F = _normalised_rows(F, slice(None), row_scale)
+    kk = min(n, k + 1)
     rows = max(1, min(n, block_size or max(1, TILE_BYTES // (4 * n))))
-    allc = np.arange(n)
     for r0 in range(0, n, rows):
         r1 = min(n, r0 + rows)
         g = F[r0:r1] @ F.T
-        idx[r0:r1], sims[r0:r1] = _topk_rows(g, allc, kk)
-    return idx, sims
+        found, found_sims = topk_rows(g, kk)
+        _self_first(np.arange(r0, r1), found, found_sims, np.einsum("ij,ij->i", F[r0:r1], F[r0:r1]), k,
+                    nbrs, sims)
 
 
 def ivf_cells(n: int) -> int:
-    """Number of k-means cells of the scikit-learn fallback index: ~4 sqrt(N)."""
+    """Number of k-means cells of the scikit-learn index: ~4 sqrt(N) (at most N / 32)."""
     return int(max(1, min(n // 32, round(4 * math.sqrt(n)))))
 
 
-def _search_sklearn(
-    F: np.ndarray, kk: int, *, n_probe: int, seed: int, canon: np.ndarray
+def _nearest(Z: np.ndarray, cent: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (Euclidean) of every row of ``Z``, in row blocks."""
+    half_norm = 0.5 * np.einsum("ij,ij->i", cent, cent)
+    out = np.empty(Z.shape[0], dtype=np.int64)
+    step = max(1, TILE_BYTES // (4 * max(1, cent.shape[0])))
+    for r0 in range(0, Z.shape[0], step):
+        g = Z[r0 : r0 + step] @ cent.T
+        g -= half_norm
+        out[r0 : r0 + step] = np.argmax(g, axis=1)
+    return out
+
+
+def _ivf_cells(
+    F: np.ndarray, row_scale: np.ndarray | None, canon: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate top-kk neighbours with an inverted-file index.
-
-    scikit-learn's KMeans (trained on a sample) splits the rows into ~4 sqrt(N)
-    cells. The rows of one cell are searched together, exactly (BLAS, full
-    dimension), among the rows of the ``n_probe`` cells whose centroids are
-    nearest to that cell's centroid (its own included). Neighbour similarities
-    are exact inner products; only the candidate set is approximate.
-
-    ``canon`` is a canonical row order (a permutation): the training sample
-    and the order within cells follow it, so the result does not depend on
-    the order of the rows of ``F``.
-    """
+    """(cell of each row, cell centroids): scikit-learn KMeans (random init, 15
+    iterations) on a canonical-order sample of 32 rows per cell, full dimension."""
     from sklearn.cluster import KMeans  # noqa: PLC0415
 
-    n, d = F.shape
+    n = F.shape[0]
     n_cells = ivf_cells(n)
-    if n_cells <= 1 or n_probe >= n_cells:
-        return _search_brute(F, kk, None)
     rng = np.random.default_rng(seed)
     n_train = min(n, 32 * n_cells)
     pick = np.sort(rng.choice(n, n_train, replace=False)) if n_train < n else np.arange(n)
-    train = F[canon[pick]]
     km = KMeans(n_clusters=n_cells, init="random", n_init=1, max_iter=15, tol=1e-4, random_state=seed)
-    km.fit(train)
+    km.fit(_normalised_rows(F, canon[pick], row_scale))
     cent = km.cluster_centers_.astype(np.float32)
-    # Assign every row to its nearest centroid (Euclidean on unit vectors).
-    c_norm = 0.5 * np.einsum("ij,ij->i", cent, cent)
     cell = np.empty(n, dtype=np.int64)
-    step = max(1, TILE_BYTES // (4 * n_cells))
-    for r0 in range(0, n, step):
-        r1 = min(n, r0 + step)
-        cell[r0:r1] = np.argmax(F[r0:r1] @ cent.T - c_norm, axis=1)
+    for r0 in range(0, n, 65536):
+        cell[r0 : r0 + 65536] = _nearest(_normalised_rows(F, slice(r0, r0 + 65536), row_scale), cent)
+    return cell, cent
+
+
+def _nearest_cells(cent: np.ndarray, n_probe: int) -> np.ndarray:
+    """For every centroid, the ``n_probe`` nearest centroids (itself included), in blocks."""
+    m = cent.shape[0]
+    width = min(m, n_probe)
+    half_norm = 0.5 * np.einsum("ij,ij->i", cent, cent)
+    probe = np.empty((m, width), dtype=np.int64)
+    step = max(1, TILE_BYTES // (4 * m))
+    for r0 in range(0, m, step):
+        g = cent[r0 : r0 + step] @ cent.T
+        g -= half_norm
+        probe[r0 : r0 + step], _ = topk_rows(g, width)
+    return probe
+
+
+def _search_sklearn(
+    F: np.ndarray, k: int, *, n_probe: int, seed: int, canon: np.ndarray, row_scale: np.ndarray | None,
+    nbrs: np.ndarray, sims: np.ndarray,
+) -> bool:
+    """Approximate top-k neighbours with an inverted-file index; False if it would be brute force.
+
+    Rows are grouped into ~4 sqrt(N) cells by k-means (:func:`_ivf_cells`). The rows of one cell are
+    searched together, exactly (BLAS, full dimension, float32), among the rows
+    of the ``n_probe`` cells whose centroids are nearest to that cell's centroid
+    (its own included). Neighbour similarities are exact inner products; only
+    the candidate set is approximate. Cells are searched on
+    :func:`labelqa.parallel.worker_count` threads (BLAS single-threaded inside),
+    each with temporaries of one cell's queries x candidates.
+
+    ``canon`` is a canonical row order (a permutation): the samples and the
+    order within cells follow it, so the result does not depend on the order
+    of the rows of ``F``.
+    """
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415 - a scikit-learn dependency
+
+    from labelqa.parallel import thread_map  # noqa: PLC0415
+
+    n = F.shape[0]
+    if ivf_cells(n) <= n_probe:
+        return False
+    kk = k + 1
+    cell, cent = _ivf_cells(F, row_scale, canon, seed)
+    n_cells = cent.shape[0]
     rank = np.empty(n, dtype=np.int64)
     rank[canon] = np.arange(n)
     order = np.lexsort((rank, cell))
     del rank
     bounds = np.searchsorted(cell[order], np.arange(n_cells + 1))
-    # Cells to probe for each cell: the n_probe nearest centroids.
-    cc = cent @ cent.T - c_norm[None, :]
-    probe = np.argpartition(-cc, n_probe - 1, axis=1)[:, :n_probe]
-    idx = np.empty((n, kk), dtype=np.int32 if n < 2**31 else np.int64)
-    sims = np.empty((n, kk), dtype=np.float32)
-    for c in range(n_cells):
+    del cell
+    probe = _nearest_cells(cent, n_probe)
+    max_block = 1024  # queries per product: bounds the temporaries for oversized cells
+
+    def search_cell(c: int) -> None:
         q = order[bounds[c] : bounds[c + 1]]
         if q.size == 0:
-            continue
+            return
         cand = np.concatenate([order[bounds[p] : bounds[p + 1]] for p in probe[c]])
-        if cand.size < kk:  # tiny neighbourhood: fall back to all rows
-            cand = np.arange(n)
+        if cand.size < kk:  # tiny neighbourhood: all rows
+            cand = order
         fc = F[cand]
-        step = max(1, TILE_BYTES // (4 * cand.size))
-        for q0 in range(0, q.size, step):
-            qq = q[q0 : q0 + step]
-            g = F[qq] @ fc.T
-            idx[qq], sims[qq] = _topk_rows(g, cand, kk)
-    return idx, sims
+        cand_scale = None if row_scale is None else row_scale[cand]
+        for q0 in range(0, q.size, max_block):
+            qq = q[q0 : q0 + max_block]
+            fq = F[qq]
+            g = fq @ fc.T
+            self_sims = np.einsum("ij,ij->i", fq, fq)
+            if cand_scale is not None:
+                g *= cand_scale  # the query's own scale does not change its ranking
+            found, found_sims = topk_rows(g, kk)
+            if row_scale is not None:
+                q_scale = row_scale[qq]
+                found_sims *= q_scale[:, None]
+                self_sims *= q_scale * q_scale
+            _self_first(qq, cand[found], found_sims, self_sims, k, nbrs, sims)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in thread_map(search_cell, range(n_cells), parallel=n >= 1 << 14):
+            pass
+    return True
 
 
-def _search_faiss(F: np.ndarray, kk: int, *, seed: int, canon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate top-kk inner-product neighbours with faiss HNSW (flat storage)."""
+def _search_faiss(
+    F: np.ndarray, k: int, *, canon: np.ndarray, row_scale: np.ndarray | None, nbrs: np.ndarray, sims: np.ndarray
+) -> None:
+    """Approximate top-k inner-product neighbours with faiss HNSW (flat storage)."""
     faiss = _load_faiss()
     n, d = F.shape
+    kk = k + 1
     index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = 64
     index.hnsw.efSearch = max(64, 2 * kk)
     faiss.omp_set_num_threads(max(1, faiss.omp_get_max_threads()))
     step = 65536
     for r0 in range(0, n, step):  # insertion in canonical order
-        index.add(np.ascontiguousarray(F[canon[r0 : r0 + step]]))
-    sims, raw = index.search(F, kk)
-    missing = raw < 0
-    idx = canon[raw.clip(min=0)]
-    idx[missing] = -1
-    del raw
-    bad = idx < 0  # not enough results: point at the row itself with no weight
-    if bad.any():
-        rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)
-        idx[bad] = rows[bad]
-        sims[bad] = -np.inf
-    return idx, sims.astype(np.float32)
+        index.add(_normalised_rows(F, canon[r0 : r0 + step], row_scale))
+    for r0 in range(0, n, step):
+        fq = _normalised_rows(F, slice(r0, r0 + step), row_scale)
+        found_sims, raw = index.search(fq, kk)
+        found = canon[raw.clip(min=0)]
+        bad = raw < 0  # not enough results: point at the row itself with no weight
+        rows = np.arange(r0, r0 + fq.shape[0])
+        if bad.any():
+            found[bad] = np.broadcast_to(rows[:, None], found.shape)[bad]
+            found_sims[bad] = -np.inf
+        _self_first(rows, found, found_sims.astype(np.float32), np.einsum("ij,ij->i", fq, fq), k, nbrs, sims)
 
 
 def knn_search(
@@ -365,71 +480,73 @@ def knn_search(
     n_probe: int = 16,
     seed: int = 0,
     block_size: int | None = None,
+    row_scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Each row itself plus its k nearest other rows by inner product.
 
-    Returns ``(nbrs, sims, index_used)``: ``nbrs`` (N, k+1) int64 with the row
-    itself in column 0, ``sims`` the matching inner products (float32; entries
-    that the index could not fill are ``-inf`` and carry no weight).
+    ``F`` holds L2-normalised embeddings, or, with ``row_scale`` (N,), rows
+    that ``F * row_scale[:, None]`` normalises: then no normalised copy of F
+    is made (the index scales what it reads, block by block); the raw inner
+    products must fit in float32 (row norms well inside 1e-15..1e15).
+
+    Returns ``(nbrs, sims, index_used)``: ``nbrs`` (N, k+1) int32 (int64 past
+    2**31 rows) with the row itself in column 0 and the others best first,
+    ``sims`` the matching inner products (float32; entries that the index could
+    not fill point at the row itself with ``-inf`` and carry no weight).
     """
     n = F.shape[0]
     k = max(0, min(k, n - 1))
-    kk = k + 1
+    F = np.ascontiguousarray(F, dtype=np.float32)
+    if row_scale is not None:
+        row_scale = np.asarray(row_scale, dtype=np.float32)
+    nbrs = np.empty((n, k + 1), dtype=np.int32 if n < 2**31 else np.int64)
+    sims = np.empty((n, k + 1), dtype=np.float32)
     if index == "auto":
         # Measured at 200k x 512 on 2 cores: the sklearn index 99 s, faiss HNSW
         # 263 s (docs/nrg.md), so auto uses sklearn; faiss is opt-in.
         index = "sklearn"
-    if index == "brute":
-        idx, sims = _search_brute(F, kk, block_size)
-    elif index in ("sklearn", "faiss"):
+    if index in ("sklearn", "faiss"):
         # The approximate indexes depend on the order rows are inserted or
         # sampled in: they use a canonical order (by a seeded random
         # projection of the embedding) so results do not depend on row order.
         u = np.random.default_rng(seed).standard_normal(F.shape[1]).astype(np.float32)
-        canon = np.argsort(F @ u, kind="stable")
-        if index == "sklearn":
-            idx, sims = _search_sklearn(F, kk, n_probe=n_probe, seed=seed, canon=canon)
-        else:
-            idx, sims = _search_faiss(F, kk, seed=seed, canon=canon)
+        proj = np.empty(n, dtype=np.float32)
+        for r0 in range(0, n, 65536):
+            proj[r0 : r0 + 65536] = _normalised_rows(F, slice(r0, r0 + 65536), row_scale) @ u
+        canon = np.argsort(proj, kind="stable")
+        del proj
+        if index == "faiss":
+            _search_faiss(F, k, canon=canon, row_scale=row_scale, nbrs=nbrs, sims=sims)
+        elif not _search_sklearn(F, k, n_probe=n_probe, seed=seed, canon=canon, row_scale=row_scale,
+                                 nbrs=nbrs, sims=sims):
+            _search_brute(F, k, block_size, row_scale, nbrs, sims)
+    elif index == "brute":
+        _search_brute(F, k, block_size, row_scale, nbrs, sims)
     else:  # pragma: no cover - validated by the detector
         raise ValueError(index)
-    # Put the row itself first and keep its k best others (drop self if found,
-    # else the worst candidate); in row chunks to bound the temporaries.
-    nbrs = np.empty((n, k + 1), dtype=np.int32 if n < 2**31 else np.int64)
-    out_sims = np.empty((n, k + 1), dtype=np.float32)
-    step = 65536
-    for r0 in range(0, n, step):
-        r1 = min(n, r0 + step)
-        ci, cs = idx[r0:r1], sims[r0:r1]
-        rows = np.arange(r0, r1)[:, None]
-        is_self = ci == rows
-        keep = ~is_self
-        keep[~is_self.any(axis=1), kk - 1] = False
-        # exactly k entries kept per row (duplicated self hits are dropped too)
-        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-        filled = np.take_along_axis(keep, order, axis=1)
-        others = np.where(filled, np.take_along_axis(ci, order, axis=1), rows)
-        osims = np.where(filled, np.take_along_axis(cs, order, axis=1), -np.inf)
-        nbrs[r0:r1, 0] = rows[:, 0]
-        nbrs[r0:r1, 1:] = others
-        out_sims[r0:r1, 0] = np.einsum("ij,ij->i", F[r0:r1], F[r0:r1])
-        out_sims[r0:r1, 1:] = osims
-    return nbrs, out_sims, index
+    return nbrs, sims, index
 
 
 def knn_kernel(
     nbrs: np.ndarray, sims: np.ndarray, P: np.ndarray | None, *, cutoff: float
 ) -> np.ndarray:
-    """Kernel values k_ij on the neighbour graph, zero where k_ij <= cutoff."""
-    kern = np.maximum(sims, 0.0).astype(np.float32)
-    if P is not None:
-        n = nbrs.shape[0]
-        step = max(1, TILE_BYTES // (4 * P.shape[1] * nbrs.shape[1]))
-        for r0 in range(0, n, step):
-            r1 = min(n, r0 + step)
-            pp = np.einsum("ik,ijk->ij", P[r0:r1], P[nbrs[r0:r1]])
-            kern[r0:r1] *= pp
-    kern[kern <= np.float32(cutoff)] = 0.0
+    """Kernel values k_ij on the neighbour graph (float32), zero where k_ij <= cutoff.
+
+    In row blocks: the probability term gathers ``P[nbrs]`` for one block
+    (block x (k+1) x K, at most :data:`TILE_BYTES`), never for all rows.
+    """
+    kern = np.maximum(sims, np.float32(0.0), dtype=np.float32)
+    n = nbrs.shape[0]
+    width = max(1, nbrs.shape[1])
+    k_cls = 1 if P is None else P.shape[1]
+    step = max(1, TILE_BYTES // (4 * k_cls * width))
+    cut = np.float32(cutoff)
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        block = kern[r0:r1]
+        if P is not None:
+            block *= np.einsum("ik,ijk->ij", P[r0:r1], P[nbrs[r0:r1]])
+        block[block <= cut] = 0.0
     return kern
 
 
