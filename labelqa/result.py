@@ -436,6 +436,7 @@ class ScanResult:
     issue_rule: str = "primary_or_2"
     options: dict[str, Any] = field(default_factory=dict)
     gate: Any = None  # a labelqa.gate.GateResult (the gate module builds on this one)
+    row_index: Any = None  # the scanned pandas DataFrame's index: issues_df() is indexed by it
     _outcomes: dict[str, DetectorOutcome] | None = field(default=None, repr=False)
     _totals: RowTotals | None = field(default=None, repr=False)
     _facts: dict[str, Any] | None = field(default=None, repr=False)
@@ -635,6 +636,45 @@ class ScanResult:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    # ---- DataFrames and notebooks (rendering in labelqa.report.notebook) ----
+    def issues_df(self) -> Any:
+        """The issues table as a pandas DataFrame, one row per input row in input order.
+
+        Indexed like the scanned DataFrame (joinable: ``df.join(result.issues_df())``);
+        otherwise by the ``id`` column.
+        """
+        frame = self.issues_table().to_pandas()
+        if self.row_index is not None and len(self.row_index) == len(frame):
+            frame.index = self.row_index
+        else:
+            frame = frame.set_index("id", drop=False)
+        return frame
+
+    to_pandas = issues_df
+
+    def ranked_issues(self, n: int | None = None) -> Any:
+        """The flagged rows as a pandas DataFrame, best-ranked (most suspect) first; ``n`` of them if given."""
+        frame = self.issues_df()
+        frame = frame[frame["is_label_issue"].to_numpy()].sort_values("rank", kind="stable")
+        return frame if n is None else frame.head(n)
+
+    def cleaned(self, frame: Any, strategy: str = "remove") -> Any:
+        """A cleaned copy of the scanned DataFrame: flagged rows removed (``"remove"``) or relabelled
+        with the suggested label (``"relabel"``, multiclass); ``frame`` itself is not changed."""
+        from labelqa.report.notebook import cleaned_frame
+
+        return cleaned_frame(self, frame, strategy)
+
+    def __repr__(self) -> str:
+        from labelqa.report.notebook import short_repr
+
+        return short_repr(self)
+
+    def _repr_html_(self) -> str:
+        from labelqa.report.notebook import render_html
+
+        return render_html(self)
 
     # ---- summary -------------------------------------------------------
     def per_class(self) -> list[dict[str, Any]]:

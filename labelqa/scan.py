@@ -92,7 +92,7 @@ def run_detectors(
 
 @small_pages
 def scan(
-    data: LabelData | str | os.PathLike[str],
+    data: LabelData | str | os.PathLike[str] | Any = None,
     *,
     detectors: Sequence[Detector | str] | str | None = None,
     params: dict[str, dict[str, Any]] | None = None,
@@ -103,7 +103,10 @@ def scan(
     """Scan a dataset for label errors and decide the quality gate.
 
     Args:
-        data: A path (file or folder) to load, or validated :class:`LabelData`.
+        data: A path (file or folder) to load, validated :class:`LabelData`, or in-memory data: a
+            pandas/polars DataFrame, pyarrow Table or RecordBatchReader, datasets.Dataset, or dict of
+            arrays (columns chosen by ``label_col=``... as for a file). ``labels=``, ``pred_probs=`` and
+            ``embeddings=`` may also be arrays (numpy, Series), with or without ``data``.
         detectors: Detector names (``["cl", "nrg"]`` or ``"cl,nrg"``); default every detector the
             data has inputs for. Detector *objects* (and ``params=``, ``primary=``) are the
             lower-level form: the scan then runs in memory and is judged only when a gate
@@ -127,6 +130,8 @@ def scan(
         LabelqaError: On invalid input or options (nothing is written).
         TypeError: An unknown keyword argument.
     """
+    row_index = data.index if type(data).__module__.startswith("pandas") and hasattr(data, "index") else None
+    data, options = in_memory_data(data, options)
     objects = detectors is not None and not isinstance(detectors, str) and any(
         not isinstance(d, str) for d in detectors)
     if detectors is not None and not objects:
@@ -140,8 +145,10 @@ def scan(
         if given_load:
             raise LabelqaError(f"load options {sorted(given_load)} given, but data is already loaded")
     judge = not lower_level or any(settings.changed(n) for n in settings.select("gate", api=True))
-    return _run(data, settings, progress, judge=judge, objects=list(detectors) if objects else None, params=params,
-                primary=primary)
+    result = _run(data, settings, progress, judge=judge, objects=list(detectors) if objects else None, params=params,
+                  primary=primary)
+    result.row_index = row_index
+    return result
 
 
 _SCAN_PARAMS = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o.default)
@@ -149,6 +156,26 @@ _SCAN_PARAMS = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o.d
                 if o.api and not o.positional and not o.cli_only and n != "detectors"]
 scan.__signature__ = inspect.signature(scan).replace(  # type: ignore[attr-defined]
     parameters=[p for p in inspect.signature(scan).parameters.values() if p.kind != p.VAR_KEYWORD] + _SCAN_PARAMS)
+
+
+def in_memory_data(data: Any, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``data`` and keyword options with arrays (``labels=``, ``pred_probs=``...) folded into one Arrow table.
+
+    Paths and :class:`LabelData` pass through unchanged; in-memory data
+    becomes a :class:`pyarrow.Table` (see :mod:`labelqa.data.frames`).
+    """
+    from labelqa.data.frames import as_table, is_in_memory, split_arrays, with_arrays
+
+    arrays, options = split_arrays(options)
+    if arrays:
+        if isinstance(data, LabelData):
+            raise LabelqaError(f"{', '.join(arrays)} given as arrays, but data is already loaded")
+        return with_arrays(data, arrays, options)
+    if data is None:
+        raise LabelqaError("no data given", "pass a path, a DataFrame or labels= and pred_probs= arrays")
+    if is_in_memory(data) and not isinstance(data, LabelData):
+        return as_table(data), options
+    return data, options
 
 
 def load_options(settings: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +211,7 @@ def _run(data: Any, settings: opts.Settings, progress: Progress | None, *, judge
     if settings["logits_by_epoch"] is None and (settings["aum_cutoff"] is not None
                                                 or settings["aum_percentile"] is not None):
         raise LabelqaError("--aum-cutoff/--aum-percentile need training dynamics", "pass --logits-by-epoch PATH")
-    path = None if isinstance(data, LabelData) else data
+    path = data if isinstance(data, (str, os.PathLike)) else None
     why = _needs_memory(data, settings, custom=objects is not None or params is not None)
     engine = choose_engine(settings["engine"], path, memory_only=why)
     if engine == "memory":
@@ -192,7 +219,7 @@ def _run(data: Any, settings: opts.Settings, progress: Progress | None, *, judge
             from labelqa.data import load
 
             if progress:
-                progress(f"loading {data}")
+                progress(f"loading {data if path is not None else 'in-memory data'}")
             data = load(data, **load_options(settings.select("load")))
         if objects is None and params is None:
             params = {name: detector_params(settings, name) for name in DETECTORS}
@@ -213,6 +240,8 @@ def _needs_memory(data: Any, s: opts.Settings, *, custom: bool) -> str | None:
     """Why only the in-memory engine can run this scan, or ``None``."""
     if isinstance(data, LabelData):
         return "data already loaded (LabelData)"
+    if not isinstance(data, (str, os.PathLike)):
+        return "data in memory (a table or DataFrame)"
     if custom:
         return "detector objects or params="
     names = s["detectors"]

@@ -79,7 +79,7 @@ __all__ = ["DEFAULT_EMBEDDINGS_COL", "DEFAULT_PRED_PROBS_COL", "LOAD_TASKS", "lo
 
 @small_pages
 def load(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Any,
     *,
     label_col: str = "label",
     pred_probs_col: str | Sequence[str] = DEFAULT_PRED_PROBS_COL,
@@ -101,7 +101,8 @@ def load(
     """Load labels and out-of-sample predicted probabilities from a file.
 
     Args:
-        path: Parquet (``.parquet``/``.pq``), CSV (``.csv``; ``.tsv`` tab
+        path: A DataFrame (pandas, polars), pyarrow Table, datasets.Dataset or dict of
+            arrays (see :mod:`labelqa.data.frames`), or a Parquet (``.parquet``/``.pq``), CSV (``.csv``; ``.tsv`` tab
             separated), JSON lines (``.jsonl``/``.ndjson``) or Arrow IPC
             (``.arrow``/``.feather``/``.ipc``) file.
         label_col: Column of given labels (ints or strings; for multi-label
@@ -166,8 +167,14 @@ def load(
         LabelqaError: Any problem with the file, the options or the data, with
             the file, column and row (plus id) and how to fix it.
     """
-    p = check_file(path)
-    fmt = resolve_format(p, input_format)
+    in_memory = None
+    if not isinstance(path, (str, os.PathLike)):  # a DataFrame, Arrow table, dict... (labelqa.data.frames)
+        from labelqa.data.frames import as_table, describe
+
+        in_memory, p, fmt = as_table(path), describe(path), "arrow"
+    else:
+        p = check_file(path)
+        fmt = resolve_format(p, input_format)
     check_task(task)
     user_classes, classes_source = given_classes(classes, classes_file)
     from labelqa.models import COMBINE_METHODS
@@ -195,12 +202,12 @@ def load(
     else:  # one model: the single-model rules
         options.update(pred_probs_file=model_files[0] if model_files else None,
                        pred_probs_col=model_cols[0] if model_cols else DEFAULT_PRED_PROBS_COL)
-    schema = read_schema(p, input_format)
-    table: pa.Table | None = None
+    schema = in_memory.schema if in_memory is not None else read_schema(p, input_format)
+    table: pa.Table | None = in_memory
     try:
         layout = resolve_schema(p, fmt, schema, **options)
     except LabelqaError:
-        if fmt != "jsonl":
+        if fmt != "jsonl" or in_memory is not None:
             raise
         # JSON lines: the schema comes from the first block only; keys first
         # seen further down need a full read.
