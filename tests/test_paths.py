@@ -38,3 +38,26 @@ def test_option_inputs_finds_every_input_path(tmp_path):
     assert all(name != "threshold_samples" for name, _ in found)  # a column name
     assert ("report", os.path.join("r", "issues.parquet")) in found
     assert all(name not in ("out", "label_col") for name, _ in found)
+
+
+def test_library_write_report_refuses_a_folder_holding_its_input(noisy_parquet, tmp_path):
+    import shutil
+
+    import labelqa
+
+    path, _ = noisy_parquet
+    hive = tmp_path / "hive"
+    hive.mkdir()
+    shutil.copy(path, hive / "part-0.parquet")
+    result = labelqa.scan(hive)
+    before = (hive / "part-0.parquet").read_bytes()
+    with pytest.raises(LabelqaError, match="lies inside the input folder"):
+        labelqa.write_report(result, hive / "rep")  # the report would become part of the dataset
+    # the data named as issues.parquet of the folder written to: the report-file names pass the folder check
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    shutil.copy(path, rep / "issues.parquet")
+    with pytest.raises(LabelqaError, match="never writes over"):
+        labelqa.write_report(labelqa.scan(rep / "issues.parquet"), rep)
+    assert (hive / "part-0.parquet").read_bytes() == before and not (hive / "rep").exists()
+    assert (rep / "issues.parquet").read_bytes() == path.read_bytes()

@@ -226,6 +226,16 @@ def test_csv_numbers_spelled_two_ways_stay_two_labels(tmp_path):
     assert table.column("prob_1").type == pa.float64()
 
 
+def test_csv_truth_values_spelled_two_ways_stay_two_labels(tmp_path):
+    from labelqa.data import read_table
+
+    path = tmp_path / "b.csv"
+    path.write_text("label,flag,prob_True,prob_true\nTrue,true,0.9,0.1\ntrue,false,0.2,0.8\nTrue,true,0.7,0.3\n")
+    table = read_table(path)
+    assert table.column("label").to_pylist() == ["True", "true", "True"]  # two classes, as spelled
+    assert table.column("flag").to_pylist() == [True, False, True]  # one spelling per value: still booleans
+
+
 def test_csv_null_words_are_labels_not_missing_values(tmp_path):
     import labelqa
 

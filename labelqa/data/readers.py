@@ -261,7 +261,8 @@ def check_csv_header(path: str, names: Sequence[str]) -> None:
 
 #: Integer columns of text files whose cells are not all canonical integers (``"01"``, ``"007"``, ``"+3"``) keep
 #: their text, so ``01`` and ``1`` stay two labels and an id ``007`` stays ``007``; so do whole-number float
-#: columns that spell one number two ways (``1.0`` and ``1``).
+#: columns that spell one number two ways (``1.0`` and ``1``), and boolean columns that spell a truth value two
+#: ways (``True`` and ``true``).
 _CANONICAL_INT_TEXT = r"^-?(?:0|[1-9][0-9]*)$"
 #: The most columns a CSV or JSON lines table may have.
 MAX_COLUMNS = 100_000
@@ -282,14 +283,17 @@ def _csv_read(path: str, input_format: str | None, columns: Sequence[str] | None
     # whole-number float columns too: "1.0" and "1" must not become one class
     whole = [n for n in table.column_names if pa.types.is_floating(table.schema.field(n).type)
              and pc.all(pc.fill_null(pc.equal(table.column(n), pc.floor(table.column(n))), True)).as_py()]
-    if ints or whole:
-        read, parse, convert = _csv_options(path, input_format, ints + whole, {n: pa.string() for n in ints + whole})
+    # booleans too: "True" and "true" must not become one class
+    bools = [n for n in table.column_names if pa.types.is_boolean(table.schema.field(n).type)]
+    if ints or whole or bools:
+        again = ints + whole + bools
+        read, parse, convert = _csv_options(path, input_format, again, {n: pa.string() for n in again})
         raw = pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
-        for name in ints + whole:
+        for name in again:
             cells = raw.column(name)
             if name in ints:
                 keep_text = not pc.all(pc.fill_null(pc.match_substring_regex(cells, _CANONICAL_INT_TEXT), True)).as_py()
-            else:  # distinct spellings of one number
+            else:  # distinct spellings of one number or truth value
                 keep_text = pc.count_distinct(cells).as_py() != pc.count_distinct(table.column(name)).as_py()
             if keep_text:
                 table = table.set_column(table.column_names.index(name), name, cells)

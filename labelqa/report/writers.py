@@ -105,7 +105,12 @@ def write_report(
     Returns:
         The paths written.
     """
+    from labelqa.paths import option_inputs, refuse_overwriting_inputs
+
     out_dir = Path(out_dir)
+    source = result.source
+    refuse_overwriting_inputs(option_inputs({**result.options, "data": source} if source else result.options),
+                              out_dir=out_dir)
     check_report_folder(out_dir)
     with located(out_dir), staging_dir(out_dir) as tmp:
         top = TopRows(HTML_ROWS)

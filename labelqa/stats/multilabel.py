@@ -160,6 +160,7 @@ def calibrate_multilabel_confident_joint(confident_joint: Any, class_counts: Any
         scaled[:, b, b] = np.where(empty[:, b], n[:, b], scaled[:, b, b])
     # summed in row-major order, like ``sum()`` of one 2x2 matrix (same rounding)
     total = ((scaled[:, 0, 0] + scaled[:, 0, 1]) + scaled[:, 1, 0]) + scaled[:, 1, 1]
-    factor = np.divide(n.sum(axis=1), total, out=np.ones_like(total), where=total > 0)
-    scaled *= factor[:, None, None]
+    # divide, then multiply: the multiclass rule's order of operations (its floats, bit for bit)
+    safe = np.where(total > 0, total, 1.0)[:, None, None]
+    scaled = np.where((total > 0)[:, None, None], scaled / safe * n.sum(axis=1)[:, None, None], scaled)
     return round_rows(scaled)
