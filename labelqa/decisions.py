@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from labelqa.errors import LabelqaError
+from labelqa.provenance import with_provenance
 
 __all__ = ["REVIEWED_DROP", "REVIEWED_KEEP", "REVIEWED_RELABEL", "Decisions", "apply_decisions", "read_decisions"]
 
@@ -266,14 +267,7 @@ def apply_decisions(
     if decided.any():
         values = pa.array([known[t] if t is not None else None for t in new_text]).cast(fixed.type)
         fixed = pc.if_else(pa.array(decided), values, fixed)
-    out = table
-    for name in ("label_original", "label_fixed", "fix_action"):
-        if name in out.column_names and name != label_col:
-            out = out.drop_columns([name])
-    out = out.set_column(out.column_names.index(label_col), label_col, fixed)
-    out = out.append_column("label_original", original)
-    out = out.append_column("label_fixed", fixed)
-    out = out.append_column("fix_action", pa.array(actions.astype(str), pa.string()))
+    out = with_provenance(table, label_col, original, fixed, actions)
     out = out.filter(pa.array((actions != REVIEWED_DROP) & (actions != "drop")))
     kinds = ("keep", "relabel", "flag", "drop", REVIEWED_KEEP, REVIEWED_RELABEL, REVIEWED_DROP)
     return out, {a: int(np.count_nonzero(actions == a)) for a in kinds}

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from labelqa.atomic import write_atomic
 from labelqa.data.arrays import is_list_type
 from labelqa.errors import LabelqaError
+from labelqa.provenance import PROVENANCE_COLUMNS, with_provenance
 
 Strategy = Literal["relabel", "drop", "flag"]
 STRATEGIES: tuple[str, ...] = ("relabel", "drop", "flag")
@@ -139,14 +140,7 @@ def apply_fix(
 def _finish(table: pa.Table, label_col: str, original: Any, fixed: Any, actions: np.ndarray,
             strategy: str) -> FixResult:
     """Put the fixed label in place, add provenance columns, drop rows for ``drop``."""
-    out = table
-    for name in ("label_original", "label_fixed", "fix_action"):
-        if name in out.column_names and name != label_col:
-            out = out.drop_columns([name])
-    out = out.set_column(out.column_names.index(label_col), label_col, fixed)
-    out = out.append_column("label_original", original)
-    out = out.append_column("label_fixed", fixed)
-    out = out.append_column("fix_action", pa.array(actions.astype(str), type=pa.string()))
+    out = with_provenance(table, label_col, original, fixed, actions)
     if strategy == "drop":
         out = out.filter(pa.array(actions != DROP))
     counts = {a: int(np.count_nonzero(actions == a)) for a in (KEEP, RELABEL, FLAG, DROP)}
@@ -359,7 +353,7 @@ def _dump_json(value: Any) -> str:
 def _write_json_lines_as_read(path: Path, raw: list[_JsonObject], kept: np.ndarray, fixed: pa.Table,
                               label_col: str) -> None:
     """Each kept input line with only its label changed and the provenance keys appended."""
-    provenance = ("label_original", "label_fixed", "fix_action")
+    provenance = PROVENANCE_COLUMNS
     labels = fixed.column(label_col).to_pylist()
     actions = fixed.column("fix_action").to_pylist()
     with open(path, "w", encoding="utf-8") as fh:

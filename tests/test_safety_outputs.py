@@ -364,42 +364,35 @@ def test_write_failures_mid_report(data, tmp_path, capsys, monkeypatch, code, wo
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before and leftovers(tmp_path) == []
 
 
-def test_a_full_disk_for_real(data, tmp_path):
-    """A 256 kB tmpfs (root and unshare needed): scan and fix fail with one line, nothing is left there."""
+def _on_private_tmpfs(tmp_path, mount_options, source, extra=""):
+    """Run scan and fix of ``source`` writing to a private tmpfs; returns (stdout, stderr lines, mount point)."""
     if not ROOT or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare for a private tmpfs")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    big = big_parquet(tmp_path, 20_000)
-    script = (f"mount -t tmpfs -o size=256k tmpfs {mnt} || exit 99; "
-              f"{sys.executable} -m labelqa scan {big} -o {mnt}/rep -q; echo scan=$?; "
-              f"{sys.executable} -m labelqa fix {big} -o {mnt}/clean.csv -q; echo fix=$?; ls -A {mnt}")
+    script = (f"mount -t tmpfs -o {mount_options} tmpfs {mnt} || exit 99; "
+              f"{sys.executable} -m labelqa scan {source} -o {mnt}/rep -q; echo scan=$?; "
+              f"{sys.executable} -m labelqa fix {source} -o {mnt}/clean.csv -q; echo fix=$?; {extra.format(mnt=mnt)}")
     proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     if proc.returncode == 99 or "scan=" not in proc.stdout:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()[:200]}")
     assert "scan=2" in proc.stdout and "fix=2" in proc.stdout, proc.stdout + proc.stderr
-    lines = proc.stderr.splitlines()
+    return proc.stdout, proc.stderr.splitlines(), mnt
+
+
+def test_a_full_disk_for_real(data, tmp_path):
+    """A 256 kB tmpfs (root and unshare needed): scan and fix fail with one line, nothing is left there."""
+    big = big_parquet(tmp_path, 20_000)
+    stdout, lines, mnt = _on_private_tmpfs(tmp_path, "size=256k", big, extra="ls -A {mnt}")
     assert len(lines) == 2 and all("no space left" in line and "Traceback" not in line for line in lines), lines
     assert f"{mnt}/rep: no space left" in lines[0] and f"{mnt}/clean.csv: no space left" in lines[1]
-    assert proc.stdout.split("fix=2")[1].strip() == ""  # nothing left on the full disk
+    assert stdout.split("fix=2")[1].strip() == ""  # nothing left on the full disk
 
 
 def test_a_read_only_disk_for_real(data, tmp_path):
     """A read-only tmpfs (root and unshare needed; root ignores folder permissions): one line each, exit 2."""
-    if not ROOT or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare for a private tmpfs")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    script = (f"mount -t tmpfs -o ro,size=64k tmpfs {mnt} || exit 99; "
-              f"{sys.executable} -m labelqa scan {data} -o {mnt}/rep -q; echo scan=$?; "
-              f"{sys.executable} -m labelqa fix {data} -o {mnt}/clean.csv -q; echo fix=$?")
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    if proc.returncode == 99 or "scan=" not in proc.stdout:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()[:200]}")
-    assert "scan=2" in proc.stdout and "fix=2" in proc.stdout, proc.stdout + proc.stderr
-    lines = proc.stderr.splitlines()
+    _, lines, _ = _on_private_tmpfs(tmp_path, "ro,size=64k", data)
     assert len(lines) == 2 and all("read-only file system" in line and "-- choose an --out" in line
                                    for line in lines), lines
 
