@@ -103,7 +103,9 @@ def markdown_code(value: Any) -> str:
     """``value`` as a Markdown code span (file names): a backtick fence longer than any run inside, pipes
     escaped (GitHub tables split cells on them even in code), control characters shown, one line."""
     text = str(value).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
-    text = _CONTROL_RE.sub(_visible, text).replace("|", "\\|")
+    # a pipe escaped for GitHub's table splitter, which reads "\\" as one escaped character: the backslashes
+    # before a pipe are doubled so an odd number of them cannot end the cell
+    text = re.sub(r"(\\*)\|", lambda m: m.group(1) * 2 + "\\|", _CONTROL_RE.sub(_visible, text))
     longest = max((len(run) for run in re.findall("`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")) else ""
