@@ -313,7 +313,7 @@ _DECLARED = [
            "(flagged by the primary detector or by >= 2), primary, any, all, majority.", "run", SFE,
            choices=("primary_or_2", "primary", "any", "all", "majority")),
     # ------------------------------------------------------------------ engine
-    Option("engine", "str", "auto", "auto (stream large multiclass Parquet/Arrow inputs scanned with cl only), "
+    Option("engine", "str", "auto", "auto (stream large Parquet/Arrow inputs scanned with cl and exact dup only), "
            "memory, stream (bounded memory) or dask.", "engine", (S,), choices=("auto", "memory", "stream", "dask")),
     Option("batch_size", "int", 262_144, "Rows per record batch of the stream and dask engines.", "engine", (S,),
            interval=AT_LEAST_1),

@@ -47,7 +47,8 @@ def choose_engine(engine: str, path: str | os.PathLike[str] | None, *, memory_on
             raise LabelqaError(f"--engine {engine} reads files; this data is already in memory",
                                "use --engine memory (or auto)")
         if memory_only:
-            raise LabelqaError(f"--engine {engine} runs confident learning only, and this scan needs {memory_only}",
+            raise LabelqaError(f"--engine {engine} runs confident learning and exact duplicates only, and this scan "
+                               f"needs {memory_only}",
                                "use --engine memory (or auto)")
         return engine
     if engine == "memory" or memory_only or path is None:
