@@ -378,8 +378,9 @@ _DECLARED = [
            variants={X: {"group": "export"}}),
     # ------------------------------------------------------------------ export
     Option("to", "str", "label-studio", "Review format: label-studio (task JSON with the suggested label as a "
-           "prediction, plus a labeling config), csv or jsonl (a blank decision column to fill in).", "export", (X,),
-           choices=("label-studio", "csv", "jsonl")),
+           "prediction, plus a labeling config), csv or jsonl (a blank decision column to fill in), or argilla "
+           "(Argilla records with the suggestion, plus dataset settings).", "export", (X,),
+           choices=("label-studio", "csv", "jsonl", "argilla")),
     # ------------------------------------------------------------------ evaluate
     Option("truth_col", "str", None, "Column of true labels, read only for scoring (never given to a detector).",
            "evaluate", (E,)),

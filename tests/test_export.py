@@ -159,3 +159,84 @@ def test_review_csv_neutralises_formulas_unless_asked(tmp_path, capsys):
                capsys)[0] == 0
     raw = list(csv.DictReader((tmp_path / "raw.csv").open()))
     assert [r["id"] for r in raw] == [r["id"][1:] for r in rows]
+
+
+# --------------------------------------------------------------------------- Argilla
+def test_argilla_records_and_settings_follow_argillas_shapes(report, capsys):
+    code, out, err = run(["export", report, "--to", "argilla", "--top", "50"], capsys)
+    assert code == 0, err
+    records = json.loads((report / "review-argilla.json").read_text())
+    settings = json.loads((report / "review-argilla.settings.json").read_text())
+    assert "Wrote 50 flagged rows" in out and "review-argilla.settings.json" in out
+    flagged = _flagged_in_rank_order(report).head(50)
+    assert [r["metadata"]["labelqa_id"] for r in records] == [str(i) for i in flagged["id"]]
+    (question,) = settings["questions"]
+    assert question["name"] == "label" and question["settings"]["type"] == "label_selection"
+    assert [o["value"] for o in question["settings"]["options"]] == ["ant", "bee", "cat", "dog", DROP_CHOICE]
+    field_names = {f["name"] for f in settings["fields"]}
+    meta_names = {m["name"] for m in settings["metadata"]}
+    for record, (_, row) in zip(records, flagged.iterrows()):
+        assert set(record) == {"id", "fields", "metadata", "suggestions", "responses", "vectors", "status",
+                               "_server_id"}
+        assert set(record["fields"]) <= field_names and set(record["metadata"]) <= meta_names
+        suggestion = record["suggestions"]["label"]
+        assert suggestion["value"] == row["suggested_label"] and suggestion["agent"] == "labelqa"
+        assert suggestion["score"] == pytest.approx(row["suggested_confidence"], abs=1e-6)
+        assert record["metadata"]["rank"] == row["rank"] and record["metadata"]["given_label"] == row["given_label"]
+        assert record["fields"]["item"].startswith(f"id {row['id']}: labelled '{row['given_label']}'")
+        assert record["responses"] == {} and record["status"] == "pending"
+
+
+def test_argilla_sdk_loads_the_records_and_settings_when_installed(report, monkeypatch):
+    """The argilla SDK's own loaders (optional test dependency) read both files; no server is contacted."""
+    rg = pytest.importorskip("argilla")
+    export_review(report, to="argilla", top=50)
+    # building settings needs a client object; Argilla() checks the server on creation, which is skipped here
+    monkeypatch.setattr(rg.Argilla, "_validate_connection", lambda self: None)
+    monkeypatch.setattr(rg.Argilla, "_default_client", rg.Argilla(api_url="http://127.0.0.1:9", api_key="offline"))
+    settings = rg.Settings.from_json(report / "review-argilla.settings.json")
+    (question,) = settings.questions
+    assert isinstance(question, rg.LabelQuestion) and question.labels == ["ant", "bee", "cat", "dog", DROP_CHOICE]
+    assert [f.name for f in settings.fields] == ["item"]
+    records = [rg.Record.from_dict(r) for r in json.loads((report / "review-argilla.json").read_text())]
+    assert len(records) == 50
+    for record in records:
+        suggestion = record.suggestions["label"]
+        assert suggestion.value in question.labels and 0 <= suggestion.score <= 1
+        assert set(record.fields.to_dict()) <= {f.name for f in settings.fields}
+        assert set(record.metadata.to_dict()) <= {m.name for m in settings.metadata}
+
+
+def test_argilla_answers_come_back_through_fix(noisy_parquet, report, tmp_path, capsys):
+    """Records exported back from Argilla (responses added) are a decisions file: keep, relabel, drop, undecided."""
+    path, _ = noisy_parquet
+    export_review(report, to="argilla", top=4)
+    records = json.loads((report / "review-argilla.json").read_text())
+    given = [r["metadata"]["given_label"] for r in records]
+    other = [next(c for c in ("ant", "bee", "cat", "dog") if c != g) for g in given]
+    answers = [[{"value": given[0], "user_id": "u1", "status": "submitted"}],
+               [{"value": other[1], "user_id": "u1", "status": "submitted"},
+                {"value": given[1], "user_id": "u2", "status": "discarded"}],
+               [{"value": DROP_CHOICE, "user_id": "u1", "status": "submitted"}],
+               []]
+    for record, responses in zip(records, answers):
+        record["responses"] = {"label": responses} if responses else {}
+    answers_path = tmp_path / "argilla-export.json"
+    answers_path.write_text(json.dumps(records))
+    code, _, err = run(["fix", path, "--decisions", answers_path, "-o", tmp_path / "clean.parquet"], capsys)
+    assert code == 0, err
+    clean = pq.read_table(tmp_path / "clean.parquet").to_pandas()
+    original = pq.read_table(path).to_pandas()
+    assert len(clean) == len(original) - 1  # the dropped row is left out
+    assert "reviewed_drop" not in set(clean["fix_action"])
+    assert (clean["fix_action"] == "reviewed_keep").sum() == 1
+    relabelled = clean[clean["fix_action"] == "reviewed_relabel"]
+    assert relabelled["label"].tolist() == [other[1]] and relabelled["label_original"].tolist() == [given[1]]
+    assert (clean["fix_action"] == "keep").sum() == len(original) - 3  # undecided rows keep their label
+    # reviewers who disagree on a record are refused in one line
+    records[3]["responses"] = {"label": [{"value": given[3], "user_id": "u1", "status": "submitted"},
+                                         {"value": other[3], "user_id": "u2", "status": "submitted"}]}
+    answers_path.write_text(json.dumps(records))
+    code, _, err = run(["fix", path, "--decisions", answers_path, "-o", tmp_path / "clean2.parquet"], capsys)
+    assert code == 2 and "different answers" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "clean2.parquet").exists()
