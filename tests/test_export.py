@@ -240,3 +240,75 @@ def test_argilla_answers_come_back_through_fix(noisy_parquet, report, tmp_path, 
     code, _, err = run(["fix", path, "--decisions", answers_path, "-o", tmp_path / "clean2.parquet"], capsys)
     assert code == 2 and "different answers" in err and err.count("\n") == 1, err
     assert not (tmp_path / "clean2.parquet").exists()
+
+
+# --------------------------------------------------------------------------- the review loop on digits images
+@pytest.mark.slow
+def test_digits_images_top_50_to_label_studio_and_every_decision_back(tmp_path, capsys):
+    """The issue's done-when: digits as 8x8 images -> report -> Label Studio top 50 (the documented task format,
+    and label-studio-sdk's parser when installed) -> an export with every kind of answer -> fix."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    data = tmp_path / "digits.parquet"
+    proc = subprocess.run([sys.executable, str(repo / "examples" / "make_digits.py"), "--images", "--out", str(data)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rep = tmp_path / "rep"
+    code, _, err = run(["scan", data, "--id-col", "id", "--show-cols", "pixels", "-o", rep, "-q"], capsys)
+    assert code == 0, err
+    code, out, err = run(["export", rep, "--to", "label-studio", "--top", "50"], capsys)
+    assert code == 0 and "Wrote 50 flagged rows" in out, err
+    tasks = json.loads((rep / "review.json").read_text())
+    config = ET.fromstring((rep / "review.xml").read_text())
+    image = config.find("Image")
+    assert image.get("name") == "item" and image.get("value") == "$col_pixels"  # the digit is the labelled object
+    classes = json.loads((rep / "summary.json").read_text())["classes"]
+    assert [c.get("value") for c in config.find("Choices")] == [*classes, DROP_CHOICE]
+    flagged = _flagged_in_rank_order(rep).head(50)
+    assert [t["data"]["labelqa_id"] for t in tasks] == flagged["id"].tolist()
+    for task in tasks:
+        assert task["data"]["col_pixels"].startswith("data:image/png;base64,")
+        (pred,) = task["predictions"]
+        assert pred["result"][0]["value"]["choices"][0] in classes and 0 <= pred["score"] <= 1
+    try:
+        from label_studio_sdk.label_interface import LabelInterface
+    except ImportError:
+        LabelInterface = None
+    if LabelInterface is not None:
+        interface = LabelInterface((rep / "review.xml").read_text())
+        for task in tasks:
+            assert interface.validate_task({"data": task["data"]})
+            assert interface.validate_prediction(task["predictions"][0], return_errors=True) == []
+
+    # reviewers answer in Label Studio: keep, relabel, drop, a cancelled answer, no answer; then export as JSON
+    def answered(task, *answers):
+        anns = [{"id": i, "was_cancelled": cancelled, "result": [
+            {"from_name": "label", "to_name": "item", "type": "choices", "value": {"choices": [choice]}}]}
+            for i, (choice, cancelled) in enumerate(answers)]
+        return {**task, "id": 1000 + task["data"]["rank"], "annotations": anns}
+
+    given = [t["data"]["given_label"] for t in tasks]
+    suggested = [t["predictions"][0]["result"][0]["value"]["choices"][0] for t in tasks]
+    exported = [answered(tasks[0], (given[0], False)),                    # keep
+                answered(tasks[1], (suggested[1], False)),                # relabel to the suggestion
+                answered(tasks[2], (DROP_CHOICE, False)),                 # drop
+                answered(tasks[3], (suggested[3], False), (given[3], True)),  # the cancelled answer is ignored
+                answered(tasks[4])] + tasks[5:]                           # not answered: undecided
+    answers = tmp_path / "project.json"
+    answers.write_text(json.dumps(exported))
+    clean_path = tmp_path / "clean.parquet"
+    code, _, err = run(["fix", data, "--id-col", "id", "--decisions", answers, "-o", clean_path], capsys)
+    assert code == 0, err
+    clean = pq.read_table(clean_path).to_pandas().set_index("id")
+    ids = [t["data"]["labelqa_id"] for t in tasks]
+    assert ids[2] not in clean.index and len(clean) == pq.read_metadata(data).num_rows - 1
+    assert clean.loc[ids[0], "fix_action"] == "reviewed_keep" and clean.loc[ids[0], "label"] == given[0]
+    for i in (1, 3):
+        assert clean.loc[ids[i], "fix_action"] == "reviewed_relabel"
+        assert clean.loc[ids[i], "label"] == suggested[i] and clean.loc[ids[i], "label_original"] == given[i]
+    assert clean.loc[ids[4], "fix_action"] == "keep" and clean.loc[ids[4], "label"] == given[4]
+    assert (clean["fix_action"] == "keep").sum() == len(clean) - 3
+    assert "pixels" in clean.columns  # every input column as read
