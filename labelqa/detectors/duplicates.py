@@ -44,7 +44,7 @@ finds them; see docs/duplicates.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -276,8 +276,11 @@ class HashCounts:
         counts: Rows with each hash, ``(U,)`` int64.
     """
 
-    hashes: np.ndarray
-    counts: np.ndarray
+    _hashes: np.ndarray
+    _counts: np.ndarray
+    #: Batches' counts not yet folded in: merged when they outgrow the folded part, so feeding B batches of a
+    #: dataset costs O(N log N), not O(N B).
+    _pending: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @classmethod
     def empty(cls) -> HashCounts:
@@ -292,10 +295,31 @@ class HashCounts:
 
     def merge(self, other: HashCounts) -> HashCounts:
         """Both partials' rows (commutative and associative)."""
-        uniq, inverse = np.unique(np.concatenate([self.hashes, other.hashes]), return_inverse=True)
-        counts = np.zeros(uniq.size, dtype=np.int64)
-        np.add.at(counts, inverse, np.concatenate([self.counts, other.counts]))
-        return HashCounts(uniq, counts)
+        out = HashCounts(self._hashes, self._counts,
+                         [*self._pending, (other._hashes, other._counts), *other._pending])
+        if sum(h.size for h, _ in out._pending) > max(out._hashes.size, 1 << 16):
+            out._fold()
+        return out
+
+    def _fold(self) -> None:
+        if not self._pending:
+            return
+        parts = [(self._hashes, self._counts), *self._pending]
+        uniq, inverse = np.unique(np.concatenate([h for h, _ in parts]), return_inverse=True)
+        counts = np.bincount(inverse, weights=np.concatenate([c for _, c in parts]), minlength=uniq.size)
+        self._hashes, self._counts, self._pending = uniq.astype(np.uint64), counts.astype(np.int64), []
+
+    @property
+    def hashes(self) -> np.ndarray:
+        """Sorted distinct hashes."""
+        self._fold()
+        return self._hashes
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Rows per hash."""
+        self._fold()
+        return self._counts
 
     def duplicated(self) -> np.ndarray:
         """The sorted hashes of two or more rows."""

@@ -71,16 +71,26 @@ class ScoreCounts:
         return self
 
     def normalized_ranks(self, scores: np.ndarray) -> np.ndarray:
-        """Each score's average rank among all rows fed, mapped to [0, 1] (0 = lowest)."""
+        """Each score's average rank among all rows fed, mapped to [0, 1] (0 = lowest); only scores fed."""
         assert self.values is not None and self.below is not None, "call finish() first"
         keyed = _keyed(scores)
         if self.n <= 1:
             return np.zeros(keyed.shape[0], dtype=np.float64)
-        at = np.searchsorted(self.values, keyed)
+        at = _search(self.values, keyed)
+        # every score ranked was fed, so it is values[at]: the rows below it and the rows up to it
         starts = self.below[at]
-        ends = self.below[np.searchsorted(self.values, keyed, side="right")]
+        ends = self.below[at + 1]
         mean_rank = (starts + ends - 1) / 2.0
         return mean_rank / (self.n - 1)
+
+
+def _search(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(values, keys)``, the keys searched in sorted order (cache-friendly: several times faster
+    on millions of values than searching them in row order)."""
+    order = np.argsort(keys, kind="stable")
+    at = np.empty(keys.size, dtype=np.intp)
+    at[order] = np.searchsorted(values, keys[order])
+    return at
 
 
 def rank_average(scores: Sequence[np.ndarray], counts: Sequence[ScoreCounts]) -> np.ndarray:
