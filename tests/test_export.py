@@ -312,3 +312,31 @@ def test_digits_images_top_50_to_label_studio_and_every_decision_back(tmp_path, 
     assert clean.loc[ids[4], "fix_action"] == "keep" and clean.loc[ids[4], "label"] == given[4]
     assert (clean["fix_action"] == "keep").sum() == len(clean) - 3
     assert "pixels" in clean.columns  # every input column as read
+
+
+def test_argilla_multilabel_export_is_a_multi_label_question(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "examples" / "multilabel" / "digits_attributes_noisy.parquet"
+    rep = tmp_path / "rep"
+    code, _, err = run(["scan", data, "--label-col", "labels", "-o", rep, "-q"], capsys)
+    assert code == 0, err
+    result = export_review(rep, to="argilla", top=20)
+    records = json.loads(result.path.read_text())
+    settings = json.loads(result.config.read_text())
+    (question,) = settings["questions"]
+    assert question["settings"]["type"] == "multi_label_selection" and question["type"] == "multi_label_selection"
+    flagged = _flagged_in_rank_order(rep).head(20)
+    for record, (_, row) in zip(records, flagged.iterrows()):
+        assert record["suggestions"]["label"]["value"] == [str(c) for c in row["suggested_label"]]
+        assert record["metadata"]["given_label"] == [str(c) for c in row["given_label"]]
+    try:
+        import argilla as rg
+    except ImportError:
+        return
+    monkeypatch.setattr(rg.Argilla, "_validate_connection", lambda self: None)
+    monkeypatch.setattr(rg.Argilla, "_default_client", rg.Argilla(api_url="http://127.0.0.1:9", api_key="offline"))
+    (q,) = rg.Settings.from_json(result.config).questions
+    assert isinstance(q, rg.MultiLabelQuestion)
+    for record in records:
+        assert set(rg.Record.from_dict(record).suggestions["label"].value) <= set(q.labels)
