@@ -8,6 +8,12 @@ A decisions file says, per row id, what a reviewer decided:
   row's given label, else ``relabel`` to it) or :data:`~labelqa.export.DROP_CHOICE`
   (``drop``). Tasks without an annotation are undecided. The JSON-MIN
   export (one flat object per task, the choice under ``label``) is read too.
+* **Argilla records** (``.json``, what ``Dataset.records.to_json`` writes) of
+  the records ``labelqa export --to argilla`` wrote: ``metadata.labelqa_id``
+  is the row id, the ``label`` question's responses hold the choice (keep,
+  relabel or drop as above; discarded responses are skipped). Records
+  without a response are undecided; reviewers who answered one record
+  differently are refused (settle it in Argilla first).
 * **CSV or JSON lines** (``.csv``, ``.jsonl``) with columns ``id`` and
   ``decision``: ``keep``, ``drop``, ``relabel:CLASS`` (or ``relabel`` with the
   class in a ``label`` column), or a class name alone (``keep`` when it is
@@ -114,6 +120,8 @@ def _label_studio(p: Path) -> list[tuple[str, str, str | None]]:
     if not isinstance(tasks, list):
         raise LabelqaError(f"decisions file {p} is not a Label Studio export (not a JSON list of tasks)",
                            "export the project from Label Studio as JSON")
+    if tasks and all(isinstance(t, dict) and "responses" in t and "fields" in t for t in tasks):
+        return _argilla(p, tasks)
     out = []
     for n, task in enumerate(tasks):
         if not isinstance(task, dict):
@@ -129,6 +137,36 @@ def _label_studio(p: Path) -> list[tuple[str, str, str | None]]:
         if len(choices) != 1:
             raise LabelqaError(f"decisions file {p}: id {rid!r} has {len(choices)} choices {choices}",
                                "choose one class (or the drop choice) per task")
+        choice = str(choices[0])
+        out.append((rid, DROP_WORD, None) if choice == DROP_CHOICE else (rid, "choose", choice))
+    return out
+
+
+def _argilla(p: Path, records: list[dict]) -> list[tuple[str, str, str | None]]:
+    """Argilla records: the ``label`` responses that were not discarded, which must agree per record."""
+    out = []
+    for n, record in enumerate(records):
+        meta = record.get("metadata") or {}
+        if not isinstance(meta, dict) or "labelqa_id" not in meta:
+            raise LabelqaError(f"decisions file {p}: Argilla record {n} has no metadata.labelqa_id",
+                               "review records written by `labelqa export --to argilla`")
+        rid = str(meta["labelqa_id"])
+        responses = (record.get("responses") or {}).get("label") or []
+        values = []
+        for resp in responses:
+            if isinstance(resp, dict) and resp.get("status") not in ("discarded", "draft"):
+                value = resp.get("value")
+                values.append(tuple(value) if isinstance(value, list) else (value,))
+        if not values:
+            continue  # not answered: undecided
+        if len(set(values)) > 1:
+            raise LabelqaError(f"decisions file {p}: id {rid!r} has different answers "
+                               f"{sorted({', '.join(map(str, v)) for v in values})}",
+                               "settle the record in Argilla (one answer, or discard the others) and export again")
+        choices = values[0]
+        if len(choices) != 1:
+            raise LabelqaError(f"decisions file {p}: id {rid!r} has {len(choices)} choices {list(choices)}",
+                               "choose one class (or the drop choice) per record")
         choice = str(choices[0])
         out.append((rid, DROP_WORD, None) if choice == DROP_CHOICE else (rid, "choose", choice))
     return out

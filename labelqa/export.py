@@ -17,7 +17,15 @@ score and reason:
   image column as the object to label; CSV leaves images out);
 * ``csv`` / ``jsonl``: one row per flagged row with an empty ``decision``
   column for reviewers to fill in (``keep``, ``drop``, ``relabel:CLASS`` or a
-  class name), read back by the same ``--decisions``.
+  class name), read back by the same ``--decisions``;
+* ``argilla``: Argilla 2.x records (the JSON list ``Dataset.records.to_json``
+  writes and ``Dataset.records.from_json`` loads; the suggested label as a
+  suggestion with its score) and beside it the dataset settings
+  (``<out stem>.settings.json``, what ``Settings.from_json`` loads): a label
+  question over the classes plus the drop choice, the row as fields, the
+  scores as metadata. Writing needs no Argilla package; loading them into a
+  server uses the optional ``argilla`` SDK (``pip install "labelqa[argilla]"``),
+  and the records exported back from Argilla are a decisions file too.
 
 The output is written atomically; an existing file is replaced only with
 ``force``. See docs/review.md.
@@ -41,11 +49,11 @@ from labelqa import decisions
 from labelqa.atomic import write_atomic
 from labelqa.errors import LabelqaError
 
-__all__ = ["DROP_CHOICE", "FORMATS", "ExportResult", "export_review", "label_studio_tasks", "labeling_config",
-           "review_rows"]
+__all__ = ["DROP_CHOICE", "FORMATS", "ExportResult", "argilla_records", "argilla_settings", "export_review",
+           "label_studio_tasks", "labeling_config", "review_rows"]
 
 #: Export formats (``--to``).
-FORMATS = ("label-studio", "csv", "jsonl")
+FORMATS = ("label-studio", "csv", "jsonl", "argilla")
 
 #: The extra choice a reviewer picks in Label Studio to drop a row (read back by labelqa.decisions).
 DROP_CHOICE = decisions.DROP_CHOICE
@@ -57,7 +65,11 @@ FROM_NAME, TO_NAME = "label", "item"
 REVIEW_COLUMNS = ("rank", "id", "given_label", "suggested_label", "label_quality", "suggested_confidence",
                   "detectors", "reason")
 
-_SUFFIX = {"label-studio": ".json", "csv": ".csv", "jsonl": ".jsonl"}
+_SUFFIX = {"label-studio": ".json", "csv": ".csv", "jsonl": ".jsonl", "argilla": ".json"}
+_DEFAULT_NAME = {"argilla": "review-argilla"}
+
+#: Argilla: the question reviewers answer, the field holding the row, and who made the suggestions.
+ARGILLA_QUESTION, ARGILLA_ITEM, ARGILLA_AGENT = "label", "item", "labelqa"
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,7 @@ class ExportResult:
     Attributes:
         path: The review file.
         rows: Flagged rows written.
-        config: The Label Studio labeling config written beside it, or ``None``.
+        config: The Label Studio labeling config or the Argilla settings written beside it, or ``None``.
     """
 
     path: Path
@@ -177,6 +189,85 @@ def labeling_config(classes: list[str], *, multilabel: bool = False, shown: list
     )
 
 
+def argilla_name(column: str) -> str:
+    """An Argilla field name for a shown column (lower-case letters, digits and ``_``)."""
+    return data_key(column).lower()
+
+
+def _argilla_item(kind: str, name: str, title: str, **settings: Any) -> dict[str, Any]:
+    """One entry of Argilla's serialized settings (``Settings.serialize()``'s field/question/metadata shape)."""
+    return {"id": None, "inserted_at": None, "updated_at": None, "name": name, "title": title,
+            "dataset_id": None, "settings": {"type": kind, **settings}}
+
+
+def argilla_settings(classes: list[str], *, multilabel: bool = False, shown: list[tuple[str, str]] = ()) -> dict:
+    """Argilla 2.x dataset settings (the JSON ``Settings.to_json`` writes): the row as fields, one label question
+    (classes plus the drop choice), the review columns as metadata."""
+    fields = [{**_argilla_item("text", ARGILLA_ITEM, "Row", use_markdown=False), "required": True,
+               "description": "The row's id, given label and why labelqa flagged it", "type": "text"}]
+    for name, kind in shown:
+        ftype = "image" if kind == "image" else "text"
+        extra = {} if ftype == "image" else {"use_markdown": False}
+        fields.append({**_argilla_item(ftype, argilla_name(name), name, **extra), "required": False,
+                       "description": None, "type": ftype})
+    qtype = "multi_label_selection" if multilabel else "label_selection"
+    options = [{"text": c, "value": c} for c in [*classes, DROP_CHOICE]]
+    qsettings: dict[str, Any] = {"options": options, "visible_options": len(options)}
+    if multilabel:
+        qsettings["options_order"] = "natural"
+    question = {**_argilla_item(qtype, ARGILLA_QUESTION, "Label", **qsettings), "required": True, "type": qtype,
+                "description": "The row's correct label (the suggestion is labelqa's); "
+                               f"{DROP_CHOICE} to remove the row"}
+    meta = [("labelqa_id", "terms", {"values": None}), ("rank", "integer", {"min": None, "max": None}),
+            ("given_label", "terms", {"values": None}), ("suggested_label", "terms", {"values": None}),
+            ("label_quality", "float", {"min": None, "max": None}),
+            ("suggested_confidence", "float", {"min": None, "max": None}), ("detectors", "terms", {"values": None})]
+    metadata = [{**_argilla_item(kind, name, name, visible_for_annotators=True, **extra),
+                 "visible_for_annotators": True} for name, kind, extra in meta]
+    return {
+        "guidelines": "Rows labelqa flagged as possible label errors, most suspect first. Pick the correct label "
+                      f"(labelqa's suggestion is pre-filled), or {DROP_CHOICE} to remove the row.",
+        "questions": [question], "fields": fields, "vectors": [], "metadata": metadata,
+        "allow_extra_metadata": False, "distribution": {"strategy": "overlap", "min_submitted": 1}, "mapping": None,
+    }
+
+
+def argilla_records(rows: pa.Table, *, multilabel: bool = False) -> list[dict]:
+    """Argilla 2.x records of review rows (``Record.to_dict()``'s shape, what ``records.from_json`` loads)."""
+    shown = {argilla_name(name): values for name, values in
+             zip([n for n, _ in _shown_fields_of(rows)], _shown_values(rows).values())}
+    records = []
+    for i, row in enumerate(rows.select(list(REVIEW_COLUMNS)).to_pylist()):
+        labels = lambda v: [str(c) for c in v] if isinstance(v, list) else str(v)  # noqa: E731
+        metadata = {"labelqa_id": str(row["id"]), "rank": int(row["rank"]), "given_label": labels(row["given_label"]),
+                    "suggested_label": labels(row["suggested_label"]), "label_quality": _plain(row["label_quality"]),
+                    "suggested_confidence": _plain(row["suggested_confidence"]), "detectors": row["detectors"]}
+        fields = {ARGILLA_ITEM: _item_text(row)}
+        for key, values in shown.items():
+            if values[i] is not None:
+                fields[key] = values[i] if isinstance(values[i], str) else str(values[i])
+        suggestion: dict[str, Any] = {"value": labels(row["suggested_label"]), "agent": ARGILLA_AGENT}
+        score = _plain(row["suggested_confidence"])
+        if score is not None:
+            suggestion["score"] = score
+        records.append({"id": str(row["id"]), "fields": fields,
+                        "metadata": {k: v for k, v in metadata.items() if v is not None},
+                        "suggestions": {ARGILLA_QUESTION: suggestion}, "responses": {}, "vectors": {},
+                        "status": "pending", "_server_id": None})
+    return records
+
+
+def _shown_fields_of(rows: pa.Table) -> list[tuple[str, str]]:
+    from labelqa.report.shown import shown_fields
+
+    return shown_fields(rows)
+
+
+def _argilla_settings_path(out: Path) -> Path:
+    """Where the Argilla settings go beside the records file ``out``."""
+    return out.with_name(out.stem + ".settings.json")
+
+
 def _with_decision(rows: pa.Table) -> pa.Table:
     """CSV rows: lists as text, images left out, and an empty decision column."""
     from labelqa.report.shown import shown_fields
@@ -191,8 +282,8 @@ def export_review(report_dir: str | os.PathLike[str], **options: Any) -> ExportR
 
     Args:
         report_dir: Folder written by ``labelqa scan``.
-        **options: ``to`` (``label-studio``, ``csv`` or ``jsonl``), ``out``
-            (default ``REPORT_DIR/review.json|.csv|.jsonl``), ``top`` (only the
+        **options: ``to`` (``label-studio``, ``csv``, ``jsonl`` or ``argilla``), ``out``
+            (default ``REPORT_DIR/review.json|.csv|.jsonl``, ``review-argilla.json``), ``top`` (only the
             N best-ranked flagged rows) and ``force`` (replace an existing file).
 
     Raises:
@@ -209,7 +300,7 @@ def export_review(report_dir: str | os.PathLike[str], **options: Any) -> ExportR
     summary = read_summary(report_dir)
     issues = read_issues(report_dir)
     to = s["to"]
-    out = s["out"] if s["out"] is not None else report_dir / f"review{_SUFFIX[to]}"
+    out = s["out"] if s["out"] is not None else report_dir / f"{_DEFAULT_NAME.get(to, 'review')}{_SUFFIX[to]}"
     if out.suffix.lower() != _SUFFIX[to]:
         raise LabelqaError(f"--out {out} does not end in {_SUFFIX[to]}, the suffix of --to {to}",
                            f"name the file *{_SUFFIX[to]}")
@@ -221,6 +312,8 @@ def export_review(report_dir: str | os.PathLike[str], **options: Any) -> ExportR
     refuse_overwriting_inputs(inputs, out_file=out)
     if to == "label-studio":
         refuse_overwriting_inputs(inputs, out_file=out.with_suffix(".xml"))
+    if to == "argilla":
+        refuse_overwriting_inputs(inputs, out_file=_argilla_settings_path(out))
     if out.exists() and not s["force"]:
         raise LabelqaError(f"output file {out} already exists", "choose another --out, or pass --force to replace it")
     multilabel = summary.get("task") == "multilabel"
@@ -234,6 +327,15 @@ def export_review(report_dir: str | os.PathLike[str], **options: Any) -> ExportR
         config = labeling_config([str(c) for c in summary.get("classes", [])], multilabel=multilabel,
                                  shown=shown_fields(rows))
         write_atomic(config_path, lambda p: p.write_text(config, encoding="utf-8"))
+    elif to == "argilla":
+        records = argilla_records(rows, multilabel=multilabel)
+        text = json.dumps(records, ensure_ascii=False, indent=1)
+        write_atomic(out, lambda p: p.write_text(text, encoding="utf-8"))
+        config_path = _argilla_settings_path(out)
+        settings = argilla_settings([str(c) for c in summary.get("classes", [])], multilabel=multilabel,
+                                    shown=shown_fields(rows))
+        settings_text = json.dumps(settings, ensure_ascii=False, indent=1)
+        write_atomic(config_path, lambda p: p.write_text(settings_text, encoding="utf-8"))
     elif to == "csv":
         from labelqa.data.csvwrite import write_csv
         from labelqa.report.escape import neutralize_formulas

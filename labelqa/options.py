@@ -313,7 +313,7 @@ _DECLARED = [
            "(flagged by the primary detector or by >= 2), primary, any, all, majority.", "run", SFE,
            choices=("primary_or_2", "primary", "any", "all", "majority")),
     # ------------------------------------------------------------------ engine
-    Option("engine", "str", "auto", "auto (stream large multiclass Parquet/Arrow inputs scanned with cl only), "
+    Option("engine", "str", "auto", "auto (stream large Parquet/Arrow inputs scanned with cl and exact dup only), "
            "memory, stream (bounded memory) or dask.", "engine", (S,), choices=("auto", "memory", "stream", "dask")),
     Option("batch_size", "int", 262_144, "Rows per record batch of the stream and dask engines.", "engine", (S,),
            interval=AT_LEAST_1),
@@ -378,8 +378,9 @@ _DECLARED = [
            variants={X: {"group": "export"}}),
     # ------------------------------------------------------------------ export
     Option("to", "str", "label-studio", "Review format: label-studio (task JSON with the suggested label as a "
-           "prediction, plus a labeling config), csv or jsonl (a blank decision column to fill in).", "export", (X,),
-           choices=("label-studio", "csv", "jsonl")),
+           "prediction, plus a labeling config), csv or jsonl (a blank decision column to fill in), or argilla "
+           "(Argilla records with the suggestion, plus dataset settings).", "export", (X,),
+           choices=("label-studio", "csv", "jsonl", "argilla")),
     # ------------------------------------------------------------------ evaluate
     Option("truth_col", "str", None, "Column of true labels, read only for scoring (never given to a detector).",
            "evaluate", (E,)),

@@ -454,10 +454,17 @@ class ScanResult:
     @classmethod
     def from_totals(cls, *, source: str | None, task: str, classes: tuple[Any, ...], meta: dict[str, Any],
                     primary: str, outcomes: dict[str, DetectorOutcome], totals: RowTotals,
-                    options: dict[str, Any], rows: RowSource) -> ScanResult:
-        """A result whose rows stay with the runner (streaming and Dask engines)."""
-        facts = {"source": source, "task": task, "classes": tuple(classes), "meta": dict(meta)}
-        return cls(data=None, results={}, primary=primary, issue_rule="primary", options=options,
+                    options: dict[str, Any], rows: RowSource, issue_rule: str = "primary",
+                    detector_totals: dict[str, RowTotals] | None = None) -> ScanResult:
+        """A result whose rows stay with the runner (streaming and Dask engines).
+
+        ``detector_totals``: each detector's own flags' totals (what the gate's
+        ``gate_detectors`` naming one detector reads).
+        """
+        facts = {"source": source, "task": task, "classes": tuple(classes), "meta": dict(meta),
+                 "detector_totals": dict(detector_totals or {})}
+        rule = issue_rule if len(outcomes) > 1 else "primary"
+        return cls(data=None, results={}, primary=primary, issue_rule=rule, options=options,
                    _outcomes=outcomes, _totals=totals, _facts=facts, _rows_source=rows)
 
     # ---- facts -----------------------------------------------------------
@@ -582,8 +589,16 @@ class ScanResult:
                 f"(ran: {', '.join(self.outcomes)})",
                 "fix --gate-detectors / gate_detectors, or run the detector with --detectors",
             )
-        if not self.in_memory:  # out of core only one detector runs: its flags are the combined flags
-            return self.totals
+        if not self.in_memory:
+            if len(self.outcomes) == 1 or set(detectors) == set(self.outcomes) and self.issue_rule == "any":
+                return self.totals
+            own = self._facts["detector_totals"]  # type: ignore[index]
+            if len(set(detectors)) == 1 and detectors[0] in own:
+                return own[detectors[0]]
+            raise LabelqaError(
+                f"out of core (engine {self.engine}) the gate counts the combined flags or one detector's, "
+                f"not the rows flagged by any of {', '.join(detectors)}",
+                "name one detector in --gate-detectors, or scan with --engine memory")
         flags = np.zeros(self.n_rows, dtype=bool)
         for name in detectors:
             flags |= np.asarray(self.results[name].issues, dtype=bool)

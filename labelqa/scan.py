@@ -249,6 +249,11 @@ def _needs_memory(data: Any, s: opts.Settings, *, custom: bool) -> str | None:
         needs = [n for n in names if n in DETECTORS and _needs_all_rows(n)]
         if needs:
             return "; ".join(f"{_needs_all_rows(n)} ({n})" for n in needs)
+        if "dup" in names and (s["embeddings"] is not None or s.changed("embeddings_col") or any(
+                s.changed(n) for n in ("dup_threshold", "dup_k", "dup_index")) or (
+                Path(data).is_file() and _has_column(Path(data), s["embeddings_col"]))):
+            return ("near duplicates over every embedding (dup; the stream and dask engines find exact "
+                    "duplicates of --dup-cols only)")
     if s["embeddings"] is not None or s["logits_by_epoch"] is not None or s["threshold_samples"] is not None:
         return "embeddings or training dynamics for nrg/aum"
     if s["pred_probs"]:
@@ -278,8 +283,12 @@ def _has_column(path: Path, name: str) -> bool:
         return False
 
 
+#: Detectors the stream and Dask engines run (their plans); dup finds exact duplicates only there.
+OUT_OF_CORE_DETECTORS = ("cl", "dup")
+
+
 def _scan_out_of_core(engine: str, data: Path, s: opts.Settings, progress: Progress | None) -> ScanResult:
-    """Open the source, build the cl detector for its task, run it on the stream or Dask runner."""
+    """Open the source, build the detectors for its task (cl, exact dup), run them on the stream or Dask runner."""
     from labelqa.data.source import open_source
     from labelqa.run.driver import scan_out_of_core
 
@@ -291,7 +300,20 @@ def _scan_out_of_core(engine: str, data: Path, s: opts.Settings, progress: Progr
     if unused:
         raise LabelqaError(f"options {', '.join(unused)} need --engine memory", "drop them or use --engine memory")
     src = open_source(data, batch_size=s["batch_size"], **{k: v for k, v in load.items() if k in takes})
-    detector = make_detector("cl", src.task, detector_params(s, "cl"))
+    names = list(s["detectors"] or ["cl"])
+    other = [n for n in names if n not in OUT_OF_CORE_DETECTORS]
+    if other:  # pragma: no cover - _needs_memory keeps them in memory
+        raise LabelqaError(f"--engine {engine} runs {', '.join(OUT_OF_CORE_DETECTORS)} only, not {', '.join(other)}",
+                           "use --engine memory")
+    detectors = [make_detector(n, src.task, detector_params(s, n), dynamics=False, embeddings=False) for n in names]
+    for det in detectors:
+        det.check_params()
+    columns = [c for det in detectors for c in det.file_columns()]
+    if columns:
+        src = src.with_columns(columns)
+    if "dup" in names:
+        say(f"dup on --engine {engine}: exact duplicates of {', '.join(s['dup_cols'] or [])} only "
+            "(near duplicates need every embedding in memory: --engine memory)")
     if engine == "stream":
         from labelqa.run.stream import StreamRunner
 
@@ -304,7 +326,8 @@ def _scan_out_of_core(engine: str, data: Path, s: opts.Settings, progress: Progr
         say(f"dask: {len(runner.pieces)} pieces on {runner.address}")
     try:
         meta = {**src.meta, "renormalized": bool(src.renormalize)}
-        return scan_out_of_core(runner, detector, source=src.path, meta=meta, progress=progress)
+        return scan_out_of_core(runner, detectors, source=src.path, meta=meta, issue_rule=s["issue_rule"],
+                                progress=progress)
     except BaseException:
         runner.close()
         raise

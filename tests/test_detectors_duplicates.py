@@ -251,3 +251,188 @@ def test_bad_dup_options_are_one_line_exit_2(tmp_path, capsys, argv, message):
     code, _, err = run(["scan", path, "-o", tmp_path / "rep", "-q", *argv], capsys)
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "rep").exists()
+
+
+# --------------------------------------------------------------------------- the exact plan on every engine
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_hash_counts_and_group_extras_merge_the_same_in_any_batching(data):
+    from labelqa.detectors.duplicates import HashCounts
+
+    n = data.draw(st.integers(1, 60))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    hashes = rng.integers(0, 6, n).astype(np.uint64)
+    labels, probs = rng.integers(0, 3, n), rng.dirichlet(np.ones(3), n)
+    split = rng.integers(0, 3, n).astype(np.uint64)
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, n), max_size=5))))
+    spans = list(zip([0, *cuts], [*cuts, n]))
+    order = data.draw(st.permutations(range(len(spans))))
+    counts, groups = HashCounts.empty(), HashGroups.empty(3, positions=True, splits=True)
+    for i in order:
+        a, b = spans[i]
+        counts = counts.merge(HashCounts.of(hashes[a:b]))
+        groups = groups.merge(HashGroups.of(hashes[a:b], labels[a:b], probs[a:b], positions=np.arange(a, b),
+                                            split_hashes=split[a:b]))
+    real = hashes[hashes != NO_HASH]
+    assert counts.hashes.tolist() == sorted(set(real.tolist()))
+    assert counts.counts.tolist() == [int((real == h).sum()) for h in counts.hashes]
+    assert counts.duplicated().tolist() == [h for h in counts.hashes if (real == h).sum() >= 2]
+    for h, first in zip(groups.hashes, groups.first):  # first row and the (hash, split) pairs, by brute force
+        assert first == np.flatnonzero(hashes == h)[0]
+    assert sorted(map(tuple, groups.splits.tolist())) == sorted(
+        {(int(h), int(s)) for h, s in zip(hashes, split) if h != NO_HASH})
+
+
+def _exact_dataset(tmp_path, *, n=900, seed=0, row_group_size=128, class_names=("ant", "bee", "cat", "dog")):
+    """Rows with text: pairs, triples and quads of identical text (some with flipped labels), a few null texts.
+
+    Returns the path and the rows whose label differs from their group's majority when the majority is strict.
+    """
+    rng = np.random.default_rng(seed)
+    k = len(class_names)
+    labels, _, probs, _ = noisy_dataset(n=n, k=k, noise=0.0, seed=seed)
+    text = np.array([f"example {i}" for i in range(n)], dtype=object)
+    split = np.where(rng.random(n) < 0.8, "train", "test").astype(object)
+    sources = rng.choice(n, 60, replace=False)
+    rows_l, rows_p, rows_t, rows_s = list(labels), list(probs), list(text), list(split)
+    for j, s in enumerate(sources):
+        for c in range(1 + j % 3):  # 1, 2 or 3 copies, scattered through the file by the shuffle below
+            flip = (j + c) % 2 == 0
+            rows_l.append((labels[s] + 1) % k if flip else labels[s])
+            rows_p.append(probs[s])
+            rows_t.append(text[s])
+            rows_s.append("test" if c == 0 else "train")
+    for i in rng.choice(n, 15, replace=False):  # null texts are no duplicates of each other
+        rows_t[i] = None
+    perm = rng.permutation(len(rows_l))
+    names = np.array(class_names)
+    table = pa.table({
+        "id": pa.array([f"r{i}" for i in range(len(rows_l))]),
+        "label": pa.array(names[np.array(rows_l)[perm]]),
+        "text": pa.array([rows_t[i] for i in perm]),
+        "split": pa.array([rows_s[i] for i in perm]),
+        "pred_probs": pa.array([list(map(float, rows_p[i])) for i in perm], pa.list_(pa.float32())),
+    }).replace_schema_metadata({"labelqa.classes": json.dumps(list(names))})
+    path = tmp_path / "exact.parquet"
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+@pytest.mark.parametrize("options", [
+    {"detectors": "cl,dup"},
+    {"detectors": "dup,cl", "issue_rule": "any"},
+    {"detectors": "cl,dup", "issue_rule": "majority", "split_col": "split"},
+    {"detectors": "dup", "split_col": "split"},
+])
+def test_stream_engine_gives_the_memory_engines_report(tmp_path, options):
+    from tests.test_run_stream import compare
+
+    path = _exact_dataset(tmp_path)
+    summary = compare(path, tmp_path, "stream", id_col="id", dup_cols=["text"], batch_size=97, **options)
+    dup = summary["detectors"]["dup"]["summary"]
+    assert dup["n_groups"] == 60 and dup["n_conflicting_groups"] > 20 and dup["n_near_groups"] == 0
+    assert summary["detectors"]["dup"]["issues_found"] == dup["n_issues"] > 20
+    if "split_col" in options:
+        assert dup["n_leak_groups"] > 0 and all("splits" in g for g in dup["groups"])
+
+
+def test_memory_and_stream_flag_exactly_the_flipped_copies(tmp_path, capsys):
+    """Groups of 2-4 identical rows, some flipped: both engines flag the rows outside the majority, no others."""
+    path = _exact_dataset(tmp_path, n=400, seed=3, row_group_size=50)
+    table = pq.read_table(path).to_pandas()
+    expected = set()
+    for _, rows in table[table["text"].notna()].groupby("text"):
+        if len(rows) < 2:
+            continue
+        top = rows["label"].value_counts()
+        if (top == top.max()).sum() == 1:  # a strict majority: the others are the flagged rows
+            expected |= set(rows.index[rows["label"] != top.idxmax()])
+    assert len(expected) > 10
+    for engine in ("memory", "stream"):
+        code, _, err = run(["scan", path, "--id-col", "id", "--detectors", "dup,cl", "--dup-cols", "text",
+                            "--engine", engine, "--batch-size", "64", "-o", tmp_path / engine, "-v"], capsys)
+        assert code == 0, err
+        issues = pq.read_table(tmp_path / engine / "issues.parquet").to_pandas()
+        flagged = set(np.flatnonzero(issues["dup_issue"]))
+        assert expected <= flagged  # ties add one row of each tied group, chosen by the model
+        ties = flagged - expected
+        assert all((issues.loc[list(ties), "dup_group_size"] % 2) == 0)
+        assert issues.loc[list(flagged), "is_label_issue"].all()  # dup is primary: its flags are issues
+    a, b = (pq.read_table(tmp_path / e / "issues.parquet") for e in ("memory", "stream"))
+    assert a.equals(b)
+    assert "dup on --engine stream: exact duplicates of text only" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dup-threshold", "0.9"], "near duplicates over every embedding"),
+    (["--embeddings-col", "embedding"], "near duplicates over every embedding"),
+    ([], "near duplicates over every embedding"),  # the file has embeddings: the memory engine would use them
+])
+def test_stream_refuses_near_duplicates_in_one_line(tmp_path, capsys, argv, message):
+    path, *_ = _dataset_with_duplicates(tmp_path, n=100, n_exact=2, n_near=2)
+    code, _, err = run(["scan", path, "--detectors", "cl,dup", "--dup-cols", "text", "--engine", "stream",
+                        "-o", tmp_path / "rep", *argv], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "rep").exists()
+
+
+def test_stream_dup_errors_are_one_line(tmp_path, capsys):
+    path = _exact_dataset(tmp_path, n=100)
+    for argv, message in ((["--dup-cols", "nope"], "no column 'nope'"),
+                          (["--split-col", "nope", "--dup-cols", "text"], "no column 'nope'"),
+                          ([], "needs columns to hash")):
+        code, _, err = run(["scan", path, "--detectors", "cl,dup", "--engine", "stream", "-o", tmp_path / "rep",
+                            *argv], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "rep").exists()
+
+
+def test_the_plan_on_one_block_equals_the_in_memory_detector(tmp_path):
+    """run_on_block(plan) and detect() (find_duplicates) are two derivations of the same outputs."""
+    import labelqa
+    from labelqa.detectors.base import Block, DatasetInfo, run_on_block
+    from labelqa.detectors.duplicates import DuplicateDetector
+
+    path = _exact_dataset(tmp_path, n=300, seed=5)
+    data = labelqa.load(str(path), id_col="id")
+    det = DuplicateDetector(dup_cols=["text"], split_col="split")
+    res = det.detect(data)
+    block = Block.of(data)
+    rule = run_on_block(det.plan(DatasetInfo.of(data)), block)
+    rows = rule.rows(block)
+    assert np.array_equal(rows.scores, res.scores) and np.array_equal(rows.issues, res.issues)
+    assert np.array_equal(rows.suggested, res.suggested)
+    assert np.array_equal(rows.suggested_confidence, res.suggested_confidence)
+    assert rows.extra.keys() == res.extra.keys()
+    for key in res.extra:
+        assert np.array_equal(rows.extra[key], res.extra[key]), key
+    assert rule.summary(rule.tally(block, rows)) == res.summary
+
+
+@pytest.mark.slow
+def test_dask_engine_gives_the_memory_engines_report(tmp_path):
+    pytest.importorskip("distributed")
+    from tests.test_run_stream import compare
+
+    path = _exact_dataset(tmp_path)
+    summary = compare(path, tmp_path, "dask", id_col="id", dup_cols=["text"], split_col="split", batch_size=128,
+                      detectors="cl,dup")
+    assert summary["detectors"]["dup"]["summary"]["n_conflicting_groups"] > 20
+
+
+def test_gate_on_one_detectors_flags_is_the_same_out_of_core(tmp_path):
+    import labelqa
+    from labelqa.errors import LabelqaError
+
+    path = _exact_dataset(tmp_path, n=300, seed=2)
+    gates = {}
+    for engine in ("memory", "stream"):
+        for names in (["dup"], ["cl"]):
+            with labelqa.scan(str(path), engine=engine, detectors="cl,dup", dup_cols=["text"], gate_detectors=names,
+                              max_issues=5, batch_size=70) as result:
+                gates[engine, names[0]] = result.gate.as_dict()
+    assert gates["memory", "dup"] == gates["stream", "dup"] and gates["memory", "cl"] == gates["stream", "cl"]
+    assert gates["memory", "dup"] != gates["memory", "cl"]  # each detector's own count, not the combined one
+    with pytest.raises(LabelqaError, match="one detector's"):
+        labelqa.scan(str(path), engine="stream", detectors="cl,dup", dup_cols=["text"], gate_detectors=["cl", "dup"],
+                      max_issues=5, issue_rule="primary")

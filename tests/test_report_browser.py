@@ -224,7 +224,10 @@ _LAYOUT_PROBE = r"""() => {
     const word = brokenWord(el);
     if (word) broken.push(word);
   });
+  const reason = document.querySelector("#issues-table tbody tr td.reason");
+  const frame = document.querySelector(".table-scroll");
   return {
+    reasonHidden: reason.getBoundingClientRect().right - frame.getBoundingClientRect().right,
     overflow: document.documentElement.scrollWidth - window.innerWidth,
     clipped: clipped, broken: broken,
     empty: Array.from(document.querySelectorAll(".panel .empty")).map(e => e.closest(".panel").id),
@@ -248,6 +251,7 @@ def test_report_layout_at_two_widths(browser_page, tmp_path, kind, width):
     assert probe["clipped"] == [], "chart text outside its chart"
     assert probe["broken"] == [], "an id or label broken inside a word"
     assert probe["empty"] == []
+    assert probe["reasonHidden"] <= 1, "the first row's reason needs sideways scrolling"  # a card on a phone
     if kind == "multilabel":
         assert probe["panels"] == ["Per-class label changes", "Label quality", "Most frequent label changes"]
     else:

@@ -66,6 +66,7 @@ class Batch:
     probs: np.ndarray  # (n, K) float32 or float64
     ids: np.ndarray  # int64 or object (strings)
     renormalized_rows: int = 0  # rows whose sum was off (renormalize=True)
+    columns: pa.Table | None = None  # the batch's rows of the source's extra columns (Source.extra_cols)
 
     @property
     def n(self) -> int:
@@ -135,6 +136,7 @@ class Source:
     dtype: str = "float64"
     meta: dict[str, Any] = field(default_factory=dict)
     item_type: str = "int64"  # multi-label: the dataset's label item type ("int64" or "string")
+    extra_cols: tuple[str, ...] = ()  # further columns every pass reads for the detectors (Batch.columns)
 
     # ---- the resolved schema, read-only ----------------------------------
     path = _from_schema("path", "The file or folder.")
@@ -161,10 +163,33 @@ class Source:
     def dataset(self) -> ds.Dataset:
         return open_dataset(self.path, self.fmt)
 
+    @property
+    def read_columns(self) -> list[str]:
+        """The columns every pass reads: :attr:`columns` and then :attr:`extra_cols`."""
+        cols = list(self.columns)
+        return cols + [c for c in self.extra_cols if c not in cols]
+
+    def with_columns(self, names: Sequence[str], option: str = "--dup-cols") -> Source:
+        """This source, also reading columns ``names`` into every batch (:attr:`Batch.columns`).
+
+        Raises:
+            LabelqaError: A column the dataset does not have (``option`` names the flag in the hint).
+        """
+        import dataclasses
+
+        from labelqa.data.schema import missing_column
+
+        available = self.dataset().schema.names
+        for name in names:
+            if name not in available:
+                raise missing_column(self.path, name, available, option)
+        extra = tuple(dict.fromkeys([*self.extra_cols, *names]))
+        return dataclasses.replace(self, extra_cols=extra)
+
     def tables(self, batch_size: int, columns: Sequence[str] | None = None) -> Iterator[tuple[int, pa.Table]]:
         """``(offset, table)`` per record batch, in dataset order."""
         dataset = self.dataset()
-        cols = list(columns) if columns is not None else self.columns
+        cols = list(columns) if columns is not None else self.read_columns
         offset = 0
         for rb in scan_batches(dataset, self.fmt, cols, batch_size):
             if rb.num_rows == 0:
@@ -198,6 +223,7 @@ class Source:
         the probability checks, unless they renormalize.
         """
         where = self.where()
+        extra = table.select(list(self.extra_cols)) if self.extra_cols else None
         label_sets = self.schema.label_sets(table) if self.multilabel else None
         P = self.schema.table_probs(table, self._raw_rows(table, offset))
         check_batch_width(P, self.n_classes, where.probs, Rows(offset=offset))
@@ -209,13 +235,13 @@ class Source:
             Y = scatter_label_sets(codes, parent, table.num_rows, self.classes, where, rows)
             if validate:
                 check_multilabel_probabilities(P, where=where, rows=rows)
-            return Batch(offset=offset, labels=Y, probs=P, ids=ids)
+            return Batch(offset=offset, labels=Y, probs=P, ids=ids, columns=extra)
         codes, _ = encode_labels(self.labels(table, rows), self.classes, where, rows)
         if not validate and not self.renormalize:
-            return Batch(offset=offset, labels=codes, probs=P, ids=ids)
+            return Batch(offset=offset, labels=codes, probs=P, ids=ids, columns=extra)
         P, prob_meta = check_probabilities(P, renormalize=self.renormalize, where=where, rows=rows)
         return Batch(offset=offset, labels=codes, probs=P, ids=ids,
-                     renormalized_rows=int(prob_meta.get("renormalized_rows", 0)))
+                     renormalized_rows=int(prob_meta.get("renormalized_rows", 0)), columns=extra)
 
 
 def open_source(

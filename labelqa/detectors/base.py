@@ -132,15 +132,20 @@ class Block:
         offset: Global index of the first row.
         data: The whole :class:`LabelData` when the block is the in-memory
             dataset (detectors that need all rows read it), else ``None``.
+        columns: The block's rows of the further data-file columns the
+            detectors asked for (:meth:`Detector.file_columns`, e.g. the
+            columns the dup detector hashes), read by the streaming and Dask
+            runners; ``None`` in memory (read them from ``data.source``).
     """
 
     def __init__(self, labels: np.ndarray, pred_probs: np.ndarray, ids: np.ndarray | None = None, offset: int = 0,
-                 data: LabelData | None = None) -> None:
+                 data: LabelData | None = None, columns: Any = None) -> None:
         self.labels = labels
         self.pred_probs = pred_probs
         self.ids = ids if ids is not None else np.arange(offset, offset + labels.shape[0], dtype=np.int64)
         self.offset = int(offset)
         self.data = data
+        self.columns = columns
         self._cache: dict[Any, Any] = {}
 
     @classmethod
@@ -316,6 +321,10 @@ class Detector:
     def check(self, info: DatasetInfo) -> None:
         """Validate the parameters against the dataset; raise :class:`~labelqa.errors.LabelqaError`."""
         self.check_params()
+
+    def file_columns(self) -> list[str]:
+        """Columns of the data file the plan reads besides labels, probabilities and ids (``Block.columns``)."""
+        return []
 
     def plan(self, info: DatasetInfo) -> Plan:  # pragma: no cover - interface
         """The detector's passes over a dataset described by ``info``."""

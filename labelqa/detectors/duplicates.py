@@ -33,12 +33,18 @@ Outputs (:class:`~labelqa.detectors.base.DetectorResult`):
 
 Exact grouping is an exact partial aggregate (:class:`HashGroups`: hash ->
 per-class counts and probability sums, merged by adding), so it gives the
-same groups batch by batch as on all rows at once; see docs/duplicates.md.
+same groups batch by batch as on all rows at once. The detector's *plan*
+(:meth:`DuplicateDetector.plan`, what the streaming and Dask engines run)
+makes two statistics passes, rows per hash (:class:`HashCounts`), then label
+counts, probability sums, first row and splits of the hashes seen twice or
+more, and returns :class:`ExactDuplicateRule`, which scores any batch. Near
+duplicates need every embedding at once: the in-memory :meth:`DuplicateDetector.detect`
+finds them; see docs/duplicates.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,13 +53,15 @@ import pyarrow.compute as pc
 
 from labelqa.data.model import LabelData
 from labelqa.detectors import nrg_backends as be
-from labelqa.detectors.base import Detector, DetectorResult
+from labelqa.detectors.base import Block, DatasetInfo, Detector, DetectorResult, DetectorRows, Plan, RowRule, Step
 from labelqa.errors import LabelqaError
 
 __all__ = [
     "DEFAULT_THRESHOLD",
     "DuplicateDetector",
     "DuplicateGroups",
+    "ExactDuplicateRule",
+    "HashCounts",
     "HashGroups",
     "consensus_labels",
     "find_duplicates",
@@ -184,15 +192,24 @@ class HashGroups:
     hashes: np.ndarray
     counts: np.ndarray
     prob_sums: np.ndarray
+    first: np.ndarray | None = None
+    splits: np.ndarray | None = None
 
     @classmethod
-    def empty(cls, n_classes: int) -> HashGroups:
-        """No rows."""
-        return cls(np.empty(0, np.uint64), np.zeros((0, n_classes), np.int64), np.zeros((0, n_classes), np.int64))
+    def empty(cls, n_classes: int, *, positions: bool = False, splits: bool = False) -> HashGroups:
+        """No rows (``positions``/``splits``: also track first rows / split pairs, as :meth:`of` does)."""
+        return cls(np.empty(0, np.uint64), np.zeros((0, n_classes), np.int64), np.zeros((0, n_classes), np.int64),
+                   np.empty(0, np.int64) if positions else None, np.empty((0, 2), np.uint64) if splits else None)
 
     @classmethod
-    def of(cls, hashes: np.ndarray, labels: np.ndarray, pred_probs: np.ndarray) -> HashGroups:
-        """The partial of one batch of rows."""
+    def of(cls, hashes: np.ndarray, labels: np.ndarray, pred_probs: np.ndarray, positions: np.ndarray | None = None,
+           split_hashes: np.ndarray | None = None) -> HashGroups:
+        """The partial of one batch of rows.
+
+        ``positions`` (global row indices) adds each hash's first row
+        (:attr:`first`); ``split_hashes`` (:func:`row_hashes` of the split
+        column) adds the distinct (hash, split) pairs (:attr:`splits`).
+        """
         keep = hashes != NO_HASH
         hashes, labels = hashes[keep], np.asarray(labels, dtype=np.int64)[keep]
         k = pred_probs.shape[1]
@@ -200,22 +217,40 @@ class HashGroups:
         counts = np.bincount(inverse * k + labels, minlength=uniq.size * k).reshape(uniq.size, k)
         sums = np.zeros((uniq.size, k), dtype=np.int64)
         np.add.at(sums, inverse, _fixed_point(pred_probs[keep]))
-        return cls(uniq, counts.astype(np.int64), sums)
+        first = None
+        if positions is not None:
+            first = np.full(uniq.size, np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(first, inverse, np.asarray(positions, dtype=np.int64)[keep])
+        splits = None
+        if split_hashes is not None:
+            splits = np.unique(np.stack([hashes, np.asarray(split_hashes, np.uint64)[keep]], axis=1), axis=0)
+        return cls(uniq, counts.astype(np.int64), sums, first, splits)
 
     def merge(self, other: HashGroups) -> HashGroups:
-        """Both partials' rows (commutative and associative: integer sums)."""
+        """Both partials' rows (commutative and associative: integer sums, minima and set unions)."""
         hashes = np.concatenate([self.hashes, other.hashes])
         uniq, inverse = np.unique(hashes, return_inverse=True)
         counts = np.zeros((uniq.size, self.counts.shape[1]), dtype=np.int64)
         sums = np.zeros_like(counts)
         np.add.at(counts, inverse, np.concatenate([self.counts, other.counts]))
         np.add.at(sums, inverse, np.concatenate([self.prob_sums, other.prob_sums]))
-        return HashGroups(uniq, counts, sums)
+        first = None
+        if self.first is not None and other.first is not None:
+            first = np.full(uniq.size, np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(first, inverse, np.concatenate([self.first, other.first]))
+        splits = None
+        if self.splits is not None and other.splits is not None:
+            splits = np.unique(np.concatenate([self.splits, other.splits]), axis=0)
+        return HashGroups(uniq, counts, sums, first, splits)
 
     def duplicated(self) -> HashGroups:
         """Only the hashes shared by two or more rows."""
         keep = self.counts.sum(axis=1) >= 2
-        return HashGroups(self.hashes[keep], self.counts[keep], self.prob_sums[keep])
+        first = self.first[keep] if self.first is not None else None
+        splits = self.splits
+        if splits is not None:
+            splits = splits[np.isin(splits[:, 0], self.hashes[keep])]
+        return HashGroups(self.hashes[keep], self.counts[keep], self.prob_sums[keep], first, splits)
 
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per row: (hash index or -1, rows with its hash, their consensus class or -1, rows with that class)."""
@@ -230,6 +265,65 @@ class HashGroups:
         cons = np.where(found, consensus[pos], -1)
         agree = np.where(found, self.counts[pos, consensus[pos]], 0)
         return index, size, cons, agree
+
+
+@dataclass(eq=False)
+class HashCounts:
+    """Rows per distinct row hash (``NO_HASH`` left out); merged by adding: the first pass of the exact plan.
+
+    Attributes:
+        hashes: Sorted distinct hashes, shape ``(U,)``.
+        counts: Rows with each hash, ``(U,)`` int64.
+    """
+
+    _hashes: np.ndarray
+    _counts: np.ndarray
+    #: Batches' counts not yet folded in: merged when they outgrow the folded part, so feeding B batches of a
+    #: dataset costs O(N log N), not O(N B).
+    _pending: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls) -> HashCounts:
+        """No rows."""
+        return cls(np.empty(0, np.uint64), np.empty(0, np.int64))
+
+    @classmethod
+    def of(cls, hashes: np.ndarray) -> HashCounts:
+        """The counts of one batch of rows."""
+        uniq, counts = np.unique(hashes[hashes != NO_HASH], return_counts=True)
+        return cls(uniq.astype(np.uint64), counts.astype(np.int64))
+
+    def merge(self, other: HashCounts) -> HashCounts:
+        """Both partials' rows (commutative and associative)."""
+        out = HashCounts(self._hashes, self._counts,
+                         [*self._pending, (other._hashes, other._counts), *other._pending])
+        if sum(h.size for h, _ in out._pending) > max(out._hashes.size, 1 << 16):
+            out._fold()
+        return out
+
+    def _fold(self) -> None:
+        if not self._pending:
+            return
+        parts = [(self._hashes, self._counts), *self._pending]
+        uniq, inverse = np.unique(np.concatenate([h for h, _ in parts]), return_inverse=True)
+        counts = np.bincount(inverse, weights=np.concatenate([c for _, c in parts]), minlength=uniq.size)
+        self._hashes, self._counts, self._pending = uniq.astype(np.uint64), counts.astype(np.int64), []
+
+    @property
+    def hashes(self) -> np.ndarray:
+        """Sorted distinct hashes."""
+        self._fold()
+        return self._hashes
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Rows per hash."""
+        self._fold()
+        return self._counts
+
+    def duplicated(self) -> np.ndarray:
+        """The sorted hashes of two or more rows."""
+        return self.hashes[self.counts >= 2]
 
 
 def consensus_labels(counts: np.ndarray, prob_sums: np.ndarray) -> np.ndarray:
@@ -358,6 +452,202 @@ def find_duplicates(labels: np.ndarray, pred_probs: np.ndarray, *, hashes: np.nd
     return DuplicateGroups(group, size, exact, consensus, agree.astype(np.int64), counts.astype(np.int64))
 
 
+# --------------------------------------------------------------------------- the exact plan (any engine)
+def _block_table(block: Block, columns: list[str]) -> pa.Table:
+    """The block's rows of the data-file ``columns``: streamed with the batch, or read from the loaded file."""
+    if block.columns is not None:
+        return block.columns
+    data = block.data
+    if data is None or data.source is None:
+        raise LabelqaError(
+            f"the dup detector reads columns {', '.join(columns)} from the data file, but the data was "
+            "built in memory", "load it from a file, or call labelqa.detectors.duplicates.find_duplicates")
+
+    def read() -> pa.Table:
+        from labelqa.data.readers import read_table
+
+        table = read_table(data.source, data.meta.get("input_format"), columns)
+        if table.num_rows != data.n_rows:  # pragma: no cover - the same file the loader read
+            raise LabelqaError(f"{data.source} has {table.num_rows} rows, the loaded data {data.n_rows}")
+        return table
+
+    return block.cached(("dup_table", tuple(columns)), read)
+
+
+def _block_hashes(block: Block, columns: list[str], wanted: list[str]) -> np.ndarray:
+    """:func:`row_hashes` of the block's ``columns`` (``wanted``: every column the detector reads)."""
+    return block.cached(("dup_hashes", tuple(columns)),
+                        lambda: row_hashes(_block_table(block, wanted), columns))
+
+
+class _HashCountStep(Step):
+    """Pass 1: rows per hash."""
+
+    name = "duplicate hashes"
+
+    def __init__(self, columns: list[str], wanted: list[str]) -> None:
+        self.columns, self.wanted = columns, wanted
+
+    def start(self) -> HashCounts:
+        return HashCounts.empty()
+
+    def feed(self, partial: HashCounts, block: Block) -> HashCounts:
+        return partial.merge(HashCounts.of(_block_hashes(block, self.columns, self.wanted)))
+
+
+class _HashGroupStep(Step):
+    """Pass 2: label counts, probability sums, first row and splits of the hashes seen twice or more."""
+
+    name = "duplicate groups"
+
+    def __init__(self, columns: list[str], wanted: list[str], split_col: str | None, duplicated: np.ndarray,
+                 n_classes: int) -> None:
+        self.columns, self.wanted, self.split_col = columns, wanted, split_col
+        self.duplicated, self.n_classes = duplicated, n_classes
+
+    def start(self) -> HashGroups:
+        return HashGroups.empty(self.n_classes, positions=True, splits=self.split_col is not None)
+
+    def feed(self, partial: HashGroups, block: Block) -> HashGroups:
+        h = _block_hashes(block, self.columns, self.wanted)
+        sel = np.flatnonzero(_member(h, self.duplicated))
+        if sel.size == 0:
+            return partial
+        split = _block_hashes(block, [self.split_col], self.wanted)[sel] if self.split_col else None
+        return partial.merge(HashGroups.of(h[sel], np.asarray(block.labels)[sel], np.asarray(block.pred_probs)[sel],
+                                           positions=block.positions[sel], split_hashes=split))
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_set)`` by binary search."""
+    if sorted_set.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    pos = np.searchsorted(sorted_set, values).clip(max=sorted_set.size - 1)
+    return sorted_set[pos] == values
+
+
+class ExactDuplicateRule(RowRule):
+    """Per-row outputs of exact-duplicate groups, from the merged partial of the hashes seen twice or more.
+
+    Gives the in-memory detector's columns and summary on data without
+    embeddings: groups numbered by their first row, the same consensus,
+    scores, flags and suggestions.
+    """
+
+    def __init__(self, groups: HashGroups, columns: list[str], wanted: list[str], split_col: str | None,
+                 classes: tuple[Any, ...]) -> None:
+        self.groups, self.columns, self.wanted, self.split_col = groups, columns, wanted, split_col
+        self.class_names = [str(c) for c in classes]
+        n = groups.hashes.size
+        assert groups.first is not None, "the groups pass records first rows"
+        by_first = np.argsort(groups.first, kind="stable")
+        self.group_of = np.empty(n, dtype=np.int64)
+        self.group_of[by_first] = np.arange(n)
+        self.consensus = consensus_labels(groups.counts, groups.prob_sums)
+        self.sizes = groups.counts.sum(axis=1)
+        self.agree = groups.counts[np.arange(n), self.consensus] if n else np.zeros(0, np.int64)
+        self.leak = None
+        if split_col is not None:
+            assert groups.splits is not None, "the groups pass records splits"
+            at = np.searchsorted(groups.hashes, groups.splits[:, 0])
+            self.leak = np.bincount(at, minlength=n) >= 2
+        # the groups the summary lists, by group number: conflicting, then leaking, then largest, then first row
+        sizes_g = np.empty(n, np.int64)
+        sizes_g[self.group_of] = self.sizes
+        conflicting_g = np.empty(n, bool)
+        conflicting_g[self.group_of] = self.agree < self.sizes
+        leak_g = np.zeros(n, bool)
+        if self.leak is not None:
+            leak_g[self.group_of] = self.leak
+        self.listed = np.lexsort((np.arange(n), -sizes_g, ~leak_g, ~conflicting_g))[:SUMMARY_GROUPS]
+
+    def rows(self, block: Block) -> DetectorRows:
+        labels = np.asarray(block.labels, dtype=np.int64)
+        h = _block_hashes(block, self.columns, self.wanted)
+        index, size, cons, agree = self.groups.lookup(h)
+        found = index >= 0
+        at = index[found]
+        group = np.full(block.n, -1, dtype=np.int64)
+        group[found] = self.group_of[at]
+        issues = found & (labels != cons)
+        own = np.ones(block.n, dtype=np.float64)
+        own[found] = self.groups.counts[at, labels[found]] / size[found]
+        suggested = labels.copy()
+        suggested[issues] = cons[issues]
+        confidence = np.asarray(block.pred_probs, dtype=np.float64)[np.arange(block.n), suggested]
+        extra: dict[str, np.ndarray] = {"dup_group": group, "dup_group_size": size, "dup_agree": agree,
+                                        "dup_exact": found.copy()}
+        if self.leak is not None:
+            leak = np.zeros(block.n, dtype=bool)
+            leak[found] = self.leak[at]
+            extra["dup_leak"] = leak
+        return DetectorRows(scores=own, issues=issues, suggested=suggested, suggested_confidence=confidence,
+                            extra=extra)
+
+    def tally(self, block: Block, rows: DetectorRows) -> dict[str, Any]:
+        """The ids (and splits) of the listed groups' rows in this block, as lists (concatenated over blocks)."""
+        group = rows.extra["dup_group"]
+        sel = np.flatnonzero(np.isin(group, self.listed))
+        g = group[sel]
+        order = np.argsort(g, kind="stable")
+        starts = np.r_[0, np.flatnonzero(g[order][1:] != g[order][:-1]) + 1]
+        within = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size])) if order.size \
+            else np.zeros(0, np.int64)
+        first_ids = np.sort(order[within < SUMMARY_IDS])  # each group's first rows, in row order
+        out: dict[str, Any] = {"dup_ids": [(int(g[i]), _plain(block.ids[sel[i]])) for i in first_ids]}
+        if self.split_col is not None:
+            split_h = _block_hashes(block, [self.split_col], self.wanted)[sel]
+            _, one = np.unique(np.stack([g.astype(np.uint64), split_h], axis=1), axis=0, return_index=True)
+            values = _block_table(block, self.wanted).column(self.split_col).take(pa.array(sel[one])).to_pylist()
+            out["dup_splits"] = [(int(g[i]), str(v)) for i, v in zip(one, values)]
+        return out
+
+    def summary(self, tallies: dict[str, Any]) -> dict[str, Any]:
+        n = self.groups.hashes.size
+        conflicting = self.agree < self.sizes
+        out: dict[str, Any] = {
+            "hashed_columns": list(self.columns),
+            "near_threshold": None,
+            "n_groups": int(n),
+            "n_exact_groups": int(n),
+            "n_near_groups": 0,
+            "rows_in_groups": int(self.sizes.sum()),
+            "largest_group": int(self.sizes.max()) if n else 0,
+            "n_conflicting_groups": int(conflicting.sum()),
+            "n_issues": int((self.sizes - self.agree).sum()),
+            "issue_rule": "label differs from its duplicate group's most frequent label",
+        }
+        if self.leak is not None:
+            out["split_col"] = self.split_col
+            out["n_leak_groups"] = int(self.leak.sum())
+            out["rows_in_leak_groups"] = int(self.sizes[self.leak].sum())
+        at_of = np.empty(n, dtype=np.int64)
+        at_of[self.group_of] = np.arange(n)
+        ids: dict[int, list[Any]] = {}
+        for gi, row_id in tallies.get("dup_ids", []):
+            ids.setdefault(gi, []).append(row_id)
+        splits: dict[int, set[str]] = {}
+        for gi, value in tallies.get("dup_splits", []):
+            splits.setdefault(gi, set()).add(value)
+        listed = []
+        for gi in self.listed:
+            at = at_of[gi]
+            counts = self.groups.counts[at]
+            item: dict[str, Any] = {
+                "group": int(gi),
+                "size": int(self.sizes[at]),
+                "kind": "identical",
+                "labels": {self.class_names[c]: int(counts[c]) for c in np.flatnonzero(counts)},
+                "consensus": self.class_names[int(self.consensus[at])],
+                "ids": ids.get(int(gi), [])[:SUMMARY_IDS],
+            }
+            if self.leak is not None:
+                item["splits"] = sorted(splits.get(int(gi), set()))
+            listed.append(item)
+        out["groups"] = listed
+        return out
+
+
 # --------------------------------------------------------------------------- the detector
 @dataclass(kw_only=True)
 class DuplicateDetector(Detector):
@@ -380,8 +670,9 @@ class DuplicateDetector(Detector):
     """
 
     name: ClassVar[str] = "dup"
-    needs_all_rows: ClassVar[str] = ("the duplicate groups over every row's hashed columns and embeddings "
-                                     "(the streaming runner reads labels and probabilities only)")
+    #: Exact duplicates run batch by batch (:meth:`plan`); near duplicates need every embedding at once,
+    #: which only the in-memory engine loads (the scan keeps scans with embeddings there).
+    needs_all_rows: ClassVar[str | None] = None
 
     dup_cols: list[str] | None = None
     dup_threshold: float = DEFAULT_THRESHOLD
@@ -395,6 +686,30 @@ class DuplicateDetector(Detector):
         super().check_params()
         if int(self.n_probe) < 1:
             raise LabelqaError(f"invalid dup option: n_probe={self.n_probe}", "use at least 1")
+
+    def file_columns(self) -> list[str]:
+        """The hashed columns and the split column."""
+        return list(dict.fromkeys(list(self.dup_cols or []) + ([self.split_col] if self.split_col else [])))
+
+    def check(self, info: DatasetInfo) -> None:
+        """Validate the parameters; the exact plan also needs multiclass data and columns to hash."""
+        self.check_params()
+        if info.task != "multiclass":
+            raise LabelqaError("the dup detector is defined for multiclass data", "drop dup from --detectors")
+        if not self.dup_cols:
+            raise LabelqaError("the dup detector needs columns to hash on this engine",
+                               "pass --dup-cols COL,... (near duplicates of embeddings need --engine memory)")
+
+    def plan(self, info: DatasetInfo) -> Plan:
+        """Exact duplicates in two statistics passes (rows per hash, then the groups of repeated hashes).
+
+        Gives the in-memory detector's outputs on data without embeddings;
+        near duplicates are not searched (they need every embedding at once).
+        """
+        columns, wanted = list(self.dup_cols or []), self.file_columns()
+        counts = yield _HashCountStep(columns, wanted)
+        groups = yield _HashGroupStep(columns, wanted, self.split_col, counts.duplicated(), info.n_classes)
+        return ExactDuplicateRule(groups, columns, wanted, self.split_col, info.classes)
 
     def _read_columns(self, data: LabelData, columns: list[str]) -> pa.Table:
         if data.source is None:

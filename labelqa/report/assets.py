@@ -41,7 +41,8 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liber
 .card.gate-pass .v { color: var(--ok); }
 .card.gate-fail { border-color: #fca5a5; background: linear-gradient(180deg, var(--bad-soft), #fff 70%); }
 .card.gate-fail .v { color: var(--bad); }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 16px; margin-bottom: 16px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 16px; margin-bottom: 16px;
+  align-items: start; }
 .panel { background: var(--card); border: 1px solid var(--line); border-radius: var(--radius); box-shadow: var(--shadow);
   padding: 16px 18px; min-width: 0; }
 .panel h2 { font-size: 16px; margin: 0 0 2px; }
@@ -88,9 +89,9 @@ table.issues th[aria-sort=descending] button::after { content: "\2193"; color: v
 table.issues th.num button { text-align: right; }
 table.issues td { padding: 6px 10px; border-bottom: 1px solid #f1f5f9; vertical-align: top; }
 table.issues td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-table.issues td.reason { color: var(--muted); min-width: 260px; }
+table.issues td.reason { color: var(--muted); min-width: 200px; }
 table.issues td.label { min-width: 90px; max-width: 260px; }
-table.issues td.id { white-space: nowrap; }
+table.issues td.id { white-space: nowrap; max-width: 190px; overflow: hidden; text-overflow: ellipsis; }
 table.issues td.thumb img { display: block; max-width: 64px; max-height: 64px; image-rendering: pixelated;
   border-radius: 4px; background: #fff; }
 table.issues td.shown-text { min-width: 220px; max-width: 420px; overflow-wrap: anywhere; }
@@ -110,6 +111,22 @@ table.kv td { padding: 4px 12px 4px 0; vertical-align: top; overflow-wrap: anywh
 table.kv td:first-child { color: var(--muted); white-space: nowrap; }
 footer { color: var(--muted); font-size: 12px; margin-top: 24px; text-align: center; }
 @media (max-width: 600px) { .grid { grid-template-columns: 1fr; } main { padding: 16px 12px; } }
+/* narrow screens: each flagged row is a card (label: value lines), the sort buttons a row of chips */
+@media (max-width: 600px) {
+  table.issues, table.issues thead, table.issues tbody, table.issues tr { display: block; }
+  table.issues thead tr { display: flex; flex-wrap: wrap; gap: 4px; padding: 6px; background: #f8fafc;
+    border-bottom: 1px solid var(--line); }
+  table.issues th { position: static; border: 0; background: transparent; }
+  table.issues th button { padding: 3px 8px; border: 1px solid var(--line); border-radius: 6px; font-size: 12px;
+    background: #fff; }
+  table.issues tbody tr { padding: 8px 10px; border-bottom: 1px solid var(--line); }
+  table.issues td, table.issues td.num, table.issues td.reason, table.issues td.label, table.issues td.shown-text {
+    display: block; border: 0; padding: 2px 0; min-width: 0; max-width: none; text-align: left; }
+  table.issues td.id { max-width: 100%; }
+  table.issues td::before { content: attr(data-label); display: inline-block; min-width: 86px; color: var(--muted);
+    font-size: 11.5px; font-family: system-ui, sans-serif; }
+  table.issues td:empty { display: none; }
+}
 @media print { .table-scroll { max-height: none; } body { background: #fff; } }
 """
 
@@ -170,6 +187,7 @@ JS = r"""
       cols.forEach(function (col, ci) {
         var td = document.createElement("td");
         td.className = col.cls || "";
+        td.dataset.label = col.title;  // shown before the value when rows are cards (narrow screens)
         var v = rows[ri][ci];
         var text = fmt(col, v);
         if (col.type === "image") {
@@ -204,6 +222,10 @@ JS = r"""
             span.textContent = String(item);
             td.appendChild(span);
           });
+        } else if (col.middle_clip && text.length > col.middle_clip) {
+          // long ids: both ends stay visible (they often differ only at the end), the whole id on hover
+          var head = Math.ceil((col.middle_clip - 1) / 2);
+          td.textContent = text.slice(0, head) + "\u2026" + text.slice(text.length - (col.middle_clip - 1 - head));
         } else {
           td.textContent = text;
         }

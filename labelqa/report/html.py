@@ -111,8 +111,10 @@ def _table_payload(top: pa.Table) -> dict[str, Any]:
         spec: dict[str, Any] = {"key": key, "title": title, "type": typ, "cls": cls}
         if pill:
             spec["pill"] = pill
-        if key == "reason":
+        if key in ("reason", "id"):
             spec["title_attr"] = True
+        if key == "id":
+            spec["middle_clip"] = ID_CHARS
         cols.append(spec)
         col = top.column(key)
         if typ == "float":
@@ -124,6 +126,9 @@ def _table_payload(top: pa.Table) -> dict[str, Any]:
     rows = [list(r) for r in zip(*values)] if values else []
     return {"columns": cols, "rows": rows}
 
+
+#: Characters of an id in the issues table; longer ids keep their start and end around an ellipsis (full on hover).
+ID_CHARS = 20
 
 #: Characters of shown text in a table cell before it is cut ("more" shows the rest).
 SHOWN_TEXT_CHARS = 160
@@ -500,7 +505,9 @@ def _pairs_panel(summary: dict[str, Any]) -> str:
     if not pairs:
         return _panel("Most confused pairs", "", _empty("No confused pairs among flagged rows."), "pairs")
     bars = [
-        svg.Bar(label=f"{p['given']} \u2192 {p['suggested']}", value=float(p["count"]), text=f"{int(p['count']):,}",
+        # each class clipped on its own, so a long given label never hides the suggested one
+        svg.Bar(label=f"{svg.clip(p['given'], 10)} \u2192 {svg.clip(p['suggested'], 10)}", value=float(p["count"]),
+                text=f"{int(p['count']):,}",
                 tip=f"given {p['given']}, suggested {p['suggested']}: {int(p['count']):,} flagged rows")
         for p in pairs
     ]

@@ -213,6 +213,9 @@ def hbars(bars: Sequence[Bar], *, label: str, max_value: float | None = None, ma
     max_chars = 24
     left = min(max_chars, max((len(str(b.label)) for b in bars), default=1)) * CHAR_W + 12
     right = max((len(b.text) for b in bars), default=4) * CHAR_W * 0.95 + 14
+    # no wider than the labels and a 240-unit plot need: a narrow chart scales down less on a phone, so its
+    # text stays readable
+    width = min(width, left + right + 240)
     plot_w = max(width - left - right, 80)
     top = 4
     hi = max_value if max_value is not None else max((max(b.value, b.marker or 0) for b in bars), default=0)
@@ -256,6 +259,7 @@ def diverging_bars(rows: Sequence[tuple[str, float, float]], *, left_name: str, 
     max_chars = 22
     name_w = min(max_chars, max((len(str(r[0])) for r in rows), default=1)) * CHAR_W + 12
     top = 24
+    width = min(width, name_w + 16 + 2 * 150)  # as hbars: no wider than needed, to stay readable on a phone
     half = max((width - name_w - 16) / 2, 60)
     mid = name_w + half
     hi = max((max(a, b) for _, a, b in rows), default=0) or 1

@@ -121,7 +121,7 @@ def _read(src: Source, piece: Piece, schema: pa.Schema, batch_size: int, validat
 
     fmt = ds.ParquetFileFormat()
     frag = fmt.make_fragment(piece.path, piece.filesystem, partition_expression=piece.partition, row_groups=list(piece.row_groups))
-    table = frag.to_table(schema=schema, columns=src.columns)
+    table = frag.to_table(schema=schema, columns=src.read_columns)
     offset = piece.offset
     for rb in table.to_batches(max_chunksize=batch_size):
         if rb.num_rows:

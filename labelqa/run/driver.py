@@ -3,9 +3,10 @@
 In memory (:func:`scan_memory`) each detector runs on the whole dataset as
 one block (its plan, through :meth:`~labelqa.detectors.base.Detector.detect`,
 or, for a detector that needs all rows, its own ``detect``). Out of core
-(:func:`scan_out_of_core`) the driver runs the detector's plan on a runner's
-batches: one pass per step (:func:`run_plans`), then a *rows* pass that ranks
-every row and sums the totals the summary needs. The result keeps the runner:
+(:func:`scan_out_of_core`) the driver runs the detectors' plans side by side
+on a runner's batches: one pass per step (:func:`run_plans`), with several
+detectors a pass folding each one's scores for the rank average, then a
+*rows* pass that ranks every row and sums the totals the summary needs. The result keeps the runner:
 writing the report is one more rows pass, each batch given its global ranks.
 """
 
@@ -19,9 +20,21 @@ import pyarrow as pa
 
 from labelqa.data.model import LabelData
 from labelqa.data.probabilities import sum_tolerance
-from labelqa.detectors.base import Block, DatasetInfo, Detector, DetectorResult, Plan, RowRule, Step, add_tallies
+from labelqa.detectors import ensemble
+from labelqa.detectors.base import (
+    Block,
+    DatasetInfo,
+    Detector,
+    DetectorResult,
+    DetectorRows,
+    Plan,
+    RowRule,
+    Step,
+    add_tallies,
+)
 from labelqa.errors import LabelqaError
 from labelqa.result import DetectorOutcome, RowTotals, ScanResult, build_issues_table
+from labelqa.stats.rank_average import ScoreCounts, rank_average
 from labelqa.stats.ranks import RankIndex
 
 __all__ = ["Runner", "run_plans", "scan_memory", "scan_out_of_core"]
@@ -102,33 +115,61 @@ def run_plans(plans: dict[str, Plan], runner: Runner, progress: Progress | None 
     return rules
 
 
-def _rank_piece(block: Block, rule: RowRule, n_classes: int, multilabel: bool) -> tuple[Any, ...]:
-    """One block's rows: what the rank index, the row totals and the detector's tallies need."""
-    rows = rule.rows(block)
-    totals = RowTotals.of_rows(block.labels, rows.issues, rows.suggested, n_classes, multilabel=multilabel)
-    return rule.tally(block, rows), totals, np.asarray(rows.scores), np.asarray(rows.issues, dtype=bool), block.offset
+def _block_results(block: Block, rules: dict[str, RowRule]) -> dict[str, DetectorResult]:
+    """Every detector's rows of one block, as results over those rows."""
+    out = {}
+    for name, rule in rules.items():
+        rows = rule.rows(block)
+        out[name] = DetectorResult(name=name, scores=rows.scores, issues=rows.issues, suggested=rows.suggested,
+                                   suggested_confidence=rows.suggested_confidence, extra=rows.extra)
+    return out
 
 
-def _issues_piece(block: Block, rule: RowRule, name: str, classes: tuple[Any, ...],
-                  task: str) -> tuple[pa.Table, np.ndarray, np.ndarray, int]:
+def _score_piece(block: Block, rules: dict[str, RowRule]) -> list[ScoreCounts]:
+    """One block's distinct scores per detector (the rank average needs every row's)."""
+    return [ScoreCounts.of(rule.rows(block).scores) for rule in rules.values()]
+
+
+def _rank_piece(block: Block, rules: dict[str, RowRule], n_classes: int, multilabel: bool, primary: str,
+                issue_rule: str) -> tuple[Any, ...]:
+    """One block's rows: what the rank index, the row totals and the detectors' tallies need."""
+    results = _block_results(block, rules)
+    listed = list(results.values())
+    flags = ensemble.combined_flags(listed, primary, issue_rule)
+    suggested = ensemble.combined_suggestion(listed, primary, block.labels)[0]
+    totals = RowTotals.of_rows(block.labels, flags, suggested, n_classes, multilabel=multilabel)
+    own = {}
+    for name, res in results.items():
+        own[name] = RowTotals.of_rows(block.labels, res.issues, res.suggested, n_classes, multilabel=multilabel)
+    tallies = {name: rules[name].tally(block, DetectorRows(res.scores, res.issues, res.suggested,
+                                                           res.suggested_confidence, res.extra))
+               for name, res in results.items()}
+    scores = [np.asarray(res.scores) for res in listed]
+    return tallies, totals, own, scores, np.asarray(flags, dtype=bool), block.offset
+
+
+def _issues_piece(block: Block, rules: dict[str, RowRule], primary: str, issue_rule: str, classes: tuple[Any, ...],
+                  task: str) -> tuple[pa.Table, list[np.ndarray], np.ndarray, int]:
     """One block of the issues table (ranks still zero), with what its global ranks need."""
-    rows = rule.rows(block)
+    results = _block_results(block, rules)
     data = LabelData(labels=block.labels, pred_probs=block.pred_probs, classes=classes, ids=block.ids, task=task)
-    res = DetectorResult(name=name, scores=rows.scores, issues=rows.issues, suggested=rows.suggested,
-                         suggested_confidence=rows.suggested_confidence, extra=rows.extra)
-    table = build_issues_table(data, {name: res}, name, "primary", ranks=np.zeros(block.n, dtype=np.int64))
-    return table, np.asarray(rows.scores), np.asarray(rows.issues, dtype=bool), block.offset
+    table = build_issues_table(data, results, primary, issue_rule, ranks=np.zeros(block.n, dtype=np.int64))
+    flags = table.column("is_label_issue").to_numpy(zero_copy_only=False)
+    return table, [np.asarray(res.scores) for res in results.values()], flags, block.offset
 
 
 class RunnerRows:
     """The issues table of an out-of-core scan, recomputed batch by batch by its runner."""
 
-    def __init__(self, runner: Runner, rule: RowRule, name: str, index: RankIndex, info: DatasetInfo) -> None:
+    def __init__(self, runner: Runner, rules: dict[str, RowRule], primary: str, issue_rule: str, index: RankIndex,
+                 info: DatasetInfo, counts: list[ScoreCounts] | None = None) -> None:
         self.runner = runner
-        self.rule = rule
-        self.name = name
+        self.rules = rules
+        self.primary = primary
+        self.issue_rule = issue_rule
         self.index = index
         self.info = info
+        self.counts = counts
         self.engine = runner.engine
 
     @property
@@ -136,55 +177,102 @@ class RunnerRows:
         return self.runner.passes
 
     def issue_batches(self) -> Iterator[pa.Table]:
-        """Each batch's rows with their global ranks, in input order."""
+        """Each batch's rows with their global ranks (and, with several detectors, rank-average quality)."""
         self.index.restart()
-        rank_col = None
-        for table, scores, flags, offset in self.runner.map(_issues_piece, self.rule, self.name, self.info.classes,
-                                                            self.info.task, name="issues"):
-            positions = np.arange(offset, offset + scores.size, dtype=np.int64)
+        rank_col = quality_col = None
+        for table, scores, flags, offset in self.runner.map(_issues_piece, self.rules, self.primary,
+                                                            self.issue_rule, self.info.classes, self.info.task,
+                                                            name="issues"):
+            positions = np.arange(offset, offset + flags.size, dtype=np.int64)
             if rank_col is None:
                 rank_col = table.column_names.index("rank")
-            yield table.set_column(rank_col, "rank", pa.array(self.index.ranks(scores, flags, positions)))
+                quality_col = table.column_names.index("label_quality")
+            quality = _quality(scores, self.counts)
+            if self.counts is not None:
+                table = table.set_column(quality_col, "label_quality", pa.array(quality))
+            yield table.set_column(rank_col, "rank", pa.array(self.index.ranks(quality, flags, positions)))
 
     def close(self) -> None:
         self.runner.close()
 
 
-def scan_out_of_core(runner: Runner, detector: Detector, *, source: str | None, meta: dict[str, Any],
+def _quality(scores: list[np.ndarray], counts: list[ScoreCounts] | None) -> np.ndarray:
+    """The combined label quality of a block: the one detector's score, or the global rank average."""
+    if counts is None:
+        return np.asarray(scores[0], dtype=np.float64)
+    return rank_average(scores, counts)
+
+
+def scan_out_of_core(runner: Runner, detectors: Detector | Sequence[Detector], *, source: str | None,
+                     meta: dict[str, Any], primary: str | None = None, issue_rule: str = "primary_or_2",
                      progress: Progress | None = None) -> ScanResult:
-    """Run one batch-capable detector on a runner; the result writes its rows batch by batch.
+    """Run batch-capable detectors on a runner; the result writes its rows batch by batch.
+
+    The detectors' plans run side by side (each pass over the data feeds
+    every pending step). With several detectors one more pass folds each
+    detector's scores (:class:`~labelqa.stats.rank_average.ScoreCounts`)
+    so that the combined label quality is the same rank average as in
+    memory; flags and suggestions follow ``issue_rule`` and ``primary``
+    (:mod:`labelqa.detectors.ensemble`).
 
     Args:
         runner: The streaming or Dask runner over the data.
-        detector: A detector with a plan (``needs_all_rows`` unset).
+        detectors: Detectors with a plan (``needs_all_rows`` unset), in run order.
         source: The data's path, for the summary.
         meta: Provenance of the data (input format, classes source...).
+        primary: The primary detector (default the first).
+        issue_rule: How flags combine with several detectors.
         progress: Callback receiving a short message before each pass.
 
     Raises:
-        LabelqaError: A detector that needs all rows in memory; invalid data.
+        LabelqaError: A detector that needs all rows in memory, one given twice; invalid data.
     """
-    if detector.needs_all_rows:
-        raise LabelqaError(f"the {detector.name} detector needs {detector.needs_all_rows}, which "
-                           f"--engine {runner.engine} cannot hold", "use --engine memory")
+    dets = [detectors] if isinstance(detectors, Detector) else list(detectors)
+    if not dets:
+        raise LabelqaError("no detectors to run", "pass at least one detector")
+    for det in dets:
+        if det.needs_all_rows:
+            raise LabelqaError(f"the {det.name} detector needs {det.needs_all_rows}, which "
+                               f"--engine {runner.engine} cannot hold", "use --engine memory")
+    names = [d.name for d in dets]
+    if len(set(names)) != len(names):
+        raise LabelqaError(f"detector {next(n for n in names if names.count(n) > 1)!r} given twice",
+                           "pass each detector once")
+    primary = primary or names[0]
+    if primary not in names:
+        raise LabelqaError(f"primary detector {primary!r} did not run", f"choose one of {sorted(names)}")
+    if issue_rule not in ensemble.ISSUE_RULES:
+        raise LabelqaError(f"unknown issue rule {issue_rule!r}", f"choose one of {', '.join(ensemble.ISSUE_RULES)}")
     say = _say(progress)
     info = runner.info
-    detector.check(info)
-    rule = run_plans({detector.name: detector.plan(info)}, runner, say)[detector.name]
+    for det in dets:
+        det.check(info)
+    rules = run_plans({d.name: d.plan(info) for d in dets}, runner, say)
+    rules = {name: rules[name] for name in names}  # run order
+    counts: list[ScoreCounts] | None = None
+    if len(dets) > 1:
+        say(f"pass {len(runner.passes) + 1}: score ranks")
+        counts = [ScoreCounts() for _ in dets]
+        for part in runner.map(_score_piece, rules, name="score ranks"):
+            counts = [a.merge(b) for a, b in zip(counts, part)]
+        for c in counts:
+            c.finish()
     say(f"pass {len(runner.passes) + 1}: ranks and totals")
     multilabel = info.task == "multilabel"
     index = RankIndex()
     totals: RowTotals | None = None
-    tallies: dict[str, Any] = {}
-    for tally, part, scores, flags, offset in runner.map(_rank_piece, rule, info.n_classes, multilabel,
-                                                           name="ranks"):
-        index.add(scores, flags, np.arange(offset, offset + scores.size, dtype=np.int64))
+    own: dict[str, RowTotals] = {}
+    tallies: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for tally, part, own_part, scores, flags, offset in runner.map(
+            _rank_piece, rules, info.n_classes, multilabel, primary, issue_rule, name="ranks"):
+        index.add(_quality(scores, counts), flags, np.arange(offset, offset + flags.size, dtype=np.int64))
         totals = part if totals is None else totals.merge(part)
-        tallies = add_tallies(tallies, tally)
+        for name in names:
+            own[name] = own_part[name] if name not in own else own[name].merge(own_part[name])
+            tallies[name] = add_tallies(tallies[name], tally[name])
     index.finish()
     assert totals is not None, "a dataset has rows"
-    summary = rule.summary(tallies)
-    options: dict[str, Any] = {"detectors": {detector.name: detector.get_params()}}
+    options: dict[str, Any] = {"detectors": {d.name: d.get_params() for d in dets}}
     options.update(meta)
     if not multilabel:
         tol = sum_tolerance(np.dtype(info.prob_dtype), info.n_classes)
@@ -196,9 +284,11 @@ def scan_out_of_core(runner: Runner, detector: Detector, *, source: str | None, 
     else:
         options["renormalized"] = False
     options["engine"] = runner.engine
-    outcome = DetectorOutcome(detector.name, totals.n_flagged, detector.get_params(), summary)
+    outcomes = {d.name: DetectorOutcome(d.name, own[d.name].n_flagged, d.get_params(),
+                                        rules[d.name].summary(tallies[d.name])) for d in dets}
     return ScanResult.from_totals(
-        source=source, task=info.task, classes=info.classes, meta=meta, primary=detector.name,
-        outcomes={detector.name: outcome}, totals=totals, options=options,
-        rows=RunnerRows(runner, rule, detector.name, index, info),
+        source=source, task=info.task, classes=info.classes, meta=meta, primary=primary,
+        outcomes=outcomes, totals=totals, options=options,
+        rows=RunnerRows(runner, rules, primary, issue_rule, index, info, counts),
+        issue_rule=issue_rule, detector_totals=own,
     )

@@ -1,8 +1,9 @@
 """Which engine runs a scan: in memory, streaming or Dask.
 
 ``auto`` streams when every detector of the scan can run batch by batch
-(confident learning, multiclass or multi-label: nothing that needs every row
-in memory, such as embeddings for NRG or training dynamics for AUM), the
+(confident learning, multiclass or multi-label, and exact duplicates: nothing
+that needs every row in memory, such as embeddings for NRG or near
+duplicates, or training dynamics for AUM), the
 input is Parquet/Arrow and it is a folder or large enough to hold
 :data:`STREAM_MIN_CELLS` float32 probabilities (1 GB on disk, e.g. 25M rows
 x 10 classes); else it runs in memory, which is faster while the data fits
@@ -47,7 +48,8 @@ def choose_engine(engine: str, path: str | os.PathLike[str] | None, *, memory_on
             raise LabelqaError(f"--engine {engine} reads files; this data is already in memory",
                                "use --engine memory (or auto)")
         if memory_only:
-            raise LabelqaError(f"--engine {engine} runs confident learning only, and this scan needs {memory_only}",
+            raise LabelqaError(f"--engine {engine} runs confident learning and exact duplicates only, and this scan "
+                               f"needs {memory_only}",
                                "use --engine memory (or auto)")
         return engine
     if engine == "memory" or memory_only or path is None:

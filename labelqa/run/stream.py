@@ -42,7 +42,7 @@ def info_of(src: Source) -> DatasetInfo:
 
 def block_of(batch: Any) -> Block:
     """A decoded batch of a source as a plan's block."""
-    return Block(batch.labels, batch.probs, batch.ids, batch.offset)
+    return Block(batch.labels, batch.probs, batch.ids, batch.offset, columns=batch.columns)
 
 
 class StreamRunner:
