@@ -206,3 +206,25 @@ def test_equals_cleanlab_multilabel(seed):
                                          return_indices_ranked_by=method),
                 cleanlab_filter.find_label_issues(labels, probs, filter_by=filter_by, multi_label=True,
                                                   return_indices_ranked_by=method))
+
+
+def test_migration_table_equivalents_match_cleanlab():
+    """The docs' table: num_label_issues, the confident joint (raw and calibrated), multi-label row scores."""
+    count = pytest.importorskip("cleanlab.count")
+    ml_rank = pytest.importorskip("cleanlab.multilabel_classification.rank")
+    from labelqa.detectors.confident import calibrate_confident_joint, compute_confident_joint
+    from labelqa.detectors.multilabel import get_multilabel_quality_scores
+
+    labels, probs = _noisy_multiclass(7)
+    k = probs.shape[1]
+    assert labelqa.scan(labels=labels, pred_probs=probs).summary()["estimated_num_issues"] == \
+        count.num_label_issues(labels, probs)
+    joint, _guess = compute_confident_joint(labels, probs)
+    np.testing.assert_array_equal(joint, count.compute_confident_joint(labels, probs, calibrate=False))
+    np.testing.assert_array_equal(calibrate_confident_joint(joint, np.bincount(labels, minlength=k)),
+                                  count.compute_confident_joint(labels, probs))
+    rng = np.random.default_rng(0)
+    sets = [np.flatnonzero(r).tolist() for r in rng.random((200, 3)) < 0.4]
+    ml_probs = rng.random((200, 3))
+    np.testing.assert_allclose(get_multilabel_quality_scores(sets, ml_probs),
+                               ml_rank.get_label_quality_scores(sets, ml_probs))
