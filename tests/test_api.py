@@ -33,10 +33,11 @@ def test_python_api_round_trip(noisy_parquet, tmp_path):
 
 
 def test_import_is_light():
-    """``import labelqa`` loads neither scikit-learn, pandas nor torch; the lazy names still resolve."""
-    code = ("import sys, labelqa; heavy = [m for m in ('sklearn', 'pandas', 'torch') if m in sys.modules]; "
-            "print(heavy); labelqa.find_label_issues; labelqa.CleanClassifier; labelqa.find_issues; "
-            "print([m for m in ('sklearn', 'pandas', 'torch') if m in sys.modules])")
+    """``import labelqa`` loads none of scikit-learn, pandas, torch, polars, datasets; the lazy names still resolve."""
+    heavy = "('sklearn', 'pandas', 'torch', 'polars', 'datasets')"
+    code = (f"import sys, labelqa; print([m for m in {heavy} if m in sys.modules]); "
+            "labelqa.find_label_issues; labelqa.CleanClassifier; labelqa.find_issues; "
+            f"print([m for m in {heavy} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[:2] == ["[]", "[]"]
 

@@ -235,3 +235,14 @@ def test_fix_errors_for_memory_and_files(noisy_frame, noisy_parquet):
         fix(load(noisy_parquet[0]))
     with pytest.raises(LabelqaError, match="rows"):
         fix(df, pred_probs=probs[:10])
+
+
+def test_fix_dataframe_from_a_report(noisy_frame, tmp_path):
+    df, probs, _truth = noisy_frame
+    write_report(scan(df, pred_probs=probs, filter_by="both"), tmp_path / "rep")
+    from_report = fix(df, report=tmp_path / "rep")  # the report's flags; no probabilities needed now
+    now = fix(df, pred_probs=probs, filter_by="both")
+    assert from_report["fix_action"].tolist() == now["fix_action"].tolist()
+    assert from_report["label"].tolist() == now["label"].tolist()
+    with pytest.raises(LabelqaError, match="does not match"):
+        fix(df.iloc[::-1], report=tmp_path / "rep")
