@@ -246,3 +246,12 @@ def test_fix_dataframe_from_a_report(noisy_frame, tmp_path):
     assert from_report["label"].tolist() == now["label"].tolist()
     with pytest.raises(LabelqaError, match="does not match"):
         fix(df.iloc[::-1], report=tmp_path / "rep")
+
+
+def test_fix_dataframe_with_decisions(noisy_frame, tmp_path):
+    df, probs, _truth = noisy_frame
+    (tmp_path / "d.csv").write_text("id,decision\n0,drop\n1,relabel:cat\n2,keep\n")
+    out = fix(df, decisions=tmp_path / "d.csv")  # undecided rows keep their label: no scan, no probabilities
+    assert list(out.index) == list(df.index[1:])  # row 0 dropped, the index kept
+    assert out.loc["r1", "label"] == "cat" and out.loc["r1", "fix_action"] == "reviewed_relabel"
+    assert (out["fix_action"].iloc[2:] == "keep").all()
