@@ -197,9 +197,10 @@ def inject_into(data: LabelData, kind: str, rate: float, seed: int | None = 0) -
 
 # --------------------------------------------------------------------------- truth column
 def read_truth_codes(
-    path: str | os.PathLike[str], truth_col: str, data: LabelData, input_format: str | None = None
+    path: str | os.PathLike[str] | Any, truth_col: str, data: LabelData, input_format: str | None = None
 ) -> np.ndarray:
-    """Read ``truth_col`` of the file on its own and map it to ``data``'s class codes.
+    """Read ``truth_col`` of the file (or of an in-memory :class:`pyarrow.Table`) on its own and map it to
+    ``data``'s class codes.
 
     The column is read only here, for scoring; the detectors get ``data``,
     loaded without it.
@@ -218,7 +219,13 @@ def read_truth_codes(
         raise LabelqaError("evaluation with a truth column is for multiclass data")
     if truth_col == data.label_col:
         raise LabelqaError(f"--truth-col {truth_col!r} is the label column", "pass the column of true labels")
-    table = read_table(path, input_format, columns=[truth_col])
+    if isinstance(path, pa.Table):
+        if truth_col not in path.column_names:
+            raise LabelqaError(f"truth column {truth_col!r} not found; columns are {path.column_names}",
+                               "pass truth_col= the column of true labels, or an array of them")
+        table, path = path.select([truth_col]), "in-memory data"
+    else:
+        table = read_table(path, input_format, columns=[truth_col])
     if table.num_rows != data.n_rows:
         raise LabelqaError(f"{path}: column {truth_col!r} has {table.num_rows} rows, the data {data.n_rows}")
     column = table.column(truth_col).combine_chunks()

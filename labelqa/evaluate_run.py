@@ -18,9 +18,9 @@ from labelqa.scan import detector_params, load_options, run_detectors
 __all__ = ["evaluate_detectors"]
 
 def evaluate_detectors(
-    data: str | os.PathLike[str],
+    data: str | os.PathLike[str] | Any = None,
     *,
-    truth_col: str | None = None,
+    truth_col: str | Any = None,
     inject_noise: str | None = None,
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
@@ -30,8 +30,11 @@ def evaluate_detectors(
     """Scan a multiclass dataset and score every detector (and the ensemble) against the truth.
 
     Args:
-        data: Dataset file.
-        truth_col: Column of true labels, read only for scoring (never given to a detector).
+        data: Dataset file, or in-memory data as :func:`labelqa.scan` takes it (a pandas/polars
+            DataFrame, pyarrow Table or RecordBatchReader, datasets.Dataset, dict of arrays;
+            ``labels=``/``pred_probs=`` arrays with or without it).
+        truth_col: Column of true labels, read only for scoring (never given to a detector); for
+            in-memory data also an array of true labels, one per row.
         inject_noise: ``KIND:RATE`` (``uniform:0.2``, ``pairflip:0.1``): flip the given labels first;
             the original labels are then the truth (with ``truth_col`` too, the column stays the truth).
         seed: Seed of ``inject_noise``.
@@ -49,6 +52,13 @@ def evaluate_detectors(
         TypeError: An unknown keyword argument.
     """
 
+    in_memory = not isinstance(data, (str, os.PathLike))
+    truth_array = False
+    if in_memory:
+        from labelqa.data.frames import is_array
+
+        truth_array = is_array(truth_col)
+        data, truth_col, options = _in_memory(data, truth_col, options)
     own = opts.resolve("evaluate", given={"truth_col": truth_col, "inject_noise": inject_noise, "seed": seed,
                                           "out": out}, function="evaluate_detectors", groups=("evaluate", "output"))
     s = opts.resolve("evaluate", given=options, function="evaluate_detectors", groups=opts.SCAN_GROUPS)
@@ -56,7 +66,7 @@ def evaluate_detectors(
     if own["out"] is not None:
         from labelqa.paths import option_inputs, refuse_overwriting_inputs
 
-        refuse_overwriting_inputs(option_inputs({"data": data, **s}), out_dir=own["out"])
+        refuse_overwriting_inputs(option_inputs(s if in_memory else {"data": data, **s}), out_dir=own["out"])
     say = progress or (lambda message: None)
     if truth_col is None and inject_noise is None:
         raise LabelqaError("evaluate needs ground truth", "pass --truth-col COLUMN or --inject-noise uniform:0.2")
@@ -69,13 +79,13 @@ def evaluate_detectors(
               s["threshold_samples"]}
     if truth_col is not None and truth_col in inputs:
         raise LabelqaError(f"--truth-col {truth_col!r} is also a detector input", "pass the column of true labels")
-    say(f"loading {data}")
+    say(f"loading {'in-memory data' if in_memory else data}")
     labeled = load(data, task="multiclass", **load_options(s.select("load")))  # the truth column is not read
     truth_info: dict[str, Any] = {}
     if truth_col is not None:
         say(f"reading true labels from column {truth_col!r}")
         truth = read_truth_codes(data, truth_col, labeled, s["input_format"])
-        truth_info = {"kind": "column", "column": truth_col}
+        truth_info = {"kind": "array"} if truth_array else {"kind": "column", "column": truth_col}
     if noise is not None:
         kind, rate = noise
         say(f"injecting {kind} noise at rate {rate} (seed {seed})")
@@ -96,3 +106,26 @@ def evaluate_detectors(
         say(f"writing the report with evaluation.json to {own['out']}/")
         write_report(result, own["out"], evaluation=evaluation)
     return evaluation
+
+
+def _in_memory(data: Any, truth: Any, options: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """In-memory data as one Arrow table (arrays folded in, :func:`labelqa.scan.in_memory_data`), with true labels
+    given as an array added as a column; returns the table, the truth column's name and the options."""
+    from labelqa.data.frames import is_array, matrix_column
+    from labelqa.data.model import LabelData
+    from labelqa.scan import in_memory_data
+
+    if isinstance(data, LabelData):
+        raise LabelqaError("evaluate needs the data's rows, not loaded LabelData",
+                           "pass the path, DataFrame or table that was loaded")
+    table, options = in_memory_data(data, options)
+    if is_array(truth):
+        column = matrix_column(truth, "truth_col=")
+        if len(column) != table.num_rows:
+            raise LabelqaError(f"truth_col= has {len(column)} values but the data has {table.num_rows} rows",
+                               "pass one true label per row, in the same order")
+        name = "truth"
+        while name in table.column_names:  # never shadow a user column
+            name = "_" + name
+        table, truth = table.append_column(name, column), name
+    return table, truth, options

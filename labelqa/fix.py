@@ -407,9 +407,9 @@ def write_table(table: pa.Table, path: Path, *, csv_formulas: bool = False) -> P
 
 
 def fix(
-    data: str | os.PathLike[str],
+    data: str | os.PathLike[str] | Any = None,
     *,
-    out: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
     report: str | os.PathLike[str] | None = None,
     strategy: Strategy = "relabel",
     min_confidence: float = 0.0,
@@ -419,12 +419,15 @@ def fix(
     undecided: str = "keep",
     progress: Any = None,
     **options: Any,
-) -> FixResult:
-    """Write a cleaned copy of ``data`` to ``out``.
+) -> Any:
+    """Clean the labels of ``data``: a cleaned copy written to ``out``, or returned for in-memory data.
 
     Args:
-        data: Input file (never modified).
-        out: Output file; its suffix picks the format.
+        data: Input file (never modified), or in-memory data as :func:`labelqa.scan` takes it (a
+            pandas/polars DataFrame, pyarrow Table or RecordBatchReader, datasets.Dataset, dict of
+            arrays; ``labels=``/``pred_probs=`` arrays with or without it).
+        out: Output file; its suffix picks the format. Required for a file; for in-memory data
+            without it nothing is written and the cleaned data is returned.
         report: A report folder from ``labelqa scan``; without it the data is
             scanned now with ``options`` (as :func:`labelqa.scan` would, in memory).
         strategy: ``relabel`` (default), ``drop`` or ``flag``.
@@ -439,75 +442,149 @@ def fix(
         **options: The load, detector and run options of :mod:`labelqa.options`
             (``label_col``, ``id_col``, ``input_format``, ``label_sep``, ``filter_by``...).
 
+    Returns:
+        A :class:`FixResult` when ``out`` is given (what was written). For in-memory data without
+        ``out``: the cleaned data in the kind given (a pandas DataFrame keeps its index and columns;
+        polars -> polars, datasets -> Dataset, a dict or arrays -> a dict of numpy arrays, Arrow -> a
+        pyarrow Table), the label column cleaned, with ``label_original``, ``label_fixed`` and
+        ``fix_action``; with ``strategy="drop"`` the dropped rows are left out.
+
     Raises:
-        LabelqaError: On bad options, a mismatched report, or an output that
+        LabelqaError: On bad options, a mismatched report, a file without ``out``, or an output that
             would overwrite the input or an existing file without ``force``.
         TypeError: An unknown keyword argument.
     """
     import labelqa.options as opts
-    from labelqa.data import read_table
-    from labelqa.report.folder import read_issues
-    from labelqa.scan import load_options, scan
+    from labelqa.data.frames import ARRAY_COLUMNS, split_arrays
+    from labelqa.data.model import LabelData
+    from labelqa.scan import in_memory_data
 
-    own = opts.resolve("fix", given={"out": out, "report": report, "strategy": strategy,
-                                     "min_confidence": min_confidence, "force": force, "decisions": decisions,
-                                     "undecided": undecided, "csv_formulas": csv_formulas}, function="fix",
-                       groups=("output", "fix"))
+    original = data
+    in_memory = not isinstance(data, (str, os.PathLike))
+    added: set[str] = set()
+    if in_memory:
+        if isinstance(data, LabelData):
+            raise LabelqaError("fix needs the data's rows, not loaded LabelData",
+                               "pass the path, DataFrame or table that was loaded")
+        given_arrays, _ = split_arrays(options)
+        data, options = in_memory_data(data, options)  # one Arrow table; arrays become its columns
+        added = {options[ARRAY_COLUMNS[key][0]] for key in given_arrays}
+    elif out is None:
+        raise LabelqaError("fix of a file needs an output file", "pass out='clean.parquet' (--out)")
+    given = {"report": report, "strategy": strategy, "min_confidence": min_confidence, "force": force,
+             "decisions": decisions, "undecided": undecided, "csv_formulas": csv_formulas}
+    if out is not None:  # required by `labelqa fix`; optional here for in-memory data
+        given["out"] = out
+    own = opts.resolve("fix", given=given, function="fix", groups=("output", "fix"))
     settings = opts.resolve("fix", given=options, function="fix", groups=opts.SCAN_GROUPS)
-    src, dest = Path(data), own["out"]
-    strategy, min_confidence, force = own["strategy"], own["min_confidence"], own["force"]
-    label_col, id_col, input_format = settings["label_col"], settings["id_col"], settings["input_format"]
+    dest, label_col = (own["out"] if out is not None else None), settings["label_col"]
     from labelqa.paths import option_inputs, refuse_overwriting_inputs
 
-    refuse_overwriting_inputs(option_inputs({"data": src, "report": own["report"], **settings}), out_file=dest)
-    if dest.exists() and not force:
-        raise LabelqaError(f"output file {dest} already exists", "choose another --out, or pass --force to overwrite it")
-    if dest.suffix.lower() not in _WRITERS:
-        raise LabelqaError(
-            f"cannot tell the output format of {dest}", f"use one of the suffixes {', '.join(sorted(_WRITERS))}"
-        )
+    inputs = {"report": own["report"], **settings} if in_memory else {"data": data, "report": own["report"],
+                                                                      **settings}
+    if dest is not None:
+        dest = Path(dest)
+        refuse_overwriting_inputs(option_inputs(inputs), out_file=dest)
+        if dest.exists() and not own["force"]:
+            raise LabelqaError(f"output file {dest} already exists",
+                               "choose another --out, or pass --force to overwrite it")
+        if dest.suffix.lower() not in _WRITERS:
+            raise LabelqaError(
+                f"cannot tell the output format of {dest}", f"use one of the suffixes {', '.join(sorted(_WRITERS))}"
+            )
+    src = data if in_memory else Path(data)
+    if in_memory:  # a row number column tells which input rows a result row is
+        src = src.append_column(_ROW_COLUMN, pa.array(np.arange(src.num_rows, dtype=np.int64)))
     if own["decisions"] is not None:  # reviewers' answers (labelqa.decisions)
-        return _fix_with_decisions(src, dest, own, settings, progress)
+        fixed, raw_lines = _fix_with_decisions(src, own, settings, progress), None
+    else:
+        fixed, raw_lines = _fix_with_scan(src, own, settings, progress)
+    if not in_memory:
+        return _write_file(dest, fixed, raw_lines, csv_formulas=own["csv_formulas"], label_col=label_col)
+    rows = fixed.table.column(_ROW_COLUMN).to_numpy(zero_copy_only=False)
+    table = fixed.table.drop_columns([_ROW_COLUMN])
+    if dest is not None:
+        write_table(table, dest, csv_formulas=own["csv_formulas"])
+        return FixResult(table=table, actions=fixed.actions, out=dest)
+    table = table.drop_columns([c for c in added if c != label_col and c in table.column_names])
+    from labelqa.data.frames import like_input
+
+    return like_input(original, table, rows, replace=(label_col, "label_original", "label_fixed", "fix_action"))
+
+
+def _without_row_numbers(src: Any) -> Any:
+    return src.drop_columns([_ROW_COLUMN]) if isinstance(src, pa.Table) else src
+
+
+def _fix_with_scan(src: Any, own: Any, settings: Any, progress: Any) -> tuple[FixResult, list[_JsonObject] | None]:
+    """Apply the strategy to the rows a scan flagged (the report's, or a scan now) of a file or in-memory table.
+
+    Returns the fixed table and, when a JSON lines file is written as JSON lines, its lines as read.
+    """
+    from labelqa.scan import load_options, scan
+
     data_arrays: dict[str, Any] = {}
+    data = _without_row_numbers(src)
     if own["report"] is not None:
+        from labelqa.report.folder import read_issues
+
         issues = read_issues(own["report"])
-        if is_list_type(issues.schema.field("given_label").type) and min_confidence > 0:
+        if is_list_type(issues.schema.field("given_label").type) and own["min_confidence"] > 0:
             from labelqa.data import load
 
-            loaded = load(src, **load_options(settings.select("load")))
+            loaded = load(data, **load_options(settings.select("load")))
             data_arrays = {"pred_probs": loaded.pred_probs, "classes": loaded.classes}
     else:
-        result = scan(src, progress=progress, engine="memory", **settings.select())
+        result = scan(data, progress=progress, engine="memory", **settings.select())
         issues = result.issues_table()
         if result.multilabel:
             data_arrays = {"pred_probs": result.data.pred_probs, "classes": result.data.classes}
-    from labelqa.data.readers import resolve_format
-
-    # A text file written as text keeps every cell it does not change exactly as read (zip 00003, 1e5).
-    in_fmt, out_kind = resolve_format(src, input_format), _WRITERS.get(dest.suffix.lower())
-    as_text = in_fmt == "csv" and out_kind in ("csv", "jsonl")
-    table = read_table(src, input_format=input_format, text=as_text)
-    raw_lines = _raw_json_lines(src, table.num_rows) if in_fmt == "jsonl" and out_kind == "jsonl" else None
-    if raw_lines is not None:
-        table = table.append_column(_ROW_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    fixed = apply_fix(table, issues, label_col=label_col, id_col=id_col, strategy=strategy,
-                      min_confidence=min_confidence, label_sep=settings["label_sep"], **data_arrays)
-    if raw_lines is not None:
-        kept = fixed.table.column(_ROW_COLUMN).to_numpy(zero_copy_only=False)
-        fixed = FixResult(table=fixed.table.drop_columns([_ROW_COLUMN]), actions=fixed.actions)
-        write_atomic(dest, lambda tmp: _write_json_lines_as_read(tmp, raw_lines, kept, fixed.table, label_col))
+    raw_lines = None
+    if isinstance(src, pa.Table):
+        table = src
     else:
-        write_table(fixed.table, dest, csv_formulas=own["csv_formulas"])
-    return FixResult(table=fixed.table, actions=fixed.actions, out=dest)
+        from labelqa.data import read_table
+        from labelqa.data.readers import resolve_format
+
+        # A text file written as text keeps every cell it does not change exactly as read (zip 00003, 1e5).
+        in_fmt = resolve_format(src, settings["input_format"])
+        out_kind = _WRITERS.get(Path(own["out"]).suffix.lower())
+        table = read_table(src, input_format=settings["input_format"],
+                           text=in_fmt == "csv" and out_kind in ("csv", "jsonl"))
+        raw_lines = _raw_json_lines(src, table.num_rows) if in_fmt == "jsonl" and out_kind == "jsonl" else None
+        if raw_lines is not None:
+            table = table.append_column(_ROW_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    fixed = apply_fix(table, issues, label_col=settings["label_col"], id_col=settings["id_col"],
+                      strategy=own["strategy"], min_confidence=own["min_confidence"], label_sep=settings["label_sep"],
+                      **data_arrays)
+    return fixed, raw_lines
 
 
-def _fix_with_decisions(src: Path, dest: Path, own: Any, settings: Any, progress: Any) -> FixResult:
+def _write_file(dest: Path, fixed: FixResult, raw_lines: list[_JsonObject] | None, *, csv_formulas: bool,
+                label_col: str) -> FixResult:
+    """Write the fixed table of a file input; JSON lines written as JSON lines keep every line as read."""
+    table = fixed.table
+    if raw_lines is not None:
+        kept = table.column(_ROW_COLUMN).to_numpy(zero_copy_only=False)
+        table = table.drop_columns([_ROW_COLUMN])
+        final = table
+        write_atomic(dest, lambda tmp: _write_json_lines_as_read(tmp, raw_lines, kept, final, label_col))
+    else:
+        write_table(table, dest, csv_formulas=csv_formulas)
+    return FixResult(table=table, actions=fixed.actions, out=dest)
+
+
+def _fix_with_decisions(src: Any, own: Any, settings: Any, progress: Any) -> FixResult:
     """Apply a decisions file; undecided rows keep their label or follow the strategy on a scan's issues."""
-    from labelqa.data import read_table
     from labelqa.decisions import apply_decisions, read_decisions
 
     decided = read_decisions(own["decisions"])
-    table = read_table(src, input_format=settings["input_format"])
+    if isinstance(src, pa.Table):
+        table = src
+    else:
+        from labelqa.data import read_table
+
+        table = read_table(src, input_format=settings["input_format"])
     base: dict[str, Any] = {}
     if own["undecided"] == "strategy":
         if own["report"] is not None:
@@ -517,7 +594,8 @@ def _fix_with_decisions(src: Path, dest: Path, own: Any, settings: Any, progress
         else:
             from labelqa.scan import scan
 
-            issues = scan(src, progress=progress, engine="memory", **settings.select()).issues_table()
+            issues = scan(_without_row_numbers(src), progress=progress, engine="memory",
+                          **settings.select()).issues_table()
         _check_alignment(table, issues, label_col=settings["label_col"], id_col=settings["id_col"])
         base["base_actions"] = plan_actions(
             issues.column("is_label_issue").to_numpy(zero_copy_only=False),
@@ -526,5 +604,4 @@ def _fix_with_decisions(src: Path, dest: Path, own: Any, settings: Any, progress
         base["base_labels"] = issues.column("suggested_label")
     out, actions = apply_decisions(table, decided, label_col=settings["label_col"], id_col=settings["id_col"],
                                    classes=settings["classes"], **base)
-    write_table(out, dest, csv_formulas=own["csv_formulas"])
-    return FixResult(table=out, actions=actions, out=dest)
+    return FixResult(table=out, actions=actions)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import labelqa
 
 
@@ -28,3 +30,24 @@ def test_python_api_round_trip(noisy_parquet, tmp_path):
     assert not gate.passed
     fixed = labelqa.fix(path, out=tmp_path / "clean.parquet", report=tmp_path / "rep")
     assert fixed.out.exists()
+
+
+def test_import_is_light():
+    """``import labelqa`` loads none of scikit-learn, pandas, torch, polars, datasets; the lazy names still resolve."""
+    heavy = "('sklearn', 'pandas', 'torch', 'polars', 'datasets')"
+    code = (f"import sys, labelqa; print([m for m in {heavy} if m in sys.modules]); "
+            "labelqa.find_label_issues; labelqa.CleanClassifier; labelqa.find_issues; "
+            f"print([m for m in {heavy} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["[]", "[]"]
+
+
+def test_lazy_names_are_the_real_objects():
+    from labelqa import compat, learn
+
+    assert labelqa.find_issues is learn.find_issues and labelqa.CleanClassifier is learn.CleanClassifier
+    assert labelqa.cross_val_pred_probs is learn.cross_val_pred_probs
+    assert labelqa.get_label_quality_scores is compat.get_label_quality_scores
+    assert set(labelqa.__all__) <= set(dir(labelqa))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        labelqa.nope  # noqa: B018

@@ -132,3 +132,126 @@ def test_unknown_output_suffix(noisy_parquet, tmp_path):
     path, _ = noisy_parquet
     with pytest.raises(LabelqaError, match="output format"):
         fix(path, out=tmp_path / "clean.xlsx")
+
+
+# --------------------------------------------------------------------------- in-memory data (pandas in, pandas out)
+@pytest.fixture
+def noisy_frame():
+    """300 rows, 3 named classes, 30 labels flipped; probabilities that know the truth."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n, k = 300, 3
+    truth = rng.integers(0, k, n)
+    probs = rng.dirichlet(np.ones(k), n) * 0.3
+    probs[np.arange(n), truth] += 1
+    probs /= probs.sum(1, keepdims=True)
+    given = truth.copy()
+    flip = rng.choice(n, 30, replace=False)
+    given[flip] = (given[flip] + 1) % k
+    names = np.array(["ant", "bee", "cat"])
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(n)], "score": np.arange(n, dtype=np.int32),
+                       "label": names[given]}, index=[f"r{i}" for i in range(n)])
+    return df, probs, names[truth]
+
+
+def test_fix_dataframe_returns_cleaned_dataframe(noisy_frame, tmp_path, monkeypatch):
+    import pandas as pd
+
+    df, probs, truth = noisy_frame
+    before = df.copy()
+    monkeypatch.chdir(tmp_path)
+    out = fix(df, pred_probs=probs)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.index) == list(df.index) and out["score"].dtype == np.int32
+    assert list(out.columns) == ["text", "score", "label", "label_original", "label_fixed", "fix_action"]
+    pd.testing.assert_frame_equal(df, before)  # the input is untouched
+    flags = scan(df, pred_probs=probs).is_label_issue
+    np.testing.assert_array_equal(out["fix_action"].to_numpy() == "relabel", flags)
+    assert out["label_original"].tolist() == df["label"].tolist()
+    assert (out["label"] == out["label_fixed"]).all()
+    assert (out["label"].to_numpy() == truth).mean() > (df["label"].to_numpy() == truth).mean() + 0.05
+
+    dropped = fix(df, pred_probs=probs, strategy="drop")
+    assert list(dropped.index) == list(df.index[~flags])
+    assert (dropped["label"].to_numpy() == dropped["label_original"].to_numpy()).all()
+
+
+def test_fix_in_memory_kinds(noisy_frame):
+    df, probs, _truth = noisy_frame
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    expected = fix(df, pred_probs=probs)["label"].tolist()
+    from_table = fix(table, pred_probs=probs)
+    assert isinstance(from_table, pa.Table) and from_table.column("label").to_pylist() == expected
+    from_reader = fix(table.to_reader(max_chunksize=64), pred_probs=probs)
+    assert from_reader.column("label").to_pylist() == expected
+    as_dict = fix({"label": df["label"].to_numpy(), "pred_probs": probs})
+    assert isinstance(as_dict, dict) and as_dict["pred_probs"].shape == probs.shape
+    assert as_dict["label"].tolist() == expected
+    codes = np.searchsorted(["ant", "bee", "cat"], df["label"].to_numpy())
+    arrays = fix(labels=codes, pred_probs=probs)
+    assert set(arrays) == {"label", "label_original", "label_fixed", "fix_action"}  # no copy of pred_probs back
+    assert np.array(["ant", "bee", "cat"])[arrays["label"]].tolist() == expected
+
+
+def test_fix_in_memory_with_out_writes(noisy_frame, tmp_path):
+    df, probs, _truth = noisy_frame
+    dest = tmp_path / "clean.csv"
+    result = fix(df, pred_probs=probs, out=dest)
+    assert result.out == dest and dest.exists()
+    import pyarrow.csv as pacsv
+
+    written = pacsv.read_csv(dest)
+    assert written.column("label").to_pylist() == fix(df, pred_probs=probs)["label"].tolist()
+    assert "__labelqa_row__" not in written.column_names
+    with pytest.raises(LabelqaError, match="already exists"):
+        fix(df, pred_probs=probs, out=dest)
+
+
+def test_fix_multilabel_dataframe():
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    n, k = 300, 3
+    truth = rng.random((n, k)) < 0.4
+    probs = np.clip(truth * 0.6 + rng.normal(0, 0.15, (n, k)) + 0.2, 0.001, 0.999)
+    noisy = truth ^ (rng.random((n, k)) < 0.05)
+    names = np.array(["x", "y", "z"])
+    df = pd.DataFrame({"tags": [names[r].tolist() for r in noisy]})
+    out = fix(df, label_col="tags", pred_probs=probs)
+    assert isinstance(out["tags"].iloc[0], list)
+    fixed = np.array([[c in row for c in names] for row in out["tags"]])
+    assert (fixed != truth).sum() < (noisy != truth).sum()
+
+
+def test_fix_errors_for_memory_and_files(noisy_frame, noisy_parquet):
+    from labelqa.data import load
+
+    df, probs, _truth = noisy_frame
+    with pytest.raises(LabelqaError, match="needs an output file"):
+        fix(noisy_parquet[0])
+    with pytest.raises(LabelqaError, match="LabelData"):
+        fix(load(noisy_parquet[0]))
+    with pytest.raises(LabelqaError, match="rows"):
+        fix(df, pred_probs=probs[:10])
+
+
+def test_fix_dataframe_from_a_report(noisy_frame, tmp_path):
+    df, probs, _truth = noisy_frame
+    write_report(scan(df, pred_probs=probs, filter_by="both"), tmp_path / "rep")
+    from_report = fix(df, report=tmp_path / "rep")  # the report's flags; no probabilities needed now
+    now = fix(df, pred_probs=probs, filter_by="both")
+    assert from_report["fix_action"].tolist() == now["fix_action"].tolist()
+    assert from_report["label"].tolist() == now["label"].tolist()
+    with pytest.raises(LabelqaError, match="does not match"):
+        fix(df.iloc[::-1], report=tmp_path / "rep")
+
+
+def test_fix_dataframe_with_decisions(noisy_frame, tmp_path):
+    df, probs, _truth = noisy_frame
+    (tmp_path / "d.csv").write_text("id,decision\n0,drop\n1,relabel:cat\n2,keep\n")
+    out = fix(df, decisions=tmp_path / "d.csv")  # undecided rows keep their label: no scan, no probabilities
+    assert list(out.index) == list(df.index[1:])  # row 0 dropped, the index kept
+    assert out.loc["r1", "label"] == "cat" and out.loc["r1", "fix_action"] == "reviewed_relabel"
+    assert (out["fix_action"].iloc[2:] == "keep").all()

@@ -9,7 +9,8 @@ DataFrame can only exist when its library already is.
 2-D numpy arrays (probabilities, embeddings) become ``fixed_size_list``
 columns without copying the values. :func:`with_arrays` adds the array form
 of ``labels=``, ``pred_probs=`` and ``embeddings=`` to a table (or makes one
-from them alone).
+from them alone). :func:`like_input` turns a result table back into the kind
+of data given (pandas in, pandas out).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import pyarrow as pa
 
 from labelqa.errors import LabelqaError
 
-__all__ = ["ARRAY_COLUMNS", "as_table", "describe", "is_array", "is_in_memory", "matrix_column", "split_arrays",
-           "with_arrays"]
+__all__ = ["ARRAY_COLUMNS", "as_table", "describe", "is_array", "is_in_memory", "like_input", "matrix_column",
+           "split_arrays", "with_arrays"]
 
 #: Array keyword -> (the load option naming its column, the column it becomes).
 ARRAY_COLUMNS = {"labels": ("label_col", "label"), "pred_probs": ("pred_probs_col", "pred_probs"),
@@ -182,3 +183,45 @@ def with_arrays(data: Any, arrays: Mapping[str, Any], options: dict[str, Any]) -
         option = next(o for o, c in ARRAY_COLUMNS.values() if c == column)
         options[option] = name
     return table, options
+
+
+def _column_values(column: Any) -> Any:
+    """A column as numpy (lists of lists for variable-length list columns, a 2-D array for fixed-size ones)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_fixed_size_list(arr.type) and arr.null_count == 0:
+        return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), arr.type.list_size)
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+        values = np.empty(len(arr), dtype=object)
+        values[:] = arr.to_pylist()
+        return values
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def like_input(original: Any, table: pa.Table, rows: np.ndarray, replace: tuple[str, ...] = ()) -> Any:
+    """``table`` as the kind of data ``original`` was: a pandas or polars DataFrame, a ``datasets.Dataset``,
+    a dict of numpy arrays (for a dict or arrays given alone), else a :class:`pyarrow.Table`.
+
+    ``table`` holds the input rows ``rows`` (positions in ``original``, in order). A pandas result is
+    ``original``'s own rows (index and column dtypes kept) with the columns of ``table`` that it lacks,
+    or that are named in ``replace``, set from ``table``.
+    """
+    root = _root_module(original)
+    if root == "pandas" and hasattr(original, "iloc"):
+        out = original.iloc[np.asarray(rows, dtype=np.int64)].copy()
+        present = {str(c) for c in original.columns}
+        for name in table.column_names:
+            if name not in present or name in replace:
+                values = _column_values(table.column(name))
+                out[name] = list(values) if getattr(values, "ndim", 1) == 2 else values
+        return out
+    if root == "polars":
+        import polars
+
+        return polars.from_arrow(table)
+    if root == "datasets":
+        import datasets
+
+        return datasets.Dataset(table)
+    if original is None or isinstance(original, Mapping):
+        return {name: _column_values(table.column(name)) for name in table.column_names}
+    return table
