@@ -250,10 +250,11 @@ _DECLARED = [
     # ------------------------------------------------------------------ detectors
     Option("filter_by", "str", "prune_by_noise_rate", "Flagging method: prune_by_noise_rate, prune_by_class, both, "
            "confident_learning, predicted_neq_given, low_self_confidence, low_normalized_margin, "
-           "low_margin_midpoint (cl only; docs/detection.md).", "detector", SFE,
+           "low_margin_midpoint, prune_by_noise_rate_plus (cl only; docs/detection.md).", "detector", SFE,
            detectors=("cl", "mlcl"), metavar="METHOD",
            choices=("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
-                    "low_self_confidence", "low_normalized_margin", "low_margin_midpoint")),
+                    "low_self_confidence", "low_normalized_margin", "low_margin_midpoint",
+                    "prune_by_noise_rate_plus")),
     Option("score_method", "str", "self_confidence", "Label quality score: self_confidence, normalized_margin, "
            "confidence_weighted_entropy.", "detector", SFE, detectors=("cl",), metavar="METHOD",
            choices=("self_confidence", "normalized_margin", "confidence_weighted_entropy")),
