@@ -49,6 +49,8 @@ __all__ = [
     "disagreement_columns",
     "disagreement_summary",
     "fit_model_weights",
+    "in_sample_check",
+    "in_sample_warning",
     "model_disagreement",
 ]
 
@@ -64,6 +66,15 @@ TEMPERATURES = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 _BLOCK_ELEMENTS = 1 << 18
 #: Multi-label: a model predicts class k for a row when ``p >= 0.5``.
 MULTILABEL_THRESHOLD = 0.5
+#: A model "looks in-sample" when, on the rows where every other model's argmax disputes the given
+#: label, it backs the label on more than this share of them (an out-of-sample model sides with
+#: the others' evidence there far more often; in-sample models back their training labels).
+IN_SAMPLE_BACKING = 0.5
+#: ... and only with at least this many such rows (less is no evidence either way),
+IN_SAMPLE_MIN_ROWS = 20
+#: ... and when its argmax agrees with at least this share of all the given labels (near-perfect:
+#: models scored on their own training rows reach it, out-of-sample ones on real data do not).
+IN_SAMPLE_AGREEMENT = 0.99
 
 
 def _names(n_models: int, names: Sequence[str] | None) -> list[str]:
@@ -256,13 +267,103 @@ def _log_losses(mats: Sequence[np.ndarray], labels: Any, task: str, w_grid: np.n
 
 def fit_model_weights(models: Sequence[Any], labels: Any, *, task: str = "multiclass") -> np.ndarray:
     """Weights for ``loss_weighted``: ``exp(-T * log_loss_m)``, normalised, with ``T`` from
-    :data:`TEMPERATURES` minimising the mean's log loss against the given labels."""
+    :data:`TEMPERATURES` minimising the mean's log loss against the given labels.
+
+    A model that looks in-sample (:func:`in_sample_check`) fits the given labels
+    best because it saw them; its weight is capped at the equal share ``1/M``
+    (the rest goes to the other models in proportion to theirs), so it cannot
+    take all the weight.
+    """
     mats, _ = _check_models(models, None)
     losses = _log_losses(mats, labels, task)
     grid = np.stack([np.exp(-t * (losses - losses.min())) for t in TEMPERATURES])
     grid /= grid.sum(axis=1, keepdims=True)
     best = int(np.argmin(_log_losses(mats, labels, task, grid)))
-    return grid[best]
+    weights = grid[best]
+    if task == "multiclass":
+        suspect = np.array(in_sample_check(mats, labels)["suspect"], dtype=bool)
+        weights = cap_weights(weights, suspect)
+    return weights
+
+
+def cap_weights(weights: np.ndarray, capped: np.ndarray) -> np.ndarray:
+    """``weights`` (summing to 1) with the ``capped`` models held to at most ``1/M``, the excess moved to the others.
+
+    When every model is capped the weights become equal.
+    """
+    w = np.asarray(weights, dtype=np.float64).copy()
+    capped = np.asarray(capped, dtype=bool)
+    m = w.size
+    if not capped.any():
+        return w
+    if capped.all():
+        return np.full(m, 1.0 / m)
+    limit = 1.0 / m
+    excess = float(np.maximum(w[capped] - limit, 0.0).sum())
+    w[capped] = np.minimum(w[capped], limit)
+    free = ~capped
+    share = w[free].sum()
+    w[free] += excess * (w[free] / share if share > 0 else 1.0 / free.sum())
+    return w / w.sum()
+
+
+def in_sample_check(models: Sequence[Any], labels: Any, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Which models' probabilities look in-sample (multiclass), and the evidence.
+
+    For each model, the rows where **every other** model's argmax disputes
+    the given label: an out-of-sample model backs the label on a minority
+    of them (it sees what the others see; on CIFAR-10N's real noise 4-17%),
+    a model that trained on the rows backs its training labels (a model with
+    half its probability on the given label: 100%). A model is a suspect
+    when its argmax agrees with at least :data:`IN_SAMPLE_AGREEMENT` of all
+    the given labels (near-perfect) **and** it backs the label on more than
+    :data:`IN_SAMPLE_BACKING` of at least :data:`IN_SAMPLE_MIN_ROWS` rows that
+    every other model disputes. (Two models cannot tell "A saw the labels"
+    from "B is poor and A is perfect on clean labels"; the near-perfect
+    agreement is what real out-of-sample models do not reach on real data.)
+
+    Returns:
+        ``{"backs_label_where_others_dispute": [share or None per model],
+        "rows_others_dispute": [count per model], "agreement_with_given": [per model],
+        "mean_log_loss": [per model],
+        "suspect": [bool per model], "names": [...]}``.
+    """
+    mats, labs_names = _check_models(models, names)
+    n, k = mats[0].shape
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    agree = np.zeros((len(mats), n), dtype=bool)
+    for sl in _blocks(n, k):
+        for i, m in enumerate(mats):
+            agree[i, sl] = np.asarray(m[sl]).argmax(axis=1) == y[sl]
+    losses = _log_losses(mats, y, "multiclass")
+    backs: list[float | None] = []
+    rows: list[int] = []
+    suspect: list[bool] = []
+    for i in range(len(mats)):
+        others = np.delete(agree, i, axis=0)
+        disputed = ~others.any(axis=0) if others.size else np.zeros(n, dtype=bool)
+        count = int(np.count_nonzero(disputed))
+        share = float(np.count_nonzero(agree[i] & disputed) / count) if count else None
+        rows.append(count)
+        backs.append(share)
+        suspect.append(bool(len(mats) > 1 and count >= IN_SAMPLE_MIN_ROWS and share is not None
+                            and share > IN_SAMPLE_BACKING and agree[i].mean() >= IN_SAMPLE_AGREEMENT))
+    return {"names": labs_names, "backs_label_where_others_dispute": backs, "rows_others_dispute": rows,
+            "agreement_with_given": [float(a.mean()) if n else 0.0 for a in agree],
+            "mean_log_loss": [float(x) for x in losses], "suspect": suspect}
+
+
+def in_sample_warning(check: dict[str, Any]) -> str | None:
+    """One warning line naming the suspects of :func:`in_sample_check` (``None`` when there are none)."""
+    parts = [f"{name} agrees with {agree:.1%} of the given labels and backs them on {share:.0%} of the {count:,} "
+             "rows where every other model disputes them"
+             for name, agree, share, count, bad in zip(check["names"], check["agreement_with_given"],
+                                                       check["backs_label_where_others_dispute"],
+                                                       check["rows_others_dispute"], check["suspect"]) if bad]
+    if not parts:
+        return None
+    return ("probabilities look in-sample (scored on rows the model trained on?): " + "; ".join(parts)
+            + ". Its weight is capped at an equal share; use out-of-sample (cross-validated) probabilities.")
 
 
 def model_disagreement(models: Sequence[Any], *, task: str = "multiclass") -> dict[str, np.ndarray]:
@@ -374,6 +475,13 @@ def disagreement_summary(data: Any) -> dict[str, Any] | None:
     }
     if "model_weights" in meta:
         out["model_weights"] = list(meta["model_weights"])
+    if data.task == "multiclass":
+        check = in_sample_check(mats, data.labels, out["models"] if len(out["models"]) == len(mats) else None)
+        out["backs_label_where_others_dispute"] = check["backs_label_where_others_dispute"]
+        out["in_sample_suspects"] = [name for name, bad in zip(check["names"], check["suspect"]) if bad]
+        warning = in_sample_warning(check)
+        if warning:
+            out["warning"] = warning
     return out
 
 
