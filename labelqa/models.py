@@ -9,6 +9,9 @@ A scan can take the out-of-sample probabilities of several models
   row, the log-linear pool: a class one model rules out stays unlikely, so a
   model that confirms a wrong label cannot outvote one that rules it out;
 - ``mean``: the (weighted) arithmetic mean per row, the linear opinion pool;
+- ``log_linear``: the log-linear pool ``p ∝ prod_m p_m^{w_m}`` with free
+  weights ``w_m >= 0`` (not summing to 1) fitted by maximum likelihood of
+  the **given** labels: a stacked, recalibrated geometric mean (multiclass);
 - ``loss_weighted``: the mean with weights ``exp(-T * log_loss_m)``, each
   model's log loss measured against the **given** labels, with the
   temperature ``T`` chosen from a grid to minimise the combination's own log
@@ -48,14 +51,16 @@ __all__ = [
     "combine_pred_probs",
     "disagreement_columns",
     "disagreement_summary",
+    "fit_log_linear_weights",
     "fit_model_weights",
+    "log_linear_pool",
     "in_sample_check",
     "in_sample_warning",
     "model_disagreement",
 ]
 
 #: The ``combine_models`` values.
-COMBINE_METHODS = ("geometric", "mean", "loss_weighted")
+COMBINE_METHODS = ("geometric", "mean", "loss_weighted", "log_linear")
 #: The default combination (see docs/multimodel.md for why).
 DEFAULT_COMBINE = "geometric"
 #: Probabilities are floored at this value before taking logs.
@@ -64,6 +69,9 @@ LOG_FLOOR = 1e-12
 TEMPERATURES = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 #: About this many matrix elements per row block.
 _BLOCK_ELEMENTS = 1 << 18
+#: ``log_linear`` fits its weights on at most about this many (row x class x model) log-probabilities
+#: (a seeded sample of rows beyond it).
+LOG_LINEAR_FIT_ELEMENTS = 1 << 24
 #: Multi-label: a model predicts class k for a row when ``p >= 0.5``.
 MULTILABEL_THRESHOLD = 0.5
 #: A model "looks in-sample" when, on the rows where every other model's argmax disputes the given
@@ -183,6 +191,17 @@ def combine_pred_probs(
     if task not in ("multiclass", "multilabel"):
         raise LabelqaError(f"unknown task {task!r}", hint="use 'multiclass' or 'multilabel'")
     mats, _ = _check_models(models, names)
+    if method == "log_linear":
+        if weights is not None:
+            raise LabelqaError("log_linear fits the model weights itself; weights were given too",
+                               hint="drop weights, or use method='geometric' with your weights")
+        if labels is None:
+            raise LabelqaError("log_linear needs the given labels to fit the model weights",
+                               hint="pass labels=..., or use method='geometric'")
+        if task != "multiclass":
+            raise LabelqaError("log_linear combines multiclass probabilities only",
+                               hint="use --combine-models geometric, mean or loss_weighted for multi-label data")
+        return log_linear_pool(mats, fit_log_linear_weights(mats, labels))
     if method == "loss_weighted":
         if weights is not None:
             raise LabelqaError("loss_weighted fits the model weights itself; weights were given too",
@@ -284,6 +303,68 @@ def fit_model_weights(models: Sequence[Any], labels: Any, *, task: str = "multic
         suspect = np.array(in_sample_check(mats, labels)["suspect"], dtype=bool)
         weights = cap_weights(weights, suspect)
     return weights
+
+
+def log_linear_pool(models: Sequence[Any], weights: Sequence[float]) -> np.ndarray:
+    """``p ∝ prod_m p_m^{w_m}`` per row with the weights as given (not normalised), probabilities floored at 1e-12."""
+    mats, _ = _check_models(models, None)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(mats),) or not np.isfinite(w).all() or (w < 0).any():
+        raise LabelqaError(f"log-linear weights must be {len(mats)} finite numbers >= 0, got {weights!r}")
+    if not w.any():
+        w = np.ones(len(mats))
+    return _geometric(mats, w, "multiclass")
+
+
+def fit_log_linear_weights(models: Sequence[Any], labels: Any, *, seed: int = 0) -> np.ndarray:
+    """Weights ``w_m >= 0`` of the log-linear pool maximising the likelihood of the given labels (multiclass).
+
+    The mean log loss of ``softmax(sum_m w_m log p_m)`` is convex in ``w``;
+    it is minimised by L-BFGS-B (scipy) from equal weights, on a seeded
+    sample of rows when N x K x M exceeds :data:`LOG_LINEAR_FIT_ELEMENTS`.
+    Weights may sum to more than 1 (the pool is then sharper than a mean of
+    logs: models that agree reinforce each other) or less (softer).
+
+    A model that looks in-sample (:func:`in_sample_check`) is held to at most
+    the mean weight of the others, so it cannot take all the weight.
+    """
+    from scipy.optimize import minimize
+
+    mats, _ = _check_models(models, None)
+    n, k = mats[0].shape
+    m_count = len(mats)
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if y.shape != (n,) or (n and (y.min() < 0 or y.max() >= k)):
+        raise LabelqaError(f"labels must be {n} class codes in 0..{k - 1}", hint="pass the encoded labels")
+    if n == 0:
+        return np.full(m_count, 1.0 / m_count)
+    rows = np.arange(n)
+    limit = max(LOG_LINEAR_FIT_ELEMENTS // max(k * m_count, 1), 1)
+    if n > limit:
+        rows = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    logs = np.stack([np.log(np.maximum(np.asarray(m)[rows].astype(np.float64), LOG_FLOOR)) for m in mats])  # (M, n, K)
+    ys = y[rows]
+    idx = np.arange(rows.size)
+
+    def loss_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = np.tensordot(w, logs, axes=1)
+        z -= z.max(axis=1, keepdims=True)
+        ez = np.exp(z)
+        total = ez.sum(axis=1)
+        q = ez / total[:, None]
+        loss = float(np.mean(np.log(total) - z[idx, ys]))
+        grad = np.einsum("mnk,nk->m", logs, q) / rows.size - logs[:, idx, ys].mean(axis=1)
+        return loss, grad
+
+    start = np.full(m_count, 1.0 / m_count)
+    res = minimize(loss_and_grad, start, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * m_count)
+    w = np.asarray(res.x if np.isfinite(res.fun) else start, dtype=np.float64)
+    suspect = np.array(in_sample_check(mats, y)["suspect"], dtype=bool)
+    if suspect.any() and not suspect.all():
+        w[suspect] = np.minimum(w[suspect], w[~suspect].mean())
+    if not w.any():
+        w = start
+    return w
 
 
 def cap_weights(weights: np.ndarray, capped: np.ndarray) -> np.ndarray:

@@ -221,7 +221,8 @@ _DECLARED = [
     Option("pred_probs", "path", None, "N x K .npy file of predicted probabilities (row order = data order); "
            "repeat for several models.", "load", SFE, repeatable=True),
     Option("combine_models", "str", "geometric", "How several models' probabilities combine: geometric (default), "
-           "mean or loss_weighted (docs/multimodel.md).", "load", SFE, choices=("geometric", "mean", "loss_weighted")),
+           "mean, loss_weighted or log_linear (docs/multimodel.md).", "load", SFE,
+           choices=("geometric", "mean", "loss_weighted", "log_linear")),
     Option("classes", "values", None, "Comma-separated class names in probability-column order.", "load",
            (S, F, E, T), metavar="A,B,C"),
     Option("classes_file", "path", None, "File with one class name per line (or a JSON list), in column order.",
