@@ -311,9 +311,10 @@ _DECLARED = [
     Option("detectors", "names", None, "Comma-separated detectors to run: cl, aum, nrg, dup (default: every "
            "detector the data has inputs for but dup).", "run", SFE, choices=("cl", "aum", "nrg", "dup"),
            example="cl,nrg"),
-    Option("issue_rule", "str", "primary_or_2", "With several detectors, which rows are issues: primary_or_2 "
-           "(flagged by the primary detector or by >= 2), primary, any, all, majority.", "run", SFE,
-           choices=("primary_or_2", "primary", "any", "all", "majority")),
+    Option("issue_rule", "str", "relative_rank", "With several detectors, which rows are issues: relative_rank "
+           "(within the detectors' own cuts on average; docs/detection.md), primary_or_2 (flagged by the primary "
+           "detector or by >= 2), primary, any, all, majority.", "run", SFE,
+           choices=("relative_rank", "primary_or_2", "primary", "any", "all", "majority")),
     # ------------------------------------------------------------------ engine
     Option("engine", "str", "auto", "auto (stream large multiclass Parquet/Arrow inputs scanned with cl only), "
            "memory, stream (bounded memory) or dask.", "engine", (S,), choices=("auto", "memory", "stream", "dask")),

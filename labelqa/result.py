@@ -218,7 +218,7 @@ def summarize(
 
 # --------------------------------------------------------------------------- the issues table
 def build_issues_table(data: LabelData, results: Mapping[str, DetectorResult], primary: str,
-                       issue_rule: str = "primary_or_2", ranks: np.ndarray | None = None) -> pa.Table:
+                       issue_rule: str = ensemble.DEFAULT_ISSUE_RULE, ranks: np.ndarray | None = None) -> pa.Table:
     """The issues table of some rows: one row per input row, joinable on ``id``, in input order.
 
     Columns: ``id, given_label, suggested_label, label_quality,
@@ -370,8 +370,17 @@ class _Rows:
         if len(parts) == 1:
             joined = parts[0]
         else:
-            nulled = [pc.if_else(pc.equal(p, ""), pa.scalar(None, pa.string()), p) for p in parts]
-            joined = pc.fill_null(pc.binary_join_element_wise(*nulled, "; ", null_handling="skip"), "")
+            # rows no single detector flagged (relative_rank can take them) are joined apart
+            fired = np.flatnonzero(np.any([np.asarray(r.issues, dtype=bool)[idx] for r in self.results.values()],
+                                          axis=0))
+            nulled = [pc.if_else(pc.equal(p, ""), pa.scalar(None, pa.string()), p).take(pa.array(fired))
+                      for p in parts]
+            some = pc.fill_null(pc.binary_join_element_wise(*nulled, "; ", null_handling="skip"), "")
+            joined = scatter_text(some, fired, idx.size)
+            if fired.size < idx.size:
+                rest = np.setdiff1d(np.arange(idx.size), fired)
+                phrase = ensemble.joint_reason(list(self.results.values()), idx[rest])
+                joined = pc.if_else(pc.equal(joined, ""), scatter_text(phrase, rest, idx.size), joined)
         return scatter_text(joined, idx, self.data.n_rows)
 
 
@@ -433,7 +442,7 @@ class ScanResult:
     data: LabelData | None
     results: dict[str, DetectorResult]
     primary: str
-    issue_rule: str = "primary_or_2"
+    issue_rule: str = ensemble.DEFAULT_ISSUE_RULE
     options: dict[str, Any] = field(default_factory=dict)
     gate: Any = None  # a labelqa.gate.GateResult (the gate module builds on this one)
     row_index: Any = None  # the scanned pandas DataFrame's index: issues_df() is indexed by it

@@ -53,7 +53,7 @@ def _say(progress: Progress | None) -> Progress:
 
 # --------------------------------------------------------------------------- in memory
 def scan_memory(data: LabelData, detectors: Sequence[Detector], *, primary: str | None = None,
-                issue_rule: str = "primary_or_2", progress: Progress | None = None) -> ScanResult:
+                issue_rule: str = "relative_rank", progress: Progress | None = None) -> ScanResult:
     """Run detectors on loaded data, each on the whole dataset as one block.
 
     Raises:
