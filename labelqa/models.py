@@ -51,6 +51,7 @@ __all__ = [
     "combine_pred_probs",
     "disagreement_columns",
     "disagreement_summary",
+    "drop_suspects",
     "fit_log_linear_weights",
     "fit_model_weights",
     "log_linear_pool",
@@ -289,9 +290,8 @@ def fit_model_weights(models: Sequence[Any], labels: Any, *, task: str = "multic
     :data:`TEMPERATURES` minimising the mean's log loss against the given labels.
 
     A model that looks in-sample (:func:`in_sample_check`) fits the given labels
-    best because it saw them; its weight is capped at the equal share ``1/M``
-    (the rest goes to the other models in proportion to theirs), so it cannot
-    take all the weight.
+    best because it saw them: it gets no weight while another model does not
+    look in-sample (:func:`drop_suspects`), so it cannot take the weight.
     """
     mats, _ = _check_models(models, None)
     losses = _log_losses(mats, labels, task)
@@ -301,7 +301,7 @@ def fit_model_weights(models: Sequence[Any], labels: Any, *, task: str = "multic
     weights = grid[best]
     if task == "multiclass":
         suspect = np.array(in_sample_check(mats, labels)["suspect"], dtype=bool)
-        weights = cap_weights(weights, suspect)
+        weights = drop_suspects(weights, suspect)
     return weights
 
 
@@ -325,8 +325,8 @@ def fit_log_linear_weights(models: Sequence[Any], labels: Any, *, seed: int = 0)
     Weights may sum to more than 1 (the pool is then sharper than a mean of
     logs: models that agree reinforce each other) or less (softer).
 
-    A model that looks in-sample (:func:`in_sample_check`) is held to at most
-    the mean weight of the others, so it cannot take all the weight.
+    A model that looks in-sample (:func:`in_sample_check`) gets no weight
+    while another model does not look in-sample (:func:`drop_suspects`).
     """
     from scipy.optimize import minimize
 
@@ -359,33 +359,26 @@ def fit_log_linear_weights(models: Sequence[Any], labels: Any, *, seed: int = 0)
     start = np.full(m_count, 1.0 / m_count)
     res = minimize(loss_and_grad, start, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * m_count)
     w = np.asarray(res.x if np.isfinite(res.fun) else start, dtype=np.float64)
-    suspect = np.array(in_sample_check(mats, y)["suspect"], dtype=bool)
-    if suspect.any() and not suspect.all():
-        w[suspect] = np.minimum(w[suspect], w[~suspect].mean())
+    w = drop_suspects(w, np.array(in_sample_check(mats, y)["suspect"], dtype=bool), normalize=False)
     if not w.any():
         w = start
     return w
 
 
-def cap_weights(weights: np.ndarray, capped: np.ndarray) -> np.ndarray:
-    """``weights`` (summing to 1) with the ``capped`` models held to at most ``1/M``, the excess moved to the others.
+def drop_suspects(weights: np.ndarray, suspect: np.ndarray, *, normalize: bool = True) -> np.ndarray:
+    """``weights`` with the ``suspect`` models' set to 0, unless every model is a suspect (then unchanged).
 
-    When every model is capped the weights become equal.
+    With ``normalize`` the result sums to 1; when the other models had no
+    weight at all they share it equally.
     """
     w = np.asarray(weights, dtype=np.float64).copy()
-    capped = np.asarray(capped, dtype=bool)
-    m = w.size
-    if not capped.any():
+    suspect = np.asarray(suspect, dtype=bool)
+    if not suspect.any() or suspect.all():
         return w
-    if capped.all():
-        return np.full(m, 1.0 / m)
-    limit = 1.0 / m
-    excess = float(np.maximum(w[capped] - limit, 0.0).sum())
-    w[capped] = np.minimum(w[capped], limit)
-    free = ~capped
-    share = w[free].sum()
-    w[free] += excess * (w[free] / share if share > 0 else 1.0 / free.sum())
-    return w / w.sum()
+    w[suspect] = 0.0
+    if not w.any():
+        w[~suspect] = 1.0
+    return w / w.sum() if normalize else w
 
 
 def in_sample_check(models: Sequence[Any], labels: Any, names: Sequence[str] | None = None) -> dict[str, Any]:
@@ -444,7 +437,7 @@ def in_sample_warning(check: dict[str, Any]) -> str | None:
     if not parts:
         return None
     return ("probabilities look in-sample (scored on rows the model trained on?): " + "; ".join(parts)
-            + ". Its weight is capped at an equal share; use out-of-sample (cross-validated) probabilities.")
+            + ". loss_weighted and log_linear give it no weight; use out-of-sample (cross-validated) probabilities.")
 
 
 def model_disagreement(models: Sequence[Any], *, task: str = "multiclass") -> dict[str, np.ndarray]:
