@@ -50,19 +50,19 @@ def test_single_detector_keeps_its_own_score():
 def test_relative_rank_of_two():
     a = res("cl", [0.1, 0.5, 0.9], [True, False, False], [1, 1, 2])
     b = res("nrg", [3.0, -1.0, 2.0], [False, True, False], [0, 0, 2])
-    # ranks a: [1, 2, 3] / 1 flagged; b: [3, 1, 2] / 1 flagged; mean r: [2, 1.5, 2.5]; score r / (1 + r)
-    np.testing.assert_allclose(mean_relative_rank([a, b]), [2.0, 1.5, 2.5])
-    assert combined_score([a, b]).tolist() == pytest.approx([2 / 3, 0.6, 2.5 / 3.5])
-    assert combined_flags([a, b], "cl", "relative_rank").tolist() == [False, False, False]
+    # rows before: a [0, 1, 2] / 1 flagged; b [2, 0, 1] / 1 flagged; mean r: [1, .5, 1.5]; score r / (1 + r)
+    np.testing.assert_allclose(mean_relative_rank([a, b]), [1.0, 0.5, 1.5])
+    assert combined_score([a, b]).tolist() == pytest.approx([0.5, 1 / 3, 0.6])
+    assert combined_flags([a, b], "cl", "relative_rank").tolist() == [True, True, False]
 
 
 def test_relative_rank_lets_a_better_detector_add_rows():
-    """Row 1 lies deep inside aum's cut and just outside cl's: flagged; row 3 only at the edge of one cut: not."""
+    """Row 1 is aum's first and just past cl's cut: flagged; row 3 inside aum's cut but far from cl's: not."""
     cl = res("cl", [0.1, 0.25, 0.2, 0.3, 0.9, 0.8], [True, False, True, False, False, False], np.zeros(6, int))
     aum = res("aum", [-3.0, -5.0, 1.0, -0.5, 2.0, 3.0], [True, True, False, True, False, False], np.zeros(6, int))
-    # cl ranks [1, 3, 2, 4, 6, 5] / 2; aum ranks [2, 1, 4, 3, 5, 6] / 3 -> mean [.58, .92, 1.17, 1.5, 2.33, 2.25]
-    np.testing.assert_allclose(mean_relative_rank([cl, aum]), [7 / 12, 11 / 12, 7 / 6, 1.5, 7 / 3, 9 / 4])
-    assert np.flatnonzero(combined_flags([cl, aum], "cl", "relative_rank")).tolist() == [0, 1]
+    # rows before: cl [0, 2, 1, 3, 5, 4] / 2; aum [1, 0, 3, 2, 4, 5] / 3 -> mean [1/6, .5, .75, 13/12, 23/12, 11/6]
+    np.testing.assert_allclose(mean_relative_rank([cl, aum]), [1 / 6, 0.5, 0.75, 13 / 12, 23 / 12, 11 / 6])
+    assert np.flatnonzero(combined_flags([cl, aum], "cl", "relative_rank")).tolist() == [0, 1, 2]
     assert np.flatnonzero(combined_flags([cl, aum], "cl", "primary_or_2")).tolist() == [0, 2]
     score = combined_score([cl, aum])
     assert np.array_equal(score <= 0.5, combined_flags([cl, aum], "cl", "relative_rank"))
@@ -72,8 +72,14 @@ def test_relative_rank_lets_a_better_detector_add_rows():
     assert mean_relative_rank([c2, a2])[5] > 1 and combined_flags([c2, a2], "cl", "relative_rank")[5]
     # one detector: its own flags; a detector that flags nothing counts as flagging one row
     assert combined_flags([cl], "cl", "relative_rank").tolist() == cl.issues.tolist()
+    # tied rows count from their group's start: a detector that cannot tell rows apart is neutral
+    before_cl = np.array([0, 2, 1, 3, 5, 4]) / 2
     none = res("dup", np.ones(6), np.zeros(6, bool), np.zeros(6, int))
-    np.testing.assert_allclose(mean_relative_rank([cl, none]), (np.array([1, 3, 2, 4, 6, 5]) / 2 + 3.5) / 2)
+    np.testing.assert_allclose(mean_relative_rank([cl, none]), before_cl / 2)
+    dup = res("dup", [1, 1, 0.5, 1, 1, 1], [False, False, True, False, False, False], np.zeros(6, int))
+    np.testing.assert_allclose(mean_relative_rank([cl, dup]), (before_cl + [1, 1, 0, 1, 1, 1]) / 2)
+    # dup's unflagged rows sit at its cut (1): cl's rows stay in, and dup's row too (cl's second)
+    assert np.flatnonzero(combined_flags([cl, dup], "cl", "relative_rank")).tolist() == [0, 1, 2]
 
 
 def test_relative_rank_does_not_depend_on_row_order():

@@ -43,8 +43,9 @@ def test_two_detectors_make_an_ensemble(digits):
     cl_flags = result.results["cl"].issues
     nrg_flags = result.results["nrg"].issues
     flags = result.is_label_issue
-    # relative_rank: mean over detectors of (rank / rows it flags) <= 1
-    rel = np.mean([rankdata(r.scores) / max(int(r.issues.sum()), 1) for r in result.results.values()], axis=0)
+    # relative_rank: mean over detectors of (rows scored strictly lower / rows it flags) <= 1
+    rel = np.mean([(rankdata(r.scores, method="min") - 1) / max(int(r.issues.sum()), 1)
+                   for r in result.results.values()], axis=0)
     assert np.array_equal(flags, (rel <= 1) | (cl_flags & nrg_flags))  # ... or flagged by every detector
     both = np.flatnonzero(cl_flags & nrg_flags)
     assert both.size > 0

@@ -3,10 +3,11 @@
 Rules (documented in docs/detection.md, "Several detectors"):
 
 * **Score**: with one detector, its own score. With several, from the *mean
-  relative rank* ``r_i = mean_d rank_d(i) / c_d``: ``rank_d(i)`` is row
-  ``i``'s rank in detector ``d``'s scores (1 = most suspect, ties share their
-  average rank) and ``c_d`` the number of rows ``d`` flags (at least 1), so
-  ``rank_d(i) / c_d <= 1`` exactly when ``d``'s own cut would take the row.
+  relative rank* ``r_i = mean_d b_d(i) / c_d``: ``b_d(i)`` is the number of
+  rows detector ``d`` scores strictly more suspect than row ``i`` (tied rows
+  share the count of their group's start) and ``c_d`` the number of rows
+  ``d`` flags (at least 1), so ``b_d(i) / c_d < 1`` when a cut of ``d``'s
+  ranking at its own count takes the row, and 1 for the first row past it.
   The score is ``r_i / (1 + r_i)`` in [0, 1): lower = more suspect, like
   every detector score, and ``<= 0.5`` exactly when ``r_i <= 1``.
 * **Flag** (``issue_rule``):
@@ -62,21 +63,24 @@ def normalized_ranks(scores: np.ndarray) -> np.ndarray:
     return ranks / (n - 1)
 
 
-def average_ranks(scores: np.ndarray) -> np.ndarray:
-    """1-based average ranks of ``scores`` (1 = lowest; ties share the mean of their ranks; NaN last)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    n = scores.shape[0]
-    if n == 0:
-        return np.zeros(0, dtype=np.float64)
-    return normalized_ranks(scores) * (n - 1) + 1.0
+def rows_before(scores: np.ndarray) -> np.ndarray:
+    """How many rows have a strictly lower score than each row (NaN counts as the highest score).
+
+    Tied rows get the same count, where their group starts: a detector that
+    cannot tell rows apart (e.g. ``dup``, whose rows outside any duplicate
+    group all score 1) puts them all at its cut, not deep beyond it.
+    """
+    keyed = np.asarray(scores, dtype=np.float64)
+    keyed = np.where(np.isnan(keyed), np.inf, keyed)
+    return np.searchsorted(np.sort(keyed), keyed, side="left").astype(np.float64)
 
 
 def mean_relative_rank(results: Sequence[DetectorResult]) -> np.ndarray:
-    """``mean_d rank_d(i) / max(c_d, 1)``: each detector's rank of the row over the number of rows it flags."""
+    """``mean_d b_d(i) / max(c_d, 1)``: rows each detector finds more suspect, over the number of rows it flags."""
     rel = np.zeros(np.asarray(results[0].scores).shape[0], dtype=np.float64)
     for r in results:
         flagged = int(np.count_nonzero(np.asarray(r.issues, dtype=bool)))
-        rel += average_ranks(r.scores) / max(flagged, 1)
+        rel += rows_before(r.scores) / max(flagged, 1)
     return rel / len(results)
 
 
