@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,10 +46,7 @@ RULES = ("relative_rank", "primary_or_2", "majority")
 def build(folder: Path, seed: int, rate: float) -> tuple[labelqa.LabelData, np.ndarray]:
     """Noisy digits, trained by `labelqa train`; returns the data with dynamics and the truth mask."""
     src = folder / "src.parquet"
-    env = {"PYTHONPATH": str(ROOT)}
-    import os
-
-    env = {**os.environ, **env}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, str(ROOT / "examples" / "make_digits.py"), "--out", str(src), "--seed", str(seed),
                     "--noise-rate", str(rate)], check=True, capture_output=True, env=env)
     subprocess.run([sys.executable, "-m", "labelqa", "train", str(src), "--out", str(folder / "train"),
