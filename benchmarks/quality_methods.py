@@ -47,7 +47,7 @@ from labelqa.train.crossval import cross_val_probs  # noqa: E402
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "cifar10n"
 CLASSES = np.array(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"])
 MODELS = {"resnet18": "resnet18", "resnet50d": "resnet50d", "swin": "swin_base_patch4_window7_224"}
-METHODS = ("prune_by_noise_rate", "low_normalized_margin", "low_margin_midpoint")
+METHODS = ("prune_by_noise_rate", "low_normalized_margin", "low_margin_midpoint", "prune_by_noise_rate_plus")
 RATES = (0.1, 0.2, 0.4)
 KINDS = ("uniform", "pair")
 

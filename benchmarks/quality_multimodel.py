@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from labelqa.data import LabelData  # noqa: E402
 from labelqa.detectors.confident import find_label_issues, get_label_quality_scores  # noqa: E402
-from labelqa.models import COMBINE_METHODS, DEFAULT_COMBINE, model_disagreement  # noqa: E402
+from labelqa.models import COMBINE_METHODS, DEFAULT_COMBINE, disagreement_summary, model_disagreement  # noqa: E402
 
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "cifar10n"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -120,6 +120,19 @@ def evaluate(data_dir: Path, noise: str) -> tuple[list[dict], dict] | None:
     rows.append(row("ref: either model flags (union; min score)", f_a | f_b, np.minimum(s_a, s_b), is_error))
     rows.append(row("ref: both models flag (intersection; mean score)", f_a & f_b, (s_a + s_b) / 2, is_error))
 
+    third = data_dir / f"cifar10n_{noise}_resnet50d.parquet"
+    if third.is_file():  # a third model: resnet50d, and all three combined
+        given3, probs3, _ = read(third)
+        if not np.array_equal(given, given3):
+            raise SystemExit(f"{noise}: the resnet50d file does not hold the same labels in the same order")
+        rows.append(row("resnet50d alone", *cl(LabelData.from_arrays(given, probs3, classes=CLASSES)), is_error))
+        for method in COMBINE_METHODS:
+            d3 = LabelData.from_arrays(given, [probs[0], probs3, probs[1]], classes=CLASSES, combine_models=method)
+            name = f"all three, {method}"
+            if "model_weights" in d3.meta:
+                name += " (weights " + ", ".join(f"{w:.2f}" for w in d3.meta["model_weights"]) + ")"
+            rows.append(row(name, *cl(d3), is_error))
+
     codes = np.asarray(data.labels)
     leaky = ((1 - LEAK) * probs[0]).astype(np.float32)
     leaky[np.arange(len(codes)), codes] += LEAK
@@ -129,6 +142,14 @@ def evaluate(data_dir: Path, noise: str) -> tuple[list[dict], dict] | None:
         name = f"swin + leaky resnet18, {method}"
         if "model_weights" in d.meta:
             name += " (weights " + ", ".join(f"{w:.2f}" for w in d.meta["model_weights"]) + ")"
+        stress.append(row(name, *cl(d), is_error))
+    fully = ((1 - 2 * LEAK) * probs[0]).astype(np.float32)  # a model leaking more: the in-sample guard's case
+    fully[np.arange(len(codes)), codes] += 2 * LEAK
+    for method in ("loss_weighted", "log_linear"):
+        d = LabelData.from_arrays(given, [fully, probs[1]], classes=CLASSES, combine_models=method)
+        suspects = disagreement_summary(d)["in_sample_suspects"]
+        name = (f"swin + resnet18 leaking {2 * LEAK:g}, {method} (weights "
+                + ", ".join(f"{w:.2f}" for w in d.meta["model_weights"]) + f"; in-sample suspects: {len(suspects)})")
         stress.append(row(name, *cl(d), is_error))
 
     dis = model_disagreement(data.model_pred_probs)["models_disagree"]

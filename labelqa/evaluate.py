@@ -361,7 +361,8 @@ def estimated_errors(summary: dict[str, Any], n_rows: int) -> dict[str, Any]:
 
     ``noise_rate``: ``estimated_noise_rate * N`` (off the diagonal of the
     calibrated confident joint); ``confident_joint``: ``estimated_num_issues``
-    (``A``); ``midpoint``: ``A + U/2`` with ``bounds`` ``[A, A + U]``
+    (``A``); ``midpoint``: ``A + U/2`` with ``bounds`` ``[A, A + U]``;
+    ``weighted``: ``A`` plus the margin-weighted uncertain disputes
     (docs/detection.md).
     """
     out: dict[str, Any] = {}
@@ -373,6 +374,8 @@ def estimated_errors(summary: dict[str, Any], n_rows: int) -> dict[str, Any]:
     if summary.get("estimated_num_issues_midpoint") is not None:
         out["midpoint"] = int(summary["estimated_num_issues_midpoint"])
         out["bounds"] = [int(b) for b in summary["disputed_bounds"]]
+    if summary.get("estimated_num_issues_weighted") is not None:
+        out["weighted"] = int(summary["estimated_num_issues_weighted"])
     return out
 
 
@@ -447,6 +450,8 @@ def describe_truth(evaluation: dict[str, Any]) -> str:
         if "midpoint" in counts:
             low, high = counts["bounds"]
             parts.append(f"{counts['midpoint']:,} (midpoint of {low:,}-{high:,})")
+        if "weighted" in counts:
+            parts.append(f"{counts['weighted']:,} (weighted disputes)")
         text += f"; estimated errors: {', '.join(parts)} vs {evaluation['true_errors']:,} true"
     return text
 

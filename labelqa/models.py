@@ -9,6 +9,9 @@ A scan can take the out-of-sample probabilities of several models
   row, the log-linear pool: a class one model rules out stays unlikely, so a
   model that confirms a wrong label cannot outvote one that rules it out;
 - ``mean``: the (weighted) arithmetic mean per row, the linear opinion pool;
+- ``log_linear``: the log-linear pool ``p ∝ prod_m p_m^{w_m}`` with free
+  weights ``w_m >= 0`` (not summing to 1) fitted by maximum likelihood of
+  the **given** labels: a stacked, recalibrated geometric mean (multiclass);
 - ``loss_weighted``: the mean with weights ``exp(-T * log_loss_m)``, each
   model's log loss measured against the **given** labels, with the
   temperature ``T`` chosen from a grid to minimise the combination's own log
@@ -48,12 +51,17 @@ __all__ = [
     "combine_pred_probs",
     "disagreement_columns",
     "disagreement_summary",
+    "drop_suspects",
+    "fit_log_linear_weights",
     "fit_model_weights",
+    "log_linear_pool",
+    "in_sample_check",
+    "in_sample_warning",
     "model_disagreement",
 ]
 
 #: The ``combine_models`` values.
-COMBINE_METHODS = ("geometric", "mean", "loss_weighted")
+COMBINE_METHODS = ("geometric", "mean", "loss_weighted", "log_linear")
 #: The default combination (see docs/multimodel.md for why).
 DEFAULT_COMBINE = "geometric"
 #: Probabilities are floored at this value before taking logs.
@@ -62,8 +70,20 @@ LOG_FLOOR = 1e-12
 TEMPERATURES = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 #: About this many matrix elements per row block.
 _BLOCK_ELEMENTS = 1 << 18
+#: ``log_linear`` fits its weights on at most about this many (row x class x model) log-probabilities
+#: (a seeded sample of rows beyond it).
+LOG_LINEAR_FIT_ELEMENTS = 1 << 24
 #: Multi-label: a model predicts class k for a row when ``p >= 0.5``.
 MULTILABEL_THRESHOLD = 0.5
+#: A model "looks in-sample" when, on the rows where every other model's argmax disputes the given
+#: label, it backs the label on more than this share of them (an out-of-sample model sides with
+#: the others' evidence there far more often; in-sample models back their training labels).
+IN_SAMPLE_BACKING = 0.5
+#: ... and only with at least this many such rows (less is no evidence either way),
+IN_SAMPLE_MIN_ROWS = 20
+#: ... and when its argmax agrees with at least this share of all the given labels (near-perfect:
+#: models scored on their own training rows reach it, out-of-sample ones on real data do not).
+IN_SAMPLE_AGREEMENT = 0.99
 
 
 def _names(n_models: int, names: Sequence[str] | None) -> list[str]:
@@ -172,6 +192,17 @@ def combine_pred_probs(
     if task not in ("multiclass", "multilabel"):
         raise LabelqaError(f"unknown task {task!r}", hint="use 'multiclass' or 'multilabel'")
     mats, _ = _check_models(models, names)
+    if method == "log_linear":
+        if weights is not None:
+            raise LabelqaError("log_linear fits the model weights itself; weights were given too",
+                               hint="drop weights, or use method='geometric' with your weights")
+        if labels is None:
+            raise LabelqaError("log_linear needs the given labels to fit the model weights",
+                               hint="pass labels=..., or use method='geometric'")
+        if task != "multiclass":
+            raise LabelqaError("log_linear combines multiclass probabilities only",
+                               hint="use --combine-models geometric, mean or loss_weighted for multi-label data")
+        return log_linear_pool(mats, fit_log_linear_weights(mats, labels))
     if method == "loss_weighted":
         if weights is not None:
             raise LabelqaError("loss_weighted fits the model weights itself; weights were given too",
@@ -256,13 +287,157 @@ def _log_losses(mats: Sequence[np.ndarray], labels: Any, task: str, w_grid: np.n
 
 def fit_model_weights(models: Sequence[Any], labels: Any, *, task: str = "multiclass") -> np.ndarray:
     """Weights for ``loss_weighted``: ``exp(-T * log_loss_m)``, normalised, with ``T`` from
-    :data:`TEMPERATURES` minimising the mean's log loss against the given labels."""
+    :data:`TEMPERATURES` minimising the mean's log loss against the given labels.
+
+    A model that looks in-sample (:func:`in_sample_check`) fits the given labels
+    best because it saw them: it gets no weight while another model does not
+    look in-sample (:func:`drop_suspects`), so it cannot take the weight.
+    """
     mats, _ = _check_models(models, None)
     losses = _log_losses(mats, labels, task)
     grid = np.stack([np.exp(-t * (losses - losses.min())) for t in TEMPERATURES])
     grid /= grid.sum(axis=1, keepdims=True)
     best = int(np.argmin(_log_losses(mats, labels, task, grid)))
-    return grid[best]
+    weights = grid[best]
+    if task == "multiclass":
+        suspect = np.array(in_sample_check(mats, labels)["suspect"], dtype=bool)
+        weights = drop_suspects(weights, suspect)
+    return weights
+
+
+def log_linear_pool(models: Sequence[Any], weights: Sequence[float]) -> np.ndarray:
+    """``p ∝ prod_m p_m^{w_m}`` per row with the weights as given (not normalised), probabilities floored at 1e-12."""
+    mats, _ = _check_models(models, None)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(mats),) or not np.isfinite(w).all() or (w < 0).any():
+        raise LabelqaError(f"log-linear weights must be {len(mats)} finite numbers >= 0, got {weights!r}")
+    if not w.any():
+        w = np.ones(len(mats))
+    return _geometric(mats, w, "multiclass")
+
+
+def fit_log_linear_weights(models: Sequence[Any], labels: Any, *, seed: int = 0) -> np.ndarray:
+    """Weights ``w_m >= 0`` of the log-linear pool maximising the likelihood of the given labels (multiclass).
+
+    The mean log loss of ``softmax(sum_m w_m log p_m)`` is convex in ``w``;
+    it is minimised by L-BFGS-B (scipy) from equal weights, on a seeded
+    sample of rows when N x K x M exceeds :data:`LOG_LINEAR_FIT_ELEMENTS`.
+    Weights may sum to more than 1 (the pool is then sharper than a mean of
+    logs: models that agree reinforce each other) or less (softer).
+
+    A model that looks in-sample (:func:`in_sample_check`) gets no weight
+    while another model does not look in-sample (:func:`drop_suspects`).
+    """
+    from scipy.optimize import minimize
+
+    mats, _ = _check_models(models, None)
+    n, k = mats[0].shape
+    m_count = len(mats)
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if y.shape != (n,) or (n and (y.min() < 0 or y.max() >= k)):
+        raise LabelqaError(f"labels must be {n} class codes in 0..{k - 1}", hint="pass the encoded labels")
+    if n == 0:
+        return np.full(m_count, 1.0 / m_count)
+    rows = np.arange(n)
+    limit = max(LOG_LINEAR_FIT_ELEMENTS // max(k * m_count, 1), 1)
+    if n > limit:
+        rows = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    logs = np.stack([np.log(np.maximum(np.asarray(m)[rows].astype(np.float64), LOG_FLOOR)) for m in mats])  # (M, n, K)
+    ys = y[rows]
+    idx = np.arange(rows.size)
+
+    def loss_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = np.tensordot(w, logs, axes=1)
+        z -= z.max(axis=1, keepdims=True)
+        ez = np.exp(z)
+        total = ez.sum(axis=1)
+        q = ez / total[:, None]
+        loss = float(np.mean(np.log(total) - z[idx, ys]))
+        grad = np.einsum("mnk,nk->m", logs, q) / rows.size - logs[:, idx, ys].mean(axis=1)
+        return loss, grad
+
+    start = np.full(m_count, 1.0 / m_count)
+    res = minimize(loss_and_grad, start, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * m_count)
+    w = np.asarray(res.x if np.isfinite(res.fun) else start, dtype=np.float64)
+    w = drop_suspects(w, np.array(in_sample_check(mats, y)["suspect"], dtype=bool), normalize=False)
+    if not w.any():
+        w = start
+    return w
+
+
+def drop_suspects(weights: np.ndarray, suspect: np.ndarray, *, normalize: bool = True) -> np.ndarray:
+    """``weights`` with the ``suspect`` models' set to 0, unless every model is a suspect (then unchanged).
+
+    With ``normalize`` the result sums to 1; when the other models had no
+    weight at all they share it equally.
+    """
+    w = np.asarray(weights, dtype=np.float64).copy()
+    suspect = np.asarray(suspect, dtype=bool)
+    if not suspect.any() or suspect.all():
+        return w
+    w[suspect] = 0.0
+    if not w.any():
+        w[~suspect] = 1.0
+    return w / w.sum() if normalize else w
+
+
+def in_sample_check(models: Sequence[Any], labels: Any, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Which models' probabilities look in-sample (multiclass), and the evidence.
+
+    For each model, the rows where **every other** model's argmax disputes
+    the given label: an out-of-sample model backs the label on a minority
+    of them (it sees what the others see; on CIFAR-10N's real noise 4-17%),
+    a model that trained on the rows backs its training labels (a model with
+    half its probability on the given label: 100%). A model is a suspect
+    when its argmax agrees with at least :data:`IN_SAMPLE_AGREEMENT` of all
+    the given labels (near-perfect) **and** it backs the label on more than
+    :data:`IN_SAMPLE_BACKING` of at least :data:`IN_SAMPLE_MIN_ROWS` rows that
+    every other model disputes. (Two models cannot tell "A saw the labels"
+    from "B is poor and A is perfect on clean labels"; the near-perfect
+    agreement is what real out-of-sample models do not reach on real data.)
+
+    Returns:
+        ``{"backs_label_where_others_dispute": [share or None per model],
+        "rows_others_dispute": [count per model], "agreement_with_given": [per model],
+        "mean_log_loss": [per model],
+        "suspect": [bool per model], "names": [...]}``.
+    """
+    mats, labs_names = _check_models(models, names)
+    n, k = mats[0].shape
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    agree = np.zeros((len(mats), n), dtype=bool)
+    for sl in _blocks(n, k):
+        for i, m in enumerate(mats):
+            agree[i, sl] = np.asarray(m[sl]).argmax(axis=1) == y[sl]
+    losses = _log_losses(mats, y, "multiclass")
+    backs: list[float | None] = []
+    rows: list[int] = []
+    suspect: list[bool] = []
+    for i in range(len(mats)):
+        others = np.delete(agree, i, axis=0)
+        disputed = ~others.any(axis=0) if others.size else np.zeros(n, dtype=bool)
+        count = int(np.count_nonzero(disputed))
+        share = float(np.count_nonzero(agree[i] & disputed) / count) if count else None
+        rows.append(count)
+        backs.append(share)
+        suspect.append(bool(len(mats) > 1 and count >= IN_SAMPLE_MIN_ROWS and share is not None
+                            and share > IN_SAMPLE_BACKING and agree[i].mean() >= IN_SAMPLE_AGREEMENT))
+    return {"names": labs_names, "backs_label_where_others_dispute": backs, "rows_others_dispute": rows,
+            "agreement_with_given": [float(a.mean()) if n else 0.0 for a in agree],
+            "mean_log_loss": [float(x) for x in losses], "suspect": suspect}
+
+
+def in_sample_warning(check: dict[str, Any]) -> str | None:
+    """One warning line naming the suspects of :func:`in_sample_check` (``None`` when there are none)."""
+    parts = [f"{name} agrees with {agree:.1%} of the given labels and backs them on {share:.0%} of the {count:,} "
+             "rows where every other model disputes them"
+             for name, agree, share, count, bad in zip(check["names"], check["agreement_with_given"],
+                                                       check["backs_label_where_others_dispute"],
+                                                       check["rows_others_dispute"], check["suspect"]) if bad]
+    if not parts:
+        return None
+    return ("probabilities look in-sample (scored on rows the model trained on?): " + "; ".join(parts)
+            + ". loss_weighted and log_linear give it no weight; use out-of-sample (cross-validated) probabilities.")
 
 
 def model_disagreement(models: Sequence[Any], *, task: str = "multiclass") -> dict[str, np.ndarray]:
@@ -374,6 +549,13 @@ def disagreement_summary(data: Any) -> dict[str, Any] | None:
     }
     if "model_weights" in meta:
         out["model_weights"] = list(meta["model_weights"])
+    if data.task == "multiclass":
+        check = in_sample_check(mats, data.labels, out["models"] if len(out["models"]) == len(mats) else None)
+        out["backs_label_where_others_dispute"] = check["backs_label_where_others_dispute"]
+        out["in_sample_suspects"] = [name for name, bad in zip(check["names"], check["suspect"]) if bad]
+        warning = in_sample_warning(check)
+        if warning:
+            out["warning"] = warning
     return out
 
 

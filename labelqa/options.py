@@ -221,7 +221,8 @@ _DECLARED = [
     Option("pred_probs", "path", None, "N x K .npy file of predicted probabilities (row order = data order); "
            "repeat for several models.", "load", SFE, repeatable=True),
     Option("combine_models", "str", "geometric", "How several models' probabilities combine: geometric (default), "
-           "mean or loss_weighted (docs/multimodel.md).", "load", SFE, choices=("geometric", "mean", "loss_weighted")),
+           "mean, loss_weighted or log_linear (docs/multimodel.md).", "load", SFE,
+           choices=("geometric", "mean", "loss_weighted", "log_linear")),
     Option("classes", "values", None, "Comma-separated class names in probability-column order.", "load",
            (S, F, E, T), metavar="A,B,C"),
     Option("classes_file", "path", None, "File with one class name per line (or a JSON list), in column order.",
@@ -250,10 +251,11 @@ _DECLARED = [
     # ------------------------------------------------------------------ detectors
     Option("filter_by", "str", "prune_by_noise_rate", "Flagging method: prune_by_noise_rate, prune_by_class, both, "
            "confident_learning, predicted_neq_given, low_self_confidence, low_normalized_margin, "
-           "low_margin_midpoint (cl only; docs/detection.md).", "detector", SFE,
+           "low_margin_midpoint, prune_by_noise_rate_plus (cl only; docs/detection.md).", "detector", SFE,
            detectors=("cl", "mlcl"), metavar="METHOD",
            choices=("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
-                    "low_self_confidence", "low_normalized_margin", "low_margin_midpoint")),
+                    "low_self_confidence", "low_normalized_margin", "low_margin_midpoint",
+                    "prune_by_noise_rate_plus")),
     Option("score_method", "str", "self_confidence", "Label quality score: self_confidence, normalized_margin, "
            "confidence_weighted_entropy.", "detector", SFE, detectors=("cl",), metavar="METHOD",
            choices=("self_confidence", "normalized_margin", "confidence_weighted_entropy")),
@@ -309,9 +311,10 @@ _DECLARED = [
     Option("detectors", "names", None, "Comma-separated detectors to run: cl, aum, nrg, dup (default: every "
            "detector the data has inputs for but dup).", "run", SFE, choices=("cl", "aum", "nrg", "dup"),
            example="cl,nrg"),
-    Option("issue_rule", "str", "primary_or_2", "With several detectors, which rows are issues: primary_or_2 "
-           "(flagged by the primary detector or by >= 2), primary, any, all, majority.", "run", SFE,
-           choices=("primary_or_2", "primary", "any", "all", "majority")),
+    Option("issue_rule", "str", "relative_rank", "With several detectors, which rows are issues: relative_rank "
+           "(within the detectors' own cuts on average; docs/detection.md), primary_or_2 (flagged by the primary "
+           "detector or by >= 2), primary, any, all, majority.", "run", SFE,
+           choices=("relative_rank", "primary_or_2", "primary", "any", "all", "majority")),
     # ------------------------------------------------------------------ engine
     Option("engine", "str", "auto", "auto (stream large Parquet/Arrow inputs scanned with cl and exact dup only), "
            "memory, stream (bounded memory) or dask.", "engine", (S,), choices=("auto", "memory", "stream", "dask")),

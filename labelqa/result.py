@@ -218,7 +218,8 @@ def summarize(
 
 # --------------------------------------------------------------------------- the issues table
 def build_issues_table(data: LabelData, results: Mapping[str, DetectorResult], primary: str,
-                       issue_rule: str = "primary_or_2", ranks: np.ndarray | None = None) -> pa.Table:
+                       issue_rule: str = ensemble.DEFAULT_ISSUE_RULE, ranks: np.ndarray | None = None,
+                       relative: np.ndarray | None = None) -> pa.Table:
     """The issues table of some rows: one row per input row, joinable on ``id``, in input order.
 
     Columns: ``id, given_label, suggested_label, label_quality,
@@ -236,15 +237,19 @@ def build_issues_table(data: LabelData, results: Mapping[str, DetectorResult], p
         issue_rule: How flags combine with several detectors.
         ranks: The rows' ranks; default :func:`rank_rows` over these rows
             (a batch passes its global ranks).
+        relative: With several detectors, the rows' mean relative ranks over the whole dataset
+            (:func:`labelqa.detectors.ensemble.relative_ranks`; a batch passes them); default from these rows.
     """
-    return _Rows(data, dict(results), primary, issue_rule).table(ranks)
+    return _Rows(data, dict(results), primary, issue_rule, relative).table(ranks)
 
 
 class _Rows:
     """Per-row views of detector results over some rows (combined by the ensemble rule)."""
 
-    def __init__(self, data: LabelData, results: dict[str, DetectorResult], primary: str, issue_rule: str) -> None:
+    def __init__(self, data: LabelData, results: dict[str, DetectorResult], primary: str, issue_rule: str,
+                 relative: np.ndarray | None = None) -> None:
         self.data = data
+        self.relative = relative
         self.results = results
         self.primary = primary
         self.issue_rule = issue_rule
@@ -261,12 +266,13 @@ class _Rows:
 
     @property
     def label_quality(self) -> np.ndarray:
-        return self._cached("quality", lambda: ensemble.combined_score(list(self.results.values())))
+        return self._cached("quality", lambda: ensemble.combined_score(list(self.results.values()), self.relative))
 
     @property
     def is_label_issue(self) -> np.ndarray:
         return self._cached(
-            "flags", lambda: ensemble.combined_flags(list(self.results.values()), self.primary, self.issue_rule)
+            "flags", lambda: ensemble.combined_flags(list(self.results.values()), self.primary, self.issue_rule,
+                                                    self.relative)
         )
 
     def suggestion(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -370,8 +376,17 @@ class _Rows:
         if len(parts) == 1:
             joined = parts[0]
         else:
-            nulled = [pc.if_else(pc.equal(p, ""), pa.scalar(None, pa.string()), p) for p in parts]
-            joined = pc.fill_null(pc.binary_join_element_wise(*nulled, "; ", null_handling="skip"), "")
+            # rows no single detector flagged (relative_rank can take them) are joined apart
+            fired = np.flatnonzero(np.any([np.asarray(r.issues, dtype=bool)[idx] for r in self.results.values()],
+                                          axis=0))
+            nulled = [pc.if_else(pc.equal(p, ""), pa.scalar(None, pa.string()), p).take(pa.array(fired))
+                      for p in parts]
+            some = pc.fill_null(pc.binary_join_element_wise(*nulled, "; ", null_handling="skip"), "")
+            joined = scatter_text(some, fired, idx.size)
+            if fired.size < idx.size:
+                rest = np.setdiff1d(np.arange(idx.size), fired)
+                phrase = ensemble.joint_reason(list(self.results.values()), idx[rest], self.relative)
+                joined = pc.if_else(pc.equal(joined, ""), scatter_text(phrase, rest, idx.size), joined)
         return scatter_text(joined, idx, self.data.n_rows)
 
 
@@ -433,7 +448,7 @@ class ScanResult:
     data: LabelData | None
     results: dict[str, DetectorResult]
     primary: str
-    issue_rule: str = "primary_or_2"
+    issue_rule: str = ensemble.DEFAULT_ISSUE_RULE
     options: dict[str, Any] = field(default_factory=dict)
     gate: Any = None  # a labelqa.gate.GateResult (the gate module builds on this one)
     row_index: Any = None  # the scanned pandas DataFrame's index: issues_df() is indexed by it

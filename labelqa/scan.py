@@ -68,7 +68,7 @@ def run_detectors(
     detectors: Sequence[Detector | str] | None = None,
     params: dict[str, dict[str, Any]] | None = None,
     primary: str | None = None,
-    issue_rule: str = "primary_or_2",
+    issue_rule: str = "relative_rank",
     progress: Progress | None = None,
 ) -> ScanResult:
     """Run detectors on loaded data, in memory (no engine choice, no gate).

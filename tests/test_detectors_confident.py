@@ -680,6 +680,105 @@ def test_midpoint_counts_more_than_the_confident_joint_on_ambiguous_errors():
     assert abs(summary["estimated_num_issues_midpoint"] - truth) < abs(summary["estimated_num_issues"] - truth)
 
 
+# --------------------------------------------------------------------------- prune_by_noise_rate_plus
+def _weighted_count(labels, probs):
+    """A + sum over the uncertain disputes of (m - s) / (m + s), half up, by hand."""
+    p = probs.astype(np.float64)
+    r = np.arange(len(labels))
+    s = p[r, labels]
+    other = p.copy()
+    other[r, labels] = -np.inf
+    m = other.max(axis=1)
+    _, guess = compute_confident_joint(labels, probs)
+    disputed = ~_agrees(labels, probs)
+    a = int(np.count_nonzero((guess >= 0) & (guess != labels) & disputed))
+    unc = (guess < 0) & disputed
+    return a + math.floor(float(((m - s) / (m + s))[unc].sum()) + 0.5)
+
+
+def test_plus_toy_by_hand():
+    """Rows 3, 4 (given 0) lean to class 1 without reaching t_1: uncertain disputes; row 8 a confident one.
+
+    t = (2.92/5, .75, .9). A = 1 (row 8: p_0 = .7 >= t_0). U = rows 3, 4 with weights (m - s)/(m + s) =
+    .4/.6 and .38/.62, sum 1.28 -> T = 1 + 1 = 2. PBNR flags row 8 (cell (1, 0) of C_cal holds 1); one row
+    is added, the lower normalized margin of rows 3 (.30) and 4 (.31).
+    """
+    probs = np.array([[.9, .05, .05]] * 3 + [[.1, .5, .4], [.12, .5, .38]] + [[.05, .9, .05]] * 3
+                     + [[.7, .3, 0]] + [[.05, .05, .9]] * 3)
+    labels = np.array([0] * 5 + [1] * 4 + [2] * 3)
+    np.testing.assert_allclose(per_class_thresholds(labels, probs), [2.92 / 5, .75, .9])
+    _, guess = compute_confident_joint(labels, probs)
+    assert (guess[[3, 4]] == -1).all() and guess[8] == 0
+    assert _weighted_count(labels, probs) == 2
+    assert np.flatnonzero(find_label_issues(labels, probs)).tolist() == [8]
+    flags = find_label_issues(labels, probs, filter_by="prune_by_noise_rate_plus")
+    assert np.flatnonzero(flags).tolist() == [3, 8]
+    summary = ConfidentLearning(filter_by="prune_by_noise_rate_plus").detect(make_data(labels, probs)).summary
+    assert summary["estimated_num_issues"] == 1 and summary["disputed_bounds"] == [1, 3]
+    assert summary["estimated_num_issues_weighted"] == 2
+    assert summary["estimated_noise_rate_estimator"] == "disputed_weighted"
+    assert summary["estimated_noise_rate"] == pytest.approx(2 / 12)
+    assert summary["estimated_noise_rate_interval"] == pytest.approx([1 / 12, 3 / 12])
+    assert not find_label_issues(labels, probs, filter_by="prune_by_noise_rate_plus", frac_noise=0.0).any()
+    # a class cap: keeping 4 rows of class 0 unflagged leaves room for one, kept for the lowest margin
+    capped = find_label_issues(labels, probs, filter_by="prune_by_noise_rate_plus", min_examples_per_class=4)
+    assert np.flatnonzero(capped).tolist() == [3]  # class 1 keeps 4 rows too: row 8 is out
+
+
+@FAST
+@given(datasets(), st.integers(0, 3))
+def test_plus_is_pbnr_plus_the_lowest_other_disputes(data, min_ex):
+    labels, probs = data
+    pbnr = find_label_issues(labels, probs, min_examples_per_class=min_ex)
+    plus = find_label_issues(labels, probs, filter_by="prune_by_noise_rate_plus", min_examples_per_class=min_ex)
+    assert not (pbnr & ~plus).any()  # every row cleanlab's default flags
+    extra = plus & ~pbnr
+    disputed = ~_agrees(labels, probs)
+    assert not (extra & ~disputed).any()  # only rows the model disputes are added
+    k = probs.shape[1]
+    counts = np.bincount(labels, minlength=k)
+    assert (np.bincount(labels[plus], minlength=k) <= np.maximum(counts - min_ex, 0)).all()
+    t = _weighted_count(labels, probs)
+    if pbnr.sum() >= t:
+        assert not extra.any()
+        return
+    if min_ex == 0:  # no class cap: the extra rows are the lowest margins among the other disputed rows
+        margins = get_label_quality_scores(labels, probs, method="normalized_margin")
+        rest = disputed & ~plus
+        if extra.any() and rest.any():
+            assert margins[extra].max() <= margins[rest].min()
+        # at least T rows unless fewer are disputed; more only through ties at the cut
+        assert plus.sum() >= min(t, int(disputed.sum()))
+        if plus.sum() > t and extra.any() and rest.any():
+            assert (margins[rest] > margins[extra].max()).all()
+
+
+def test_plus_counts_nearer_the_truth_on_ambiguous_errors():
+    """The weighted count is nearer the truth than the confident joint's on ambiguous errors, and F1 is higher."""
+    rng = np.random.default_rng(3)
+    n, k = 4000, 4
+    true = rng.integers(0, k, n)
+    flipped = rng.random(n) < 0.1
+    given_ = np.where(flipped, (true + rng.integers(1, k, n)) % k, true)
+    alpha = np.full((n, k), 0.5)
+    alpha[np.arange(n), true] += np.where(flipped, 1.5, 8.0)
+    alpha[np.arange(n), given_] += np.where(flipped, 1.0, 0.0)
+    probs = rng.gamma(alpha)
+    probs /= probs.sum(axis=1, keepdims=True)
+    summary = ConfidentLearning(filter_by="prune_by_noise_rate_plus").detect(make_data(given_, probs)).summary
+    truth = int(flipped.sum())
+    low, high = summary["disputed_bounds"]
+    assert low <= summary["estimated_num_issues_weighted"] <= high
+    assert summary["estimated_num_issues_weighted"] == _weighted_count(given_, probs)
+    assert abs(summary["estimated_num_issues_weighted"] - truth) < abs(summary["estimated_num_issues"] - truth)
+
+    def f1(f):
+        return 2 * np.count_nonzero(f & flipped) / (f.sum() + truth)
+
+    flags = find_label_issues(given_, probs, filter_by="prune_by_noise_rate_plus")
+    assert f1(flags) > f1(find_label_issues(given_, probs))
+
+
 # --------------------------------------------------------------------------- a realistic run
 def _noisy_dirichlet(seed, n=3000, k=5, noise=0.1):
     """Model outputs from a Dirichlet centred on the true class; 10% of labels flipped uniformly."""

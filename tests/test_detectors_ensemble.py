@@ -1,4 +1,4 @@
-"""Ensemble rules: rank-average score, flag rules and suggestions, on hand-made results."""
+"""Ensemble rules: relative-rank score, flag rules and suggestions, on hand-made results."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from labelqa.detectors.ensemble import (
     combined_flags,
     combined_score,
     combined_suggestion,
+    mean_relative_rank,
     normalized_ranks,
 )
 from labelqa.errors import LabelqaError
@@ -46,11 +47,50 @@ def test_single_detector_keeps_its_own_score():
     assert combined_score([a]).tolist() == [0.3, 0.1]
 
 
-def test_rank_average_of_two():
+def test_relative_rank_of_two():
     a = res("cl", [0.1, 0.5, 0.9], [True, False, False], [1, 1, 2])
     b = res("nrg", [3.0, -1.0, 2.0], [False, True, False], [0, 0, 2])
-    # ranks a: [0, .5, 1]; b: [1, 0, .5]; mean: [.5, .25, .75]
-    assert combined_score([a, b]).tolist() == pytest.approx([0.5, 0.25, 0.75])
+    # rows before: a [0, 1, 2] / 1 flagged; b [2, 0, 1] / 1 flagged; mean r: [1, .5, 1.5]; score r / (1 + r)
+    np.testing.assert_allclose(mean_relative_rank([a, b]), [1.0, 0.5, 1.5])
+    assert combined_score([a, b]).tolist() == pytest.approx([0.5, 1 / 3, 0.6])
+    assert combined_flags([a, b], "cl", "relative_rank").tolist() == [True, True, False]
+
+
+def test_relative_rank_lets_a_better_detector_add_rows():
+    """Row 1 is aum's first and just past cl's cut: flagged; row 3 inside aum's cut but far from cl's: not."""
+    cl = res("cl", [0.1, 0.25, 0.2, 0.3, 0.9, 0.8], [True, False, True, False, False, False], np.zeros(6, int))
+    aum = res("aum", [-3.0, -5.0, 1.0, -0.5, 2.0, 3.0], [True, True, False, True, False, False], np.zeros(6, int))
+    # rows before: cl [0, 2, 1, 3, 5, 4] / 2; aum [1, 0, 3, 2, 4, 5] / 3 -> mean [1/6, .5, .75, 13/12, 23/12, 11/6]
+    np.testing.assert_allclose(mean_relative_rank([cl, aum]), [1 / 6, 0.5, 0.75, 13 / 12, 23 / 12, 11 / 6])
+    assert np.flatnonzero(combined_flags([cl, aum], "cl", "relative_rank")).tolist() == [0, 1, 2]
+    assert np.flatnonzero(combined_flags([cl, aum], "cl", "primary_or_2")).tolist() == [0, 2]
+    score = combined_score([cl, aum])
+    assert np.array_equal(score <= 0.5, combined_flags([cl, aum], "cl", "relative_rank"))
+    # a row every detector flags is in, whatever its ranks (cl and aum flag by their own rules, not by rank)
+    c2 = res("cl", cl.scores, [True, False, True, False, False, True], cl.suggested)
+    a2 = res("aum", aum.scores, [True, True, False, True, False, True], aum.suggested)
+    assert mean_relative_rank([c2, a2])[5] > 1 and combined_flags([c2, a2], "cl", "relative_rank")[5]
+    # one detector: its own flags; a detector that flags nothing counts as flagging one row
+    assert combined_flags([cl], "cl", "relative_rank").tolist() == cl.issues.tolist()
+    # tied rows count from their group's start: a detector that cannot tell rows apart is neutral
+    before_cl = np.array([0, 2, 1, 3, 5, 4]) / 2
+    none = res("dup", np.ones(6), np.zeros(6, bool), np.zeros(6, int))
+    np.testing.assert_allclose(mean_relative_rank([cl, none]), before_cl / 2)
+    dup = res("dup", [1, 1, 0.5, 1, 1, 1], [False, False, True, False, False, False], np.zeros(6, int))
+    np.testing.assert_allclose(mean_relative_rank([cl, dup]), (before_cl + [1, 1, 0, 1, 1, 1]) / 2)
+    # dup's unflagged rows sit at its cut (1): cl's rows stay in, and dup's row too (cl's second)
+    assert np.flatnonzero(combined_flags([cl, dup], "cl", "relative_rank")).tolist() == [0, 1, 2]
+
+
+def test_relative_rank_does_not_depend_on_row_order():
+    rng = np.random.default_rng(0)
+    a = res("cl", rng.random(50), rng.random(50) < 0.2, np.zeros(50, int))
+    b = res("aum", np.round(rng.normal(size=50), 1), rng.random(50) < 0.3, np.zeros(50, int))
+    perm = rng.permutation(50)
+    pa_, pb = (res(r.name, r.scores[perm], r.issues[perm], r.suggested[perm]) for r in (a, b))
+    np.testing.assert_allclose(combined_score([pa_, pb]), combined_score([a, b])[perm])
+    assert np.array_equal(combined_flags([pa_, pb], "cl", "relative_rank"),
+                          combined_flags([a, b], "cl", "relative_rank")[perm])
 
 
 FLAGS = {
@@ -67,7 +107,7 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("rule", ISSUE_RULES)
+@pytest.mark.parametrize("rule", [r for r in ISSUE_RULES if r != "relative_rank"])  # that one reads scores
 def test_flag_rules_truth_table(rule):
     results = [res(n, np.zeros(6), f, np.zeros(6, int)) for n, f in FLAGS.items()]
     assert combined_flags(results, "cl", rule).astype(int).tolist() == EXPECTED[rule]

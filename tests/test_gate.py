@@ -143,6 +143,20 @@ def test_gate_names_the_estimator_of_the_flags(noisy):
     assert "(bounds: confident disputes to all disputes) by disputed_midpoint" in failed.reason
 
 
+def test_gate_judges_the_weighted_count_of_prune_by_noise_rate_plus():
+    given, _, probs, _ = noisy_dataset(n=4000, k=4, noise=0.15, seed=1)
+    plus = scan(LabelData.from_arrays(given, probs), filter_by="prune_by_noise_rate_plus")
+    summary = plus.primary_result.summary
+    assert summary["estimated_noise_rate_estimator"] == "disputed_weighted"
+    low_count, high_count = summary["disputed_bounds"]
+    assert low_count <= summary["estimated_num_issues_weighted"] <= high_count
+    assert noise_rate_figure(plus, "point") == (summary["estimated_num_issues_weighted"] / 4000, "cl")
+    assert noise_rate_figure(plus, "upper") == (high_count / 4000, "cl")
+    assert plus.summary()["estimated_noise_rate_estimator"] == "disputed_weighted"
+    failed = check_gate(plus, gate_rules(max_noise_rate=0.0))
+    assert not failed.passed and "by disputed_weighted" in failed.reason
+
+
 def test_noise_interval_from_summary_when_reported(noisy):
     summary = noisy.primary_result.summary
     summary["estimated_noise_rate_interval"] = [0.01, 0.99]

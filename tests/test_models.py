@@ -15,7 +15,11 @@ from labelqa.models import (
     combine_pred_probs,
     disagreement_columns,
     disagreement_summary,
+    drop_suspects,
+    fit_log_linear_weights,
     fit_model_weights,
+    in_sample_check,
+    log_linear_pool,
     model_disagreement,
     split_models,
 )
@@ -58,7 +62,7 @@ def test_combination_is_a_probability_matrix(data, method):
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(model_sets(multilabel=True), st.sampled_from(COMBINE_METHODS))
+@given(model_sets(multilabel=True), st.sampled_from([m for m in COMBINE_METHODS if m != "log_linear"]))
 def test_multilabel_combination_stays_in_unit_interval(data, method):
     mats, _ = data
     y = np.zeros(mats[0].shape, dtype=bool)
@@ -82,7 +86,13 @@ def test_mean_is_the_average_and_identical_models_are_a_fixed_point():
     np.testing.assert_allclose(combine_pred_probs([A, B], "mean"), (A + B) / 2)
     np.testing.assert_allclose(combine_pred_probs([A, B]), combine_pred_probs([A, B], "geometric"))  # the default
     for method in COMBINE_METHODS:
-        np.testing.assert_allclose(combine_pred_probs([A, A, A], method, labels=LABELS), A, atol=1e-9)
+        if method != "log_linear":
+            np.testing.assert_allclose(combine_pred_probs([A, A, A], method, labels=LABELS), A, atol=1e-9)
+    # log_linear recalibrates: identical models give A to the power of the fitted total weight, renormalised
+    w = fit_log_linear_weights([A, A, A], LABELS)
+    powered = np.maximum(A, 1e-12) ** w.sum()
+    np.testing.assert_allclose(combine_pred_probs([A, A, A], "log_linear", labels=LABELS),
+                               powered / powered.sum(axis=1, keepdims=True), atol=1e-9)
 
 
 def test_geometric_by_hand():
@@ -109,7 +119,8 @@ def test_loss_weighted_prefers_the_model_that_fits_the_given_labels():
     n, k = 400, 3
     y = rng.integers(0, k, n)
     good = np.full((n, k), 0.1)
-    good[np.arange(n), y] = 0.8
+    guess = np.where(rng.random(n) < 0.1, (y + 1) % k, y)  # an out-of-sample model is wrong now and then
+    good[np.arange(n), guess] = 0.8
     noise = rng.dirichlet(np.ones(k), n)
     w = fit_model_weights([noise, good], y)
     assert w[1] > 0.9 and w.sum() == pytest.approx(1)
@@ -201,3 +212,117 @@ def test_memory_one_output_matrix(monkeypatch):
         monkeypatch.setattr(models, "_BLOCK_ELEMENTS", 6)
     fig = model_disagreement([A, B])
     np.testing.assert_allclose(fig["model_spread"], [0.1, 0.4, 0.0, 1.0])
+
+
+# --------------------------------------------------------------------------- in-sample guard
+def _honest_and_leaky(seed=0, n=3000, k=4, noise=0.1, leak=0.5):
+    """Two honest models (Dirichlet around the true class, labels 10% flipped) and a copy of the first that
+    puts ``leak`` of its mass on the given label (scored partly on rows it trained on)."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, k, n)
+    given = np.where(rng.random(n) < noise, (true + rng.integers(1, k, n)) % k, true)
+
+    def model():
+        alpha = np.full((n, k), 0.7)
+        alpha[np.arange(n), true] += 4.0
+        p = rng.gamma(alpha)
+        return p / p.sum(axis=1, keepdims=True)
+
+    a, b = model(), model()
+    leaky = (1 - leak) * a + leak * np.eye(k)[given]
+    return given, a, b, leaky
+
+
+def test_in_sample_check_flags_a_model_that_backs_its_training_labels():
+    given, a, b, leaky = _honest_and_leaky()
+    honest = in_sample_check([a, b], given, names=["a", "b"])
+    assert honest["suspect"] == [False, False]
+    assert max(honest["backs_label_where_others_dispute"]) < 0.5  # out-of-sample: side with the evidence
+    check = in_sample_check([leaky, b], given, names=["leaky", "b"])
+    assert check["suspect"] == [True, False]
+    assert check["agreement_with_given"][0] == 1.0 and check["backs_label_where_others_dispute"][0] == 1.0
+    assert check["rows_others_dispute"][0] == int(np.count_nonzero(b.argmax(axis=1) != given))
+    assert check["mean_log_loss"][0] < check["mean_log_loss"][1]
+    # a model right on every label where a poor one is wrong, but not near-perfect, is no suspect
+    assert in_sample_check([a, np.full_like(a, 0.25) + 1e-3 * b], given)["suspect"] == [False, False]
+
+
+def test_a_leaky_model_cannot_take_the_weight():
+    given, a, b, leaky = _honest_and_leaky()
+    w = fit_model_weights([leaky, b], given)
+    assert w.tolist() == [0.0, 1.0]  # unguarded: it fits the given labels best and gets ~1.0
+    w3 = fit_model_weights([leaky, b, a], given)
+    assert w3[0] == 0.0 and w3.sum() == pytest.approx(1) and w3[1:].min() > 0
+    assert fit_model_weights([a, b], given).min() > 0  # two honest models: untouched by the guard
+
+
+def test_drop_suspects():
+    np.testing.assert_allclose(drop_suspects(np.array([0.9, 0.06, 0.04]), np.array([True, False, False])),
+                               [0.0, 0.6, 0.4])
+    np.testing.assert_allclose(drop_suspects(np.array([1.0, 0.0]), np.array([True, False])), [0.0, 1.0])
+    np.testing.assert_allclose(drop_suspects(np.array([0.7, 0.3]), np.array([True, True])), [0.7, 0.3])
+    np.testing.assert_allclose(drop_suspects(np.array([2.0, 0.5]), np.array([True, False]), normalize=False),
+                               [0.0, 0.5])
+
+
+def test_summary_and_cli_warn_about_an_in_sample_model(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from labelqa.cli.app import main
+
+    given, a, b, leaky = _honest_and_leaky(n=1500)
+    data = LabelData.from_arrays(given, [leaky, b])
+    summary = disagreement_summary(data)
+    assert summary["in_sample_suspects"] == [summary["models"][0]]
+    assert summary["warning"].startswith("probabilities look in-sample") and summary["models"][0] in summary["warning"]
+    assert "in_sample_suspects" in disagreement_summary(LabelData.from_arrays(given, [a, b]))
+    assert "warning" not in disagreement_summary(LabelData.from_arrays(given, [a, b]))
+    table = pa.table({"label": given, "leaky": [list(r) for r in leaky], "honest": [list(r) for r in b]})
+    pq.write_table(table, tmp_path / "d.parquet")
+    code = main(["scan", str(tmp_path / "d.parquet"), "--pred-probs-col", "leaky", "--pred-probs-col", "honest",
+                 "--out", str(tmp_path / "out"), "--format", "json", "--exit-zero"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    lines = [line for line in err.splitlines() if line.startswith("labelqa: warning:")]
+    assert len(lines) == 1 and "leaky" in lines[0] and "in-sample" in lines[0]
+
+
+# --------------------------------------------------------------------------- log_linear
+def test_log_linear_pool_by_hand():
+    p = np.array([[0.5, 0.25, 0.25]])
+    q = np.array([[0.25, 0.25, 0.5]])
+    out = log_linear_pool([p, q], [2.0, 1.0])  # 0.5^2 * .25, .25^2 * .25, .25^2 * .5 = 1/16, 1/64, 1/32
+    np.testing.assert_allclose(out, [[4 / 7, 1 / 7, 2 / 7]])
+    np.testing.assert_allclose(log_linear_pool([p, q], [1.0, 0.0]), p)
+    with pytest.raises(LabelqaError, match="weights"):
+        log_linear_pool([p, q], [1.0, -1.0])
+
+
+def test_log_linear_recovers_the_sharpening_the_labels_need():
+    """Labels drawn from p; the models are p flattened to the power 1/2 and pure noise: w ~ (2, 0)."""
+    rng = np.random.default_rng(5)
+    n, k = 20000, 4
+    p = rng.dirichlet(np.full(k, 0.6), n)
+    y = (rng.random(n)[:, None] > np.cumsum(p, axis=1)).sum(axis=1)
+    soft = np.sqrt(p)
+    soft /= soft.sum(axis=1, keepdims=True)
+    noise = rng.dirichlet(np.ones(k), n)
+    w = fit_log_linear_weights([soft, noise], y)
+    assert w[0] == pytest.approx(2.0, abs=0.15) and w[1] < 0.1
+    out = combine_pred_probs([soft, noise], "log_linear", labels=y)
+    np.testing.assert_allclose(out, log_linear_pool([soft, noise], w))
+    np.testing.assert_allclose(out, p, atol=0.05)  # the pool undoes the flattening
+    with pytest.raises(LabelqaError, match="needs the given labels"):
+        combine_pred_probs([soft, noise], "log_linear")
+    with pytest.raises(LabelqaError, match="multiclass"):
+        combine_pred_probs([soft, noise], "log_linear", labels=y > 0, task="multilabel")
+
+
+def test_log_linear_holds_an_in_sample_model_back():
+    given, a, b, leaky = _honest_and_leaky()
+    w = fit_log_linear_weights([leaky, b], given)
+    assert w[0] == 0.0 and w[1] > 0
+    data = LabelData.from_arrays(given, [a, b], combine_models="log_linear")
+    assert data.meta["combine_models"] == "log_linear" and len(data.meta["model_weights"]) == 2
+    np.testing.assert_allclose(data.pred_probs, log_linear_pool([a, b], data.meta["model_weights"]), rtol=1e-6)

@@ -54,6 +54,22 @@ def test_hive_dataset_by_scheduler_address_equals_memory(scheduler, tmp_path):
     assert any(m.startswith("dask: 9 pieces on tcp://127.0.0.1") for m in messages), messages
 
 
+def test_pbnr_plus_by_scheduler_address_equals_memory(scheduler, tmp_path):
+    """prune_by_noise_rate_plus: its extra passes (PBNR counts, class caps, global cut) merge across pieces."""
+    given_, _t, probs, _ = noisy_dataset(n=3000, k=5, noise=0.15, seed=21)
+    path = write_parquet(tmp_path / "p.parquet", given_, probs)
+    pq.write_table(pq.read_table(path), path, row_group_size=300)
+    for min_ex in (1, 540):
+        out = tmp_path / str(min_ex)
+        options = {"filter_by": "prune_by_noise_rate_plus", "min_examples_per_class": min_ex}
+        report(path, out / "mem", "memory", **options)
+        report(path, out / "dask", "dask", scheduler=scheduler, batch_size=256, **options)
+        assert_same_report(out / "mem", out / "dask", "dask")
+        summary = read_summary(out / "dask")
+        assert summary["issues_found"] > 0
+        assert summary["detectors"]["cl"]["summary"]["estimated_noise_rate_estimator"] == "disputed_weighted"
+
+
 def test_multilabel_by_scheduler_address_equals_memory(scheduler, tmp_path):
     given, probs = ml_data(n=3000, seed=12)
     path = write_ml(tmp_path / "m.parquet", given, probs, row_group_size=400)

@@ -41,6 +41,11 @@ def _report(s: Settings, result: Any) -> int:
                              csv_formulas=s["csv_formulas"])
         summary = result.summary()
         log(f"done: {summary['issues_found']:,} of {summary['rows']:,} rows flagged")
+    warning = (summary.get("models") or {}).get("warning")
+    if warning:  # a model that looks in-sample hides label errors: said even with --quiet or a machine format
+        from labelqa.cli.console import error_text
+
+        typer.echo(f"labelqa: warning: {error_text(warning)}", err=True)
     if fmt == "json":
         from labelqa.report.writers import summary_json
 

@@ -270,7 +270,7 @@ def _check_and_combine(
     renormalize: bool, multilabel: bool, method: str,
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """Validate each model like a single matrix, then combine them (one new N x K array)."""
-    from labelqa.models import combine_pred_probs, fit_model_weights
+    from labelqa.models import combine_pred_probs, fit_log_linear_weights, fit_model_weights, log_linear_pool
 
     checked = []
     renormalized_rows = []
@@ -292,6 +292,13 @@ def _check_and_combine(
         weights = fit_model_weights(checked, Y, task=task)
         meta["model_weights"] = [float(x) for x in weights]
         combined = combine_pred_probs(checked, "mean", weights, task=task)
+    elif method == "log_linear":
+        if multilabel:
+            raise LabelqaError("log_linear combines multiclass probabilities only",
+                               "use --combine-models geometric, mean or loss_weighted for multi-label data")
+        weights = fit_log_linear_weights(checked, Y)
+        meta["model_weights"] = [float(x) for x in weights]
+        combined = log_linear_pool(checked, weights)
     else:
         combined = combine_pred_probs(checked, method, task=task)
     return combined, tuple(_readonly(m) for m in checked)

@@ -58,6 +58,7 @@ from labelqa import options
 from labelqa.errors import LabelqaError
 from labelqa.parallel import MIN_PARALLEL_ELEMENTS, thread_map
 from labelqa.stats.confident import (
+    PROB_SCALE,
     ClassProbSums,
     ConfidentJointCounts,
     LatentEstimates,
@@ -78,6 +79,8 @@ __all__ = [
     "FILTER_METHODS",
     "MIDPOINT_ESTIMATOR",
     "MIDPOINT_METHOD",
+    "PLUS_ESTIMATOR",
+    "PLUS_METHOD",
     "SCORE_METHODS",
     "ConfidentLearning",
     "LatentEstimates",
@@ -103,14 +106,18 @@ FILTER_METHODS = (
 #: disputed-rows midpoint estimate (see :attr:`Estimates.midpoint_num_issues`
 #: and docs/detection.md).
 MIDPOINT_METHOD = "low_margin_midpoint"
+#: Multiclass only: ``prune_by_noise_rate``'s rows plus, up to the weighted-disputes count
+#: ``T = A + sum over U of (m_i - s_i) / (m_i + s_i)``, the lowest normalized margins among the
+#: other disputed rows (see :attr:`Estimates.plus_num_issues` and docs/detection.md).
+PLUS_METHOD = "prune_by_noise_rate_plus"
 #: Every ``filter_by`` method of the multiclass detector.
-CL_FILTER_METHODS = FILTER_METHODS + (MIDPOINT_METHOD,)
+CL_FILTER_METHODS = FILTER_METHODS + (MIDPOINT_METHOD, PLUS_METHOD)
 #: Methods that flag the globally lowest-scoring rows (``low_*``).
 _LOW_METHODS = ("low_self_confidence", "low_normalized_margin", MIDPOINT_METHOD)
 SCORE_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 
 #: Methods after which a row whose prediction agrees with its label is unflagged.
-AGREEMENT_RULE_METHODS = frozenset(FILTER_METHODS[:5])
+AGREEMENT_RULE_METHODS = frozenset(FILTER_METHODS[:5] + (PLUS_METHOD,))
 
 #: A row's prediction agrees with its label when ``p_{i,s_i} >= max_k p_ik -
 #: AGREEMENT_TOLERANCE``: near-ties count as ties, resolved toward the label
@@ -283,6 +290,8 @@ class JointCounts:
     cand_cl: np.ndarray = None  # type: ignore[assignment]  # off-diagonal and disagreeing, per class
     cand_png: np.ndarray = None  # type: ignore[assignment]  # disagreeing, per class
     cand_unc: np.ndarray = None  # type: ignore[assignment]  # disagreeing and not counted in C, per class
+    #: per class, sum over those uncertain disputes of (m - s) / (m + s), fixed point (PROB_SCALE): exact
+    unc_weight: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         k = self.n_classes
@@ -290,13 +299,17 @@ class JointCounts:
         self.cand_cl = np.zeros(k, dtype=np.int64) if self.cand_cl is None else self.cand_cl
         self.cand_png = np.zeros(k, dtype=np.int64) if self.cand_png is None else self.cand_png
         self.cand_unc = np.zeros(k, dtype=np.int64) if self.cand_unc is None else self.cand_unc
+        self.unc_weight = np.zeros(k, dtype=np.int64) if self.unc_weight is None else self.unc_weight
 
     def update(self, rs: _BlockRows) -> JointCounts:
         self.joint += rs.joint
         dis = ~rs.agrees
         self.cand_png += np.bincount(rs.labels[dis], minlength=self.n_classes)
         self.cand_cl += np.bincount(rs.labels[dis & rs.off_diagonal], minlength=self.n_classes)
-        self.cand_unc += np.bincount(rs.labels[dis & (rs.guess < 0)], minlength=self.n_classes)
+        unc = dis & (rs.guess < 0)
+        self.cand_unc += np.bincount(rs.labels[unc], minlength=self.n_classes)
+        if unc.any():
+            np.add.at(self.unc_weight, rs.labels[unc], dispute_weights(rs.self_conf[unc], rs.max_prob[unc]))
         return self
 
     def merge(self, other: JointCounts) -> JointCounts:
@@ -304,6 +317,7 @@ class JointCounts:
         self.cand_cl += other.cand_cl
         self.cand_png += other.cand_png
         self.cand_unc += other.cand_unc
+        self.unc_weight += other.unc_weight
         return self
 
 
@@ -332,6 +346,11 @@ class Estimates:
     cand_cl: np.ndarray
     cand_png: np.ndarray
     cand_unc: np.ndarray
+    unc_weight: np.ndarray = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.unc_weight is None:
+            self.unc_weight = np.zeros(self.class_counts.size, dtype=np.int64)
 
     @property
     def n_classes(self) -> int:
@@ -364,9 +383,30 @@ class Estimates:
         low, high = self.disputed_bounds
         return (low + high + 1) // 2
 
+    @property
+    def plus_num_issues(self) -> int:
+        """``A + sum over U of (m_i - s_i) / (m_i + s_i)`` (half up): each uncertain dispute weighted by its margin.
+
+        ``s_i`` = ``p_{i,s_i}``, ``m_i`` = the largest other probability; the
+        weight is the share of the pair's mass by which the model prefers
+        the other class (0 for a tie, 1 when ``s_i = 0``). Exact: the weights
+        are summed in fixed point (docs/detection.md).
+        """
+        scale = int(PROB_SCALE)
+        return self.estimated_num_issues + (int(self.unc_weight.sum()) + scale // 2) // scale
+
     def caps(self, min_examples: int) -> np.ndarray:
         """Most rows of each class that may be flagged, keeping ``min_examples`` unflagged."""
         return np.maximum(self.class_counts - min_examples, 0)
+
+
+def dispute_weights(self_conf: np.ndarray, max_prob: np.ndarray) -> np.ndarray:
+    """``(m - s) / (m + s)`` of disputed rows in fixed point (int64, ``PROB_SCALE`` = 1), computed in float64."""
+    s = np.asarray(self_conf, dtype=np.float64)
+    m = np.asarray(max_prob, dtype=np.float64)
+    total = m + s
+    w = np.divide(m - s, total, out=np.zeros_like(total), where=total > 0)
+    return np.rint(np.clip(w, 0.0, 1.0) * PROB_SCALE).astype(np.int64)
 
 
 def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
@@ -458,6 +498,9 @@ class FlagRule:
         self.selected = np.zeros((k, k), dtype=np.int64)  # PBNR rows at or beyond each resolved cell's cut
         self.need_count = np.zeros(k, dtype=bool)
         self.total = 0
+        self.plus_extra = 0  # PLUS_METHOD: rows to add to prune_by_noise_rate's
+        self.plus_cut: Cut | None = None
+        self.plus_counts: dict[str, np.ndarray] = {}
 
     # ---- planning ------------------------------------------------------------
     def _pick(self, count: int, n: int, largest: bool = False, dtype: np.dtype | None = None) -> Pick:
@@ -478,7 +521,7 @@ class FlagRule:
 
     @property
     def _pbnr(self) -> bool:
-        return self.method in ("prune_by_noise_rate", "both")
+        return self.method in ("prune_by_noise_rate", "both", PLUS_METHOD)
 
     def stages(self) -> Iterator[tuple[str, Selections]]:
         """The selection stages, in order; each is fed every block, then :meth:`finish` ed."""
@@ -521,12 +564,46 @@ class FlagRule:
             if need.any():
                 self.need_count = need
                 yield "pbnr ties", Selections(counts={"union": np.zeros(est.n_classes, dtype=np.int64)})
+        if m == PLUS_METHOD and self.ntr is None:
+            yield from self._plus_stages()
         if self._low and self.ntr is None and self.total > 0:
             n_elig = 0
             for c in range(est.n_classes):
                 cut = self.cuts.get(("elig", c))
                 n_elig += int(self.n_k[c]) if cut is None else cut.selected
             yield "global", Selections({("global",): self._pick(self.total, n_elig, dtype=self._low_dtype())})
+
+    def _plus_stages(self) -> Iterator[tuple[str, Selections]]:
+        """PLUS_METHOD after PBNR: count its flags and the other disputed rows, cap per class, one global cut."""
+        k = self.est.n_classes
+        zeros = np.zeros(k, dtype=np.int64)
+        yield "plus count", Selections(counts={"pbnr": zeros.copy(), "other": zeros.copy()})
+        flagged, other = self.plus_counts["pbnr"], self.plus_counts["other"]
+        target = int(np.rint(self.frac * self.est.plus_num_issues))
+        self.plus_extra = max(target - int(flagged.sum()), 0)
+        if self.plus_extra == 0 or not other.any():
+            return
+        room = np.maximum(self.caps - flagged, 0)  # keep min_examples_per_class rows of every class unflagged
+        capped = Selections()
+        for c in np.flatnonzero(other > room):
+            capped.picks[("plus cap", int(c))] = self._pick(room[c], other[c], dtype=np.dtype(np.float64))
+        n_other = int(np.minimum(other, room).sum())
+        if capped.picks:
+            yield "plus caps", capped
+            n_other = sum(int(other[c]) if ("plus cap", c) not in self.cuts else self.cuts[("plus cap", c)].selected
+                          for c in range(k))
+        if n_other:
+            yield "plus", Selections({("plus",): self._pick(self.plus_extra, n_other, dtype=np.dtype(np.float64))})
+
+    def _plus_other(self, rs: _BlockRows) -> np.ndarray:
+        """Disputed rows that ``prune_by_noise_rate`` did not flag, within each class's cap."""
+        other = ~rs.agrees & ~self._pbnr_mask(rs)
+        for key, cut in self.cuts.items():
+            if key[0] == "plus cap":
+                rows = rs.class_rows(key[1])
+                rows = rows[other[rows]]
+                other[rows] = cut.select(rs.normalized_margin[rows])
+        return other
 
     def _need_count(self) -> np.ndarray:
         """Classes whose PBNR selections might together exceed the cap (then ties are counted)."""
@@ -559,6 +636,13 @@ class FlagRule:
             self.allow_ties = ~(self.need_count & (acc.counts["union"] > self.caps))
         elif stage == "global":
             self.eligible_cut = acc.picks[("global",)].cut(None)
+        elif stage == "plus count":
+            self.plus_counts = {key: c.copy() for key, c in acc.counts.items()}
+        elif stage == "plus caps":
+            for key, p in acc.picks.items():
+                self.cuts[key] = p.cut(p.count)  # never more than the class's room
+        elif stage == "plus":
+            self.plus_cut = acc.picks[("plus",)].cut(None)
 
     # ---- feeding -------------------------------------------------------------
     def _low_scores(self, rs: _BlockRows) -> np.ndarray:
@@ -593,6 +677,18 @@ class FlagRule:
         elif stage == "global":
             elig = self._eligible(rs)
             acc.picks[("global",)].update(self._low_scores(rs)[elig])
+        elif stage == "plus count":
+            pbnr = self._pbnr_mask(rs)
+            acc.counts["pbnr"] += np.bincount(rs.labels[pbnr], minlength=rs.k)
+            acc.counts["other"] += np.bincount(rs.labels[~rs.agrees & ~pbnr], minlength=rs.k)
+        elif stage == "plus caps":
+            other = ~rs.agrees & ~self._pbnr_mask(rs)
+            for key, p in acc.picks.items():
+                rows = rs.class_rows(key[1])
+                p.update(rs.normalized_margin[rows[other[rows]]])
+        elif stage == "plus":
+            other = self._plus_other(rs)
+            acc.picks[("plus",)].update(rs.normalized_margin[other])
 
     def _pbnr_classes(self) -> np.ndarray:
         return np.flatnonzero(self.cells.sum(axis=1) > 0)
@@ -674,10 +770,31 @@ class FlagRule:
                 elig[rows] = cut.select(low[rows])
         return elig
 
+    def _pbnr_mask(self, rs: _BlockRows) -> np.ndarray:
+        """``prune_by_noise_rate``'s rows of one block (agreeing rows removed), memoised per block."""
+        def build() -> np.ndarray:
+            pbnr = np.zeros(rs.n, dtype=bool)
+            rs.groups, rs.disagrees_strictly  # noqa: B018 - computed here, not raced for by the threads
+
+            def one(c: int) -> tuple[int, np.ndarray]:
+                strict, tied = self._pbnr_class(rs, c)
+                return c, strict | tied if self.allow_ties[c] else strict
+
+            for c, picked in thread_map(one, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
+                pbnr[rs.class_rows(c)] = picked
+            return pbnr & ~rs.agrees
+
+        return rs_cache(rs, (self.token, "pbnr mask"), build)
+
     def flags(self, rs: _BlockRows) -> np.ndarray:
         """The rule's flags for the rows of one block."""
         m = self.method
-        if m in ("prune_by_class", "both", "prune_by_noise_rate"):
+        if m == PLUS_METHOD:
+            mask = self._pbnr_mask(rs).copy()
+            if self.plus_cut is not None:
+                other = self._plus_other(rs)
+                mask[other] = self.plus_cut.select(rs.normalized_margin[other])
+        elif m in ("prune_by_class", "both", "prune_by_noise_rate"):
             mask = np.zeros(rs.n, dtype=bool)
             if m != "prune_by_noise_rate":
                 for key, cut in self.cuts.items():
@@ -685,17 +802,8 @@ class FlagRule:
                         rows = rs.class_rows(key[1])
                         mask[rows] = cut.select(rs.self_conf[rows])
             if m != "prune_by_class":
-                pbnr = np.zeros(rs.n, dtype=bool)
-                rs.groups, rs.disagrees_strictly  # noqa: B018 - computed here, not raced for by the threads
-
-                def one(c: int) -> tuple[int, np.ndarray]:
-                    strict, tied = self._pbnr_class(rs, c)
-                    return c, strict | tied if self.allow_ties[c] else strict
-
-                for c, picked in thread_map(one, self._pbnr_classes(),
-                                            parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
-                    pbnr[rs.class_rows(c)] = picked
-                mask = pbnr if m == "prune_by_noise_rate" else mask & pbnr
+                pbnr = self._pbnr_mask(rs)
+                mask = pbnr.copy() if m == "prune_by_noise_rate" else mask & pbnr
         elif m in ("confident_learning", "predicted_neq_given"):
             mask = rs.candidates(m).copy()
             for key, cut in self.cuts.items():
@@ -840,7 +948,7 @@ class ConfidentRule(RowRule):
         diag = np.diagonal(cal)
         rate_k = np.divide(n - diag, n, out=np.zeros(n.size), where=n > 0)
         estimates = noise_rate_estimates(est)
-        chosen = MIDPOINT_ESTIMATOR if self.flag.method == MIDPOINT_METHOD else CALIBRATED_ESTIMATOR
+        chosen = ESTIMATOR_OF.get(self.flag.method, CALIBRATED_ESTIMATOR)
         return {
             "thresholds": [float(t) for t in est.thresholds],
             "confident_joint": est.joint.tolist(),
@@ -850,6 +958,7 @@ class ConfidentRule(RowRule):
             "latent_prior": latent.latent_prior.tolist(),
             "estimated_num_issues": est.estimated_num_issues,
             "estimated_num_issues_midpoint": est.midpoint_num_issues,
+            "estimated_num_issues_weighted": est.plus_num_issues,
             "disputed_bounds": list(est.disputed_bounds),
             "estimated_noise_rate": estimates[chosen]["rate"],
             "estimated_noise_rate_interval": estimates[chosen]["interval"],
@@ -873,15 +982,19 @@ class ConfidentRule(RowRule):
 CALIBRATED_ESTIMATOR = "calibrated_confident_joint"
 #: ``(A + U/2) / N`` with the bounds ``[A/N, (A + U)/N]`` (docs/detection.md).
 MIDPOINT_ESTIMATOR = "disputed_midpoint"
+#: ``(A + sum over U of (m_i - s_i) / (m_i + s_i)) / N`` with the same bounds (docs/detection.md).
+PLUS_ESTIMATOR = "disputed_weighted"
+#: The estimator behind each ``filter_by`` whose count is not the calibrated confident joint's.
+ESTIMATOR_OF = {MIDPOINT_METHOD: MIDPOINT_ESTIMATOR, PLUS_METHOD: PLUS_ESTIMATOR}
 
 
 def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
     """Both noise-rate estimators of a dataset: ``{name: {"rate", "interval", "interval_kind"}}``.
 
     The summary's ``estimated_noise_rate`` is the one matching ``filter_by``
-    (``disputed_midpoint`` for ``low_margin_midpoint``, else
-    ``calibrated_confident_joint``), so the gate judges the estimate behind
-    the flags.
+    (``disputed_midpoint`` for ``low_margin_midpoint``, ``disputed_weighted``
+    for ``prune_by_noise_rate_plus``, else ``calibrated_confident_joint``),
+    so the gate judges the estimate behind the flags.
     """
     n_rows = int(est.class_counts.sum())
     low, high = est.disputed_bounds
@@ -894,6 +1007,11 @@ def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
         },
         MIDPOINT_ESTIMATOR: {
             "rate": est.midpoint_num_issues * per_row,
+            "interval": [low * per_row, high * per_row],
+            "interval_kind": "bounds: confident disputes to all disputes",
+        },
+        PLUS_ESTIMATOR: {
+            "rate": est.plus_num_issues * per_row,
             "interval": [low * per_row, high * per_row],
             "interval_kind": "bounds: confident disputes to all disputes",
         },
@@ -954,7 +1072,7 @@ class ConfidentLearning(Detector):
         thresholds = sums.thresholds()
         p2: JointCounts = yield JointStep(thresholds)
         est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy(),
-                        p2.cand_unc.copy())
+                        p2.cand_unc.copy(), p2.unc_weight.copy())
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
         yield from selection_stages(flag)

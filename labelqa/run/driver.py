@@ -12,6 +12,8 @@ writing the report is one more rows pass, each batch given its global ranks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -34,7 +36,7 @@ from labelqa.detectors.base import (
 )
 from labelqa.errors import LabelqaError
 from labelqa.result import DetectorOutcome, RowTotals, ScanResult, build_issues_table
-from labelqa.stats.rank_average import ScoreCounts, rank_average
+from labelqa.stats.score_counts import ScoreCounts
 from labelqa.stats.ranks import RankIndex
 
 __all__ = ["Runner", "run_plans", "scan_memory", "scan_out_of_core"]
@@ -66,7 +68,7 @@ def _say(progress: Progress | None) -> Progress:
 
 # --------------------------------------------------------------------------- in memory
 def scan_memory(data: LabelData, detectors: Sequence[Detector], *, primary: str | None = None,
-                issue_rule: str = "primary_or_2", progress: Progress | None = None) -> ScanResult:
+                issue_rule: str = "relative_rank", progress: Progress | None = None) -> ScanResult:
     """Run detectors on loaded data, each on the whole dataset as one block.
 
     Raises:
@@ -125,17 +127,32 @@ def _block_results(block: Block, rules: dict[str, RowRule]) -> dict[str, Detecto
     return out
 
 
-def _score_piece(block: Block, rules: dict[str, RowRule]) -> list[ScoreCounts]:
-    """One block's distinct scores per detector (the rank average needs every row's)."""
-    return [ScoreCounts.of(rule.rows(block).scores) for rule in rules.values()]
+def _score_piece(block: Block, rules: dict[str, RowRule]) -> tuple[list[ScoreCounts], list[int]]:
+    """One block's distinct scores and flag count per detector (the relative ranks need every row's)."""
+    rows = [rule.rows(block) for rule in rules.values()]
+    return [ScoreCounts.of(r.scores) for r in rows], [int(np.count_nonzero(r.issues)) for r in rows]
+
+
+@dataclass(frozen=True)
+class ScoreFolds:
+    """Every row's scores folded per detector, and each detector's flag count: a batch's relative ranks."""
+
+    counts: list[ScoreCounts]
+    flagged: list[int]
+
+    def relative(self, results: dict[str, DetectorResult]) -> np.ndarray:
+        """The batch's mean relative ranks over the whole dataset (:func:`ensemble.relative_ranks`)."""
+        before = [c.rows_before(np.asarray(r.scores)) for c, r in zip(self.counts, results.values())]
+        return ensemble.relative_ranks(before, self.flagged)
 
 
 def _rank_piece(block: Block, rules: dict[str, RowRule], n_classes: int, multilabel: bool, primary: str,
-                issue_rule: str) -> tuple[Any, ...]:
+                issue_rule: str, folds: ScoreFolds | None) -> tuple[Any, ...]:
     """One block's rows: what the rank index, the row totals and the detectors' tallies need."""
     results = _block_results(block, rules)
     listed = list(results.values())
-    flags = ensemble.combined_flags(listed, primary, issue_rule)
+    relative = folds.relative(results) if folds is not None else None
+    flags = ensemble.combined_flags(listed, primary, issue_rule, relative)
     suggested = ensemble.combined_suggestion(listed, primary, block.labels)[0]
     totals = RowTotals.of_rows(block.labels, flags, suggested, n_classes, multilabel=multilabel)
     own = {}
@@ -144,32 +161,35 @@ def _rank_piece(block: Block, rules: dict[str, RowRule], n_classes: int, multila
     tallies = {name: rules[name].tally(block, DetectorRows(res.scores, res.issues, res.suggested,
                                                            res.suggested_confidence, res.extra))
                for name, res in results.items()}
-    scores = [np.asarray(res.scores) for res in listed]
-    return tallies, totals, own, scores, np.asarray(flags, dtype=bool), block.offset
+    quality = ensemble.combined_score(listed, relative)
+    return tallies, totals, own, quality, np.asarray(flags, dtype=bool), block.offset
 
 
 def _issues_piece(block: Block, rules: dict[str, RowRule], primary: str, issue_rule: str, classes: tuple[Any, ...],
-                  task: str) -> tuple[pa.Table, list[np.ndarray], np.ndarray, int]:
+                  task: str, folds: ScoreFolds | None) -> tuple[pa.Table, np.ndarray, np.ndarray, int]:
     """One block of the issues table (ranks still zero), with what its global ranks need."""
     results = _block_results(block, rules)
+    relative = folds.relative(results) if folds is not None else None
     data = LabelData(labels=block.labels, pred_probs=block.pred_probs, classes=classes, ids=block.ids, task=task)
-    table = build_issues_table(data, results, primary, issue_rule, ranks=np.zeros(block.n, dtype=np.int64))
+    table = build_issues_table(data, results, primary, issue_rule, ranks=np.zeros(block.n, dtype=np.int64),
+                               relative=relative)
     flags = table.column("is_label_issue").to_numpy(zero_copy_only=False)
-    return table, [np.asarray(res.scores) for res in results.values()], flags, block.offset
+    quality = table.column("label_quality").to_numpy(zero_copy_only=False)
+    return table, quality, flags, block.offset
 
 
 class RunnerRows:
     """The issues table of an out-of-core scan, recomputed batch by batch by its runner."""
 
     def __init__(self, runner: Runner, rules: dict[str, RowRule], primary: str, issue_rule: str, index: RankIndex,
-                 info: DatasetInfo, counts: list[ScoreCounts] | None = None) -> None:
+                 info: DatasetInfo, folds: ScoreFolds | None = None) -> None:
         self.runner = runner
         self.rules = rules
         self.primary = primary
         self.issue_rule = issue_rule
         self.index = index
         self.info = info
-        self.counts = counts
+        self.folds = folds
         self.engine = runner.engine
 
     @property
@@ -177,30 +197,19 @@ class RunnerRows:
         return self.runner.passes
 
     def issue_batches(self) -> Iterator[pa.Table]:
-        """Each batch's rows with their global ranks (and, with several detectors, rank-average quality)."""
+        """Each batch's rows with their global ranks (and, with several detectors, dataset-wide relative ranks)."""
         self.index.restart()
-        rank_col = quality_col = None
-        for table, scores, flags, offset in self.runner.map(_issues_piece, self.rules, self.primary,
-                                                            self.issue_rule, self.info.classes, self.info.task,
-                                                            name="issues"):
+        rank_col = None
+        for table, quality, flags, offset in self.runner.map(_issues_piece, self.rules, self.primary,
+                                                             self.issue_rule, self.info.classes, self.info.task,
+                                                             self.folds, name="issues"):
             positions = np.arange(offset, offset + flags.size, dtype=np.int64)
             if rank_col is None:
                 rank_col = table.column_names.index("rank")
-                quality_col = table.column_names.index("label_quality")
-            quality = _quality(scores, self.counts)
-            if self.counts is not None:
-                table = table.set_column(quality_col, "label_quality", pa.array(quality))
             yield table.set_column(rank_col, "rank", pa.array(self.index.ranks(quality, flags, positions)))
 
     def close(self) -> None:
         self.runner.close()
-
-
-def _quality(scores: list[np.ndarray], counts: list[ScoreCounts] | None) -> np.ndarray:
-    """The combined label quality of a block: the one detector's score, or the global rank average."""
-    if counts is None:
-        return np.asarray(scores[0], dtype=np.float64)
-    return rank_average(scores, counts)
 
 
 def scan_out_of_core(runner: Runner, detectors: Detector | Sequence[Detector], *, source: str | None,
@@ -210,7 +219,7 @@ def scan_out_of_core(runner: Runner, detectors: Detector | Sequence[Detector], *
 
     The detectors' plans run side by side (each pass over the data feeds
     every pending step). With several detectors one more pass folds each
-    detector's scores (:class:`~labelqa.stats.rank_average.ScoreCounts`)
+    detector's scores and flag counts (:class:`ScoreFolds`)
     so that the combined label quality is the same rank average as in
     memory; flags and suggestions follow ``issue_rule`` and ``primary``
     (:mod:`labelqa.detectors.ensemble`).
@@ -249,23 +258,23 @@ def scan_out_of_core(runner: Runner, detectors: Detector | Sequence[Detector], *
         det.check(info)
     rules = run_plans({d.name: d.plan(info) for d in dets}, runner, say)
     rules = {name: rules[name] for name in names}  # run order
-    counts: list[ScoreCounts] | None = None
+    folds: ScoreFolds | None = None
     if len(dets) > 1:
         say(f"pass {len(runner.passes) + 1}: score ranks")
-        counts = [ScoreCounts() for _ in dets]
-        for part in runner.map(_score_piece, rules, name="score ranks"):
+        counts, flagged = [ScoreCounts() for _ in dets], [0] * len(dets)
+        for part, part_flagged in runner.map(_score_piece, rules, name="score ranks"):
             counts = [a.merge(b) for a, b in zip(counts, part)]
-        for c in counts:
-            c.finish()
+            flagged = [a + b for a, b in zip(flagged, part_flagged)]
+        folds = ScoreFolds([c.finish() for c in counts], flagged)
     say(f"pass {len(runner.passes) + 1}: ranks and totals")
     multilabel = info.task == "multilabel"
     index = RankIndex()
     totals: RowTotals | None = None
     own: dict[str, RowTotals] = {}
     tallies: dict[str, dict[str, Any]] = {name: {} for name in names}
-    for tally, part, own_part, scores, flags, offset in runner.map(
-            _rank_piece, rules, info.n_classes, multilabel, primary, issue_rule, name="ranks"):
-        index.add(_quality(scores, counts), flags, np.arange(offset, offset + flags.size, dtype=np.int64))
+    for tally, part, own_part, quality, flags, offset in runner.map(
+            _rank_piece, rules, info.n_classes, multilabel, primary, issue_rule, folds, name="ranks"):
+        index.add(quality, flags, np.arange(offset, offset + flags.size, dtype=np.int64))
         totals = part if totals is None else totals.merge(part)
         for name in names:
             own[name] = own_part[name] if name not in own else own[name].merge(own_part[name])
@@ -289,6 +298,6 @@ def scan_out_of_core(runner: Runner, detectors: Detector | Sequence[Detector], *
     return ScanResult.from_totals(
         source=source, task=info.task, classes=info.classes, meta=meta, primary=primary,
         outcomes=outcomes, totals=totals, options=options,
-        rows=RunnerRows(runner, rules, primary, issue_rule, index, info, counts),
+        rows=RunnerRows(runner, rules, primary, issue_rule, index, info, folds),
         issue_rule=issue_rule, detector_totals=own,
     )

@@ -1,12 +1,13 @@
-"""Normalised score ranks over rows seen batch by batch: the ensemble's rank average out of core.
+"""Every row's score folded batch by batch: how many rows score lower than any row, out of core.
 
-With several detectors the combined label quality is the mean of each
-detector's normalised rank (:func:`labelqa.detectors.ensemble.normalized_ranks`:
-ties share their average rank, NaN ranks last, mapped to [0, 1]). A row's
-rank depends on every other row's score, so the streaming and Dask engines
-first fold each detector's scores into a :class:`ScoreCounts` (the distinct
-scores and how often each occurs: few values for detectors with coarse
-scores, such as ``dup``; up to one a row otherwise), then rank any batch
+With several detectors the combined label quality and the ``relative_rank``
+flag rest on each row's *rows before* count ``b_d(i)``: the rows detector
+``d`` scores strictly lower (:func:`labelqa.detectors.ensemble.rows_before`:
+ties count from where their group starts, NaN as the highest score). It
+depends on every other row's score, so the streaming and Dask engines first
+fold each detector's scores into a :class:`ScoreCounts` (the distinct scores
+and how often each occurs: few values for detectors with coarse scores,
+such as ``dup``; up to one a row otherwise), then count for any batch
 against it. The answer equals the in-memory one exactly.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ScoreCounts", "rank_average"]
+__all__ = ["ScoreCounts"]
 
 
 def _keyed(scores: np.ndarray) -> np.ndarray:
@@ -30,7 +31,7 @@ class ScoreCounts:
     """The distinct scores of some rows and their counts; merged by adding (any batching, any order).
 
     Feed batches with :meth:`add` or :meth:`merge`, then :meth:`finish`
-    before :meth:`normalized_ranks`.
+    before :meth:`rows_before`.
     """
 
     _parts: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
@@ -70,18 +71,10 @@ class ScoreCounts:
         self.below = np.concatenate([[0], np.cumsum(counts)])
         return self
 
-    def normalized_ranks(self, scores: np.ndarray) -> np.ndarray:
-        """Each score's average rank among all rows fed, mapped to [0, 1] (0 = lowest); only scores fed."""
+    def rows_before(self, scores: np.ndarray) -> np.ndarray:
+        """How many rows fed score strictly lower than each of ``scores`` (which must have been fed)."""
         assert self.values is not None and self.below is not None, "call finish() first"
-        keyed = _keyed(scores)
-        if self.n <= 1:
-            return np.zeros(keyed.shape[0], dtype=np.float64)
-        at = _search(self.values, keyed)
-        # every score ranked was fed, so it is values[at]: the rows below it and the rows up to it
-        starts = self.below[at]
-        ends = self.below[at + 1]
-        mean_rank = (starts + ends - 1) / 2.0
-        return mean_rank / (self.n - 1)
+        return self.below[_search(self.values, _keyed(scores))].astype(np.float64)
 
 
 def _search(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -91,8 +84,3 @@ def _search(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
     at = np.empty(keys.size, dtype=np.intp)
     at[order] = np.searchsorted(values, keys[order])
     return at
-
-
-def rank_average(scores: Sequence[np.ndarray], counts: Sequence[ScoreCounts]) -> np.ndarray:
-    """The mean over detectors of each row's normalised rank (the ensemble's combined score)."""
-    return np.mean([c.normalized_ranks(s) for s, c in zip(scores, counts)], axis=0)
