@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from labelqa.errors import LabelqaError
-from labelqa.train.sklearn_cv import SKLEARN_MODELS, available_cores, make_model
+from labelqa.train.sklearn_cv import SKLEARN_MODELS, make_model, resolve_threads
 
 __all__ = ["SKLEARN_MODELS", "CleanClassifier", "cross_val_pred_probs", "find_issues", "make_model",
            "select_columns"]
@@ -44,6 +44,7 @@ def cross_val_pred_probs(
     groups: Any = None,
     seed: int = 0,
     n_jobs: int | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, list[Any]]:
     """Out-of-sample ``predict_proba`` of every row by cross-validation, and the class order.
 
@@ -55,6 +56,7 @@ def cross_val_pred_probs(
         groups: Optional group per row; rows of a group stay in one fold (``StratifiedGroupKFold``).
         seed: Seed of the folds (and of a named model).
         n_jobs: Folds fitted in parallel (scikit-learn's ``n_jobs``).
+        threads: BLAS and OpenMP (hgb) threads per fit, capped at the cores available; 0 = all of them.
 
     Returns:
         ``(pred_probs, classes)``: ``(N, K)`` float64 rows summing to 1, columns in ``classes`` order
@@ -91,7 +93,7 @@ def cross_val_pred_probs(
                            "use a probabilistic classifier (or wrap it in CalibratedClassifierCV)")
     from threadpoolctl import threadpool_limits
 
-    with warnings.catch_warnings(), threadpool_limits(limits=available_cores()):  # hgb: OpenMP on the cores we have
+    with warnings.catch_warnings(), threadpool_limits(limits=resolve_threads(threads)):
         warnings.filterwarnings("ignore", message=".*least populated class.*")
         warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
         from sklearn.exceptions import ConvergenceWarning

@@ -418,9 +418,10 @@ _DECLARED = [
     Option("dynamics", "str", "auto", "Per-epoch training dynamics for AUM (the small torch model): auto (when "
            "torch is installed and the data is multiclass), on (needs torch) or off.", "train", (T,),
            choices=("auto", "on", "off")),
-    Option("threads", "int", None, "BLAS and OpenMP threads of the scikit-learn models (default: the cores this "
-           "process may use). The torch model always trains on one thread: at this model size more threads are "
-           "slower.", "train", (T,), interval=AT_LEAST_1),
+    Option("threads", "int", 1, "BLAS and OpenMP (hgb) threads of the scikit-learn models, never more than the "
+           "cores this process may use; 0 = all of them. One by default: on a busy machine threads that wait on each "
+           "other are many times slower. The torch model always trains on one thread.", "train", (T,),
+           interval=NON_NEGATIVE),
 ]
 
 #: Every declared option by name.

@@ -30,7 +30,7 @@ def cross_val_probs(
     folds: int = 5,
     seed: int = 0,
     model: str = "logreg",
-    threads: int | None = None,
+    threads: int | None = 1,
     groups: Any = None,
     torch_config: TrainConfig | None = None,
     progress: StepProgress | None = None,
@@ -50,7 +50,7 @@ def cross_val_probs(
         folds: Number of folds (>= 2).
         seed: Seed of the folds (and of the models).
         model: One of :data:`CV_MODELS`.
-        threads: BLAS / OpenMP threads of the scikit-learn models (default: the cores available).
+        threads: BLAS / OpenMP threads of the scikit-learn models, capped at the cores available (0: all).
         groups: Optional group per row; rows of a group stay in one fold.
         torch_config: Hyperparameters of the torch model.
         progress: ``progress("cross-validation", done, folds)`` after each fold.
