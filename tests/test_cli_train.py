@@ -378,3 +378,14 @@ def test_base_install_without_torch_trains_and_scans(tmp_path):
     scanned = labelqa(*argv[1:])
     assert scanned.returncode == 0, scanned.stderr
     assert (tmp_path / "labelqa-report" / "summary.json").exists()
+
+
+def test_scan_command_quotes_and_never_starts_with_a_dash():
+    from pathlib import Path as P
+
+    from labelqa.train.pipeline import scan_command
+
+    argv = scan_command(P("-odd dir/data.parquet"), label_col="my label", id_col="id", label_sep=";",
+                        pred_probs_col="probs", dynamics=P("-odd dir/dynamics"))
+    assert argv == ["labelqa", "scan", "./-odd dir/data.parquet", "--label-col", "my label", "--id-col", "id",
+                    "--label-sep", ";", "--pred-probs-col", "probs", "--logits-by-epoch", "-odd dir/dynamics"]

@@ -144,7 +144,8 @@ def train_from_file(
 def scan_command(data: Path, *, label_col: str = "label", id_col: str | None = None, label_sep: str | None = None,
                  pred_probs_col: str = "pred_probs", dynamics: Path | None = None) -> list[str]:
     """The ``labelqa scan`` argv that scans what ``labelqa train`` wrote with the options it was given."""
-    argv = ["labelqa", "scan", str(data)]
+    path = str(data)
+    argv = ["labelqa", "scan", f".{os.sep}{path}" if path.startswith("-") else path]  # never read as an option
     if label_col != "label":
         argv += ["--label-col", label_col]
     if id_col is not None:
