@@ -22,39 +22,10 @@ from typing import Any
 import numpy as np
 
 from labelqa.errors import LabelqaError
+from labelqa.train.sklearn_cv import SKLEARN_MODELS, make_model, resolve_threads
 
 __all__ = ["SKLEARN_MODELS", "CleanClassifier", "cross_val_pred_probs", "find_issues", "make_model",
            "select_columns"]
-
-#: Model names of :func:`make_model` (``labelqa train --model`` adds ``torch``).
-SKLEARN_MODELS = ("logreg", "hgb", "knn", "mlp")
-
-
-def make_model(name: str, seed: int = 0) -> Any:
-    """A fresh scikit-learn classifier for ``name`` (scaled features where the model needs them)."""
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if name == "logreg":
-        from sklearn.linear_model import LogisticRegression
-
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
-    if name == "hgb":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        return HistGradientBoostingClassifier(random_state=seed)
-    if name == "knn":
-        from sklearn.neighbors import KNeighborsClassifier
-
-        return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=15, weights="distance"))
-    if name == "mlp":
-        from sklearn.neural_network import MLPClassifier
-
-        return make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(128,), max_iter=300,
-                                                             early_stopping=True, random_state=seed))
-    raise LabelqaError(f"unknown model {name!r}", f"use one of {', '.join(SKLEARN_MODELS)} or a scikit-learn "
-                       "classifier object")
-
 
 def _splitter(y: np.ndarray, folds: int, seed: int, groups: Any) -> Any:
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -73,6 +44,7 @@ def cross_val_pred_probs(
     groups: Any = None,
     seed: int = 0,
     n_jobs: int | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, list[Any]]:
     """Out-of-sample ``predict_proba`` of every row by cross-validation, and the class order.
 
@@ -84,6 +56,7 @@ def cross_val_pred_probs(
         groups: Optional group per row; rows of a group stay in one fold (``StratifiedGroupKFold``).
         seed: Seed of the folds (and of a named model).
         n_jobs: Folds fitted in parallel (scikit-learn's ``n_jobs``).
+        threads: BLAS and OpenMP (hgb) threads per fit, capped at the cores available; 0 = all of them.
 
     Returns:
         ``(pred_probs, classes)``: ``(N, K)`` float64 rows summing to 1, columns in ``classes`` order
@@ -118,7 +91,9 @@ def cross_val_pred_probs(
     if not hasattr(estimator, "predict_proba"):
         raise LabelqaError(f"{type(estimator).__name__} has no predict_proba",
                            "use a probabilistic classifier (or wrap it in CalibratedClassifierCV)")
-    with warnings.catch_warnings():
+    from threadpoolctl import threadpool_limits
+
+    with warnings.catch_warnings(), threadpool_limits(limits=resolve_threads(threads)):
         warnings.filterwarnings("ignore", message=".*least populated class.*")
         warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
         from sklearn.exceptions import ConvergenceWarning

@@ -218,6 +218,9 @@ _DECLARED = [
            "several models (default: pred_probs, else prob_<class> columns).", "load", (S, F, E, T), repeatable=True,
            variants={T: {"repeatable": False, "default": "pred_probs", "help": "Name of the written probability "
                          "column.", "panel": "Output"}}),
+    Option("pred_probs_cols", "names", None, "Per-class probability columns by name or glob pattern, comma-separated "
+           "(e.g. 'p_*'); a column's class is the part the * matched (p_cat -> cat, proba_0 -> 0), in column order "
+           "unless --classes orders them.", "load", SFE, metavar="PATTERNS", example="p_*"),
     Option("pred_probs", "path", None, "N x K .npy file of predicted probabilities (row order = data order); "
            "repeat for several models.", "load", SFE, repeatable=True),
     Option("combine_models", "str", "geometric", "How several models' probabilities combine: geometric (default), "
@@ -227,7 +230,8 @@ _DECLARED = [
            (S, F, E, T), metavar="A,B,C"),
     Option("classes_file", "path", None, "File with one class name per line (or a JSON list), in column order.",
            "load", SFE),
-    Option("id_col", "str", None, "Column of row ids for the report (default: row index).", "load", SFE),
+    Option("id_col", "str", None, "Column of row ids for the report (default: row index).", "load", (S, F, E, T),
+           variants={T: {"help": "Column of row ids (checked, kept in the copy and in the printed scan command)."}}),
     Option("input_format", "str", None, "Override the format guessed from the suffix: parquet, csv, jsonl, arrow.",
            "load", (S, F, E, T),
            choices=("parquet", "csv", "jsonl", "arrow", "pq", "tsv", "json", "ndjson", "feather", "ipc"),
@@ -235,9 +239,9 @@ _DECLARED = [
     Option("renormalize", "bool", False, "Divide each probability row by its sum instead of rejecting rows that do "
            "not sum to 1.", "load", SFE),
     Option("task", "str", "auto", "auto (multi-label when the label column holds lists or --label-sep is given), "
-           "multiclass or multilabel.", "load", SF, choices=("auto", "multiclass", "multilabel")),
+           "multiclass or multilabel.", "load", (S, F, T), choices=("auto", "multiclass", "multilabel")),
     Option("label_sep", "str", None, "Multi-label labels as a delimited string column, e.g. --label-sep ','.",
-           "load", SF),
+           "load", (S, F, T)),
     Option("embeddings_col", "str", "embedding", "list<float> column of embeddings; enables the nrg detector when "
            "present.", "load", SFE),
     Option("embeddings", "path", None, "N x D .npy file of embeddings (row order = data order).", "load", SFE),
@@ -397,8 +401,13 @@ _DECLARED = [
            "columns embedding, embeddings, features that exists.", "train", (T,), panel="Features"),
     Option("features", "path", None, "N x D .npy file of features (row order = data order).", "train", (T,),
            panel="Features"),
-    Option("feature_cols", "names", None, "Comma-separated numeric columns to use as features.", "train", (T,),
-           panel="Features"),
+    Option("feature_cols", "names", None, "Comma-separated numeric columns to use as features: names or glob "
+           "patterns such as 'px_*'.", "train", (T,), panel="Features", example="px_*"),
+    Option("text_cols", "names", None, "Comma-separated text columns (names or glob patterns) turned into TF-IDF "
+           "features (scikit-learn's TfidfVectorizer), added to the other features.", "train", (T,),
+           panel="Features", example="text"),
+    Option("group_col", "str", None, "Column of groups (a source, a near-duplicate cluster): rows of a group stay in "
+           "one cross-validation fold.", "train", (T,)),
     Option("epochs", "int", 30, "Training epochs (logits recorded after each).", "train", (T,), interval=AT_LEAST_1),
     Option("hidden", "int", 128, "Hidden units of the MLP; 0 = linear model.", "train", (T,), interval=NON_NEGATIVE),
     Option("train_batch_size", "int", 128, "Minibatch size (--batch-size is the old spelling).", "train", (T,),
@@ -407,11 +416,16 @@ _DECLARED = [
     Option("runs", "int", 2, "Training runs, each with its own disjoint set of threshold samples.", "train", (T,),
            interval=AT_LEAST_1),
     Option("folds", "int", 5, "Cross-validation folds for pred_probs.", "train", (T,), interval=Interval(2)),
-    Option("cv_model", "str", "logreg", "Model of the cross-validated pred_probs.", "train", (T,),
-           choices=("logreg", "torch")),
-    Option("threads", "int", 1, "BLAS threads of the logistic-regression cross-validation (results are reproducible "
-           "for a given value). The torch model always trains on one thread: at this model size more threads are "
-           "slower.", "train", (T,), interval=AT_LEAST_1),
+    Option("model", "str", "logreg", "Model of the cross-validated pred_probs: logreg, hgb (HistGradientBoosting), "
+           "knn, mlp (scikit-learn) or torch (the small torch model; needs torch). Multi-label data trains "
+           "one-vs-rest.", "train", (T,), choices=("logreg", "hgb", "knn", "mlp", "torch"), aliases=("--cv-model",)),
+    Option("dynamics", "str", "auto", "Per-epoch training dynamics for AUM (the small torch model): auto (when "
+           "torch is installed and the data is multiclass), on (needs torch) or off.", "train", (T,),
+           choices=("auto", "on", "off")),
+    Option("threads", "int", 1, "BLAS and OpenMP (hgb) threads of the scikit-learn models, never more than the "
+           "cores this process may use; 0 = all of them. One by default: on a busy machine threads that wait on each "
+           "other are many times slower. The torch model always trains on one thread.", "train", (T,),
+           interval=NON_NEGATIVE),
 ]
 
 #: Every declared option by name.

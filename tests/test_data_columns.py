@@ -202,3 +202,91 @@ def test_dense_list_view_is_the_matrix_zero_copy(list_type):
 def test_dense_list_view_declines_what_needs_the_checked_path(rows, list_type):
     assert dense_list_view(pa.array(rows, list_type)) is None
     assert dense_list_view(pa.array([0.1, 0.2])) is None  # not a list at all
+
+
+# ------------------------------------------------------- --pred-probs-cols patterns
+def test_pattern_classes_are_the_part_the_star_matched():
+    from labelqa.data.columns import match_prob_columns
+
+    names = ["id", "label", "p_cat", "p_dog", "proba_0", "proba_1"]
+    assert match_prob_columns(names, ["p_*"], "d", exclude=["label"]) == (["p_cat", "p_dog"], ["cat", "dog"])
+    assert match_prob_columns(names, ["proba_*"], "d") == (["proba_0", "proba_1"], ["0", "1"])
+    # a pattern without *: the column name is the class; the first pattern a column matches decides
+    assert match_prob_columns(names, ["p_cat", "p_d?g"], "d") == (["p_cat", "p_dog"], ["p_cat", "p_dog"])
+    assert match_prob_columns(["score_a_v2", "score_b_v2"], ["score_*_v2"], "d")[1] == ["a", "b"]
+    with pytest.raises(LabelqaError, match=r"no column matches 'q_\*' of --pred-probs-cols"):
+        match_prob_columns(names, ["p_c*", "q_*"], "d")
+    with pytest.raises(LabelqaError, match="'p_' gives an empty class name"):
+        match_prob_columns(["p_", "p_a"], ["p_*"], "d")
+    with pytest.raises(LabelqaError, match="columns 'a_x' and 'b_x' both give class 'x'"):
+        match_prob_columns(["a_x", "b_x"], ["a_*", "b_*"], "d")
+
+
+@given(st.lists(st.text("abcxyz019_", min_size=1, max_size=6), min_size=2, max_size=6, unique=True),
+       st.sampled_from(["p_", "proba_", "", "m1."]), st.sampled_from(["", "_v2", ".prob"]))
+@settings(max_examples=60, deadline=None)
+def test_pattern_round_trip(classes, prefix, suffix):
+    """Columns prefix + class + suffix, chosen by prefix*suffix, give back the classes, in column order."""
+    from labelqa.data.columns import match_prob_columns
+
+    cols = [prefix + c + suffix for c in classes]
+    pattern = prefix.replace("[", "[[]") + "*" + suffix
+    got_cols, got_classes = match_prob_columns(["label", *cols], [pattern], "d", exclude=["label"])
+    assert got_cols == cols and got_classes == classes
+
+
+def _patterned_file(tmp_path, order=("dog", "cat", "bird")):
+    from tests.conftest import noisy_dataset
+
+    given_codes, _, probs, _ = noisy_dataset(n=600, k=3, seed=2)
+    names = np.array(["bird", "cat", "dog"])
+    cols = {"label": names[given_codes]}
+    cols.update({f"p_{c}": probs[:, list(names).index(c)] for c in order})
+    path = tmp_path / "patterned.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(cols), path)
+    renamed = tmp_path / "prob.parquet"
+    pq.write_table(pa.table({"label": names[given_codes], **{f"prob_{c}": probs[:, i] for i, c in enumerate(names)}}),
+                   renamed)
+    return path, renamed
+
+
+def test_scan_fix_and_evaluate_read_patterned_probability_columns(tmp_path, monkeypatch):
+    """p_<class> columns by pattern give what prob_<class> columns give, for scan (both engines), fix and
+    evaluate; --classes reorders the matched columns."""
+    import labelqa
+    from labelqa.cli.app import main
+
+    path, renamed = _patterned_file(tmp_path)
+    want = labelqa.scan(renamed)
+    for kwargs in ({"pred_probs_cols": "p_*"}, {"pred_probs_cols": ["p_*"], "classes": ["bird", "cat", "dog"]},
+                   {"pred_probs_cols": "p_*", "engine": "stream"}):
+        got = labelqa.scan(path, **kwargs)
+        assert sorted(got.classes) == ["bird", "cat", "dog"]
+        assert got.n_issues == want.n_issues > 0
+        top_got, top_want = got.top_issues(20), want.top_issues(20)
+        assert top_got.column("id").to_pylist() == top_want.column("id").to_pylist()
+        np.testing.assert_allclose(top_got.column("label_quality").to_numpy(),
+                                   top_want.column("label_quality").to_numpy(), rtol=1e-6)
+    monkeypatch.chdir(tmp_path)
+    assert main(["scan", str(path), "--pred-probs-cols", "p_*", "-q"]) == 0
+    assert main(["fix", str(path), "--pred-probs-cols", "p_*", "-o", str(tmp_path / "fixed.parquet"), "-q"]) == 0
+    assert main(["evaluate", str(path), "--pred-probs-cols", "p_*", "--inject-noise", "uniform:0.1", "-q"]) == 0
+    with pytest.raises(LabelqaError, match="lists 2 classes"):
+        labelqa.scan(path, pred_probs_cols="p_*", classes=["cat", "dog"])
+    with pytest.raises(LabelqaError, match="without --pred-probs-col"):
+        labelqa.scan(path, pred_probs_cols="p_*", pred_probs_col="x")
+
+
+def test_no_probabilities_says_how_to_make_them(tmp_path, monkeypatch, capsys):
+    import pyarrow.parquet as pq
+
+    from labelqa.cli.app import main
+
+    path = tmp_path / "plain data.parquet"
+    pq.write_table(pa.table({"y": ["a", "b"] * 5, "f_0": np.arange(10.0)}), path)
+    assert main(["scan", str(path), "--label-col", "y"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"make them with `labelqa train '{path}' --label-col y --feature-cols" in err

@@ -84,7 +84,9 @@ def test_errors_name_the_option_and_the_columns():
         resolve_schema("d.parquet", "parquet", bare)
     with pytest.raises(LabelqaError) as info:
         resolve_schema("d.parquet", "parquet", bare, files_hint=False)
-    assert str(info.value).endswith("per row, or name per-class columns prob_<class>")
+    assert str(info.value).endswith("or --pred-probs-cols 'p_*' for per-class columns (prob_<class> ones are found "
+                                    "without it)")
+    assert "make them with `labelqa train d.parquet --label-col label --feature-cols" in str(info.value)
     with pytest.raises(LabelqaError, match="probability column 'a' given more than once"):
         model_sources(["a", "b", "a"], None)
     assert model_sources("p", ["x.npy", "y.npy"]) == (["x.npy", "y.npy"], [])
@@ -166,7 +168,7 @@ def test_loader_and_source_resolve_and_decode_alike(tmp_path, case):
     pq.write_table(table, path)
     want, got = _load_outcome(path, **opts), _source_outcome(path, **opts)
     if case == "no probabilities":  # the one difference: the streaming engines read no .npy, their hint says so
-        assert got.endswith("per row, or name per-class columns prob_<class>")
+        assert got.endswith("or --pred-probs-cols 'p_*' for per-class columns (prob_<class> ones are found without it)")
         want, got = want.split(" -- ")[0], got.split(" -- ")[0]
     assert got == want
 

@@ -219,7 +219,7 @@ def test_choices_are_the_librarys():
     assert set(o["strategy"].choices) == set(STRATEGIES)
     assert set(o["noise_rate_bound"].choices) == set(NOISE_RATE_BOUNDS)
     assert set(o["combine_models"].choices) == set(COMBINE_METHODS)
-    assert set(o["cv_model"].choices) == set(CV_MODELS)
+    assert set(o["model"].choices) == set(CV_MODELS)
     assert set(SUPPORTED_FORMATS) <= set(o["input_format"].choices)
     assert set(o["detectors"].choices) == set(DETECTORS)
 

@@ -33,13 +33,18 @@ def run(s: Settings) -> int:
         res = train_from_file(s["data"], progress=progress_logger(s["quiet"], s["verbose"]), step=step,
                               **s.select(api=True))
     if not s["quiet"]:
-        typer.echo(f"Wrote {res.data} ({s['pred_probs_col']} column: {s['folds']}-fold {s['cv_model']}, "
+        typer.echo(f"Wrote {res.data} ({s['pred_probs_col']} column: {s['folds']}-fold {s['model']}"
+                   f"{' one-vs-rest' if res.task == 'multilabel' else ''}, "
                    f"accuracy vs given labels {res.cv_accuracy:.3f})")
-        typer.echo(f"Wrote {res.dynamics} ({s['runs']} run(s) x {s['epochs']} epochs, "
-                   f"threshold samples per run: {', '.join(str(r['n_threshold']) for r in res.runs)})")
-        typer.echo(f"Next: labelqa scan {res.data} --logits-by-epoch {res.dynamics}")
+        if res.dynamics is not None:
+            typer.echo(f"Wrote {res.dynamics} ({s['runs']} run(s) x {s['epochs']} epochs, "
+                       f"threshold samples per run: {', '.join(str(r['n_threshold']) for r in res.runs)})")
+        elif res.note:
+            typer.echo(f"Note: {res.note}")
+        typer.echo(f"Next: {res.next_command_line}")
     return EXIT_OK
 
 
-train = command("train", run, "Train a small model on features: AUM training dynamics and out-of-sample pred_probs "
-                "for DATA.\n\n    Option defaults can come from the train table of the configuration.")
+train = command("train", run, "Out-of-sample pred_probs for DATA by cross-validation (scikit-learn or torch), and "
+                "AUM training dynamics when torch is installed.\n\n    Option defaults can come from the train table "
+                "of the configuration.")

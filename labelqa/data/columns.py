@@ -1,4 +1,5 @@
-"""From table columns to arrays: probability and embedding lists, ``prob_<class>`` columns.
+"""From table columns to arrays: probability and embedding lists, ``prob_<class>`` columns (or columns chosen by
+patterns such as ``p_*``).
 
 Everything here is vectorised through pyarrow compute and numpy; no Python
 loop runs over rows (only over columns, or over the few rows an error names).
@@ -6,7 +7,9 @@ loop runs over rows (only over columns, or over the few rows an error names).
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +85,58 @@ def find_prob_columns(names: Sequence[str], exclude: Sequence[str | None] = ()) 
     """Columns named ``prob_<class>``, in file order."""
     skip = {e for e in exclude if e is not None}
     return [n for n in names if n.startswith(PROB_PREFIX) and len(n) > len(PROB_PREFIX) and n not in skip]
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A glob as a regex whose one group is the part the first ``*`` matched (the whole name without ``*``)."""
+    parts = pattern.split("*", 1)
+    if len(parts) == 1:
+        return re.compile("(" + fnmatch.translate(pattern)[4:-3] + r")\Z", re.DOTALL)
+    head, tail = (fnmatch.translate(p)[4:-3] for p in parts)
+    return re.compile(head + "(.*)" + tail + r"\Z", re.DOTALL)
+
+
+def match_prob_columns(names: Sequence[str], patterns: Sequence[str], source: str,
+                       exclude: Sequence[str | None] = ()) -> tuple[list[str], list[str]]:
+    """Per-class probability columns chosen by ``patterns`` (names or globs), in file order, and their classes.
+
+    A column's class is the part of its name the first ``*`` of its pattern matched (``p_*``: ``p_cat`` ->
+    ``cat``; ``proba_*``: ``proba_0`` -> ``0``); a pattern without ``*`` names the class by the whole column
+    name. The first pattern a column matches decides.
+
+    Raises:
+        LabelqaError: A pattern matching no column, or two columns giving the same class.
+    """
+    skip = {e for e in exclude if e is not None}
+    regexes = [(p, _pattern_regex(p)) for p in patterns]
+    cols: list[str] = []
+    classes: list[str] = []
+    used = set()
+    for name in names:
+        if name in skip:
+            continue
+        for pat, rx in regexes:
+            m = rx.match(name)
+            if m is not None:
+                cols.append(name)
+                classes.append(m.group(1))
+                used.add(pat)
+                break
+    unused = [p for p in patterns if p not in used]
+    if unused:
+        raise LabelqaError(f"{source}: no column matches {unused[0]!r} of --pred-probs-cols "
+                           f"(available columns: {', '.join(list(names)[:20])}{' ...' if len(names) > 20 else ''})",
+                           hint="give one pattern per group of probability columns, e.g. --pred-probs-cols 'p_*'")
+    seen: dict[str, str] = {}
+    for col, cls in zip(cols, classes):
+        if cls == "":
+            raise LabelqaError(f"{source}: column {col!r} gives an empty class name with --pred-probs-cols",
+                               hint="the * of a pattern must match the class part of the name")
+        if cls in seen:
+            raise LabelqaError(f"{source}: columns {seen[cls]!r} and {col!r} both give class {cls!r}",
+                               hint="make --pred-probs-cols match one column per class")
+        seen[cls] = col
+    return cols, classes
 
 
 def order_prob_columns(prob_cols: Sequence[str], classes: Sequence[Any] | None, source: str, classes_source: str) -> list[str]:

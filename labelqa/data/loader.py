@@ -83,6 +83,7 @@ def load(
     *,
     label_col: str = "label",
     pred_probs_col: str | Sequence[str] = DEFAULT_PRED_PROBS_COL,
+    pred_probs_cols: str | Sequence[str] | None = None,
     pred_probs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     combine_models: str = "geometric",
     classes: Sequence[Any] | str | None = None,
@@ -110,6 +111,8 @@ def load(
         pred_probs_col: Column holding a list of K probabilities per row. If
             the default ``pred_probs`` is absent, ``prob_<class>`` columns are
             used; a non-default name that is absent is an error.
+        pred_probs_cols: Per-class probability columns by name or glob pattern (``"p_*"``, a list or a
+            comma-separated string); a column's class is the part the ``*`` matched (``p_cat`` -> ``cat``).
         pred_probs: An N x K ``.npy`` file (or a list of them); takes precedence over a
             ``pred_probs_col`` string.
         combine_models: How several models combine into ``pred_probs``:
@@ -202,6 +205,9 @@ def load(
     else:  # one model: the single-model rules
         options.update(pred_probs_file=model_files[0] if model_files else None,
                        pred_probs_col=model_cols[0] if model_cols else DEFAULT_PRED_PROBS_COL)
+    if pred_probs_cols is not None:
+        options["pred_probs_cols"] = ([p.strip() for p in pred_probs_cols.split(",") if p.strip()]
+                                      if isinstance(pred_probs_cols, str) else list(pred_probs_cols))
     schema = in_memory.schema if in_memory is not None else read_schema(p, input_format)
     table: pa.Table | None = in_memory
     try:

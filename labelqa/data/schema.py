@@ -21,6 +21,7 @@ and label sets the same way for both readers.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from labelqa.data.columns import (
     PROB_PREFIX,
     find_prob_columns,
     list_column_to_matrix,
+    match_prob_columns,
     order_prob_columns,
     prob_columns_to_matrix,
 )
@@ -246,6 +248,7 @@ def resolve_schema(
     label_col: str = "label",
     pred_probs_col: str = DEFAULT_PRED_PROBS_COL,
     pred_probs_file: str | None = None,
+    pred_probs_cols: Sequence[str] | None = None,
     model_files: Sequence[str] = (),
     model_cols: Sequence[str] | None = None,
     classes: Sequence[Any] | None = None,
@@ -268,6 +271,8 @@ def resolve_schema(
         pred_probs_col, pred_probs_file: One model's probability column or
             ``.npy`` file (the file wins). An absent default column falls
             back to ``prob_<class>`` columns.
+        pred_probs_cols: Per-class probability columns by name or glob (``p_*``); the class is the part the
+            ``*`` matched (:func:`labelqa.data.columns.match_prob_columns`).
         model_files, model_cols: Several models (``model_cols`` not None):
             files first, then columns.
         classes, classes_source: Classes given by the user (see
@@ -294,7 +299,26 @@ def resolve_schema(
     cls = list(classes) if classes is not None else None
     cls_source = classes_source
     prob_cols: list[str] = []
-    if model_cols is not None:
+    if pred_probs_cols is not None and (model_cols is not None or pred_probs_file is not None
+                                        or pred_probs_col != DEFAULT_PRED_PROBS_COL):
+        raise LabelqaError("--pred-probs-cols chooses the probability columns; give it without --pred-probs-col "
+                           "and --pred-probs", hint="drop one of them")
+    if pred_probs_cols is not None:
+        prob_cols, found_classes = match_prob_columns(names, list(pred_probs_cols), path, exclude=[label_col, id_col])
+        kind = "columns"
+        if cls is not None:
+            by_class = dict(zip(found_classes, prob_cols))
+            missing = [str(c) for c in cls if str(c) not in by_class]
+            if missing or len(cls) != len(prob_cols):
+                raise LabelqaError(
+                    f"{path}: --pred-probs-cols matched {len(prob_cols)} columns (classes "
+                    f"{', '.join(found_classes[:8])}) but {cls_source or '--classes'} lists {len(cls)} classes"
+                    + (f"; no column for {', '.join(missing[:8])}" if missing else ""),
+                    hint="give exactly one probability column per class")
+            prob_cols = [by_class[str(c)] for c in cls]
+        else:
+            cls, cls_source = found_classes, "--pred-probs-cols column names"
+    elif model_cols is not None:
         for col in model_cols:
             if col not in names:
                 raise missing_column(path, col, names, "--pred-probs-col")
@@ -311,9 +335,12 @@ def resolve_schema(
             raise LabelqaError(
                 f"{path}: no predicted probabilities: no column {pred_probs_col!r} and no prob_<class> columns "
                 f"(available columns: {format_columns(list(names))})",
-                hint="pass --pred-probs-col NAME for a column holding a list of probabilities per row, "
-                + ("name per-class columns prob_<class>, or pass --pred-probs probs.npy (an N x K .npy file)"
-                   if files_hint else "or name per-class columns prob_<class>"),
+                hint=f"make them with `labelqa train {shlex.quote(str(path))} --label-col "
+                f"{shlex.quote(label_col)} --feature-cols 'COLUMN_*' --out trained` (out-of-sample probabilities by "
+                "cross-validation); or pass --pred-probs-col NAME for a column holding a list of probabilities per row, "
+                + ("--pred-probs-cols 'p_*' for per-class columns (prob_<class> ones are found without it), or pass "
+                   "--pred-probs probs.npy (an N x K .npy file)" if files_hint
+                   else "or --pred-probs-cols 'p_*' for per-class columns (prob_<class> ones are found without it)"),
             )
         kind = "columns"
         if cls is not None:

@@ -249,6 +249,7 @@ def open_source(
     *,
     label_col: str = "label",
     pred_probs_col: str = DEFAULT_PRED_PROBS_COL,
+    pred_probs_cols: Sequence[str] | None = None,
     classes: Sequence[Any] | str | None = None,
     classes_file: str | os.PathLike[str] | None = None,
     id_col: str | None = None,
@@ -280,7 +281,7 @@ def open_source(
     user_classes, classes_source = given_classes(classes, classes_file)
     dataset = open_dataset(p, fmt)
     layout = resolve_schema(p, fmt, dataset.schema, label_col=label_col, pred_probs_col=pred_probs_col,
-                            classes=user_classes, classes_source=classes_source, id_col=id_col, task=task,
+                            pred_probs_cols=pred_probs_cols, classes=user_classes, classes_source=classes_source, id_col=id_col, task=task,
                             label_sep=label_sep, renormalize=renormalize, files_hint=False)
     src = Source(schema=layout, renormalize=bool(renormalize), meta=layout.meta())
     src.n_rows = int(dataset.count_rows())

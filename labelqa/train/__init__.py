@@ -4,8 +4,12 @@
 * :mod:`labelqa.train.torch_model`: a small torch model (linear or MLP)
   trained with threshold samples, recording per-epoch logits (needs torch:
   ``pip install 'labelqa[torch]'``).
+* :mod:`labelqa.train.sklearn_cv`: scikit-learn models (``logreg``, ``hgb``,
+  ``knn``, ``mlp``) and their fold loop (stratified or group folds;
+  one-vs-rest for multi-label data); no torch.
 * :mod:`labelqa.train.crossval`: K-fold out-of-sample predicted
-  probabilities (scikit-learn logistic regression, or the torch model).
+  probabilities for every ``labelqa train --model`` (the scikit-learn ones,
+  or the torch model).
 * :mod:`labelqa.train.recorder`: :class:`AUMRecorder`, per-epoch logits from
   your own training loop (numpy arrays or torch tensors).
 * :mod:`labelqa.train.dynamics_writer`: the writers of the dynamics folder
@@ -18,7 +22,8 @@ torch is imported lazily: importing this package never imports it.
 from labelqa.train.crossval import cross_val_probs
 from labelqa.train.dynamics_writer import DynamicsWriter, save_dynamics
 from labelqa.train.recorder import AUMRecorder
+from labelqa.train.sklearn_cv import cross_val_proba, make_model
 from labelqa.train.threshold import assign_threshold_samples, assigned_labels
 
-__all__ = ["AUMRecorder", "DynamicsWriter", "assign_threshold_samples", "assigned_labels", "cross_val_probs",
-           "save_dynamics"]
+__all__ = ["AUMRecorder", "DynamicsWriter", "assign_threshold_samples", "assigned_labels", "cross_val_proba",
+           "cross_val_probs", "make_model", "save_dynamics"]

@@ -25,7 +25,8 @@ from labelqa.errors import LabelqaError
 #: ``progress(label, done, total)``: called after every epoch / fold.
 StepProgress = Callable[[str, int, int], None]
 
-TORCH_HINT = "pip install 'labelqa[torch]' (CPU build: torch==2.13.0)"
+TORCH_HINT = ("pip install 'labelqa[torch]', or the CPU build alone: pip install torch==2.13.0 --index-url "
+              "https://download.pytorch.org/whl/cpu (a plain index resolves that pin to the multi-GB CUDA build)")
 
 
 def require_torch() -> Any:
@@ -33,7 +34,7 @@ def require_torch() -> Any:
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise LabelqaError("labelqa train needs torch", TORCH_HINT) from exc
+        raise LabelqaError("labelqa train needs torch for AUM training dynamics and --model torch", TORCH_HINT) from exc
     return torch
 
 
