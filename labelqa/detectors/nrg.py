@@ -233,7 +233,7 @@ class NeuralRelationGraph(Detector):
     block_size: int | None = None
     nrg_backend: str = "numpy"
     nrg_index: str = "auto"
-    n_probe: int = 16
+    n_probe: int = 8
     outlier_rate: float = 0.01
     seed: int = 0
 
@@ -297,7 +297,7 @@ class NeuralRelationGraph(Detector):
                 F, int(self.nrg_k), index=self.nrg_index, n_probe=int(self.n_probe), seed=self.seed,
                 block_size=self.block_size, row_scale=row_scale,
             )
-            kern = be.knn_kernel(nbrs, sims, P, cutoff=cutoff)
+            kern = be.knn_kernel(nbrs, sims, P, cutoff=cutoff, in_place=True)
             del sims
             csum, ksum = be.knn_sums(nbrs, kern, labels, n_classes, power=power)
             self_w = kern[:, 0].astype(np.float64) ** power
