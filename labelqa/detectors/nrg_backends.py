@@ -528,13 +528,17 @@ def _search_sklearn(
 ) -> bool:
     """Approximate top-k neighbours with an inverted-file index; False if it would be brute force.
 
-    Rows are grouped into ~4 sqrt(N) cells by k-means (:func:`_ivf_cells`). The rows of one cell are
-    searched together, exactly (BLAS, full dimension, float32), among the rows
-    of the ``n_probe`` cells whose centroids are nearest to that cell's centroid
-    (its own included). Neighbour similarities are exact inner products; only
-    the candidate set is approximate. Cells are searched on
-    :func:`labelqa.parallel.worker_count` threads (BLAS single-threaded inside),
-    each with temporaries of one cell's queries x candidates.
+    Rows are grouped into ~2 sqrt(N) cells (:func:`_ivf_cells`). The rows of one
+    cell are searched together, exactly (BLAS, full dimension, float32), among
+    the rows of the cells whose centroids are nearest to that cell's centroid
+    (its own first): up to ``n_probe`` cells, fewer when they already hold
+    ``n_probe`` mean cells' worth of rows (a candidate budget, so a large
+    cell does not multiply the work), more while they hold fewer than k + 1.
+    Neighbour similarities are exact inner products; only the candidate set
+    is approximate. Cells are searched on :func:`labelqa.parallel.worker_count`
+    threads (BLAS single-threaded inside), each with temporaries of one
+    cell's queries x candidates. The index is numpy only ("sklearn" is its
+    historical name; scikit-learn's threadpoolctl and scipy are used).
 
     ``canon`` is a canonical row order (a permutation): the samples and the
     order within cells follow it, so the result does not depend on the order
@@ -627,7 +631,7 @@ def knn_search(
     k: int,
     *,
     index: str,
-    n_probe: int = 16,
+    n_probe: int = 8,
     seed: int = 0,
     block_size: int | None = None,
     row_scale: np.ndarray | None = None,
@@ -652,8 +656,8 @@ def knn_search(
     nbrs = np.empty((n, k + 1), dtype=np.int32 if n < 2**31 else np.int64)
     sims = np.empty((n, k + 1), dtype=np.float32)
     if index == "auto":
-        # Measured at 200k x 512 on 2 cores: the sklearn index 99 s, faiss HNSW
-        # 263 s (docs/nrg.md), so auto uses sklearn; faiss is opt-in.
+        # Measured at 200k x 512 on 2 cores: faiss HNSW 263 s, several times the
+        # sklearn index (docs/nrg.md), so auto uses sklearn; faiss is opt-in.
         index = "sklearn"
     if index in ("sklearn", "faiss"):
         # The approximate indexes depend on the order rows are inserted or
@@ -691,17 +695,21 @@ def knn_kernel(
         kern = np.maximum(sims, np.float32(0.0), out=sims)
     else:
         kern = np.maximum(sims, np.float32(0.0), dtype=np.float32)
+    from labelqa.parallel import for_row_blocks  # noqa: PLC0415
+
     n = nbrs.shape[0]
     width = max(1, nbrs.shape[1])
     k_cls = 1 if P is None else P.shape[1]
     step = max(1, TILE_BYTES // (4 * k_cls * width))
     cut = np.float32(cutoff)
-    for r0 in range(0, n, step):
-        r1 = min(n, r0 + step)
+
+    def block_kernel(r0: int, r1: int) -> None:
         block = kern[r0:r1]
         if P is not None:
             block *= np.einsum("ik,ijk->ij", P[r0:r1], P[nbrs[r0:r1]])
         block[block <= cut] = 0.0
+
+    for_row_blocks(block_kernel, n, step, elements=n * width * k_cls)
     return kern
 
 
@@ -718,21 +726,24 @@ def knn_sums(
     neighbours with ``col_mask[j]``), and kernel sums (N,) of k_ij (t = 1).
 
     Processed in row chunks, so the temporaries stay small at any N."""
+    from labelqa.parallel import for_row_blocks  # noqa: PLC0415
+
     n, width = nbrs.shape
     class_sums = np.zeros((n, n_classes), dtype=np.float64)
     ksum = np.zeros(n, dtype=np.float64)
-    step = max(1, (8 * 2**20) // max(1, width))
-    for r0 in range(0, n, step):
-        r1 = min(n, r0 + step)
+    step = max(1, (2 * 2**20) // max(1, width))
+
+    def block_sums(r0: int, r1: int) -> None:
         nb = nbrs[r0:r1]
         w = kern[r0:r1].astype(np.float64)
         ksum[r0:r1] = w.sum(axis=1)
-        if power != 1.0:
-            w **= power
+        _power_inplace(w, power)
         if col_mask is not None:
             w[~col_mask[nb]] = 0.0
         flat = (np.arange(r1 - r0)[:, None] * n_classes + labels[nb]).ravel()
         class_sums[r0:r1] = np.bincount(
             flat, weights=w.ravel(), minlength=(r1 - r0) * n_classes
         ).reshape(r1 - r0, n_classes)
+
+    for_row_blocks(block_sums, n, step, elements=n * width)
     return class_sums, ksum
