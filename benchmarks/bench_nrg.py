@@ -94,6 +94,8 @@ def worker(mode: str, n: int, d: int, k: int, index: str, backend: str, k_neighb
     kwargs = {"nrg_mode": mode, "nrg_index": index, "nrg_backend": backend}
     if k_neighbors:
         kwargs["nrg_k"] = k_neighbors
+    if os.environ.get("BENCH_NRG_N_PROBE"):  # set by --n-probe
+        kwargs["n_probe"] = int(os.environ["BENCH_NRG_N_PROBE"])
     det = NeuralRelationGraph(**kwargs)
     t0, c0 = time.perf_counter(), os.times()
     res = det.detect(data)
@@ -137,12 +139,18 @@ def neighbour_recall(X, det, n_queries: int) -> float:
                                seed=det.seed, row_scale=scale)
     q = np.random.default_rng(1).choice(n, min(n, n_queries), replace=False)
     Fq = F[q] * scale[q, None]
-    sims = np.empty((q.size, n), dtype=np.float32)
-    for r0 in range(0, n, 65536):
-        sims[:, r0 : r0 + 65536] = Fq @ (F[r0 : r0 + 65536] * scale[r0 : r0 + 65536, None]).T
-    sims[np.arange(q.size), q] = -np.inf  # the row itself is not a neighbour
     k = nbrs.shape[1] - 1
-    exact, _ = be.topk_rows(sims, k)
+    best_c = np.empty((q.size, 0), dtype=np.int64)
+    best_v = np.empty((q.size, 0), dtype=np.float32)
+    for r0 in range(0, n, 65536):  # running top-k over column blocks: memory of one block
+        sims = Fq @ (F[r0 : r0 + 65536] * scale[r0 : r0 + 65536, None]).T
+        own = (q >= r0) & (q < r0 + sims.shape[1])
+        sims[np.flatnonzero(own), q[own] - r0] = -np.inf  # the row itself is not a neighbour
+        cols = np.concatenate([best_c, np.broadcast_to(np.arange(r0, r0 + sims.shape[1]), sims.shape)], axis=1)
+        vals = np.concatenate([best_v, sims], axis=1)
+        part, best_v = be.topk_rows(vals, k)
+        best_c = np.take_along_axis(cols, part, axis=1)
+    exact = best_c
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(nbrs[q, 1:].tolist(), exact.tolist())]))
 
 
@@ -222,6 +230,7 @@ def main() -> None:
     ap.add_argument("--index", default="auto", choices=["auto", "faiss", "sklearn", "brute"])
     ap.add_argument("--backend", default="numpy", choices=["numpy", "torch", "auto"])
     ap.add_argument("--k-neighbors", type=int, default=None)
+    ap.add_argument("--n-probe", type=int, default=None, help="n_probe of the sklearn index (default: the detector's)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per size; the best time is shown")
     ap.add_argument("--compare", default=None, choices=["exact", "knn"],
                     help="also run the exact graph ('exact') or the kNN graph on exact neighbours ('knn', "
@@ -229,7 +238,10 @@ def main() -> None:
     ap.add_argument("--load", type=int, default=0, metavar="N",
                     help="time labelqa.load of an N x D Parquet file with and without its embedding column")
     args = ap.parse_args()
-    print(f"# NRG benchmark: D={args.dim}, K={args.classes}, index={args.index}, backend={args.backend}")
+    if args.n_probe:
+        os.environ["BENCH_NRG_N_PROBE"] = str(args.n_probe)
+    print(f"# NRG benchmark: D={args.dim}, K={args.classes}, index={args.index}, backend={args.backend}, "
+          f"n_probe={args.n_probe or 'default'}")
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, load average {uptime()} at start")
     print()
     if args.load:
