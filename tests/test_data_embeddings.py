@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from labelqa.data import LabelData, load
+from labelqa.data.rows import Rows
 from labelqa.errors import LabelqaError
 
 IDS = ["r0", "r1", "r2", "r3"]
@@ -200,3 +201,61 @@ def test_embedding_check_is_vectorised_fast():
     d = LabelData.from_arrays(np.zeros(200_000, np.int64), probs, embeddings=emb)
     assert time.perf_counter() - t0 < 1.5
     assert np.shares_memory(d.embeddings, emb)
+
+
+# ----------------------------------------------------- Parquet embedding columns by row group
+def write_groups(path, emb, row_group_size, emb_col=None):
+    n = len(emb)
+    flat = pa.array(np.asarray(emb, dtype=np.float32).reshape(-1))
+    col = emb_col if emb_col is not None else pa.ListArray.from_arrays(
+        pa.array(np.arange(0, flat.__len__() + 1, emb.shape[1], dtype=np.int32)), flat)
+    probs = np.tile([[0.7, 0.3]], (n, 1))
+    t = pa.table({"id": [f"r{i}" for i in range(n)], "label": np.arange(n) % 2,
+                  "pred_probs": [list(r) for r in probs], "embedding": col})
+    pq.write_table(t, path, row_group_size=row_group_size)
+    return path
+
+
+def test_row_groups_and_small_batches_give_the_column_exactly(tmp_path, monkeypatch):
+    from labelqa.data import embeddings as emb_mod
+
+    rng = np.random.default_rng(1)
+    emb = rng.standard_normal((5000, 24)).astype(np.float32)
+    path = write_groups(tmp_path / "g.parquet", emb, row_group_size=700)
+    assert pq.ParquetFile(path).num_row_groups == 8
+    monkeypatch.setattr(emb_mod, "PARQUET_BATCH_VALUES", 24 * 100)  # 100-row batches: many per group
+    monkeypatch.setenv("LABELQA_THREADS", "2")
+    d = load(path)
+    assert d.embeddings.dtype == np.float32 and d.embeddings.flags.c_contiguous
+    np.testing.assert_array_equal(d.embeddings, emb)
+    direct = emb_mod.read_parquet_embeddings(path, "embedding", "w", Rows(None, None))
+    np.testing.assert_array_equal(direct, emb)
+
+
+def test_row_group_errors_use_global_row_numbers(tmp_path, monkeypatch):
+    from labelqa.data import embeddings as emb_mod
+
+    monkeypatch.setattr(emb_mod, "PARQUET_BATCH_VALUES", 3 * 10)
+    emb = np.arange(3 * 60, dtype=np.float32).reshape(60, 3) + 1
+    lists = [list(r) for r in emb]
+    lists[47] = None  # in the 4th row group of 15 rows
+    path = write_groups(tmp_path / "n.parquet", emb, 15, emb_col=pa.array(lists, pa.list_(pa.float32())))
+    with pytest.raises(LabelqaError) as info:
+        load(path, id_col="id")
+    assert str(info.value).startswith(
+        f"{path}, column 'embedding': 1 row without an embedding (null list): row 47 (id 'r47')")
+    lists = [list(r) for r in emb]
+    for i in range(30, 45):  # one whole row group with 2 dimensions instead of 3
+        lists[i] = lists[i][:2]
+    path = write_groups(tmp_path / "r.parquet", emb, 15, emb_col=pa.array(lists, pa.list_(pa.float32())))
+    with pytest.raises(LabelqaError) as info:
+        load(path)
+    assert "embedding lists differ in length: row 30 has 2 but earlier rows have 3" in str(info.value)
+
+
+def test_only_the_embedding_column_is_decoded_by_row_group_when_it_is_not_used_otherwise(tmp_path):
+    # the embedding column named as the probability column too: read the usual way, same errors
+    emb = np.full((40, 2), 0.5, dtype=np.float32)
+    path = write_groups(tmp_path / "s.parquet", emb, 10)
+    d = load(path, embeddings_col="pred_probs")
+    np.testing.assert_array_equal(d.embeddings, d.pred_probs.astype(np.float32))

@@ -148,3 +148,68 @@ def test_detector_leaves_float32_embeddings_untouched():
     before = X.copy()
     NeuralRelationGraph(nrg_mode="knn", nrg_index="sklearn", nrg_k=10, n_probe=3).detect(data)
     np.testing.assert_array_equal(X, before)
+
+
+# --------------------------------------------------------------------------- wide top-k, cells, kernel
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.data(),
+    m=st.integers(160, 700),
+    kk=st.integers(1, 19),
+    distinct=st.sampled_from([3, 50, 10_000]),
+)  # fmt: skip
+def test_topk_rows_wide_rows_take_the_sampled_threshold_path(data, m, kk, distinct):
+    # m >= 8 kk and enough sampled columns: the threshold path; few distinct values make ties.
+    seed = data.draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    sims = (rng.integers(0, distinct, (7, m)) / distinct).astype(np.float32)
+    cols, vals = be.topk_rows(sims, kk)
+    np.testing.assert_array_equal(vals, -np.sort(-sims, axis=1)[:, :kk])
+    np.testing.assert_array_equal(np.take_along_axis(sims, cols, axis=1), vals)
+    assert all(len(set(row)) == kk for row in cols.tolist())
+
+
+def test_topk_rows_falls_back_when_the_sample_misleads():
+    # The large values sit only at sampled columns (every 8th): the sampled threshold
+    # keeps fewer than kk entries, so these rows take the full selection.
+    m, kk = 800, 40
+    sims = np.zeros((3, m), dtype=np.float32)
+    sims[:, :: be.TOPK_STRIDE] = np.linspace(1, 2, m // be.TOPK_STRIDE, dtype=np.float32)
+    sims[1] = np.linspace(0, 1, m, dtype=np.float32)  # an ordinary row beside them
+    cols, vals = be.topk_rows(sims, kk)
+    np.testing.assert_array_equal(vals, -np.sort(-sims, axis=1)[:, :kk])
+    np.testing.assert_array_equal(np.take_along_axis(sims, cols, axis=1), vals)
+
+
+@pytest.mark.slow
+def test_structureless_cloud_is_split_into_bounded_cells(monkeypatch):
+    # A cloud of rows that are all about equally similar (isotropic noise around one direction):
+    # the mean of a few of them is nearer to every cloud row than any row is, so a k-means
+    # centroid there takes the cloud whole (measured: 715 rows in one cell, mean cell 50).
+    # The index splits such a cell so no query scans the whole cloud.
+    rng = np.random.default_rng(11)
+    d = 256
+    c = rng.standard_normal(d)
+    cloud = (c / np.linalg.norm(c) + rng.standard_normal((2500, d)) / np.sqrt(d)).astype(np.float32)
+    X = normalised(np.concatenate([cloud, local_clusters(7500, d=d, seed=12)]))
+    mean = len(X) / be.ivf_cells(len(X))
+    monkeypatch.setattr(be, "CELL_CAP", 10**9)  # no splitting: the hub cell
+    cell, _ = be._ivf_cells(X, None, np.arange(len(X)), 0)
+    assert np.bincount(cell).max() > 8 * mean
+    monkeypatch.undo()
+    cell, cent = be._ivf_cells(X, None, np.arange(len(X)), 0)
+    sizes = np.bincount(cell, minlength=len(cent))
+    assert cell.min() >= 0 and cell.max() < len(cent) and sizes.max() <= be.CELL_CAP * mean
+    found, fsims, _ = be.knn_search(X, 10, index="sklearn", n_probe=4)
+    np.testing.assert_allclose(fsims[:, 1:], np.einsum("ij,ikj->ik", X, X[found[:, 1:]]), atol=1e-5)
+
+
+def test_knn_kernel_in_place_equals_a_new_array():
+    rng = np.random.default_rng(13)
+    X = normalised(local_clusters(500, d=16, seed=13))
+    P = rng.dirichlet(np.ones(4), len(X)).astype(np.float32)
+    nbrs, sims, _ = be.knn_search(X, 8, index="brute")
+    want = be.knn_kernel(nbrs, sims, P, cutoff=0.03)
+    got = be.knn_kernel(nbrs, sims, P, cutoff=0.03, in_place=True)
+    assert got is sims
+    np.testing.assert_array_equal(got, want)

@@ -3,6 +3,7 @@ no all-zero row, stored as float32."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -82,3 +83,72 @@ def check_embeddings(embeddings: Any, n_rows: int, where: Where, rows: Rows) -> 
             hint="drop those rows or give them a non-zero embedding",
         )
     return E
+
+
+#: Values per decoded batch of an embedding column: Parquet's list decoder runs
+#: 2-2.5x faster on ~1,000-row batches at D = 512 than on whole row groups
+#: (its buffers stay in cache), so batches hold about this many values.
+PARQUET_BATCH_VALUES = 1 << 19
+
+
+def read_parquet_embeddings(path: Any, col: str, where: str, rows: Rows) -> np.ndarray | None:
+    """The list<number> column ``col`` of a Parquet file as an N x D matrix, decoded
+    row group by row group on :func:`labelqa.parallel.worker_count` threads.
+
+    Each row group is read in batches of about :data:`PARQUET_BATCH_VALUES`
+    values, each checked and converted by
+    :func:`labelqa.data.columns.list_column_to_matrix` (same errors, with
+    global row numbers) and copied into the result: the whole column is never
+    held as Arrow arrays next to the matrix (1M x 512: 2 GB less peak memory).
+    float32 items stay float32. Returns ``None`` for a file without row groups
+    (the caller reads the column the usual way).
+    """
+    import threading
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from labelqa.data.columns import EMBEDDING_WORDS, list_column_to_matrix
+    from labelqa.parallel import thread_map
+
+    source = pa.memory_map(os.fspath(path))  # one mapping shared by the readers (positional reads)
+    pf = pq.ParquetFile(source)
+    n = pf.metadata.num_rows
+    if pf.num_row_groups == 0 or n == 0:
+        return None
+    sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    leaf = [i for i in range(pf.metadata.num_columns)
+            if pf.metadata.schema.column(i).path.split(".")[0] == col]
+    values = sum(pf.metadata.row_group(g).column(leaf[0]).num_values for g in range(pf.num_row_groups)) if leaf else n
+    batch_rows = max(64, PARQUET_BATCH_VALUES // max(1, values // n))
+    local = threading.local()
+    lock = threading.Lock()
+    state: dict[str, Any] = {"out": None, "first": 0}
+
+    def fill(i: int) -> None:
+        handle = getattr(local, "pf", None)
+        if handle is None:
+            handle = local.pf = pq.ParquetFile(source)
+        start = int(starts[i])
+        for batch in handle.iter_batches(batch_size=batch_rows, row_groups=[i], columns=[col], use_threads=False):
+            part = list_column_to_matrix(batch.column(0), where, rows.slice(start, batch.num_rows), EMBEDDING_WORDS)
+            with lock:
+                if state["out"] is None:
+                    state["out"], state["first"] = np.empty((n, part.shape[1]), dtype=part.dtype), start
+                out, first = state["out"], state["first"]
+                first = state["first"]
+            if part.shape[1] != out.shape[1]:
+                later, d_early, d_late = ((start, out.shape[1], part.shape[1]) if start > first
+                                          else (first, part.shape[1], out.shape[1]))
+                raise LabelqaError(
+                    f"{where}: {EMBEDDING_WORDS.ragged}: {rows.one(later)} has {d_late} "
+                    f"but earlier rows have {d_early}",
+                    hint=EMBEDDING_WORDS.ragged_hint,
+                )
+            out[start : start + len(part)] = part
+            start += len(part)
+
+    for _ in thread_map(fill, [i for i in range(pf.num_row_groups) if sizes[i]], parallel=n >= 1 << 14):
+        pass
+    return state["out"]

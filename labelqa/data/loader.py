@@ -60,6 +60,7 @@ import pyarrow as pa
 from labelqa.data.build import validated_fields
 from labelqa.data.classes import given_classes
 from labelqa.data.columns import EMBEDDING_WORDS, list_column_to_matrix, parquet_list_column_to_matrix
+from labelqa.data.embeddings import read_parquet_embeddings
 from labelqa.data.model import LabelData
 from labelqa.data.readers import check_file, read_npy, read_schema, read_table, resolve_format
 from labelqa.data.rows import Rows
@@ -228,6 +229,13 @@ def load(
         label_col, id_col, *layout.extra_columns)
     if by_row_group:
         columns = [c for c in columns if c != probs_col]
+    # Parquet embedding lists likewise, in small batches (labelqa.data.embeddings.read_parquet_embeddings).
+    emb_col = layout.embeddings_col if layout.embeddings_file is None else None
+    emb_by_row_group = table is None and fmt == "parquet" and emb_col is not None and emb_col not in (
+        label_col, id_col, probs_col, *layout.prob_cols, *layout.model_cols,
+        *[value for _option, (kind, value) in layout.dynamics if kind == "column"])
+    if emb_by_row_group:
+        columns = [c for c in columns if c != emb_col]
     table = table.select(columns) if table is not None else read_table(p, input_format, columns)
     label_type = table.schema.field(label_col).type
     if label_type != schema.field(label_col).type:  # text formats: a full read may type the labels otherwise
@@ -272,7 +280,12 @@ def load(
                 f"{layout.embeddings_file} has {embeddings.shape[0]} rows of embeddings but {p} has {n} rows",
                 hint="the .npy must hold one embedding per table row, in the same order",
             )
+    elif emb_by_row_group and (embeddings := read_parquet_embeddings(
+            p, emb_col, f"{p}, column {emb_col!r}", rows)) is not None:
+        pass
     elif layout.embeddings_col is not None:
+        if emb_by_row_group:  # a file without row groups: read the column the usual way
+            table = read_table(p, input_format, columns + [emb_col])
         embeddings = list_column_to_matrix(
             table.column(layout.embeddings_col), f"{p}, column {layout.embeddings_col!r}", rows, EMBEDDING_WORDS
         )

@@ -30,8 +30,8 @@ Outputs (:class:`~labelqa.detectors.base.DetectorResult`):
 
 Modes (``nrg_mode``): ``exact`` sums over all N rows, in row blocks x column tiles with BLAS
 (float32), memory O(block x tile); ``knn`` restricts each row's sums to itself
-plus its ``nrg_k`` nearest rows from a kNN index (a scikit-learn
-k-means inverted-file index by default, faiss HNSW on request); ``auto`` is
+plus its ``nrg_k`` nearest rows from a kNN index (a k-means inverted-file
+index in numpy float32 by default, faiss HNSW on request); ``auto`` is
 exact up to ``exact_max_n`` rows.
 """
 
@@ -124,17 +124,22 @@ def _row_norms(arr: np.ndarray, ids: np.ndarray | None) -> tuple[np.ndarray, np.
     The norm is computed after dividing the row by its largest absolute value,
     so huge values do not overflow. Raises on NaN/inf and all-zero rows.
     """
+    from labelqa.parallel import for_row_blocks  # noqa: PLC0415
+
     n, d = arr.shape
-    step = max(1, (2 << 20) // d)
+    step = max(1, (1 << 18) // d)
     peak = np.empty(n, dtype=np.float64)
     norm = np.empty(n, dtype=np.float64)
-    for r0 in range(0, n, step):
-        x = np.array(arr[r0 : r0 + step], dtype=np.float64)  # a copy: scaled in place below
+
+    def block(r0: int, r1: int) -> None:  # row blocks of ~2 MB of float64, on threads
+        x = np.array(arr[r0:r1], dtype=np.float64)  # a copy: scaled in place below
         p = np.abs(x).max(axis=1)
-        peak[r0 : r0 + step] = p
+        peak[r0:r1] = p
         safe = np.where(np.isfinite(p) & (p > 0), p, 1.0)
         x /= safe[:, None]
-        norm[r0 : r0 + step] = np.sqrt(np.einsum("ij,ij->i", x, x)) * safe
+        norm[r0:r1] = np.sqrt(np.einsum("ij,ij->i", x, x)) * safe
+
+    for_row_blocks(block, n, step, elements=n * d)
     bad = np.flatnonzero(~np.isfinite(peak))
     if bad.size:
         raise LabelqaError(
@@ -214,7 +219,8 @@ class NeuralRelationGraph(Detector):
             (scikit-learn k-means inverted file searched with numpy BLAS),
             ``"brute"`` (exact neighbours, O(N^2)) or ``"auto"`` (sklearn:
             it was faster than faiss HNSW in the benchmark).
-        n_probe: Cells searched per cell by the sklearn index.
+        n_probe: Cells searched per cell by the sklearn index (at most; also
+            a budget of ``n_probe`` mean-sized cells of candidates).
         outlier_rate: Share of rows flagged ``is_outlier`` (highest outlier
             scores); 0 flags none.
         seed: Random seed of the approximate indexes.
@@ -233,7 +239,7 @@ class NeuralRelationGraph(Detector):
     block_size: int | None = None
     nrg_backend: str = "numpy"
     nrg_index: str = "auto"
-    n_probe: int = 16
+    n_probe: int = 8
     outlier_rate: float = 0.01
     seed: int = 0
 
@@ -297,7 +303,7 @@ class NeuralRelationGraph(Detector):
                 F, int(self.nrg_k), index=self.nrg_index, n_probe=int(self.n_probe), seed=self.seed,
                 block_size=self.block_size, row_scale=row_scale,
             )
-            kern = be.knn_kernel(nbrs, sims, P, cutoff=cutoff)
+            kern = be.knn_kernel(nbrs, sims, P, cutoff=cutoff, in_place=True)
             del sims
             csum, ksum = be.knn_sums(nbrs, kern, labels, n_classes, power=power)
             self_w = kern[:, 0].astype(np.float64) ** power

@@ -242,15 +242,8 @@ class _TorchTiles:
 
 
 # --------------------------------------------------------------------------- kNN search
-def topk_rows(sims: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``sims`` (rows x candidates), the columns of the kk largest values
-    and those values, best first (equal values in a deterministic order).
-
-    The kk-th largest value of each row comes from ``np.partition`` (values
-    only, about twice as fast as ``np.argpartition``); the columns at or
-    above it are read off a mask. Rows where ties at that value give more
-    than kk columns take ``np.argpartition`` instead.
-    """
+def _topk_small(sims: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`topk_rows` by partition and mask (no threshold sampling)."""
     rows, m = sims.shape
     if m <= kk:
         part = np.broadcast_to(np.arange(m), sims.shape).copy()
@@ -267,6 +260,62 @@ def topk_rows(sims: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
     vals = np.take_along_axis(sims, part, axis=1)
     order = np.argsort(-vals, axis=1)  # introsort: deterministic, 4x faster than the stable sort
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+#: Every TOPK_STRIDE-th column is sampled to estimate each row's selection threshold.
+TOPK_STRIDE = 8
+
+
+def topk_rows(sims: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``sims`` (rows x candidates), the columns of the kk largest values
+    and those values, best first (equal values in a deterministic order).
+
+    Wide rows (at least 8 kk columns) first get a threshold from a sample of
+    every :data:`TOPK_STRIDE`-th column: a value that about 1.3 kk + 64
+    entries of the row reach. One comparison pass keeps those entries (the
+    row's kk largest are among them whenever at least kk are kept), and the
+    exact selection runs on the kept ones only: about 2x less work than a
+    partition of the whole row at 2,000 columns, 3-4x at 4,000. Rows where
+    fewer than kk entries pass take the full selection. Narrow rows take it
+    directly: the kk-th largest value from ``np.partition`` (values only,
+    about twice as fast as ``np.argpartition``), the columns at or above it
+    read off a mask, ``np.argpartition`` for rows with ties at that value.
+    """
+    rows, m = sims.shape
+    stride = TOPK_STRIDE
+    ms = m // stride
+    rank = math.ceil(1.3 * kk / stride) + 8
+    if m < 8 * kk or ms <= 2 * rank or rows == 0:
+        return _topk_small(sims, kk)
+    sample = np.ascontiguousarray(sims[:, : ms * stride : stride])
+    thr = np.partition(sample, ms - rank, axis=1)[:, ms - rank]
+    if not np.isfinite(thr).all():
+        return _topk_small(sims, kk)
+    mask = sims >= thr[:, None]
+    count = np.count_nonzero(mask, axis=1)
+    cols = np.empty((rows, kk), dtype=np.int64)
+    vals = np.empty((rows, kk), dtype=sims.dtype)
+    ok = count >= kk
+    fine = np.flatnonzero(ok)
+    if fine.size:
+        sub = mask if fine.size == rows else mask[fine]
+        c = count[fine]
+        pos = np.flatnonzero(sub)  # row-major: each row's kept columns in column order
+        row = pos // m
+        col = pos - row * m
+        slot = np.arange(pos.size) - np.repeat(np.cumsum(c) - c, c)
+        width = int(c.max())
+        pad_v = np.full((fine.size, width), -np.inf, dtype=sims.dtype)  # thr is finite: padding never wins
+        pad_c = np.zeros((fine.size, width), dtype=np.int64)
+        pad_v[row, slot] = sims[fine[row], col]
+        pad_c[row, slot] = col
+        part, v = _topk_small(pad_v, kk)
+        cols[fine] = np.take_along_axis(pad_c, part, axis=1)
+        vals[fine] = v
+    if fine.size < rows:
+        rest = np.flatnonzero(~ok)
+        cols[rest], vals[rest] = _topk_small(sims[rest], kk)
+    return cols, vals
 
 
 def _normalised_rows(F: np.ndarray, rows: np.ndarray | slice, row_scale: np.ndarray | None) -> np.ndarray:
@@ -328,14 +377,36 @@ def _search_brute(
                     nbrs, sims)
 
 
+#: Cells of the scikit-learn index per sqrt(N) rows.
+CELLS_PER_SQRT_N = 2.0
+
+
 def ivf_cells(n: int) -> int:
-    """Number of k-means cells of the scikit-learn index: ~4 sqrt(N) (at most N / 32)."""
-    return int(max(1, min(n // 32, round(4 * math.sqrt(n)))))
+    """Number of k-means cells of the scikit-learn index: ~2 sqrt(N) (at most N / 32)."""
+    return int(max(1, min(n // 32, round(CELLS_PER_SQRT_N * math.sqrt(n)))))
 
 
-def _nearest(Z: np.ndarray, cent: np.ndarray) -> np.ndarray:
-    """Index of the nearest centroid (Euclidean) of every row of ``Z``, in row blocks."""
-    half_norm = 0.5 * np.einsum("ij,ij->i", cent, cent)
+#: Lloyd iterations that refine the sampled cell centroids, on a sample of
+#: LLOYD_ROWS rows per cell.
+LLOYD_ITERATIONS, LLOYD_ROWS = 4, 24
+
+
+def _group_means(X: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the groups that have rows, ascending; the mean row of each, float32).
+
+    The sums are one sparse (groups x rows) indicator times ``X`` (float32 BLAS-like
+    speed; ``np.add.at`` is ~20x slower)."""
+    from scipy.sparse import csr_matrix  # noqa: PLC0415 - a scikit-learn dependency
+
+    used, inverse, counts = np.unique(group, return_inverse=True, return_counts=True)
+    ind = csr_matrix((np.ones(group.size, dtype=np.float32), (inverse.ravel(), np.arange(group.size))),
+                     shape=(used.size, group.size))
+    sums = np.asarray(ind @ X, dtype=np.float32)
+    return used, sums / counts[:, None].astype(np.float32)
+
+
+def _assign(Z: np.ndarray, cent: np.ndarray, half_norm: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (Euclidean) of every row of ``Z``, in blocks of at most 32 MB."""
     out = np.empty(Z.shape[0], dtype=np.int64)
     step = max(1, TILE_BYTES // (4 * max(1, cent.shape[0])))
     for r0 in range(0, Z.shape[0], step):
@@ -348,22 +419,93 @@ def _nearest(Z: np.ndarray, cent: np.ndarray) -> np.ndarray:
 def _ivf_cells(
     F: np.ndarray, row_scale: np.ndarray | None, canon: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(cell of each row, cell centroids): scikit-learn KMeans (random init, 15
-    iterations) on a canonical-order sample of 32 rows per cell, full dimension."""
-    from sklearn.cluster import KMeans  # noqa: PLC0415
+    """(cell of each row, cell centroids), all in full dimension.
+
+    The centroids start as :func:`ivf_cells` rows sampled in the canonical
+    order ``canon``, refined by :data:`LLOYD_ITERATIONS` k-means (Lloyd) steps
+    on a sample of :data:`LLOYD_ROWS` rows per cell (float32 BLAS); every row
+    then goes to its nearest centroid (row blocks on threads, BLAS
+    single-threaded inside). k-means is not run to convergence: cells only
+    choose candidates, the search itself compares rows exactly.
+    """
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415 - a scikit-learn dependency
+
+    from labelqa.parallel import thread_map  # noqa: PLC0415
 
     n = F.shape[0]
     n_cells = ivf_cells(n)
     rng = np.random.default_rng(seed)
-    n_train = min(n, 32 * n_cells)
-    pick = np.sort(rng.choice(n, n_train, replace=False)) if n_train < n else np.arange(n)
-    km = KMeans(n_clusters=n_cells, init="random", n_init=1, max_iter=15, tol=1e-4, random_state=seed)
-    km.fit(_normalised_rows(F, canon[pick], row_scale))
-    cent = km.cluster_centers_.astype(np.float32)
-    cell = np.empty(n, dtype=np.int64)
-    for r0 in range(0, n, 65536):
-        cell[r0 : r0 + 65536] = _nearest(_normalised_rows(F, slice(r0, r0 + 65536), row_scale), cent)
+    sample = canon[np.sort(rng.choice(n, min(n, n_cells * (1 + LLOYD_ROWS)), replace=False))]
+    cent = _normalised_rows(F, sample[:n_cells], row_scale)
+    train = _normalised_rows(F, sample[n_cells:], row_scale)
+    step = 8192
+
+    def assign_all(Z: np.ndarray | None, out: np.ndarray) -> None:
+        m = out.shape[0]
+        half_norm = 0.5 * np.einsum("ij,ij->i", cent, cent)
+
+        def one(r0: int) -> None:
+            rows = slice(r0, min(m, r0 + step))
+            block = Z[rows] if Z is not None else _normalised_rows(F, rows, row_scale)
+            out[rows] = _assign(block, cent, half_norm)
+
+        for _ in thread_map(one, range(0, m, step), parallel=m >= 2 * step):
+            pass
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in range(LLOYD_ITERATIONS if train.shape[0] else 0):
+            lab = np.empty(train.shape[0], dtype=np.int64)
+            assign_all(train, lab)
+            moved, means = _group_means(train, lab)  # empty cells keep their centroid
+            cent[moved] = means
+        cell = np.empty(n, dtype=np.int64)
+        assign_all(None, cell)
+    cell, cent = _split_large_cells(F, row_scale, canon, cell, cent)
     return cell, cent
+
+
+#: Cells larger than this many times the mean cell size are split.
+CELL_CAP = 4
+
+
+def _split_large_cells(
+    F: np.ndarray, row_scale: np.ndarray | None, canon: np.ndarray, cell: np.ndarray, cent: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split cells over :data:`CELL_CAP` x the mean size into cells of about the mean size.
+
+    On data with dense, structureless clusters (a cloud whose rows are all
+    about equally similar) k-means puts a centroid at the cloud's centre that
+    takes the whole cloud; every query there would then scan it all. Such a
+    cell is cut by the nearest of ``size / mean`` of its rows (taken evenly in
+    canonical order), and each part gets its members' mean as centroid, so
+    the search cost per row stays bounded at any N.
+    """
+    n, m = cell.shape[0], cent.shape[0]
+    mean = max(1.0, n / m)
+    sizes = np.bincount(cell, minlength=m)
+    big = np.flatnonzero(sizes > CELL_CAP * mean)
+    if big.size == 0:
+        return cell, cent
+    rank = np.empty(n, dtype=np.int64)
+    rank[canon] = np.arange(n)
+    extra = []
+    next_id = m
+    for c in big.tolist():
+        rows = np.flatnonzero(cell == c)
+        rows = rows[np.argsort(rank[rows], kind="stable")]
+        parts = int(math.ceil(rows.size / mean))
+        X = _normalised_rows(F, rows, row_scale)
+        seeds = X[np.linspace(0, rows.size - 1, parts).astype(np.int64)]
+        part = _assign(X, seeds, 0.5 * np.einsum("ij,ij->i", seeds, seeds))
+        used, means = _group_means(X, part)
+        ids = np.full(parts, -1, dtype=np.int64)
+        ids[used[0]] = c  # the first part keeps the cell's id
+        ids[used[1:]] = next_id + np.arange(used.size - 1)
+        next_id += used.size - 1
+        cell[rows] = ids[part]
+        cent[c] = means[0]
+        extra.append(means[1:])
+    return cell, np.concatenate([cent, *extra])
 
 
 def _nearest_cells(cent: np.ndarray, n_probe: int) -> np.ndarray:
@@ -386,13 +528,17 @@ def _search_sklearn(
 ) -> bool:
     """Approximate top-k neighbours with an inverted-file index; False if it would be brute force.
 
-    Rows are grouped into ~4 sqrt(N) cells by k-means (:func:`_ivf_cells`). The rows of one cell are
-    searched together, exactly (BLAS, full dimension, float32), among the rows
-    of the ``n_probe`` cells whose centroids are nearest to that cell's centroid
-    (its own included). Neighbour similarities are exact inner products; only
-    the candidate set is approximate. Cells are searched on
-    :func:`labelqa.parallel.worker_count` threads (BLAS single-threaded inside),
-    each with temporaries of one cell's queries x candidates.
+    Rows are grouped into ~2 sqrt(N) cells (:func:`_ivf_cells`). The rows of one
+    cell are searched together, exactly (BLAS, full dimension, float32), among
+    the rows of the cells whose centroids are nearest to that cell's centroid
+    (its own first): up to ``n_probe`` cells, fewer when they already hold
+    ``n_probe`` mean cells' worth of rows (a candidate budget, so a large
+    cell does not multiply the work), more while they hold fewer than k + 1.
+    Neighbour similarities are exact inner products; only the candidate set
+    is approximate. Cells are searched on :func:`labelqa.parallel.worker_count`
+    threads (BLAS single-threaded inside), each with temporaries of one
+    cell's queries x candidates. The index is numpy only ("sklearn" is its
+    historical name; scikit-learn's threadpoolctl and scipy are used).
 
     ``canon`` is a canonical row order (a permutation): the samples and the
     order within cells follow it, so the result does not depend on the order
@@ -414,14 +560,22 @@ def _search_sklearn(
     del rank
     bounds = np.searchsorted(cell[order], np.arange(n_cells + 1))
     del cell
-    probe = _nearest_cells(cent, n_probe)
+    sizes = np.diff(bounds)
+    budget = max(n_probe * n / n_cells, 2 * kk)
+    probe = _nearest_cells(cent, min(n_cells, 4 * n_probe))
     max_block = 1024  # queries per product: bounds the temporaries for oversized cells
 
     def search_cell(c: int) -> None:
         q = order[bounds[c] : bounds[c + 1]]
         if q.size == 0:
             return
-        cand = np.concatenate([order[bounds[p] : bounds[p + 1]] for p in probe[c]])
+        # The nearest cells, up to n_probe of them or until the candidates reach the budget
+        # (n_probe mean-sized cells; more cells while the candidates are fewer than kk).
+        near = probe[c]
+        total = np.cumsum(sizes[near])
+        stop = min(n_probe, int(np.searchsorted(total, budget)) + 1)
+        stop = max(stop, int(np.searchsorted(total, kk)) + 1)
+        cand = np.concatenate([order[bounds[p] : bounds[p + 1]] for p in near[:stop]])
         if cand.size < kk:  # tiny neighbourhood: all rows
             cand = order
         fc = F[cand]
@@ -477,7 +631,7 @@ def knn_search(
     k: int,
     *,
     index: str,
-    n_probe: int = 16,
+    n_probe: int = 8,
     seed: int = 0,
     block_size: int | None = None,
     row_scale: np.ndarray | None = None,
@@ -502,8 +656,8 @@ def knn_search(
     nbrs = np.empty((n, k + 1), dtype=np.int32 if n < 2**31 else np.int64)
     sims = np.empty((n, k + 1), dtype=np.float32)
     if index == "auto":
-        # Measured at 200k x 512 on 2 cores: the sklearn index 99 s, faiss HNSW
-        # 263 s (docs/nrg.md), so auto uses sklearn; faiss is opt-in.
+        # Measured at 200k x 512 on 2 cores: faiss HNSW 263 s, several times the
+        # sklearn index (docs/nrg.md), so auto uses sklearn; faiss is opt-in.
         index = "sklearn"
     if index in ("sklearn", "faiss"):
         # The approximate indexes depend on the order rows are inserted or
@@ -528,25 +682,34 @@ def knn_search(
 
 
 def knn_kernel(
-    nbrs: np.ndarray, sims: np.ndarray, P: np.ndarray | None, *, cutoff: float
+    nbrs: np.ndarray, sims: np.ndarray, P: np.ndarray | None, *, cutoff: float, in_place: bool = False
 ) -> np.ndarray:
     """Kernel values k_ij on the neighbour graph (float32), zero where k_ij <= cutoff.
 
     In row blocks: the probability term gathers ``P[nbrs]`` for one block
     (block x (k+1) x K, at most :data:`TILE_BYTES`), never for all rows.
+    ``in_place=True`` writes the kernel over ``sims`` (float32; saves N x (k+1)
+    x 4 bytes, 0.4 GB at 1M rows) and returns it.
     """
-    kern = np.maximum(sims, np.float32(0.0), dtype=np.float32)
+    if in_place and sims.dtype == np.float32:
+        kern = np.maximum(sims, np.float32(0.0), out=sims)
+    else:
+        kern = np.maximum(sims, np.float32(0.0), dtype=np.float32)
+    from labelqa.parallel import for_row_blocks  # noqa: PLC0415
+
     n = nbrs.shape[0]
     width = max(1, nbrs.shape[1])
     k_cls = 1 if P is None else P.shape[1]
     step = max(1, TILE_BYTES // (4 * k_cls * width))
     cut = np.float32(cutoff)
-    for r0 in range(0, n, step):
-        r1 = min(n, r0 + step)
+
+    def block_kernel(r0: int, r1: int) -> None:
         block = kern[r0:r1]
         if P is not None:
             block *= np.einsum("ik,ijk->ij", P[r0:r1], P[nbrs[r0:r1]])
         block[block <= cut] = 0.0
+
+    for_row_blocks(block_kernel, n, step, elements=n * width * k_cls)
     return kern
 
 
@@ -563,21 +726,24 @@ def knn_sums(
     neighbours with ``col_mask[j]``), and kernel sums (N,) of k_ij (t = 1).
 
     Processed in row chunks, so the temporaries stay small at any N."""
+    from labelqa.parallel import for_row_blocks  # noqa: PLC0415
+
     n, width = nbrs.shape
     class_sums = np.zeros((n, n_classes), dtype=np.float64)
     ksum = np.zeros(n, dtype=np.float64)
-    step = max(1, (8 * 2**20) // max(1, width))
-    for r0 in range(0, n, step):
-        r1 = min(n, r0 + step)
+    step = max(1, (2 * 2**20) // max(1, width))
+
+    def block_sums(r0: int, r1: int) -> None:
         nb = nbrs[r0:r1]
         w = kern[r0:r1].astype(np.float64)
         ksum[r0:r1] = w.sum(axis=1)
-        if power != 1.0:
-            w **= power
+        _power_inplace(w, power)
         if col_mask is not None:
             w[~col_mask[nb]] = 0.0
         flat = (np.arange(r1 - r0)[:, None] * n_classes + labels[nb]).ravel()
         class_sums[r0:r1] = np.bincount(
             flat, weights=w.ravel(), minlength=(r1 - r0) * n_classes
         ).reshape(r1 - r0, n_classes)
+
+    for_row_blocks(block_sums, n, step, elements=n * width)
     return class_sums, ksum
