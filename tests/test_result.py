@@ -59,7 +59,13 @@ def test_issues_table_on_toy():
     result = toy_result()
     table = result.issues_table()
     assert table.column_names[: len(ISSUE_COLUMNS)] == list(ISSUE_COLUMNS)
-    assert {"cl_score", "cl_issue"} <= set(table.column_names)
+    # one detector: its score and flag are label_quality and is_label_issue, not repeated under cl_*
+    assert not {"cl_score", "cl_issue"} & set(table.column_names)
+    columns = [table.column(c).combine_chunks() for c in table.column_names]
+    for i in range(len(columns)):
+        for j in range(i + 1, len(columns)):
+            assert not (columns[i].type == columns[j].type and columns[i].equals(columns[j])), \
+                (table.column_names[i], table.column_names[j])
     rows = table.to_pylist()
     assert [r["is_label_issue"] for r in rows] == [i == 2 for i in range(10)]
     flagged = rows[2]

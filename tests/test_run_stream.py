@@ -107,7 +107,7 @@ def report(path: Path, out: Path, engine: str, **options: Any) -> labelqa.ScanRe
         options.setdefault("batch_size", BATCH)
     with labelqa.scan(str(path), engine=engine, **options) as result:
         assert result.engine == engine
-        labelqa.write_report(result, out)
+        labelqa.write_report(result, out, csv=True)
         return result
 
 
@@ -157,7 +157,7 @@ def test_multilabel_report_equals_memory(ml_file, tmp_path, options):
     summary = compare(ml_file, tmp_path, **options)
     assert summary["issues_found"] > 0 and summary["primary_detector"] == "mlcl"
     issues = pq.read_table(tmp_path / "stream" / "issues.parquet")
-    assert {"labels_to_remove", "labels_to_add", "suggested_labels"} <= set(issues.column_names)
+    assert {"labels_to_remove", "labels_to_add", "suggested_label"} <= set(issues.column_names)
 
 
 def test_tie_heavy_cap_takes_the_ties_counting_pass(ties_file, tmp_path):
@@ -371,7 +371,7 @@ def test_data_gone_while_writing_leaves_an_existing_report_untouched(tmp_path):
     with labelqa.scan(str(path), engine="stream", batch_size=BATCH) as result:
         path.unlink()
         with pytest.raises(Exception, match="d.parquet"):
-            labelqa.write_report(result, out)
+            labelqa.write_report(result, out, csv=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -423,7 +423,7 @@ def test_unsupported_inputs_are_refused(tmp_path, capsys):
 def test_gate_is_decided_on_the_streamed_result(mc_file, tmp_path):
     with labelqa.scan(str(mc_file), engine="stream", batch_size=BATCH, max_issue_rate=0.01) as result:
         assert not result.gate.passed
-        labelqa.write_report(result, tmp_path / "stream")
+        labelqa.write_report(result, tmp_path / "stream", csv=True)
     report(mc_file, tmp_path / "mem", "memory", max_issue_rate=0.01)
     assert_same_report(tmp_path / "mem", tmp_path / "stream", "stream")  # gate included, the same
     summary = read_summary(tmp_path / "stream")
