@@ -55,7 +55,9 @@ __all__ = [
 
 #: Version of the summary.json layout; bump on any incompatible change.
 #: 2: detector parameters and the options use the one option vocabulary (``nrg_lambda``, ``ema_alpha``...).
-SUMMARY_SCHEMA_VERSION = 2
+#: 3: K x K matrices in matrices.npy (``matrices`` says where each belongs; ``null`` here above
+#: :data:`MATRIX_INLINE_CLASSES` classes).
+SUMMARY_SCHEMA_VERSION = 3
 
 #: Fixed leading columns of issues.parquet, in order.
 ISSUE_COLUMNS = (

@@ -90,7 +90,7 @@ def test_summary_is_json_and_consistent():
     given, _, probs, _ = noisy_dataset(n=1500, k=5, seed=3)
     result = scan(LabelData.from_arrays(given, probs))
     summary = json.loads(json.dumps(result.summary(), allow_nan=False))
-    assert summary["schema_version"] == 2
+    assert summary["schema_version"] == 3
     assert summary["rows"] == 1500 and summary["n_classes"] == 5
     assert summary["issues_found"] == int(result.is_label_issue.sum())
     assert summary["issue_rate"] == pytest.approx(summary["issues_found"] / 1500)

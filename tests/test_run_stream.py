@@ -452,3 +452,43 @@ def test_reader_thread_stops_when_a_pass_is_abandoned(tmp_path):
     assert threading.active_count() == before
     offsets = list(runner.map(lambda block: block.offset))
     assert offsets == list(range(0, 5000, 100))
+
+
+def test_report_html_comes_from_the_batches_not_from_issues_parquet(mc_file, tmp_path, monkeypatch):
+    """The streamed report's page (histogram, top rows, heatmap) is built from what the writer held while
+    writing the batches: issues.parquet is never read back, and the page equals the in-memory scan's."""
+    import pyarrow.parquet as pq_module
+
+    import labelqa.report.writers as writers
+
+    mem = tmp_path / "mem"
+    with labelqa.scan(str(mc_file), engine="memory") as result:
+        labelqa.write_report(result, mem)
+    with labelqa.scan(str(mc_file), engine="stream", batch_size=BATCH) as result:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError(f"issues read back: {args[:1]}")
+
+        monkeypatch.setattr(writers, "file_histogram", refuse)
+        monkeypatch.setattr(pq_module, "read_table", refuse)
+        monkeypatch.setattr(pq_module, "ParquetFile", refuse)
+        labelqa.write_report(result, tmp_path / "stream")
+    monkeypatch.undo()
+    page = (tmp_path / "stream" / "report.html").read_text(encoding="utf-8")
+    want = (mem / "report.html").read_text(encoding="utf-8")
+    assert 'id="histogram"' in page and "No scores." not in page
+    # the same page but the engine's name
+    assert page.replace("stream", "ENGINE") == want.replace("memory", "ENGINE")
+
+
+def test_stream_runner_returns_freed_memory_to_the_system(mc_file, tmp_path):
+    """The runner bounds glibc's heap (once, idempotent) and the report is unchanged by it (see compare())."""
+    import sys
+
+    from labelqa.run import stream
+
+    with labelqa.scan(str(mc_file), engine="stream", batch_size=BATCH) as result:
+        labelqa.write_report(result, tmp_path / "r")
+    if sys.platform.startswith("linux"):
+        assert stream.bound_freed_memory() is True and stream.bound_freed_memory() is True
+    stream.release_arrow_memory()  # harmless at any time
+    assert (tmp_path / "r" / "report.html").is_file()
