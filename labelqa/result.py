@@ -296,7 +296,8 @@ def summarize(
         "per_class": per_class,
         "confused_pairs": confused,
         "detectors": {
-            name: {"issues_found": o.n_issues, "params": jsonable(o.params), "summary": detector_summary(name, o.summary)}
+            name: {"issues_found": o.n_issues, "params": jsonable(o.params),
+                   "summary": detector_summary(name, o.summary)}
             for name, o in outcomes.items()
         },
         "options": jsonable(options),

@@ -191,7 +191,8 @@ def test_issues_csv_only_when_asked(toy, tmp_path, capsys):
     assert main(["scan", str(data), "-o", str(tmp_path / "cli2"), "-q", "--csv"]) == 0
     assert (tmp_path / "cli2" / "issues.csv").is_file()
     (tmp_path / "labelqa.toml").write_text("[scan]\ncsv = true\n")
-    assert main(["scan", str(data), "-o", str(tmp_path / "cli3"), "-q", "--config", str(tmp_path / "labelqa.toml")]) == 0
+    config = str(tmp_path / "labelqa.toml")
+    assert main(["scan", str(data), "-o", str(tmp_path / "cli3"), "-q", "--config", config]) == 0
     assert (tmp_path / "cli3" / "issues.csv").is_file()
 
 
@@ -222,7 +223,8 @@ def test_summary_json_stays_small_at_1000_classes_and_matrices_round_trip(tmp_pa
     summary = read_summary(out)
     assert summary["noise_matrix"] is None and summary["matrices"]["inline"] is False
     cl = summary["detectors"]["cl"]["summary"]
-    moved = [key for key, v in cl.items() if v is None and f"detectors.cl.summary.{key}" in summary["matrices"]["index"]]
+    index = summary["matrices"]["index"]
+    moved = [key for key, v in cl.items() if v is None and f"detectors.cl.summary.{key}" in index]
     assert {"confident_joint", "noise_matrix"} <= set(moved)
     stack = np.load(out / MATRICES_FILE, allow_pickle=False)
     assert stack.dtype == np.float64 and stack.shape == tuple(summary["matrices"]["shape"])
@@ -232,8 +234,8 @@ def test_summary_json_stays_small_at_1000_classes_and_matrices_round_trip(tmp_pa
         assert np.array_equal(back[f"detectors.cl.summary.{key}"], np.asarray(own[key], dtype=np.float64)), key
     assert np.array_equal(back["noise_matrix"], back["detectors.cl.summary.noise_matrix"])
     # the noise matrix is stored once, for both places that name it
-    index = summary["matrices"]["index"]
-    assert index["noise_matrix"] == index["detectors.cl.summary.noise_matrix"] and stack.shape[0] == len(set(index.values()))
+    assert index["noise_matrix"] == index["detectors.cl.summary.noise_matrix"]
+    assert stack.shape[0] == len(set(index.values()))
     # the page rebuilt from the folder equals the one the scan wrote (the heatmap reads the file)
     written = (out / "report.html").read_text(encoding="utf-8")
     assert "Noise matrix" in written
@@ -242,7 +244,7 @@ def test_summary_json_stays_small_at_1000_classes_and_matrices_round_trip(tmp_pa
 
 
 def test_matrices_inline_at_few_classes_equal_the_file(toy, tmp_path):
-    """K <= MATRIX_INLINE_CLASSES: summary.json keeps the matrices (a person reads them) and matrices.npy has them too."""
+    """K <= MATRIX_INLINE_CLASSES: summary.json keeps the matrices (people read them) and matrices.npy too."""
     from labelqa.report.folder import read_summary
     from labelqa.result import MATRICES_FILE, MATRIX_INLINE_CLASSES
 

@@ -74,7 +74,8 @@ def _report(s: Settings, result: Any) -> int:
     return EXIT_OK
 
 
-scan = command("scan", run, """Find label issues in DATA and write a report (report.html, issues.parquet, summary.json/.md; issues.csv with --csv).
+scan = command("scan", run, """Find label issues in DATA and write a report (report.html, issues.parquet,
+    summary.json/.md; issues.csv with --csv).
 
     Option defaults can come from the scan and gate tables of a labelqa.toml
     (or tool.labelqa.scan / tool.labelqa.gate in pyproject.toml); flags given on the command line win.
