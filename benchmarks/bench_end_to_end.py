@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--large", action="store_true", help="also stream 16M x 10")
     ap.add_argument("--only", choices=["scan", "stream"], default=None)
+    ap.add_argument("--cases", default=None, help="only these NxK cases, comma-separated (e.g. 1000000x10,1000000x100)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -208,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = QUICK if args.quick else {"multiclass": MULTICLASS, "multilabel": MULTILABEL,
                                       "stream": STREAM + (["16000000x10"] if args.large else [])}
+    if args.cases:
+        keep = set(args.cases.split(","))
+        sizes = {task: [c for c in cases if c in keep] for task, cases in sizes.items()}
     print(f"# labelqa end to end ({os.cpu_count()} CPUs, best of {args.repeat}, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"load {load()})\n")
     if args.only in (None, "scan"):
