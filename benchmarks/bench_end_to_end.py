@@ -7,13 +7,17 @@ interleaved, best of ``--repeat``:
    user would write: import, read the Parquet file with pyarrow into an
    N x K array, ``find_label_issues``, ``get_label_quality_scores``, write a
    results Parquet (row, flag, score). "labelqa" is ``labelqa scan FILE --out
-   DIR -q`` with its defaults (every report file). Multi-label cleanlab runs
+   DIR -q`` with its defaults (issues.parquet, summary.json, matrices.npy,
+   summary.md, report.html; issues.csv only with ``--csv``). Multi-label cleanlab runs
    with ``n_jobs=1`` (its pool of 2 is slower on this machine and far
    bigger).
 2. **stream vs memory**: ``labelqa.scan(engine=...)`` + ``write_report``
-   (issues.csv off, as in bench_stream.py) at 4M x 10 (``--large``: also
-   16M x 10): wall time, CPU time (user + system: above wall = both cores
-   busy) and peak RSS of the process.
+   (report.html included) at 4M x 10 (``--large``: also 16M x 10): wall
+   time, CPU time (user + system: above wall = both cores busy), peak RSS
+   of the process, seconds per million rows, and stream / memory.
+
+The machine is shared: the load average (``/proc/loadavg``) is printed
+before and after each table, and each row says the load while it ran.
 
 Needs the benchmark environment (``bash benchmarks/setup_env.sh``) for
 cleanlab; run from the repo root with ``.venv-bench/bin/python``. Data is
@@ -45,8 +49,10 @@ DATA = ROOT / ".bench-data"
 sys.path.insert(0, str(HERE))  # the sibling benchmark modules, imported by the parent only (children stay lean)
 
 MULTICLASS = ["1000000x10", "1000000x100", "200000x1000"]
+#: issue 16's "done when" leads over cleanlab, by job.
+TARGET = {"1,000,000 x 10": 4.0, "1,000,000 x 100": 4.0, "200,000 x 1,000": 3.0, "multi-label 1,000,000 x 50": 15.0}
 MULTILABEL = ["1000000x50"]
-STREAM = ["4000000x10"]
+STREAM = ["1000000x10", "4000000x10"]
 QUICK = {"multiclass": ["200000x10"], "multilabel": ["100000x50"], "stream": ["1000000x10"]}
 
 
@@ -109,7 +115,7 @@ def stream_child(path: str, out: str, engine: str) -> None:
     import labelqa
 
     with labelqa.scan(path, engine=engine) as result:
-        labelqa.write_report(result, out, csv=False)
+        labelqa.write_report(result, out)  # every default report file, report.html included
         print(json.dumps({"flagged": result.n_issues}))
 
 
@@ -131,6 +137,14 @@ def best(runs: list[dict]) -> dict:
     return min(runs, key=lambda r: r["wall"])
 
 
+def load() -> str:
+    """The 1-minute load average (2 cores: above 2 means other work competed)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
 def scan_vs_cleanlab(case: str, task: str, repeat: int) -> dict:
     n, k = map(int, case.split("x"))
     path = multilabel_file(n, k) if task == "multilabel" else multiclass_file(n, k)
@@ -141,15 +155,18 @@ def scan_vs_cleanlab(case: str, task: str, repeat: int) -> dict:
         raise SystemExit("the labelqa command is not installed in this environment (pip install -e .)")
     out = DATA / "e2e-out"
     runs: dict[str, list[dict]] = {"labelqa": [], "cleanlab": []}
+    loads = [load()]
     for _ in range(repeat):
         shutil.rmtree(out, ignore_errors=True)
         runs["labelqa"].append(measured([exe, "scan", str(path), "--out", str(out), "-q"]))
         runs["cleanlab"].append(measured([sys.executable, __file__, "--child", "cleanlab", str(path),
                                           str(DATA / "e2e-cleanlab.parquet"), task]))
+        loads.append(load())
     shutil.rmtree(out, ignore_errors=True)
     lq, cl = best(runs["labelqa"]), best(runs["cleanlab"])
     return {"case": f"{'multi-label ' if task == 'multilabel' else ''}{n:,} x {k:,}", "cleanlab": cl["wall"],
-            "labelqa": lq["wall"], "lead": cl["wall"] / lq["wall"], "cl_mb": cl["peak_mb"], "lq_mb": lq["peak_mb"]}
+            "labelqa": lq["wall"], "lead": cl["wall"] / lq["wall"], "cl_mb": cl["peak_mb"], "lq_mb": lq["peak_mb"],
+            "load": "-".join(loads)}
 
 
 def stream_vs_memory(case: str, repeat: int) -> list[dict]:
@@ -160,16 +177,20 @@ def stream_vs_memory(case: str, repeat: int) -> list[dict]:
     out = DATA / "e2e-stream-out"
     runs: dict[str, list[dict]] = {"memory": [], "stream": []}
     engines = ["memory", "stream"] if n <= 4_000_000 else ["stream"]
+    loads = [load()]
     for _ in range(repeat):
         for engine in engines:
             shutil.rmtree(out, ignore_errors=True)
             runs[engine].append(measured([sys.executable, __file__, "--child", "stream", str(path), str(out), engine]))
+        loads.append(load())
     shutil.rmtree(out, ignore_errors=True)
     rows = []
     for engine in engines:
         r = best(runs[engine])
         rows.append({"case": f"{n:,} x {k}", "engine": engine, "wall": r["wall"], "cpu": r["cpu"],
-                     "peak_mb": r["peak_mb"], "per_million": r["wall"] / (n / 1e6)})
+                     "peak_mb": r["peak_mb"], "per_million": r["wall"] / (n / 1e6), "load": "-".join(loads)})
+    if "memory" in engines:
+        rows[1]["vs_memory"] = rows[1]["wall"] / rows[0]["wall"]
     return rows
 
 
@@ -179,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--large", action="store_true", help="also stream 16M x 10")
     ap.add_argument("--only", choices=["scan", "stream"], default=None)
+    ap.add_argument("--cases", default=None, help="only these NxK cases, comma-separated (e.g. 1000000x10,1000000x100)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -187,23 +209,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = QUICK if args.quick else {"multiclass": MULTICLASS, "multilabel": MULTILABEL,
                                       "stream": STREAM + (["16000000x10"] if args.large else [])}
-    print(f"# labelqa end to end ({os.cpu_count()} CPUs, best of {args.repeat}, {time.strftime('%Y-%m-%d')})\n")
+    if args.cases:
+        keep = set(args.cases.split(","))
+        sizes = {task: [c for c in cases if c in keep] for task, cases in sizes.items()}
+    print(f"# labelqa end to end ({os.cpu_count()} CPUs, best of {args.repeat}, {time.strftime('%Y-%m-%d %H:%M')}, "
+          f"load {load()})\n")
     if args.only in (None, "scan"):
-        print("| job | cleanlab | labelqa scan | lead | cleanlab peak MB | labelqa peak MB |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| job | cleanlab | labelqa scan | lead | target | cleanlab peak MB | labelqa peak MB | load (1 min) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
         for task in ("multiclass", "multilabel"):
             for case in sizes[task]:
                 r = scan_vs_cleanlab(case, task, args.repeat)
-                print(f"| {r['case']} | {r['cleanlab']:.2f} s | {r['labelqa']:.2f} s | {r['lead']:.1f}x | "
-                      f"{r['cl_mb']:,.0f} | {r['lq_mb']:,.0f} |", flush=True)
+                target = TARGET.get(r["case"])
+                mark = "" if target is None else f"{target:g}x {'met' if r['lead'] >= target else 'NOT met'}"
+                print(f"| {r['case']} | {r['cleanlab']:.2f} s | {r['labelqa']:.2f} s | {r['lead']:.1f}x | {mark} | "
+                      f"{r['cl_mb']:,.0f} | {r['lq_mb']:,.0f} | {r['load']} |", flush=True)
         print()
     if args.only in (None, "stream"):
-        print("| N x K | engine | wall | CPU (user+sys) | peak RSS MB | s per million rows |")
-        print("|---|---|---:|---:|---:|---:|")
+        print("| N x K | engine | wall | CPU (user+sys) | peak RSS MB | s per million rows | stream / memory | "
+              "load (1 min) |")
+        print("|---|---|---:|---:|---:|---:|---:|---|")
         for case in sizes["stream"]:
             for r in stream_vs_memory(case, args.repeat):
+                ratio = f"{r['vs_memory']:.2f}x" if "vs_memory" in r else ""
                 print(f"| {r['case']} | {r['engine']} | {r['wall']:.2f} s | {r['cpu']:.2f} s | {r['peak_mb']:,.0f} | "
-                      f"{r['per_million']:.2f} |", flush=True)
+                      f"{r['per_million']:.2f} | {ratio} | {r['load']} |", flush=True)
+    print(f"\nload at the end: {load()}")
     return 0
 
 

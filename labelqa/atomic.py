@@ -48,7 +48,7 @@ __all__ = ["LEFTOVER_PATTERN", "REPORT_NAMES", "check_report_folder", "live_path
            "remove_leftovers", "remove_live", "resolve_output", "staging_dir", "temp_path", "write_atomic"]
 
 #: Every file labelqa writes into a report folder (scan, evaluate, report).
-REPORT_NAMES = frozenset({"issues.parquet", "issues.csv", "summary.json", "summary.md", "report.html",
+REPORT_NAMES = frozenset({"issues.parquet", "issues.csv", "summary.json", "matrices.npy", "summary.md", "report.html",
                           "evaluation.json", "shown.parquet"})
 
 #: Names of labelqa's temporary files and folders: ``.labelqa-<kind>.<pid>.<hex>.<destination name>``.

@@ -362,6 +362,8 @@ _DECLARED = [
     Option("top", "int", 10, "Issues listed in the terminal.", "output", (S, X), interval=NON_NEGATIVE, api=False,
            variants={X: {"default": None, "api": True, "help": "Export only the N best-ranked flagged rows "
                          "(default: every flagged row)."}}),
+    Option("csv", "bool", False, "Also write issues.csv (every row, as issues.parquet; default: only issues.parquet, "
+           "which is complete and several times smaller and faster to write).", "output", (S,), api=False),
     Option("csv_formulas", "bool", False, "Write CSV text cells that start with =, +, -, @, tab or CR as they are "
            "(default: prefix them with ' so spreadsheets do not run them as formulas; numbers stay as written).",
            "output", (S, F, X), variants={S: {"api": False}}),

@@ -41,8 +41,13 @@ __all__ = [
     "RowSource",
     "RowTotals",
     "ScanResult",
+    "MATRICES_FILE",
+    "MATRIX_INLINE_CLASSES",
     "build_issues_table",
     "class_array",
+    "stack_matrices",
+    "summary_matrices",
+    "with_matrices",
     "class_sets",
     "rank_rows",
     "summarize",
@@ -50,7 +55,9 @@ __all__ = [
 
 #: Version of the summary.json layout; bump on any incompatible change.
 #: 2: detector parameters and the options use the one option vocabulary (``nrg_lambda``, ``ema_alpha``...).
-SUMMARY_SCHEMA_VERSION = 2
+#: 3: K x K matrices in matrices.npy (``matrices`` says where each belongs; ``null`` here above
+#: :data:`MATRIX_INLINE_CLASSES` classes).
+SUMMARY_SCHEMA_VERSION = 3
 
 #: Fixed leading columns of issues.parquet, in order.
 ISSUE_COLUMNS = (
@@ -71,6 +78,83 @@ _NAMED_EXTRAS = ("outlier_score", "is_outlier", "aum", "dup_group", "dup_group_s
 _CLASS_SET_EXTRAS = ("labels_to_remove", "labels_to_add")
 
 _ORIENTATION = "noise_matrix[i][j] = P(given label = classes[i] | true label = classes[j])"
+
+#: The report file holding every K x K matrix of the summary (confident joint, noise matrix...), stacked as
+#: one float64 ``(M, K, K)`` array in NumPy's .npy format (``np.load(path, allow_pickle=False)``).
+MATRICES_FILE = "matrices.npy"
+#: Up to this many classes the K x K matrices are also written inline in summary.json (K^2 numbers each);
+#: above it they are ``null`` there and live only in :data:`MATRICES_FILE`, so summary.json stays small at any K.
+MATRIX_INLINE_CLASSES = 20
+
+
+def summary_matrices(outcomes: Mapping[str, DetectorOutcome], primary: str, k: int) -> dict[str, np.ndarray]:
+    """The summary's K x K matrices by their place in summary.json (``detectors.cl.summary.noise_matrix``).
+
+    Every detector-summary value that is a numeric ``(k, k)`` array (or nested list) is one; the top-level
+    ``noise_matrix`` is the primary detector's (the same array object, stored once in :data:`MATRICES_FILE`).
+    """
+    found: dict[str, np.ndarray] = {}
+    if k < 2:
+        return found
+    for name, outcome in outcomes.items():
+        for key, value in outcome.summary.items():
+            if isinstance(value, np.ndarray):
+                arr = value
+            elif isinstance(value, list) and len(value) == k and isinstance(value[0], (list, np.ndarray)):
+                try:
+                    arr = np.asarray(value, dtype=np.float64)
+                except (TypeError, ValueError):
+                    continue
+            else:
+                continue
+            if arr.shape == (k, k) and arr.dtype.kind in "biuf":
+                found[f"detectors.{name}.summary.{key}"] = arr
+    primary_nm = found.get(f"detectors.{primary}.summary.noise_matrix")
+    if primary_nm is not None:
+        found["noise_matrix"] = primary_nm
+    return found
+
+
+def with_matrices(summary: dict[str, Any], matrices: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """A copy of ``summary`` with the matrices put back where summary.json names them (as arrays).
+
+    Only the dicts on the way are copied; ``summary`` itself is unchanged. Paths that summary.json does
+    not have are ignored.
+    """
+    out = dict(summary)
+    for path, arr in matrices.items():
+        keys = path.split(".")
+        if keys[0] == "detectors" and len(keys) == 4:
+            det = out.get("detectors")
+            if not isinstance(det, dict) or not isinstance(det.get(keys[1]), dict):
+                continue
+            if det is summary.get("detectors"):
+                det = out["detectors"] = dict(det)
+            entry = det[keys[1]] = dict(det[keys[1]])
+            if isinstance(entry.get("summary"), dict):
+                entry["summary"] = {**entry["summary"], keys[3]: arr}
+        elif len(keys) == 1:
+            out[keys[0]] = arr
+    return out
+
+
+def _matrix_index(matrices: Mapping[str, np.ndarray]) -> tuple[dict[str, int], list[np.ndarray]]:
+    """Each matrix path's position in the stacked file, each distinct array stored once."""
+    index: dict[str, int] = {}
+    stack: list[np.ndarray] = []
+    seen: dict[int, int] = {}
+    for path, arr in matrices.items():
+        if id(arr) not in seen:
+            seen[id(arr)] = len(stack)
+            stack.append(arr)
+        index[path] = seen[id(arr)]
+    return index, stack
+
+
+def stack_matrices(matrices: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The ``(M, K, K)`` float64 array written to :data:`MATRICES_FILE` (order: summary.json's ``matrices.index``)."""
+    _, stack = _matrix_index(matrices)
+    return np.stack([np.asarray(a, dtype=np.float64) for a in stack])
 
 
 # --------------------------------------------------------------------------- row totals
@@ -162,6 +246,14 @@ def summarize(
     """The summary.json dict (versioned schema), from aggregates only."""
     k = len(classes)
     det = outcomes[primary].summary
+    matrices = summary_matrices(outcomes, primary, k)
+    inline = k <= MATRIX_INLINE_CLASSES
+
+    def detector_summary(name: str, summ: dict[str, Any]) -> Any:
+        if inline:
+            return jsonable(summ)
+        return jsonable({key: (None if f"detectors.{name}.summary.{key}" in matrices else value)
+                         for key, value in summ.items()})
     extra = det.get("per_class") or [{}] * k
     per_class = []
     for c in range(k):
@@ -199,16 +291,21 @@ def summarize(
         "estimated_noise_rate": det.get("estimated_noise_rate"),
         "estimated_noise_rate_interval": det.get("estimated_noise_rate_interval"),
         "estimated_noise_rate_estimator": det.get("estimated_noise_rate_estimator"),
-        "noise_matrix": det.get("noise_matrix"),
+        "noise_matrix": det.get("noise_matrix") if inline or "noise_matrix" not in matrices else None,
         "noise_matrix_orientation": _ORIENTATION,
         "per_class": per_class,
         "confused_pairs": confused,
         "detectors": {
-            name: {"issues_found": o.n_issues, "params": jsonable(o.params), "summary": jsonable(o.summary)}
+            name: {"issues_found": o.n_issues, "params": jsonable(o.params),
+                   "summary": detector_summary(name, o.summary)}
             for name, o in outcomes.items()
         },
         "options": jsonable(options),
     }
+    if matrices:
+        index, _ = _matrix_index(matrices)
+        out["matrices"] = {"file": MATRICES_FILE, "inline": inline, "shape": [max(index.values()) + 1, k, k],
+                           "index": index}
     if models is not None:
         out["models"] = jsonable(models)
     if totals.outliers is not None:
@@ -224,10 +321,11 @@ def build_issues_table(data: LabelData, results: Mapping[str, DetectorResult], p
 
     Columns: ``id, given_label, suggested_label, label_quality,
     is_label_issue, rank, suggested_confidence, detectors, reason``; for
-    multi-label data also ``labels_to_remove, labels_to_add,
-    suggested_labels`` (lists of class names, where the label columns are
-    lists too); then ``<detector>_score`` and ``<detector>_issue`` for every
-    detector, and detector extras such as ``outlier_score``, ``is_outlier``
+    multi-label data also ``labels_to_remove, labels_to_add`` (lists of
+    class names, where the label columns are lists too); then, when several
+    detectors ran, ``<detector>_score`` and ``<detector>_issue`` for each
+    (with one detector they would repeat ``label_quality`` and
+    ``is_label_issue``), and detector extras such as ``outlier_score``, ``is_outlier``
     (NRG) and ``aum`` (AUM).
 
     Args:
@@ -336,10 +434,11 @@ class _Rows:
                 mats = [r.extra[key] for r in self.results.values() if key in r.extra]
                 if mats:
                     columns[key] = class_sets(np.logical_or.reduce(mats) & flags[:, None], data.classes)
-            columns["suggested_labels"] = suggested_col
+        single = len(self.results) == 1  # its score and flag are label_quality and is_label_issue: not repeated
         for name, res in self.results.items():
-            columns[f"{name}_score"] = pa.array(np.asarray(res.scores, dtype=np.float64))
-            columns[f"{name}_issue"] = pa.array(np.asarray(res.issues, dtype=bool))
+            if not single:
+                columns[f"{name}_score"] = pa.array(np.asarray(res.scores, dtype=np.float64))
+                columns[f"{name}_issue"] = pa.array(np.asarray(res.issues, dtype=bool))
             for key in _NAMED_EXTRAS:
                 if key in res.extra and key not in columns:
                     columns[key] = pa.array(np.asarray(res.extra[key]))
@@ -736,3 +835,11 @@ class ScanResult:
         if self.gate is not None:
             out["gate"] = self.gate.as_dict()
         return out
+
+    def matrices(self) -> dict[str, np.ndarray]:
+        """The summary's K x K matrices (confident joint, noise matrix...) by their place in summary.json.
+
+        Written to :data:`MATRICES_FILE` by :func:`labelqa.write_report`; above
+        :data:`MATRIX_INLINE_CLASSES` classes they are ``null`` in :meth:`summary`.
+        """
+        return summary_matrices(self.outcomes, self.primary, len(self.classes))

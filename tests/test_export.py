@@ -23,7 +23,7 @@ def run(argv, capsys):
 @pytest.fixture
 def report(noisy_parquet, tmp_path, capsys):
     path, flipped = noisy_parquet
-    code, _, err = run(["scan", path, "-o", tmp_path / "rep", "-q"], capsys)
+    code, _, err = run(["scan", path, "-o", tmp_path / "rep", "-q", "--csv"], capsys)
     assert code == 0, err
     return tmp_path / "rep"
 

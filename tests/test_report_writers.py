@@ -24,7 +24,7 @@ def toy():
 
 def test_writes_all_files(toy, tmp_path):
     out = tmp_path / "rep"
-    written = write_report(toy, out)
+    written = write_report(toy, out, csv=True)
     assert sorted(p.name for p in written) == sorted(REPORT_FILES)
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)  # no temp leftovers
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -157,7 +157,7 @@ def test_issue_files_in_batches_and_halves_have_the_bytes_of_one_encoding(tmp_pa
     })
     monkeypatch.setattr(writers, "CSV_SPLIT_ROWS", 10)
     (tmp_path / "split").mkdir()
-    with writers.IssueFiles(tmp_path / "split") as files:
+    with writers.IssueFiles(tmp_path / "split", csv=True) as files:
         for start in (0, 5, 400, 401):  # a batch of 5 (one encoding), others split in halves
             stop = {0: 5, 5: 400, 400: 401, 401: n}[start]
             files.write(table.slice(start, stop - start))
@@ -166,3 +166,122 @@ def test_issue_files_in_batches_and_halves_have_the_bytes_of_one_encoding(tmp_pa
     assert pq.read_table(tmp_path / "split" / "issues.parquet").equals(table)
     back = pacsv.read_csv(tmp_path / "split" / "issues.csv")
     assert back.num_rows == n and back.column("id").to_pylist() == list(range(n))
+
+
+# --------------------------------------------------------------------------- files sized to what people read
+def test_issues_csv_only_when_asked(toy, tmp_path, capsys):
+    """Default: issues.parquet alone holds the rows; csv=True / --csv / [scan] csv = true add issues.csv."""
+    from labelqa.cli.app import main
+
+    plain = write_report(toy, tmp_path / "plain")
+    assert "issues.csv" not in {p.name for p in plain}
+    assert not (tmp_path / "plain" / "issues.csv").exists()
+    with_csv = write_report(toy, tmp_path / "csv", csv=True)
+    assert tmp_path / "csv" / "issues.csv" in with_csv
+    assert pacsv.read_csv(tmp_path / "csv" / "issues.csv").num_rows == 10
+    # the same files otherwise
+    assert {p.name for p in with_csv} - {p.name for p in plain} == {"issues.csv"}
+    # CLI flag and configuration key
+    data = tmp_path / "d.parquet"
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"label": TOY_LABELS, "pred_probs": [list(r) for r in TOY_PROBS]}), data)
+    assert main(["scan", str(data), "-o", str(tmp_path / "cli"), "-q"]) == 0
+    assert not (tmp_path / "cli" / "issues.csv").exists()
+    assert main(["scan", str(data), "-o", str(tmp_path / "cli2"), "-q", "--csv"]) == 0
+    assert (tmp_path / "cli2" / "issues.csv").is_file()
+    (tmp_path / "labelqa.toml").write_text("[scan]\ncsv = true\n")
+    config = str(tmp_path / "labelqa.toml")
+    assert main(["scan", str(data), "-o", str(tmp_path / "cli3"), "-q", "--config", config]) == 0
+    assert (tmp_path / "cli3" / "issues.csv").is_file()
+
+
+def _many_classes(n: int, k: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)).astype(np.float32)
+    logits[np.arange(n), true] += 4
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    given = true.copy()
+    flip = rng.random(n) < 0.1
+    given[flip] = rng.integers(0, k, int(flip.sum()))
+    return given, probs
+
+
+@pytest.mark.slow
+def test_summary_json_stays_small_at_1000_classes_and_matrices_round_trip(tmp_path):
+    """K = 1,000: summary.json under 1 MB; the K x K matrices in matrices.npy (no pickle), exactly the scan's."""
+    from labelqa.report.folder import read_matrices, read_summary, write_html
+    from labelqa.result import MATRICES_FILE
+
+    given, probs = _many_classes(8000, 1000)
+    result = scan(LabelData.from_arrays(given, probs))
+    out = tmp_path / "rep"
+    write_report(result, out)
+    assert (out / "summary.json").stat().st_size < 1_000_000
+    summary = read_summary(out)
+    assert summary["noise_matrix"] is None and summary["matrices"]["inline"] is False
+    cl = summary["detectors"]["cl"]["summary"]
+    index = summary["matrices"]["index"]
+    moved = [key for key, v in cl.items() if v is None and f"detectors.cl.summary.{key}" in index]
+    assert {"confident_joint", "noise_matrix"} <= set(moved)
+    stack = np.load(out / MATRICES_FILE, allow_pickle=False)
+    assert stack.dtype == np.float64 and stack.shape == tuple(summary["matrices"]["shape"])
+    back = read_matrices(out, summary)
+    own = result.outcomes["cl"].summary
+    for key in moved:
+        assert np.array_equal(back[f"detectors.cl.summary.{key}"], np.asarray(own[key], dtype=np.float64)), key
+    assert np.array_equal(back["noise_matrix"], back["detectors.cl.summary.noise_matrix"])
+    # the noise matrix is stored once, for both places that name it
+    assert index["noise_matrix"] == index["detectors.cl.summary.noise_matrix"]
+    assert stack.shape[0] == len(set(index.values()))
+    # the page rebuilt from the folder equals the one the scan wrote (the heatmap reads the file)
+    written = (out / "report.html").read_text(encoding="utf-8")
+    assert "Noise matrix" in written
+    write_html(out)
+    assert (out / "report.html").read_text(encoding="utf-8") == written
+
+
+def test_matrices_inline_at_few_classes_equal_the_file(toy, tmp_path):
+    """K <= MATRIX_INLINE_CLASSES: summary.json keeps the matrices (people read them) and matrices.npy too."""
+    from labelqa.report.folder import read_summary
+    from labelqa.result import MATRICES_FILE, MATRIX_INLINE_CLASSES
+
+    assert len(toy.classes) <= MATRIX_INLINE_CLASSES
+    out = tmp_path / "rep"
+    write_report(toy, out)
+    summary = read_summary(out)
+    stack = np.load(out / MATRICES_FILE, allow_pickle=False)
+    assert summary["matrices"]["inline"] is True
+    for path, i in summary["matrices"]["index"].items():
+        node = summary
+        for key in path.split("."):
+            node = node[key]
+        assert np.allclose(np.asarray(node, dtype=np.float64), stack[i], rtol=0, atol=0), path
+    assert summary["noise_matrix"] == summary["detectors"]["cl"]["summary"]["noise_matrix"]
+
+
+def test_a_missing_or_foreign_matrices_file_is_a_clear_error(tmp_path):
+    from labelqa.errors import LabelqaError
+    from labelqa.report.folder import read_matrices, read_summary, write_html
+    from labelqa.result import MATRICES_FILE, MATRIX_INLINE_CLASSES
+
+    k = MATRIX_INLINE_CLASSES + 5
+    given, probs = _many_classes(2000, k, seed=1)
+    out = tmp_path / "rep"
+    write_report(scan(LabelData.from_arrays(given, probs)), out)
+    summary = read_summary(out)
+    assert summary["matrices"]["inline"] is False
+    (out / MATRICES_FILE).unlink()
+    with pytest.raises(LabelqaError, match="no matrices.npy"):
+        write_html(out)
+    np.save(out / MATRICES_FILE, np.zeros((1, k, k - 1)))
+    with pytest.raises(LabelqaError, match="shape"):
+        read_matrices(out, summary)
+    np.save(out / MATRICES_FILE, np.array([{"a": 1}], dtype=object), allow_pickle=True)  # never unpickled
+    with pytest.raises(LabelqaError, match="cannot read"):
+        read_matrices(out, summary)
+    (out / MATRICES_FILE).write_bytes(b"not numpy")
+    with pytest.raises(LabelqaError, match="cannot read"):
+        read_matrices(out, summary)

@@ -59,7 +59,13 @@ def test_issues_table_on_toy():
     result = toy_result()
     table = result.issues_table()
     assert table.column_names[: len(ISSUE_COLUMNS)] == list(ISSUE_COLUMNS)
-    assert {"cl_score", "cl_issue"} <= set(table.column_names)
+    # one detector: its score and flag are label_quality and is_label_issue, not repeated under cl_*
+    assert not {"cl_score", "cl_issue"} & set(table.column_names)
+    columns = [table.column(c).combine_chunks() for c in table.column_names]
+    for i in range(len(columns)):
+        for j in range(i + 1, len(columns)):
+            assert not (columns[i].type == columns[j].type and columns[i].equals(columns[j])), \
+                (table.column_names[i], table.column_names[j])
     rows = table.to_pylist()
     assert [r["is_label_issue"] for r in rows] == [i == 2 for i in range(10)]
     flagged = rows[2]
@@ -84,7 +90,7 @@ def test_summary_is_json_and_consistent():
     given, _, probs, _ = noisy_dataset(n=1500, k=5, seed=3)
     result = scan(LabelData.from_arrays(given, probs))
     summary = json.loads(json.dumps(result.summary(), allow_nan=False))
-    assert summary["schema_version"] == 2
+    assert summary["schema_version"] == 3
     assert summary["rows"] == 1500 and summary["n_classes"] == 5
     assert summary["issues_found"] == int(result.is_label_issue.sum())
     assert summary["issue_rate"] == pytest.approx(summary["issues_found"] / 1500)

@@ -256,3 +256,105 @@ def test_calibration_at_large_k_keeps_class_counts():
     np.testing.assert_array_equal(cal.sum(axis=1), n)
     exact = joint / joint.sum(axis=1, keepdims=True) * n[:, None]
     assert (np.abs(cal - exact) < 1).all()
+
+
+# --------------------------------------------------------------------------- row kernels over transposed chunks
+def _plain_guess(labels, probs, thresholds):
+    """The per-row definition of the guess, written the plain way (one (n, K) bool matrix, row reductions)."""
+    cut = confident_cutoffs(thresholds, probs.dtype)
+    confident = probs >= cut
+    n_conf = confident.sum(axis=1)
+    guess = probs.argmax(axis=1)
+    single = n_conf == 1
+    guess[single] = confident[single].argmax(axis=1)
+    guess[n_conf == 0] = -1
+    k = probs.shape[1]
+    joint = np.zeros((k, k), dtype=np.int64)
+    np.add.at(joint, (labels[guess >= 0], guess[guess >= 0]), 1)
+    return guess, joint
+
+
+@st.composite
+def small_k_batches(draw):
+    """Probabilities on a coarse grid (many ties, values equal to thresholds), K <= SMALL_K, any dtype."""
+    k = draw(st.integers(1, 12))
+    n = draw(st.integers(1, 300))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    probs = (rng.integers(0, 5, size=(n, k)) / 4).astype(dtype)
+    labels = rng.integers(0, k, n)
+    thresholds = rng.choice(np.array([0.0, 0.25, 0.5, 0.75, 1.0, EMPTY_CLASS_THRESHOLD]), size=k)
+    return labels, probs, thresholds
+
+
+@FAST
+@given(small_k_batches(), st.sampled_from([1, 7, 64, 16384]), st.booleans())
+def test_joint_over_transposed_chunks_equals_the_plain_rows(batch, chunk, pass_argmax):
+    """Guesses and joint are those of the plain per-row definition, for any chunking, ties and exact cutoffs."""
+    import labelqa.stats.confident as sc
+
+    labels, probs, thresholds = batch
+    want_guess, want_joint = _plain_guess(labels, probs, thresholds)
+    old = sc._CHUNK_ROWS
+    sc._CHUNK_ROWS = chunk
+    try:
+        counts = ConfidentJointCounts(probs.shape[1])
+        guess = counts.update(labels, probs, thresholds, argmax=probs.argmax(axis=1) if pass_argmax else None)
+    finally:
+        sc._CHUNK_ROWS = old
+    assert guess.dtype == np.int64
+    assert np.array_equal(guess, want_guess)
+    assert np.array_equal(counts.joint, want_joint)
+
+
+@FAST
+@given(st.integers(1, 40), st.integers(0, 500), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31),
+       st.sampled_from([3, 100, 16384]))
+def test_row_top_equals_numpy_argmax_and_max(k, n, dtype, seed, chunk):
+    import labelqa.stats.confident as sc
+    from labelqa.stats.confident import row_top
+
+    rng = np.random.default_rng(seed)
+    probs = (rng.integers(0, 4, size=(n, k)) / 3).astype(dtype)  # ties everywhere
+    if n > 2:
+        probs[rng.integers(0, n), rng.integers(0, k)] = np.nan  # numpy's argmax: the first NaN
+        probs[rng.integers(0, n)] = -0.0
+    old = sc._CHUNK_ROWS
+    sc._CHUNK_ROWS = chunk
+    try:
+        top, best = row_top(probs)
+    finally:
+        sc._CHUNK_ROWS = old
+    assert top.dtype == np.int64 and best.dtype == probs.dtype
+    assert np.array_equal(top, probs.argmax(axis=1))
+    assert np.array_equal(best, probs.max(axis=1) if n else best, equal_nan=True)
+
+
+@FAST
+@given(st.integers(1, 30), st.integers(1, 400), st.integers(0, 2**31), st.sampled_from([1, 5, 1 << 20]))
+def test_class_sums_exact_in_any_chunking(k, n, seed, rows):
+    """The float64 bincount of whole numbers equals the int64 sums (np.add.at), whatever the chunk size."""
+    import labelqa.stats.confident as sc
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    p = rng.random(n)
+    p[rng.random(n) < 0.3] = 1.0  # the largest fixed-point value, 2**32
+    want = np.zeros(k, dtype=np.int64)
+    np.add.at(want, labels, np.rint(p * sc.PROB_SCALE).astype(np.int64))
+    old = sc._EXACT_FLOAT_ROWS
+    sc._EXACT_FLOAT_ROWS = rows
+    try:
+        got = ClassProbSums(k).update_given(labels, p)
+    finally:
+        sc._EXACT_FLOAT_ROWS = old
+    assert np.array_equal(got.sums, want)
+    assert np.array_equal(got.counts, np.bincount(labels, minlength=k))
+
+
+def test_class_sums_exact_at_two_million_rows_of_one_class():
+    """2**21 rows of probability 1 in one class: 2**53, where float64 sums of one chunk would stop being exact."""
+    n = 1 << 21
+    sums = ClassProbSums(2).update_given(np.zeros(n, dtype=np.int64), np.ones(n))
+    assert sums.sums[0] == n * (1 << 32) and sums.thresholds()[0] == 1.0

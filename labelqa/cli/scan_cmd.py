@@ -38,7 +38,7 @@ def _report(s: Settings, result: Any) -> int:
     with ProgressLog(quiet=quiet or fmt != "human", verbose=s["verbose"]) as log:
         log(f"writing report to {out}/")
         labelqa.write_report(result, out, show_cols=s["show_cols"], id_col=s["id_col"],
-                             csv_formulas=s["csv_formulas"])
+                             csv=s["csv"], csv_formulas=s["csv_formulas"])
         summary = result.summary()
         log(f"done: {summary['issues_found']:,} of {summary['rows']:,} rows flagged")
     warning = (summary.get("models") or {}).get("warning")
@@ -79,7 +79,8 @@ def _report(s: Settings, result: Any) -> int:
     return EXIT_OK
 
 
-scan = command("scan", run, """Find label issues in DATA and write a report (report.html, issues.parquet/.csv, summary.json/.md).
+scan = command("scan", run, """Find label issues in DATA and write a report (report.html, issues.parquet,
+    summary.json/.md; issues.csv with --csv).
 
     Option defaults can come from the scan and gate tables of a labelqa.toml
     (or tool.labelqa.scan / tool.labelqa.gate in pyproject.toml); flags given on the command line win.

@@ -7,14 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labelqa.atomic import write_atomic
 from labelqa.errors import LabelqaError
 from labelqa.report.html import file_histogram, render_html
+from labelqa.result import MATRICES_FILE, with_matrices
 
-__all__ = ["read_issues", "read_summary", "write_html"]
+__all__ = ["read_issues", "read_matrices", "read_summary", "write_html"]
 
 
 _REWRITE = "re-run `labelqa scan` to rewrite the report"
@@ -168,6 +170,40 @@ def validate_summary(summary: dict[str, Any], spath: str) -> None:
                            f"({summary['n_classes']}) class names", _REWRITE)
 
 
+def read_matrices(report_dir: str | Path, summary: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The K x K matrices of a report folder (matrices.npy), by their place in summary.json.
+
+    summary.json's ``matrices`` entry says where each one belongs
+    (``{"index": {"noise_matrix": 2, "detectors.cl.summary.confident_joint": 0, ...}}``); the file is read
+    with ``allow_pickle=False``. A report without matrices (no entry), or whose summary.json holds them
+    inline (``"inline": true``, few classes), gives ``{}``; put them back with
+    :func:`labelqa.result.with_matrices`.
+
+    Raises:
+        LabelqaError: The entry is malformed, or the file is missing, unreadable or of another shape.
+    """
+    entry = summary.get("matrices")
+    if entry is None or (isinstance(entry, dict) and entry.get("inline") is True):
+        return {}  # none, or summary.json holds them too (few classes)
+    k = summary.get("n_classes")
+    index = entry.get("index") if isinstance(entry, dict) else None
+    path = Path(report_dir) / str(entry.get("file", "")) if isinstance(entry, dict) else None
+    if (not isinstance(index, dict) or not isinstance(k, int) or path is None or path.name != MATRICES_FILE
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in index.values())):
+        raise LabelqaError(f"{report_dir}/summary.json: malformed 'matrices' entry", _REWRITE)
+    if not path.is_file():
+        raise LabelqaError(f"no {MATRICES_FILE} in report folder {report_dir} (summary.json refers to it)", _REWRITE)
+    try:
+        stack = np.load(path, allow_pickle=False, mmap_mode="r")
+    except Exception as exc:  # noqa: BLE001 - numpy raises several types for corrupt files
+        raise LabelqaError(f"cannot read {path}: {_first_line(exc)}", _REWRITE) from exc
+    m = max(index.values(), default=-1) + 1
+    if stack.dtype != np.float64 or stack.ndim != 3 or stack.shape[1:] != (k, k) or stack.shape[0] < m:
+        raise LabelqaError(f"{path} holds a {stack.dtype} array of shape {stack.shape}, not the {m} x {k} x {k} "
+                           "matrices summary.json names", _REWRITE)
+    return {name: np.asarray(stack[i]) for name, i in index.items()}
+
+
 def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
     """Rebuild ``report.html`` of a report folder from summary.json and issues.parquet.
 
@@ -181,7 +217,8 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
 
     report_dir = Path(report_dir)
     refuse_overwriting_inputs([("report_dir", report_dir / name) for name in ("summary.json", "issues.parquet",
-                                                                           "evaluation.json", "shown.parquet")],
+                                                                           "evaluation.json", "shown.parquet",
+                                                                           MATRICES_FILE)],
                               out_file=report_dir / "report.html")
     path = report_dir / "issues.parquet"
     summary = read_summary(report_dir, validate=False)
@@ -204,6 +241,7 @@ def write_html(report_dir: str | Path, *, max_rows: int = 1000) -> Path:
             evaluation = json.loads(epath.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as exc:
             raise LabelqaError(f"cannot read {epath}: {exc}", "re-run `labelqa evaluate --out DIR`") from exc
+    summary = with_matrices(summary, read_matrices(report_dir, summary))  # the heatmap's noise matrix
     try:
         text = render_html(summary, issues, max_rows=max_rows, evaluation=evaluation, histogram=histogram)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a hand-edited file

@@ -193,7 +193,8 @@ def confusion_counts(summary: dict[str, Any], issues: pa.Table | None) -> tuple[
     for name in names:
         cj = ((detectors.get(name) or {}).get("summary") or {}).get("confident_joint_calibrated")
         if cj is not None and len(cj) == k and all(len(r) == k for r in cj):
-            return [[float(v) for v in r] for r in cj], (
+            # an array from matrices.npy (large K) or nested lists (inline): the same floats either way
+            return np.asarray(cj, dtype=np.float64).tolist(), (
                 f"Calibrated confident joint of the {name!r} detector: estimated row counts by given label "
                 "(rows) and suggested, i.e. likely true, label (columns). Off-diagonal cells are likely label errors."
             )

@@ -21,24 +21,27 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from labelqa.atomic import check_report_folder, located, publish, staging_dir
+from labelqa.errors import LabelqaError
 from labelqa.report.folder import read_issues
 from labelqa.report.html import QualityHistogram, file_histogram, render_html
 from labelqa.report.escape import neutralize_formulas
 from labelqa.report.markdown import render_markdown
 from labelqa.report.textlists import lists_to_text
 from labelqa.report.toprows import TopRows
-from labelqa.result import ScanResult
+from labelqa.result import MATRICES_FILE, ScanResult, stack_matrices, with_matrices
 
 __all__ = ["CSV_SPLIT_ROWS", "HTML_ROWS", "REPORT_FILES", "IssueFiles", "read_issues", "summary_json",
            "write_report"]
 
-#: Report files written by :func:`write_report`.
-REPORT_FILES = ("issues.parquet", "issues.csv", "summary.json", "summary.md", "report.html")
+#: Report files written by :func:`write_report` (issues.csv only with ``csv=True``, matrices.npy only when
+#: a detector reports K x K matrices).
+REPORT_FILES = ("issues.parquet", "issues.csv", "summary.json", "matrices.npy", "summary.md", "report.html")
 
 #: Best-ranked issues listed in report.html (summary.md lists the first 20 of them).
 HTML_ROWS = 1000
@@ -72,7 +75,7 @@ def write_report(
     result: ScanResult,
     out_dir: str | Path,
     *,
-    csv: bool = True,
+    csv: bool = False,
     evaluation: dict[str, Any] | None = None,
     summary: dict[str, Any] | None = None,
     csv_formulas: bool = False,
@@ -91,7 +94,9 @@ def write_report(
             there is replaced as a whole (its files, evaluation.json
             included, are removed); a folder holding files labelqa does not
             write is refused (see :func:`labelqa.atomic.check_report_folder`).
-        csv: Also write issues.csv.
+        csv: Also write issues.csv (every row, like issues.parquet; the CLI's ``--csv``). Off by
+            default: issues.parquet is complete, and at a million rows the CSV is ~5x larger and
+            takes most of the report's writing time.
         evaluation: An evaluation (``labelqa evaluate``): written as
             evaluation.json and shown in summary.md and report.html.
         summary: The summary to write instead of ``result.summary()``.
@@ -126,6 +131,9 @@ def write_report(
             result.keep_top(top_rows)
             if summary is None:
                 summary = result.summary()
+            matrices = result.matrices()
+            if matrices:
+                np.save(tmp / MATRICES_FILE, stack_matrices(matrices), allow_pickle=False)
             _write_text(tmp / "summary.json", summary_json(summary))
             _write_text(tmp / "summary.md", render_markdown(summary, top_rows, evaluation=evaluation))
             if evaluation is not None:
@@ -135,7 +143,8 @@ def write_report(
             hist = histogram.result()
         if hist is None and files.rows:  # scores outside [0, 1] over several batches: bins need their range
             hist = file_histogram(tmp / "issues.parquet")
-        _write_text(tmp / "report.html", render_html(summary, top_rows, evaluation=evaluation, histogram=hist))
+        full = with_matrices(summary, matrices) if matrices else summary  # the heatmap reads the noise matrix
+        _write_text(tmp / "report.html", render_html(full, top_rows, evaluation=evaluation, histogram=hist))
         written = publish(tmp, out_dir)  # the whole folder: no shown.parquet of an earlier scan survives
     return written
 
@@ -177,7 +186,7 @@ class IssueFiles:
     bytes are those of one encoder).
     """
 
-    def __init__(self, folder: Path, *, csv: bool = True, csv_formulas: bool = False) -> None:
+    def __init__(self, folder: Path, *, csv: bool = False, csv_formulas: bool = False) -> None:
         self.folder = folder
         self.csv = csv
         self.csv_formulas = csv_formulas

@@ -44,6 +44,7 @@ __all__ = [
     "estimate_latent",
     "noise_rate",
     "round_rows",
+    "row_top",
     "scale_rows_to",
 ]
 
@@ -90,6 +91,113 @@ def confident_cutoffs(thresholds: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return cut
     low = cut.astype(dtype)
     return np.where(low.astype(np.float64) < cut, np.nextafter(low, dtype.type(np.inf)), low)
+
+
+#: Up to this many classes, row reductions (argmax, max, confident counts) run over transposed chunks: a
+#: reduction along 10-wide rows costs numpy a loop per row, the same work over K contiguous columns of a
+#: cache-sized chunk is K vectorised passes (3-4x faster at K = 10, identical results).
+SMALL_K = 32
+#: Rows of a transposed chunk: K x 16,384 float32 (640 KB at K = 10) stays in the L2 cache.
+_CHUNK_ROWS = 16384
+#: Rows whose fixed-point sums stay exact in float64 (each term < 2**32 + 1, so partial sums < 2**53).
+_EXACT_FLOAT_ROWS = 1 << 20
+
+
+def _columns(block: np.ndarray) -> np.ndarray:
+    """``block`` transposed into a C-contiguous ``(K, rows)`` copy."""
+    return np.ascontiguousarray(block.T)
+
+
+def _running_argmax(cols: np.ndarray, best: np.ndarray, where: np.ndarray, scratch: np.ndarray,
+                    flag: np.ndarray) -> None:
+    """Fill ``best`` (the row maxima) and ``where`` (uint8: their first column) from the columns of a chunk.
+
+    ``where`` moves to column ``j`` only where ``cols[j] > best`` (strictly): the lowest index wins ties,
+    as :func:`numpy.argmax`. The update is arithmetic (``w += (j - w) * flag``), with no masked writes.
+    """
+    np.copyto(best, cols[0])
+    where[:] = 0
+    for j in range(1, cols.shape[0]):
+        col = cols[j]
+        np.greater(col, best, out=flag)
+        np.maximum(best, col, out=best)
+        np.subtract(np.uint8(j), where, out=scratch)
+        np.multiply(scratch, flag.view(np.uint8), out=scratch)
+        where += scratch
+
+
+def row_top(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs.argmax(axis=1), probs.max(axis=1))``, the same values, faster at small K.
+
+    At most :data:`SMALL_K` columns the rows are reduced over transposed
+    chunks (see :data:`SMALL_K`); a chunk holding NaN (where numpy's argmax
+    picks the first NaN) is reduced by numpy itself. Wider rows: numpy.
+
+    Args:
+        probs: Shape ``(n, K)`` floats.
+
+    Returns:
+        ``(argmax, max)``: int64 column of each row's maximum (lowest on ties), and the maximum in ``probs``' dtype.
+    """
+    probs = np.asarray(probs)
+    n, k = probs.shape
+    if k > SMALL_K or k == 0 or n == 0 or probs.dtype.kind != "f":
+        top = probs.argmax(axis=1) if k else np.zeros(n, dtype=np.int64)
+        return top.astype(np.int64, copy=False), (probs[np.arange(n), top] if k else np.zeros(n, probs.dtype))
+    arg = np.empty(n, dtype=np.uint8)
+    best = np.empty(n, dtype=probs.dtype)
+    step = min(_CHUNK_ROWS, n)
+    scratch, flag = np.empty(step, dtype=np.uint8), np.empty(step, dtype=bool)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        m = stop - start
+        _running_argmax(_columns(probs[start:stop]), best[start:stop], arg[start:stop], scratch[:m], flag[:m])
+        if np.isnan(best[start:stop]).any():
+            chunk = probs[start:stop]
+            arg[start:stop] = chunk.argmax(axis=1)
+            best[start:stop] = chunk[np.arange(m), arg[start:stop]]
+    return arg.astype(np.int64), best
+
+
+def _confident_guess(probs: np.ndarray, cut: np.ndarray, argmax: np.ndarray | None) -> np.ndarray:
+    """The guessed true label of each row (see :class:`ConfidentJointCounts`), over transposed chunks.
+
+    Per chunk and class ``j``: ``conf = p_j >= cut_j`` adds to the row's count of confident classes and moves
+    its "last confident class" to ``j``; with the argmax (given, or found in the same pass) the guess is
+    ``-1`` (none), that class (one), or the argmax (several).
+    """
+    n, k = probs.shape
+    guess = np.empty(n, dtype=np.int64)
+    step = min(_CHUNK_ROWS, n)
+    count, last, scratch = (np.empty(step, dtype=np.uint8) for _ in range(3))
+    flag = np.empty(step, dtype=bool)
+    top = np.empty(step, dtype=np.uint8)
+    best = np.empty(step, dtype=probs.dtype)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        m = stop - start
+        cols = _columns(probs[start:stop])
+        c, w, sc, f = count[:m], last[:m], scratch[:m], flag[:m]
+        c[:] = 0
+        w[:] = 0
+        for j in range(k):
+            np.greater_equal(cols[j], cut[j], out=f)
+            fv = f.view(np.uint8)
+            c += fv
+            np.subtract(np.uint8(j), w, out=sc)
+            np.multiply(sc, fv, out=sc)
+            w += sc
+        out = guess[start:stop]
+        if argmax is None:
+            _running_argmax(cols, best[:m], top[:m], sc, f)
+            out[:] = top[:m]
+            if np.isnan(best[:m]).any():
+                out[:] = probs[start:stop].argmax(axis=1)
+        else:
+            out[:] = argmax[start:stop]
+        np.copyto(out, w, where=c == 1, casting="unsafe")
+        out[c == 0] = -1
+    return guess
 
 
 @dataclass
@@ -148,9 +256,12 @@ class ClassProbSums:
             raise ValueError(f"given_probs must have shape {labels.shape}, got {self_conf.shape}")
         if labels.size == 0:
             return self
-        fixed = np.rint(self_conf * PROB_SCALE).astype(np.int64)
-        # Integer (not float) accumulation: exact, so order-independent.
-        np.add.at(self.sums, labels, fixed)
+        fixed = np.rint(self_conf * PROB_SCALE)  # whole numbers in [0, 2**32] (as floats)
+        # Exact, so order-independent: float64 sums of whole numbers are exact below 2**53, which chunks of
+        # _EXACT_FLOAT_ROWS rows never reach; each chunk's sums are then added as integers.
+        for start in range(0, labels.size, _EXACT_FLOAT_ROWS):
+            sl = slice(start, start + _EXACT_FLOAT_ROWS)
+            self.sums += np.bincount(labels[sl], weights=fixed[sl], minlength=self.n_classes).astype(np.int64)
         self.counts += np.bincount(labels, minlength=self.n_classes)
         return self
 
@@ -226,6 +337,15 @@ class ConfidentJointCounts:
         if pred_probs.dtype.kind != "f":
             pred_probs = pred_probs.astype(np.float64)
         cut = confident_cutoffs(np.asarray(thresholds, dtype=np.float64), pred_probs.dtype)
+        if argmax is not None:
+            argmax = np.asarray(argmax)
+            if argmax.shape != (n,):
+                raise ValueError(f"argmax must have shape ({n},), got {argmax.shape}")
+        if k <= SMALL_K:  # the row reductions over transposed chunks (same guesses as below)
+            guess = _confident_guess(pred_probs, cut, argmax)
+            counted = guess >= 0
+            self.joint += np.bincount(labels[counted] * k + guess[counted], minlength=k * k).reshape(k, k)
+            return guess
         confident = pred_probs >= cut  # the one (n, K) temporary, bool
         # Summing the bools as small unsigned ints is faster than count_nonzero(axis=1).
         acc = np.uint8 if k < 1 << 8 else np.uint16 if k < 1 << 16 else np.int64
