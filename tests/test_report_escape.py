@@ -142,14 +142,25 @@ def test_terminal_text_never_yields_a_control_character(text):
         assert out == text  # printable text is shown as it is
 
 
-@settings(max_examples=200, deadline=None)
-@given(SPICY)
-def test_terminal_markup_prints_the_text_itself(text):
+def _printed_in_a_tag(text: str) -> str:
     from io import StringIO
 
-    from rich.console import Console
+    from labelqa.cli.console import stdout_console
 
-    buf = StringIO()
-    Console(file=buf, width=10_000, color_system=None, highlight=False, soft_wrap=True).print(
-        f"[bold]{terminal_markup(text)}[/bold]", end="")  # as the commands use it: inside a tag
-    assert buf.getvalue() == terminal_text(text)
+    console = stdout_console()  # the commands' own console settings (no emoji codes, no highlighting)
+    console.file = StringIO()
+    console.width = 10_000
+    console.print(f"[bold]{terminal_markup(text)}[/bold]", end="")  # as the commands use it: inside a tag
+    return console.file.getvalue()
+
+
+@pytest.mark.parametrize("text", ["\\[", "a\\[b", "\\\\[", "\\[[a]", "[a\\[b]", "\\[a]", "[bold]x",
+                                  "x\\", ":smile:", ":warning: [red]no[/red]"])
+def test_terminal_markup_prints_brackets_backslashes_and_emoji_codes_as_written(text):
+    assert _printed_in_a_tag(text) == text
+
+
+@settings(max_examples=400, deadline=None)
+@given(SPICY)
+def test_terminal_markup_prints_the_text_itself(text):
+    assert _printed_in_a_tag(text) == terminal_text(text)

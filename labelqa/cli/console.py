@@ -103,7 +103,7 @@ def stdout_console() -> Console:
     """Console for results (stdout)."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, emoji=False)
 
 
 class ProgressLog:
@@ -126,7 +126,7 @@ class ProgressLog:
         if self._stderr is None:
             from rich.console import Console
 
-            self._stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+            self._stderr = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         return self._stderr
 
     def __call__(self, message: str) -> None:

@@ -18,7 +18,7 @@ def run(s: Settings) -> int:
 
     from labelqa.train.pipeline import train_from_file
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, emoji=False)
     bar = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), console=err,
                    disable=s["quiet"] or not err.is_terminal, transient=False)

@@ -43,11 +43,12 @@ _FORMULA_START = r"^[=+\-@\t\r]"
 _PLAIN_NUMBER = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 _PLAIN_NUMBER_RE = re.compile(_PLAIN_NUMBER)
 
+# a rich markup tag (rich.markup's own pattern) with the backslashes before it, or else a bracket
+# after backslashes (rich drops the backslash of any "\\[" in plain text)
+_RICH_TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])|(\\+)\[")
+
 # C0 controls, DEL, C1 controls (CSI, OSC... as single bytes), and the Unicode bidi/format controls
 # that reorder or hide text ("Trojan source"), plus line and paragraph separators.
-# a rich markup tag (rich.markup's own pattern) with the backslashes before it
-_RICH_TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
-
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 # Markdown: every character that can open an inline construct or end a table cell.
@@ -78,15 +79,22 @@ def terminal_text(value: Any, keep: str = "") -> str:
     return _CONTROL_RE.sub(_visible, text)
 
 
+def _escape_rich(match: re.Match[str]) -> str:
+    if match.group(2) is not None:
+        return f"{match.group(1)}{match.group(1)}\\{match.group(2)}"
+    return f"{match.group(3)}\\["
+
+
 def terminal_markup(value: Any) -> str:
     """:func:`terminal_text`, with rich markup (``[bold]``) escaped, for a rich markup string where it is
     followed by a tag (``f"[bold]{terminal_markup(path)}[/bold]"``).
 
-    rich reads backslashes only right before a tag: those before a tag-like ``[...]`` of the text are
-    doubled and one more escapes it; a trailing run is doubled so the closing tag stays a tag (rich's
-    own ``escape`` gets runs of two or more wrong).
+    rich reads backslashes right before a tag: those before a tag-like ``[...]`` of the text are
+    doubled and one more escapes it; elsewhere it drops one backslash before any ``[``, so one more is
+    added there; a trailing run is doubled so the closing tag stays a tag (rich's own ``escape`` gets
+    runs of two or more wrong). Consoles are made with ``emoji=False`` so ``:smile:`` stays text.
     """
-    text = _RICH_TAG.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", terminal_text(value))
+    text = _RICH_TAG.sub(_escape_rich, terminal_text(value))
     trailing = len(text) - len(text.rstrip("\\"))
     return text + "\\" * trailing
 
