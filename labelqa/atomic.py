@@ -51,6 +51,10 @@ __all__ = ["LEFTOVER_PATTERN", "REPORT_NAMES", "check_report_folder", "live_path
 REPORT_NAMES = frozenset({"issues.parquet", "issues.csv", "summary.json", "matrices.npy", "summary.md", "report.html",
                           "evaluation.json", "shown.parquet"})
 
+#: Default names of ``labelqa export``'s review files: kept out of a new report's folder, since a
+#: reviewer may be working in them (the scan refuses the folder and says what they are).
+REVIEW_EXPORT_PATTERN = re.compile(r"^review(-argilla)?(\.settings)?\.(json|xml|csv|jsonl)$")
+
 #: Names of labelqa's temporary files and folders: ``.labelqa-<kind>.<pid>.<hex>.<destination name>``.
 LEFTOVER_PATTERN = re.compile(r"^\.labelqa-(stage|old|tmp)\.(\d+)\.([0-9a-f]{8})\.(.*)$", re.DOTALL)
 
@@ -230,6 +234,11 @@ def check_report_folder(out_dir: str | os.PathLike[str]) -> Path:
             raise LabelqaError(f"cannot list the output folder {given}: {exc.strerror or exc}",
                                "choose a readable and writable --out folder") from None
         foreign = [n for n in names if n not in REPORT_NAMES and not LEFTOVER_PATTERN.match(n)]
+        if foreign and all(REVIEW_EXPORT_PATTERN.match(n) for n in foreign):
+            raise LabelqaError(
+                f"output folder {given} holds review files from labelqa export ({', '.join(map(repr, foreign))}), "
+                "which a new report would make stale and may hold reviewers' work",
+                "move them out of the folder or choose a new --out folder")
         if foreign:
             shown = ", ".join(repr(n) for n in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise LabelqaError(

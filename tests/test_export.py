@@ -340,3 +340,20 @@ def test_argilla_multilabel_export_is_a_multi_label_question(tmp_path, capsys, m
     assert isinstance(q, rg.MultiLabelQuestion)
     for record in records:
         assert set(rg.Record.from_dict(record).suggestions["label"].value) <= set(q.labels)
+
+
+def test_a_new_scan_into_a_folder_holding_review_files_says_so_and_keeps_them(noisy_parquet, report, capsys):
+    """The default export lands in the report folder; a re-scan there would leave it stale, and a reviewer may
+    be editing it: refused with a line naming the review files, which stay as they were."""
+    path, _ = noisy_parquet
+    for to in ("label-studio", "csv"):
+        assert run(["export", report, "--to", to, "--top", "5"], capsys)[0] == 0
+    review = {p.name: p.read_bytes() for p in report.iterdir() if p.name.startswith("review")}
+    assert set(review) == {"review.json", "review.xml", "review.csv"}
+    code, _, err = run(["scan", path, "-o", report, "-q"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "review files from labelqa export" in err and "'review.csv'" in err and "move them out" in err
+    assert {p.name: p.read_bytes() for p in report.iterdir() if p.name.startswith("review")} == review
+    for name in review:
+        (report / name).rename(report.parent / name)
+    assert run(["scan", path, "-o", report, "-q"], capsys)[0] == 0
