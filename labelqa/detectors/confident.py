@@ -56,7 +56,7 @@ from labelqa.detectors.base import (
 from labelqa.detectors.base import run_on_block
 from labelqa import options
 from labelqa.errors import LabelqaError
-from labelqa.parallel import MIN_PARALLEL_ELEMENTS, thread_map
+from labelqa.parallel import MIN_PARALLEL_ELEMENTS, row_ranges, thread_map
 from labelqa.stats.confident import (
     PROB_SCALE,
     ClassProbSums,
@@ -174,7 +174,12 @@ def _chunks(n_rows: int, n_cols: int) -> Iterator[slice]:
 
 # --------------------------------------------------------------------------- per-row state of a block
 class _BlockRows:
-    """Per-row quantities of one block, computed once per block (and thresholds)."""
+    """Per-row quantities of one block, computed once per block (and thresholds).
+
+    One threaded pass over the matrix (:func:`_confident_joint`) gives the confident
+    joint, the guesses, the row maxima, the agreement masks and the block's
+    candidate tallies.
+    """
 
     def __init__(self, block: Block, thresholds: np.ndarray) -> None:
         self.labels = np.asarray(block.labels, dtype=np.int64)
@@ -183,17 +188,13 @@ class _BlockRows:
         self.thresholds = thresholds
         self.self_conf = self_confidence(block)
         self.max_prob = np.empty(self.n, dtype=self.probs.dtype)
-        self.joint, self.guess = _confident_joint(self.labels, self.probs, thresholds, self.max_prob)
-
-    @cached_property
-    def agrees(self) -> np.ndarray:
-        """Prediction agrees with the label: ``p_{i,s_i} >= max_k p_ik - 1e-6`` (ties favour the label)."""
-        return self.self_conf.astype(np.float64) >= self.max_prob.astype(np.float64) - AGREEMENT_TOLERANCE
-
-    @cached_property
-    def disagrees_strictly(self) -> np.ndarray:
-        """``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class."""
-        return self.max_prob > self.self_conf
+        #: ``p_{i,s_i} >= max_k p_ik - 1e-6``: the prediction agrees with the label (ties favour the label)
+        self.agrees = np.empty(self.n, dtype=bool)
+        #: ``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class
+        self.disagrees_strictly = np.empty(self.n, dtype=bool)
+        self.joint, self.guess, self.tallies, self.unc_weight = _confident_joint(
+            self.labels, self.probs, thresholds, self.max_prob, _RowOutputs(self.self_conf, self.agrees,
+                                                                            self.disagrees_strictly))
 
     @cached_property
     def off_diagonal(self) -> np.ndarray:
@@ -239,30 +240,69 @@ def _block_rows(block: Block, thresholds: np.ndarray) -> _BlockRows:
     return block.cached(("cl.rows", thresholds.tobytes()), lambda: _BlockRows(block, thresholds))
 
 
+@dataclass
+class _RowOutputs:
+    """What the detector's row pass fills besides the joint: agreement masks from ``p_{i,s_i}``."""
+
+    self_conf: np.ndarray
+    agrees: np.ndarray
+    disagrees_strictly: np.ndarray
+
+
+#: Rows per task of the confident-joint pass: many small tasks keep both threads busy to the end.
+_JOINT_TASK_ROWS = 1 << 16
+
+
 def _confident_joint(
-    labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, max_prob: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Chunked kernel updates (on threads for large inputs); also fills ``max_prob`` (row maxima) when given.
+    labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, max_prob: np.ndarray | None = None,
+    rows: _RowOutputs | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight)``.
 
-    Each chunk counts into its own partial joint; the integer partials are
-    summed, so the result does not depend on how chunks are scheduled.
+    Fills ``max_prob`` (row maxima) when given. With ``rows``, also fills the agreement masks and
+    returns, per given class, ``tallies`` ``(K, 4)``: rows that agree, disagree on ``C``'s diagonal,
+    disagree off it, disagree with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
+    of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own integer partials, which are summed: the result does not depend on how
+    chunks are scheduled.
     """
-    k = probs.shape[1]
+    n, k = probs.shape
     guess = np.empty(labels.size, dtype=np.int64)
+    if max_prob is None and rows is not None:
+        max_prob = np.empty(n, dtype=probs.dtype)
 
-    def count(sl: slice) -> np.ndarray:
-        block = probs[sl]
-        top = block.argmax(axis=1)
-        if max_prob is not None:
-            max_prob[sl] = block[np.arange(top.size), top]
+    def count(sl: slice) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         part = ConfidentJointCounts(k)
-        guess[sl] = part.update(labels[sl], block, thresholds, argmax=top)
-        return part.joint
+        lab = labels[sl]
+        g = guess[sl]
+        g[:] = part.update(lab, probs[sl], thresholds, row_max=None if max_prob is None else max_prob[sl])
+        if rows is None:
+            return part.joint, None, None
+        sc, mx = rows.self_conf[sl], max_prob[sl]  # type: ignore[index]
+        agrees = rows.agrees[sl]
+        np.greater_equal(sc.astype(np.float64), mx.astype(np.float64) - AGREEMENT_TOLERANCE, out=agrees)
+        np.greater(mx, sc, out=rows.disagrees_strictly[sl])
+        dis = ~agrees
+        unc = dis & (g < 0)
+        # code per row: 0 agrees, 1 disagrees on the diagonal, 2 disagrees off it, 3 disagrees with no guess
+        code = lab * 4
+        code += dis
+        code += dis & (g >= 0) & (g != lab)
+        code += unc * 2
+        tallies = np.bincount(code, minlength=4 * k).reshape(k, 4)
+        # whole numbers below 2**32 + 1 each: float64 sums of a task's rows are exact
+        weight = np.bincount(lab[unc], weights=dispute_weights(sc[unc], mx[unc]), minlength=k).astype(np.int64)
+        return part.joint, tallies, weight
 
     joint = np.zeros((k, k), dtype=np.int64)
-    for part in thread_map(count, _chunks(*probs.shape), parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
+    tallies = np.zeros((k, 4), dtype=np.int64)
+    weight = np.zeros(k, dtype=np.int64)
+    tasks = [slice(a, b) for a, b in row_ranges(n, _JOINT_TASK_ROWS)]
+    for part, tal, w in thread_map(count, tasks, parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
         joint += part
-    return joint, guess
+        if tal is not None:
+            tallies += tal
+            weight += w
+    return joint, guess, tallies, weight
 
 
 # --------------------------------------------------------------------------- statistics passes
@@ -303,13 +343,11 @@ class JointCounts:
 
     def update(self, rs: _BlockRows) -> JointCounts:
         self.joint += rs.joint
-        dis = ~rs.agrees
-        self.cand_png += np.bincount(rs.labels[dis], minlength=self.n_classes)
-        self.cand_cl += np.bincount(rs.labels[dis & rs.off_diagonal], minlength=self.n_classes)
-        unc = dis & (rs.guess < 0)
-        self.cand_unc += np.bincount(rs.labels[unc], minlength=self.n_classes)
-        if unc.any():
-            np.add.at(self.unc_weight, rs.labels[unc], dispute_weights(rs.self_conf[unc], rs.max_prob[unc]))
+        # rs.tallies columns: agrees, disagrees on C's diagonal, disagrees off it, disagrees and not counted in C
+        self.cand_png += rs.tallies[:, 1:].sum(axis=1)
+        self.cand_cl += rs.tallies[:, 2]
+        self.cand_unc += rs.tallies[:, 3]
+        self.unc_weight += rs.unc_weight
         return self
 
     def merge(self, other: JointCounts) -> JointCounts:
@@ -1145,7 +1183,8 @@ def compute_confident_joint(
         thr = np.asarray(thresholds, dtype=np.float64)
         if thr.shape != (k,):
             raise LabelqaError(f"thresholds must have shape ({k},), got {thr.shape}")
-    return _confident_joint(labs, probs, thr)
+    joint, guess, _, _ = _confident_joint(labs, probs, thr)
+    return joint, guess
 
 
 def find_label_issues(
