@@ -260,8 +260,8 @@ def _confident_joint(
     """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight)``.
 
     Fills ``max_prob`` (row maxima) when given. With ``rows``, also fills the agreement masks and
-    returns, per given class, ``tallies`` ``(K, 4)``: rows that agree, disagree on ``C``'s diagonal,
-    disagree off it, disagree with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
+    returns, per given class, ``tallies`` ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it,
+    with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
     of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own integer partials, which are summed: the result does not depend on how
     chunks are scheduled.
     """
@@ -279,22 +279,24 @@ def _confident_joint(
             return part.joint, None, None
         sc, mx = rows.self_conf[sl], max_prob[sl]  # type: ignore[index]
         agrees = rows.agrees[sl]
-        np.greater_equal(sc.astype(np.float64), mx.astype(np.float64) - AGREEMENT_TOLERANCE, out=agrees)
+        np.greater_equal(sc.astype(np.float64, copy=False), mx.astype(np.float64, copy=False) - AGREEMENT_TOLERANCE,
+                         out=agrees)
         np.greater(mx, sc, out=rows.disagrees_strictly[sl])
-        dis = ~agrees
-        unc = dis & (g < 0)
-        # code per row: 0 agrees, 1 disagrees on the diagonal, 2 disagrees off it, 3 disagrees with no guess
-        code = lab * 4
-        code += dis
-        code += dis & (g >= 0) & (g != lab)
-        code += unc * 2
-        tallies = np.bincount(code, minlength=4 * k).reshape(k, 4)
+        dis = np.flatnonzero(~agrees)
+        ld, gd = lab[dis], g[dis]
+        # code per disagreeing row: 0 on C's diagonal, 1 off it, 2 no guess (guess -1 differs from any label)
+        code = ld * 3
+        code += gd != ld
+        unc = gd < 0
+        code += unc
+        tallies = np.bincount(code, minlength=3 * k).reshape(k, 3)
         # whole numbers below 2**32 + 1 each: float64 sums of a task's rows are exact
-        weight = np.bincount(lab[unc], weights=dispute_weights(sc[unc], mx[unc]), minlength=k).astype(np.int64)
+        dis_unc = dis[unc]
+        weight = np.bincount(ld[unc], weights=dispute_weights(sc[dis_unc], mx[dis_unc]), minlength=k).astype(np.int64)
         return part.joint, tallies, weight
 
     joint = np.zeros((k, k), dtype=np.int64)
-    tallies = np.zeros((k, 4), dtype=np.int64)
+    tallies = np.zeros((k, 3), dtype=np.int64)
     weight = np.zeros(k, dtype=np.int64)
     tasks = [slice(a, b) for a, b in row_ranges(n, _JOINT_TASK_ROWS)]
     for part, tal, w in thread_map(count, tasks, parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
@@ -343,10 +345,10 @@ class JointCounts:
 
     def update(self, rs: _BlockRows) -> JointCounts:
         self.joint += rs.joint
-        # rs.tallies columns: agrees, disagrees on C's diagonal, disagrees off it, disagrees and not counted in C
-        self.cand_png += rs.tallies[:, 1:].sum(axis=1)
-        self.cand_cl += rs.tallies[:, 2]
-        self.cand_unc += rs.tallies[:, 3]
+        # rs.tallies columns, all disagreeing rows: on C's diagonal, off it, not counted in C
+        self.cand_png += rs.tallies.sum(axis=1)
+        self.cand_cl += rs.tallies[:, 1]
+        self.cand_unc += rs.tallies[:, 2]
         self.unc_weight += rs.unc_weight
         return self
 
@@ -764,9 +766,9 @@ class FlagRule:
         def build() -> np.ndarray:
             sub = self._disagreeing(rs, c)
             cols = np.flatnonzero(self.cells[c])
-            block = rs.probs[sub]  # (m, K) copy
-            block -= block[:, c : c + 1]
-            return block.T[cols]  # contiguous per column j
+            # the rows' values column by column (one transposed copy), then one vectorised subtraction
+            values = np.ascontiguousarray(np.take(rs.probs, sub, axis=0).T)
+            return np.subtract(values[cols], values[c])  # contiguous per column j
 
         return rs_cache(rs, ("pbnr margins", c), build)
 

@@ -196,9 +196,9 @@ def _confident_guess(probs: np.ndarray, cut: np.ndarray, argmax: np.ndarray | No
                 chunk = probs[start:stop]
                 top[:m] = chunk.argmax(axis=1)
                 b[:] = chunk[np.arange(m), top[:m]]
-        out[:] = top[:m] if argmax is None else argmax[start:stop]
-        np.copyto(out, w, where=c == 1, casting="unsafe")
-        out[c == 0] = -1
+        # no masked writes: one confident class -> w, none -> 255, which reads as -1 in int8 (K <= SMALL_K < 128)
+        pick = np.where(c == 1, w, top[:m] if argmax is None else argmax[start:stop].astype(np.uint8))
+        out[:] = np.where(c == 0, np.uint8(255), pick).view(np.int8)
     return guess
 
 
@@ -350,8 +350,11 @@ class ConfidentJointCounts:
             raise ValueError(f"row_max must have shape ({n},) and dtype {pred_probs.dtype}")
         if k <= SMALL_K:  # the row reductions over transposed chunks (same guesses as below)
             guess = _confident_guess(pred_probs, cut, argmax, row_max)
-            counted = guess >= 0
-            self.joint += np.bincount(labels[counted] * k + guess[counted], minlength=k * k).reshape(k, k)
+            # cell (s, g + 1) of a K x (K + 1) count, column 0 = not counted: no row compaction needed
+            cells = labels * (k + 1)
+            cells += guess
+            cells += 1
+            self.joint += np.bincount(cells, minlength=k * (k + 1)).reshape(k, k + 1)[:, 1:]
             return guess
         confident = pred_probs >= cut  # the one (n, K) temporary, bool
         # Summing the bools as small unsigned ints is faster than count_nonzero(axis=1).
