@@ -216,6 +216,22 @@ class _BlockRows:
         return order[starts[k] : starts[k + 1]]
 
     @cached_property
+    def disagreeing_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, starts)``: the rows with ``max_k p_ik > p_{i,s_i}``, grouped stably by label (a share of the block)."""
+        k = self.k
+        rows = np.flatnonzero(self.disagrees_strictly)
+        labels = self.labels[rows]
+        small = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
+        order = np.argsort(labels.astype(small, copy=False), kind="stable")
+        starts = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=k))])
+        return rows[order], starts
+
+    def disagreeing_rows(self, k: int) -> np.ndarray:
+        """Block positions of the rows given ``k`` whose maximum is another class's, in order."""
+        rows, starts = self.disagreeing_groups
+        return rows[starts[k] : starts[k + 1]]
+
+    @cached_property
     def normalized_margin(self) -> np.ndarray:
         return _normalized_margin(self.labels, self.probs)
 
@@ -712,7 +728,7 @@ class FlagRule:
                 self._feed_margins(acc.tops["pbnr"], rs)
         elif stage == "pbnr ties":
             for c in np.flatnonzero(self.need_count):
-                strict, tied = self._pbnr_class(rs, int(c))
+                _, strict, tied = self._pbnr_class(rs, int(c))
                 acc.counts["union"][c] += int(np.count_nonzero(strict | tied))
         elif stage == "global":
             elig = self._eligible(rs)
@@ -733,10 +749,6 @@ class FlagRule:
     def _pbnr_classes(self) -> np.ndarray:
         return np.flatnonzero(self.cells.sum(axis=1) > 0)
 
-    def _disagreeing(self, rs: _BlockRows, c: int) -> np.ndarray:
-        rows = rs.class_rows(c)
-        return rows[rs.disagrees_strictly[rows]]
-
     def _feed_margins(self, top: GroupedTop, rs: _BlockRows) -> None:
         """PBNR cuts among the rows whose argmax is not their label, vectorised over each class's cells.
 
@@ -753,7 +765,7 @@ class FlagRule:
             margins = self._margins(rs, c)
             return cells, margins.shape[1], *top.reduce_rows(cells, margins)
 
-        rs.groups, rs.disagrees_strictly  # noqa: B018 - computed here, not raced for by the threads below
+        rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads below
         for got in thread_map(reduce, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
             top.add_reduced(*got)
 
@@ -764,7 +776,7 @@ class FlagRule:
         flags share them.
         """
         def build() -> np.ndarray:
-            sub = self._disagreeing(rs, c)
+            sub = rs.disagreeing_rows(c)
             cols = np.flatnonzero(self.cells[c])
             # the rows' values column by column (one transposed copy), then one vectorised subtraction
             values = np.ascontiguousarray(np.take(rs.probs, sub, axis=0).T)
@@ -773,15 +785,21 @@ class FlagRule:
         return rs_cache(rs, ("pbnr margins", c), build)
 
     # ---- flags -----------------------------------------------------------------
-    def _pbnr_class(self, rs: _BlockRows, c: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of class ``c`` beyond (strict) and at (tied) one of its PBNR cuts."""
-        def build() -> tuple[np.ndarray, np.ndarray]:
-            rows = rs.class_rows(c)
+    def _pbnr_class(self, rs: _BlockRows, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, strict, tied)``: rows of class ``c`` beyond (strict) and at (tied) one of its PBNR cuts.
+
+        ``rows`` are the class's disagreeing rows when every cell of the
+        class was settled among them (no other row can be beyond a cut),
+        else all its rows.
+        """
+        def build() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            unresolved = np.flatnonzero((self.cells[c] > 0) & ~self.resolved[c])
+            rows = rs.class_rows(c) if unresolved.size else rs.disagreeing_rows(c)
             strict = np.zeros(rows.size, dtype=bool)
             tied = np.zeros(rows.size, dtype=bool)
             active = self.resolved[c][self.cells[c] > 0]  # over the columns of _margins
             if active.any():
-                sub = np.flatnonzero(rs.disagrees_strictly[rows])
+                sub = np.flatnonzero(rs.disagrees_strictly[rows]) if unresolved.size else np.arange(rows.size)
                 if sub.size:
                     margins = self._margins(rs, c)
                     if not active.all():
@@ -789,7 +807,7 @@ class FlagRule:
                     cut = self.cell_cut[c, (self.cells[c] > 0) & self.resolved[c]][:, None]
                     strict[sub] = (margins > cut).any(axis=0)
                     tied[sub] = (margins == cut).any(axis=0)
-            for j in np.flatnonzero((self.cells[c] > 0) & ~self.resolved[c]):
+            for j in unresolved:
                 cut = self.cuts[("pbnr", int(c), int(j))]
                 if cut.mode == "all":
                     strict[:] = True
@@ -797,7 +815,7 @@ class FlagRule:
                 margin = rs.probs[rows, j] - rs.probs[rows, c]
                 strict |= margin > cut.value
                 tied |= margin == cut.value
-            return strict, tied
+            return rows, strict, tied
 
         return rs_cache(rs, (self.token, "pbnr", c), build)
 
@@ -814,14 +832,16 @@ class FlagRule:
         """``prune_by_noise_rate``'s rows of one block (agreeing rows removed), memoised per block."""
         def build() -> np.ndarray:
             pbnr = np.zeros(rs.n, dtype=bool)
-            rs.groups, rs.disagrees_strictly  # noqa: B018 - computed here, not raced for by the threads
+            rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads
+            if ((self.cells > 0) & ~self.resolved).any():
+                rs.groups  # noqa: B018 - likewise
 
-            def one(c: int) -> tuple[int, np.ndarray]:
-                strict, tied = self._pbnr_class(rs, c)
-                return c, strict | tied if self.allow_ties[c] else strict
+            def one(c: int) -> tuple[np.ndarray, np.ndarray]:
+                rows, strict, tied = self._pbnr_class(rs, c)
+                return rows, strict | tied if self.allow_ties[c] else strict
 
-            for c, picked in thread_map(one, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
-                pbnr[rs.class_rows(c)] = picked
+            for rows, picked in thread_map(one, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
+                pbnr[rows] = picked
             return pbnr & ~rs.agrees
 
         return rs_cache(rs, (self.token, "pbnr mask"), build)
