@@ -56,7 +56,7 @@ from labelqa.detectors.base import (
 from labelqa.detectors.base import run_on_block
 from labelqa import options
 from labelqa.errors import LabelqaError
-from labelqa.parallel import MIN_PARALLEL_ELEMENTS, row_ranges, thread_map
+from labelqa.parallel import MIN_PARALLEL_ELEMENTS, for_row_blocks, row_ranges, thread_map
 from labelqa.stats.confident import (
     PROB_SCALE,
     ClassProbSums,
@@ -246,10 +246,26 @@ class _BlockRows:
 def self_confidence(block: Block) -> np.ndarray:
     """``p_{i, s_i}`` of a block's rows, in the probabilities' dtype (computed once per block)."""
     def build() -> np.ndarray:
-        labels = np.asarray(block.labels, dtype=np.int64)
-        return block.pred_probs[np.arange(labels.size), labels]
+        return given_probs(np.asarray(block.labels, dtype=np.int64), block.pred_probs)
 
     return block.cached("cl.self_conf", build)
+
+
+def given_probs(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``probs[i, labels[i]]`` for every row: flat gathers of row blocks, on threads for large inputs."""
+    n, k = probs.shape
+    if not probs.flags.c_contiguous or n == 0:
+        return probs[np.arange(n), labels]
+    flat = probs.reshape(-1)
+    out = np.empty(n, dtype=probs.dtype)
+
+    def gather(a: int, b: int) -> None:
+        idx = np.arange(a * k, b * k, k)
+        idx += labels[a:b]
+        np.take(flat, idx, out=out[a:b])
+
+    for_row_blocks(gather, n, _JOINT_TASK_ROWS, elements=probs.size)
+    return out
 
 
 def _block_rows(block: Block, thresholds: np.ndarray) -> _BlockRows:
@@ -780,7 +796,9 @@ class FlagRule:
             cols = np.flatnonzero(self.cells[c])
             # the rows' values column by column (one transposed copy), then one vectorised subtraction
             values = np.ascontiguousarray(np.take(rs.probs, sub, axis=0).T)
-            return np.subtract(values[cols], values[c])  # contiguous per column j
+            margins = values[cols]  # contiguous per column j
+            margins -= values[c]
+            return margins
 
         return rs_cache(rs, ("pbnr margins", c), build)
 
