@@ -407,8 +407,8 @@ def test_joint_row_max_must_match_the_batch():
 
 @FAST
 @given(st.integers(1, 5), st.integers(1, 400), st.integers(0, 2**31), st.sampled_from([1, 3, 64]))
-def test_class_sums_on_threads_equal_one_pass(k, n, seed, task_rows):
-    """Threaded chunked class sums equal the exact int64 sums (np.add.at), whatever the task size."""
+def test_class_sums_in_small_chunks_equal_one_pass(k, n, seed, chunk_rows):
+    """Class sums over cache-sized chunks equal the exact int64 sums (np.add.at), whatever the chunk size."""
     import labelqa.stats.confident as sc
 
     rng = np.random.default_rng(seed)
@@ -416,11 +416,11 @@ def test_class_sums_on_threads_equal_one_pass(k, n, seed, task_rows):
     labels = rng.integers(0, k, n)
     want = np.zeros(k, dtype=np.int64)
     np.add.at(want, labels, np.rint(given_p * sc.PROB_SCALE).astype(np.int64))
-    old = sc._SUM_TASK_ROWS, sc.MIN_PARALLEL_ELEMENTS
-    sc._SUM_TASK_ROWS, sc.MIN_PARALLEL_ELEMENTS = task_rows, 0
+    old = sc._SUM_CHUNK_ROWS
+    sc._SUM_CHUNK_ROWS = chunk_rows
     try:
         sums = ClassProbSums(k).update_given(labels, given_p)
     finally:
-        sc._SUM_TASK_ROWS, sc.MIN_PARALLEL_ELEMENTS = old
+        sc._SUM_CHUNK_ROWS = old
     assert np.array_equal(sums.sums, want)
     assert np.array_equal(sums.counts, np.bincount(labels, minlength=k))

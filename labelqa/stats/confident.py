@@ -31,7 +31,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from labelqa.errors import LabelqaError
-from labelqa.parallel import MIN_PARALLEL_ELEMENTS, row_ranges, thread_map
 
 __all__ = [
     "CONFIDENT_EPS",
@@ -102,8 +101,8 @@ SMALL_K = 32
 _CHUNK_ROWS = 16384
 #: Rows whose fixed-point sums stay exact in float64 (each term < 2**32 + 1, so partial sums < 2**53).
 _EXACT_FLOAT_ROWS = 1 << 20
-#: Rows per threaded task of the class sums.
-_SUM_TASK_ROWS = 1 << 16
+#: Rows per chunk of the class sums (its float temporaries stay in cache).
+_SUM_CHUNK_ROWS = 1 << 16
 
 
 def _columns(block: np.ndarray) -> np.ndarray:
@@ -262,19 +261,15 @@ class ClassProbSums:
         if labels.size == 0:
             return self
         k = self.n_classes
-
-        def chunk_sums(ab: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-            sl = slice(*ab)
-            fixed = np.rint(self_conf[sl] * PROB_SCALE)  # whole numbers in [0, 2**32] (as floats)
-            return np.bincount(labels[sl], weights=fixed, minlength=k).astype(np.int64), np.bincount(labels[sl], minlength=k)
-
         # Exact, so order-independent: float64 sums of whole numbers are exact below 2**53, which chunks of
-        # _EXACT_FLOAT_ROWS rows never reach; each chunk's sums are then added as integers (chunks on threads).
-        step = min(_EXACT_FLOAT_ROWS, _SUM_TASK_ROWS)
-        for sums, counts in thread_map(chunk_sums, row_ranges(labels.size, step),
-                                       parallel=labels.size >= MIN_PARALLEL_ELEMENTS // 8):
-            self.sums += sums
-            self.counts += counts
+        # _EXACT_FLOAT_ROWS rows never reach; each chunk's sums are then added as integers. Chunks of
+        # _SUM_CHUNK_ROWS keep the temporaries in cache (np.bincount holds the GIL: no threads here).
+        step = min(_EXACT_FLOAT_ROWS, _SUM_CHUNK_ROWS)
+        for start in range(0, labels.size, step):
+            sl = slice(start, start + step)
+            fixed = np.rint(self_conf[sl] * PROB_SCALE)  # whole numbers in [0, 2**32] (as floats)
+            self.sums += np.bincount(labels[sl], weights=fixed, minlength=k).astype(np.int64)
+        self.counts += np.bincount(labels, minlength=k)
         return self
 
     def merge(self, other: ClassProbSums) -> ClassProbSums:
