@@ -192,9 +192,9 @@ class _BlockRows:
         self.agrees = np.empty(self.n, dtype=bool)
         #: ``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class
         self.disagrees_strictly = np.empty(self.n, dtype=bool)
+        self._row_outputs = _RowOutputs(self.self_conf, self.agrees, self.disagrees_strictly)
         self.joint, self.guess, self.tallies, self.unc_weight = _confident_joint(
-            self.labels, self.probs, thresholds, self.max_prob, _RowOutputs(self.self_conf, self.agrees,
-                                                                            self.disagrees_strictly))
+            self.labels, self.probs, thresholds, self.max_prob, self._row_outputs)
 
     @cached_property
     def off_diagonal(self) -> np.ndarray:
@@ -205,8 +205,7 @@ class _BlockRows:
     def groups(self) -> tuple[np.ndarray, np.ndarray]:
         """``(order, starts)``: rows sorted stably by label; class k is ``order[starts[k]:starts[k+1]]``."""
         k = self.k
-        small = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
-        order = np.argsort(self.labels.astype(small, copy=False), kind="stable")
+        order = np.argsort(self.labels.astype(_small_int(k), copy=False), kind="stable")
         starts = np.concatenate([[0], np.cumsum(np.bincount(self.labels, minlength=k))])
         return order, starts
 
@@ -217,13 +216,21 @@ class _BlockRows:
 
     @cached_property
     def disagreeing_groups(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(rows, starts)``: the rows with ``max_k p_ik > p_{i,s_i}``, grouped stably by label (a share of the block)."""
+        """``(rows, starts)``: the rows with ``max_k p_ik > p_{i,s_i}``, grouped stably by label (a share of the block).
+
+        Joined from the row pass's per-task groups when there are few
+        pieces (task order, then class order keeps every group ascending).
+        """
         k = self.k
+        parts = self._row_outputs.disagreeing_parts
+        sizes = sum((size for _, size in parts), np.zeros(k, dtype=np.int64))
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        if parts and k * len(parts) <= _MAX_JOINED_PIECES:
+            bounds = [np.concatenate([[0], np.cumsum(size)]) for _, size in parts]
+            pieces = [rows[b[c] : b[c + 1]] for c in range(k) for (rows, _), b in zip(parts, bounds)]
+            return np.concatenate(pieces), starts
         rows = np.flatnonzero(self.disagrees_strictly)
-        labels = self.labels[rows]
-        small = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
-        order = np.argsort(labels.astype(small, copy=False), kind="stable")
-        starts = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=k))])
+        order = np.argsort(self.labels[rows].astype(_small_int(k), copy=False), kind="stable")
         return rows[order], starts
 
     def disagreeing_rows(self, k: int) -> np.ndarray:
@@ -279,10 +286,19 @@ class _RowOutputs:
     self_conf: np.ndarray
     agrees: np.ndarray
     disagrees_strictly: np.ndarray
+    #: per task, in order: its rows with ``max_k p_ik > p_{i,s_i}`` grouped stably by label, and the group sizes
+    disagreeing_parts: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
 #: Rows per task of the confident-joint pass: many small tasks keep both threads busy to the end.
 _JOINT_TASK_ROWS = 1 << 16
+#: At most this many (class, task) pieces are joined into the disagreeing groups; more: one sort instead.
+_MAX_JOINED_PIECES = 4096
+
+
+def _small_int(k: int) -> type:
+    """The narrowest integer type holding class codes below ``k`` (stable sorts on it are radix sorts)."""
+    return np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
 
 
 def _confident_joint(
@@ -302,13 +318,13 @@ def _confident_joint(
     if max_prob is None and rows is not None:
         max_prob = np.empty(n, dtype=probs.dtype)
 
-    def count(sl: slice) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        part = ConfidentJointCounts(k)
+    def count(sl: slice) -> tuple[np.ndarray, Any, Any, Any]:
+        counts = ConfidentJointCounts(k)
         lab = labels[sl]
         g = guess[sl]
-        g[:] = part.update(lab, probs[sl], thresholds, row_max=None if max_prob is None else max_prob[sl])
+        g[:] = counts.update(lab, probs[sl], thresholds, row_max=None if max_prob is None else max_prob[sl])
         if rows is None:
-            return part.joint, None, None
+            return counts.joint, None, None, None
         sc, mx = rows.self_conf[sl], max_prob[sl]  # type: ignore[index]
         agrees = rows.agrees[sl]
         np.greater_equal(sc.astype(np.float64, copy=False), mx.astype(np.float64, copy=False) - AGREEMENT_TOLERANCE,
@@ -322,20 +338,27 @@ def _confident_joint(
         unc = gd < 0
         code += unc
         tallies = np.bincount(code, minlength=3 * k).reshape(k, 3)
+        strict = np.flatnonzero(rows.disagrees_strictly[sl])
+        strict_labels = lab[strict]
+        order = np.argsort(strict_labels.astype(_small_int(k), copy=False), kind="stable")
+        strict = strict[order]
+        strict += sl.start
+        part = (strict, np.bincount(strict_labels, minlength=k))
         # whole numbers below 2**32 + 1 each: float64 sums of a task's rows are exact
         dis_unc = dis[unc]
         weight = np.bincount(ld[unc], weights=dispute_weights(sc[dis_unc], mx[dis_unc]), minlength=k).astype(np.int64)
-        return part.joint, tallies, weight
+        return counts.joint, tallies, weight, part
 
     joint = np.zeros((k, k), dtype=np.int64)
     tallies = np.zeros((k, 3), dtype=np.int64)
     weight = np.zeros(k, dtype=np.int64)
     tasks = [slice(a, b) for a, b in row_ranges(n, _JOINT_TASK_ROWS)]
-    for part, tal, w in thread_map(count, tasks, parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
+    for part, tal, w, dis in thread_map(count, tasks, parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
         joint += part
         if tal is not None:
             tallies += tal
             weight += w
+            rows.disagreeing_parts.append(dis)  # type: ignore[union-attr]
     return joint, guess, tallies, weight
 
 
