@@ -840,3 +840,76 @@ def test_threaded_detection_equals_single_threaded(monkeypatch, filter_by):
     np.testing.assert_array_equal(one.suggested, two.suggested)
     np.testing.assert_array_equal(one.scores, two.scores)
     assert json.dumps(one.summary) == json.dumps(two.summary)
+
+
+def _plain_row_pass(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+    """The detector's per-row figures from plain numpy reductions over whole rows (the definitions)."""
+    from labelqa.stats.confident import confident_cutoffs
+
+    k = probs.shape[1]
+    n = labels.size
+    self_conf = probs[np.arange(n), labels]
+    max_prob = probs.max(axis=1)
+    agrees = self_conf.astype(np.float64) >= max_prob.astype(np.float64) - cl_module.AGREEMENT_TOLERANCE
+    confident = probs >= confident_cutoffs(thresholds, probs.dtype)
+    n_conf = confident.sum(axis=1)
+    guess = np.where(n_conf == 1, confident.argmax(axis=1), probs.argmax(axis=1))
+    guess[n_conf == 0] = -1
+    joint = np.zeros((k, k), dtype=np.int64)
+    np.add.at(joint, (labels[guess >= 0], guess[guess >= 0]), 1)
+    dis = ~agrees
+    unc = dis & (guess < 0)
+    weight = np.zeros(k, dtype=np.int64)
+    np.add.at(weight, labels[unc], cl_module.dispute_weights(self_conf[unc], max_prob[unc]))
+    return {
+        "self_conf": self_conf, "max_prob": max_prob, "agrees": agrees,
+        "disagrees_strictly": max_prob > self_conf, "joint": joint, "guess": guess,
+        "cand_png": np.bincount(labels[dis], minlength=k),
+        "cand_cl": np.bincount(labels[dis & (guess >= 0) & (guess != labels)], minlength=k),
+        "cand_unc": np.bincount(labels[unc], minlength=k),
+        "unc_weight": weight,
+    }
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(k=st.integers(1, 12), n=st.integers(1, 700), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**31), grid=st.sampled_from([0, 2, 4]), task_rows=st.sampled_from([1, 5, 64, 1 << 16]),
+       threads=st.sampled_from(["1", "2"]))
+def test_one_pass_row_state_equals_plain_numpy(k, n, dtype, seed, grid, task_rows, threads):
+    """The fused, chunked, threaded row pass gives the plain reductions' values (ties, K = 1..3, ragged chunks)."""
+    import os
+
+    from labelqa import parallel
+    from labelqa.detectors.base import Block
+
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(k, 0.6), n) if k > 1 else np.ones((n, 1))
+    if grid:  # coarse values: ties between classes and with the thresholds
+        probs = np.round(probs * grid) / grid
+    probs = probs.astype(dtype)
+    labels = rng.integers(0, k, n)
+    thresholds = per_class_thresholds(labels, probs)
+    want = _plain_row_pass(labels, probs, thresholds)
+    saved = cl_module._JOINT_TASK_ROWS, parallel.MIN_PARALLEL_ELEMENTS, os.environ.get("LABELQA_THREADS")
+    cl_module._JOINT_TASK_ROWS, parallel.MIN_PARALLEL_ELEMENTS = task_rows, 0
+    os.environ["LABELQA_THREADS"] = threads
+    try:
+        assert np.array_equal(cl_module.given_probs(labels, probs), want["self_conf"])
+        assert np.array_equal(cl_module.given_probs(labels, np.asfortranarray(probs)), want["self_conf"])
+        rs = cl_module._BlockRows(Block(labels, probs), thresholds)
+        counts = cl_module.JointCounts(k).update(rs)
+    finally:
+        cl_module._JOINT_TASK_ROWS, parallel.MIN_PARALLEL_ELEMENTS = saved[:2]
+        if saved[2] is None:
+            os.environ.pop("LABELQA_THREADS", None)
+        else:
+            os.environ["LABELQA_THREADS"] = saved[2]
+    for name in ("self_conf", "max_prob", "agrees", "disagrees_strictly", "guess"):
+        got = getattr(rs, name)
+        assert got.dtype == want[name].dtype and np.array_equal(got, want[name]), name
+    for name in ("joint", "cand_png", "cand_cl", "cand_unc", "unc_weight"):
+        assert np.array_equal(getattr(counts, name), want[name]), name
+    rows, starts = rs.disagreeing_groups
+    dis = np.flatnonzero(want["disagrees_strictly"])
+    assert np.array_equal(rows, dis[np.argsort(labels[dis], kind="stable")])
+    assert np.array_equal(np.diff(starts), np.bincount(labels[dis], minlength=k))

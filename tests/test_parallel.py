@@ -71,3 +71,37 @@ def test_for_row_blocks_matches_a_full_reduction(monkeypatch, threads):
 
     for_row_blocks(block, len(x), 100, elements=x.size)
     np.testing.assert_allclose(out, x.sum(axis=1))
+
+
+def test_thread_map_reuses_its_threads_and_runs_nested_work_inline(monkeypatch):
+    monkeypatch.setenv("LABELQA_THREADS", "2")
+    first: set[int] = set()
+    again: set[int] = set()
+    barrier = threading.Barrier(2, timeout=10)
+
+    def work(seen: set[int]) -> None:
+        seen.add(threading.get_ident())
+        barrier.wait()
+
+    list(thread_map(lambda _: work(first), range(2)))
+    barrier.reset()
+    list(thread_map(lambda _: work(again), range(2)))
+    assert first == again and len(first) == 2  # the same two threads
+    inner = list(thread_map(lambda i: list(thread_map(lambda j: (threading.get_ident(), j), range(3))), range(2)))
+    for outer in inner:  # each nested map ran on the thread that called it
+        assert len({ident for ident, _ in outer}) == 1 and [j for _, j in outer] == [0, 1, 2]
+
+
+def test_thread_map_lets_every_item_finish_before_raising(monkeypatch):
+    monkeypatch.setenv("LABELQA_THREADS", "2")
+    done: list[int] = []
+
+    def work(i: int) -> int:
+        if i == 0:
+            raise ValueError("bad 0")
+        done.append(i)
+        return i
+
+    with pytest.raises(ValueError, match="bad 0"):
+        list(thread_map(work, range(6)))
+    assert sorted(done) == [1, 2, 3, 4, 5]

@@ -358,3 +358,69 @@ def test_class_sums_exact_at_two_million_rows_of_one_class():
     n = 1 << 21
     sums = ClassProbSums(2).update_given(np.zeros(n, dtype=np.int64), np.ones(n))
     assert sums.sums[0] == n * (1 << 32) and sums.thresholds()[0] == 1.0
+
+
+@FAST
+@given(small_k_batches(), st.sampled_from([1, 7, 64, 16384]), st.booleans())
+def test_joint_row_max_equals_numpy_max(batch, chunk, pass_argmax):
+    """``row_max`` from the joint's pass equals ``probs.max(axis=1)``; guesses and joint unchanged by asking."""
+    import labelqa.stats.confident as sc
+
+    labels, probs, thresholds = batch
+    want_guess, want_joint = _plain_guess(labels, probs, thresholds)
+    old = sc._CHUNK_ROWS
+    sc._CHUNK_ROWS = chunk
+    try:
+        counts = ConfidentJointCounts(probs.shape[1])
+        row_max = np.full(labels.size, -1.0, dtype=probs.dtype)
+        guess = counts.update(labels, probs, thresholds, argmax=probs.argmax(axis=1) if pass_argmax else None,
+                              row_max=row_max)
+    finally:
+        sc._CHUNK_ROWS = old
+    assert np.array_equal(row_max, probs.max(axis=1))
+    assert np.array_equal(guess, want_guess)
+    assert np.array_equal(counts.joint, want_joint)
+
+
+@FAST
+@given(st.integers(33, 40), st.integers(1, 200), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+def test_joint_row_max_wide_rows(k, n, dtype, seed):
+    """Above SMALL_K (numpy's own reductions) the row maxima and guesses equal the plain definition too."""
+    rng = np.random.default_rng(seed)
+    probs = (rng.integers(0, 5, size=(n, k)) / 4).astype(dtype)
+    labels = rng.integers(0, k, n)
+    thresholds = rng.choice(np.array([0.0, 0.25, 0.5, 1.0, EMPTY_CLASS_THRESHOLD]), size=k)
+    want_guess, want_joint = _plain_guess(labels, probs, thresholds)
+    counts = ConfidentJointCounts(k)
+    row_max = np.empty(n, dtype=dtype)
+    guess = counts.update(labels, probs, thresholds, row_max=row_max)
+    assert np.array_equal(row_max, probs.max(axis=1))
+    assert np.array_equal(guess, want_guess) and np.array_equal(counts.joint, want_joint)
+
+
+def test_joint_row_max_must_match_the_batch():
+    counts = ConfidentJointCounts(2)
+    with pytest.raises(ValueError, match="row_max"):
+        counts.update(np.array([0, 1]), np.array([[0.5, 0.5], [0.2, 0.8]]), np.array([0.5, 0.5]),
+                      row_max=np.empty(2, dtype=np.float32))
+
+
+@FAST
+@given(st.integers(1, 5), st.integers(1, 400), st.integers(0, 2**31), st.sampled_from([1, 3, 64]))
+def test_class_sums_in_small_chunks_equal_one_pass(k, n, seed, chunk_rows):
+    """Class sums over cache-sized chunks equal the exact int64 sums (np.add.at), whatever the chunk size."""
+    import labelqa.stats.confident as sc
+
+    rng = np.random.default_rng(seed)
+    given_p = (rng.integers(0, 9, n) / 8) if seed % 2 else rng.random(n)
+    labels = rng.integers(0, k, n)
+    want = np.zeros(k, dtype=np.int64)
+    np.add.at(want, labels, np.rint(given_p * sc.PROB_SCALE).astype(np.int64))
+    old = sc._SUM_CHUNK_ROWS
+    sc._SUM_CHUNK_ROWS = chunk_rows
+    try:
+        sums = ClassProbSums(k).update_given(labels, given_p)
+    finally:
+        sc._SUM_CHUNK_ROWS = old
+    assert np.array_equal(sums.sums, want)
+    assert np.array_equal(sums.counts, np.bincount(labels, minlength=k))

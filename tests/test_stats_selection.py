@@ -259,18 +259,25 @@ def row_matrices(draw):
 
 @SETTINGS
 @given(data=row_matrices(), largest=st.booleans(), cuts=st.lists(st.integers(0, 8), max_size=3),
-       via_reduce=st.booleans())
-def test_grouped_top_update_rows_and_reduce_rows(data, largest, cuts, via_reduce):
+       via_reduce=st.booleans(), min_rows=st.sampled_from([1, 4096]))
+def test_grouped_top_update_rows_and_reduce_rows(data, largest, cuts, via_reduce, min_rows):
     """Dense rows folded in (directly, or reduced by one partial and added to another) == every pair fed."""
+    import labelqa.stats.selection as sel
+
     counts, rows, matrix, dtype = data
     top = GroupedTop(counts, largest=largest, dtype=dtype)
     reducer = top.empty()
-    for a, b in split_points(rows.size, cuts):
-        if via_reduce:
-            reduced = reducer.reduce_rows(rows[a:b], matrix[a:b])
-            top.add_reduced(rows[a:b], matrix.shape[1], *reduced)
-        else:
-            top.update_rows(rows[a:b], matrix[a:b])
+    old = sel.PREFILTER_MIN_ROWS
+    sel.PREFILTER_MIN_ROWS = min_rows  # 1: every row long enough to be narrowed first
+    try:
+        for a, b in split_points(rows.size, cuts):
+            if via_reduce:
+                reduced = reducer.reduce_rows(rows[a:b], matrix[a:b])
+                top.add_reduced(rows[a:b], matrix.shape[1], *reduced)
+            else:
+                top.update_rows(rows[a:b], matrix[a:b])
+    finally:
+        sel.PREFILTER_MIN_ROWS = old
     groups = np.repeat(rows, matrix.shape[1])
     assert_cuts_equal(top, counts, groups, matrix.ravel(), largest)
     assert reducer.fed.sum() == 0  # reducing is read-only
@@ -400,3 +407,83 @@ def test_group_cuts_select_pairs_and_columns_equal_select(n, k, seed, largest, d
         want = {GroupCuts.NONE: False, GroupCuts.ALL: True}.get(
             int(gc.mode[g]), bool(beyond or (gc.ties[g] and v == gc.value[g])))
         assert gc.select_pairs(y, values)[i, j] == want
+
+
+# --------------------------------------------------------------------------- top_window (sampled-pivot narrowing)
+@SETTINGS
+@given(g=st.integers(1, 5), m=st.integers(1, 3000), top_frac=st.floats(0.0, 1.0), largest=st.booleans(),
+       dtype=dtypes, seed=st.integers(0, 2**32 - 1), grid=st.sampled_from([0, 3, 50]), nan=st.booleans(),
+       min_rows=st.sampled_from([1, 64, 4096]))
+def test_top_window_equals_partition_then_sort(g, m, top_frac, largest, dtype, seed, grid, nan, min_rows):
+    """Narrowed or not, each row's window holds the ``top`` most extreme values, sorted (ties, NaN as largest)."""
+    import labelqa.stats.selection as sel
+
+    rng = np.random.default_rng(seed)
+    vals = rng.normal(-0.2, 0.3, (g, m))
+    if grid:  # a coarse grid: ties everywhere, also at the pivot and the cut
+        vals = np.round(vals * grid) / grid
+    vals = vals.astype(dtype)
+    if nan:
+        vals[rng.integers(0, g), rng.integers(0, m)] = np.nan
+    top = max(1, int(top_frac * m))
+    old = sel.PREFILTER_MIN_ROWS
+    sel.PREFILTER_MIN_ROWS = min_rows
+    try:
+        window = sel.top_window(vals, top, largest=largest)
+    finally:
+        sel.PREFILTER_MIN_ROWS = old
+    ordered = np.sort(vals, axis=1)  # NaN last: the largest, as np.partition has it
+    want = ordered[:, ::-1][:, :top] if largest else ordered[:, :top]
+    assert window.shape == (g, top) and window.dtype == vals.dtype
+    assert np.array_equal(window, want, equal_nan=True)
+
+
+def test_top_window_narrows_long_rows_and_falls_back():
+    from labelqa.stats.selection import top_window
+
+    rng = np.random.default_rng(3)
+    vals = rng.random((3, 20_000))
+    for largest in (True, False):
+        ordered = np.sort(vals, axis=1)
+        want = ordered[:, ::-1][:, :500] if largest else ordered[:, :500]
+        assert np.array_equal(top_window(vals, 500, largest=largest), want)
+    # one row of equal values: the pivot keeps the whole row, still exact
+    vals[1] = 0.25
+    assert np.array_equal(top_window(vals, 500, largest=True)[1], np.full(500, 0.25))
+
+
+@SETTINGS
+@given(g=st.integers(1, 5), m=st.integers(1, 3000), largest=st.booleans(), dtype=dtypes, seed=st.integers(0, 2**32 - 1),
+       grid=st.sampled_from([0, 3, 50]), nan=st.booleans(), data=st.data())
+def test_narrowed_beyond_equals_the_sorted_reference(g, m, largest, dtype, seed, grid, nan, data):
+    """Each row's values at or beyond its c-th most extreme (ties included, NaN never), narrowed or not."""
+    import labelqa.stats.selection as sel
+
+    rng = np.random.default_rng(seed)
+    vals = rng.normal(-0.2, 0.3, (g, m))
+    if grid:
+        vals = np.round(vals * grid) / grid
+    vals = vals.astype(dtype)
+    if nan:
+        vals[rng.integers(0, g), rng.integers(0, m)] = np.nan
+    counts = np.asarray(data.draw(st.lists(st.integers(-1, max(1, m // 4)), min_size=g, max_size=g)), dtype=np.int64)
+    old = sel.PREFILTER_MIN_ROWS
+    sel.PREFILTER_MIN_ROWS = 64
+    try:
+        got = sel.narrowed_beyond(vals, counts, largest=largest)
+    finally:
+        sel.PREFILTER_MIN_ROWS = old
+    if got is None:
+        assert m < 64 or counts.max() * 4 > m or counts.max() <= 0
+        return
+    rows, values = got
+    assert values.dtype == vals.dtype
+    for i in range(g):
+        mine = np.sort(values[rows == i])
+        if counts[i] <= 0:
+            assert mine.size == 0
+            continue
+        ordered = np.sort(vals[i])  # NaN last: the largest
+        cut = ordered[::-1][counts[i] - 1] if largest else ordered[counts[i] - 1]
+        want = np.sort(vals[i][vals[i] >= cut] if largest else vals[i][vals[i] <= cut])
+        assert np.array_equal(mine, want)

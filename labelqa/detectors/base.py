@@ -142,7 +142,7 @@ class Block:
                  data: LabelData | None = None, columns: Any = None) -> None:
         self.labels = labels
         self.pred_probs = pred_probs
-        self.ids = ids if ids is not None else np.arange(offset, offset + labels.shape[0], dtype=np.int64)
+        self._ids = ids
         self.offset = int(offset)
         self.data = data
         self.columns = columns
@@ -152,6 +152,13 @@ class Block:
     def of(cls, data: LabelData) -> Block:
         """The whole in-memory dataset as one block."""
         return cls(data.labels, data.pred_probs, data.ids, 0, data)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Row ids ``(n,)``; without ids given, the global indices (made on first use: most plans never ask)."""
+        if self._ids is None:
+            self._ids = self.positions
+        return self._ids
 
     @property
     def n(self) -> int:

@@ -56,7 +56,7 @@ from labelqa.detectors.base import (
 from labelqa.detectors.base import run_on_block
 from labelqa import options
 from labelqa.errors import LabelqaError
-from labelqa.parallel import MIN_PARALLEL_ELEMENTS, thread_map
+from labelqa.parallel import MIN_PARALLEL_ELEMENTS, for_row_blocks, row_ranges, thread_map
 from labelqa.stats.confident import (
     PROB_SCALE,
     ClassProbSums,
@@ -174,7 +174,12 @@ def _chunks(n_rows: int, n_cols: int) -> Iterator[slice]:
 
 # --------------------------------------------------------------------------- per-row state of a block
 class _BlockRows:
-    """Per-row quantities of one block, computed once per block (and thresholds)."""
+    """Per-row quantities of one block, computed once per block (and thresholds).
+
+    One threaded pass over the matrix (:func:`_confident_joint`) gives the confident
+    joint, the guesses, the row maxima, the agreement masks and the block's
+    candidate tallies.
+    """
 
     def __init__(self, block: Block, thresholds: np.ndarray) -> None:
         self.labels = np.asarray(block.labels, dtype=np.int64)
@@ -183,17 +188,13 @@ class _BlockRows:
         self.thresholds = thresholds
         self.self_conf = self_confidence(block)
         self.max_prob = np.empty(self.n, dtype=self.probs.dtype)
-        self.joint, self.guess = _confident_joint(self.labels, self.probs, thresholds, self.max_prob)
-
-    @cached_property
-    def agrees(self) -> np.ndarray:
-        """Prediction agrees with the label: ``p_{i,s_i} >= max_k p_ik - 1e-6`` (ties favour the label)."""
-        return self.self_conf.astype(np.float64) >= self.max_prob.astype(np.float64) - AGREEMENT_TOLERANCE
-
-    @cached_property
-    def disagrees_strictly(self) -> np.ndarray:
-        """``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class."""
-        return self.max_prob > self.self_conf
+        #: ``p_{i,s_i} >= max_k p_ik - 1e-6``: the prediction agrees with the label (ties favour the label)
+        self.agrees = np.empty(self.n, dtype=bool)
+        #: ``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class
+        self.disagrees_strictly = np.empty(self.n, dtype=bool)
+        self._row_outputs = _RowOutputs(self.self_conf, self.agrees, self.disagrees_strictly)
+        self.joint, self.guess, self.tallies, self.unc_weight = _confident_joint(
+            self.labels, self.probs, thresholds, self.max_prob, self._row_outputs)
 
     @cached_property
     def off_diagonal(self) -> np.ndarray:
@@ -204,8 +205,7 @@ class _BlockRows:
     def groups(self) -> tuple[np.ndarray, np.ndarray]:
         """``(order, starts)``: rows sorted stably by label; class k is ``order[starts[k]:starts[k+1]]``."""
         k = self.k
-        small = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
-        order = np.argsort(self.labels.astype(small, copy=False), kind="stable")
+        order = np.argsort(self.labels.astype(_small_int(k), copy=False), kind="stable")
         starts = np.concatenate([[0], np.cumsum(np.bincount(self.labels, minlength=k))])
         return order, starts
 
@@ -213,6 +213,30 @@ class _BlockRows:
         """Block positions of the rows given ``k``, in order."""
         order, starts = self.groups
         return order[starts[k] : starts[k + 1]]
+
+    @cached_property
+    def disagreeing_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, starts)``: the rows with ``max_k p_ik > p_{i,s_i}``, grouped stably by label (a share of the block).
+
+        Joined from the row pass's per-task groups when there are few
+        pieces (task order, then class order keeps every group ascending).
+        """
+        k = self.k
+        parts = self._row_outputs.disagreeing_parts
+        sizes = sum((size for _, size in parts), np.zeros(k, dtype=np.int64))
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        if parts and k * len(parts) <= _MAX_JOINED_PIECES:
+            bounds = [np.concatenate([[0], np.cumsum(size)]) for _, size in parts]
+            pieces = [rows[b[c] : b[c + 1]] for c in range(k) for (rows, _), b in zip(parts, bounds)]
+            return np.concatenate(pieces), starts
+        rows = np.flatnonzero(self.disagrees_strictly)
+        order = np.argsort(self.labels[rows].astype(_small_int(k), copy=False), kind="stable")
+        return rows[order], starts
+
+    def disagreeing_rows(self, k: int) -> np.ndarray:
+        """Block positions of the rows given ``k`` whose maximum is another class's, in order."""
+        rows, starts = self.disagreeing_groups
+        return rows[starts[k] : starts[k + 1]]
 
     @cached_property
     def normalized_margin(self) -> np.ndarray:
@@ -229,40 +253,113 @@ class _BlockRows:
 def self_confidence(block: Block) -> np.ndarray:
     """``p_{i, s_i}`` of a block's rows, in the probabilities' dtype (computed once per block)."""
     def build() -> np.ndarray:
-        labels = np.asarray(block.labels, dtype=np.int64)
-        return block.pred_probs[np.arange(labels.size), labels]
+        return given_probs(np.asarray(block.labels, dtype=np.int64), block.pred_probs)
 
     return block.cached("cl.self_conf", build)
+
+
+def given_probs(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``probs[i, labels[i]]`` for every row: flat gathers of row blocks, on threads for large inputs."""
+    n, k = probs.shape
+    if not probs.flags.c_contiguous or n == 0:
+        return probs[np.arange(n), labels]
+    flat = probs.reshape(-1)
+    out = np.empty(n, dtype=probs.dtype)
+
+    def gather(a: int, b: int) -> None:
+        idx = np.arange(a * k, b * k, k)
+        idx += labels[a:b]
+        np.take(flat, idx, out=out[a:b])
+
+    for_row_blocks(gather, n, _JOINT_TASK_ROWS, elements=probs.size)
+    return out
 
 
 def _block_rows(block: Block, thresholds: np.ndarray) -> _BlockRows:
     return block.cached(("cl.rows", thresholds.tobytes()), lambda: _BlockRows(block, thresholds))
 
 
+@dataclass
+class _RowOutputs:
+    """What the detector's row pass fills besides the joint: agreement masks from ``p_{i,s_i}``."""
+
+    self_conf: np.ndarray
+    agrees: np.ndarray
+    disagrees_strictly: np.ndarray
+    #: per task, in order: its rows with ``max_k p_ik > p_{i,s_i}`` grouped stably by label, and the group sizes
+    disagreeing_parts: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+
+#: Rows per task of the confident-joint pass: many small tasks keep both threads busy to the end.
+_JOINT_TASK_ROWS = 1 << 16
+#: At most this many (class, task) pieces are joined into the disagreeing groups; more: one sort instead.
+_MAX_JOINED_PIECES = 4096
+
+
+def _small_int(k: int) -> type:
+    """The narrowest integer type holding class codes below ``k`` (stable sorts on it are radix sorts)."""
+    return np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
+
+
 def _confident_joint(
-    labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, max_prob: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Chunked kernel updates (on threads for large inputs); also fills ``max_prob`` (row maxima) when given.
+    labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, max_prob: np.ndarray | None = None,
+    rows: _RowOutputs | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight)``.
 
-    Each chunk counts into its own partial joint; the integer partials are
-    summed, so the result does not depend on how chunks are scheduled.
+    Fills ``max_prob`` (row maxima) when given. With ``rows``, also fills the agreement masks and
+    returns, per given class, ``tallies`` ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it,
+    with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
+    of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own integer partials, which are summed: the result does not depend on how
+    chunks are scheduled.
     """
-    k = probs.shape[1]
+    n, k = probs.shape
     guess = np.empty(labels.size, dtype=np.int64)
+    if max_prob is None and rows is not None:
+        max_prob = np.empty(n, dtype=probs.dtype)
 
-    def count(sl: slice) -> np.ndarray:
-        block = probs[sl]
-        top = block.argmax(axis=1)
-        if max_prob is not None:
-            max_prob[sl] = block[np.arange(top.size), top]
-        part = ConfidentJointCounts(k)
-        guess[sl] = part.update(labels[sl], block, thresholds, argmax=top)
-        return part.joint
+    def count(sl: slice) -> tuple[np.ndarray, Any, Any, Any]:
+        counts = ConfidentJointCounts(k)
+        lab = labels[sl]
+        g = guess[sl]
+        g[:] = counts.update(lab, probs[sl], thresholds, row_max=None if max_prob is None else max_prob[sl])
+        if rows is None:
+            return counts.joint, None, None, None
+        sc, mx = rows.self_conf[sl], max_prob[sl]  # type: ignore[index]
+        agrees = rows.agrees[sl]
+        np.greater_equal(sc.astype(np.float64, copy=False), mx.astype(np.float64, copy=False) - AGREEMENT_TOLERANCE,
+                         out=agrees)
+        np.greater(mx, sc, out=rows.disagrees_strictly[sl])
+        dis = np.flatnonzero(~agrees)
+        ld, gd = lab[dis], g[dis]
+        # code per disagreeing row: 0 on C's diagonal, 1 off it, 2 no guess (guess -1 differs from any label)
+        code = ld * 3
+        code += gd != ld
+        unc = gd < 0
+        code += unc
+        tallies = np.bincount(code, minlength=3 * k).reshape(k, 3)
+        strict = np.flatnonzero(rows.disagrees_strictly[sl])
+        strict_labels = lab[strict]
+        order = np.argsort(strict_labels.astype(_small_int(k), copy=False), kind="stable")
+        strict = strict[order]
+        strict += sl.start
+        part = (strict, np.bincount(strict_labels, minlength=k))
+        # whole numbers below 2**32 + 1 each: float64 sums of a task's rows are exact
+        dis_unc = dis[unc]
+        weight = np.bincount(ld[unc], weights=dispute_weights(sc[dis_unc], mx[dis_unc]), minlength=k).astype(np.int64)
+        return counts.joint, tallies, weight, part
 
     joint = np.zeros((k, k), dtype=np.int64)
-    for part in thread_map(count, _chunks(*probs.shape), parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
+    tallies = np.zeros((k, 3), dtype=np.int64)
+    weight = np.zeros(k, dtype=np.int64)
+    tasks = [slice(a, b) for a, b in row_ranges(n, _JOINT_TASK_ROWS)]
+    for part, tal, w, dis in thread_map(count, tasks, parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
         joint += part
-    return joint, guess
+        if tal is not None:
+            tallies += tal
+            weight += w
+            rows.disagreeing_parts.append(dis)  # type: ignore[union-attr]
+    return joint, guess, tallies, weight
 
 
 # --------------------------------------------------------------------------- statistics passes
@@ -303,13 +400,11 @@ class JointCounts:
 
     def update(self, rs: _BlockRows) -> JointCounts:
         self.joint += rs.joint
-        dis = ~rs.agrees
-        self.cand_png += np.bincount(rs.labels[dis], minlength=self.n_classes)
-        self.cand_cl += np.bincount(rs.labels[dis & rs.off_diagonal], minlength=self.n_classes)
-        unc = dis & (rs.guess < 0)
-        self.cand_unc += np.bincount(rs.labels[unc], minlength=self.n_classes)
-        if unc.any():
-            np.add.at(self.unc_weight, rs.labels[unc], dispute_weights(rs.self_conf[unc], rs.max_prob[unc]))
+        # rs.tallies columns, all disagreeing rows: on C's diagonal, off it, not counted in C
+        self.cand_png += rs.tallies.sum(axis=1)
+        self.cand_cl += rs.tallies[:, 1]
+        self.cand_unc += rs.tallies[:, 2]
+        self.unc_weight += rs.unc_weight
         return self
 
     def merge(self, other: JointCounts) -> JointCounts:
@@ -672,7 +767,7 @@ class FlagRule:
                 self._feed_margins(acc.tops["pbnr"], rs)
         elif stage == "pbnr ties":
             for c in np.flatnonzero(self.need_count):
-                strict, tied = self._pbnr_class(rs, int(c))
+                _, strict, tied = self._pbnr_class(rs, int(c))
                 acc.counts["union"][c] += int(np.count_nonzero(strict | tied))
         elif stage == "global":
             elig = self._eligible(rs)
@@ -693,10 +788,6 @@ class FlagRule:
     def _pbnr_classes(self) -> np.ndarray:
         return np.flatnonzero(self.cells.sum(axis=1) > 0)
 
-    def _disagreeing(self, rs: _BlockRows, c: int) -> np.ndarray:
-        rows = rs.class_rows(c)
-        return rows[rs.disagrees_strictly[rows]]
-
     def _feed_margins(self, top: GroupedTop, rs: _BlockRows) -> None:
         """PBNR cuts among the rows whose argmax is not their label, vectorised over each class's cells.
 
@@ -713,7 +804,7 @@ class FlagRule:
             margins = self._margins(rs, c)
             return cells, margins.shape[1], *top.reduce_rows(cells, margins)
 
-        rs.groups, rs.disagrees_strictly  # noqa: B018 - computed here, not raced for by the threads below
+        rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads below
         for got in thread_map(reduce, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
             top.add_reduced(*got)
 
@@ -724,24 +815,32 @@ class FlagRule:
         flags share them.
         """
         def build() -> np.ndarray:
-            sub = self._disagreeing(rs, c)
+            sub = rs.disagreeing_rows(c)
             cols = np.flatnonzero(self.cells[c])
-            block = rs.probs[sub]  # (m, K) copy
-            block -= block[:, c : c + 1]
-            return block.T[cols]  # contiguous per column j
+            # the rows' values column by column (one transposed copy), then one vectorised subtraction
+            values = np.ascontiguousarray(np.take(rs.probs, sub, axis=0).T)
+            margins = values[cols]  # contiguous per column j
+            margins -= values[c]
+            return margins
 
         return rs_cache(rs, ("pbnr margins", c), build)
 
     # ---- flags -----------------------------------------------------------------
-    def _pbnr_class(self, rs: _BlockRows, c: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of class ``c`` beyond (strict) and at (tied) one of its PBNR cuts."""
-        def build() -> tuple[np.ndarray, np.ndarray]:
-            rows = rs.class_rows(c)
+    def _pbnr_class(self, rs: _BlockRows, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, strict, tied)``: rows of class ``c`` beyond (strict) and at (tied) one of its PBNR cuts.
+
+        ``rows`` are the class's disagreeing rows when every cell of the
+        class was settled among them (no other row can be beyond a cut),
+        else all its rows.
+        """
+        def build() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            unresolved = np.flatnonzero((self.cells[c] > 0) & ~self.resolved[c])
+            rows = rs.class_rows(c) if unresolved.size else rs.disagreeing_rows(c)
             strict = np.zeros(rows.size, dtype=bool)
             tied = np.zeros(rows.size, dtype=bool)
             active = self.resolved[c][self.cells[c] > 0]  # over the columns of _margins
             if active.any():
-                sub = np.flatnonzero(rs.disagrees_strictly[rows])
+                sub = np.flatnonzero(rs.disagrees_strictly[rows]) if unresolved.size else np.arange(rows.size)
                 if sub.size:
                     margins = self._margins(rs, c)
                     if not active.all():
@@ -749,7 +848,7 @@ class FlagRule:
                     cut = self.cell_cut[c, (self.cells[c] > 0) & self.resolved[c]][:, None]
                     strict[sub] = (margins > cut).any(axis=0)
                     tied[sub] = (margins == cut).any(axis=0)
-            for j in np.flatnonzero((self.cells[c] > 0) & ~self.resolved[c]):
+            for j in unresolved:
                 cut = self.cuts[("pbnr", int(c), int(j))]
                 if cut.mode == "all":
                     strict[:] = True
@@ -757,7 +856,7 @@ class FlagRule:
                 margin = rs.probs[rows, j] - rs.probs[rows, c]
                 strict |= margin > cut.value
                 tied |= margin == cut.value
-            return strict, tied
+            return rows, strict, tied
 
         return rs_cache(rs, (self.token, "pbnr", c), build)
 
@@ -774,14 +873,16 @@ class FlagRule:
         """``prune_by_noise_rate``'s rows of one block (agreeing rows removed), memoised per block."""
         def build() -> np.ndarray:
             pbnr = np.zeros(rs.n, dtype=bool)
-            rs.groups, rs.disagrees_strictly  # noqa: B018 - computed here, not raced for by the threads
+            rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads
+            if ((self.cells > 0) & ~self.resolved).any():
+                rs.groups  # noqa: B018 - likewise
 
-            def one(c: int) -> tuple[int, np.ndarray]:
-                strict, tied = self._pbnr_class(rs, c)
-                return c, strict | tied if self.allow_ties[c] else strict
+            def one(c: int) -> tuple[np.ndarray, np.ndarray]:
+                rows, strict, tied = self._pbnr_class(rs, c)
+                return rows, strict | tied if self.allow_ties[c] else strict
 
-            for c, picked in thread_map(one, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
-                pbnr[rs.class_rows(c)] = picked
+            for rows, picked in thread_map(one, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
+                pbnr[rows] = picked
             return pbnr & ~rs.agrees
 
         return rs_cache(rs, (self.token, "pbnr mask"), build)
@@ -1145,7 +1246,8 @@ def compute_confident_joint(
         thr = np.asarray(thresholds, dtype=np.float64)
         if thr.shape != (k,):
             raise LabelqaError(f"thresholds must have shape ({k},), got {thr.shape}")
-    return _confident_joint(labs, probs, thr)
+    joint, guess, _, _ = _confident_joint(labs, probs, thr)
+    return joint, guess
 
 
 def find_label_issues(

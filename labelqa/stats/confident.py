@@ -101,6 +101,8 @@ SMALL_K = 32
 _CHUNK_ROWS = 16384
 #: Rows whose fixed-point sums stay exact in float64 (each term < 2**32 + 1, so partial sums < 2**53).
 _EXACT_FLOAT_ROWS = 1 << 20
+#: Rows per chunk of the class sums (its float temporaries stay in cache).
+_SUM_CHUNK_ROWS = 1 << 16
 
 
 def _columns(block: np.ndarray) -> np.ndarray:
@@ -113,7 +115,8 @@ def _running_argmax(cols: np.ndarray, best: np.ndarray, where: np.ndarray, scrat
     """Fill ``best`` (the row maxima) and ``where`` (uint8: their first column) from the columns of a chunk.
 
     ``where`` moves to column ``j`` only where ``cols[j] > best`` (strictly): the lowest index wins ties,
-    as :func:`numpy.argmax`. The update is arithmetic (``w += (j - w) * flag``), with no masked writes.
+    as :func:`numpy.argmax`. The update is arithmetic, with no masked writes: ``where = max(where, flag * j)``
+    (``j`` exceeds every earlier column index, so the maximum is ``j`` exactly where the flag is set).
     """
     np.copyto(best, cols[0])
     where[:] = 0
@@ -121,9 +124,8 @@ def _running_argmax(cols: np.ndarray, best: np.ndarray, where: np.ndarray, scrat
         col = cols[j]
         np.greater(col, best, out=flag)
         np.maximum(best, col, out=best)
-        np.subtract(np.uint8(j), where, out=scratch)
-        np.multiply(scratch, flag.view(np.uint8), out=scratch)
-        where += scratch
+        np.multiply(flag.view(np.uint8), np.uint8(j), out=scratch)
+        np.maximum(where, scratch, out=where)
 
 
 def row_top(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,44 +161,46 @@ def row_top(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return arg.astype(np.int64), best
 
 
-def _confident_guess(probs: np.ndarray, cut: np.ndarray, argmax: np.ndarray | None) -> np.ndarray:
+def _confident_guess(probs: np.ndarray, cut: np.ndarray, argmax: np.ndarray | None,
+                     row_max: np.ndarray | None = None) -> np.ndarray:
     """The guessed true label of each row (see :class:`ConfidentJointCounts`), over transposed chunks.
 
-    Per chunk and class ``j``: ``conf = p_j >= cut_j`` adds to the row's count of confident classes and moves
-    its "last confident class" to ``j``; with the argmax (given, or found in the same pass) the guess is
-    ``-1`` (none), that class (one), or the argmax (several).
+    One transposed copy per chunk serves every reduction. Per class ``j``: ``conf = p_j >= cut_j`` adds to
+    the row's count of confident classes and ``conf * j`` to a uint8 sum of its confident classes (it may
+    wrap, but a row with one confident class holds exactly that class); with the argmax (given, or found
+    in the same pass) the guess is ``-1`` (none), that class (one), or the argmax (several). ``row_max``
+    (same dtype as ``probs``), when given, is filled with the row maxima from the same pass.
     """
     n, k = probs.shape
     guess = np.empty(n, dtype=np.int64)
     step = min(_CHUNK_ROWS, n)
-    count, last, scratch = (np.empty(step, dtype=np.uint8) for _ in range(3))
+    count, total, scratch, top = (np.empty(step, dtype=np.uint8) for _ in range(4))
     flag = np.empty(step, dtype=bool)
-    top = np.empty(step, dtype=np.uint8)
     best = np.empty(step, dtype=probs.dtype)
     for start in range(0, n, step):
         stop = min(start + step, n)
         m = stop - start
         cols = _columns(probs[start:stop])
-        c, w, sc, f = count[:m], last[:m], scratch[:m], flag[:m]
+        c, w, sc, f = count[:m], total[:m], scratch[:m], flag[:m]
         c[:] = 0
         w[:] = 0
         for j in range(k):
             np.greater_equal(cols[j], cut[j], out=f)
             fv = f.view(np.uint8)
             c += fv
-            np.subtract(np.uint8(j), w, out=sc)
-            np.multiply(sc, fv, out=sc)
+            np.multiply(fv, np.uint8(j), out=sc)
             w += sc
         out = guess[start:stop]
-        if argmax is None:
-            _running_argmax(cols, best[:m], top[:m], sc, f)
-            out[:] = top[:m]
-            if np.isnan(best[:m]).any():
-                out[:] = probs[start:stop].argmax(axis=1)
-        else:
-            out[:] = argmax[start:stop]
-        np.copyto(out, w, where=c == 1, casting="unsafe")
-        out[c == 0] = -1
+        if argmax is None or row_max is not None:
+            b = best[:m] if row_max is None else row_max[start:stop]
+            _running_argmax(cols, b, top[:m], sc, f)
+            if np.isnan(b).any():  # numpy's argmax picks the first NaN
+                chunk = probs[start:stop]
+                top[:m] = chunk.argmax(axis=1)
+                b[:] = chunk[np.arange(m), top[:m]]
+        # no masked writes: one confident class -> w, none -> 255, which reads as -1 in int8 (K <= SMALL_K < 128)
+        pick = np.where(c == 1, w, top[:m] if argmax is None else argmax[start:stop].astype(np.uint8))
+        out[:] = np.where(c == 0, np.uint8(255), pick).view(np.int8)
     return guess
 
 
@@ -256,13 +260,16 @@ class ClassProbSums:
             raise ValueError(f"given_probs must have shape {labels.shape}, got {self_conf.shape}")
         if labels.size == 0:
             return self
-        fixed = np.rint(self_conf * PROB_SCALE)  # whole numbers in [0, 2**32] (as floats)
+        k = self.n_classes
         # Exact, so order-independent: float64 sums of whole numbers are exact below 2**53, which chunks of
-        # _EXACT_FLOAT_ROWS rows never reach; each chunk's sums are then added as integers.
-        for start in range(0, labels.size, _EXACT_FLOAT_ROWS):
-            sl = slice(start, start + _EXACT_FLOAT_ROWS)
-            self.sums += np.bincount(labels[sl], weights=fixed[sl], minlength=self.n_classes).astype(np.int64)
-        self.counts += np.bincount(labels, minlength=self.n_classes)
+        # _EXACT_FLOAT_ROWS rows never reach; each chunk's sums are then added as integers. Chunks of
+        # _SUM_CHUNK_ROWS keep the temporaries in cache (np.bincount holds the GIL: no threads here).
+        step = min(_EXACT_FLOAT_ROWS, _SUM_CHUNK_ROWS)
+        for start in range(0, labels.size, step):
+            sl = slice(start, start + step)
+            fixed = np.rint(self_conf[sl] * PROB_SCALE)  # whole numbers in [0, 2**32] (as floats)
+            self.sums += np.bincount(labels[sl], weights=fixed, minlength=k).astype(np.int64)
+        self.counts += np.bincount(labels, minlength=k)
         return self
 
     def merge(self, other: ClassProbSums) -> ClassProbSums:
@@ -313,6 +320,7 @@ class ConfidentJointCounts:
         pred_probs: np.ndarray,
         thresholds: np.ndarray,
         argmax: np.ndarray | None = None,
+        row_max: np.ndarray | None = None,
     ) -> np.ndarray:
         """Count one batch of rows into the joint.
 
@@ -324,6 +332,8 @@ class ConfidentJointCounts:
                 ``(K,)`` (from :meth:`ClassProbSums.thresholds`).
             argmax: Optional ``pred_probs.argmax(axis=1)`` of the batch, when
                 the caller already has it (saves a pass over the batch).
+            row_max: Optional output, shape ``(n,)`` in ``pred_probs``' dtype:
+                filled with each row's maximum, from the same pass.
 
         Returns:
             The guessed true label of each row of the batch, shape ``(n,)``
@@ -341,10 +351,15 @@ class ConfidentJointCounts:
             argmax = np.asarray(argmax)
             if argmax.shape != (n,):
                 raise ValueError(f"argmax must have shape ({n},), got {argmax.shape}")
+        if row_max is not None and (row_max.shape != (n,) or row_max.dtype != pred_probs.dtype):
+            raise ValueError(f"row_max must have shape ({n},) and dtype {pred_probs.dtype}")
         if k <= SMALL_K:  # the row reductions over transposed chunks (same guesses as below)
-            guess = _confident_guess(pred_probs, cut, argmax)
-            counted = guess >= 0
-            self.joint += np.bincount(labels[counted] * k + guess[counted], minlength=k * k).reshape(k, k)
+            guess = _confident_guess(pred_probs, cut, argmax, row_max)
+            # cell (s, g + 1) of a K x (K + 1) count, column 0 = not counted: no row compaction needed
+            cells = labels * (k + 1)
+            cells += guess
+            cells += 1
+            self.joint += np.bincount(cells, minlength=k * (k + 1)).reshape(k, k + 1)[:, 1:]
             return guess
         confident = pred_probs >= cut  # the one (n, K) temporary, bool
         # Summing the bools as small unsigned ints is faster than count_nonzero(axis=1).
@@ -356,6 +371,8 @@ class ConfidentJointCounts:
             guess = np.array(argmax, dtype=np.int64, copy=True)
             if guess.shape != (n,):
                 raise ValueError(f"argmax must have shape ({n},), got {guess.shape}")
+        if row_max is not None:
+            row_max[:] = pred_probs[np.arange(n), guess]
         # Rows with exactly one confident class: that class, which is not
         # always the argmax (p = (.5, .4), t = (.6, .3) -> class 1).
         single = np.flatnonzero(n_confident == 1)

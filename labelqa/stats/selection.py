@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BoundedSmallest", "Cut", "GroupCuts", "GroupedTop", "Pick", "Selections"]
+__all__ = ["PREFILTER_MIN_ROWS", "BoundedSmallest", "Cut", "GroupCuts", "GroupedTop", "Pick", "Selections", "narrowed_beyond", "top_window"]
 
 
 class BoundedSmallest:
@@ -235,6 +235,92 @@ class Pick:
         return self._acc.nbytes if self._acc is not None else 0
 
 
+#: :func:`top_window` first narrows rows at least this long to about 1.3 times the window (see there).
+PREFILTER_MIN_ROWS = 4096
+#: One value in this many is sampled to find the narrowing pivot.
+_SAMPLE_STEP = 16
+
+
+def _narrows(vals: np.ndarray, top: int) -> bool:
+    """Whether rows of ``vals`` are long enough, and the window small enough, to narrow first."""
+    return vals.dtype.kind == "f" and vals.shape[1] >= PREFILTER_MIN_ROWS and top * 4 <= vals.shape[1]
+
+
+def _pivots(vals: np.ndarray, top: int, largest: bool) -> np.ndarray:
+    """Per row, a value from a 1-in-:data:`_SAMPLE_STEP` sample expected to have ~1.3 x ``top`` values beyond it."""
+    sample = np.ascontiguousarray(vals[:, ::_SAMPLE_STEP])
+    # the pivot's rank from the extreme: the sample's share of the window plus a margin
+    rank = min(sample.shape[1], top // _SAMPLE_STEP + top // (4 * _SAMPLE_STEP) + 32)
+    kth = sample.shape[1] - rank if largest else rank - 1
+    return np.partition(sample, kth, axis=1)[:, kth]
+
+
+def narrowed_beyond(vals: np.ndarray, counts: np.ndarray, *, largest: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per row ``i`` with ``counts[i] > 0``: its values at or beyond its ``counts[i]``-th most extreme, as ``(row, value)``.
+
+    Each row is first narrowed to the values at or beyond a sampled pivot
+    (:func:`_pivots`); when those are at least ``counts[i]`` they hold the
+    cut and every tie of it, else the whole row is used. No window is
+    sorted. NaN counts as the largest value, as in ``np.partition``, and is
+    never returned (no comparison with it holds). ``None`` when the rows are
+    too short to gain (then see :func:`top_window`).
+    """
+    c = np.asarray(counts, dtype=np.int64)
+    top = int(c.max()) if c.size else 0
+    if top <= 0 or not _narrows(vals, top):
+        return None
+    pivot = _pivots(vals, top, largest)
+    rows: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for i in np.flatnonzero(c > 0):  # few rows (one per cell of a class), each a short partition
+        row, count = vals[i], int(c[i])
+        kept = row[~(row < pivot[i])] if largest else row[row <= pivot[i]]
+        if kept.size < count:
+            kept = row
+        kth = kept.size - count if largest else count - 1
+        cut = np.partition(kept, kth)[kth]
+        picked = kept[kept >= cut] if largest else kept[kept <= cut]
+        rows.append(np.full(picked.size, i, dtype=np.int64))
+        values.append(picked)
+    if not rows:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=vals.dtype)
+    return np.concatenate(rows), np.concatenate(values)
+
+
+def top_window(values: np.ndarray, top: int, *, largest: bool) -> np.ndarray:
+    """The ``top`` most extreme values of each row of a 2-D array, sorted towards the extreme.
+
+    Equal to ``np.partition`` then a sort of the window. For long rows and a
+    small window (float values) a strided sample of each row gives a pivot
+    expected to leave about ``1.3 * top`` values; when every row keeps at
+    least ``top`` values at or beyond its pivot, only those are partitioned,
+    row by row (a row's window holds the same values either way); otherwise
+    the whole rows are, in one call. NaN counts as the largest value, as in ``np.partition``.
+    """
+    vals = np.asarray(values)
+    g, m = vals.shape
+    if _narrows(vals, top):
+        pivot = _pivots(vals, top, largest)[:, None]
+        keep = ~(vals < pivot) if largest else vals <= pivot  # NaN kept when selecting the largest
+        if np.count_nonzero(keep, axis=1).min() >= top:
+            window = np.empty((g, top), dtype=vals.dtype)
+            for i in range(g):  # few rows (one per cell of a class), each a short partition
+                kept = vals[i][keep[i]]
+                if largest:
+                    window[i] = np.partition(kept, kept.size - top)[kept.size - top:]
+                else:
+                    window[i] = np.partition(kept, top - 1)[:top]
+            window.sort(axis=1)
+            return window[:, ::-1] if largest else window
+    if largest:
+        window = np.partition(vals, m - top, axis=1)[:, m - top:]
+        window.sort(axis=1)
+        return window[:, ::-1]
+    window = np.partition(vals, top - 1, axis=1)[:, :top]
+    window.sort(axis=1)
+    return window
+
+
 class GroupedTop:
     """Per group ``g``: the ``counts[g]`` smallest (or largest) values fed, every tie of the cut kept.
 
@@ -290,8 +376,9 @@ class GroupedTop:
     def reduce_rows(self, groups: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row of ``matrix`` reduced to its values at or beyond its own ``c``-th (read-only: thread-safe).
 
-        One ``np.partition`` for all rows. Returns ``(row, value)`` pairs for
-        :meth:`add_reduced`.
+        Long rows: :func:`narrowed_beyond`; else one ``np.partition`` for all
+        rows. Returns ``(row, value)`` pairs for :meth:`add_reduced` (their
+        order is unspecified).
         """
         m = matrix.shape[1]
         c = self.counts[np.asarray(groups, dtype=np.int64)]
@@ -304,14 +391,11 @@ class GroupedTop:
             rows = np.repeat(np.arange(c.size), m)
             keep = c[rows] > 0
             return rows[keep], vals.ravel()[keep]
+        narrowed = narrowed_beyond(vals, c, largest=self.largest)  # long rows: no sorted window needed
+        if narrowed is not None:
+            return narrowed
         # The `top` most extreme values of each row, sorted towards the extreme (a window of the row).
-        if self.largest:
-            window = np.partition(vals, m - top, axis=1)[:, m - top:]
-            window.sort(axis=1)
-            window = window[:, ::-1]
-        else:
-            window = np.partition(vals, top - 1, axis=1)[:, :top]
-            window.sort(axis=1)
+        window = top_window(vals, top, largest=self.largest)
         idx = np.arange(c.size)
         cut = window[idx, np.clip(c - 1, 0, top - 1)]
         # Every value beyond the cut lies in the window; ties of the cut may lie outside it only when the
