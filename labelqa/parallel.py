@@ -9,10 +9,11 @@ Small inputs run inline: a pool costs more than it saves below a few MB.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -48,7 +49,12 @@ _POOLS_LOCK = threading.Lock()
 _WORKER = threading.local()
 
 
-def _mark_worker() -> None:
+def run_nested_maps_inline() -> None:
+    """Mark the calling thread as a worker, so :func:`thread_map` calls made on it run inline.
+
+    Pass it as ``initializer`` to any other pool whose threads call labelqa kernels: the cores are
+    already busy with that pool's own threads, and nested maps would only oversubscribe them.
+    """
     _WORKER.active = True
 
 
@@ -59,7 +65,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         pool = _POOLS.get(key)
         if pool is None:
             pool = _POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelqa",
-                                                    initializer=_mark_worker)
+                                                    initializer=run_nested_maps_inline)
         return pool
 
 
@@ -91,3 +97,59 @@ def for_row_blocks(fn: Callable[[int, int], None], n: int, step: int, *, element
     """
     for _ in thread_map(lambda ab: fn(*ab), row_ranges(n, step), parallel=elements >= MIN_PARALLEL_ELEMENTS):
         pass
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """``items`` produced on a reader thread, at most ``depth`` ahead of the consumer, in order.
+
+    The reader overlaps producing the next items (e.g. Parquet decoding, which releases the GIL) with the
+    caller's work on the current one; the bounded queue keeps memory at ``depth`` items. An exception raised
+    while producing is raised here, after the items before it, as it was raised. Closing the generator
+    early (``break``, an error in the consumer) stops the reader without a hang. ``depth < 1`` iterates
+    inline, on the calling thread.
+    """
+    if depth < 1:
+        yield from items
+        return
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ahead.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ahead.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            ahead.put(_Failed(exc))
+
+    reader = threading.Thread(target=read, name="labelqa-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := ahead.get()) is not _DONE:
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                ahead.get_nowait()
+            except queue.Empty:
+                reader.join(0.05)
+
+
+class _Failed:
+    """An exception raised by :func:`prefetch`'s reader (an item may itself be an exception object)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from labelqa import parallel
-from labelqa.parallel import for_row_blocks, row_ranges, thread_map, worker_count
+from labelqa.parallel import for_row_blocks, prefetch, row_ranges, thread_map, worker_count
 
 
 def test_row_ranges_cover_range_exactly():
@@ -105,3 +105,49 @@ def test_thread_map_lets_every_item_finish_before_raising(monkeypatch):
     with pytest.raises(ValueError, match="bad 0"):
         list(thread_map(work, range(6)))
     assert sorted(done) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_prefetch_yields_every_item_in_order(depth):
+    main = threading.get_ident()
+    producers: set[int] = set()
+
+    def items():
+        for i in range(50):
+            producers.add(threading.get_ident())
+            yield i
+
+    assert list(prefetch(items(), depth)) == list(range(50))
+    assert (main in producers) == (depth == 0)  # depth 0 reads inline, else on the reader thread
+
+
+def test_prefetch_raises_the_readers_error_after_the_items_before_it():
+    before = threading.active_count()
+
+    def items():
+        yield from range(3)
+        raise ValueError("bad batch 3")
+
+    got = []
+    with pytest.raises(ValueError, match="^bad batch 3$"):
+        for item in prefetch(items(), 2):
+            got.append(item)
+    assert got == [0, 1, 2]
+    assert threading.active_count() == before  # the reader is gone, nothing hangs
+
+
+def test_prefetch_stops_its_reader_when_the_consumer_stops_early():
+    before = threading.active_count()
+    produced: list[int] = []
+
+    def items():
+        for i in range(10_000):
+            produced.append(i)
+            yield i
+
+    for _ in range(3):
+        for item in prefetch(items(), 1):
+            if item == 2:
+                break
+    assert threading.active_count() == before
+    assert len(produced) < 30  # bounded read-ahead: the reader stopped instead of reading everything

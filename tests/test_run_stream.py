@@ -494,3 +494,55 @@ def test_stream_runner_returns_freed_memory_to_the_system(mc_file, tmp_path):
         assert stream.bound_freed_memory() is True and stream.bound_freed_memory() is True
     stream.release_arrow_memory()  # harmless at any time
     assert (tmp_path / "r" / "report.html").is_file()
+
+
+# --------------------------------------------------------------------------- threads
+def test_prefetching_reader_yields_the_batches_of_a_plain_read_in_order(mc_file, monkeypatch):
+    """The runner's batches (decoded on the reader thread, computed on by the map threads) are the source's
+    batches decoded one after the other on the calling thread: same offsets, labels and probabilities."""
+    from labelqa.data.source import open_source
+    from labelqa.run.stream import StreamRunner
+
+    monkeypatch.setenv("LABELQA_THREADS", "2")
+    src = open_source(str(mc_file))
+    plain = [src.decode(table, offset) for offset, table in src.tables(BATCH)]
+    runner = StreamRunner(src, batch_size=BATCH)
+    got = list(runner.map(lambda block: (block.offset, block.labels.copy(), np.array(block.pred_probs))))
+    assert [g[0] for g in got] == [b.offset for b in plain] == list(range(0, N, BATCH))
+    for (_, labels, probs), want in zip(got, plain, strict=True):
+        np.testing.assert_array_equal(labels, want.labels)
+        np.testing.assert_array_equal(probs, want.probs)
+
+
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "both"])
+def test_threads_do_not_change_the_report(mc_file, tmp_path, monkeypatch, filter_by):
+    """``LABELQA_THREADS=1`` (every pass on the calling thread) and 2 (reader, fold lanes, map threads) give
+    the in-memory report."""
+    monkeypatch.setenv("LABELQA_THREADS", "1")
+    report(mc_file, tmp_path / "one", "stream", filter_by=filter_by)
+    monkeypatch.setenv("LABELQA_THREADS", "2")
+    report(mc_file, tmp_path / "two", "stream", filter_by=filter_by)
+    report(mc_file, tmp_path / "mem", "memory", filter_by=filter_by)
+    assert_same_report(tmp_path / "mem", tmp_path / "one", "stream")
+    assert_same_report(tmp_path / "mem", tmp_path / "two", "stream")
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_error_in_the_reader_thread_is_the_usual_one_line_error(tmp_path, capsys, monkeypatch, threads):
+    """A bad row found while decoding on the reader thread stops the scan with the loader's one-line message
+    (exit code 2), and no reader or lane thread is left behind."""
+    import threading
+
+    monkeypatch.setenv("LABELQA_THREADS", threads)
+    path = late_nan_file(tmp_path)
+    with pytest.raises(LabelqaError) as mem_err:
+        labelqa.load(str(path))
+    before = threading.active_count()
+    code = main(["scan", str(path), "--engine", "stream", "--batch-size", str(BATCH), "-o", str(tmp_path / "o"),
+                 "-q"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(mem_err.value) in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("labelqa: error: "), err
+    assert threading.active_count() == before
+    assert not (tmp_path / "o").exists()

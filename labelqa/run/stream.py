@@ -5,11 +5,15 @@ decodes and validates them: the first pass checks every row, later passes
 only decode), so memory is bounded by a few batches plus the plans' partial
 aggregates, whatever the number of rows.
 
-Both cores work: a reader thread reads and decodes the next batches while
-the caller computes on the current one (pyarrow and numpy release the GIL),
-and :meth:`StreamRunner.map` runs its per-batch function on two threads,
+Both cores work: a reader thread reads and decodes the next batches
+(:func:`labelqa.parallel.prefetch`) while they are computed on (pyarrow and
+numpy release the GIL); :meth:`StreamRunner.fold` feeds the batches to
+:data:`MAX_LANES` lanes, each folding its own partials on its own thread
+(merged at the end: partials are exact), and :meth:`StreamRunner.map` runs
+its per-batch function on :func:`~labelqa.parallel.worker_count` threads,
 yielding results in input order. At most :data:`PREFETCH` decoded batches
-wait in the queue, so memory stays bounded.
+wait in the queue and one per thread is in work, so memory stays bounded.
+``LABELQA_THREADS=1`` runs every pass on the calling thread (same results).
 
 Freed memory goes back to the system as the passes go, so the peak RSS is
 what the engine holds, not what the allocators kept: glibc is told to map
@@ -24,16 +28,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import queue
 import sys
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from labelqa.detectors.base import Block, DatasetInfo, Step
 from labelqa.data.source import Source
+from labelqa.parallel import prefetch, run_nested_maps_inline, worker_count
 
 __all__ = ["DEFAULT_BATCH_SIZE", "StreamRunner", "info_of"]
 
@@ -50,10 +53,8 @@ MMAP_THRESHOLD = 4 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _heap_bounded = False
 
-#: Batches :meth:`StreamRunner.map` has in flight (one per core) before it waits for the oldest result.
-MAP_AHEAD = 2
-
-_DONE = object()
+#: At most this many lanes (threads, each with its own partials) fold a statistics pass.
+MAX_LANES = 2
 
 
 def bound_freed_memory() -> bool:
@@ -124,61 +125,71 @@ class StreamRunner:
             yield self.src.decode(table, offset, validate=validate)
 
     def _blocks(self) -> Iterator[Block]:
-        """Decoded batches as blocks, read ahead on a thread; reader errors are raised here."""
-        ahead: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
-        stop = threading.Event()
-
-        def read() -> None:
-            try:
-                for batch in self._decoded():
-                    while not stop.is_set():
-                        try:
-                            ahead.put(batch, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                ahead.put(_DONE)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-                ahead.put(exc)
-
-        reader = threading.Thread(target=read, name="labelqa-reader", daemon=True)
-        reader.start()
+        """Decoded batches as blocks, read ahead on a thread unless ``LABELQA_THREADS=1``; reader errors raised here."""
         validate = not self._validated
-        try:
-            while (item := ahead.get()) is not _DONE:
-                if isinstance(item, BaseException):
-                    raise item
-                if validate:
-                    self.renormalized_rows += item.renormalized_rows
-                yield block_of(item)
-            self._validated = True
-        finally:
-            stop.set()
-            while reader.is_alive():  # unblock a reader waiting on a full queue
-                try:
-                    ahead.get_nowait()
-                except queue.Empty:
-                    reader.join(0.05)
+        for item in prefetch(self._decoded(), PREFETCH if worker_count() > 1 else 0):
+            if validate:
+                self.renormalized_rows += item.renormalized_rows
+            yield block_of(item)
+        self._validated = True
 
     def fold(self, steps: Sequence[Step]) -> list[Any]:
-        """One pass: every step is fed every batch; returns the partials (in step order)."""
-        partials = [s.start() for s in steps]
-        for block in self._blocks():
+        """One pass: every step is fed every batch; returns the partials (in step order).
+
+        With several threads, batch ``i`` goes to lane ``i % lanes``: each lane folds its batches into its
+        own partials on its own thread, and the lanes' partials are merged at the end (partials are exact,
+        so the result is that of one lane; the Dask runner merges in any order too).
+        """
+        lanes = min(worker_count(), MAX_LANES)
+        partials = [[s.start() for s in steps] for _ in range(lanes)]
+
+        def feed(lane: list[Any], block: Block) -> None:
             for i, step in enumerate(steps):
-                partials[i] = step.feed(partials[i], block)
+                lane[i] = step.feed(lane[i], block)
+
+        if lanes == 1:
+            for block in self._blocks():
+                feed(partials[0], block)
+        else:
+            pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelqa-fold",
+                                        initializer=run_nested_maps_inline) for _ in range(lanes)]
+            pending: deque[Future[None]] = deque()
+            try:
+                for n, block in enumerate(self._blocks()):
+                    pending.append(pools[n % lanes].submit(feed, partials[n % lanes], block))
+                    del block
+                    if len(pending) >= lanes:  # one batch per lane in flight, besides the reader's queue
+                        pending.popleft().result()
+                while pending:
+                    pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+                for pool in pools:
+                    pool.shutdown(wait=True)
+        merged = partials[0]
+        for lane in partials[1:]:
+            merged = [step.merge(a, b) for step, a, b in zip(steps, merged, lane)]
         self.passes.append(", ".join(s.name for s in steps))
-        return partials
+        return merged
 
     def map(self, fn: Callable[..., Any], *args: Any, name: str = "rows") -> Iterator[Any]:
-        """One pass: ``fn(block, *args)`` for every batch on two threads, results in input order."""
+        """One pass: ``fn(block, *args)`` for every batch on :func:`~labelqa.parallel.worker_count` threads
+        (inline with one), results in input order."""
+        workers = worker_count()
+        if workers == 1:
+            for block in self._blocks():
+                yield fn(block, *args)
+                release_arrow_memory()
+            self.passes.append(name)
+            return
         pending: deque[Any] = deque()
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="labelqa-map") as pool:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelqa-map",
+                                initializer=run_nested_maps_inline) as pool:
             try:
                 for block in self._blocks():
                     pending.append(pool.submit(fn, block, *args))
-                    if len(pending) > MAP_AHEAD:
+                    if len(pending) > workers:
                         yield pending.popleft().result()
                         release_arrow_memory()  # the consumer is done with the batch it was handed
                 while pending:

@@ -45,18 +45,19 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
-def _search_unsorted(sorted_values: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """``np.searchsorted(sorted_values, keys, side="left")`` for keys in any order.
+def stable_argsort(values: np.ndarray) -> np.ndarray:
+    """``np.argsort(values, kind="stable")``, about twice as fast for float32 values without NaN.
 
-    Searching sorted keys walks the big array in order (cache-friendly): 2-3x
-    faster at millions of values than searching keys in input order.
+    Each float32 is mapped to a uint32 with the same order (-0.0 taken as 0.0) and packed above its
+    position into one uint64, so a plain sort of distinct integers gives the stable order.
     """
-    if keys.size < 64:
-        return np.searchsorted(sorted_values, keys, side="left")
-    order = np.argsort(keys, kind="stable")
-    found = np.empty(keys.size, dtype=np.intp)
-    found[order] = np.searchsorted(sorted_values, keys[order], side="left")
-    return found
+    if values.dtype != np.float32 or values.size >= 2**32 or values.size < 64 or np.isnan(values).any():
+        return np.argsort(values, kind="stable")
+    bits = (values + np.float32(0)).view(np.uint32)
+    bits = bits ^ np.where(bits >> 31 != 0, np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+    packed = (bits.astype(np.uint64) << np.uint64(32)) | np.arange(values.size, dtype=np.uint64)
+    packed.sort()
+    return (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
 
 
 class RankIndex:
@@ -169,20 +170,25 @@ class RankIndex:
             out[flags] = self.flag_rank[np.searchsorted(self.flag_pos, positions[flags])]
         unf = ~flags
         s = np.asarray(scores[unf], dtype=self.dtype)
-        r = self.n_flagged + 1 + _search_unsorted(self.sorted, s)
-        if self.dups.size and s.size:
-            di = _search_unsorted(self.dups, s)
+        # Keys sorted once (stable: equal scores keep input order) serve both searches, which then walk the
+        # big arrays in order, and make the tied rows of each repeated value one run already in input order.
+        order = stable_argsort(s)
+        keys = s[order]
+        r = self.n_flagged + 1 + np.searchsorted(self.sorted, keys, side="left")
+        if self.dups.size and keys.size:
+            di = np.searchsorted(self.dups, keys, side="left")
             hit = di < self.dups.size
-            hit[hit] = _same(self.dups[di[hit]], s[hit])
-            sub = di[hit]
-            if sub.size:
-                order = np.argsort(sub, kind="stable")
-                sd = sub[order]
+            hit[hit] = _same(self.dups[di[hit]], keys[hit])
+            sd = di[hit]  # non-decreasing
+            if sd.size:
                 start = np.r_[True, sd[1:] != sd[:-1]]
-                first = np.maximum.accumulate(np.where(start, np.arange(sd.size), 0))
-                before = np.empty(sd.size, dtype=np.int64)
-                before[order] = self.seen[sd] + (np.arange(sd.size) - first)
-                r[hit] += before
-                np.add.at(self.seen, sub, 1)
+                heads = np.flatnonzero(start)
+                at = np.arange(sd.size)
+                first = heads[np.cumsum(start) - 1]
+                r[hit] += self.seen[sd] + (at - first)
+                self.seen[sd[heads]] += np.diff(np.r_[heads, sd.size])  # each value once: no add.at
+        ranked = np.empty(keys.size, dtype=np.int64)
+        ranked[order] = r
+        r = ranked
         out[unf] = r
         return out
