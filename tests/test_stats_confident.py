@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -288,31 +291,43 @@ def small_k_batches(draw):
     return labels, probs, thresholds
 
 
-@FAST
-@given(small_k_batches(), st.sampled_from([1, 7, 64, 16384]), st.booleans())
-def test_joint_over_transposed_chunks_equals_the_plain_rows(batch, chunk, pass_argmax):
-    """Guesses and joint are those of the plain per-row definition, for any chunking, ties and exact cutoffs."""
+@contextmanager
+def chunk_rows(name: str, rows: int) -> Iterator[None]:
+    """Set labelqa.stats.confident's chunk size ``name`` for a block (hypothesis tests cannot use monkeypatch)."""
     import labelqa.stats.confident as sc
 
+
+    old = getattr(sc, name)
+    setattr(sc, name, rows)
+    try:
+        yield
+    finally:
+        setattr(sc, name, old)
+
+
+@FAST
+@given(small_k_batches(), st.sampled_from([1, 7, 64, 16384]), st.booleans(), st.booleans())
+def test_joint_over_transposed_chunks_equals_the_plain_rows(batch, chunk, pass_argmax, ask_row_max):
+    """Guesses, joint and (when asked) row maxima are those of the plain per-row definition, for any chunking,
+    ties and exact cutoffs; asking for the row maxima changes nothing else."""
     labels, probs, thresholds = batch
     want_guess, want_joint = _plain_guess(labels, probs, thresholds)
-    old = sc._CHUNK_ROWS
-    sc._CHUNK_ROWS = chunk
-    try:
+    row_max = np.full(labels.size, -1.0, dtype=probs.dtype) if ask_row_max else None
+    with chunk_rows("_CHUNK_ROWS", chunk):
         counts = ConfidentJointCounts(probs.shape[1])
-        guess = counts.update(labels, probs, thresholds, argmax=probs.argmax(axis=1) if pass_argmax else None)
-    finally:
-        sc._CHUNK_ROWS = old
+        guess = counts.update(labels, probs, thresholds, argmax=probs.argmax(axis=1) if pass_argmax else None,
+                              row_max=row_max)
     assert guess.dtype == np.int64
     assert np.array_equal(guess, want_guess)
     assert np.array_equal(counts.joint, want_joint)
+    if ask_row_max:
+        assert np.array_equal(row_max, probs.max(axis=1))
 
 
 @FAST
 @given(st.integers(1, 40), st.integers(0, 500), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31),
        st.sampled_from([3, 100, 16384]))
 def test_row_top_equals_numpy_argmax_and_max(k, n, dtype, seed, chunk):
-    import labelqa.stats.confident as sc
     from labelqa.stats.confident import row_top
 
     rng = np.random.default_rng(seed)
@@ -320,12 +335,8 @@ def test_row_top_equals_numpy_argmax_and_max(k, n, dtype, seed, chunk):
     if n > 2:
         probs[rng.integers(0, n), rng.integers(0, k)] = np.nan  # numpy's argmax: the first NaN
         probs[rng.integers(0, n)] = -0.0
-    old = sc._CHUNK_ROWS
-    sc._CHUNK_ROWS = chunk
-    try:
+    with chunk_rows("_CHUNK_ROWS", chunk):
         top, best = row_top(probs)
-    finally:
-        sc._CHUNK_ROWS = old
     assert top.dtype == np.int64 and best.dtype == probs.dtype
     assert np.array_equal(top, probs.argmax(axis=1))
     assert np.array_equal(best, probs.max(axis=1) if n else best, equal_nan=True)
@@ -343,12 +354,8 @@ def test_class_sums_exact_in_any_chunking(k, n, seed, rows):
     p[rng.random(n) < 0.3] = 1.0  # the largest fixed-point value, 2**32
     want = np.zeros(k, dtype=np.int64)
     np.add.at(want, labels, np.rint(p * sc.PROB_SCALE).astype(np.int64))
-    old = sc._EXACT_FLOAT_ROWS
-    sc._EXACT_FLOAT_ROWS = rows
-    try:
+    with chunk_rows("_EXACT_FLOAT_ROWS", rows):
         got = ClassProbSums(k).update_given(labels, p)
-    finally:
-        sc._EXACT_FLOAT_ROWS = old
     assert np.array_equal(got.sums, want)
     assert np.array_equal(got.counts, np.bincount(labels, minlength=k))
 
@@ -358,28 +365,6 @@ def test_class_sums_exact_at_two_million_rows_of_one_class():
     n = 1 << 21
     sums = ClassProbSums(2).update_given(np.zeros(n, dtype=np.int64), np.ones(n))
     assert sums.sums[0] == n * (1 << 32) and sums.thresholds()[0] == 1.0
-
-
-@FAST
-@given(small_k_batches(), st.sampled_from([1, 7, 64, 16384]), st.booleans())
-def test_joint_row_max_equals_numpy_max(batch, chunk, pass_argmax):
-    """``row_max`` from the joint's pass equals ``probs.max(axis=1)``; guesses and joint unchanged by asking."""
-    import labelqa.stats.confident as sc
-
-    labels, probs, thresholds = batch
-    want_guess, want_joint = _plain_guess(labels, probs, thresholds)
-    old = sc._CHUNK_ROWS
-    sc._CHUNK_ROWS = chunk
-    try:
-        counts = ConfidentJointCounts(probs.shape[1])
-        row_max = np.full(labels.size, -1.0, dtype=probs.dtype)
-        guess = counts.update(labels, probs, thresholds, argmax=probs.argmax(axis=1) if pass_argmax else None,
-                              row_max=row_max)
-    finally:
-        sc._CHUNK_ROWS = old
-    assert np.array_equal(row_max, probs.max(axis=1))
-    assert np.array_equal(guess, want_guess)
-    assert np.array_equal(counts.joint, want_joint)
 
 
 @FAST
@@ -407,7 +392,7 @@ def test_joint_row_max_must_match_the_batch():
 
 @FAST
 @given(st.integers(1, 5), st.integers(1, 400), st.integers(0, 2**31), st.sampled_from([1, 3, 64]))
-def test_class_sums_in_small_chunks_equal_one_pass(k, n, seed, chunk_rows):
+def test_class_sums_in_small_chunks_equal_one_pass(k, n, seed, rows):
     """Class sums over cache-sized chunks equal the exact int64 sums (np.add.at), whatever the chunk size."""
     import labelqa.stats.confident as sc
 
@@ -416,11 +401,7 @@ def test_class_sums_in_small_chunks_equal_one_pass(k, n, seed, chunk_rows):
     labels = rng.integers(0, k, n)
     want = np.zeros(k, dtype=np.int64)
     np.add.at(want, labels, np.rint(given_p * sc.PROB_SCALE).astype(np.int64))
-    old = sc._SUM_CHUNK_ROWS
-    sc._SUM_CHUNK_ROWS = chunk_rows
-    try:
+    with chunk_rows("_SUM_CHUNK_ROWS", rows):
         sums = ClassProbSums(k).update_given(labels, given_p)
-    finally:
-        sc._SUM_CHUNK_ROWS = old
     assert np.array_equal(sums.sums, want)
     assert np.array_equal(sums.counts, np.bincount(labels, minlength=k))
