@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.ipc as ipc
 
 from labelqa.data.arrays import decoded_type, is_list_type, to_arrow_1d
 from labelqa.data.class_order import check_class_order
@@ -91,6 +92,34 @@ def open_dataset(path: str, fmt: str) -> ds.Dataset:
         raise LabelqaError(f"cannot read {path} as {fmt}: {reason[:200]}", hint="check the file or folder") from exc
 
 
+def _ipc_batches(frag: ds.Fragment, schema: pa.Schema, columns: list[str], size: int) -> Iterator[pa.RecordBatch]:
+    """The record batches of one Arrow IPC file, read synchronously from a memory map.
+
+    Not ``Fragment.to_batches``: pyarrow's IPC scanner pre-buffers the file's
+    metadata on an I/O thread, and when a consumer stops early (the first batch
+    read to learn K, the class-order check on the first rows) the reader is
+    freed while that read is pending, which crashes the process (seen with
+    pyarrow 26). Partition columns of hive folders are filled from the
+    fragment's partition expression, and columns the file lacks are null, as
+    the dataset scanner does.
+    """
+    keys = ds.get_partition_keys(frag.partition_expression)
+    reader = ipc.open_file(pa.memory_map(frag.path))  # batches keep the mapping alive; no close here
+    names = reader.schema.names
+    out_schema = pa.schema([schema.field(n) for n in columns])
+    for i in range(reader.num_record_batches):
+        batch = reader.get_batch(i)
+        arrays = []
+        for field in out_schema:
+            if field.name in names:
+                arrays.append(batch.column(names.index(field.name)).cast(field.type))
+            elif field.name in keys:
+                arrays.append(pa.array([keys[field.name]] * batch.num_rows, field.type))
+            else:
+                arrays.append(pa.nulls(batch.num_rows, field.type))
+        yield from pa.Table.from_arrays(arrays, schema=out_schema).to_batches(max_chunksize=size)
+
+
 def scan_batches(dataset: ds.Dataset, fmt: str, columns: Sequence[str], batch_size: int) -> Iterator[pa.RecordBatch]:
     """Record batches in dataset order, one Parquet row group decoded at a time.
 
@@ -105,8 +134,7 @@ def scan_batches(dataset: ds.Dataset, fmt: str, columns: Sequence[str], batch_si
     opts = ds.ParquetFragmentScanOptions(pre_buffer=False) if fmt == "parquet" else None
     for frag in dataset.get_fragments():
         if fmt != "parquet":
-            yield from frag.to_batches(schema=schema, columns=cols, batch_size=size, batch_readahead=0,
-                                       fragment_readahead=0, use_threads=True)
+            yield from _ipc_batches(frag, schema, cols, size)
             continue
         for piece in frag.split_by_row_group():
             table = piece.to_table(schema=schema, columns=cols, use_threads=True, fragment_scan_options=opts)
