@@ -106,9 +106,9 @@ FILTER_METHODS = (
 #: disputed-rows midpoint estimate (see :attr:`Estimates.midpoint_num_issues`
 #: and docs/detection.md).
 MIDPOINT_METHOD = "low_margin_midpoint"
-#: Multiclass only: ``prune_by_noise_rate``'s rows plus, up to the weighted-disputes count
-#: ``T = A + sum over U of (m_i - s_i) / (m_i + s_i)``, the lowest normalized margins among the
-#: other disputed rows (see :attr:`Estimates.plus_num_issues` and docs/detection.md).
+#: Multiclass only, the scan default: ``prune_by_noise_rate``'s rows plus, up to ``T = A + min(W, R)``
+#: (weighted disputes, dispute-margin trend), the lowest self-confidences among the other disputed rows
+#: (see :attr:`Estimates.plus_num_issues` and docs/detection.md).
 PLUS_METHOD = "prune_by_noise_rate_plus"
 #: Every ``filter_by`` method of the multiclass detector.
 CL_FILTER_METHODS = FILTER_METHODS + (MIDPOINT_METHOD, PLUS_METHOD)
@@ -193,7 +193,7 @@ class _BlockRows:
         #: ``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class
         self.disagrees_strictly = np.empty(self.n, dtype=bool)
         self._row_outputs = _RowOutputs(self.self_conf, self.agrees, self.disagrees_strictly)
-        self.joint, self.guess, self.tallies, self.unc_weight = _confident_joint(
+        self.joint, self.guess, self.tallies, self.unc_weight, self.trend = _confident_joint(
             self.labels, self.probs, thresholds, self.max_prob, self._row_outputs)
 
     @cached_property
@@ -304,27 +304,28 @@ def _small_int(k: int) -> type:
 def _confident_joint(
     labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, max_prob: np.ndarray | None = None,
     rows: _RowOutputs | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight)``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight, trend)``.
 
     Fills ``max_prob`` (row maxima) when given. With ``rows``, also fills the agreement masks and
     returns, per given class, ``tallies`` ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it,
     with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
-    of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own integer partials, which are summed: the result does not depend on how
-    chunks are scheduled.
+    of the last kind (:func:`dispute_weights`); and ``trend`` (:data:`TREND_SUMS` int64, :func:`trend_sums`):
+    the fixed-point sums of the dispute-margin trend; else those three are zeros. Each chunk counts into its
+    own integer partials, which are summed: the result does not depend on how chunks are scheduled.
     """
     n, k = probs.shape
     guess = np.empty(labels.size, dtype=np.int64)
     if max_prob is None and rows is not None:
         max_prob = np.empty(n, dtype=probs.dtype)
 
-    def count(sl: slice) -> tuple[np.ndarray, Any, Any, Any]:
+    def count(sl: slice) -> tuple[np.ndarray, Any, Any, Any, Any]:
         counts = ConfidentJointCounts(k)
         lab = labels[sl]
         g = guess[sl]
         g[:] = counts.update(lab, probs[sl], thresholds, row_max=None if max_prob is None else max_prob[sl])
         if rows is None:
-            return counts.joint, None, None, None
+            return counts.joint, None, None, None, None
         sc, mx = rows.self_conf[sl], max_prob[sl]  # type: ignore[index]
         agrees = rows.agrees[sl]
         np.greater_equal(sc.astype(np.float64, copy=False), mx.astype(np.float64, copy=False) - AGREEMENT_TOLERANCE,
@@ -347,19 +348,22 @@ def _confident_joint(
         # whole numbers below 2**32 + 1 each: float64 sums of a task's rows are exact
         dis_unc = dis[unc]
         weight = np.bincount(ld[unc], weights=dispute_weights(sc[dis_unc], mx[dis_unc]), minlength=k).astype(np.int64)
-        return counts.joint, tallies, weight, part
+        trend = trend_sums(probs[sl], sc, mx, ~agrees, g >= 0)
+        return counts.joint, tallies, weight, part, trend
 
     joint = np.zeros((k, k), dtype=np.int64)
     tallies = np.zeros((k, 3), dtype=np.int64)
     weight = np.zeros(k, dtype=np.int64)
+    trend = np.zeros(TREND_SUMS, dtype=np.int64)
     tasks = [slice(a, b) for a, b in row_ranges(n, _JOINT_TASK_ROWS)]
-    for part, tal, w, dis in thread_map(count, tasks, parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
+    for part, tal, w, dis, tr in thread_map(count, tasks, parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
         joint += part
         if tal is not None:
             tallies += tal
             weight += w
+            trend += tr
             rows.disagreeing_parts.append(dis)  # type: ignore[union-attr]
-    return joint, guess, tallies, weight
+    return joint, guess, tallies, weight, trend
 
 
 # --------------------------------------------------------------------------- statistics passes
@@ -389,9 +393,12 @@ class JointCounts:
     cand_unc: np.ndarray = None  # type: ignore[assignment]  # disagreeing and not counted in C, per class
     #: per class, sum over those uncertain disputes of (m - s) / (m + s), fixed point (PROB_SCALE): exact
     unc_weight: np.ndarray = None  # type: ignore[assignment]
+    #: fixed-point sums of the dispute-margin trend (:func:`trend_sums`)
+    trend: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         k = self.n_classes
+        self.trend = np.zeros(TREND_SUMS, dtype=np.int64) if self.trend is None else self.trend
         self.joint = np.zeros((k, k), dtype=np.int64) if self.joint is None else self.joint
         self.cand_cl = np.zeros(k, dtype=np.int64) if self.cand_cl is None else self.cand_cl
         self.cand_png = np.zeros(k, dtype=np.int64) if self.cand_png is None else self.cand_png
@@ -405,6 +412,7 @@ class JointCounts:
         self.cand_cl += rs.tallies[:, 1]
         self.cand_unc += rs.tallies[:, 2]
         self.unc_weight += rs.unc_weight
+        self.trend += rs.trend
         return self
 
     def merge(self, other: JointCounts) -> JointCounts:
@@ -413,6 +421,7 @@ class JointCounts:
         self.cand_png += other.cand_png
         self.cand_unc += other.cand_unc
         self.unc_weight += other.unc_weight
+        self.trend += other.trend
         return self
 
 
@@ -442,10 +451,13 @@ class Estimates:
     cand_png: np.ndarray
     cand_unc: np.ndarray
     unc_weight: np.ndarray = None  # type: ignore[assignment]
+    trend: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.unc_weight is None:
             self.unc_weight = np.zeros(self.class_counts.size, dtype=np.int64)
+        if self.trend is None:
+            self.trend = np.zeros(TREND_SUMS, dtype=np.int64)
 
     @property
     def n_classes(self) -> int:
@@ -479,20 +491,91 @@ class Estimates:
         return (low + high + 1) // 2
 
     @property
-    def plus_num_issues(self) -> int:
-        """``A + sum over U of (m_i - s_i) / (m_i + s_i)`` (half up): each uncertain dispute weighted by its margin.
+    def weighted_disputes(self) -> float:
+        """``W = sum over U of (m_i - s_i) / (m_i + s_i)``: each uncertain dispute weighted by its margin.
 
         ``s_i`` = ``p_{i,s_i}``, ``m_i`` = the largest other probability; the
         weight is the share of the pair's mass by which the model prefers
         the other class (0 for a tie, 1 when ``s_i = 0``). Exact: the weights
         are summed in fixed point (docs/detection.md).
         """
-        scale = int(PROB_SCALE)
-        return self.estimated_num_issues + (int(self.unc_weight.sum()) + scale // 2) // scale
+        return int(self.unc_weight.sum()) / PROB_SCALE
+
+    @property
+    def trend_issues(self) -> float:
+        """``R``: the dispute-margin trend of the counted rows extrapolated to the uncounted ones (:func:`trend_count`)."""
+        return trend_count(self.trend)
+
+    @property
+    def plus_num_issues(self) -> int:
+        """``T = A + min(W, R)`` (half up): the confident disputes plus the expected errors among the uncertain rows.
+
+        ``W`` (:attr:`weighted_disputes`) bounds what the uncertain disputes
+        can hold by the model's own margins; ``R`` (:attr:`trend_issues`)
+        estimates it from how the confident rows' disputes grow with the
+        model's uncertainty (docs/detection.md).
+        """
+        return self.estimated_num_issues + int(math.floor(min(self.weighted_disputes, self.trend_issues) + 0.5))
 
     def caps(self, min_examples: int) -> np.ndarray:
         """Most rows of each class that may be flagged, keeping ``min_examples`` unflagged."""
         return np.maximum(self.class_counts - min_examples, 0)
+
+
+#: Number of fixed-point sums of the dispute-margin trend: over the rows counted in ``C`` ``n, Sx, Sy, Sxx, Sxy``,
+#: over the rows not counted ``n, Sx`` (x = normalized entropy, y = dispute margin; :func:`trend_sums`).
+TREND_SUMS = 7
+#: Fixed-point unit of the trend's x and y (2**-16): products stay below 2**32, so int64 sums of up to
+#: 2**31 rows are exact, whatever the batching.
+TREND_SCALE = 1 << 16
+
+
+def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, disputed: np.ndarray,
+               counted: np.ndarray) -> np.ndarray:
+    """The trend's :data:`TREND_SUMS` integer sums over one chunk of rows.
+
+    ``x_i`` = the normalized entropy ``H(p_i) / ln K`` and ``y_i`` = the
+    dispute margin ``(m_i - s_i) / (m_i + s_i)`` of a disputed row (0 for the
+    others), both rounded to multiples of ``1 / TREND_SCALE``; ``counted``:
+    the rows the confident joint counts (some class reaches its threshold).
+    """
+    n, k = probs.shape
+    out = np.zeros(TREND_SUMS, dtype=np.int64)
+    if n == 0:
+        return out
+    p = probs.astype(np.float64, copy=False)
+    plogp = np.log(np.maximum(p, np.finfo(np.float64).tiny))
+    plogp *= p
+    ent = -plogp.sum(axis=1) / math.log(k) if k > 1 else np.zeros(n)
+    x = np.rint(np.clip(ent, 0.0, 1.0) * TREND_SCALE).astype(np.int64)
+    s = np.asarray(self_conf, dtype=np.float64)
+    m = np.asarray(max_prob, dtype=np.float64)
+    total = m + s
+    w = np.divide(m - s, total, out=np.zeros_like(total), where=total > 0)
+    y = np.rint(np.clip(w, 0.0, 1.0) * TREND_SCALE).astype(np.int64) * disputed
+    xc, yc = x[counted], y[counted]
+    out[:5] = (xc.size, xc.sum(), yc.sum(), (xc * xc).sum(), (xc * yc).sum())
+    xu = x[~counted]
+    out[5:] = (xu.size, xu.sum())
+    return out
+
+
+def trend_count(sums: np.ndarray) -> float:
+    """``R = a n_u + b Sx_u``, clipped to ``[0, n_u]``: the least-squares line ``y = a + b x`` of the counted rows,
+    summed over the uncounted rows (see :func:`trend_sums`; docs/detection.md).
+
+    With fewer than two distinct ``x`` among the counted rows the line is
+    flat (``b = 0``, ``a`` their mean ``y``); with no counted row, 0.
+    """
+    n, sx, sy, sxx, sxy, nu, sxu = (int(v) for v in sums)
+    if n == 0 or nu == 0:
+        return 0.0
+    scale = float(TREND_SCALE)
+    den = n * sxx - sx * sx  # exact integers
+    b = (n * sxy - sx * sy) / den if den > 0 else 0.0  # slope: y units per x unit, both in TREND_SCALE
+    a = (sy - b * sx) / n / scale  # intercept in y = 1 units
+    r = a * nu + b * sxu / scale
+    return float(min(max(r, 0.0), float(nu)))
 
 
 def dispute_weights(self_conf: np.ndarray, max_prob: np.ndarray) -> np.ndarray:
@@ -681,14 +764,14 @@ class FlagRule:
         room = np.maximum(self.caps - flagged, 0)  # keep min_examples_per_class rows of every class unflagged
         capped = Selections()
         for c in np.flatnonzero(other > room):
-            capped.picks[("plus cap", int(c))] = self._pick(room[c], other[c], dtype=np.dtype(np.float64))
+            capped.picks[("plus cap", int(c))] = self._pick(room[c], other[c])
         n_other = int(np.minimum(other, room).sum())
         if capped.picks:
             yield "plus caps", capped
             n_other = sum(int(other[c]) if ("plus cap", c) not in self.cuts else self.cuts[("plus cap", c)].selected
                           for c in range(k))
         if n_other:
-            yield "plus", Selections({("plus",): self._pick(self.plus_extra, n_other, dtype=np.dtype(np.float64))})
+            yield "plus", Selections({("plus",): self._pick(self.plus_extra, n_other)})
 
     def _plus_other(self, rs: _BlockRows) -> np.ndarray:
         """Disputed rows that ``prune_by_noise_rate`` did not flag, within each class's cap."""
@@ -697,7 +780,7 @@ class FlagRule:
             if key[0] == "plus cap":
                 rows = rs.class_rows(key[1])
                 rows = rows[other[rows]]
-                other[rows] = cut.select(rs.normalized_margin[rows])
+                other[rows] = cut.select(rs.self_conf[rows])
         return other
 
     def _need_count(self) -> np.ndarray:
@@ -780,10 +863,10 @@ class FlagRule:
             other = ~rs.agrees & ~self._pbnr_mask(rs)
             for key, p in acc.picks.items():
                 rows = rs.class_rows(key[1])
-                p.update(rs.normalized_margin[rows[other[rows]]])
+                p.update(rs.self_conf[rows[other[rows]]])
         elif stage == "plus":
             other = self._plus_other(rs)
-            acc.picks[("plus",)].update(rs.normalized_margin[other])
+            acc.picks[("plus",)].update(rs.self_conf[other])
 
     def _pbnr_classes(self) -> np.ndarray:
         return np.flatnonzero(self.cells.sum(axis=1) > 0)
@@ -894,7 +977,7 @@ class FlagRule:
             mask = self._pbnr_mask(rs).copy()
             if self.plus_cut is not None:
                 other = self._plus_other(rs)
-                mask[other] = self.plus_cut.select(rs.normalized_margin[other])
+                mask[other] = self.plus_cut.select(rs.self_conf[other])
         elif m in ("prune_by_class", "both", "prune_by_noise_rate"):
             mask = np.zeros(rs.n, dtype=bool)
             if m != "prune_by_noise_rate":
@@ -1060,6 +1143,8 @@ class ConfidentRule(RowRule):
             "estimated_num_issues": est.estimated_num_issues,
             "estimated_num_issues_midpoint": est.midpoint_num_issues,
             "estimated_num_issues_weighted": est.plus_num_issues,
+            "weighted_disputes": est.weighted_disputes,
+            "trend_issues": est.trend_issues,
             "disputed_bounds": list(est.disputed_bounds),
             "estimated_noise_rate": estimates[chosen]["rate"],
             "estimated_noise_rate_interval": estimates[chosen]["interval"],
@@ -1083,8 +1168,8 @@ class ConfidentRule(RowRule):
 CALIBRATED_ESTIMATOR = "calibrated_confident_joint"
 #: ``(A + U/2) / N`` with the bounds ``[A/N, (A + U)/N]`` (docs/detection.md).
 MIDPOINT_ESTIMATOR = "disputed_midpoint"
-#: ``(A + sum over U of (m_i - s_i) / (m_i + s_i)) / N`` with the same bounds (docs/detection.md).
-PLUS_ESTIMATOR = "disputed_weighted"
+#: ``max(T / N, the calibrated confident joint's rate)``, ``T = A + min(W, R)`` (docs/detection.md).
+PLUS_ESTIMATOR = "disputed_weighted_trend"
 #: The estimator behind each ``filter_by`` whose count is not the calibrated confident joint's.
 ESTIMATOR_OF = {MIDPOINT_METHOD: MIDPOINT_ESTIMATOR, PLUS_METHOD: PLUS_ESTIMATOR}
 
@@ -1093,17 +1178,27 @@ def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
     """Both noise-rate estimators of a dataset: ``{name: {"rate", "interval", "interval_kind"}}``.
 
     The summary's ``estimated_noise_rate`` is the one matching ``filter_by``
-    (``disputed_midpoint`` for ``low_margin_midpoint``, ``disputed_weighted``
+    (``disputed_midpoint`` for ``low_margin_midpoint``, ``disputed_weighted_trend``
     for ``prune_by_noise_rate_plus``, else ``calibrated_confident_joint``),
     so the gate judges the estimate behind the flags.
+
+    ``disputed_weighted_trend`` is ``max(T/N, calibrated rate)``: the
+    calibrated joint spreads its off-diagonal mass over every row of a
+    class, so it can exceed ``T/N`` (when the model disputes few rows but
+    confidently); each is then a lower estimate of the other's errors. Its
+    interval runs from the lower of the calibrated bootstrap interval's low
+    end and ``T/N`` to the higher of its high end and ``T/N``.
     """
     n_rows = int(est.class_counts.sum())
     low, high = est.disputed_bounds
     per_row = 1.0 / n_rows if n_rows else 0.0
+    cal_rate = noise_rate(est.calibrated)
+    cal_interval = list(noise_rate_interval(est.joint, est.class_counts))
+    plus_rate = est.plus_num_issues * per_row
     return {
         CALIBRATED_ESTIMATOR: {
-            "rate": noise_rate(est.calibrated),
-            "interval": list(noise_rate_interval(est.joint, est.class_counts)),
+            "rate": cal_rate,
+            "interval": cal_interval,
             "interval_kind": "bootstrap 95%",
         },
         MIDPOINT_ESTIMATOR: {
@@ -1112,9 +1207,9 @@ def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
             "interval_kind": "bounds: confident disputes to all disputes",
         },
         PLUS_ESTIMATOR: {
-            "rate": est.plus_num_issues * per_row,
-            "interval": [low * per_row, high * per_row],
-            "interval_kind": "bounds: confident disputes to all disputes",
+            "rate": max(plus_rate, cal_rate),
+            "interval": [min(cal_interval[0], plus_rate), max(cal_interval[1], plus_rate)],
+            "interval_kind": "bootstrap 95% of the calibrated joint, widened to hold T/N",
         },
     }
 
@@ -1125,7 +1220,9 @@ class ConfidentLearning(Detector):
     """Confident learning: flag and score rows from out-of-sample probabilities.
 
     Args:
-        filter_by: How rows are flagged, one of :data:`CL_FILTER_METHODS`.
+        filter_by: How rows are flagged, one of :data:`CL_FILTER_METHODS`
+            (default :data:`PLUS_METHOD`; the array functions keep cleanlab's
+            ``prune_by_noise_rate``).
         score_method: Per-row score, one of :data:`SCORE_METHODS`.
         adjust_pred_probs: Subtract per-class thresholds before scoring
             (see :func:`get_label_quality_scores`).
@@ -1145,7 +1242,7 @@ class ConfidentLearning(Detector):
 
     name: ClassVar[str] = "cl"
 
-    filter_by: str = "prune_by_noise_rate"
+    filter_by: str = PLUS_METHOD
     score_method: str = "self_confidence"
     adjust_pred_probs: bool = False
     frac_noise: float = 1.0
@@ -1173,7 +1270,7 @@ class ConfidentLearning(Detector):
         thresholds = sums.thresholds()
         p2: JointCounts = yield JointStep(thresholds)
         est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy(),
-                        p2.cand_unc.copy(), p2.unc_weight.copy())
+                        p2.cand_unc.copy(), p2.unc_weight.copy(), p2.trend.copy())
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
         yield from selection_stages(flag)
@@ -1246,7 +1343,7 @@ def compute_confident_joint(
         thr = np.asarray(thresholds, dtype=np.float64)
         if thr.shape != (k,):
             raise LabelqaError(f"thresholds must have shape ({k},), got {thr.shape}")
-    joint, guess, _, _ = _confident_joint(labs, probs, thr)
+    joint, guess, _, _, _ = _confident_joint(labs, probs, thr)
     return joint, guess
 
 
