@@ -1375,6 +1375,13 @@ def find_label_issues(
       issues, ``U`` the rows that disagree with their label but that the
       confident joint does not count (no class clears its threshold).
       Better counts on real human noise (docs/detection.md).
+    - ``prune_by_noise_rate_plus`` (the default of ``labelqa scan`` and of
+      :class:`ConfidentLearning`; this function keeps cleanlab's):
+      ``prune_by_noise_rate``'s rows plus, up to ``T = A + min(W, R)``, the
+      lowest self-confidences among the other disputed rows; ``W`` the
+      uncertain disputes weighted by their margins, ``R`` the least-squares
+      trend of the dispute margin against normalized entropy over the rows
+      ``C`` counts, summed over the rows it does not (docs/detection.md).
 
     A row's prediction *agrees* with its label when
     ``p_{i,s_i} >= max_k p_ik - 1e-6``: the argmax is the label, ties and
