@@ -193,8 +193,24 @@ class _BlockRows:
         #: ``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class
         self.disagrees_strictly = np.empty(self.n, dtype=bool)
         self._row_outputs = _RowOutputs(self.self_conf, self.agrees, self.disagrees_strictly)
-        self.joint, self.guess, self.tallies, self.unc_weight, self.trend = _confident_joint(
+        self.joint, self.guess, self.tallies, self.unc_weight = _confident_joint(
             self.labels, self.probs, thresholds, self.max_prob, self._row_outputs)
+
+    @cached_property
+    def trend(self) -> np.ndarray:
+        """The block's :data:`TREND_SUMS` dispute-margin trend sums (:func:`trend_sums`), on threads for large blocks.
+
+        Computed on first use: only ``prune_by_noise_rate_plus`` needs them.
+        """
+        disputed = ~self.agrees
+        counted = self.guess >= 0
+
+        def one(sl: slice) -> np.ndarray:
+            return trend_sums(self.probs[sl], self.self_conf[sl], self.max_prob[sl], disputed[sl], counted[sl])
+
+        tasks = [slice(a, b) for a, b in row_ranges(self.n, _JOINT_TASK_ROWS)]
+        parts = thread_map(one, tasks, parallel=self.probs.size >= MIN_PARALLEL_ELEMENTS)
+        return sum(parts, np.zeros(TREND_SUMS, dtype=np.int64))
 
     @cached_property
     def off_diagonal(self) -> np.ndarray:
@@ -304,28 +320,27 @@ def _small_int(k: int) -> type:
 def _confident_joint(
     labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, max_prob: np.ndarray | None = None,
     rows: _RowOutputs | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight, trend)``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight)``.
 
     Fills ``max_prob`` (row maxima) when given. With ``rows``, also fills the agreement masks and
     returns, per given class, ``tallies`` ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it,
     with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
-    of the last kind (:func:`dispute_weights`); and ``trend`` (:data:`TREND_SUMS` int64, :func:`trend_sums`):
-    the fixed-point sums of the dispute-margin trend; else those three are zeros. Each chunk counts into its
-    own integer partials, which are summed: the result does not depend on how chunks are scheduled.
+    of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own
+    integer partials, which are summed: the result does not depend on how chunks are scheduled.
     """
     n, k = probs.shape
     guess = np.empty(labels.size, dtype=np.int64)
     if max_prob is None and rows is not None:
         max_prob = np.empty(n, dtype=probs.dtype)
 
-    def count(sl: slice) -> tuple[np.ndarray, Any, Any, Any, Any]:
+    def count(sl: slice) -> tuple[np.ndarray, Any, Any, Any]:
         counts = ConfidentJointCounts(k)
         lab = labels[sl]
         g = guess[sl]
         g[:] = counts.update(lab, probs[sl], thresholds, row_max=None if max_prob is None else max_prob[sl])
         if rows is None:
-            return counts.joint, None, None, None, None
+            return counts.joint, None, None, None
         sc, mx = rows.self_conf[sl], max_prob[sl]  # type: ignore[index]
         agrees = rows.agrees[sl]
         np.greater_equal(sc.astype(np.float64, copy=False), mx.astype(np.float64, copy=False) - AGREEMENT_TOLERANCE,
@@ -348,22 +363,19 @@ def _confident_joint(
         # whole numbers below 2**32 + 1 each: float64 sums of a task's rows are exact
         dis_unc = dis[unc]
         weight = np.bincount(ld[unc], weights=dispute_weights(sc[dis_unc], mx[dis_unc]), minlength=k).astype(np.int64)
-        trend = trend_sums(probs[sl], sc, mx, ~agrees, g >= 0)
-        return counts.joint, tallies, weight, part, trend
+        return counts.joint, tallies, weight, part
 
     joint = np.zeros((k, k), dtype=np.int64)
     tallies = np.zeros((k, 3), dtype=np.int64)
     weight = np.zeros(k, dtype=np.int64)
-    trend = np.zeros(TREND_SUMS, dtype=np.int64)
     tasks = [slice(a, b) for a, b in row_ranges(n, _JOINT_TASK_ROWS)]
-    for part, tal, w, dis, tr in thread_map(count, tasks, parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
+    for part, tal, w, dis in thread_map(count, tasks, parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
         joint += part
         if tal is not None:
             tallies += tal
             weight += w
-            trend += tr
             rows.disagreeing_parts.append(dis)  # type: ignore[union-attr]
-    return joint, guess, tallies, weight, trend
+    return joint, guess, tallies, weight
 
 
 # --------------------------------------------------------------------------- statistics passes
@@ -393,8 +405,9 @@ class JointCounts:
     cand_unc: np.ndarray = None  # type: ignore[assignment]  # disagreeing and not counted in C, per class
     #: per class, sum over those uncertain disputes of (m - s) / (m + s), fixed point (PROB_SCALE): exact
     unc_weight: np.ndarray = None  # type: ignore[assignment]
-    #: fixed-point sums of the dispute-margin trend (:func:`trend_sums`)
+    #: fixed-point sums of the dispute-margin trend (:func:`trend_sums`), kept when ``with_trend``
     trend: np.ndarray = None  # type: ignore[assignment]
+    with_trend: bool = False
 
     def __post_init__(self) -> None:
         k = self.n_classes
@@ -412,7 +425,8 @@ class JointCounts:
         self.cand_cl += rs.tallies[:, 1]
         self.cand_unc += rs.tallies[:, 2]
         self.unc_weight += rs.unc_weight
-        self.trend += rs.trend
+        if self.with_trend:
+            self.trend += rs.trend
         return self
 
     def merge(self, other: JointCounts) -> JointCounts:
@@ -426,15 +440,16 @@ class JointCounts:
 
 
 class JointStep(Step):
-    """Pass 2: the confident joint and candidate counts, given the thresholds."""
+    """Pass 2: the confident joint and candidate counts, given the thresholds (and the trend sums on request)."""
 
     name = "confident joint"
 
-    def __init__(self, thresholds: np.ndarray) -> None:
+    def __init__(self, thresholds: np.ndarray, trend: bool = False) -> None:
         self.thresholds = thresholds
+        self.trend = bool(trend)
 
     def start(self) -> JointCounts:
-        return JointCounts(self.thresholds.size)
+        return JointCounts(self.thresholds.size, with_trend=self.trend)
 
     def feed(self, partial: JointCounts, block: Block) -> JointCounts:
         return partial.update(_block_rows(block, self.thresholds))
@@ -451,13 +466,12 @@ class Estimates:
     cand_png: np.ndarray
     cand_unc: np.ndarray
     unc_weight: np.ndarray = None  # type: ignore[assignment]
-    trend: np.ndarray = None  # type: ignore[assignment]
+    #: the dispute-margin trend sums (:func:`trend_sums`); None when the plan did not need them
+    trend: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.unc_weight is None:
             self.unc_weight = np.zeros(self.class_counts.size, dtype=np.int64)
-        if self.trend is None:
-            self.trend = np.zeros(TREND_SUMS, dtype=np.int64)
 
     @property
     def n_classes(self) -> int:
@@ -504,6 +518,8 @@ class Estimates:
     @property
     def trend_issues(self) -> float:
         """``R``: the dispute-margin trend of the counted rows extrapolated to the uncounted ones (:func:`trend_count`)."""
+        if self.trend is None:
+            raise LabelqaError("the trend sums were not computed (only prune_by_noise_rate_plus needs them)")
         return trend_count(self.trend)
 
     @property
@@ -528,6 +544,8 @@ TREND_SUMS = 7
 #: Fixed-point unit of the trend's x and y (2**-16): products stay below 2**32, so int64 sums of up to
 #: 2**31 rows are exact, whatever the batching.
 TREND_SCALE = 1 << 16
+#: Rows per transposed chunk of the trend's entropy (K x 16,384 floats stay in the L2 cache).
+_TREND_CHUNK_ROWS = 1 << 14
 
 
 def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, disputed: np.ndarray,
@@ -538,16 +556,27 @@ def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, d
     dispute margin ``(m_i - s_i) / (m_i + s_i)`` of a disputed row (0 for the
     others), both rounded to multiples of ``1 / TREND_SCALE``; ``counted``:
     the rows the confident joint counts (some class reaches its threshold).
+    The entropy is summed class by class over a transposed copy (in the
+    probabilities' dtype): each row's value does not depend on the chunk.
     """
     n, k = probs.shape
     out = np.zeros(TREND_SUMS, dtype=np.int64)
     if n == 0:
         return out
-    p = probs.astype(np.float64, copy=False)
-    plogp = np.log(np.maximum(p, np.finfo(np.float64).tiny))
-    plogp *= p
-    ent = -plogp.sum(axis=1) / math.log(k) if k > 1 else np.zeros(n)
-    x = np.rint(np.clip(ent, 0.0, 1.0) * TREND_SCALE).astype(np.int64)
+    dtype = probs.dtype if probs.dtype.kind == "f" else np.dtype(np.float64)
+    ent = np.zeros(n, dtype=dtype)
+    tiny = np.finfo(dtype).tiny
+    for start in range(0, n, _TREND_CHUNK_ROWS):  # cache-sized transposed chunks
+        stop = min(start + _TREND_CHUNK_ROWS, n)
+        cols = np.ascontiguousarray(probs[start:stop].T, dtype=dtype)  # (K, rows)
+        logs = np.maximum(cols, tiny)
+        np.log(logs, out=logs)
+        logs *= cols  # 0 * log(tiny) = 0: 0 log 0 = 0
+        part = ent[start:stop]
+        for row in logs:  # a fixed order per element, whatever the chunk
+            part -= row
+    x = np.rint(np.clip(ent.astype(np.float64) / math.log(k), 0.0, 1.0) * TREND_SCALE).astype(np.int64) if k > 1 \
+        else np.zeros(n, dtype=np.int64)
     s = np.asarray(self_conf, dtype=np.float64)
     m = np.asarray(max_prob, dtype=np.float64)
     total = m + s
@@ -1142,9 +1171,9 @@ class ConfidentRule(RowRule):
             "latent_prior": latent.latent_prior.tolist(),
             "estimated_num_issues": est.estimated_num_issues,
             "estimated_num_issues_midpoint": est.midpoint_num_issues,
-            "estimated_num_issues_weighted": est.plus_num_issues,
+            "estimated_num_issues_weighted": est.plus_num_issues if est.trend is not None else None,
             "weighted_disputes": est.weighted_disputes,
-            "trend_issues": est.trend_issues,
+            "trend_issues": est.trend_issues if est.trend is not None else None,
             "disputed_bounds": list(est.disputed_bounds),
             "estimated_noise_rate": estimates[chosen]["rate"],
             "estimated_noise_rate_interval": estimates[chosen]["interval"],
@@ -1175,7 +1204,10 @@ ESTIMATOR_OF = {MIDPOINT_METHOD: MIDPOINT_ESTIMATOR, PLUS_METHOD: PLUS_ESTIMATOR
 
 
 def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
-    """Both noise-rate estimators of a dataset: ``{name: {"rate", "interval", "interval_kind"}}``.
+    """The noise-rate estimators of a dataset: ``{name: {"rate", "interval", "interval_kind"}}``.
+
+    ``disputed_weighted_trend`` is listed when the trend sums were computed
+    (``filter_by`` = ``prune_by_noise_rate_plus``, the default).
 
     The summary's ``estimated_noise_rate`` is the one matching ``filter_by``
     (``disputed_midpoint`` for ``low_margin_midpoint``, ``disputed_weighted_trend``
@@ -1194,8 +1226,7 @@ def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
     per_row = 1.0 / n_rows if n_rows else 0.0
     cal_rate = noise_rate(est.calibrated)
     cal_interval = list(noise_rate_interval(est.joint, est.class_counts))
-    plus_rate = est.plus_num_issues * per_row
-    return {
+    out: dict[str, dict[str, Any]] = {
         CALIBRATED_ESTIMATOR: {
             "rate": cal_rate,
             "interval": cal_interval,
@@ -1206,12 +1237,15 @@ def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
             "interval": [low * per_row, high * per_row],
             "interval_kind": "bounds: confident disputes to all disputes",
         },
-        PLUS_ESTIMATOR: {
+    }
+    if est.trend is not None:
+        plus_rate = est.plus_num_issues * per_row
+        out[PLUS_ESTIMATOR] = {
             "rate": max(plus_rate, cal_rate),
             "interval": [min(cal_interval[0], plus_rate), max(cal_interval[1], plus_rate)],
             "interval_kind": "bootstrap 95% of the calibrated joint, widened to hold T/N",
-        },
-    }
+        }
+    return out
 
 
 # --------------------------------------------------------------------------- detector
@@ -1268,9 +1302,9 @@ class ConfidentLearning(Detector):
         ntr = self._ntr(k)
         sums: ClassProbSums = yield ClassSumsStep(k)
         thresholds = sums.thresholds()
-        p2: JointCounts = yield JointStep(thresholds)
+        p2: JointCounts = yield JointStep(thresholds, trend=self.filter_by == PLUS_METHOD)
         est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy(),
-                        p2.cand_unc.copy(), p2.unc_weight.copy(), p2.trend.copy())
+                        p2.cand_unc.copy(), p2.unc_weight.copy(), p2.trend.copy() if p2.with_trend else None)
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
         yield from selection_stages(flag)
@@ -1343,7 +1377,7 @@ def compute_confident_joint(
         thr = np.asarray(thresholds, dtype=np.float64)
         if thr.shape != (k,):
             raise LabelqaError(f"thresholds must have shape ({k},), got {thr.shape}")
-    joint, guess, _, _, _ = _confident_joint(labs, probs, thr)
+    joint, guess, _, _ = _confident_joint(labs, probs, thr)
     return joint, guess
 
 
