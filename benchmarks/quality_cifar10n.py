@@ -4,7 +4,11 @@ For each file in --data-dir (cifar10n_*.parquet; see the README there) it
 evaluates labelqa's confident learning against the ground truth
 ``label != true_label``:
 
-- per filter method: precision, recall and F1 of the flagged set;
+- per filter method: precision, recall and F1 of the flagged set, the AP of
+  the report's order (flagged rows first, then by self-confidence) and the
+  ratio of the flagged count to the true number of errors
+  (``prune_by_noise_rate_plus`` is labelqa's default, ``prune_by_noise_rate``
+  cleanlab's);
 - per label quality score method (lower = more suspect): AUROC and average
   precision (sklearn.metrics), and precision at the true number of errors
   (the T lowest-scoring rows, T = number of wrong labels).
@@ -98,7 +102,7 @@ def libraries(use_cleanlab: bool) -> dict:
     try:
         from labelqa.detectors import confident as lq
 
-        libs["labelqa"] = (lq.find_label_issues, lq.get_label_quality_scores, tuple(lq.FILTER_METHODS))
+        libs["labelqa"] = (lq.find_label_issues, lq.get_label_quality_scores, tuple(lq.CL_FILTER_METHODS))
     except Exception as exc:  # noqa: BLE001 - not landed yet / broken
         print(f"labelqa not importable ({exc!r}); ", end="", file=sys.stderr)
     if use_cleanlab:
@@ -133,24 +137,26 @@ def evaluate(path: Path, libs: dict) -> None:
     for lib in names:
         filters += [f for f in libs[lib][2] if f not in filters]
 
-    head = " | ".join(f"{lib} flagged | {lib} P | {lib} R | {lib} F1" for lib in names)
+    self_conf = probs[np.arange(n), labels].astype(np.float64)
+    head = " | ".join(f"{lib} flagged | {lib} P | {lib} R | {lib} F1 | {lib} AP | {lib} count" for lib in names)
     print(f"| filter_by | {head} |")
-    print("|---|" + "---|---|---|---|" * len(names))
+    print("|---|" + "---|---|---|---|---|---|" * len(names))
     for fb in filters:
         cells = []
         for lib in names:
             find = libs[lib][0]
             if fb not in libs[lib][2]:
-                cells.append("n/a | n/a | n/a | n/a")
+                cells.append("n/a | n/a | n/a | n/a | n/a | n/a")
                 continue
             try:
                 flags = np.asarray(find(labels, probs, filter_by=fb), dtype=bool)
             except Exception as exc:  # noqa: BLE001
                 print(f"{lib} {fb} failed: {exc!r}", file=sys.stderr)
-                cells.append("error | | |")
+                cells.append("error | | | | |")
                 continue
             p, r, f, nf = prf(flags, is_error)
-            cells.append(f"{nf} | {p:.3f} | {r:.3f} | {f:.3f}")
+            ap = average_precision_score(is_error, flags.astype(np.float64) * 2.0 - self_conf)  # report order
+            cells.append(f"{nf} | {p:.3f} | {r:.3f} | {f:.3f} | {ap:.3f} | {nf / n_err:.2f}x")
         print(f"| {fb} | " + " | ".join(cells) + " |")
 
     print()
@@ -171,7 +177,8 @@ def evaluate(path: Path, libs: dict) -> None:
             cells.append(f"{auroc:.4f} | {ap:.4f} | {pat:.4f}")
         label = method + (" (adjusted)" if adjust else "")
         print(f"| {label} | " + " | ".join(cells) + " |")
-    print(f"\n(P@T: precision among the T={n_err} lowest-scoring rows.)")
+    print(f"\n(P@T: precision among the T={n_err} lowest-scoring rows; filter AP: flagged rows first, then by "
+          "self-confidence; count: flagged / true errors.)")
 
 
 def main(argv: list[str] | None = None) -> int:

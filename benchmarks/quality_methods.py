@@ -2,11 +2,14 @@
 
 For every dataset below it prints the average precision (AP,
 sklearn.metrics; lower score = more suspect) of the two rankings, the
-``self_confidence`` score (the default ``score_method``: the report's order,
-whatever ``filter_by`` is) and the normalized margin (what the ``low_*margin*``
-methods flag by), then for every ``filter_by`` method compared precision,
-recall and F1 of the flagged rows and the ratio of the number of rows flagged
-to the true number of errors ("count").
+``self_confidence`` score (the default ``score_method``: every method's
+``label_quality``, whatever ``filter_by`` is) and the normalized margin (what
+the ``low_*margin*`` methods flag by), then for every ``filter_by`` method
+compared precision, recall and F1 of the flagged rows, the AP of the report's
+order (flagged rows first, then by self-confidence: the ``rank`` column) and
+the ratio of the number of rows flagged to the true number of errors
+("count"). ``prune_by_noise_rate_plus`` is labelqa's default,
+``prune_by_noise_rate`` cleanlab's.
 
 Datasets (ground truth kept apart from what the detectors see):
 
@@ -47,7 +50,7 @@ from labelqa.train.crossval import cross_val_probs  # noqa: E402
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "cifar10n"
 CLASSES = np.array(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"])
 MODELS = {"resnet18": "resnet18", "resnet50d": "resnet50d", "swin": "swin_base_patch4_window7_224"}
-METHODS = ("prune_by_noise_rate", "low_normalized_margin", "low_margin_midpoint", "prune_by_noise_rate_plus")
+METHODS = ("prune_by_noise_rate", "prune_by_noise_rate_plus", "low_normalized_margin", "low_margin_midpoint")
 RATES = (0.1, 0.2, 0.4)
 KINDS = ("uniform", "pair")
 
@@ -78,10 +81,16 @@ def average_precisions(labels: np.ndarray, probs: np.ndarray, is_error: np.ndarr
                  for m in ("self_confidence", "normalized_margin"))  # type: ignore[return-value]
 
 
+def report_order_ap(flags: np.ndarray, self_conf: np.ndarray, is_error: np.ndarray) -> float:
+    """AP of the report's order: flagged rows first, each group by self-confidence (lowest first)."""
+    return float(average_precision_score(is_error, flags.astype(np.float64) * 2.0 - self_conf))
+
+
 def measure(labels: np.ndarray, probs: np.ndarray, is_error: np.ndarray) -> dict[str, tuple[float, ...]]:
-    """Per method: (P, R, F1, count ratio)."""
+    """Per method: (P, R, F1, AP of the report's order, count ratio)."""
     out = {}
     n_err = int(is_error.sum())
+    self_conf = get_label_quality_scores(labels, probs, method="self_confidence")
     for method in METHODS:
         flags = find_label_issues(labels, probs, filter_by=method)
         tp = int(np.count_nonzero(flags & is_error))
@@ -89,7 +98,7 @@ def measure(labels: np.ndarray, probs: np.ndarray, is_error: np.ndarray) -> dict
         p = tp / n_flag if n_flag else 0.0
         r = tp / n_err if n_err else 0.0
         f = 2 * p * r / (p + r) if p + r else 0.0
-        out[method] = (p, r, f, n_flag / n_err if n_err else float("nan"))
+        out[method] = (p, r, f, report_order_ap(flags, self_conf, is_error), n_flag / n_err if n_err else float("nan"))
     return out
 
 
@@ -147,32 +156,38 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     names = list(METHODS)
-    print("| dataset | errors | AP self-conf. / margin | " + " | ".join(f"{m} P / R / F1 / count" for m in names)
+    print("| dataset | errors | AP self-conf. / margin | " + " | ".join(f"{m} P / R / F1 / AP / count" for m in names)
           + " |")
     print("|---|---|---|" + "---|" * len(names))
     sources = [cifar_datasets(args.data_dir), cifar_synthetic(args.data_dir)]
     if not args.skip_sklearn:
         sources.append(sklearn_synthetic())
-    wins = {m: [] for m in names}
+    wins: dict[str, list[float]] = {m: [] for m in names}
+    synthetic: dict[str, list[bool]] = {m: [] for m in names}
     seen = 0
     for source in sources:
         for title, labels, probs, is_error in source:
             seen += 1
             res = measure(labels, probs, is_error)
-            cells = [" / ".join(f"{v:.3f}" if i < 3 else f"{v:.2f}x" for i, v in enumerate(res[m])) for m in names]
+            cells = [" / ".join(f"{v:.3f}" if i < 4 else f"{v:.2f}x" for i, v in enumerate(res[m])) for m in names]
             ap = average_precisions(labels, probs, is_error)
             print(f"| {title} | {int(is_error.sum())} | {ap[0]:.3f} / {ap[1]:.3f} | " + " | ".join(cells) + " |",
                   flush=True)
             for m in names:
                 wins[m].append(res[m][2] - res["prune_by_noise_rate"][2])
+                synthetic[m].append(not title.startswith("CIFAR-10N"))
     if not seen:
         print("skipped: no dataset found")
         return 0
     print()
     for m in names[1:]:
         d = np.array(wins[m])
-        print(f"{m}: F1 minus prune_by_noise_rate's: mean {d.mean():+.3f}, min {d.min():+.3f}, "
-              f"better on {int((d > 0).sum())} of {d.size} datasets")
+        syn = d[np.array(synthetic[m], dtype=bool)]
+        line = (f"{m}: F1 minus prune_by_noise_rate's: mean {d.mean():+.3f}, min {d.min():+.3f}, "
+                f"better on {int((d > 0).sum())} of {d.size} datasets")
+        if syn.size:
+            line += f"; synthetic noise: mean {syn.mean():+.3f}, min {syn.min():+.3f} over {syn.size}"
+        print(line)
     print(f"\n(total {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
 

@@ -359,16 +359,20 @@ def evaluate(result: ScanResult, truth_codes: Any, *, truth: dict[str, Any] | No
 def estimated_errors(summary: dict[str, Any], n_rows: int) -> dict[str, Any]:
     """The primary detector's estimates of the number of label errors, by estimator (those it reports).
 
-    ``noise_rate``: ``estimated_noise_rate * N`` (off the diagonal of the
-    calibrated confident joint); ``confident_joint``: ``estimated_num_issues``
+    ``noise_rate``: ``estimated_noise_rate * N``, by the estimator the
+    summary names (``estimator``: ``disputed_weighted_trend`` for the
+    default ``filter_by``, ``calibrated_confident_joint`` for
+    ``prune_by_noise_rate``); ``confident_joint``: ``estimated_num_issues``
     (``A``); ``midpoint``: ``A + U/2`` with ``bounds`` ``[A, A + U]``;
-    ``weighted``: ``A`` plus the margin-weighted uncertain disputes
-    (docs/detection.md).
+    ``weighted``: ``T = A + min(W, R)``, the uncertain disputes weighted by
+    their margins and capped by the entropy trend (docs/detection.md).
     """
     out: dict[str, Any] = {}
     rate = summary.get("estimated_noise_rate")
     if isinstance(rate, (int, float)) and math.isfinite(rate):
         out["noise_rate"] = int(round(rate * n_rows))
+        if summary.get("estimated_noise_rate_estimator"):
+            out["estimator"] = str(summary["estimated_noise_rate_estimator"])
     if summary.get("estimated_num_issues") is not None:
         out["confident_joint"] = int(summary["estimated_num_issues"])
     if summary.get("estimated_num_issues_midpoint") is not None:
@@ -444,14 +448,15 @@ def describe_truth(evaluation: dict[str, Any]) -> str:
     if counts:
         parts = []
         if "noise_rate" in counts:
-            parts.append(f"{counts['noise_rate']:,} (calibrated confident joint)")
+            parts.append(f"{counts['noise_rate']:,} (noise rate x rows, by "
+                         f"{counts.get('estimator', 'calibrated_confident_joint')})")
         if "confident_joint" in counts:
             parts.append(f"{counts['confident_joint']:,} (confident joint, disputed)")
         if "midpoint" in counts:
             low, high = counts["bounds"]
             parts.append(f"{counts['midpoint']:,} (midpoint of {low:,}-{high:,})")
         if "weighted" in counts:
-            parts.append(f"{counts['weighted']:,} (weighted disputes)")
+            parts.append(f"{counts['weighted']:,} (A + min(weighted disputes, entropy trend))")
         text += f"; estimated errors: {', '.join(parts)} vs {evaluation['true_errors']:,} true"
     return text
 

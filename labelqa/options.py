@@ -253,9 +253,11 @@ _DECLARED = [
     Option("threshold_samples", "str", None, "Bool marks of the rows trained as the fake extra class (a .npy/.txt "
            "file or a bool column); the logits then have K+1 outputs.", "load", SFE, panel=_AUM_PANEL),
     # ------------------------------------------------------------------ detectors
-    Option("filter_by", "str", "prune_by_noise_rate", "Flagging method: prune_by_noise_rate, prune_by_class, both, "
+    Option("filter_by", "str", "prune_by_noise_rate_plus", "Flagging method: prune_by_noise_rate_plus (default: "
+           "cleanlab's rows plus the uncertain disputes the confident joint misses; multi-label data: "
+           "prune_by_noise_rate), prune_by_noise_rate (cleanlab's default), prune_by_class, both, "
            "confident_learning, predicted_neq_given, low_self_confidence, low_normalized_margin, "
-           "low_margin_midpoint, prune_by_noise_rate_plus (cl only; docs/detection.md).", "detector", SFE,
+           "low_margin_midpoint (the last and the default cl only; docs/detection.md).", "detector", SFE,
            detectors=("cl", "mlcl"), metavar="METHOD",
            choices=("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
                     "low_self_confidence", "low_normalized_margin", "low_margin_midpoint",

@@ -343,7 +343,8 @@ def test_detector_on_the_toy():
     assert [row["class_count"] for row in s["per_class"]] == [2, 7, 1]
     np.testing.assert_allclose([row["estimated_noise_rate"] for row in s["per_class"]], [0, 1 / 7, 0])
     np.testing.assert_allclose([row["threshold"] for row in s["per_class"]], [0.75, 0.6857, 0.8], atol=5e-5)
-    assert s["filter_by"] == "prune_by_noise_rate" and s["score_method"] == "self_confidence"
+    assert s["filter_by"] == "prune_by_noise_rate_plus" and s["score_method"] == "self_confidence"  # the default
+    assert s["estimated_noise_rate_estimator"] == "disputed_weighted_trend"
     assert result.params == ConfidentLearning().get_params()
 
 
@@ -681,48 +682,100 @@ def test_midpoint_counts_more_than_the_confident_joint_on_ambiguous_errors():
 
 
 # --------------------------------------------------------------------------- prune_by_noise_rate_plus
-def _weighted_count(labels, probs):
-    """A + sum over the uncertain disputes of (m - s) / (m + s), half up, by hand."""
+def _plus_count(labels, probs):
+    """``(A, W, R, T)`` of prune_by_noise_rate_plus, by hand (numpy least squares, no fixed-point sums).
+
+    x = normalized entropy, y = the dispute margin (m - s)/(m + s) of a disputed row, else 0; the line is
+    fitted over the rows counted in C and summed over the others, clipped to [0, their number].
+    """
     p = probs.astype(np.float64)
-    r = np.arange(len(labels))
+    n, k = p.shape
+    r = np.arange(n)
     s = p[r, labels]
     other = p.copy()
     other[r, labels] = -np.inf
     m = other.max(axis=1)
     _, guess = compute_confident_joint(labels, probs)
     disputed = ~_agrees(labels, probs)
-    a = int(np.count_nonzero((guess >= 0) & (guess != labels) & disputed))
-    unc = (guess < 0) & disputed
-    return a + math.floor(float(((m - s) / (m + s))[unc].sum()) + 0.5)
+    counted = guess >= 0
+    a = int(np.count_nonzero(counted & (guess != labels) & disputed))
+    w = np.where(disputed, (m - s) / np.where(m + s > 0, m + s, 1), 0.0)
+    weighted = float(w[~counted & disputed].sum())
+    x = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0).sum(axis=1) / math.log(k)
+    xc, yc = x[counted], w[counted]
+    if xc.size == 0 or counted.all():
+        trend = 0.0
+    else:
+        slope = np.polyfit(xc, yc, 1)[0] if np.ptp(xc) > 1e-9 else 0.0
+        line = yc.mean() + slope * (x[~counted] - xc.mean())
+        trend = float(np.clip(line.sum(), 0, (~counted).sum()))
+    return a, weighted, trend, a + math.floor(min(weighted, trend) + 0.5)
 
 
-def test_plus_toy_by_hand():
-    """Rows 3, 4 (given 0) lean to class 1 without reaching t_1: uncertain disputes; row 8 a confident one.
+def _plus_toy(errors_grow_with_entropy: bool):
+    """K = 4 rows whose normalized entropies are 0, 1/2, 3/4, 7/8 or 1 (probabilities 0, 1/8, 1/4, 1/2, 1).
 
-    t = (2.92/5, .75, .9). A = 1 (row 8: p_0 = .7 >= t_0). U = rows 3, 4 with weights (m - s)/(m + s) =
-    .4/.6 and .38/.62, sum 1.28 -> T = 1 + 1 = 2. PBNR flags row 8 (cell (1, 0) of C_cal holds 1); one row
-    is added, the lower normalized margin of rows 3 (.30) and 4 (.31).
+    Thresholds t = (5/6, 19/32, 1/2, 13/16). Counted in C: class 0's five one-hot rows, class 1's two,
+    class 2's two (0, 0, .5, .5) rows (x = 1/2, on the diagonal), class 3's three, and row 5, given 0:
+    (0, .5, .5, 0) (x = 1/2, guess 2: a confident dispute with y = 1) when ``errors_grow_with_entropy``,
+    else (0, 0, 0, 1) (x = 0, guess 3, y = 1). Not counted: rows 8, 9 given 1, (.5, .25, .25, 0) (x = 3/4,
+    y = 1/3) and (.5, .125, .25, .125) (x = 7/8, y = .6), and row 15, given 3, uniform (x = 1, a tie: y = 0).
     """
-    probs = np.array([[.9, .05, .05]] * 3 + [[.1, .5, .4], [.12, .5, .38]] + [[.05, .9, .05]] * 3
-                     + [[.7, .3, 0]] + [[.05, .05, .9]] * 3)
-    labels = np.array([0] * 5 + [1] * 4 + [2] * 3)
-    np.testing.assert_allclose(per_class_thresholds(labels, probs), [2.92 / 5, .75, .9])
+    first = (0, .5, .5, 0) if errors_grow_with_entropy else (0, 0, 0, 1)
+    rows = ([(1, 0, 0, 0)] * 5 + [first] + [(0, 1, 0, 0)] * 2 + [(.5, .25, .25, 0), (.5, .125, .25, .125)]
+            + [(0, 0, .5, .5)] * 2 + [(0, 0, 0, 1)] * 3 + [(.25,) * 4])
+    return np.array([0] * 6 + [1] * 4 + [2] * 2 + [3] * 4), np.array(rows, dtype=float)
+
+
+def test_plus_count_by_hand_when_errors_grow_with_uncertainty():
+    """Counted rows: 10 at x = 0 (y = 0), 3 at x = 1/2 (y = 1, 0, 0): the line is y = 2x/3.
+
+    Summed over the uncounted rows (x = 3/4, 7/8, 1): R = 2/3 * 21/8 = 1.75. W = 1/3 + .6 = 14/15.
+    A = 1 (row 5) -> T = 1 + round(min(14/15, 1.75)) = 2: PBNR's row 5 plus the other dispute with the
+    lowest self-confidence, row 9 (.125 < .25).
+    """
+    labels, probs = _plus_toy(True)
+    np.testing.assert_allclose(per_class_thresholds(labels, probs), [5 / 6, 19 / 32, .5, 13 / 16])
     _, guess = compute_confident_joint(labels, probs)
-    assert (guess[[3, 4]] == -1).all() and guess[8] == 0
-    assert _weighted_count(labels, probs) == 2
-    assert np.flatnonzero(find_label_issues(labels, probs)).tolist() == [8]
-    flags = find_label_issues(labels, probs, filter_by="prune_by_noise_rate_plus")
-    assert np.flatnonzero(flags).tolist() == [3, 8]
-    summary = ConfidentLearning(filter_by="prune_by_noise_rate_plus").detect(make_data(labels, probs)).summary
-    assert summary["estimated_num_issues"] == 1 and summary["disputed_bounds"] == [1, 3]
+    assert guess.tolist() == [0] * 5 + [2, 1, 1, -1, -1, 2, 2, 3, 3, 3, -1]
+    assert np.flatnonzero(find_label_issues(labels, probs)).tolist() == [5]
+    assert np.flatnonzero(find_label_issues(labels, probs, filter_by="prune_by_noise_rate_plus")).tolist() == [5, 9]
+    summary = ConfidentLearning().detect(make_data(labels, probs)).summary  # the default filter_by
+    assert summary["filter_by"] == "prune_by_noise_rate_plus"
+    assert summary["estimated_num_issues"] == 1
+    assert summary["weighted_disputes"] == pytest.approx(14 / 15, abs=1e-8)
+    assert summary["trend_issues"] == pytest.approx(1.75, abs=1e-4)
     assert summary["estimated_num_issues_weighted"] == 2
-    assert summary["estimated_noise_rate_estimator"] == "disputed_weighted"
-    assert summary["estimated_noise_rate"] == pytest.approx(2 / 12)
-    assert summary["estimated_noise_rate_interval"] == pytest.approx([1 / 12, 3 / 12])
+    a, w, r, t = _plus_count(labels, probs)
+    assert (a, t) == (1, 2) and w == pytest.approx(14 / 15) and r == pytest.approx(1.75)
+    # the noise rate: max(T/N, calibrated) = 2/16 (calibrated: 1/16), the interval widened to hold 2/16
+    assert summary["estimated_noise_rate_estimator"] == "disputed_weighted_trend"
+    assert summary["estimated_noise_rate"] == pytest.approx(2 / 16)
+    cal = summary["noise_rate_estimates"]["calibrated_confident_joint"]
+    assert cal["rate"] == pytest.approx(1 / 16)
+    low, high = summary["estimated_noise_rate_interval"]
+    assert low == pytest.approx(min(cal["interval"][0], 2 / 16)) and high == pytest.approx(max(cal["interval"][1], 2 / 16))
     assert not find_label_issues(labels, probs, filter_by="prune_by_noise_rate_plus", frac_noise=0.0).any()
-    # a class cap: keeping 4 rows of class 0 unflagged leaves room for one, kept for the lowest margin
-    capped = find_label_issues(labels, probs, filter_by="prune_by_noise_rate_plus", min_examples_per_class=4)
-    assert np.flatnonzero(capped).tolist() == [3]  # class 1 keeps 4 rows too: row 8 is out
+    # keeping 3 of class 1's 4 rows unflagged leaves room for one: still row 9, the lowest self-confidence
+    capped = find_label_issues(labels, probs, filter_by="prune_by_noise_rate_plus", min_examples_per_class=3)
+    assert np.flatnonzero(capped).tolist() == [5, 9]
+
+
+def test_plus_count_by_hand_when_errors_do_not_grow_with_uncertainty():
+    """The confident dispute sits at x = 0: counted rows 11 at x = 0 (mean y 1/11), 2 at x = 1/2 (y = 0).
+
+    The line y = 1/11 - 2x/11 is negative at x = 3/4, 7/8 and 1: R = 0, T = A = 1, no extra row
+    (W = 14/15 as before): when the confident errors do not grow with the model's uncertainty, the
+    uncertain disputes are taken for the model's own mistakes.
+    """
+    labels, probs = _plus_toy(False)
+    summary = ConfidentLearning().detect(make_data(labels, probs)).summary
+    assert summary["trend_issues"] == 0.0
+    assert summary["weighted_disputes"] == pytest.approx(14 / 15, abs=1e-8)
+    assert summary["estimated_num_issues_weighted"] == 1 == _plus_count(labels, probs)[3]
+    plus = find_label_issues(labels, probs, filter_by="prune_by_noise_rate_plus")
+    assert np.flatnonzero(plus).tolist() == np.flatnonzero(find_label_issues(labels, probs)).tolist() == [5]
+    assert summary["estimated_noise_rate"] == pytest.approx(1 / 16)
 
 
 @FAST
@@ -738,38 +791,53 @@ def test_plus_is_pbnr_plus_the_lowest_other_disputes(data, min_ex):
     k = probs.shape[1]
     counts = np.bincount(labels, minlength=k)
     assert (np.bincount(labels[plus], minlength=k) <= np.maximum(counts - min_ex, 0)).all()
-    t = _weighted_count(labels, probs)
+    summary = ConfidentLearning(filter_by="prune_by_noise_rate_plus",
+                                min_examples_per_class=min_ex).detect(make_data(labels, probs)).summary
+    a, w, r, _ = _plus_count(labels, probs)
+    assert summary["estimated_num_issues"] == a
+    assert summary["weighted_disputes"] == pytest.approx(w, abs=1e-6)
+    assert summary["trend_issues"] == pytest.approx(r, abs=1e-3 * max(1.0, r))
+    t = summary["estimated_num_issues_weighted"]
+    assert abs(t - (a + min(w, r))) <= 0.5 + 1e-3 * max(1.0, r)
     if pbnr.sum() >= t:
         assert not extra.any()
         return
-    if min_ex == 0:  # no class cap: the extra rows are the lowest margins among the other disputed rows
-        margins = get_label_quality_scores(labels, probs, method="normalized_margin")
+    if min_ex == 0:  # no class cap: the extra rows are the lowest self-confidences among the other disputed rows
+        sc = probs[np.arange(labels.size), labels]
         rest = disputed & ~plus
         if extra.any() and rest.any():
-            assert margins[extra].max() <= margins[rest].min()
+            assert sc[extra].max() <= sc[rest].min()
         # at least T rows unless fewer are disputed; more only through ties at the cut
         assert plus.sum() >= min(t, int(disputed.sum()))
         if plus.sum() > t and extra.any() and rest.any():
-            assert (margins[rest] > margins[extra].max()).all()
+            assert (sc[rest] > sc[extra].max()).all()
 
 
-def test_plus_counts_nearer_the_truth_on_ambiguous_errors():
-    """The weighted count is nearer the truth than the confident joint's on ambiguous errors, and F1 is higher."""
-    rng = np.random.default_rng(3)
-    n, k = 4000, 4
+def _ambiguous_noise(seed: int, n: int = 6000, k: int = 4, rate: float = 0.12):
+    """Human-like noise: the harder an item (a flatter model output), the likelier its label is wrong."""
+    rng = np.random.default_rng(seed)
     true = rng.integers(0, k, n)
-    flipped = rng.random(n) < 0.1
-    given_ = np.where(flipped, (true + rng.integers(1, k, n)) % k, true)
+    difficulty = rng.random(n)  # 0 easy .. 1 hard
     alpha = np.full((n, k), 0.5)
-    alpha[np.arange(n), true] += np.where(flipped, 1.5, 8.0)
-    alpha[np.arange(n), given_] += np.where(flipped, 1.0, 0.0)
+    alpha[np.arange(n), true] += 1.0 + 9.0 * (1.0 - difficulty)
     probs = rng.gamma(alpha)
     probs /= probs.sum(axis=1, keepdims=True)
-    summary = ConfidentLearning(filter_by="prune_by_noise_rate_plus").detect(make_data(given_, probs)).summary
+    p_flip = rate * 3.0 * difficulty ** 2  # mean rate over difficulty ~ U(0, 1)
+    flipped = rng.random(n) < p_flip
+    given_ = np.where(flipped, (true + rng.integers(1, k, n)) % k, true)
+    # the model saw the noisy label on similar items: part of its mass follows the given label
+    probs = 0.8 * probs + 0.2 * np.eye(k)[given_] * (1.0 - difficulty)[:, None] + 0.2 * difficulty[:, None] / k
+    probs /= probs.sum(axis=1, keepdims=True)
+    return given_, probs, flipped
+
+
+def test_plus_counts_nearer_the_truth_when_errors_sit_on_uncertain_items():
+    """Errors concentrated on hard items: T is nearer the truth than A, and F1 is higher than PBNR's."""
+    given_, probs, flipped = _ambiguous_noise(3)
+    summary = ConfidentLearning().detect(make_data(given_, probs)).summary
     truth = int(flipped.sum())
     low, high = summary["disputed_bounds"]
     assert low <= summary["estimated_num_issues_weighted"] <= high
-    assert summary["estimated_num_issues_weighted"] == _weighted_count(given_, probs)
     assert abs(summary["estimated_num_issues_weighted"] - truth) < abs(summary["estimated_num_issues"] - truth)
 
     def f1(f):
@@ -777,6 +845,32 @@ def test_plus_counts_nearer_the_truth_on_ambiguous_errors():
 
     flags = find_label_issues(given_, probs, filter_by="prune_by_noise_rate_plus")
     assert f1(flags) > f1(find_label_issues(given_, probs))
+
+
+def test_plus_default_streamed_equals_memory(tmp_path):
+    """The default rule's trend sums, count and extra rows are the same streamed in small batches as in memory."""
+    import labelqa
+    import pyarrow.parquet as pq
+
+    from tests.conftest import write_parquet
+
+    given_, probs, _ = _ambiguous_noise(4, n=3000)
+    path = write_parquet(tmp_path / "amb.parquet", given_, probs)
+    summaries, flags = {}, {}
+    for engine, options in (("memory", {}), ("stream", {"batch_size": 257})):
+        with labelqa.scan(str(path), engine=engine, **options) as result:
+            assert result.engine == engine
+            labelqa.write_report(result, tmp_path / engine)
+            summaries[engine] = result.summary()["detectors"]["cl"]["summary"]
+        flags[engine] = pq.read_table(tmp_path / engine / "issues.parquet").column("is_label_issue").to_numpy()
+    a, b = summaries["memory"], summaries["stream"]
+    for key in ("estimated_num_issues", "weighted_disputes", "trend_issues", "estimated_num_issues_weighted",
+                "estimated_noise_rate", "estimated_noise_rate_interval", "estimated_noise_rate_estimator"):
+        assert a[key] == b[key], key
+    assert a["filter_by"] == "prune_by_noise_rate_plus"
+    np.testing.assert_array_equal(flags["memory"], flags["stream"])
+    pbnr = find_label_issues(given_, probs.astype(np.float32))
+    assert flags["memory"].sum() > pbnr.sum()  # the rule added rows here: the extra passes were exercised
 
 
 # --------------------------------------------------------------------------- a realistic run

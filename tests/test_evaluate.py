@@ -112,12 +112,12 @@ def test_evaluate_toy_scan():
     assert ev["ensemble"]["issue_rule"] == "primary"
     assert ev["truth"] == {"kind": "column", "column": "t"}
     # one row off the calibrated joint's diagonal, one confident dispute, no uncertain one
-    assert ev["estimated_errors"] == {"noise_rate": 1, "confident_joint": 1, "midpoint": 1, "bounds": [1, 1],
-                                      "weighted": 1}
+    assert ev["estimated_errors"] == {"noise_rate": 1, "estimator": "disputed_weighted_trend", "confident_joint": 1,
+                                      "midpoint": 1, "bounds": [1, 1], "weighted": 1}
     assert cl["count_ratio"] == 1.0
     assert describe_truth(ev).endswith(
-        "estimated errors: 1 (calibrated confident joint), 1 (confident joint, disputed), 1 (midpoint of 1-1), "
-        "1 (weighted disputes) vs 1 true")
+        "estimated errors: 1 (noise rate x rows, by disputed_weighted_trend), 1 (confident joint, disputed), "
+        "1 (midpoint of 1-1), 1 (A + min(weighted disputes, entropy trend)) vs 1 true")
 
 
 @dataclass

@@ -123,10 +123,15 @@ def test_max_noise_rate_bounds(noisy):
 
 
 def test_gate_names_the_estimator_of_the_flags(noisy):
-    """The default judges cleanlab's calibrated estimate; low_margin_midpoint its own count, within its bounds."""
+    """The default judges disputed_weighted_trend; PBNR cleanlab's calibrated estimate; the midpoint its bounds."""
     strict = check_gate(noisy, gate_rules(max_noise_rate=0.0, noise_rate_bound="upper"))
-    assert "(bootstrap 95%) by calibrated_confident_joint" in strict.reason
+    assert ("(bootstrap 95% of the calibrated joint, widened to hold T/N) by disputed_weighted_trend"
+            in strict.reason)
     given, _, probs, _ = noisy_dataset(n=4000, k=4, noise=0.15, seed=1)
+    pbnr = scan(LabelData.from_arrays(given, probs), filter_by="prune_by_noise_rate")
+    assert pbnr.summary()["estimated_noise_rate_estimator"] == "calibrated_confident_joint"
+    assert "(bootstrap 95%) by calibrated_confident_joint" in check_gate(
+        pbnr, gate_rules(max_noise_rate=0.0, noise_rate_bound="upper")).reason
     mid = scan(LabelData.from_arrays(given, probs), filter_by="low_margin_midpoint")
     summary = mid.primary_result.summary
     assert summary["estimated_noise_rate_estimator"] == "disputed_midpoint"
@@ -135,26 +140,31 @@ def test_gate_names_the_estimator_of_the_flags(noisy):
     assert noise_rate_figure(mid, "lower") == (low_count / 4000, "cl")
     assert noise_rate_figure(mid, "upper") == (high_count / 4000, "cl")
     assert mid.summary()["estimated_noise_rate_estimator"] == "disputed_midpoint"
-    # both estimates are reported whichever drives the gate
-    both = noisy.primary_result.summary["noise_rate_estimates"]
-    assert both["calibrated_confident_joint"]["rate"] == noisy.summary()["estimated_noise_rate"]
-    assert both["disputed_midpoint"] == summary["noise_rate_estimates"]["disputed_midpoint"]
+    # every estimate is reported whichever drives the gate
+    every = noisy.primary_result.summary["noise_rate_estimates"]
+    assert every["calibrated_confident_joint"]["rate"] == pbnr.summary()["estimated_noise_rate"]
+    assert every["disputed_midpoint"] == summary["noise_rate_estimates"]["disputed_midpoint"]
     failed = check_gate(mid, gate_rules(max_noise_rate=0.0, noise_rate_bound="lower"))
     assert "(bounds: confident disputes to all disputes) by disputed_midpoint" in failed.reason
 
 
-def test_gate_judges_the_weighted_count_of_prune_by_noise_rate_plus():
+def test_gate_judges_the_weighted_trend_count_of_prune_by_noise_rate_plus():
+    """The default's rate is max(T/N, the calibrated rate), its interval the bootstrap one widened to T/N."""
     given, _, probs, _ = noisy_dataset(n=4000, k=4, noise=0.15, seed=1)
-    plus = scan(LabelData.from_arrays(given, probs), filter_by="prune_by_noise_rate_plus")
+    plus = scan(LabelData.from_arrays(given, probs))  # the default filter_by
     summary = plus.primary_result.summary
-    assert summary["estimated_noise_rate_estimator"] == "disputed_weighted"
+    assert summary["filter_by"] == "prune_by_noise_rate_plus"
+    assert summary["estimated_noise_rate_estimator"] == "disputed_weighted_trend"
     low_count, high_count = summary["disputed_bounds"]
     assert low_count <= summary["estimated_num_issues_weighted"] <= high_count
-    assert noise_rate_figure(plus, "point") == (summary["estimated_num_issues_weighted"] / 4000, "cl")
-    assert noise_rate_figure(plus, "upper") == (high_count / 4000, "cl")
-    assert plus.summary()["estimated_noise_rate_estimator"] == "disputed_weighted"
+    cal = summary["noise_rate_estimates"]["calibrated_confident_joint"]
+    t_rate = summary["estimated_num_issues_weighted"] / 4000
+    assert noise_rate_figure(plus, "point") == (max(t_rate, cal["rate"]), "cl")
+    assert noise_rate_figure(plus, "lower") == (min(cal["interval"][0], t_rate), "cl")
+    assert noise_rate_figure(plus, "upper") == (max(cal["interval"][1], t_rate), "cl")
+    assert plus.summary()["estimated_noise_rate_estimator"] == "disputed_weighted_trend"
     failed = check_gate(plus, gate_rules(max_noise_rate=0.0))
-    assert not failed.passed and "by disputed_weighted" in failed.reason
+    assert not failed.passed and "by disputed_weighted_trend" in failed.reason
 
 
 def test_noise_interval_from_summary_when_reported(noisy):

@@ -67,7 +67,7 @@ def test_pbnr_plus_by_scheduler_address_equals_memory(scheduler, tmp_path):
         assert_same_report(out / "mem", out / "dask", "dask")
         summary = read_summary(out / "dask")
         assert summary["issues_found"] > 0
-        assert summary["detectors"]["cl"]["summary"]["estimated_noise_rate_estimator"] == "disputed_weighted"
+        assert summary["detectors"]["cl"]["summary"]["estimated_noise_rate_estimator"] == "disputed_weighted_trend"
 
 
 def test_multilabel_by_scheduler_address_equals_memory(scheduler, tmp_path):

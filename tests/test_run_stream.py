@@ -144,9 +144,9 @@ def compare(path: Path, tmp: Path, engine: str = "stream", **options: Any) -> di
                                      {"filter_by": "low_normalized_margin", "frac_noise": 0.5},
                                      {"filter_by": "prune_by_class", "score_method": "normalized_margin",
                                       "adjust_pred_probs": True},
-                                     {"filter_by": "prune_by_noise_rate_plus"},
+                                     {"filter_by": "prune_by_noise_rate"},
                                      {"filter_by": "prune_by_noise_rate_plus", "min_examples_per_class": 560}],
-                         ids=["defaults", "both", "low_nm", "pbc_adjusted", "plus", "plus_capped"])
+                         ids=["defaults", "both", "low_nm", "pbc_adjusted", "pbnr", "plus_capped"])
 def test_multiclass_report_equals_memory(mc_file, tmp_path, options):
     summary = compare(mc_file, tmp_path, **options)
     assert summary["issues_found"] > 0 and summary["task"] == "multiclass"

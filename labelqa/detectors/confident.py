@@ -106,9 +106,9 @@ FILTER_METHODS = (
 #: disputed-rows midpoint estimate (see :attr:`Estimates.midpoint_num_issues`
 #: and docs/detection.md).
 MIDPOINT_METHOD = "low_margin_midpoint"
-#: Multiclass only: ``prune_by_noise_rate``'s rows plus, up to the weighted-disputes count
-#: ``T = A + sum over U of (m_i - s_i) / (m_i + s_i)``, the lowest normalized margins among the
-#: other disputed rows (see :attr:`Estimates.plus_num_issues` and docs/detection.md).
+#: Multiclass only, the scan default: ``prune_by_noise_rate``'s rows plus, up to ``T = A + min(W, R)``
+#: (weighted disputes, dispute-margin trend), the lowest self-confidences among the other disputed rows
+#: (see :attr:`Estimates.plus_num_issues` and docs/detection.md).
 PLUS_METHOD = "prune_by_noise_rate_plus"
 #: Every ``filter_by`` method of the multiclass detector.
 CL_FILTER_METHODS = FILTER_METHODS + (MIDPOINT_METHOD, PLUS_METHOD)
@@ -195,6 +195,22 @@ class _BlockRows:
         self._row_outputs = _RowOutputs(self.self_conf, self.agrees, self.disagrees_strictly)
         self.joint, self.guess, self.tallies, self.unc_weight = _confident_joint(
             self.labels, self.probs, thresholds, self.max_prob, self._row_outputs)
+
+    @cached_property
+    def trend(self) -> np.ndarray:
+        """The block's :data:`TREND_SUMS` dispute-margin trend sums (:func:`trend_sums`), on threads for large blocks.
+
+        Computed on first use: only ``prune_by_noise_rate_plus`` needs them.
+        """
+        disputed = ~self.agrees
+        counted = self.guess >= 0
+
+        def one(sl: slice) -> np.ndarray:
+            return trend_sums(self.probs[sl], self.self_conf[sl], self.max_prob[sl], disputed[sl], counted[sl])
+
+        tasks = [slice(a, b) for a, b in row_ranges(self.n, _JOINT_TASK_ROWS)]
+        parts = thread_map(one, tasks, parallel=self.probs.size >= MIN_PARALLEL_ELEMENTS)
+        return sum(parts, np.zeros(TREND_SUMS, dtype=np.int64))
 
     @cached_property
     def off_diagonal(self) -> np.ndarray:
@@ -310,8 +326,8 @@ def _confident_joint(
     Fills ``max_prob`` (row maxima) when given. With ``rows``, also fills the agreement masks and
     returns, per given class, ``tallies`` ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it,
     with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
-    of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own integer partials, which are summed: the result does not depend on how
-    chunks are scheduled.
+    of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own
+    integer partials, which are summed: the result does not depend on how chunks are scheduled.
     """
     n, k = probs.shape
     guess = np.empty(labels.size, dtype=np.int64)
@@ -389,9 +405,13 @@ class JointCounts:
     cand_unc: np.ndarray = None  # type: ignore[assignment]  # disagreeing and not counted in C, per class
     #: per class, sum over those uncertain disputes of (m - s) / (m + s), fixed point (PROB_SCALE): exact
     unc_weight: np.ndarray = None  # type: ignore[assignment]
+    #: fixed-point sums of the dispute-margin trend (:func:`trend_sums`), kept when ``with_trend``
+    trend: np.ndarray = None  # type: ignore[assignment]
+    with_trend: bool = False
 
     def __post_init__(self) -> None:
         k = self.n_classes
+        self.trend = np.zeros(TREND_SUMS, dtype=np.int64) if self.trend is None else self.trend
         self.joint = np.zeros((k, k), dtype=np.int64) if self.joint is None else self.joint
         self.cand_cl = np.zeros(k, dtype=np.int64) if self.cand_cl is None else self.cand_cl
         self.cand_png = np.zeros(k, dtype=np.int64) if self.cand_png is None else self.cand_png
@@ -405,6 +425,8 @@ class JointCounts:
         self.cand_cl += rs.tallies[:, 1]
         self.cand_unc += rs.tallies[:, 2]
         self.unc_weight += rs.unc_weight
+        if self.with_trend:
+            self.trend += rs.trend
         return self
 
     def merge(self, other: JointCounts) -> JointCounts:
@@ -413,19 +435,21 @@ class JointCounts:
         self.cand_png += other.cand_png
         self.cand_unc += other.cand_unc
         self.unc_weight += other.unc_weight
+        self.trend += other.trend
         return self
 
 
 class JointStep(Step):
-    """Pass 2: the confident joint and candidate counts, given the thresholds."""
+    """Pass 2: the confident joint and candidate counts, given the thresholds (and the trend sums on request)."""
 
     name = "confident joint"
 
-    def __init__(self, thresholds: np.ndarray) -> None:
+    def __init__(self, thresholds: np.ndarray, trend: bool = False) -> None:
         self.thresholds = thresholds
+        self.trend = bool(trend)
 
     def start(self) -> JointCounts:
-        return JointCounts(self.thresholds.size)
+        return JointCounts(self.thresholds.size, with_trend=self.trend)
 
     def feed(self, partial: JointCounts, block: Block) -> JointCounts:
         return partial.update(_block_rows(block, self.thresholds))
@@ -442,6 +466,8 @@ class Estimates:
     cand_png: np.ndarray
     cand_unc: np.ndarray
     unc_weight: np.ndarray = None  # type: ignore[assignment]
+    #: the dispute-margin trend sums (:func:`trend_sums`); None when the plan did not need them
+    trend: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.unc_weight is None:
@@ -479,20 +505,106 @@ class Estimates:
         return (low + high + 1) // 2
 
     @property
-    def plus_num_issues(self) -> int:
-        """``A + sum over U of (m_i - s_i) / (m_i + s_i)`` (half up): each uncertain dispute weighted by its margin.
+    def weighted_disputes(self) -> float:
+        """``W = sum over U of (m_i - s_i) / (m_i + s_i)``: each uncertain dispute weighted by its margin.
 
         ``s_i`` = ``p_{i,s_i}``, ``m_i`` = the largest other probability; the
         weight is the share of the pair's mass by which the model prefers
         the other class (0 for a tie, 1 when ``s_i = 0``). Exact: the weights
         are summed in fixed point (docs/detection.md).
         """
-        scale = int(PROB_SCALE)
-        return self.estimated_num_issues + (int(self.unc_weight.sum()) + scale // 2) // scale
+        return int(self.unc_weight.sum()) / PROB_SCALE
+
+    @property
+    def trend_issues(self) -> float:
+        """``R``: the dispute-margin trend of the counted rows extrapolated to the uncounted ones (:func:`trend_count`)."""
+        if self.trend is None:
+            raise LabelqaError("the trend sums were not computed (only prune_by_noise_rate_plus needs them)")
+        return trend_count(self.trend)
+
+    @property
+    def plus_num_issues(self) -> int:
+        """``T = A + min(W, R)`` (half up): the confident disputes plus the expected errors among the uncertain rows.
+
+        ``W`` (:attr:`weighted_disputes`) bounds what the uncertain disputes
+        can hold by the model's own margins; ``R`` (:attr:`trend_issues`)
+        estimates it from how the confident rows' disputes grow with the
+        model's uncertainty (docs/detection.md).
+        """
+        return self.estimated_num_issues + int(math.floor(min(self.weighted_disputes, self.trend_issues) + 0.5))
 
     def caps(self, min_examples: int) -> np.ndarray:
         """Most rows of each class that may be flagged, keeping ``min_examples`` unflagged."""
         return np.maximum(self.class_counts - min_examples, 0)
+
+
+#: Number of fixed-point sums of the dispute-margin trend: over the rows counted in ``C`` ``n, Sx, Sy, Sxx, Sxy``,
+#: over the rows not counted ``n, Sx`` (x = normalized entropy, y = dispute margin; :func:`trend_sums`).
+TREND_SUMS = 7
+#: Fixed-point unit of the trend's x and y (2**-16): products stay below 2**32, so int64 sums of up to
+#: 2**31 rows are exact, whatever the batching.
+TREND_SCALE = 1 << 16
+#: Rows per transposed chunk of the trend's entropy (K x 16,384 floats stay in the L2 cache).
+_TREND_CHUNK_ROWS = 1 << 14
+
+
+def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, disputed: np.ndarray,
+               counted: np.ndarray) -> np.ndarray:
+    """The trend's :data:`TREND_SUMS` integer sums over one chunk of rows.
+
+    ``x_i`` = the normalized entropy ``H(p_i) / ln K`` and ``y_i`` = the
+    dispute margin ``(m_i - s_i) / (m_i + s_i)`` of a disputed row (0 for the
+    others), both rounded to multiples of ``1 / TREND_SCALE``; ``counted``:
+    the rows the confident joint counts (some class reaches its threshold).
+    The entropy is summed class by class over a transposed copy (in the
+    probabilities' dtype): each row's value does not depend on the chunk.
+    """
+    n, k = probs.shape
+    out = np.zeros(TREND_SUMS, dtype=np.int64)
+    if n == 0:
+        return out
+    dtype = probs.dtype if probs.dtype.kind == "f" else np.dtype(np.float64)
+    ent = np.zeros(n, dtype=dtype)
+    tiny = np.finfo(dtype).tiny
+    for start in range(0, n, _TREND_CHUNK_ROWS):  # cache-sized transposed chunks
+        stop = min(start + _TREND_CHUNK_ROWS, n)
+        cols = np.ascontiguousarray(probs[start:stop].T, dtype=dtype)  # (K, rows)
+        logs = np.maximum(cols, tiny)
+        np.log(logs, out=logs)
+        logs *= cols  # 0 * log(tiny) = 0: 0 log 0 = 0
+        part = ent[start:stop]
+        for row in logs:  # a fixed order per element, whatever the chunk
+            part -= row
+    x = np.rint(np.clip(ent.astype(np.float64) / math.log(k), 0.0, 1.0) * TREND_SCALE).astype(np.int64) if k > 1 \
+        else np.zeros(n, dtype=np.int64)
+    s = np.asarray(self_conf, dtype=np.float64)
+    m = np.asarray(max_prob, dtype=np.float64)
+    total = m + s
+    w = np.divide(m - s, total, out=np.zeros_like(total), where=total > 0)
+    y = np.rint(np.clip(w, 0.0, 1.0) * TREND_SCALE).astype(np.int64) * disputed
+    xc, yc = x[counted], y[counted]
+    out[:5] = (xc.size, xc.sum(), yc.sum(), (xc * xc).sum(), (xc * yc).sum())
+    xu = x[~counted]
+    out[5:] = (xu.size, xu.sum())
+    return out
+
+
+def trend_count(sums: np.ndarray) -> float:
+    """``R = a n_u + b Sx_u``, clipped to ``[0, n_u]``: the least-squares line ``y = a + b x`` of the counted rows,
+    summed over the uncounted rows (see :func:`trend_sums`; docs/detection.md).
+
+    With fewer than two distinct ``x`` among the counted rows the line is
+    flat (``b = 0``, ``a`` their mean ``y``); with no counted row, 0.
+    """
+    n, sx, sy, sxx, sxy, nu, sxu = (int(v) for v in sums)
+    if n == 0 or nu == 0:
+        return 0.0
+    scale = float(TREND_SCALE)
+    den = n * sxx - sx * sx  # exact integers
+    b = (n * sxy - sx * sy) / den if den > 0 else 0.0  # slope: y units per x unit, both in TREND_SCALE
+    a = (sy - b * sx) / n / scale  # intercept in y = 1 units
+    r = a * nu + b * sxu / scale
+    return float(min(max(r, 0.0), float(nu)))
 
 
 def dispute_weights(self_conf: np.ndarray, max_prob: np.ndarray) -> np.ndarray:
@@ -681,14 +793,14 @@ class FlagRule:
         room = np.maximum(self.caps - flagged, 0)  # keep min_examples_per_class rows of every class unflagged
         capped = Selections()
         for c in np.flatnonzero(other > room):
-            capped.picks[("plus cap", int(c))] = self._pick(room[c], other[c], dtype=np.dtype(np.float64))
+            capped.picks[("plus cap", int(c))] = self._pick(room[c], other[c])
         n_other = int(np.minimum(other, room).sum())
         if capped.picks:
             yield "plus caps", capped
             n_other = sum(int(other[c]) if ("plus cap", c) not in self.cuts else self.cuts[("plus cap", c)].selected
                           for c in range(k))
         if n_other:
-            yield "plus", Selections({("plus",): self._pick(self.plus_extra, n_other, dtype=np.dtype(np.float64))})
+            yield "plus", Selections({("plus",): self._pick(self.plus_extra, n_other)})
 
     def _plus_other(self, rs: _BlockRows) -> np.ndarray:
         """Disputed rows that ``prune_by_noise_rate`` did not flag, within each class's cap."""
@@ -697,7 +809,7 @@ class FlagRule:
             if key[0] == "plus cap":
                 rows = rs.class_rows(key[1])
                 rows = rows[other[rows]]
-                other[rows] = cut.select(rs.normalized_margin[rows])
+                other[rows] = cut.select(rs.self_conf[rows])
         return other
 
     def _need_count(self) -> np.ndarray:
@@ -780,10 +892,10 @@ class FlagRule:
             other = ~rs.agrees & ~self._pbnr_mask(rs)
             for key, p in acc.picks.items():
                 rows = rs.class_rows(key[1])
-                p.update(rs.normalized_margin[rows[other[rows]]])
+                p.update(rs.self_conf[rows[other[rows]]])
         elif stage == "plus":
             other = self._plus_other(rs)
-            acc.picks[("plus",)].update(rs.normalized_margin[other])
+            acc.picks[("plus",)].update(rs.self_conf[other])
 
     def _pbnr_classes(self) -> np.ndarray:
         return np.flatnonzero(self.cells.sum(axis=1) > 0)
@@ -894,7 +1006,7 @@ class FlagRule:
             mask = self._pbnr_mask(rs).copy()
             if self.plus_cut is not None:
                 other = self._plus_other(rs)
-                mask[other] = self.plus_cut.select(rs.normalized_margin[other])
+                mask[other] = self.plus_cut.select(rs.self_conf[other])
         elif m in ("prune_by_class", "both", "prune_by_noise_rate"):
             mask = np.zeros(rs.n, dtype=bool)
             if m != "prune_by_noise_rate":
@@ -1059,7 +1171,9 @@ class ConfidentRule(RowRule):
             "latent_prior": latent.latent_prior.tolist(),
             "estimated_num_issues": est.estimated_num_issues,
             "estimated_num_issues_midpoint": est.midpoint_num_issues,
-            "estimated_num_issues_weighted": est.plus_num_issues,
+            "estimated_num_issues_weighted": est.plus_num_issues if est.trend is not None else None,
+            "weighted_disputes": est.weighted_disputes,
+            "trend_issues": est.trend_issues if est.trend is not None else None,
             "disputed_bounds": list(est.disputed_bounds),
             "estimated_noise_rate": estimates[chosen]["rate"],
             "estimated_noise_rate_interval": estimates[chosen]["interval"],
@@ -1083,27 +1197,39 @@ class ConfidentRule(RowRule):
 CALIBRATED_ESTIMATOR = "calibrated_confident_joint"
 #: ``(A + U/2) / N`` with the bounds ``[A/N, (A + U)/N]`` (docs/detection.md).
 MIDPOINT_ESTIMATOR = "disputed_midpoint"
-#: ``(A + sum over U of (m_i - s_i) / (m_i + s_i)) / N`` with the same bounds (docs/detection.md).
-PLUS_ESTIMATOR = "disputed_weighted"
+#: ``max(T / N, the calibrated confident joint's rate)``, ``T = A + min(W, R)`` (docs/detection.md).
+PLUS_ESTIMATOR = "disputed_weighted_trend"
 #: The estimator behind each ``filter_by`` whose count is not the calibrated confident joint's.
 ESTIMATOR_OF = {MIDPOINT_METHOD: MIDPOINT_ESTIMATOR, PLUS_METHOD: PLUS_ESTIMATOR}
 
 
 def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
-    """Both noise-rate estimators of a dataset: ``{name: {"rate", "interval", "interval_kind"}}``.
+    """The noise-rate estimators of a dataset: ``{name: {"rate", "interval", "interval_kind"}}``.
+
+    ``disputed_weighted_trend`` is listed when the trend sums were computed
+    (``filter_by`` = ``prune_by_noise_rate_plus``, the default).
 
     The summary's ``estimated_noise_rate`` is the one matching ``filter_by``
-    (``disputed_midpoint`` for ``low_margin_midpoint``, ``disputed_weighted``
+    (``disputed_midpoint`` for ``low_margin_midpoint``, ``disputed_weighted_trend``
     for ``prune_by_noise_rate_plus``, else ``calibrated_confident_joint``),
     so the gate judges the estimate behind the flags.
+
+    ``disputed_weighted_trend`` is ``max(T/N, calibrated rate)``: the
+    calibrated joint spreads its off-diagonal mass over every row of a
+    class, so it can exceed ``T/N`` (when the model disputes few rows but
+    confidently); each is then a lower estimate of the other's errors. Its
+    interval runs from the lower of the calibrated bootstrap interval's low
+    end and ``T/N`` to the higher of its high end and ``T/N``.
     """
     n_rows = int(est.class_counts.sum())
     low, high = est.disputed_bounds
     per_row = 1.0 / n_rows if n_rows else 0.0
-    return {
+    cal_rate = noise_rate(est.calibrated)
+    cal_interval = list(noise_rate_interval(est.joint, est.class_counts))
+    out: dict[str, dict[str, Any]] = {
         CALIBRATED_ESTIMATOR: {
-            "rate": noise_rate(est.calibrated),
-            "interval": list(noise_rate_interval(est.joint, est.class_counts)),
+            "rate": cal_rate,
+            "interval": cal_interval,
             "interval_kind": "bootstrap 95%",
         },
         MIDPOINT_ESTIMATOR: {
@@ -1111,12 +1237,15 @@ def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
             "interval": [low * per_row, high * per_row],
             "interval_kind": "bounds: confident disputes to all disputes",
         },
-        PLUS_ESTIMATOR: {
-            "rate": est.plus_num_issues * per_row,
-            "interval": [low * per_row, high * per_row],
-            "interval_kind": "bounds: confident disputes to all disputes",
-        },
     }
+    if est.trend is not None:
+        plus_rate = est.plus_num_issues * per_row
+        out[PLUS_ESTIMATOR] = {
+            "rate": max(plus_rate, cal_rate),
+            "interval": [min(cal_interval[0], plus_rate), max(cal_interval[1], plus_rate)],
+            "interval_kind": "bootstrap 95% of the calibrated joint, widened to hold T/N",
+        }
+    return out
 
 
 # --------------------------------------------------------------------------- detector
@@ -1125,7 +1254,9 @@ class ConfidentLearning(Detector):
     """Confident learning: flag and score rows from out-of-sample probabilities.
 
     Args:
-        filter_by: How rows are flagged, one of :data:`CL_FILTER_METHODS`.
+        filter_by: How rows are flagged, one of :data:`CL_FILTER_METHODS`
+            (default :data:`PLUS_METHOD`; the array functions keep cleanlab's
+            ``prune_by_noise_rate``).
         score_method: Per-row score, one of :data:`SCORE_METHODS`.
         adjust_pred_probs: Subtract per-class thresholds before scoring
             (see :func:`get_label_quality_scores`).
@@ -1145,7 +1276,7 @@ class ConfidentLearning(Detector):
 
     name: ClassVar[str] = "cl"
 
-    filter_by: str = "prune_by_noise_rate"
+    filter_by: str = PLUS_METHOD
     score_method: str = "self_confidence"
     adjust_pred_probs: bool = False
     frac_noise: float = 1.0
@@ -1171,9 +1302,9 @@ class ConfidentLearning(Detector):
         ntr = self._ntr(k)
         sums: ClassProbSums = yield ClassSumsStep(k)
         thresholds = sums.thresholds()
-        p2: JointCounts = yield JointStep(thresholds)
+        p2: JointCounts = yield JointStep(thresholds, trend=self.filter_by == PLUS_METHOD)
         est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy(),
-                        p2.cand_unc.copy(), p2.unc_weight.copy())
+                        p2.cand_unc.copy(), p2.unc_weight.copy(), p2.trend.copy() if p2.with_trend else None)
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
         yield from selection_stages(flag)
@@ -1278,6 +1409,13 @@ def find_label_issues(
       issues, ``U`` the rows that disagree with their label but that the
       confident joint does not count (no class clears its threshold).
       Better counts on real human noise (docs/detection.md).
+    - ``prune_by_noise_rate_plus`` (the default of ``labelqa scan`` and of
+      :class:`ConfidentLearning`; this function keeps cleanlab's):
+      ``prune_by_noise_rate``'s rows plus, up to ``T = A + min(W, R)``, the
+      lowest self-confidences among the other disputed rows; ``W`` the
+      uncertain disputes weighted by their margins, ``R`` the least-squares
+      trend of the dispute margin against normalized entropy over the rows
+      ``C`` counts, summed over the rows it does not (docs/detection.md).
 
     A row's prediction *agrees* with its label when
     ``p_{i,s_i} >= max_k p_ik - 1e-6``: the argmax is the label, ties and
