@@ -152,3 +152,17 @@ def test_bad_parameters():
         TunedLogisticRegression(inner_folds=1).fit(x, y)
     with pytest.raises(ValueError, match="Cs"):
         TunedLogisticRegression(Cs=()).fit(x, y)
+
+
+def test_passes_scikit_learns_estimator_checks():
+    """scikit-learn's own API checks (clone, fit/predict contracts, sparse input, pickling, input validation...)."""
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(TunedLogisticRegression(), on_fail=None)
+    assert len(results) > 40
+    failed = {r["check_name"]: str(r["exception"])[:300] for r in results if r["status"] == "failed"}
+    assert not failed

@@ -54,7 +54,7 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
     Attributes:
         C_: The chosen C.
         cv_log_loss_: Mean held-out log loss of each C (``NaN`` for all when no choice was made).
-        estimator_: The ``LogisticRegression`` fitted on every row with ``C_``.
+        estimator_: The ``LogisticRegression`` fitted on every row with ``C_`` (``n_iter_``: its iterations).
         classes_: The class labels, sorted.
     """
 
@@ -94,7 +94,12 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
                 losses[i] -= np.log(np.maximum(p, _EPS)).sum()
         return losses / y.shape[0]
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> TunedLogisticRegression:
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def fit(self, X: Any, y: Any) -> TunedLogisticRegression:
         """Choose C on a sample of ``(X, y)`` by inner cross-validation, then fit on every row with it."""
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.utils import check_random_state
@@ -118,9 +123,10 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
                 self.C_ = float(self.Cs[int(np.argmin(self.cv_log_loss_))])
             elif len(self.Cs) == 1:
                 self.C_ = float(self.Cs[0])
-            self.estimator_ = self._model(self.C_).fit(X, y, sample_weight=sample_weight)
+            self.estimator_ = self._model(self.C_).fit(X, y)
         self.classes_ = self.estimator_.classes_
         self.n_features_in_ = self.estimator_.n_features_in_
+        self.n_iter_ = self.estimator_.n_iter_
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -139,4 +145,5 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        probs = self.predict_proba(X)
+        return self.classes_[np.argmax(probs, axis=1)]
