@@ -12,14 +12,16 @@ probabilities of ``labelqa train`` (``labelqa.train.crossval.cross_val_probs``,
 * seconds to make the probabilities (best of the repeats) -- the scan itself
   takes milliseconds.
 
-Models: ``logreg``, ``hgb``, ``knn``, ``mlp`` (scikit-learn, no torch) and
-``torch`` (the small torch model that ``labelqa train --cv-model torch`` used
-before this comparison; 30 epochs, 128 hidden units). Quality is the mean over
+Models: ``logreg`` (C chosen by an inner cross-validation), ``hgb``, ``knn``,
+``mlp`` (scikit-learn, no torch) and ``torch`` (the small torch model that
+``labelqa train --cv-model torch`` used before this comparison; 30 epochs, 128
+hidden units); ``logreg-c1``, the fixed ``C=1`` logistic regression ``logreg``
+was before it chose C, on request (``--models logreg,logreg-c1``). Quality is the mean over
 ``--seeds`` noise seeds; time the best over them. Threads: ``--threads``
 (default 1, as ``labelqa train``).
 
 Usage:
-    python benchmarks/quality_sklearn.py [--seeds 3] [--models logreg,hgb,knn,mlp,torch] [--threads 1]
+    python benchmarks/quality_sklearn.py [--seeds 8] [--models logreg,hgb,knn,mlp,torch,logreg-c1] [--threads 1]
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ sys.path.insert(0, str(ROOT))
 
 import labelqa  # noqa: E402
 from labelqa.train.crossval import cross_val_probs  # noqa: E402
+from labelqa.train.sklearn_cv import cross_val_proba  # noqa: E402
 
 DATASETS = ("digits", "wine", "breast_cancer")
 MODELS = ("logreg", "hgb", "knn", "mlp", "torch")
+#: Baselines run only when named in --models: the fixed C=1 logistic regression `logreg` was before it tuned C.
+BASELINES = ("logreg-c1",)
 NOISE = 0.10
 
 
@@ -61,6 +66,19 @@ def inject(y: np.ndarray, k: int, seed: int) -> np.ndarray:
     return noisy
 
 
+def probabilities(model: str, x: np.ndarray, noisy: np.ndarray, k: int, *, folds: int, seed: int,
+                  threads: int) -> np.ndarray:
+    """Out-of-sample probabilities of ``model`` (a ``labelqa train`` model or a baseline) on the noisy labels."""
+    if model == "logreg-c1":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        c1 = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000, random_state=seed))
+        return cross_val_proba(c1, x, noisy, k, folds=folds, seed=seed, threads=threads)
+    return cross_val_probs(x, noisy, k, folds=folds, seed=seed, model=model, threads=threads)
+
+
 def score(noisy: np.ndarray, truth: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """F1/precision/recall of the flagged rows and AP of the ranking, against the injected errors."""
     res = labelqa.scan(labels=noisy, pred_probs=probs)
@@ -77,8 +95,8 @@ def score(noisy: np.ndarray, truth: np.ndarray, probs: np.ndarray) -> dict[str, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, default=3, help="noise seeds 0..N-1 (quality: mean, time: best)")
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--seeds", type=int, default=8, help="noise seeds 0..N-1 (quality: mean, time: best)")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"of {', '.join(MODELS + BASELINES)}")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--folds", type=int, default=5)
@@ -96,7 +114,7 @@ def main() -> None:
             for seed in range(args.seeds):
                 noisy = inject(truth, k, seed)
                 t0 = time.perf_counter()
-                probs = cross_val_probs(x, noisy, k, folds=args.folds, seed=seed, model=model, threads=args.threads)
+                probs = probabilities(model, x, noisy, k, folds=args.folds, seed=seed, threads=args.threads)
                 times.append(time.perf_counter() - t0)
                 rows.append(score(noisy, truth, probs))
                 print(f"{name} {model} seed {seed}: {rows[-1]} {times[-1]:.2f}s", file=sys.stderr, flush=True)

@@ -24,8 +24,8 @@ import numpy as np
 from labelqa.errors import LabelqaError
 from labelqa.train.sklearn_cv import SKLEARN_MODELS, make_model, resolve_threads
 
-__all__ = ["SKLEARN_MODELS", "CleanClassifier", "cross_val_pred_probs", "find_issues", "make_model",
-           "select_columns"]
+__all__ = ["SKLEARN_MODELS", "CleanClassifier", "cross_val_pred_probs", "feature_columns", "find_issues",
+           "make_model", "select_columns"]
 
 def _splitter(y: np.ndarray, folds: int, seed: int, groups: Any) -> Any:
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -107,8 +107,10 @@ def cross_val_pred_probs(
     return probs, encoder.classes_.tolist()
 
 
-def select_columns(names: Sequence[str], patterns: str | Sequence[str]) -> list[str]:
+def select_columns(names: Sequence[str], patterns: str | Sequence[str], skip: Sequence[str] = ()) -> list[str]:
     """The column names matching ``patterns`` (exact names or globs like ``'px_*'``), in table order.
+
+    Globs never match the ``skip`` columns (the label, id and group columns); an exact name is taken as given.
 
     Raises:
         LabelqaError: A pattern that matches no column.
@@ -116,23 +118,32 @@ def select_columns(names: Sequence[str], patterns: str | Sequence[str]) -> list[
     pats = [p.strip() for p in patterns.split(",")] if isinstance(patterns, str) else list(patterns)
     chosen: list[str] = []
     for pat in pats:
-        hits = [c for c in names if fnmatch.fnmatchcase(c, pat)]
+        hits = [pat] if pat in names else [c for c in names if fnmatch.fnmatchcase(c, pat) and c not in skip]
         if not hits:
             raise LabelqaError(f"no column matches {pat!r}", f"columns: {', '.join(list(names)[:20])}")
         chosen += [c for c in hits if c not in chosen]
     return [c for c in names if c in chosen]
 
 
-def _frame_features(frame: Any, label_col: str, feature_cols: Any, exclude: Sequence[str] = ()) -> Any:
+def feature_columns(frame: Any, label_col: str, feature_cols: str | Sequence[str] | None = None,
+                    skip: Sequence[str | None] = ()) -> list[str]:
+    """The feature columns of a pandas DataFrame, as :func:`find_issues` chooses them.
+
+    Without ``feature_cols``: every numeric column but the label column and the ``skip`` columns (the id and
+    group columns: an id says which row it is, not what it shows, and a model would learn from any id that
+    happens to follow the label order). With ``feature_cols``: :func:`select_columns` (globs skip them too).
+
+    Raises:
+        LabelqaError: No feature column.
+    """
     names = [str(c) for c in frame.columns]
+    leave = [label_col, *(c for c in skip if c is not None)]
     if feature_cols is None:
-        cols = [c for c in names if c != label_col and c not in exclude
-                and np.issubdtype(np.asarray(frame[c]).dtype, np.number)]
+        cols = [c for c in names if c not in leave and np.issubdtype(np.asarray(frame[c]).dtype, np.number)]
         if not cols:
             raise LabelqaError("no numeric feature columns besides the labels", "pass feature_cols=['px_*', ...]")
-    else:
-        cols = select_columns(names, feature_cols)
-    return frame[cols].to_numpy(dtype=np.float64)
+        return cols
+    return select_columns(names, feature_cols, skip=leave)
 
 
 def find_issues(
@@ -143,6 +154,7 @@ def find_issues(
     model: Any = "logreg",
     folds: int = 5,
     group_col: str | None = None,
+    id_col: str | None = None,
     seed: int = 0,
     **scan_options: Any,
 ) -> Any:
@@ -154,11 +166,13 @@ def find_issues(
     Args:
         data: A pandas DataFrame (or anything :func:`labelqa.data.frames.as_table` reads).
         label_col: Column of given labels.
-        feature_cols: Feature columns (names or globs such as ``'px_*'``); default every numeric
-            column but the label (and the group column).
+        feature_cols: Feature columns (names or globs such as ``'px_*'``; globs skip the label, id and
+            group columns); default every numeric column but the label, id and group columns
+            (:func:`feature_columns`).
         model: A name of :data:`SKLEARN_MODELS` or a scikit-learn classifier.
         folds: Cross-validation folds.
         group_col: Column of groups kept together in one fold.
+        id_col: Column of row ids: never a feature; the scan's ``id_col`` (checked unique, in the issues).
         seed: Seed of the folds and the model.
         **scan_options: Options of :func:`labelqa.scan` (``filter_by=``...).
 
@@ -174,10 +188,16 @@ def find_issues(
         frame = as_table(data).to_pandas()
     if label_col not in frame.columns:
         raise LabelqaError(f"no label column {label_col!r}", f"columns: {', '.join(map(str, frame.columns[:20]))}")
-    features = _frame_features(frame, label_col, feature_cols, exclude=[group_col] if group_col else [])
+    for what, col in (("id", id_col), ("group", group_col)):
+        if col is not None and col not in frame.columns:
+            raise LabelqaError(f"no {what} column {col!r}", f"columns: {', '.join(map(str, frame.columns[:20]))}")
+    cols = feature_columns(frame, label_col, feature_cols, skip=[id_col, group_col])
+    features = frame[cols].to_numpy(dtype=np.float64)
     groups = frame[group_col].to_numpy() if group_col else None
     probs, classes = cross_val_pred_probs(model, features, frame[label_col].to_numpy(), folds=folds, groups=groups,
                                           seed=seed)
+    if id_col is not None:
+        scan_options["id_col"] = id_col
     return scan(data, label_col=label_col, pred_probs=probs, classes=classes, **scan_options)
 
 

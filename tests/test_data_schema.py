@@ -86,7 +86,7 @@ def test_errors_name_the_option_and_the_columns():
         resolve_schema("d.parquet", "parquet", bare, files_hint=False)
     assert str(info.value).endswith("or --pred-probs-cols 'p_*' for per-class columns (prob_<class> ones are found "
                                     "without it)")
-    assert "make them with `labelqa train d.parquet --label-col label --feature-cols" in str(info.value)
+    assert "d.parquet has no feature columns (numbers, a list of numbers, or text) for labelqa train" in str(info.value)
     with pytest.raises(LabelqaError, match="probability column 'a' given more than once"):
         model_sources(["a", "b", "a"], None)
     assert model_sources("p", ["x.npy", "y.npy"]) == (["x.npy", "y.npy"], [])

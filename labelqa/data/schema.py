@@ -58,6 +58,63 @@ def missing_column(path: str, col: str, names: Sequence[str], option: str) -> La
     )
 
 
+def _glob_free(name: str) -> bool:
+    return not any(ch in name for ch in "*?[],")
+
+
+def feature_hint(schema: pa.Schema, skip: Sequence[str | None]) -> tuple[str, list[str]] | None:
+    """What ``labelqa train`` could learn from in ``schema``: ``(option, values)``, or ``None``.
+
+    Numeric columns but the ``skip`` ones (label, id): ``--feature-cols`` with one glob when their names share a
+    prefix that matches nothing else (``px_0..px_63`` -> ``px_*``), else their names; else a list<number> column
+    (``--features-col``); else text columns (``--text-cols``). Only names a command line can carry are used.
+    """
+    import fnmatch
+
+    leave = {c for c in skip if c is not None}
+    fields = [f for f in schema if f.name not in leave and not f.name.startswith("__index_level_")
+              and _glob_free(f.name)]
+    numeric = [f.name for f in fields
+               if pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type)]
+    if numeric:
+        prefix = os.path.commonprefix(numeric)
+        # train's globs skip the label and id columns, so only the other columns must not match
+        if len(numeric) >= 3 and prefix and [f.name for f in fields if f.name.startswith(prefix)] == numeric:
+            return "--feature-cols", [prefix + "*"]
+        return "--feature-cols", numeric
+    vectors = [f.name for f in fields if is_list_type(f.type) and (pa.types.is_integer(f.type.value_type)
+                                                                   or pa.types.is_floating(f.type.value_type))]
+    if vectors:
+        return "--features-col", vectors[:1]
+    text = [f.name for f in fields if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return ("--text-cols", text) if text else None
+
+
+def no_probabilities_hint(path: str, fmt: str, schema: pa.Schema, label_col: str, id_col: str | None,
+                          label_sep: str | None) -> str:
+    """How to make missing probabilities: a ``labelqa train`` command built from the real columns that runs as
+    printed (for data in memory, a :func:`labelqa.find_issues` call)."""
+    found = feature_hint(schema, [label_col, id_col])
+    if fmt == "arrow" and not os.path.exists(path):  # a DataFrame, an Arrow table...: no file for labelqa train
+        if found is None or found[0] != "--feature-cols":
+            return ("make out-of-sample probabilities with labelqa.cross_val_pred_probs(model, X, labels) and pass "
+                    "them as pred_probs=")
+        call = f"labelqa.find_issues(data, label_col={label_col!r}, feature_cols={','.join(found[1])!r}"
+        return (f"make them and scan with `{call}" + (f", id_col={id_col!r})`" if id_col is not None else ")`")
+                + " (out-of-sample probabilities by cross-validation)")
+    if found is None:
+        return (f"{path} has no feature columns (numbers, a list of numbers, or text) for labelqa train to make them "
+                "from: add features")
+    option, cols = found
+    argv = ["labelqa", "train", str(path), "--label-col", label_col]
+    if id_col is not None:
+        argv += ["--id-col", id_col]
+    if label_sep is not None:
+        argv += ["--label-sep", label_sep]
+    argv += [option, ",".join(cols), "--out", "trained"]
+    return f"make them with `{shlex.join(argv)}` (out-of-sample probabilities by cross-validation)"
+
+
 def model_sources(pred_probs_col: str | Sequence[str], pred_probs_file: Any) -> tuple[list[str], list[str]]:
     """The probability files and columns to load, one model each, files first.
 
@@ -335,9 +392,8 @@ def resolve_schema(
             raise LabelqaError(
                 f"{path}: no predicted probabilities: no column {pred_probs_col!r} and no prob_<class> columns "
                 f"(available columns: {format_columns(list(names))})",
-                hint=f"make them with `labelqa train {shlex.quote(str(path))} --label-col "
-                f"{shlex.quote(label_col)} --feature-cols 'COLUMN_*' --out trained` (out-of-sample probabilities by "
-                "cross-validation); or pass --pred-probs-col NAME for a column holding a list of probabilities per row, "
+                hint=no_probabilities_hint(path, fmt, schema, label_col, id_col, label_sep)
+                + "; or pass --pred-probs-col NAME for a column holding a list of probabilities per row, "
                 + ("--pred-probs-cols 'p_*' for per-class columns (prob_<class> ones are found without it), or pass "
                    "--pred-probs probs.npy (an N x K .npy file)" if files_hint
                    else "or --pred-probs-cols 'p_*' for per-class columns (prob_<class> ones are found without it)"),

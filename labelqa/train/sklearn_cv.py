@@ -1,7 +1,8 @@
 """Out-of-sample probabilities from scikit-learn models, one fold loop for every model and task.
 
 * :func:`make_model`: the named models of ``labelqa train --model``
-  (``logreg``, ``hgb``, ``knn``, ``mlp``);
+  (``logreg``, ``hgb``, ``knn``, ``mlp``; ``logreg`` chooses its C by an
+  inner cross-validation, :class:`labelqa.train.logreg.TunedLogisticRegression`);
 * :func:`fold_splitter`: stratified folds, group folds when groups are given
   (near duplicates stay in one fold), plain folds for multi-label data;
 * :func:`cross_val_proba`: every row's probabilities from a model that did not
@@ -75,9 +76,9 @@ def make_model(name: str, seed: int = 0, *, sparse: bool = False) -> Any:
         return StandardScaler(with_mean=not sparse)
 
     if name == "logreg":
-        from sklearn.linear_model import LogisticRegression
+        from labelqa.train.logreg import TunedLogisticRegression
 
-        return make_pipeline(scaler(), LogisticRegression(max_iter=1000, random_state=seed))
+        return make_pipeline(scaler(), TunedLogisticRegression(random_state=seed))
     if name == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
