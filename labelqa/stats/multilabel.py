@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from labelqa.errors import LabelqaError
+from labelqa.parallel import MIN_PARALLEL_ELEMENTS, row_ranges, thread_map
 from labelqa.stats.confident import EMPTY_CLASS_THRESHOLD, PROB_SCALE, round_rows
 
-__all__ = ["MultilabelJoint", "MultilabelSums", "calibrate_multilabel_confident_joint", "fixed_point"]
+__all__ = ["MultilabelJoint", "MultilabelSums", "calibrate_multilabel_confident_joint", "fixed_point", "set_members"]
 
 
 def fixed_point(values: np.ndarray) -> np.ndarray:
@@ -164,3 +165,33 @@ def calibrate_multilabel_confident_joint(confident_joint: Any, class_counts: Any
     safe = np.where(total > 0, total, 1.0)[:, None, None]
     scaled = np.where((total > 0)[:, None, None], scaled / safe * n.sum(axis=1)[:, None, None], scaled)
     return round_rows(scaled)
+
+
+#: Rows per block of :func:`set_members` (its temporaries: a block's flat indices).
+SET_BLOCK_ROWS = 1 << 16
+
+
+def set_members(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of an ``(N, K)`` bool matrix as sets: ``(offsets, members)``, the layout of an Arrow list array.
+
+    ``members[offsets[i]:offsets[i + 1]]`` are the columns set in row ``i``, ascending (``np.nonzero``'s
+    order). Row blocks are scanned on threads (``np.flatnonzero`` of a block is 2-4x faster than
+    ``np.nonzero`` of the matrix, and releases the GIL).
+
+    Returns:
+        ``offsets`` int32 ``(N + 1,)`` and ``members`` int64.
+    """
+    matrix = np.asarray(matrix, dtype=bool)
+    n, k = matrix.shape
+
+    def block(rows: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        part = matrix[rows[0]:rows[1]]
+        flat = np.flatnonzero(part)
+        return flat % max(k, 1), np.count_nonzero(part, axis=1)
+
+    parts = list(thread_map(block, row_ranges(n, SET_BLOCK_ROWS), parallel=matrix.size >= MIN_PARALLEL_ELEMENTS))
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    if parts:
+        np.cumsum(np.concatenate([p[1] for p in parts]), out=offsets[1:])
+    members = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, dtype=np.int64)
+    return offsets, members.astype(np.int64, copy=False)
