@@ -87,7 +87,9 @@ AGGREGATIONS = ("ema", "softmin")
 
 #: About this many matrix elements per chunk of rows: each chunk's temporaries (a few ``(n, K)`` arrays)
 #: stay in the cache, and a large block gives every worker thread many chunks.
-_CHUNK_ELEMENTS = 1 << 20
+CHUNK_ELEMENTS = 1 << 20
+#: Rows per chunk at least (narrow matrices).
+MIN_CHUNK_ROWS = 1024
 
 R = TypeVar("R")
 
@@ -179,7 +181,7 @@ def _check_aggregation(aggregation: str, ema_alpha: float, softmin_temperature: 
 
 
 def _row_chunks(n_rows: int, n_cols: int) -> list[slice]:
-    step = max(1024, _CHUNK_ELEMENTS // max(n_cols, 1))
+    step = max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS // max(n_cols, 1))
     return [slice(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
 
 
@@ -710,9 +712,9 @@ class FlagRule:
             flags = np.zeros(pairs.n * pairs.k, dtype=bool)
             flags[idx[chosen]] = True
             return flags.reshape(pairs.n, pairs.k)
-        return self._dense_flags(pairs)
+        return self.dense_flags(pairs)
 
-    def _dense_flags(self, pairs: _Pairs) -> np.ndarray:
+    def dense_flags(self, pairs: _Pairs) -> np.ndarray:
         """:meth:`flags` over every pair (the reference; the ``low_*`` methods use it)."""
         m = self.method
         if m == "prune_by_class":
