@@ -225,18 +225,23 @@ def ema_aggregate(scores: Any, alpha: float = 0.8) -> np.ndarray:
     n, k = s.shape
     if k == 0:
         return np.ones(n)
-    a = float(alpha)
     out = np.empty(n, dtype=np.float64)
     for sl in _row_chunks(n, k):
-        # ascending, the largest last; transposed so that each step reads one contiguous row
-        ordered = np.sort(s[sl], axis=1).T.astype(np.float64, order="C")
-        acc = ordered[k - 1].copy()
-        step = np.empty_like(acc)
-        for t in range(k - 2, -1, -1):
-            acc *= 1.0 - a
-            acc += np.multiply(ordered[t], a, out=step)
-        out[sl] = acc
-    return np.clip(out, 0.0, 1.0)
+        out[sl] = _ema_rows(s[sl], float(alpha))[0]
+    return out
+
+
+def _ema_rows(s: np.ndarray, a: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ema_aggregate` of one chunk ``(n, K)``, ``K >= 1``, and each row's minimum (as float64)."""
+    k = s.shape[1]
+    # ascending, the largest last; transposed so that each step reads one contiguous row
+    ordered = np.sort(s, axis=1).T.astype(np.float64, order="C")
+    acc = ordered[k - 1].copy()
+    step = np.empty_like(acc)
+    for t in range(k - 2, -1, -1):
+        acc *= 1.0 - a
+        acc += np.multiply(ordered[t], a, out=step)
+    return np.clip(acc, 0.0, 1.0, out=acc), ordered[0]
 
 
 def softmin_aggregate(scores: Any, temperature: float = 0.1) -> np.ndarray:
@@ -808,19 +813,34 @@ class MultilabelRule(RowRule):
         def fill(sl: slice, pairs: _Pairs) -> tuple[np.ndarray, np.ndarray]:
             flags = self.flag.flags(pairs)
             q = pairs.self_conf  # == where(y, p, 1 - p), bit for bit
-            scores[sl] = aggregate_scores(q, p["aggregation"], ema_alpha=p["ema_alpha"],
-                                          softmin_temperature=p["softmin_temperature"])
-            np.any(flags, axis=1, out=issues[sl])
             np.logical_xor(pairs.y, flags, out=suggested[sl])
             np.logical_and(flags, pairs.y, out=remove[sl])
             np.greater(flags, pairs.y, out=add[sl])  # flagged and not given
-            if k:
-                # flagged pairs are backed by their change confidence 1 - q, the others by q
-                flat = np.flatnonzero(flags)
-                backing = q.ravel()  # q is this chunk's own array: overwritten in place
-                backing[flat] = q.dtype.type(1) - backing[flat]
-                confidence[sl] = q.min(axis=1)
-            return np.count_nonzero(remove[sl], axis=0), np.count_nonzero(add[sl], axis=0)
+            if not k:
+                scores[sl] = 1.0
+                issues[sl] = False
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            if p["aggregation"] == "ema":
+                _check_aggregation("ema", p["ema_alpha"], 1.0)
+                scores[sl], lowest = _ema_rows(q, float(p["ema_alpha"]))
+            else:
+                scores[sl] = softmin_aggregate(q, p["softmin_temperature"])
+                lowest = q.min(axis=1)
+            # flags are few: rows, columns and counts from their flat positions, not from (n, K) reductions
+            flat = np.flatnonzero(flags)
+            rows, cols = np.divmod(flat, k)
+            mine = issues[sl]
+            mine[:] = False
+            mine[rows] = True
+            given = pairs.y.ravel()[flat]
+            # suggested confidence: each row's lowest backing, q for unflagged pairs and 1 - q for flagged ones
+            conf = confidence[sl]
+            conf[:] = lowest
+            flagged = np.flatnonzero(mine)
+            backing = q[flagged]
+            backing[flags[flagged]] = q.dtype.type(1) - backing[flags[flagged]]
+            conf[flagged] = backing.min(axis=1)
+            return np.bincount(cols[given], minlength=k), np.bincount(cols[~given], minlength=k)
 
         removed, added = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
         for r, a in _chunk_map(block, fill, self.est.thresholds):
