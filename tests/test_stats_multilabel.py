@@ -14,6 +14,7 @@ from labelqa.stats.multilabel import (
     MultilabelSums,
     calibrate_multilabel_confident_joint,
     fixed_point,
+    column_counts,
     set_members,
 )
 
@@ -188,3 +189,12 @@ def test_set_members_is_nonzero_in_list_layout(n, k, density, seed, block, monke
     assert offsets.dtype == np.int32 and members.dtype == np.int64
     assert np.array_equal(members, cols)
     assert np.array_equal(np.diff(offsets), np.bincount(rows, minlength=n)) and offsets[0] == 0
+
+
+@SETTINGS
+@given(n=st.integers(0, 600), k=st.integers(0, 7), seed=st.integers(0, 2 ** 32 - 1), step=st.integers(1, 3))
+def test_column_counts_is_count_nonzero(n, k, seed, step):
+    mask = np.random.default_rng(seed).random((n, k)) < 0.5
+    view = mask[::step]  # strided rows too
+    got = column_counts(view)
+    assert got.dtype == np.int64 and np.array_equal(got, np.count_nonzero(view, axis=0))
