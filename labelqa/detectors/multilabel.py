@@ -524,6 +524,11 @@ def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_example
 _BOUNDS = {"pbc": 0.5, "pbnr": 0.0, "low": 0.5, "top": 0.5}
 
 
+#: The selections whose intersection a method flags, for the methods flagged at disagreeing pairs only.
+_SPARSE_KINDS = {"prune_by_noise_rate": ("pbnr",), "prune_by_class": ("pbc",), "both": ("pbc", "pbnr"),
+                 "confident_learning": ("lim",), "predicted_neq_given": ("lim",)}
+
+
 class FlagRule:
     """The ``filter_by`` rule for one dataset: selections per (class, given value), flags of any chunk.
 
@@ -705,15 +710,12 @@ class FlagRule:
     def flags(self, pairs: _Pairs) -> np.ndarray:
         """``(n, K)`` flags of one chunk."""
         m = self.method
-        if m in AGREEMENT_RULE_METHODS:  # only disagreeing pairs can be flagged: look at those alone
-            if m in ("confident_learning", "predicted_neq_given"):
-                idx = pairs.candidates_at(m)
-                chosen = self._select_at(pairs, "lim", idx)
-            else:
-                idx = pairs.disagreeing
-                chosen = self._select_at(pairs, "pbnr" if m == "prune_by_noise_rate" else "pbc", idx)
-                if m == "both":
-                    chosen &= self._select_at(pairs, "pbnr", idx)
+        kinds = _SPARSE_KINDS.get(m)
+        if kinds is not None and m in AGREEMENT_RULE_METHODS:  # only disagreeing pairs can be flagged
+            idx = pairs.candidates_at(m) if kinds == ("lim",) else pairs.disagreeing
+            chosen = self._select_at(pairs, kinds[0], idx)
+            for kind in kinds[1:]:
+                chosen &= self._select_at(pairs, kind, idx)
             flags = np.zeros(pairs.n * pairs.k, dtype=bool)
             flags[idx[chosen]] = True
             return flags.reshape(pairs.n, pairs.k)
