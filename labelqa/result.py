@@ -32,6 +32,7 @@ from labelqa.detectors.base import DetectorResult
 from labelqa.errors import LabelqaError
 from labelqa.jsonable import jsonable
 from labelqa.report.reasons import reasons_for, scatter_text
+from labelqa.stats.multilabel import set_members
 from labelqa.stats.ranks import rank_rows
 
 __all__ = [
@@ -499,10 +500,7 @@ def class_array(codes: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
 
 def class_sets(matrix: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
     """Rows of an N x K bool matrix as lists of class values (vectorised)."""
-    matrix = np.asarray(matrix, dtype=bool)
-    rows, cols = np.nonzero(matrix)
-    offsets = np.zeros(matrix.shape[0] + 1, dtype=np.int32)
-    np.cumsum(np.bincount(rows, minlength=matrix.shape[0]), out=offsets[1:])
+    offsets, cols = set_members(matrix)
     return pa.ListArray.from_arrays(pa.array(offsets), class_array(cols, classes))
 
 

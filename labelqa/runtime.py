@@ -57,6 +57,18 @@ examples/digits/digits_noisy.parquet`` (0.25-0.27 s, 110 MB with every trick),
    ``labelqa --help``. Lift the pin once ``--typer-python`` with a newer
    typer shows no such cost.
 
+5. **Freed memory kept for reuse** (:func:`keep_freed_memory`; ``main``
+   calls it). glibc's malloc serves every block above its mmap threshold
+   (at most 32 MB) with a fresh ``mmap`` and returns it on ``free``, so each
+   N x K temporary of a large scan is page-faulted (and zeroed by the
+   kernel) afresh: at 1M x 50 multi-label a third of the run was system
+   time. Raising the mmap threshold to 1 GiB and the trim threshold to
+   2 GiB lets freed blocks be reused from the heap: ``labelqa scan`` of
+   1M x 50 multi-label 3.07-3.66 -> 2.68-2.82 s (system time 1.0-1.4 ->
+   0.5 s), for +130 MB of peak RSS (0.96 -> 1.09 GB). glibc's own
+   ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` variables, when
+   set, are respected; other C libraries are left alone.
+
 Not a trick but process set-up too: :func:`signals_unwind` makes SIGTERM
 (and SIGHUP) unwind the stack like Ctrl-C does, so the ``finally`` blocks of
 :mod:`labelqa.atomic` remove staging folders and temporary files.
@@ -89,6 +101,39 @@ def prefer_small_pages() -> bool:
         return False
     setter(False)
     return True
+
+
+#: glibc's ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: Blocks up to this size come from the heap, freed ones reused (trick 5).
+MMAP_THRESHOLD = 1 << 30
+#: Free memory at the top of the heap kept, not returned to the system, up to this size (trick 5).
+TRIM_THRESHOLD = (1 << 31) - 1
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc reuse freed large blocks instead of unmapping them (trick 5 above).
+
+    Does nothing under another C library, or when ``MALLOC_MMAP_THRESHOLD_`` or
+    ``MALLOC_TRIM_THRESHOLD_`` is set (the user's own setting wins).
+
+    Returns:
+        Whether the thresholds were changed.
+    """
+    if any(os.environ.get(name) is not None for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return False
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # pragma: no cover - a glibc without it
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) & bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def _hugepage_setter() -> Callable[[bool], bool] | None:

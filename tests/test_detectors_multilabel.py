@@ -253,7 +253,7 @@ def test_row_chunks_give_the_same_result(monkeypatch):
 
     y, _, p = noisy_multilabel(n=2000, k=7, seed=5)
     whole = {fb: find_multilabel_issues(y, p, filter_by=fb) for fb in FILTER_METHODS}
-    monkeypatch.setattr(ml, "_CHUNK_ELEMENTS", 1024 * 7)  # chunks of 1024 rows: 2 chunks
+    monkeypatch.setattr(ml, "CHUNK_ELEMENTS", 1024 * 7)  # chunks of 1024 rows: 2 chunks
     for fb in FILTER_METHODS:
         part = find_multilabel_issues(y, p, filter_by=fb)
         np.testing.assert_array_equal(part.to_remove, whole[fb].to_remove)
@@ -393,3 +393,77 @@ def test_multiclass_only_filter_method_is_refused():
     y = np.array([[1, 0, 1], [0, 1, 0]], dtype=bool)
     with pytest.raises(LabelqaError, match="for multiclass data only"):
         MultilabelConfidentLearning(filter_by="low_margin_midpoint").detect(ml_data(y, TOY_PROBS[:2]))
+
+
+# --------------------------------------------------------------------------- chunked and threaded == plain
+def _plain_reference(y, p, det):
+    """The detector's outputs computed the plain way: one chunk, every pair (dense flags), on this thread."""
+    from labelqa.detectors import multilabel as ml
+    from labelqa.detectors.base import Block, DatasetInfo, run_on_block
+
+    info = DatasetInfo(y.shape[0], tuple(range(p.shape[1])), "multilabel", np.dtype(p.dtype))
+    block = Block(y, p)
+    rule = run_on_block(det.plan(info), block)
+    pairs = ml._Pairs(y, p, rule.est.thresholds)
+    flags = rule.flag.dense_flags(pairs)
+    q = np.where(y, p, p.dtype.type(1) - p)
+    k = p.shape[1]
+    ordered = np.sort(q, axis=1).astype(np.float64)  # the EMA as first written: column by column
+    acc = ordered[:, k - 1].copy()
+    for t in range(k - 2, -1, -1):
+        acc *= 1.0 - det.ema_alpha
+        acc += det.ema_alpha * ordered[:, t]
+    scores = np.clip(acc, 0.0, 1.0) if det.aggregation == "ema" else softmin_aggregate(q, det.softmin_temperature)
+    backing = np.where(flags, p.dtype.type(1) - q, q)
+    return {"scores": scores, "issues": flags.any(axis=1), "suggested": y ^ flags,
+            "suggested_confidence": backing.min(axis=1).astype(np.float64), "labels_to_remove": flags & y,
+            "labels_to_add": flags & ~y, "class_scores": q, "change_confidence": p.dtype.type(1) - q}
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(problem=ml_problems(), filter_by=st.sampled_from(FILTER_METHODS), min_examples=st.integers(0, 3),
+       aggregation=st.sampled_from(["ema", "softmin"]), rows=st.integers(1, 7))
+def test_chunked_threaded_rows_equal_the_plain_reference(problem, filter_by, min_examples, aggregation, rows,
+                                                         monkeypatch):
+    """Tiny chunks on four threads (partials merged, flags looked up at disagreeing pairs only) give the plain
+    one-chunk, every-pair results bit for bit: flags, scores, suggestions, tallies, lazy extras."""
+    from labelqa.detectors import multilabel as ml
+
+    y, p, _ = problem
+    det = MultilabelConfidentLearning(filter_by=filter_by, min_examples_per_class=min_examples,
+                                      aggregation=aggregation)
+    want = _plain_reference(y, p, det)
+    monkeypatch.setattr(ml, "CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(ml, "MIN_CHUNK_ROWS", rows)
+    monkeypatch.setattr(ml, "MIN_PARALLEL_ELEMENTS", 0)
+    monkeypatch.setenv("LABELQA_THREADS", "4")
+    res = det.detect(ml_data(y, p))
+    got = {"scores": res.scores, "issues": res.issues, "suggested": res.suggested,
+           "suggested_confidence": res.suggested_confidence, **{key: res.extra[key] for key in res.extra}}
+    assert sorted(got) == sorted(want)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype and np.array_equal(got[key], value), key
+    total = res.summary
+    assert total["labels_to_remove"] == int(want["labels_to_remove"].sum())
+    assert total["labels_to_add"] == int(want["labels_to_add"].sum())
+    assert total["rows_with_issue"] == int(want["issues"].sum())
+    issues = find_multilabel_issues(y, p, filter_by=filter_by, min_examples_per_class=min_examples)
+    assert np.array_equal(issues.issues, want["issues"]) and np.array_equal(issues.to_add, want["labels_to_add"])
+    assert np.array_equal(multilabel_thresholds(y, p), ml.MultilabelSums(p.shape[1]).update(y, want["class_scores"])
+                          .thresholds())
+
+
+def test_class_scores_are_computed_only_when_read(monkeypatch):
+    """The report never reads class_scores/change_confidence: they are made on first access, then kept."""
+    from labelqa.detectors import multilabel as ml
+
+    y, _, p = noisy_multilabel(n=500, k=5, seed=3)
+    calls = []
+    real = ml._chunked_class_scores
+    monkeypatch.setattr(ml, "_chunked_class_scores", lambda *a: calls.append(1) or real(*a))
+    res = MultilabelConfidentLearning().detect(ml_data(y, p))
+    assert calls == [] and set(res.extra) == {"labels_to_remove", "labels_to_add", "class_scores",
+                                              "change_confidence"}
+    assert np.array_equal(res.extra["change_confidence"], 1 - multilabel_class_scores(y, p))
+    assert res.extra["class_scores"] is res.extra["class_scores"] and calls == [1]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from labelqa.data.model import LabelData
 from labelqa.report import writers
@@ -120,7 +123,7 @@ def test_failing_issue_writer_leaves_nothing_half_written(toy, tmp_path, monkeyp
         def __init__(self, *args, **kwargs):
             pass
 
-        def write_table(self, table):
+        def write_table(self, table, row_group_size=None):
             raise OSError("disk full")
 
         def close(self):
@@ -285,3 +288,68 @@ def test_a_missing_or_foreign_matrices_file_is_a_clear_error(tmp_path):
     (out / MATRICES_FILE).write_bytes(b"not numpy")
     with pytest.raises(LabelqaError, match="cannot read"):
         read_matrices(out, summary)
+
+
+# --------------------------------------------------------------------------- issues.parquet encodings
+_FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@st.composite
+def issue_tables(draw):
+    """Tables shaped like the issues table: int or text ids, class columns, scores with NaN/inf/-0.0, lists."""
+    n = draw(st.integers(0, 40))
+    ids = (draw(st.lists(st.integers(-(2 ** 63), 2 ** 63 - 1), min_size=n, max_size=n)) if draw(st.booleans())
+           else draw(st.lists(st.text(max_size=5), min_size=n, max_size=n)))
+    classes = st.integers(-5, 5)
+    cols = {
+        "id": pa.array(ids),
+        "given_label": pa.array(draw(st.lists(classes, min_size=n, max_size=n)), pa.int64()),
+        "suggested_label": pa.array(draw(st.lists(st.lists(classes, max_size=4), min_size=n, max_size=n)),
+                                    pa.list_(pa.int64())),
+        "label_quality": pa.array(draw(st.lists(_FLOATS, min_size=n, max_size=n)), pa.float64()),
+        "is_label_issue": pa.array(draw(st.lists(st.booleans(), min_size=n, max_size=n))),
+        "rank": pa.array(draw(st.lists(st.integers(-(2 ** 63), 2 ** 63 - 1), min_size=n, max_size=n)), pa.int64()),
+        "score32": pa.array(np.asarray(draw(st.lists(st.floats(width=32), min_size=n, max_size=n)), dtype=np.float32)),
+        "small": pa.array(draw(st.lists(st.integers(-(2 ** 31), 2 ** 31 - 1) | st.none(), min_size=n, max_size=n)),
+                          pa.int32()),
+        "reason": pa.array(draw(st.lists(st.text(max_size=8), min_size=n, max_size=n)), pa.string()),
+    }
+    return pa.table(cols)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=issue_tables(), batches=st.integers(1, 3), group=st.sampled_from([1, 3, 1 << 18]))
+def test_issues_parquet_encodings_round_trip_exactly(table, batches, group, tmp_path_factory, monkeypatch):
+    """Byte-stream split floats, delta integers and dictionary classes read back bit for bit, in any batching."""
+    folder = tmp_path_factory.mktemp("enc")
+    monkeypatch.setattr(writers, "PARQUET_ROW_GROUP_ROWS", group)
+    step = max(1, -(-table.num_rows // batches))
+    with writers.IssueFiles(folder) as files:
+        for a in range(0, max(table.num_rows, 1), step):
+            files.write(table.slice(a, step))
+    back = pq.read_table(folder / "issues.parquet")
+    assert back.schema.equals(table.schema)
+    for name in table.column_names:  # bit patterns: NaN payloads and -0.0 included
+        want, got = table.column(name).combine_chunks(), back.column(name).combine_chunks()
+        if pa.types.is_floating(want.type):
+            dtype = np.uint64 if want.type.bit_width == 64 else np.uint32
+            assert np.array_equal(want.to_numpy(zero_copy_only=False).view(dtype),
+                                  got.to_numpy(zero_copy_only=False).view(dtype)), name
+        else:
+            assert got.equals(want), name
+
+
+def test_issues_parquet_encodings_chosen_per_column(toy, tmp_path):
+    write_report(toy, tmp_path / "rep")
+    meta = pq.ParquetFile(tmp_path / "rep" / "issues.parquet").metadata
+    encodings = {meta.schema.column(i).path: meta.row_group(0).column(i).encodings for i in range(meta.num_columns)}
+    assert "BYTE_STREAM_SPLIT" in encodings["label_quality"]
+    assert "DELTA_BINARY_PACKED" in encodings["id"] and "DELTA_BINARY_PACKED" in encodings["rank"]
+    assert any("DICTIONARY" in e for e in encodings["detectors"])
+
+
+def test_issues_parquet_read_by_polars(toy, tmp_path):
+    pl = pytest.importorskip("polars")
+    write_report(toy, tmp_path / "rep")
+    frame = pl.read_parquet(tmp_path / "rep" / "issues.parquet")
+    assert frame.equals(pl.from_arrow(toy.issues_table()))

@@ -66,6 +66,26 @@ def test_small_pages_is_scoped_to_the_library_call():
     assert proc.stdout.split() == ["[False,", "True,", "False,", "False,", "True,", "True]"]
 
 
+def _malloc(env_extra: dict[str, str]) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    code = ("import numpy as np; from labelqa.runtime import keep_freed_memory; changed = keep_freed_memory(); "
+            "a = np.ones(1 << 25); del a; print(changed)")
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, **env_extra, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, check=True)
+    return proc.stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+                    reason="glibc only")
+def test_keep_freed_memory_sets_glibc_thresholds():
+    assert _malloc({}) == "True"
+
+
+@pytest.mark.parametrize("name", ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"])
+def test_keep_freed_memory_respects_the_users_choice(name):
+    assert _malloc({name: "131072"}) == "False"
+
+
 def test_pyarrow_pandas_probe_skipped_and_pandas_still_works():
     """After the skip a scan never imports pandas, yet to_pandas and import pandas work as usual."""
     code = (

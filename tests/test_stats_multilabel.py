@@ -14,6 +14,8 @@ from labelqa.stats.multilabel import (
     MultilabelSums,
     calibrate_multilabel_confident_joint,
     fixed_point,
+    column_counts,
+    set_members,
 )
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -169,3 +171,30 @@ def test_calibration_refuses_bad_shapes():
         calibrate_multilabel_confident_joint(np.zeros((2, 3, 3)), np.zeros((2, 3)))
     with pytest.raises(LabelqaError, match=r"\(K, 2, 2\)"):
         calibrate_multilabel_confident_joint(np.zeros((2, 2, 2)), np.zeros((3, 2)))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(0, 300), k=st.integers(0, 9), density=st.floats(0.0, 1.0), seed=st.integers(0, 2 ** 32 - 1),
+       block=st.integers(1, 50))
+def test_set_members_is_nonzero_in_list_layout(n, k, density, seed, block, monkeypatch):
+    """Row blocks on threads give np.nonzero's columns, row by row, and Arrow list offsets."""
+    import labelqa.stats.multilabel as sm
+
+    matrix = np.random.default_rng(seed).random((n, k)) < density
+    monkeypatch.setattr(sm, "SET_BLOCK_ROWS", block)
+    monkeypatch.setattr(sm, "MIN_PARALLEL_ELEMENTS", 0)
+    monkeypatch.setenv("LABELQA_THREADS", "3")
+    offsets, members = set_members(matrix)
+    rows, cols = np.nonzero(matrix)
+    assert offsets.dtype == np.int32 and members.dtype == np.int64
+    assert np.array_equal(members, cols)
+    assert np.array_equal(np.diff(offsets), np.bincount(rows, minlength=n)) and offsets[0] == 0
+
+
+@SETTINGS
+@given(n=st.integers(0, 600), k=st.integers(0, 7), seed=st.integers(0, 2 ** 32 - 1), step=st.integers(1, 3))
+def test_column_counts_is_count_nonzero(n, k, seed, step):
+    mask = np.random.default_rng(seed).random((n, k)) < 0.5
+    view = mask[::step]  # strided rows too
+    got = column_counts(view)
+    assert got.dtype == np.int64 and np.array_equal(got, np.count_nonzero(view, axis=0))

@@ -16,7 +16,7 @@ import typer
 from labelqa._version import __version__
 from labelqa.cli.console import EXIT_OK, EXIT_USAGE, error_line, os_error_text
 from labelqa.errors import LabelqaError
-from labelqa.runtime import Terminated, exit_now, prefer_small_pages, signals_unwind
+from labelqa.runtime import Terminated, exit_now, keep_freed_memory, prefer_small_pages, signals_unwind
 
 app = typer.Typer(
     name="labelqa",
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     Applies the process tricks of :mod:`labelqa.runtime`, where each is explained and measured.
     """
     prefer_small_pages()
+    keep_freed_memory()
     command = typer.main.get_command(app)
     with signals_unwind() as stopped:
         code = _run(command, argv)

@@ -48,10 +48,10 @@ trained on the same rows has memorised their labels, errors included.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -61,6 +61,7 @@ from labelqa.detectors.base import run_on_block
 from labelqa import options
 from labelqa.detectors.confident import AGREEMENT_RULE_METHODS, FILTER_METHODS
 from labelqa.errors import LabelqaError
+from labelqa.parallel import MIN_PARALLEL_ELEMENTS, thread_map
 from labelqa.stats.confident import EMPTY_CLASS_THRESHOLD, confident_cutoffs
 from labelqa.stats.multilabel import MultilabelJoint, MultilabelSums, calibrate_multilabel_confident_joint
 from labelqa.stats.selection import GroupCuts, GroupedTop, Pick, Selections
@@ -84,8 +85,13 @@ __all__ = [
 
 AGGREGATIONS = ("ema", "softmin")
 
-#: About this many matrix elements per chunk of rows (bounds the transposed temporaries).
-_CHUNK_ELEMENTS = 1 << 22
+#: About this many matrix elements per chunk of rows: each chunk's temporaries (a few ``(n, K)`` arrays)
+#: stay in the cache, and a large block gives every worker thread many chunks.
+CHUNK_ELEMENTS = 1 << 20
+#: Rows per chunk at least (narrow matrices).
+MIN_CHUNK_ROWS = 1024
+
+R = TypeVar("R")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -175,7 +181,7 @@ def _check_aggregation(aggregation: str, ema_alpha: float, softmin_temperature: 
 
 
 def _row_chunks(n_rows: int, n_cols: int) -> list[slice]:
-    step = max(1024, _CHUNK_ELEMENTS // max(n_cols, 1))
+    step = max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS // max(n_cols, 1))
     return [slice(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
 
 
@@ -219,16 +225,23 @@ def ema_aggregate(scores: Any, alpha: float = 0.8) -> np.ndarray:
     n, k = s.shape
     if k == 0:
         return np.ones(n)
-    a = float(alpha)
     out = np.empty(n, dtype=np.float64)
     for sl in _row_chunks(n, k):
-        ordered = np.sort(s[sl], axis=1).astype(np.float64)  # ascending: the largest last
-        acc = ordered[:, k - 1].astype(np.float64)
-        for t in range(k - 2, -1, -1):
-            acc *= 1.0 - a
-            acc += a * ordered[:, t]
-        out[sl] = acc
-    return np.clip(out, 0.0, 1.0)
+        out[sl] = _ema_rows(s[sl], float(alpha))[0]
+    return out
+
+
+def _ema_rows(s: np.ndarray, a: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ema_aggregate` of one chunk ``(n, K)``, ``K >= 1``, and each row's minimum (as float64)."""
+    k = s.shape[1]
+    # ascending, the largest last; transposed so that each step reads one contiguous row
+    ordered = np.sort(s, axis=1).T.astype(np.float64, order="C")
+    acc = ordered[k - 1].copy()
+    step = np.empty_like(acc)
+    for t in range(k - 2, -1, -1):
+        acc *= 1.0 - a
+        acc += np.multiply(ordered[t], a, out=step)
+    return np.clip(acc, 0.0, 1.0, out=acc), ordered[0]
 
 
 def softmin_aggregate(scores: Any, temperature: float = 0.1) -> np.ndarray:
@@ -368,11 +381,45 @@ class _Pairs:
             cand = cand & self.off_diagonal
         return cand
 
+    # ---- the same quantities at some pairs only (flat indices into the (n, K) chunk) ----
+    @cached_property
+    def disagreeing(self) -> np.ndarray:
+        """Flat indices of the pairs that disagree (few: every selection but ``low_*`` is made among them)."""
+        return np.flatnonzero(self.disagrees)
 
-def _chunks(block: Block, thresholds: np.ndarray | None = None) -> Iterator[tuple[slice, _Pairs]]:
+    def candidates_at(self, method: str) -> np.ndarray:
+        """Flat indices of :meth:`candidates`."""
+        idx = self.disagreeing
+        if method == "confident_learning":
+            idx = idx[self.off_diagonal.ravel()[idx]]
+        return idx
+
+    def groups_at(self, idx: np.ndarray) -> np.ndarray:
+        """:attr:`groups` at flat indices ``idx``."""
+        return 2 * (idx % self.k) + self.y.ravel()[idx]
+
+    def self_conf_at(self, idx: np.ndarray) -> np.ndarray:
+        """:attr:`self_conf` at flat indices ``idx``."""
+        return self.self_conf.ravel()[idx]
+
+    def other_at(self, idx: np.ndarray) -> np.ndarray:
+        """:attr:`other` at flat indices ``idx``."""
+        return self.other.ravel()[idx]
+
+    def normalized_margin_at(self, idx: np.ndarray) -> np.ndarray:
+        """:attr:`normalized_margin` at flat indices ``idx`` (elementwise: the same floats)."""
+        own = self.self_conf_at(idx).astype(np.float64)
+        return np.clip((own - self.other_at(idx).astype(np.float64) + 1.0) / 2.0, 0.0, 1.0)
+
+
+def _chunk_map(block: Block, fn: Callable[[slice, _Pairs], R], thresholds: np.ndarray | None = None) -> list[R]:
+    """``fn(rows, pairs)`` for every chunk of rows of ``block``, in row order; on threads when the block is large.
+
+    ``fn`` may only write to rows ``rows`` of shared outputs (or return a partial to merge).
+    """
     y, probs = block.labels, block.pred_probs
-    for sl in _row_chunks(*probs.shape):
-        yield sl, _Pairs(y[sl], probs[sl], thresholds)
+    return list(thread_map(lambda sl: fn(sl, _Pairs(y[sl], probs[sl], thresholds)), _row_chunks(*probs.shape),
+                           parallel=probs.size >= MIN_PARALLEL_ELEMENTS))
 
 
 # --------------------------------------------------------------------------- statistics passes
@@ -388,8 +435,9 @@ class SumsStep(Step):
         return MultilabelSums(self.n_classes)
 
     def feed(self, partial: MultilabelSums, block: Block) -> MultilabelSums:
-        for _, pairs in _chunks(block):
-            partial.update(pairs.y, pairs.self_conf)
+        k = self.n_classes
+        for part in _chunk_map(block, lambda _, pairs: MultilabelSums(k).update(pairs.y, pairs.self_conf)):
+            partial.merge(part)
         return partial
 
 
@@ -405,9 +453,14 @@ class JointStep(Step):
         return MultilabelJoint(self.thresholds.shape[0])
 
     def feed(self, partial: MultilabelJoint, block: Block) -> MultilabelJoint:
-        for _, pairs in _chunks(block, self.thresholds):
+        k = self.thresholds.shape[0]
+
+        def part(_: slice, pairs: _Pairs) -> MultilabelJoint:
             off, counted = pairs.guessed
-            partial.update(pairs.y, off, counted, pairs.disagrees)
+            return MultilabelJoint(k).update(pairs.y, off, counted, pairs.disagrees)
+
+        for joint in _chunk_map(block, part, self.thresholds):
+            partial.merge(joint)
         return partial
 
 
@@ -469,6 +522,11 @@ def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_example
 #: Every pair whose prediction agrees with its given value has ``q >= 0.5``, ``q - other >= 0`` and a
 #: normalized margin ``>= 0.5``: selections among the disagreeing pairs are settled below these bounds.
 _BOUNDS = {"pbc": 0.5, "pbnr": 0.0, "low": 0.5, "top": 0.5}
+
+
+#: The selections whose intersection a method flags, for the methods flagged at disagreeing pairs only.
+_SPARSE_KINDS = {"prune_by_noise_rate": ("pbnr",), "prune_by_class": ("pbc",), "both": ("pbc", "pbnr"),
+                 "confident_learning": ("lim",), "predicted_neq_given": ("lim",)}
 
 
 class FlagRule:
@@ -598,24 +656,42 @@ class FlagRule:
             return np.broadcast_to(np.arange(pairs.k, dtype=np.int64), (pairs.n, pairs.k))
         return pairs.groups
 
+    def _values_at(self, pairs: _Pairs, kind: str, idx: np.ndarray) -> np.ndarray:
+        """:meth:`_values` at flat indices ``idx`` (the same floats: every value is elementwise)."""
+        if kind in ("pbc", "lim") or (kind in ("low", "top", "cap") and self.method == "low_self_confidence"):
+            return pairs.self_conf_at(idx)
+        if kind == "pbnr":
+            return pairs.self_conf_at(idx) - pairs.other_at(idx)
+        return pairs.normalized_margin_at(idx)
+
+    def _column(self, pairs: _Pairs, kind: str, k: int) -> np.ndarray:
+        """:meth:`_values` of class ``k`` (column ``k``)."""
+        return self._values_at(pairs, kind, np.arange(pairs.n, dtype=np.int64) * pairs.k + k)
+
     def feed(self, stage: str, acc: Selections, block: Block) -> None:
-        """Fold one block into a stage's selections, chunk by chunk."""
-        for _, pairs in _chunks(block, self.est.thresholds):
-            self._feed(stage, acc, pairs)
+        """Fold one block into a stage's selections: each chunk into a fresh partial (on threads), merged in order."""
+
+        def part(_: slice, pairs: _Pairs) -> Selections:
+            local = acc.empty()
+            self._feed(stage, local, pairs)
+            return local
+
+        for local in _chunk_map(block, part, self.est.thresholds):
+            acc.merge(local)
 
     def _feed(self, stage: str, acc: Selections, pairs: _Pairs) -> None:
         if stage == "cuts":
             for kind, top in acc.tops.items():
-                values, groups = self._values(pairs, kind), self._groups(pairs, kind)
-                fed = pairs.candidates(self.method) if kind == "lim" else pairs.disagrees
-                top.update(groups[fed], values[fed])
+                idx = pairs.candidates_at(self.method) if kind == "lim" else pairs.disagreeing
+                groups = idx % pairs.k if kind == "top" else pairs.groups_at(idx)
+                top.update(groups, self._values_at(pairs, kind, idx))
         elif stage == "all pairs":
             for (kind, g), pick in acc.picks.items():
                 if kind == "top":
-                    pick.update(self._scores(pairs)[:, g])
+                    pick.update(self._column(pairs, kind, g))
                 else:
                     k, b = divmod(g, 2)
-                    pick.update(self._values(pairs, kind)[:, k][pairs.y[:, k] == bool(b)])
+                    pick.update(self._column(pairs, kind, k)[pairs.y[:, k] == bool(b)])
         elif stage == "caps":
             scores = self._scores(pairs)
             chosen = self._apply(pairs, "top")
@@ -626,9 +702,27 @@ class FlagRule:
         values = self._values(pairs, kind)
         return cuts.select_columns(values) if kind == "top" else cuts.select_pairs(pairs.y, values)
 
+    def _select_at(self, pairs: _Pairs, kind: str, idx: np.ndarray) -> np.ndarray:
+        """Which of the pairs at flat indices ``idx`` the ``kind`` cuts select (:meth:`_apply` at those pairs)."""
+        return self.cuts[kind].select(pairs.groups_at(idx), self._values_at(pairs, kind, idx))
+
     # ---- flags -------------------------------------------------------------------
     def flags(self, pairs: _Pairs) -> np.ndarray:
         """``(n, K)`` flags of one chunk."""
+        m = self.method
+        kinds = _SPARSE_KINDS.get(m)
+        if kinds is not None and m in AGREEMENT_RULE_METHODS:  # only disagreeing pairs can be flagged
+            idx = pairs.candidates_at(m) if kinds == ("lim",) else pairs.disagreeing
+            chosen = self._select_at(pairs, kinds[0], idx)
+            for kind in kinds[1:]:
+                chosen &= self._select_at(pairs, kind, idx)
+            flags = np.zeros(pairs.n * pairs.k, dtype=bool)
+            flags[idx[chosen]] = True
+            return flags.reshape(pairs.n, pairs.k)
+        return self.dense_flags(pairs)
+
+    def dense_flags(self, pairs: _Pairs) -> np.ndarray:
+        """:meth:`flags` over every pair (the reference; the ``low_*`` methods use it)."""
         m = self.method
         if m == "prune_by_class":
             mask = self._apply(pairs, "pbc")
@@ -650,6 +744,54 @@ class FlagRule:
 
 
 # --------------------------------------------------------------------------- per-row outputs and summary
+class MultilabelExtras(Mapping[str, np.ndarray]):
+    """The detector's ``extra`` arrays, ``(N, K)`` each: ``labels_to_remove`` and ``labels_to_add`` (bool), and
+    ``class_scores`` (``q_ik``) and ``change_confidence`` (``1 - q_ik``), computed on first read only.
+
+    The report never reads the last two: at 1M x 50 float32 they would be 400 MB made for nobody.
+
+    Attributes:
+        counts: The detector's tallies of these rows, when :meth:`MultilabelRule.rows` counted them.
+    """
+
+    LAZY = ("class_scores", "change_confidence")
+
+    def __init__(self, labels: np.ndarray, pred_probs: np.ndarray, labels_to_remove: np.ndarray,
+                 labels_to_add: np.ndarray) -> None:
+        self._labels = labels
+        self._probs = pred_probs
+        self._arrays: dict[str, np.ndarray] = {"labels_to_remove": labels_to_remove, "labels_to_add": labels_to_add}
+        self.counts: dict[str, Any] | None = None
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._arrays:
+            if key == "class_scores":
+                self._arrays[key] = _chunked_class_scores(self._labels, self._probs)
+            elif key == "change_confidence":
+                q = self["class_scores"]
+                self._arrays[key] = q.dtype.type(1) - q
+            else:
+                raise KeyError(key)
+        return self._arrays[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("labels_to_remove", "labels_to_add", *self.LAZY))
+
+    def __len__(self) -> int:
+        return 2 + len(self.LAZY)
+
+
+def _chunked_class_scores(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """:func:`multilabel_class_scores` of a block, chunk by chunk on threads (the same floats)."""
+    out = np.empty(probs.shape, dtype=probs.dtype)
+
+    def fill(sl: slice, pairs: _Pairs) -> None:
+        out[sl] = pairs.self_conf
+
+    _chunk_map(Block(y, probs), fill)
+    return out
+
+
 class MultilabelRule(RowRule):
     """Flags, scores and suggestions of any block; the summary from aggregates and tallies."""
 
@@ -663,32 +805,58 @@ class MultilabelRule(RowRule):
         y, probs = block.labels, block.pred_probs
         n, k = probs.shape
         p = self.params
-        flags = np.empty((n, k), dtype=bool)
-        class_scores = np.empty((n, k), dtype=probs.dtype)
         scores = np.empty(n, dtype=np.float64)
-        for sl, pairs in _chunks(block, self.est.thresholds):
-            flags[sl] = self.flag.flags(pairs)
-            class_scores[sl] = pairs.self_conf  # q == where(y, p, 1 - p), bit for bit
-            scores[sl] = aggregate_scores(class_scores[sl], p["aggregation"], ema_alpha=p["ema_alpha"],
-                                          softmin_temperature=p["softmin_temperature"])
-        change_confidence = class_scores.dtype.type(1) - class_scores
-        # flagged pairs are backed by 1 - q, the others by q
-        backing = np.where(flags, change_confidence, class_scores)
-        suggested_confidence = backing.min(axis=1).astype(np.float64) if k else np.ones(n, dtype=np.float64)
-        return DetectorRows(
-            scores=scores,
-            issues=flags.any(axis=1),
-            suggested=y ^ flags,
-            suggested_confidence=suggested_confidence,
-            extra={
-                "labels_to_remove": flags & y,
-                "labels_to_add": flags & ~y,
-                "class_scores": class_scores,
-                "change_confidence": change_confidence,
-            },
-        )
+        issues = np.empty(n, dtype=bool)
+        suggested = np.empty((n, k), dtype=bool)
+        remove = np.empty((n, k), dtype=bool)
+        add = np.empty((n, k), dtype=bool)
+        confidence = np.ones(n, dtype=np.float64)
+
+        def fill(sl: slice, pairs: _Pairs) -> tuple[np.ndarray, np.ndarray]:
+            flags = self.flag.flags(pairs)
+            q = pairs.self_conf  # == where(y, p, 1 - p), bit for bit
+            np.logical_xor(pairs.y, flags, out=suggested[sl])
+            np.logical_and(flags, pairs.y, out=remove[sl])
+            np.greater(flags, pairs.y, out=add[sl])  # flagged and not given
+            if not k:
+                scores[sl] = 1.0
+                issues[sl] = False
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            if p["aggregation"] == "ema":
+                _check_aggregation("ema", p["ema_alpha"], 1.0)
+                scores[sl], lowest = _ema_rows(q, float(p["ema_alpha"]))
+            else:
+                scores[sl] = softmin_aggregate(q, p["softmin_temperature"])
+                lowest = q.min(axis=1)
+            # flags are few: rows, columns and counts from their flat positions, not from (n, K) reductions
+            flat = np.flatnonzero(flags)
+            rows, cols = np.divmod(flat, k)
+            mine = issues[sl]
+            mine[:] = False
+            mine[rows] = True
+            given = pairs.y.ravel()[flat]
+            # suggested confidence: each row's lowest backing, q for unflagged pairs and 1 - q for flagged ones
+            conf = confidence[sl]
+            conf[:] = lowest
+            flagged = np.flatnonzero(mine)
+            backing = q[flagged]
+            backing[flags[flagged]] = q.dtype.type(1) - backing[flags[flagged]]
+            conf[flagged] = backing.min(axis=1)
+            return np.bincount(cols[given], minlength=k), np.bincount(cols[~given], minlength=k)
+
+        removed, added = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
+        for r, a in _chunk_map(block, fill, self.est.thresholds):
+            removed += r
+            added += a
+        extra = MultilabelExtras(y, probs, remove, add)
+        extra.counts = {"remove": removed, "add": added, "issues": int(np.count_nonzero(issues))}
+        return DetectorRows(scores=scores, issues=issues, suggested=suggested, suggested_confidence=confidence,
+                            extra=extra)
 
     def tally(self, block: Block, rows: DetectorRows) -> dict[str, Any]:
+        counted = getattr(rows.extra, "counts", None)
+        if counted is not None:  # counted chunk by chunk while the rows were made
+            return dict(counted)
         return {
             "remove": np.count_nonzero(rows.extra["labels_to_remove"], axis=0).astype(np.int64),
             "add": np.count_nonzero(rows.extra["labels_to_add"], axis=0).astype(np.int64),
@@ -864,10 +1032,8 @@ def multilabel_thresholds(labels: Any, pred_probs: Any) -> np.ndarray:
     over rows without class k, ``[:, 1]`` mean ``p_ik`` over rows with it
     (``2.0`` when there are no such rows)."""
     y, probs = _as_arrays(labels, pred_probs)
-    sums = MultilabelSums(probs.shape[1])
-    for _, pairs in _chunks(Block(y, probs)):
-        sums.update(pairs.y, pairs.self_conf)
-    return sums.thresholds()
+    step = SumsStep(probs.shape[1])
+    return step.feed(step.start(), Block(y, probs)).thresholds()
 
 
 def compute_multilabel_confident_joint(labels: Any, pred_probs: Any) -> np.ndarray:
@@ -952,9 +1118,11 @@ def find_multilabel_issues(
                                       num_to_remove_per_class=num_to_remove_per_class,
                                       min_examples_per_class=min_examples_per_class)
     rule, block = _run(labels, pred_probs, det)
-    y, probs = block.labels, block.pred_probs
-    n, k = probs.shape
-    flags = np.empty((n, k), dtype=bool)
-    for sl, pairs in _chunks(block, rule.est.thresholds):
+    y = block.labels
+    flags = np.empty(block.pred_probs.shape, dtype=bool)
+
+    def fill(sl: slice, pairs: _Pairs) -> None:
         flags[sl] = rule.flag.flags(pairs)
+
+    _chunk_map(block, fill, rule.est.thresholds)
     return MultilabelIssues(flags.any(axis=1), flags & y, flags & ~y)

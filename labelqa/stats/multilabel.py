@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from labelqa.errors import LabelqaError
+from labelqa.parallel import MIN_PARALLEL_ELEMENTS, row_ranges, thread_map
 from labelqa.stats.confident import EMPTY_CLASS_THRESHOLD, PROB_SCALE, round_rows
 
-__all__ = ["MultilabelJoint", "MultilabelSums", "calibrate_multilabel_confident_joint", "fixed_point"]
+__all__ = ["MultilabelJoint", "MultilabelSums", "calibrate_multilabel_confident_joint", "fixed_point", "set_members"]
 
 
 def fixed_point(values: np.ndarray) -> np.ndarray:
@@ -39,10 +40,15 @@ def fixed_point(values: np.ndarray) -> np.ndarray:
     return np.rint(values.astype(np.float64) * PROB_SCALE).astype(np.int64)
 
 
+def column_counts(mask: np.ndarray) -> np.ndarray:
+    """``np.count_nonzero(mask, axis=0)`` of an ``(n, K)`` bool matrix, as int64 (summed as bytes: 1.5x faster)."""
+    return np.asarray(mask, dtype=bool).view(np.uint8).sum(axis=0, dtype=np.int32).astype(np.int64)
+
+
 def group_counts(mask: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``(K, 2)``: per class, how many of ``mask`` (``(n, K)``) have given value 0 / 1."""
-    c1 = np.count_nonzero(mask & y, axis=0)
-    return np.stack([np.count_nonzero(mask, axis=0) - c1, c1], axis=1).astype(np.int64)
+    c1 = column_counts(mask & y)
+    return np.stack([column_counts(mask) - c1, c1], axis=1).astype(np.int64)
 
 
 class MultilabelSums:
@@ -56,7 +62,7 @@ class MultilabelSums:
     def update(self, y: np.ndarray, self_conf: np.ndarray) -> MultilabelSums:
         """Fold one batch in: ``y`` ``(n, K)`` bool given values, ``self_conf`` ``(n, K)`` their probability ``q``."""
         n = y.shape[0]
-        n1 = np.count_nonzero(y, axis=0)
+        n1 = column_counts(y)
         self.counts += np.stack([n - n1, n1], axis=1)
         fixed = fixed_point(self_conf)
         total = fixed.sum(axis=0)
@@ -111,15 +117,15 @@ class MultilabelJoint:
             counted: Pairs with a non-empty confident set.
             disagrees: Pairs whose prediction disagrees with the given value.
         """
-        off1 = np.count_nonzero(off_diagonal & y, axis=0)  # given 1, guessed 0
-        off0 = np.count_nonzero(off_diagonal, axis=0) - off1  # given 0, guessed 1
-        on1 = np.count_nonzero(counted & y, axis=0)
+        off1 = column_counts(off_diagonal & y)  # given 1, guessed 0
+        off0 = column_counts(off_diagonal) - off1  # given 0, guessed 1
+        on1 = column_counts(counted & y)
         self.joint[:, 1, 0] += off1
         self.joint[:, 1, 1] += on1 - off1
         self.joint[:, 0, 1] += off0
-        self.joint[:, 0, 0] += np.count_nonzero(counted, axis=0) - on1 - off0
+        self.joint[:, 0, 0] += column_counts(counted) - on1 - off0
         cl_cand = off_diagonal & disagrees
-        self.est += np.count_nonzero(cl_cand, axis=0)
+        self.est += column_counts(cl_cand)
         self.cand_cl += group_counts(cl_cand, y)
         self.cand_png += group_counts(disagrees, y)
         return self
@@ -164,3 +170,33 @@ def calibrate_multilabel_confident_joint(confident_joint: Any, class_counts: Any
     safe = np.where(total > 0, total, 1.0)[:, None, None]
     scaled = np.where((total > 0)[:, None, None], scaled / safe * n.sum(axis=1)[:, None, None], scaled)
     return round_rows(scaled)
+
+
+#: Rows per block of :func:`set_members` (its temporaries: a block's flat indices).
+SET_BLOCK_ROWS = 1 << 16
+
+
+def set_members(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of an ``(N, K)`` bool matrix as sets: ``(offsets, members)``, the layout of an Arrow list array.
+
+    ``members[offsets[i]:offsets[i + 1]]`` are the columns set in row ``i``, ascending (``np.nonzero``'s
+    order). Row blocks are scanned on threads (``np.flatnonzero`` of a block is 2-4x faster than
+    ``np.nonzero`` of the matrix, and releases the GIL).
+
+    Returns:
+        ``offsets`` int32 ``(N + 1,)`` and ``members`` int64.
+    """
+    matrix = np.asarray(matrix, dtype=bool)
+    n, k = matrix.shape
+
+    def block(rows: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        part = matrix[rows[0]:rows[1]]
+        flat = np.flatnonzero(part)
+        return flat % max(k, 1), np.count_nonzero(part, axis=1)
+
+    parts = list(thread_map(block, row_ranges(n, SET_BLOCK_ROWS), parallel=matrix.size >= MIN_PARALLEL_ELEMENTS))
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    if parts:
+        np.cumsum(np.concatenate([p[1] for p in parts]), out=offsets[1:])
+    members = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, dtype=np.int64)
+    return offsets, members.astype(np.int64, copy=False)
