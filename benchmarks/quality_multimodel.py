@@ -2,7 +2,7 @@
 
 For each noise set in --data-dir (``cifar10n_<set>_<model>.parquet``, two
 models with the same row order; see the README there) it runs labelqa's
-confident learning (default ``filter_by="prune_by_noise_rate"``) and the
+confident learning (``--filter-by``, default the scan's ``prune_by_noise_rate_plus``) and the
 ``self_confidence`` label quality score on:
 
 - each model alone (resnet18, swin);
@@ -34,6 +34,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labelqa.data import LabelData  # noqa: E402
-from labelqa.detectors.confident import find_label_issues, get_label_quality_scores  # noqa: E402
+from labelqa.detectors.confident import PLUS_METHOD, find_label_issues, get_label_quality_scores  # noqa: E402
 from labelqa.models import COMBINE_METHODS, DEFAULT_COMBINE, disagreement_summary, model_disagreement  # noqa: E402
 
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "cifar10n"
@@ -85,12 +86,13 @@ def row(name: str, flags: np.ndarray, scores: np.ndarray, is_error: np.ndarray) 
             "AUROC": roc_auc_score(is_error, suspicion), "AP": average_precision_score(is_error, suspicion)}
 
 
-def cl(data: LabelData) -> tuple[np.ndarray, np.ndarray]:
-    return (find_label_issues(data.labels, data.pred_probs),
+def cl(data: LabelData, filter_by: str) -> tuple[np.ndarray, np.ndarray]:
+    return (find_label_issues(data.labels, data.pred_probs, filter_by=filter_by),
             get_label_quality_scores(data.labels, data.pred_probs, method="self_confidence"))
 
 
-def evaluate(data_dir: Path, noise: str) -> tuple[list[dict], dict] | None:
+def evaluate(data_dir: Path, noise: str, filter_by: str) -> tuple[list[dict], dict] | None:
+    run = functools.partial(cl, filter_by=filter_by)
     paths = {m: data_dir / f"cifar10n_{noise}_{stem}.parquet" for m, stem in MODELS.items()}
     if not all(p.is_file() for p in paths.values()):
         return None
@@ -105,7 +107,7 @@ def evaluate(data_dir: Path, noise: str) -> tuple[list[dict], dict] | None:
     alone = {}
     for m, p in zip(MODELS, probs):
         data = LabelData.from_arrays(given, p, classes=CLASSES)
-        alone[m] = cl(data)
+        alone[m] = run(data)
         rows.append(row(f"{m} alone", *alone[m], is_error))
     for method in COMBINE_METHODS:
         data = LabelData.from_arrays(given, probs, classes=CLASSES, combine_models=method,
@@ -115,7 +117,7 @@ def evaluate(data_dir: Path, noise: str) -> tuple[list[dict], dict] | None:
             name += " (weights " + ", ".join(f"{w:.2f}" for w in data.meta["model_weights"]) + ")"
         if method == DEFAULT_COMBINE:
             name += " [default]"
-        rows.append(row(name, *cl(data), is_error))
+        rows.append(row(name, *run(data), is_error))
     (f_a, s_a), (f_b, s_b) = alone.values()
     rows.append(row("ref: either model flags (union; min score)", f_a | f_b, np.minimum(s_a, s_b), is_error))
     rows.append(row("ref: both models flag (intersection; mean score)", f_a & f_b, (s_a + s_b) / 2, is_error))
@@ -125,24 +127,24 @@ def evaluate(data_dir: Path, noise: str) -> tuple[list[dict], dict] | None:
         given3, probs3, _ = read(third)
         if not np.array_equal(given, given3):
             raise SystemExit(f"{noise}: the resnet50d file does not hold the same labels in the same order")
-        rows.append(row("resnet50d alone", *cl(LabelData.from_arrays(given, probs3, classes=CLASSES)), is_error))
+        rows.append(row("resnet50d alone", *run(LabelData.from_arrays(given, probs3, classes=CLASSES)), is_error))
         for method in COMBINE_METHODS:
             d3 = LabelData.from_arrays(given, [probs[0], probs3, probs[1]], classes=CLASSES, combine_models=method)
             name = f"all three, {method}"
             if "model_weights" in d3.meta:
                 name += " (weights " + ", ".join(f"{w:.2f}" for w in d3.meta["model_weights"]) + ")"
-            rows.append(row(name, *cl(d3), is_error))
+            rows.append(row(name, *run(d3), is_error))
 
     codes = np.asarray(data.labels)
     leaky = ((1 - LEAK) * probs[0]).astype(np.float32)
     leaky[np.arange(len(codes)), codes] += LEAK
-    stress = [row("leaky resnet18 alone", *cl(LabelData.from_arrays(given, leaky, classes=CLASSES)), is_error)]
+    stress = [row("leaky resnet18 alone", *run(LabelData.from_arrays(given, leaky, classes=CLASSES)), is_error)]
     for method in COMBINE_METHODS:
         d = LabelData.from_arrays(given, [leaky, probs[1]], classes=CLASSES, combine_models=method)
         name = f"swin + leaky resnet18, {method}"
         if "model_weights" in d.meta:
             name += " (weights " + ", ".join(f"{w:.2f}" for w in d.meta["model_weights"]) + ")"
-        stress.append(row(name, *cl(d), is_error))
+        stress.append(row(name, *run(d), is_error))
     fully = ((1 - 2 * LEAK) * probs[0]).astype(np.float32)  # a model leaking more: the in-sample guard's case
     fully[np.arange(len(codes)), codes] += 2 * LEAK
     for method in ("loss_weighted", "log_linear"):
@@ -150,7 +152,7 @@ def evaluate(data_dir: Path, noise: str) -> tuple[list[dict], dict] | None:
         suspects = disagreement_summary(d)["in_sample_suspects"]
         name = (f"swin + resnet18 leaking {2 * LEAK:g}, {method} (weights "
                 + ", ".join(f"{w:.2f}" for w in d.meta["model_weights"]) + f"; in-sample suspects: {len(suspects)})")
-        stress.append(row(name, *cl(d), is_error))
+        stress.append(row(name, *run(d), is_error))
 
     dis = model_disagreement(data.model_pred_probs)["models_disagree"]
     extra = {
@@ -183,16 +185,19 @@ def print_table(noise: str, rows: list[dict], extra: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--filter-by", default=PLUS_METHOD,
+                        help=f"confident-learning flag rule (default {PLUS_METHOD}, the scan default; "
+                             "prune_by_noise_rate is cleanlab's)")
     args = parser.parse_args(argv)
     if not args.data_dir.is_dir():
         print(f"skipped: data not found ({args.data_dir})")
         return 0
     t0 = time.perf_counter()
-    results = [(noise, evaluate(args.data_dir, noise)) for noise in NOISE_SETS]
+    results = [(noise, evaluate(args.data_dir, noise, args.filter_by)) for noise in NOISE_SETS]
     if all(r is None for _, r in results):
         print(f"skipped: data not found ({args.data_dir})")
         return 0
-    print("## Several models on CIFAR-10N: confident learning (prune_by_noise_rate) and self-confidence\n")
+    print(f"## Several models on CIFAR-10N: confident learning ({args.filter_by}) and self-confidence\n")
     print("Ground truth: label != true_label. Flags: precision/recall/F1; score: AUROC/AP (lower = more suspect).")
     for noise, res in results:
         if res is not None:
