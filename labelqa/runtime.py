@@ -111,17 +111,14 @@ MMAP_THRESHOLD = 1 << 30
 TRIM_THRESHOLD = (1 << 31) - 1
 
 
-def keep_freed_memory() -> bool:
-    """Let glibc's malloc reuse freed large blocks instead of unmapping them (trick 5 above).
+def set_malloc_thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
+    """Set glibc malloc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` (``mallopt``); the one place labelqa does.
 
-    Does nothing under another C library, or when ``MALLOC_MMAP_THRESHOLD_`` or
-    ``MALLOC_TRIM_THRESHOLD_`` is set (the user's own setting wins).
+    Setting ``M_MMAP_THRESHOLD`` also stops glibc from raising it by itself as large blocks are freed.
 
     Returns:
-        Whether the thresholds were changed.
+        Whether both were set (``False`` under another C library).
     """
-    if any(os.environ.get(name) is not None for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
-        return False
     import ctypes
     import platform
 
@@ -133,7 +130,21 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) & bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) & bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc reuse freed large blocks instead of unmapping them (trick 5 above).
+
+    Does nothing under another C library, or when ``MALLOC_MMAP_THRESHOLD_`` or
+    ``MALLOC_TRIM_THRESHOLD_`` is set (the user's own setting wins).
+
+    Returns:
+        Whether the thresholds were changed.
+    """
+    if any(os.environ.get(name) is not None for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return False
+    return set_malloc_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD)
 
 
 def _hugepage_setter() -> Callable[[bool], bool] | None:

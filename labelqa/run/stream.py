@@ -26,9 +26,6 @@ pages after each batch of a rows pass. At 16M x 10 this took the peak from
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +34,7 @@ from typing import Any
 from labelqa.detectors.base import Block, DatasetInfo, Step
 from labelqa.data.source import Source
 from labelqa.parallel import prefetch, run_nested_maps_inline, worker_count
+from labelqa.runtime import set_malloc_thresholds
 
 __all__ = ["DEFAULT_BATCH_SIZE", "StreamRunner", "info_of"]
 
@@ -50,7 +48,6 @@ PREFETCH = 2
 #: ``M_TRIM_THRESHOLD``): a freed batch array goes back to the system instead of staying in the heap.
 MMAP_THRESHOLD = 4 << 20
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _heap_bounded = False
 
 #: At most this many lanes (threads, each with its own partials) fold a statistics pass.
@@ -65,18 +62,9 @@ def bound_freed_memory() -> bool:
     off glibc).
     """
     global _heap_bounded
-    if _heap_bounded:
-        return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD,
-                                                                                          MMAP_THRESHOLD))
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    _heap_bounded = ok
-    return ok
+    if not _heap_bounded:
+        _heap_bounded = set_malloc_thresholds(MMAP_THRESHOLD, MMAP_THRESHOLD)
+    return _heap_bounded
 
 
 def release_arrow_memory() -> None:
