@@ -577,11 +577,7 @@ def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, d
             part -= row
     x = np.rint(np.clip(ent.astype(np.float64) / math.log(k), 0.0, 1.0) * TREND_SCALE).astype(np.int64) if k > 1 \
         else np.zeros(n, dtype=np.int64)
-    s = np.asarray(self_conf, dtype=np.float64)
-    m = np.asarray(max_prob, dtype=np.float64)
-    total = m + s
-    w = np.divide(m - s, total, out=np.zeros_like(total), where=total > 0)
-    y = np.rint(np.clip(w, 0.0, 1.0) * TREND_SCALE).astype(np.int64) * disputed
+    y = dispute_weights(self_conf, max_prob, TREND_SCALE) * disputed
     xc, yc = x[counted], y[counted]
     out[:5] = (xc.size, xc.sum(), yc.sum(), (xc * xc).sum(), (xc * yc).sum())
     xu = x[~counted]
@@ -607,13 +603,13 @@ def trend_count(sums: np.ndarray) -> float:
     return float(min(max(r, 0.0), float(nu)))
 
 
-def dispute_weights(self_conf: np.ndarray, max_prob: np.ndarray) -> np.ndarray:
-    """``(m - s) / (m + s)`` of disputed rows in fixed point (int64, ``PROB_SCALE`` = 1), computed in float64."""
+def dispute_weights(self_conf: np.ndarray, max_prob: np.ndarray, scale: float = PROB_SCALE) -> np.ndarray:
+    """``(m - s) / (m + s)`` of disputed rows in fixed point (int64, ``scale`` = 1), computed in float64."""
     s = np.asarray(self_conf, dtype=np.float64)
     m = np.asarray(max_prob, dtype=np.float64)
     total = m + s
     w = np.divide(m - s, total, out=np.zeros_like(total), where=total > 0)
-    return np.rint(np.clip(w, 0.0, 1.0) * PROB_SCALE).astype(np.int64)
+    return np.rint(np.clip(w, 0.0, 1.0) * scale).astype(np.int64)
 
 
 def noise_cells(est: Estimates, frac: float, ntr: np.ndarray | None, min_examples: int) -> np.ndarray:
