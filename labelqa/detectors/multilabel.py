@@ -366,8 +366,7 @@ class _Pairs:
 
     @cached_property
     def normalized_margin(self) -> np.ndarray:
-        own = self.self_conf.astype(np.float64)
-        return np.clip((own - self.other.astype(np.float64) + 1.0) / 2.0, 0.0, 1.0)
+        return _normalized_margin(self.self_conf, self.other)
 
     @cached_property
     def groups(self) -> np.ndarray:
@@ -408,8 +407,12 @@ class _Pairs:
 
     def normalized_margin_at(self, idx: np.ndarray) -> np.ndarray:
         """:attr:`normalized_margin` at flat indices ``idx`` (elementwise: the same floats)."""
-        own = self.self_conf_at(idx).astype(np.float64)
-        return np.clip((own - self.other_at(idx).astype(np.float64) + 1.0) / 2.0, 0.0, 1.0)
+        return _normalized_margin(self.self_conf_at(idx), self.other_at(idx))
+
+
+def _normalized_margin(own: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``(q - (1 - q) + 1) / 2`` of pairs, clipped to ``[0, 1]``, in float64 (``other``: the rounded ``1 - q``)."""
+    return np.clip((own.astype(np.float64) - other.astype(np.float64) + 1.0) / 2.0, 0.0, 1.0)
 
 
 def _chunk_map(block: Block, fn: Callable[[slice, _Pairs], R], thresholds: np.ndarray | None = None) -> list[R]:
