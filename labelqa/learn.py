@@ -186,9 +186,7 @@ def find_issues(
         from labelqa.data.frames import as_table
 
         frame = as_table(data).to_pandas()
-    if label_col not in frame.columns:
-        raise LabelqaError(f"no label column {label_col!r}", f"columns: {', '.join(map(str, frame.columns[:20]))}")
-    for what, col in (("id", id_col), ("group", group_col)):
+    for what, col in (("label", label_col), ("id", id_col), ("group", group_col)):
         if col is not None and col not in frame.columns:
             raise LabelqaError(f"no {what} column {col!r}", f"columns: {', '.join(map(str, frame.columns[:20]))}")
     cols = feature_columns(frame, label_col, feature_cols, skip=[id_col, group_col])

@@ -69,8 +69,6 @@ def feature_hint(schema: pa.Schema, skip: Sequence[str | None]) -> tuple[str, li
     prefix that matches nothing else (``px_0..px_63`` -> ``px_*``), else their names; else a list<number> column
     (``--features-col``); else text columns (``--text-cols``). Only names a command line can carry are used.
     """
-    import fnmatch
-
     leave = {c for c in skip if c is not None}
     fields = [f for f in schema if f.name not in leave and not f.name.startswith("__index_level_")
               and _glob_free(f.name)]
