@@ -449,7 +449,8 @@ class _Rows:
         """Comma-separated names of the detectors that flagged each row ("" for none).
 
         Rows are coded by the bitmask of their flags, so only the few distinct
-        patterns are turned into strings (a dictionary array, cast to string).
+        patterns are turned into strings; only the flagged rows' text is taken,
+        then spread over all rows (:func:`scatter_text`).
         """
         names = list(self.results)
         if len(names) > 62:
@@ -462,8 +463,9 @@ class _Rows:
         labels = [",".join(n for b, n in enumerate(names) if (int(p) >> b) & 1) for p in patterns]
         lookup = np.zeros(seen.size, dtype=np.int32)  # pattern -> its label's index: one gather, no search
         lookup[patterns] = np.arange(patterns.size, dtype=np.int32)
-        indices = lookup[code]
-        return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(labels, pa.string())).cast(pa.string())
+        fired = np.flatnonzero(code)
+        text = pa.array(labels, pa.string()).take(pa.array(lookup[code[fired]]))
+        return scatter_text(text, fired, self.data.n_rows)
 
     def _reason_column(self) -> pa.Array:
         """A short human reason for flagged rows ("" for the others).
