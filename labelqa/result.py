@@ -455,16 +455,17 @@ class _Rows:
         names = list(self.results)
         if len(names) > 62:
             raise ValueError("at most 62 detectors per scan")
-        code = np.zeros(self.data.n_rows, dtype=np.int64)
+        dtype = np.uint8 if len(names) <= 8 else np.int64  # a byte a row for the usual few detectors
+        code = np.zeros(self.data.n_rows, dtype=dtype)
         for bit, res in enumerate(self.results.values()):
-            code |= np.asarray(res.issues, dtype=np.int64) << bit
-        seen = np.bincount(code, minlength=1)
-        patterns = np.flatnonzero(seen)
-        labels = [",".join(n for b, n in enumerate(names) if (int(p) >> b) & 1) for p in patterns]
-        lookup = np.zeros(seen.size, dtype=np.int32)  # pattern -> its label's index: one gather, no search
-        lookup[patterns] = np.arange(patterns.size, dtype=np.int32)
+            code |= np.asarray(res.issues, dtype=dtype) << dtype(bit)
         fired = np.flatnonzero(code)
-        text = pa.array(labels, pa.string()).take(pa.array(lookup[code[fired]]))
+        fired_code = code[fired]
+        patterns = np.flatnonzero(np.bincount(fired_code, minlength=1))
+        labels = [",".join(n for b, n in enumerate(names) if (int(p) >> b) & 1) for p in patterns]
+        lookup = np.zeros(int(patterns[-1]) + 1 if patterns.size else 1, dtype=np.int32)  # pattern -> label index
+        lookup[patterns] = np.arange(patterns.size, dtype=np.int32)
+        text = pa.array(labels, pa.string()).take(pa.array(lookup[fired_code]))
         return scatter_text(text, fired, self.data.n_rows)
 
     def _reason_column(self) -> pa.Array:
