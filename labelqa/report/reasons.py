@@ -7,6 +7,7 @@ cost scales with the number of issues, not the dataset.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -22,15 +23,20 @@ def _names(data: LabelData) -> np.ndarray:
     return np.asarray(data.class_names, dtype=object)
 
 
-#: ``"0%"`` .. ``"100%"``: the text of every whole percentage a probability in [0, 1] rounds to.
-_PERCENTS = pa.array([f"{i}%" for i in range(101)], pa.string())
+@cache
+def _percents() -> pa.StringArray:
+    """``"0%"`` .. ``"100%"``: the text of every whole percentage a probability in [0, 1] rounds to.
+
+    Built on first use: ``pa.array`` of a list at import time would run pyarrow's pandas probe.
+    """
+    return pa.array([f"{i}%" for i in range(101)], pa.string())
 
 
 def _pct_text(values: np.ndarray) -> pa.Array:
     """Probabilities as whole percentages, e.g. ``93%`` (vectorised: a lookup for values in [0, 1])."""
     pct = np.rint(np.asarray(values, dtype=np.float64) * 100).astype(np.int64)
     if pct.size and pct.min() >= 0 and pct.max() <= 100:
-        return _PERCENTS.take(pa.array(pct))
+        return _percents().take(pa.array(pct))
     return pc.binary_join_element_wise(pc.cast(pa.array(pct), pa.string()), "%", "")
 
 
