@@ -449,21 +449,24 @@ class _Rows:
         """Comma-separated names of the detectors that flagged each row ("" for none).
 
         Rows are coded by the bitmask of their flags, so only the few distinct
-        patterns are turned into strings (a dictionary array, cast to string).
+        patterns are turned into strings; only the flagged rows' text is taken,
+        then spread over all rows (:func:`scatter_text`).
         """
         names = list(self.results)
         if len(names) > 62:
             raise ValueError("at most 62 detectors per scan")
-        code = np.zeros(self.data.n_rows, dtype=np.int64)
+        dtype = np.uint8 if len(names) <= 8 else np.int64  # a byte a row for the usual few detectors
+        code = np.zeros(self.data.n_rows, dtype=dtype)
         for bit, res in enumerate(self.results.values()):
-            code |= np.asarray(res.issues, dtype=np.int64) << bit
-        seen = np.bincount(code, minlength=1)
-        patterns = np.flatnonzero(seen)
+            code |= np.asarray(res.issues, dtype=dtype) << dtype(bit)
+        fired = np.flatnonzero(code)
+        fired_code = code[fired]
+        patterns = np.flatnonzero(np.bincount(fired_code, minlength=1))
         labels = [",".join(n for b, n in enumerate(names) if (int(p) >> b) & 1) for p in patterns]
-        lookup = np.zeros(seen.size, dtype=np.int32)  # pattern -> its label's index: one gather, no search
+        lookup = np.zeros(int(patterns[-1]) + 1 if patterns.size else 1, dtype=np.int32)  # pattern -> label index
         lookup[patterns] = np.arange(patterns.size, dtype=np.int32)
-        indices = lookup[code]
-        return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(labels, pa.string())).cast(pa.string())
+        text = pa.array(labels, pa.string()).take(pa.array(lookup[fired_code]))
+        return scatter_text(text, fired, self.data.n_rows)
 
     def _reason_column(self) -> pa.Array:
         """A short human reason for flagged rows ("" for the others).

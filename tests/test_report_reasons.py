@@ -62,3 +62,44 @@ def test_rows_not_flagged_get_no_reason():
                          extra={"labels_to_remove": np.array([[0, 0], [0, 1], [0, 0]], bool),
                                 "labels_to_add": np.array([[0, 0], [1, 0], [0, 0]], bool)})
     assert reasons_for(data, res, np.arange(n)).to_pylist() == ["", "remove 'b' (p=0.90), add 'a' (p=0.20)", ""]
+
+
+def taken_text(values, positions, n):
+    """``scatter_text`` as one Arrow take (its general path): the reference for the offsets-only path."""
+    import pyarrow as pa
+
+    index = np.full(n, len(values), dtype=np.int64)
+    index[positions] = np.arange(len(values))
+    return pa.concat_arrays([values.cast(pa.string()), pa.array([""], pa.string())]).take(pa.array(index))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=6), max_size=40), st.integers(0, 30), st.integers(0, 3), st.randoms())
+def test_scatter_text_equals_one_take(texts, extra, skip, rnd):
+    import pyarrow as pa
+
+    from labelqa.report.reasons import scatter_text
+
+    n = len(texts) + extra
+    positions = np.sort(np.asarray(rnd.sample(range(n), len(texts)), dtype=np.int64))
+    values = pa.array(["pad"] * skip + texts, pa.string()).slice(skip)  # a sliced array: nonzero offset
+    out = scatter_text(values, positions, n)
+    assert out.type == pa.string() and out.null_count == 0
+    assert out.equals(taken_text(values, positions, n))
+    shuffled = positions.copy()
+    rnd.shuffle(shuffled)  # any order falls back to the take
+    assert scatter_text(values, shuffled, n).equals(taken_text(values, shuffled, n))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(0, 1), st.integers(0, 200).map(lambda i: i / 200), st.floats(-2, 3)),
+                min_size=1, max_size=50))
+def test_percent_text_is_the_rounded_cast(values):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from labelqa.report.reasons import _pct_text as pct_text  # module-private helper under test
+
+    ints = np.rint(np.asarray(values, dtype=np.float64) * 100).astype(np.int64)
+    expected = pc.binary_join_element_wise(pc.cast(pa.array(ints), pa.string()), "%", "")
+    assert pct_text(np.asarray(values)).equals(expected)

@@ -122,3 +122,32 @@ def test_large_issues_table_ranks_match_rank_rows():
     assert table.column_names.index("rank") == ISSUE_COLUMNS.index("rank")
     np.testing.assert_array_equal(table.column("rank").to_numpy(),
                                   rank_rows(result.label_quality, result.is_label_issue))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 4),
+       st.sampled_from(["relative_rank", "primary_or_2", "primary", "any", "all", "majority"]), st.integers(0, 2**31))
+def test_detectors_and_reason_columns_match_the_per_row_flags(n, n_det, rule, seed):
+    """``detectors`` is the comma-joined names that flagged each row ("" for none); ``reason`` is "" exactly
+    on rows the combined rule did not flag (both built from the flagged rows only)."""
+    from labelqa.detectors.base import DetectorResult
+    from labelqa.result import build_issues_table
+
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(3), size=n)
+    labels = np.where(rng.random(n) < 0.1, rng.integers(0, 3, size=n), probs.argmax(axis=1))  # 10% noise
+    data = LabelData.from_arrays(labels, probs)
+    names = [f"det{i}" for i in range(n_det)]
+    results = {
+        name: DetectorResult(name=name, scores=rng.random(n), issues=rng.random(n) < rng.random(),
+                             suggested=rng.integers(0, 3, size=n), suggested_confidence=rng.random(n))
+        for name in names
+    }
+    table = build_issues_table(data, results, names[0], rule)
+    expected = [",".join(m for m in names if results[m].issues[r]) for r in range(n)]
+    assert table.column("detectors").type == pa.string()
+    assert table.column("detectors").to_pylist() == expected
+    reason = table.column("reason").to_pylist()
+    flags = table.column("is_label_issue").to_pylist()
+    assert table.column("reason").null_count == 0
+    assert all((text != "") == flag for text, flag in zip(reason, flags))

@@ -7,6 +7,7 @@ cost scales with the number of issues, not the dataset.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -22,11 +23,21 @@ def _names(data: LabelData) -> np.ndarray:
     return np.asarray(data.class_names, dtype=object)
 
 
+@cache
+def _percents() -> pa.StringArray:
+    """``"0%"`` .. ``"100%"``: the text of every whole percentage a probability in [0, 1] rounds to.
+
+    Built on first use: ``pa.array`` of a list at import time would run pyarrow's pandas probe.
+    """
+    return pa.array([f"{i}%" for i in range(101)], pa.string())
+
+
 def _pct_text(values: np.ndarray) -> pa.Array:
-    """Probabilities as whole percentages, e.g. ``93%`` (vectorised)."""
-    return pc.binary_join_element_wise(
-        pc.cast(pa.array(np.rint(np.asarray(values, dtype=np.float64) * 100).astype(np.int64)), pa.string()), "%", ""
-    )
+    """Probabilities as whole percentages, e.g. ``93%`` (vectorised: a lookup for values in [0, 1])."""
+    pct = np.rint(np.asarray(values, dtype=np.float64) * 100).astype(np.int64)
+    if pct.size and pct.min() >= 0 and pct.max() <= 100:
+        return _percents().take(pa.array(pct))
+    return pc.binary_join_element_wise(pc.cast(pa.array(pct), pa.string()), "%", "")
 
 
 def _cl(data: LabelData, res: DetectorResult, idx: np.ndarray) -> pa.Array:
@@ -120,7 +131,32 @@ def reasons_for(data: LabelData, res: DetectorResult, idx: np.ndarray) -> pa.Str
 
 
 def scatter_text(values: pa.Array, positions: np.ndarray, n: int) -> pa.StringArray:
-    """A length-``n`` string array holding ``values`` at ``positions`` and "" elsewhere (one Arrow take)."""
+    """A length-``n`` string array holding ``values`` at ``positions`` and "" elsewhere.
+
+    With increasing positions and no nulls (the usual case: flagged rows in
+    input order) the text bytes are reused as they are and only the offsets
+    are built; otherwise one Arrow take.
+    """
+    values = values.cast(pa.string())
+    positions = np.asarray(positions, dtype=np.int64)
+    if (values.null_count == 0 and positions.size == len(values)
+            and (positions.size < 2 or bool(np.all(positions[1:] > positions[:-1])))
+            and (positions.size == 0 or (positions[0] >= 0 and positions[-1] < n))):
+        return _spread(values, positions, n)
     index = np.full(n, len(values), dtype=np.int64)
     index[positions] = np.arange(len(values))
     return pa.concat_arrays([values.cast(pa.string()), pa.array([""], pa.string())]).take(pa.array(index))
+
+
+def _spread(values: pa.StringArray, positions: np.ndarray, n: int) -> pa.StringArray:
+    """:func:`scatter_text` for increasing in-range positions and no nulls: new offsets, the same text bytes."""
+    _, off_buf, data_buf = values.buffers()
+    off = np.frombuffer(off_buf, dtype=np.int32, count=len(values) + 1, offset=values.offset * 4) if off_buf \
+        else np.zeros(1, dtype=np.int32)
+    lengths = np.zeros(n, dtype=np.int32)
+    lengths[positions] = np.diff(off)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    start, stop = int(off[0]), int(off[-1])
+    data = data_buf.slice(start, stop - start) if data_buf is not None and stop > start else pa.py_buffer(b"")
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), data, null_count=0)
