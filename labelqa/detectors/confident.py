@@ -182,6 +182,7 @@ class _BlockRows:
     """
 
     def __init__(self, block: Block, thresholds: np.ndarray) -> None:
+        self.offset = int(block.offset)
         self.labels = np.asarray(block.labels, dtype=np.int64)
         self.probs = block.pred_probs
         self.n, self.k = self.probs.shape
@@ -704,6 +705,11 @@ class FlagRule:
         self.plus_extra = 0  # PLUS_METHOD: rows to add to prune_by_noise_rate's
         self.plus_cut: Cut | None = None
         self.plus_counts: dict[str, np.ndarray] = {}
+        #: prune_by_noise_rate's rows by global position (sorted), once the cuts pass settled them (see _settle)
+        self.pbnr_positions: np.ndarray | None = None
+        self.plus_settled = False  # PLUS_METHOD: the extra rows' cut is known
+        #: every flagged row by global position (sorted), when the selections named them all: flags by lookup
+        self.flag_positions: np.ndarray | None = None
 
     # ---- planning ------------------------------------------------------------
     def _pick(self, count: int, n: int, largest: bool = False, dtype: np.dtype | None = None) -> Pick:
@@ -726,6 +732,16 @@ class FlagRule:
     def _pbnr(self) -> bool:
         return self.method in ("prune_by_noise_rate", "both", PLUS_METHOD)
 
+    @property
+    def _names_rows(self) -> bool:
+        """Whether the cuts pass keeps each PBNR candidate's position (PBNR and PLUS_METHOD: flags by position)."""
+        return self.method in ("prune_by_noise_rate", PLUS_METHOD)
+
+    @property
+    def _plus_target(self) -> int:
+        """PLUS_METHOD's ``T`` rows to flag in all, ``frac_noise`` applied."""
+        return int(np.rint(self.frac * self.est.plus_num_issues))
+
     def stages(self) -> Iterator[tuple[str, Selections]]:
         """The selection stages, in order; each is fed every block, then :meth:`finish` ed."""
         m, est = self.method, self.est
@@ -738,7 +754,12 @@ class FlagRule:
         if self._pbnr:
             self.cells = noise_cells(est, self.frac, self.ntr, self.min_ex)
             if self.cells.any():
-                first.tops["pbnr"] = GroupedTop(self.cells.ravel(), largest=True, dtype=self.dtype)
+                first.tops["pbnr"] = GroupedTop(self.cells.ravel(), largest=True, dtype=self.dtype,
+                                                ids=self._names_rows)
+            if m == PLUS_METHOD and self.ntr is None and self._plus_target > 0:
+                # The T lowest self-confidences of the disputed rows, by position: the extra rows' cut lies among
+                # them (see _settle), so the plus count and plus passes are not needed.
+                first.tops["plus candidates"] = GroupedTop(np.array([self._plus_target]), dtype=self.dtype, ids=True)
         if m in ("confident_learning", "predicted_neq_given"):
             counts = est.cand_cl if m == "confident_learning" else est.cand_png
             totals = self.ntr if self.ntr is not None else np.rint(self.frac * counts).astype(np.int64)
@@ -757,7 +778,7 @@ class FlagRule:
                         first.picks[("elig", int(c))] = self._pick(self.caps[c], self.n_k[c], dtype=self._low_dtype())
         if first:
             yield "cuts", first
-        if self._pbnr:
+        if self._pbnr and self.pbnr_positions is None:
             full = Selections()
             for c, j in zip(*np.nonzero((self.cells > 0) & ~self.resolved)):
                 full.picks[("pbnr", int(c), int(j))] = self._pick(self.cells[c, j], self.n_k[c], largest=True)
@@ -767,7 +788,7 @@ class FlagRule:
             if need.any():
                 self.need_count = need
                 yield "pbnr ties", Selections(counts={"union": np.zeros(est.n_classes, dtype=np.int64)})
-        if m == PLUS_METHOD and self.ntr is None:
+        if m == PLUS_METHOD and self.ntr is None and not self.plus_settled:
             yield from self._plus_stages()
         if self._low and self.ntr is None and self.total > 0:
             n_elig = 0
@@ -780,10 +801,10 @@ class FlagRule:
         """PLUS_METHOD after PBNR: count its flags and the other disputed rows, cap per class, one global cut."""
         k = self.est.n_classes
         zeros = np.zeros(k, dtype=np.int64)
-        yield "plus count", Selections(counts={"pbnr": zeros.copy(), "other": zeros.copy()})
+        if not self.plus_counts:  # known already when the cuts pass named prune_by_noise_rate's rows
+            yield "plus count", Selections(counts={"pbnr": zeros.copy(), "other": zeros.copy()})
         flagged, other = self.plus_counts["pbnr"], self.plus_counts["other"]
-        target = int(np.rint(self.frac * self.est.plus_num_issues))
-        self.plus_extra = max(target - int(flagged.sum()), 0)
+        self.plus_extra = max(self._plus_target - int(flagged.sum()), 0)
         if self.plus_extra == 0 or not other.any():
             return
         room = np.maximum(self.caps - flagged, 0)  # keep min_examples_per_class rows of every class unflagged
@@ -807,6 +828,57 @@ class FlagRule:
                 rows = rows[other[rows]]
                 other[rows] = cut.select(rs.self_conf[rows])
         return other
+
+    def _settle(self, acc: Selections) -> None:
+        """After the cuts pass: name prune_by_noise_rate's rows, and for PLUS_METHOD settle the extra rows.
+
+        When every PBNR cell was settled among the rows that disagree with
+        their label and no class's cap can bind (no tie count needed), the
+        flagged rows are those the cells' tops kept (ids: positions, negative
+        for a row whose prediction agrees with its label within the
+        tolerance, which is never flagged). Then PLUS_METHOD's counts need no
+        pass, and, when no class's cap binds, its extra rows are the lowest
+        self-confidences among the other disputed rows: fewer than ``T``
+        disputed rows score below their cut (the PBNR rows plus fewer than
+        the ``T - flagged`` extra ones), so the ``T`` lowest, kept with their
+        positions, hold it and all its ties. Otherwise the remaining passes
+        run as before (same results).
+        """
+        k, est = self.est.n_classes, self.est
+        if self.cells.any():
+            if not (self.resolved | (self.cells == 0)).all() or self._need_count().any():
+                return
+            groups, _, ids = acc.tops["pbnr"].kept()
+            ids, first = np.unique(ids, return_index=True)
+            named = ids >= 0  # not the rows that agree with their label within the tolerance
+            positions, classes = ids[named], groups[first][named] // k
+        else:
+            positions, classes = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        self.pbnr_positions = positions
+        if self.method != PLUS_METHOD or self.ntr is not None:
+            self.flag_positions = positions
+            return
+        flagged = np.bincount(classes, minlength=k).astype(np.int64)
+        other = est.cand_png - flagged  # disputed rows prune_by_noise_rate left
+        self.plus_counts = {"pbnr": flagged, "other": other}
+        self.plus_extra = max(self._plus_target - int(flagged.sum()), 0)
+        if self.plus_extra == 0 or not other.any():
+            self.plus_settled = True
+            self.flag_positions = positions
+            return
+        if (other > np.maximum(self.caps - flagged, 0)).any() or "plus candidates" not in acc.tops:
+            return  # a class's cap binds: the plus caps and plus passes decide
+        n_other = int(other.sum())
+        _, values, ids = acc.tops["plus candidates"].kept()
+        others = ~_in_sorted(ids, positions)
+        values, ids = values[others], ids[others]
+        if self.plus_extra >= n_other or ids.size < self.plus_extra:
+            return  # every other disputed row (T = all disputes), or not held (a cap binds): the plus pass decides
+        cut = np.partition(values, self.plus_extra - 1)[self.plus_extra - 1]
+        picked = values <= cut
+        self.plus_cut = Cut("ties", cut, False, int(np.count_nonzero(picked)))  # what Pick.cut gives
+        self.flag_positions = np.union1d(positions, ids[picked])
+        self.plus_settled = True
 
     def _need_count(self) -> np.ndarray:
         """Classes whose PBNR selections might together exceed the cap (then ties are counted)."""
@@ -835,6 +907,8 @@ class FlagRule:
                 self.resolved = (complete & (cut > 0)).reshape(k, k)
                 self.cell_cut = cut.astype(self.dtype).reshape(k, k)
                 self.selected = (strict + equal).reshape(k, k)
+            if stage == "cuts" and self._names_rows:
+                self._settle(acc)
         elif stage == "pbnr ties":
             self.allow_ties = ~(self.need_count & (acc.counts["union"] > self.caps))
         elif stage == "global":
@@ -873,6 +947,10 @@ class FlagRule:
                     p.update(low[rows])  # type: ignore[index]
             if "pbnr" in acc.tops:
                 self._feed_margins(acc.tops["pbnr"], rs)
+            if "plus candidates" in acc.tops:
+                disputed = np.flatnonzero(~rs.agrees)
+                acc.tops["plus candidates"].update(np.zeros(disputed.size, dtype=np.int64), rs.self_conf[disputed],
+                                                   rs.offset + disputed)
         elif stage == "pbnr ties":
             for c in np.flatnonzero(self.need_count):
                 _, strict, tied = self._pbnr_class(rs, int(c))
@@ -907,10 +985,15 @@ class FlagRule:
         """
         k = rs.k
 
-        def reduce(c: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        def reduce(c: int) -> tuple[Any, ...]:
             cells = c * k + np.flatnonzero(self.cells[c])
             margins = self._margins(rs, c)
-            return cells, margins.shape[1], *top.reduce_rows(cells, margins)
+            if not top.ids:
+                return cells, margins.shape[1], *top.reduce_rows(cells, margins)
+            rows, values, cols = top.reduce_rows(cells, margins, columns=True)
+            at = rs.disagreeing_rows(c)[cols]
+            ids = at + rs.offset
+            return cells, margins.shape[1], rows, values, np.where(rs.agrees[at], -ids - 1, ids)
 
         rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads below
         for got in thread_map(reduce, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
@@ -980,6 +1063,8 @@ class FlagRule:
     def _pbnr_mask(self, rs: _BlockRows) -> np.ndarray:
         """``prune_by_noise_rate``'s rows of one block (agreeing rows removed), memoised per block."""
         def build() -> np.ndarray:
+            if self.pbnr_positions is not None:
+                return _position_mask(self.pbnr_positions, rs.offset, rs.n)
             pbnr = np.zeros(rs.n, dtype=bool)
             rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads
             if ((self.cells > 0) & ~self.resolved).any():
@@ -998,6 +1083,8 @@ class FlagRule:
     def flags(self, rs: _BlockRows) -> np.ndarray:
         """The rule's flags for the rows of one block."""
         m = self.method
+        if self.flag_positions is not None:
+            return _position_mask(self.flag_positions, rs.offset, rs.n)
         if m == PLUS_METHOD:
             mask = self._pbnr_mask(rs).copy()
             if self.plus_cut is not None:
@@ -1032,6 +1119,22 @@ class FlagRule:
         if m in AGREEMENT_RULE_METHODS:
             mask &= ~rs.agrees
         return mask
+
+
+def _in_sorted(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_values)`` for a sorted ``sorted_values``: one binary search per value."""
+    if sorted_values.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_values, values), sorted_values.size - 1)
+    return sorted_values[at] == values
+
+
+def _position_mask(positions: np.ndarray, offset: int, n: int) -> np.ndarray:
+    """Bool mask of rows ``offset .. offset + n - 1`` that are in ``positions`` (sorted global positions)."""
+    mask = np.zeros(n, dtype=bool)
+    a, b = np.searchsorted(positions, [offset, offset + n])
+    mask[positions[a:b] - offset] = True
+    return mask
 
 
 def rs_cache(rs: _BlockRows, key: Any, build: Any) -> Any:
