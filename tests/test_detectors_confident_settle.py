@@ -130,3 +130,25 @@ def test_flags_by_position_equal_the_mask_rule_per_block(filter_by):
     finally:
         flag.flag_positions = saved
     assert np.array_equal(np.flatnonzero(expected), saved)
+
+
+@SETTINGS
+@given(problem=multiclass_data(), pick=st.integers(0, 2**31))
+def test_the_light_row_pass_equals_the_joint_pass(problem, pick):
+    """A selection pass's agreement masks (no joint) and a rows pass's guesses of some rows equal the joint pass's."""
+    from labelqa.detectors.base import Block
+    from labelqa.detectors.confident import _BlockRows, per_class_thresholds
+
+    data, _ = problem
+    labels, probs = data.labels, data.pred_probs
+    thresholds = per_class_thresholds(labels, probs)
+    light, full = _BlockRows(Block(labels, probs), thresholds), _BlockRows(Block(labels, probs), thresholds)
+    rows = np.flatnonzero(np.random.default_rng(pick).random(labels.size) < 0.2)
+    assert np.array_equal(light.guesses(rows), full.guess[rows])
+    assert "_joint_pass" not in light.__dict__ or rows.size * 4 >= labels.size
+    for name in ("max_prob", "agrees", "disagrees_strictly"):
+        assert np.array_equal(getattr(light, name).view(np.uint8), getattr(full, name).view(np.uint8)), name
+    for a, b in zip(light.disagreeing_groups, full.disagreeing_groups):
+        assert np.array_equal(a, b)
+    assert np.array_equal(light.joint, full.joint)  # the joint pass after the light one: the same figures
+    assert np.array_equal(light.agrees, full.agrees) and np.array_equal(light.guess, full.guess)

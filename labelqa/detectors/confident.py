@@ -66,6 +66,7 @@ from labelqa.stats.confident import (
     estimate_latent,
     noise_rate,
     round_rows,
+    row_max,
     scale_rows_to,
 )
 from labelqa.stats.noise_interval import noise_rate_interval
@@ -174,11 +175,14 @@ def _chunks(n_rows: int, n_cols: int) -> Iterator[slice]:
 
 # --------------------------------------------------------------------------- per-row state of a block
 class _BlockRows:
-    """Per-row quantities of one block, computed once per block (and thresholds).
+    """Per-row quantities of one block, each computed once per block (and thresholds), when first asked for.
 
-    One threaded pass over the matrix (:func:`_confident_joint`) gives the confident
-    joint, the guesses, the row maxima, the agreement masks and the block's
-    candidate tallies.
+    The statistics pass asks for the confident joint: one threaded pass over
+    the matrix (:func:`_confident_joint`) gives it with the guesses, the row
+    maxima, the agreement masks and the block's candidate tallies. A
+    selection pass over a fresh batch needs only the agreement masks: a
+    lighter pass gives them (:func:`_agreement`, the same values); a rows
+    pass whose flags are named by position needs neither.
     """
 
     def __init__(self, block: Block, thresholds: np.ndarray) -> None:
@@ -188,14 +192,62 @@ class _BlockRows:
         self.n, self.k = self.probs.shape
         self.thresholds = thresholds
         self.self_conf = self_confidence(block)
-        self.max_prob = np.empty(self.n, dtype=self.probs.dtype)
-        #: ``p_{i,s_i} >= max_k p_ik - 1e-6``: the prediction agrees with the label (ties favour the label)
-        self.agrees = np.empty(self.n, dtype=bool)
-        #: ``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class
-        self.disagrees_strictly = np.empty(self.n, dtype=bool)
-        self._row_outputs = _RowOutputs(self.self_conf, self.agrees, self.disagrees_strictly)
-        self.joint, self.guess, self.tallies, self.unc_weight = _confident_joint(
-            self.labels, self.probs, thresholds, self.max_prob, self._row_outputs)
+
+    @cached_property
+    def _joint_pass(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(joint, guess, tallies, unc_weight)`` (:func:`_confident_joint`); fills the agreement masks too."""
+        if "_rows" in self.__dict__:
+            max_prob, rows = self._rows
+            rows = _RowOutputs(rows.self_conf, np.empty_like(rows.agrees), np.empty_like(rows.disagrees_strictly))
+            max_prob = np.empty_like(max_prob)  # written again, equal: the masks above stay as they were
+        else:
+            max_prob = np.empty(self.n, dtype=self.probs.dtype)
+            rows = _RowOutputs(self.self_conf, np.empty(self.n, dtype=bool), np.empty(self.n, dtype=bool))
+            self.__dict__["_rows"] = (max_prob, rows)
+        return _confident_joint(self.labels, self.probs, self.thresholds, max_prob, rows)
+
+    @cached_property
+    def _rows(self) -> tuple[np.ndarray, _RowOutputs]:
+        """``(max_prob, row outputs)``: from the joint pass when it ran first, else the lighter :func:`_agreement`."""
+        return _agreement(self.labels, self.probs, self.self_conf)
+
+    @property
+    def joint(self) -> np.ndarray:
+        return self._joint_pass[0]
+
+    @property
+    def guess(self) -> np.ndarray:
+        """Each row's guessed true label (-1: no confident class)."""
+        return self._joint_pass[1]
+
+    @property
+    def tallies(self) -> np.ndarray:
+        return self._joint_pass[2]
+
+    @property
+    def unc_weight(self) -> np.ndarray:
+        return self._joint_pass[3]
+
+    @property
+    def max_prob(self) -> np.ndarray:
+        """Row maxima, in the probabilities' dtype."""
+        return self._rows[0]
+
+    @property
+    def agrees(self) -> np.ndarray:
+        """``p_{i,s_i} >= max_k p_ik - 1e-6``: the prediction agrees with the label (ties favour the label)."""
+        return self._rows[1].agrees
+
+    @property
+    def disagrees_strictly(self) -> np.ndarray:
+        """``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class."""
+        return self._rows[1].disagrees_strictly
+
+    def guesses(self, rows: np.ndarray) -> np.ndarray:
+        """:attr:`guess` of some rows, without the joint pass over the block when it has not run (same values)."""
+        if "_joint_pass" in self.__dict__ or rows.size * 4 >= self.n:
+            return self.guess[rows]
+        return ConfidentJointCounts(self.k).update(self.labels[rows], self.probs[rows], self.thresholds)
 
     @cached_property
     def trend(self) -> np.ndarray:
@@ -239,7 +291,7 @@ class _BlockRows:
         pieces (task order, then class order keeps every group ascending).
         """
         k = self.k
-        parts = self._row_outputs.disagreeing_parts
+        parts = self._rows[1].disagreeing_parts
         sizes = sum((size for _, size in parts), np.zeros(k, dtype=np.int64))
         starts = np.concatenate([[0], np.cumsum(sizes)])
         if parts and k * len(parts) <= _MAX_JOINED_PIECES:
@@ -377,6 +429,26 @@ def _confident_joint(
             weight += w
             rows.disagreeing_parts.append(dis)  # type: ignore[union-attr]
     return joint, guess, tallies, weight
+
+
+def _agreement(labels: np.ndarray, probs: np.ndarray, self_conf: np.ndarray) -> tuple[np.ndarray, _RowOutputs]:
+    """``(max_prob, row outputs)``: the row maxima and agreement masks of :func:`_confident_joint`, without the joint.
+
+    The same values (row maxima over transposed chunks at small K,
+    :func:`~labelqa.stats.confident.row_max`); the rows that disagree
+    strictly come as one part grouped stably by label.
+    """
+    n, k = probs.shape
+    max_prob = np.empty(n, dtype=probs.dtype)
+    for_row_blocks(lambda a, b: row_max(probs[a:b], out=max_prob[a:b]), n, _JOINT_TASK_ROWS, elements=probs.size)
+    agrees = np.greater_equal(self_conf.astype(np.float64, copy=False),
+                              max_prob.astype(np.float64, copy=False) - AGREEMENT_TOLERANCE)
+    strictly = np.greater(max_prob, self_conf)
+    strict = np.flatnonzero(strictly)
+    strict_labels = labels[strict]
+    order = np.argsort(strict_labels.astype(_small_int(k), copy=False), kind="stable")
+    rows = _RowOutputs(self_conf, agrees, strictly, [(strict[order], np.bincount(strict_labels, minlength=k))])
+    return max_prob, rows
 
 
 # --------------------------------------------------------------------------- statistics passes
@@ -1246,7 +1318,7 @@ class ConfidentRule(RowRule):
         suggested_confidence = rs.self_conf.astype(np.float64)  # unflagged rows keep their label
         flagged = np.flatnonzero(issues)
         if flagged.size:
-            guess = rs.guess[flagged]
+            guess = rs.guesses(flagged)
             usable = (guess >= 0) & (guess != rs.labels[flagged])
             suggested[flagged] = np.where(usable, guess, _best_other_class(rs.labels[flagged], rs.probs[flagged]))
             suggested_confidence[flagged] = rs.probs[flagged, suggested[flagged]]

@@ -44,6 +44,7 @@ __all__ = [
     "estimate_latent",
     "noise_rate",
     "round_rows",
+    "row_max",
     "row_top",
     "scale_rows_to",
 ]
@@ -159,6 +160,34 @@ def row_top(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             arg[start:stop] = chunk.argmax(axis=1)
             best[start:stop] = chunk[np.arange(m), arg[start:stop]]
     return arg.astype(np.int64), best
+
+
+def row_max(probs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``probs.max(axis=1)``, the same values, faster at small K (columns of transposed chunks, see :data:`SMALL_K`).
+
+    Args:
+        probs: Shape ``(n, K)`` floats, ``K >= 1``.
+        out: Optional output, shape ``(n,)`` in ``probs``' dtype.
+
+    Returns:
+        Each row's maximum (NaN when the row holds one, as numpy's).
+    """
+    probs = np.asarray(probs)
+    n, k = probs.shape
+    if out is None:
+        out = np.empty(n, dtype=probs.dtype)
+    if k > SMALL_K or n == 0 or probs.dtype.kind != "f":
+        np.max(probs, axis=1, out=out)
+        return out
+    step = min(_CHUNK_ROWS, n)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        cols = _columns(probs[start:stop])
+        best = out[start:stop]
+        np.copyto(best, cols[0])
+        for j in range(1, k):
+            np.maximum(best, cols[j], out=best)
+    return out
 
 
 def _confident_guess(probs: np.ndarray, cut: np.ndarray, argmax: np.ndarray | None,

@@ -362,6 +362,9 @@ class GroupedTop:
         self._i: list[np.ndarray] = []
         self._pending = 0
         self._budget = 2 * int(np.maximum(self.counts, 0).sum()) + (1 << 16)
+        #: per group, the key of its cut among the values kept so far (once it holds its count): a value whose key
+        #: is larger can never reach the final cut, which only moves towards the extreme as values arrive
+        self._bound: np.ndarray | None = None
         # group numbers are kept in the narrowest type that holds them (2 bytes a value for <= 65,536 groups)
         self._group_dtype = np.dtype(np.uint16 if self.counts.size <= 1 << 16 else np.int64)
 
@@ -450,6 +453,13 @@ class GroupedTop:
             if ids is None or np.shape(ids) != np.shape(values):
                 raise ValueError("this top keeps ids: give one per value")
             ids = np.asarray(ids, dtype=np.int64).ravel()
+        if self._bound is not None:  # drop what cannot reach its group's cut (NaN keys stay, as before)
+            bound = self._bound[groups]
+            keep = ~((bound < values) if not self.largest else (-bound > values))
+            if not keep.all():
+                groups, values = groups[keep], values[keep]
+                ids = ids[keep] if ids is not None else None
+        if ids is not None:
             self._i.append(ids.copy() if ids.base is not None else ids)
         self._g.append(groups.astype(self._group_dtype, copy=False))
         self._v.append(values.copy() if values.base is not None else values)
@@ -490,11 +500,31 @@ class GroupedTop:
                 keep[a:b] = seg <= np.partition(seg, c - 1)[c - 1]
             g, key = g[keep], key[keep]
             ids = ids[keep] if ids is not None else None
+        self._tighten(g, key)
         v = -key if self.largest else key
         self._g, self._v, self._pending = [g], [v], g.size
         self._i = [ids] if ids is not None else []
         self._budget = max(self._budget, 2 * g.size)
         return g, key
+
+    def _tighten(self, g: np.ndarray, key: np.ndarray) -> None:
+        """Bound each group holding at least its count by its current cut key (see ``_bound``); ``g`` grouped."""
+        starts = np.searchsorted(g, np.arange(self.counts.size + 1))
+        sizes = starts[1:] - starts[:-1]
+        held = np.flatnonzero(sizes > 0)
+        if held.size == 0:
+            return
+        largest_key = np.maximum.reduceat(key, starts[held])  # held groups are consecutive runs of g
+        is_full = (self.counts[held] > 0) & (sizes[held] >= self.counts[held])
+        full, cut = held[is_full], largest_key[is_full]  # a full group keeps no key past its cut
+        if full.size == 0:
+            return
+        ok = ~np.isnan(cut)
+        if self._bound is None:
+            self._bound = np.full(self.counts.size, np.inf, dtype=np.float64)
+        bound = self._bound.copy()  # a new array: a reader on another thread sees the old bound or the new one
+        bound[full[ok]] = np.minimum(bound[full[ok]], cut[ok].astype(np.float64))
+        self._bound = bound
 
     def merge(self, other: GroupedTop) -> GroupedTop:
         """Fold another partial (over other values) in; returns ``self``."""
