@@ -631,30 +631,44 @@ def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, d
     the rows the confident joint counts (some class reaches its threshold).
     The entropy is summed class by class over a transposed copy (in the
     probabilities' dtype): each row's value does not depend on the chunk.
+    The margins are computed for the disputed rows only (the others' are 0),
+    and each cache-sized chunk's sums are float64 sums and dot products of
+    whole numbers below 2**53: exact, whatever the order of the additions.
     """
     n, k = probs.shape
     out = np.zeros(TREND_SUMS, dtype=np.int64)
     if n == 0:
         return out
     dtype = probs.dtype if probs.dtype.kind == "f" else np.dtype(np.float64)
-    ent = np.zeros(n, dtype=dtype)
     tiny = np.finfo(dtype).tiny
+    log_k = math.log(k) if k > 1 else 1.0
+    dis = np.flatnonzero(disputed)
+    margin = dispute_weights(self_conf[dis], max_prob[dis], TREND_SCALE).astype(np.float64)
+    margin_counted = np.asarray(counted, dtype=bool)[dis]
+    totals = [0] * TREND_SUMS
     for start in range(0, n, _TREND_CHUNK_ROWS):  # cache-sized transposed chunks
         stop = min(start + _TREND_CHUNK_ROWS, n)
-        cols = np.ascontiguousarray(probs[start:stop].T, dtype=dtype)  # (K, rows)
-        logs = np.maximum(cols, tiny)
-        np.log(logs, out=logs)
-        logs *= cols  # 0 * log(tiny) = 0: 0 log 0 = 0
-        part = ent[start:stop]
-        for row in logs:  # a fixed order per element, whatever the chunk
-            part -= row
-    x = np.rint(np.clip(ent.astype(np.float64) / math.log(k), 0.0, 1.0) * TREND_SCALE).astype(np.int64) if k > 1 \
-        else np.zeros(n, dtype=np.int64)
-    y = dispute_weights(self_conf, max_prob, TREND_SCALE) * disputed
-    xc, yc = x[counted], y[counted]
-    out[:5] = (xc.size, xc.sum(), yc.sum(), (xc * xc).sum(), (xc * yc).sum())
-    xu = x[~counted]
-    out[5:] = (xu.size, xu.sum())
+        if k > 1:
+            cols = np.ascontiguousarray(probs[start:stop].T, dtype=dtype)  # (K, rows)
+            logs = np.maximum(cols, tiny)
+            np.log(logs, out=logs)
+            logs *= cols  # 0 * log(tiny) = 0: 0 log 0 = 0
+            ent = np.zeros(stop - start, dtype=dtype)
+            for row in logs:  # a fixed order per element, whatever the chunk
+                ent -= row
+            x = np.rint(np.clip(ent.astype(np.float64) / log_k, 0.0, 1.0) * TREND_SCALE)  # whole numbers <= 2**16
+        else:
+            x = np.zeros(stop - start)
+        here = np.asarray(counted[start:stop], dtype=bool)
+        xc = x[here]
+        a, b = np.searchsorted(dis, (start, stop))
+        on = margin_counted[a:b]
+        y = margin[a:b][on]
+        x_sum = float(x.sum())
+        for i, value in enumerate((xc.size, xc.sum(), y.sum(), np.dot(xc, xc), np.dot(x[dis[a:b][on] - start], y),
+                                   x.size - xc.size, x_sum - float(xc.sum()))):
+            totals[i] += int(value)
+    out[:] = totals
     return out
 
 
@@ -949,7 +963,7 @@ class FlagRule:
         cut = np.partition(values, self.plus_extra - 1)[self.plus_extra - 1]
         picked = values <= cut
         self.plus_cut = Cut("ties", cut, False, int(np.count_nonzero(picked)))  # what Pick.cut gives
-        self.flag_positions = np.union1d(positions, ids[picked])
+        self.flag_positions = np.sort(np.concatenate([positions, ids[picked]]))  # disjoint: no duplicates
         self.plus_settled = True
 
     def _need_count(self) -> np.ndarray:
