@@ -632,8 +632,8 @@ def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, d
     The entropy is summed class by class over a transposed copy (in the
     probabilities' dtype): each row's value does not depend on the chunk.
     The margins are computed for the disputed rows only (the others' are 0),
-    and each cache-sized chunk's sums are float64 sums and dot products of
-    whole numbers below 2**53: exact, whatever the order of the additions.
+    and each cache-sized chunk's sums are float64 sums of whole numbers
+    below 2**53: exact, whatever the order of the additions.
     """
     n, k = probs.shape
     out = np.zeros(TREND_SUMS, dtype=np.int64)
@@ -664,9 +664,13 @@ def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, d
         a, b = np.searchsorted(dis, (start, stop))
         on = margin_counted[a:b]
         y = margin[a:b][on]
-        x_sum = float(x.sum())
-        for i, value in enumerate((xc.size, xc.sum(), y.sum(), np.dot(xc, xc), np.dot(x[dis[a:b][on] - start], y),
-                                   x.size - xc.size, x_sum - float(xc.sum()))):
+        xc_sum = float(xc.sum())
+        xy = x[dis[a:b][on] - start]
+        xy *= y
+        xc *= xc
+        # (not np.dot: BLAS starts its own threads for every small vector, and these run on threads already)
+        for i, value in enumerate((np.count_nonzero(here), xc_sum, y.sum(), xc.sum(), xy.sum(),
+                                   here.size - np.count_nonzero(here), float(x.sum()) - xc_sum)):
             totals[i] += int(value)
     out[:] = totals
     return out
