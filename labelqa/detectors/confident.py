@@ -66,6 +66,7 @@ from labelqa.stats.confident import (
     estimate_latent,
     noise_rate,
     round_rows,
+    row_entropy,
     row_max,
     scale_rows_to,
 )
@@ -192,6 +193,9 @@ class _BlockRows:
         self.n, self.k = self.probs.shape
         self.thresholds = thresholds
         self.self_conf = self_confidence(block)
+        #: fill each row's entropy in the joint pass (for the trend: its transposed chunks serve both)
+        self.entropy_wanted = False
+        self._entropy: np.ndarray | None = None
 
     @cached_property
     def _joint_pass(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -204,7 +208,9 @@ class _BlockRows:
             max_prob = np.empty(self.n, dtype=self.probs.dtype)
             rows = _RowOutputs(self.self_conf, np.empty(self.n, dtype=bool), np.empty(self.n, dtype=bool))
             self.__dict__["_rows"] = (max_prob, rows)
-        return _confident_joint(self.labels, self.probs, self.thresholds, max_prob, rows)
+        if self.entropy_wanted and self.probs.dtype.kind == "f":
+            self._entropy = np.empty(self.n, dtype=self.probs.dtype)
+        return _confident_joint(self.labels, self.probs, self.thresholds, max_prob, rows, self._entropy)
 
     @cached_property
     def _rows(self) -> tuple[np.ndarray, _RowOutputs]:
@@ -257,9 +263,11 @@ class _BlockRows:
         """
         disputed = ~self.agrees
         counted = self.guess >= 0
+        entropy = self._entropy
 
         def one(sl: slice) -> np.ndarray:
-            return trend_sums(self.probs[sl], self.self_conf[sl], self.max_prob[sl], disputed[sl], counted[sl])
+            return trend_sums(self.probs[sl], self.self_conf[sl], self.max_prob[sl], disputed[sl], counted[sl],
+                              None if entropy is None else entropy[sl])
 
         tasks = [slice(a, b) for a, b in row_ranges(self.n, _JOINT_TASK_ROWS)]
         parts = thread_map(one, tasks, parallel=self.probs.size >= MIN_PARALLEL_ELEMENTS)
@@ -372,11 +380,12 @@ def _small_int(k: int) -> type:
 
 def _confident_joint(
     labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, max_prob: np.ndarray | None = None,
-    rows: _RowOutputs | None = None,
+    rows: _RowOutputs | None = None, entropy: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight)``.
 
-    Fills ``max_prob`` (row maxima) when given. With ``rows``, also fills the agreement masks and
+    Fills ``max_prob`` (row maxima) and ``entropy`` (:func:`~labelqa.stats.confident.row_entropy`) when
+    given. With ``rows``, also fills the agreement masks and
     returns, per given class, ``tallies`` ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it,
     with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
     of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own
@@ -391,7 +400,8 @@ def _confident_joint(
         counts = ConfidentJointCounts(k)
         lab = labels[sl]
         g = guess[sl]
-        g[:] = counts.update(lab, probs[sl], thresholds, row_max=None if max_prob is None else max_prob[sl])
+        g[:] = counts.update(lab, probs[sl], thresholds, row_max=None if max_prob is None else max_prob[sl],
+                             entropy=None if entropy is None else entropy[sl])
         if rows is None:
             return counts.joint, None, None, None
         sc, mx = rows.self_conf[sl], max_prob[sl]  # type: ignore[index]
@@ -492,6 +502,8 @@ class JointCounts:
         self.unc_weight = np.zeros(k, dtype=np.int64) if self.unc_weight is None else self.unc_weight
 
     def update(self, rs: _BlockRows) -> JointCounts:
+        if self.with_trend:
+            rs.entropy_wanted = True  # from the joint pass's transposed chunks, if it has not run yet
         self.joint += rs.joint
         # rs.tallies columns, all disagreeing rows: on C's diagonal, off it, not counted in C
         self.cand_png += rs.tallies.sum(axis=1)
@@ -617,46 +629,40 @@ TREND_SUMS = 7
 #: Fixed-point unit of the trend's x and y (2**-16): products stay below 2**32, so int64 sums of up to
 #: 2**31 rows are exact, whatever the batching.
 TREND_SCALE = 1 << 16
-#: Rows per transposed chunk of the trend's entropy (K x 16,384 floats stay in the L2 cache).
-_TREND_CHUNK_ROWS = 1 << 14
+#: Rows whose trend sums are exact float64 sums (x * x and x * y below 2**32 + 1: partial sums below 2**53).
+_TREND_SUM_ROWS = 1 << 20
 
 
 def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, disputed: np.ndarray,
-               counted: np.ndarray) -> np.ndarray:
+               counted: np.ndarray, entropy: np.ndarray | None = None) -> np.ndarray:
     """The trend's :data:`TREND_SUMS` integer sums over one chunk of rows.
 
     ``x_i`` = the normalized entropy ``H(p_i) / ln K`` and ``y_i`` = the
     dispute margin ``(m_i - s_i) / (m_i + s_i)`` of a disputed row (0 for the
     others), both rounded to multiples of ``1 / TREND_SCALE``; ``counted``:
     the rows the confident joint counts (some class reaches its threshold).
-    The entropy is summed class by class over a transposed copy (in the
-    probabilities' dtype): each row's value does not depend on the chunk.
-    The margins are computed for the disputed rows only (the others' are 0),
-    and each cache-sized chunk's sums are float64 sums of whole numbers
-    below 2**53: exact, whatever the order of the additions.
+    The entropy (:func:`~labelqa.stats.confident.row_entropy`, or ``entropy``
+    when the caller has it) is summed class by class in the probabilities'
+    dtype: each row's value does not depend on the chunk. The margins are
+    computed for the disputed rows only (the others' are 0), and the sums of
+    each :data:`_TREND_SUM_ROWS` rows are float64 sums of whole numbers below
+    2**53: exact, whatever the order of the additions.
     """
     n, k = probs.shape
     out = np.zeros(TREND_SUMS, dtype=np.int64)
     if n == 0:
         return out
-    dtype = probs.dtype if probs.dtype.kind == "f" else np.dtype(np.float64)
-    tiny = np.finfo(dtype).tiny
+    if k > 1 and entropy is None:
+        entropy = row_entropy(probs if probs.dtype.kind == "f" else probs.astype(np.float64))
     log_k = math.log(k) if k > 1 else 1.0
     dis = np.flatnonzero(disputed)
     margin = dispute_weights(self_conf[dis], max_prob[dis], TREND_SCALE).astype(np.float64)
     margin_counted = np.asarray(counted, dtype=bool)[dis]
     totals = [0] * TREND_SUMS
-    for start in range(0, n, _TREND_CHUNK_ROWS):  # cache-sized transposed chunks
-        stop = min(start + _TREND_CHUNK_ROWS, n)
-        if k > 1:
-            cols = np.ascontiguousarray(probs[start:stop].T, dtype=dtype)  # (K, rows)
-            logs = np.maximum(cols, tiny)
-            np.log(logs, out=logs)
-            logs *= cols  # 0 * log(tiny) = 0: 0 log 0 = 0
-            ent = np.zeros(stop - start, dtype=dtype)
-            for row in logs:  # a fixed order per element, whatever the chunk
-                ent -= row
-            x = np.rint(np.clip(ent.astype(np.float64) / log_k, 0.0, 1.0) * TREND_SCALE)  # whole numbers <= 2**16
+    for start in range(0, n, _TREND_SUM_ROWS):
+        stop = min(start + _TREND_SUM_ROWS, n)
+        if k > 1:  # whole numbers <= 2**16
+            x = np.rint(np.clip(entropy[start:stop].astype(np.float64) / log_k, 0.0, 1.0) * TREND_SCALE)
         else:
             x = np.zeros(stop - start)
         here = np.asarray(counted[start:stop], dtype=bool)

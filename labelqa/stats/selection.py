@@ -486,9 +486,10 @@ class GroupedTop:
         key = -v if self.largest else v  # smallest first; negation is exact
         del v
         size = self.counts.size
-        order = np.argsort(g, kind="stable")
-        g, key = g[order], key[order]
-        ids = ids[order] if ids is not None else None
+        if size > 1:  # one group: already grouped
+            order = np.argsort(g, kind="stable")
+            g, key = g[order], key[order]
+            ids = ids[order] if ids is not None else None
         bounds = np.searchsorted(g, np.arange(size + 1))
         over = np.flatnonzero(bounds[1:] - bounds[:-1] > np.maximum(self.counts, 0))  # a count < 0 selects none
         if over.size:
