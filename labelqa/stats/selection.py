@@ -361,7 +361,10 @@ class GroupedTop:
         self._v: list[np.ndarray] = []
         self._i: list[np.ndarray] = []
         self._pending = 0
-        self._budget = 2 * int(np.maximum(self.counts, 0).sum()) + (1 << 16)
+        # the first compaction comes once the groups may hold their counts: from then on the bounds below drop
+        # most values as they arrive; later ones when the buffers double what was kept
+        self._budget = int(np.maximum(self.counts, 0).sum()) + (1 << 16)
+        self._compacted = True  # the buffers hold one compacted part (nothing added since)
         #: per group, the key of its cut among the values kept so far (once it holds its count): a value whose key
         #: is larger can never reach the final cut, which only moves towards the extreme as values arrive
         self._bound: np.ndarray | None = None
@@ -461,6 +464,7 @@ class GroupedTop:
                 ids = ids[keep] if ids is not None else None
         if ids is not None:
             self._i.append(ids.copy() if ids.base is not None else ids)
+        self._compacted = False
         self._g.append(groups.astype(self._group_dtype, copy=False))
         self._v.append(values.copy() if values.base is not None else values)
         self._pending += groups.size
@@ -475,6 +479,9 @@ class GroupedTop:
         Values are grouped with a stable integer sort; only groups holding
         more than their count are partitioned (one ``np.partition`` each).
         """
+        if self._compacted and len(self._g) == 1:
+            g, v = self._g[0], self._v[0]
+            return g, (-v if self.largest else v)
         g = np.concatenate(self._g) if self._g else np.empty(0, dtype=self._group_dtype)
         v = np.concatenate(self._v) if self._v else np.empty(0, dtype=self.dtype)
         ids = (np.concatenate(self._i) if self._i else np.empty(0, dtype=np.int64)) if self.ids else None
@@ -506,6 +513,7 @@ class GroupedTop:
         self._g, self._v, self._pending = [g], [v], g.size
         self._i = [ids] if ids is not None else []
         self._budget = max(self._budget, 2 * g.size)
+        self._compacted = True
         return g, key
 
     def _tighten(self, g: np.ndarray, key: np.ndarray) -> None:
