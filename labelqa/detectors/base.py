@@ -49,9 +49,36 @@ __all__ = [
     "SelectStep",
     "Step",
     "add_tallies",
+    "lockless_cached_property",
     "run_on_block",
     "selection_stages",
 ]
+
+
+class lockless_cached_property:  # noqa: N801 - used as a decorator, like functools.cached_property
+    """:func:`functools.cached_property` without its lock: computed on first use, then an instance attribute.
+
+    On Python 3.11 ``cached_property`` holds one lock per *property*, shared
+    by every instance: two threads computing it for two different blocks
+    (the streaming runner's lanes) ran one after the other. Per-block row
+    state needs no lock: each block is worked on by one thread, and a plan
+    computes a property before it hands the block's classes to threads.
+    """
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = self.fn(obj)
+        obj.__dict__[self.name] = value  # shadows this (non-data) descriptor from now on
+        return value
 
 
 @dataclass(eq=False)

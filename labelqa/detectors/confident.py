@@ -51,9 +51,10 @@ from labelqa.detectors.base import (
     Plan,
     RowRule,
     Step,
+    lockless_cached_property,
+    run_on_block,
     selection_stages,
 )
-from labelqa.detectors.base import run_on_block
 from labelqa import options
 from labelqa.errors import LabelqaError
 from labelqa.parallel import MIN_PARALLEL_ELEMENTS, for_row_blocks, row_ranges, thread_map
@@ -197,7 +198,7 @@ class _BlockRows:
         self.entropy_wanted = False
         self._entropy: np.ndarray | None = None
 
-    @cached_property
+    @lockless_cached_property
     def _joint_pass(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(joint, guess, tallies, unc_weight)`` (:func:`_confident_joint`); fills the agreement masks too."""
         if "_rows" in self.__dict__:
@@ -212,7 +213,7 @@ class _BlockRows:
             self._entropy = np.empty(self.n, dtype=self.probs.dtype)
         return _confident_joint(self.labels, self.probs, self.thresholds, max_prob, rows, self._entropy)
 
-    @cached_property
+    @lockless_cached_property
     def _rows(self) -> tuple[np.ndarray, _RowOutputs]:
         """``(max_prob, row outputs)``: from the joint pass when it ran first, else the lighter :func:`_agreement`."""
         return _agreement(self.labels, self.probs, self.self_conf)
@@ -255,7 +256,7 @@ class _BlockRows:
             return self.guess[rows]
         return ConfidentJointCounts(self.k).update(self.labels[rows], self.probs[rows], self.thresholds)
 
-    @cached_property
+    @lockless_cached_property
     def trend(self) -> np.ndarray:
         """The block's :data:`TREND_SUMS` dispute-margin trend sums (:func:`trend_sums`), on threads for large blocks.
 
@@ -273,12 +274,12 @@ class _BlockRows:
         parts = thread_map(one, tasks, parallel=self.probs.size >= MIN_PARALLEL_ELEMENTS)
         return sum(parts, np.zeros(TREND_SUMS, dtype=np.int64))
 
-    @cached_property
+    @lockless_cached_property
     def off_diagonal(self) -> np.ndarray:
         """Rows counted off the diagonal of the raw confident joint."""
         return (self.guess >= 0) & (self.guess != self.labels)
 
-    @cached_property
+    @lockless_cached_property
     def groups(self) -> tuple[np.ndarray, np.ndarray]:
         """``(order, starts)``: rows sorted stably by label; class k is ``order[starts[k]:starts[k+1]]``."""
         k = self.k
@@ -291,7 +292,7 @@ class _BlockRows:
         order, starts = self.groups
         return order[starts[k] : starts[k + 1]]
 
-    @cached_property
+    @lockless_cached_property
     def disagreeing_groups(self) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, starts)``: the rows with ``max_k p_ik > p_{i,s_i}``, grouped stably by label (a share of the block).
 
@@ -315,7 +316,7 @@ class _BlockRows:
         rows, starts = self.disagreeing_groups
         return rows[starts[k] : starts[k + 1]]
 
-    @cached_property
+    @lockless_cached_property
     def normalized_margin(self) -> np.ndarray:
         return _normalized_margin(self.labels, self.probs)
 
@@ -849,13 +850,16 @@ class FlagRule:
                 first.picks[("pbc", int(c))] = self._pick(totals[c], self.n_k[c])
         if self._pbnr:
             self.cells = noise_cells(est, self.frac, self.ntr, self.min_ex)
+            # positions as int32 while they fit (4 bytes a kept value less)
+            ids_dtype = np.int32 if int(est.class_counts.sum()) < 2**31 - 1 else np.int64
             if self.cells.any():
                 first.tops["pbnr"] = GroupedTop(self.cells.ravel(), largest=True, dtype=self.dtype,
-                                                ids=self._names_rows)
+                                                ids=self._names_rows, ids_dtype=ids_dtype)
             if m == PLUS_METHOD and self.ntr is None and self._plus_target > 0:
                 # The T lowest self-confidences of the disputed rows, by position: the extra rows' cut lies among
                 # them (see _settle), so the plus count and plus passes are not needed.
-                first.tops["plus candidates"] = GroupedTop(np.array([self._plus_target]), dtype=self.dtype, ids=True)
+                first.tops["plus candidates"] = GroupedTop(np.array([self._plus_target]), dtype=self.dtype, ids=True,
+                                                           ids_dtype=ids_dtype)
         if m in ("confident_learning", "predicted_neq_given"):
             counts = est.cand_cl if m == "confident_learning" else est.cand_png
             totals = self.ntr if self.ntr is not None else np.rint(self.frac * counts).astype(np.int64)

@@ -348,14 +348,16 @@ class GroupedTop:
         largest: Select the largest values instead of the smallest.
         dtype: Value dtype (float32 stays float32).
         ids: Keep an id beside every value.
+        ids_dtype: Integer dtype of the ids (int32 halves their memory when they fit).
     """
 
     def __init__(self, counts: np.ndarray, *, largest: bool = False, dtype: np.dtype | type = np.float64,
-                 ids: bool = False) -> None:
+                 ids: bool = False, ids_dtype: np.dtype | type = np.int64) -> None:
         self.counts = np.asarray(counts, dtype=np.int64).copy()
         self.largest = bool(largest)
         self.dtype = np.dtype(dtype)
         self.ids = bool(ids)
+        self.ids_dtype = np.dtype(ids_dtype)
         self.fed = np.zeros(self.counts.size, dtype=np.int64)
         self._g: list[np.ndarray] = []
         self._v: list[np.ndarray] = []
@@ -373,7 +375,7 @@ class GroupedTop:
 
     def empty(self) -> GroupedTop:
         """A fresh partial for the same groups."""
-        return GroupedTop(self.counts, largest=self.largest, dtype=self.dtype, ids=self.ids)
+        return GroupedTop(self.counts, largest=self.largest, dtype=self.dtype, ids=self.ids, ids_dtype=self.ids_dtype)
 
     # ---- feeding -----------------------------------------------------------
     def update(self, groups: np.ndarray, values: np.ndarray, ids: np.ndarray | None = None) -> GroupedTop:
@@ -455,7 +457,9 @@ class GroupedTop:
         if self.ids:
             if ids is None or np.shape(ids) != np.shape(values):
                 raise ValueError("this top keeps ids: give one per value")
-            ids = np.asarray(ids, dtype=np.int64).ravel()
+            ids = np.asarray(ids).ravel()
+            if ids.dtype != self.ids_dtype:
+                ids = ids.astype(self.ids_dtype)
         if self._bound is not None:  # drop what cannot reach its group's cut (NaN keys stay, as before)
             bound = self._bound[groups]
             keep = ~((bound < values) if not self.largest else (-bound > values))
@@ -484,19 +488,21 @@ class GroupedTop:
             return g, (-v if self.largest else v)
         g = np.concatenate(self._g) if self._g else np.empty(0, dtype=self._group_dtype)
         v = np.concatenate(self._v) if self._v else np.empty(0, dtype=self.dtype)
-        ids = (np.concatenate(self._i) if self._i else np.empty(0, dtype=np.int64)) if self.ids else None
+        ids = (np.concatenate(self._i) if self._i else np.empty(0, dtype=self.ids_dtype)) if self.ids else None
         self._g, self._v, self._i = [], [], []
         live = self.counts[g] > 0
         if not live.all():
             g, v = g[live], v[live]
             ids = ids[live] if ids is not None else None
-        key = -v if self.largest else v  # smallest first; negation is exact
+        key = np.negative(v, out=v) if self.largest else v  # smallest first; negation is exact (v is our copy)
         del v
         size = self.counts.size
         if size > 1:  # one group: already grouped
             order = np.argsort(g, kind="stable")
-            g, key = g[order], key[order]
+            g = g[order]
+            key = key[order]
             ids = ids[order] if ids is not None else None
+            del order
         bounds = np.searchsorted(g, np.arange(size + 1))
         over = np.flatnonzero(bounds[1:] - bounds[:-1] > np.maximum(self.counts, 0))  # a count < 0 selects none
         if over.size:
@@ -512,7 +518,7 @@ class GroupedTop:
         v = -key if self.largest else key
         self._g, self._v, self._pending = [g], [v], g.size
         self._i = [ids] if ids is not None else []
-        self._budget = max(self._budget, 2 * g.size)
+        self._budget = max(self._budget, g.size + g.size // 2)  # room for half as much again before the next
         self._compacted = True
         return g, key
 
