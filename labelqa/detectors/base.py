@@ -44,6 +44,7 @@ __all__ = [
     "Detector",
     "DetectorResult",
     "DetectorRows",
+    "NamedRows",
     "Plan",
     "RowRule",
     "SelectStep",
@@ -130,12 +131,16 @@ class DatasetInfo:
         classes: Class values in probability-column order.
         task: ``"multiclass"`` or ``"multilabel"``.
         prob_dtype: dtype of the probability blocks (float32 or float64).
+        gather_rows: The runner would rather the plan gathered its rows' scores
+            in its last pass (:meth:`RowRule.named_rows`) than read the data
+            once more to rank them: set out of core with one detector.
     """
 
     n_rows: int
     classes: tuple[Any, ...]
     task: str = "multiclass"
     prob_dtype: np.dtype = np.dtype(np.float64)
+    gather_rows: bool = False
 
     @property
     def n_classes(self) -> int:
@@ -274,8 +279,36 @@ class DetectorRows:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass(eq=False)
+class NamedRows:
+    """What a rows pass would count of a detector's rows, gathered by its plan's last pass (see :meth:`RowRule.named_rows`).
+
+    Attributes:
+        index: Every row's score (the detector's label quality) and flag, fed
+            (:class:`~labelqa.stats.ranks.RankIndex`, not finished).
+        labels: Given labels of the flagged rows.
+        suggested: Suggested labels of the flagged rows.
+        class_counts: Rows given each class.
+        tallies: The summed :meth:`RowRule.tally` of every row.
+    """
+
+    index: Any
+    labels: np.ndarray
+    suggested: np.ndarray
+    class_counts: np.ndarray
+    tallies: dict[str, Any] = field(default_factory=dict)
+
+
 class RowRule:
     """The end of a plan: per-row outputs of any block, and the detector's summary."""
+
+    def named_rows(self) -> NamedRows | None:
+        """Its rows' scores, flags and suggestions when the plan gathered them already (else ``None``).
+
+        With one detector, the driver then needs no pass to rank the rows and
+        count the totals: the plan's last pass did it on the way.
+        """
+        return None
 
     def rows(self, block: Block) -> DetectorRows:
         """Scores, flags and suggestions of the block's rows."""

@@ -48,6 +48,7 @@ from labelqa.detectors.base import (
     Detector,
     DetectorResult,
     DetectorRows,
+    NamedRows,
     Plan,
     RowRule,
     Step,
@@ -69,9 +70,11 @@ from labelqa.stats.confident import (
     round_rows,
     row_entropy,
     row_max,
+    row_top,
     scale_rows_to,
 )
 from labelqa.stats.noise_interval import noise_rate_interval
+from labelqa.stats.ranks import RankIndex
 from labelqa.stats.selection import Cut, GroupedTop, Pick, Selections
 
 __all__ = [
@@ -252,7 +255,7 @@ class _BlockRows:
 
     def guesses(self, rows: np.ndarray) -> np.ndarray:
         """:attr:`guess` of some rows, without the joint pass over the block when it has not run (same values)."""
-        if "_joint_pass" in self.__dict__ or rows.size * 4 >= self.n:
+        if "_joint_pass" in self.__dict__:
             return self.guess[rows]
         return ConfidentJointCounts(self.k).update(self.labels[rows], self.probs[rows], self.thresholds)
 
@@ -807,6 +810,10 @@ class FlagRule:
         self.plus_settled = False  # PLUS_METHOD: the extra rows' cut is known
         #: every flagged row by global position (sorted), when the selections named them all: flags by lookup
         self.flag_positions: np.ndarray | None = None
+        #: ``(score_method, adjust)`` of the row rule: the cuts pass then also gathers every row's score (see
+        #: GatheredRows), and ``named`` holds what the driver's ranks pass would count when the rows were named
+        self.scoring: tuple[str, bool] | None = None
+        self.named: NamedRows | None = None
 
     # ---- planning ------------------------------------------------------------
     def _pick(self, count: int, n: int, largest: bool = False, dtype: np.dtype | None = None) -> Pick:
@@ -860,6 +867,8 @@ class FlagRule:
                 # them (see _settle), so the plus count and plus passes are not needed.
                 first.tops["plus candidates"] = GroupedTop(np.array([self._plus_target]), dtype=self.dtype, ids=True,
                                                            ids_dtype=ids_dtype)
+            if self._names_rows and self.scoring is not None:
+                first.gathered["rows"] = GatheredRows()
         if m in ("confident_learning", "predicted_neq_given"):
             counts = est.cand_cl if m == "confident_learning" else est.cand_png
             totals = self.ntr if self.ntr is not None else np.rint(self.frac * counts).astype(np.int64)
@@ -1009,6 +1018,8 @@ class FlagRule:
                 self.selected = (strict + equal).reshape(k, k)
             if stage == "cuts" and self._names_rows:
                 self._settle(acc)
+                if self.flag_positions is not None and "rows" in acc.gathered:
+                    self.named = acc.gathered["rows"].named(self.flag_positions, self.est.class_counts)
         elif stage == "pbnr ties":
             self.allow_ties = ~(self.need_count & (acc.counts["union"] > self.caps))
         elif stage == "global":
@@ -1047,6 +1058,9 @@ class FlagRule:
                     p.update(low[rows])  # type: ignore[index]
             if "pbnr" in acc.tops:
                 self._feed_margins(acc.tops["pbnr"], rs)
+            if "rows" in acc.gathered:
+                acc.gathered["rows"].add(rs, _scores(rs.labels, rs.probs, self.scoring[0], adjust=self.scoring[1],  # type: ignore[index]
+                                                     thresholds=self.est.thresholds, self_conf=rs.self_conf))
             if "plus candidates" in acc.tops:
                 disputed = np.flatnonzero(~rs.agrees)
                 acc.tops["plus candidates"].update(np.zeros(disputed.size, dtype=np.int64), rs.self_conf[disputed],
@@ -1229,6 +1243,72 @@ def _in_sorted(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
     return sorted_values[at] == values
 
 
+def _suggestions(rs: _BlockRows, rows: np.ndarray) -> np.ndarray:
+    """Suggested labels of some (flagged) rows: the confident-joint guess when it names another class, else the best
+    other class."""
+    guess = rs.guesses(rows)
+    usable = (guess >= 0) & (guess != rs.labels[rows])
+    return np.where(usable, guess, _best_other_class(rs.labels[rows], rs.probs[rows]))
+
+
+class GatheredRows:
+    """Every row's score, gathered by the cuts pass for the ranks that a later pass would otherwise count.
+
+    Only rows that disagree with their label can be flagged (PBNR and
+    PLUS_METHOD): the others' scores go straight into a
+    :class:`~labelqa.stats.ranks.RankIndex` as unflagged; the disputed rows
+    are kept with their position, label and suggestion until the cuts name
+    the flagged ones (:meth:`named`). Mergeable in any order, like a
+    selection.
+    """
+
+    def __init__(self) -> None:
+        self.index = RankIndex()
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def empty(self) -> GatheredRows:
+        return GatheredRows()
+
+    def merge(self, other: GatheredRows) -> GatheredRows:
+        self.index.merge(other.index)
+        self.parts += other.parts
+        return self
+
+    def add(self, rs: _BlockRows, scores: np.ndarray) -> None:
+        """One block's rows and their scores (the row rule's); disputed rows kept in narrow types."""
+        disputed = ~rs.agrees
+        calm = np.flatnonzero(~disputed)
+        self.index.add(scores[calm], np.zeros(calm.size, dtype=bool), calm + rs.offset)
+        rows = np.flatnonzero(disputed)
+        codes = _small_int(rs.k)
+        at = rows + rs.offset
+        held = scores[rows]
+        narrow = held.astype(np.float32)
+        self.parts.append((at.astype(np.int32) if rs.offset + rs.n < 2**31 else at, rs.labels[rows].astype(codes),
+                           _suggestions(rs, rows).astype(codes),
+                           narrow if np.array_equal(narrow, held, equal_nan=True) else held))
+
+    def named(self, flagged_positions: np.ndarray, class_counts: np.ndarray) -> NamedRows | None:
+        """The rows of the index and totals once the flagged rows are named (``None`` if one was not gathered)."""
+        if not self.parts:
+            return None
+        positions, labels, suggested, scores = (np.concatenate(col) for col in zip(*self.parts))
+        self.parts = []
+        marked = np.zeros(int(class_counts.sum()), dtype=bool)  # a byte a row: one lookup per disputed row
+        marked[flagged_positions] = True
+        flagged = marked[positions]
+        del marked
+        if int(np.count_nonzero(flagged)) != flagged_positions.size:
+            return None
+        index = self.index
+        calm = ~flagged
+        index.add(scores[calm].astype(np.float64), np.zeros(int(np.count_nonzero(calm)), dtype=bool), positions[calm])
+        index.add(scores[flagged].astype(np.float64), np.ones(flagged_positions.size, dtype=bool),
+                  positions[flagged].astype(np.int64))
+        return NamedRows(index, labels[flagged].astype(np.int64), suggested[flagged].astype(np.int64),
+                         class_counts.copy())
+
+
 def _position_mask(positions: np.ndarray, offset: int, n: int) -> np.ndarray:
     """Bool mask of rows ``offset .. offset + n - 1`` that are in ``positions`` (sorted global positions)."""
     mask = np.zeros(n, dtype=bool)
@@ -1323,7 +1403,7 @@ def _best_other_class(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     for sl in _chunks(*probs.shape):
         block = probs[sl].copy()
         block[np.arange(block.shape[0]), labels[sl]] = -np.inf
-        out[sl] = block.argmax(axis=1)
+        out[sl] = row_top(block)[0]  # numpy's argmax, over transposed chunks at small K
     return out
 
 
@@ -1346,11 +1426,13 @@ class ConfidentRule(RowRule):
         suggested_confidence = rs.self_conf.astype(np.float64)  # unflagged rows keep their label
         flagged = np.flatnonzero(issues)
         if flagged.size:
-            guess = rs.guesses(flagged)
-            usable = (guess >= 0) & (guess != rs.labels[flagged])
-            suggested[flagged] = np.where(usable, guess, _best_other_class(rs.labels[flagged], rs.probs[flagged]))
+            suggested[flagged] = _suggestions(rs, flagged)
             suggested_confidence[flagged] = rs.probs[flagged, suggested[flagged]]
         return DetectorRows(scores, issues, suggested, suggested_confidence)
+
+    def named_rows(self) -> NamedRows | None:
+        """What the cuts pass gathered when it named every flagged row (see :class:`GatheredRows`)."""
+        return self.flag.named
 
     def summary(self, tallies: dict[str, Any]) -> dict[str, Any]:
         est = self.est
@@ -1506,6 +1588,8 @@ class ConfidentLearning(Detector):
                         p2.cand_unc.copy(), p2.unc_weight.copy(), p2.trend.copy() if p2.with_trend else None)
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
+        if info.gather_rows:
+            flag.scoring = (self.score_method, bool(self.adjust_pred_probs))
         yield from selection_stages(flag)
         return ConfidentRule(est, flag, self.score_method, bool(self.adjust_pred_probs))
 

@@ -12,6 +12,7 @@ writing the report is one more rows pass, each batch given its global ranks.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ from labelqa.detectors.base import (
     Detector,
     DetectorResult,
     DetectorRows,
+    NamedRows,
     Plan,
     RowRule,
     Step,
@@ -178,6 +180,15 @@ def _issues_piece(block: Block, rules: dict[str, RowRule], primary: str, issue_r
     return table, quality, flags, block.offset
 
 
+def _named_totals(named: NamedRows, n_classes: int) -> RowTotals:
+    """:meth:`RowTotals.of_rows` of every row, from a detector's gathered rows (its flagged rows' labels and
+    suggestions; one detector: its flags and suggestions are the scan's)."""
+    k = n_classes
+    pairs = np.bincount(named.labels * k + named.suggested, minlength=k * k).reshape(k, k)
+    counts = np.asarray(named.class_counts, dtype=np.int64).copy()
+    return RowTotals(int(counts.sum()), int(named.labels.size), counts, pairs.sum(axis=1), pairs.sum(axis=0), pairs)
+
+
 class RunnerRows:
     """The issues table of an out-of-core scan, recomputed batch by batch by its runner."""
 
@@ -256,8 +267,10 @@ def scan_out_of_core(runner: Runner, detectors: Detector | Sequence[Detector], *
     info = runner.info
     for det in dets:
         det.check(info)
-    rules = run_plans({d.name: d.plan(info) for d in dets}, runner, say)
+    plan_info = dataclasses.replace(info, gather_rows=len(dets) == 1)
+    rules = run_plans({d.name: d.plan(plan_info) for d in dets}, runner, say)
     rules = {name: rules[name] for name in names}  # run order
+    named = rules[names[0]].named_rows() if len(dets) == 1 else None
     folds: ScoreFolds | None = None
     if len(dets) > 1:
         say(f"pass {len(runner.passes) + 1}: score ranks")
@@ -266,19 +279,25 @@ def scan_out_of_core(runner: Runner, detectors: Detector | Sequence[Detector], *
             counts = [a.merge(b) for a, b in zip(counts, part)]
             flagged = [a + b for a, b in zip(flagged, part_flagged)]
         folds = ScoreFolds([c.finish() for c in counts], flagged)
-    say(f"pass {len(runner.passes) + 1}: ranks and totals")
     multilabel = info.task == "multilabel"
-    index = RankIndex()
     totals: RowTotals | None = None
     own: dict[str, RowTotals] = {}
     tallies: dict[str, dict[str, Any]] = {name: {} for name in names}
-    for tally, part, own_part, quality, flags, offset in runner.map(
-            _rank_piece, rules, info.n_classes, multilabel, primary, issue_rule, folds, name="ranks"):
-        index.add(quality, flags, np.arange(offset, offset + flags.size, dtype=np.int64))
-        totals = part if totals is None else totals.merge(part)
-        for name in names:
-            own[name] = own_part[name] if name not in own else own[name].merge(own_part[name])
-            tallies[name] = add_tallies(tallies[name], tally[name])
+    if named is not None:  # one detector whose last pass gathered its rows: no pass to rank them
+        say("ranks and totals from the last pass")
+        index = named.index
+        totals, own[names[0]] = _named_totals(named, info.n_classes), _named_totals(named, info.n_classes)
+        tallies[names[0]] = dict(named.tallies)
+    else:
+        say(f"pass {len(runner.passes) + 1}: ranks and totals")
+        index = RankIndex()
+        for tally, part, own_part, quality, flags, offset in runner.map(
+                _rank_piece, rules, info.n_classes, multilabel, primary, issue_rule, folds, name="ranks"):
+            index.add(quality, flags, np.arange(offset, offset + flags.size, dtype=np.int64))
+            totals = part if totals is None else totals.merge(part)
+            for name in names:
+                own[name] = own_part[name] if name not in own else own[name].merge(own_part[name])
+                tallies[name] = add_tallies(tallies[name], tally[name])
     index.finish()
     assert totals is not None, "a dataset has rows"
     options: dict[str, Any] = {"detectors": {d.name: d.get_params() for d in dets}}

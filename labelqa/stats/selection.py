@@ -683,11 +683,15 @@ class GroupCuts:
 
 @dataclass
 class Selections:
-    """The partial of one selection stage: scalar picks, grouped selections and counters, each by key."""
+    """The partial of one selection stage: scalar picks, grouped selections and counters, each by key.
+
+    ``gathered``: any other partials of the stage, each with ``empty()`` and ``merge(other)``.
+    """
 
     picks: dict[Any, Pick] = field(default_factory=dict)
     tops: dict[Any, GroupedTop] = field(default_factory=dict)
     counts: dict[Any, np.ndarray] = field(default_factory=dict)
+    gathered: dict[Any, Any] = field(default_factory=dict)
 
     def empty(self) -> Selections:
         """A fresh partial with the same selections."""
@@ -695,6 +699,7 @@ class Selections:
             {key: Pick(p.count, p.n, largest=p.largest, dtype=p.dtype) for key, p in self.picks.items()},
             {key: t.empty() for key, t in self.tops.items()},
             {key: np.zeros_like(c) for key, c in self.counts.items()},
+            {key: g.empty() for key, g in self.gathered.items()},
         )
 
     def merge(self, other: Selections) -> Selections:
@@ -705,7 +710,9 @@ class Selections:
             self.tops[key].merge(t)
         for key, c in other.counts.items():
             self.counts[key] += c
+        for key, g in other.gathered.items():
+            self.gathered[key] = self.gathered[key].merge(g)
         return self
 
     def __bool__(self) -> bool:
-        return bool(self.picks or self.tops or self.counts)
+        return bool(self.picks or self.tops or self.counts or self.gathered)
