@@ -144,14 +144,10 @@ class RankIndex:
             del part
         s.sort()
         self.sorted = s
-        # Values that occur more than once: ``s`` is sorted, so equal values are runs (NaN ties NaN,
-        # as in rank_rows' sort) and each run's value is taken once, in order, without another sort.
-        repeated = s[1:][_same(s[1:], s[:-1])]
-        first = np.ones(repeated.size, dtype=bool)
-        first[1:] = ~_same(repeated[1:], repeated[:-1])
-        self.dups = repeated[first]
-        del repeated, first
-        self.seen = np.zeros(self.dups.size, dtype=np.int64 if s.size >= 2**31 else np.int32)
+        # Tied scores are runs of ``s`` (NaN ties NaN, as in rank_rows' sort). A run is named by where it starts,
+        # which the search for a score finds anyway: ``seen[start]`` counts its rows already ranked.
+        self.has_ties = bool(s.size > 1 and _same(s[1:], s[:-1]).any())
+        self.seen = np.zeros(s.size if self.has_ties else 0, dtype=np.int64 if s.size >= 2**31 else np.int32)
         return self
 
     def restart(self) -> None:
@@ -174,12 +170,13 @@ class RankIndex:
         # big arrays in order, and make the tied rows of each repeated value one run already in input order.
         order = stable_argsort(s)
         keys = s[order]
-        r = self.n_flagged + 1 + np.searchsorted(self.sorted, keys, side="left")
-        if self.dups.size and keys.size:
-            di = np.searchsorted(self.dups, keys, side="left")
-            hit = di < self.dups.size
-            hit[hit] = _same(self.dups[di[hit]], keys[hit])
-            sd = di[hit]  # non-decreasing
+        start_of = np.searchsorted(self.sorted, keys, side="left")  # where each score's run starts
+        r = self.n_flagged + 1 + start_of
+        if self.has_ties and keys.size:
+            # a score is tied when its run holds a second value (every fed score is in ``sorted``)
+            nxt = np.minimum(start_of + 1, self.sorted.size - 1)
+            hit = (start_of + 1 < self.sorted.size) & _same(self.sorted[nxt], keys)
+            sd = start_of[hit]  # non-decreasing
             if sd.size:
                 start = np.r_[True, sd[1:] != sd[:-1]]
                 heads = np.flatnonzero(start)
