@@ -75,3 +75,26 @@ def test_trend_sums_over_several_chunks_equal_the_plain_formulas():
     want = trend_sums_reference(probs, self_conf, max_prob, disputed, counted)
     assert trend_sums(probs, self_conf, max_prob, disputed, counted).tolist() == want.tolist()
     assert want[2] > 0 and want[5] > 0
+
+
+@SETTINGS
+@given(n=st.integers(0, 3000), k=st.integers(1, 300), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**31), zeros=st.booleans())
+def test_row_entropy_equals_the_class_by_class_sum(n, k, dtype, seed, zeros):
+    """Narrow rows (transposed chunks) and wide rows (a running sum along each row): the reference's floats."""
+    from labelqa.stats.confident import row_entropy
+
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(k, 0.2), n).astype(dtype) if n else np.zeros((0, k), dtype)
+    if zeros and n:
+        probs[rng.random((n, k)) < 0.3] = 0.0
+        probs[rng.random(n) < 0.1] = np.eye(k, dtype=dtype)[rng.integers(0, k)]  # one-hot rows: entropy 0
+    cols = np.ascontiguousarray(probs.T)
+    logs = np.log(np.maximum(cols, np.finfo(dtype).tiny)) * cols
+    want = np.zeros(n, dtype=dtype)
+    for row in logs:
+        want -= row
+    got = row_entropy(probs)
+    assert got.dtype == dtype
+    # bit for bit, but the sign of a zero entropy (one-hot rows; x = 0 either way in the trend)
+    assert np.array_equal((got + dtype(0)).view(np.uint8), (want + dtype(0)).view(np.uint8))

@@ -72,6 +72,7 @@ from labelqa.stats.confident import (
     row_max,
     row_top,
     scale_rows_to,
+    SMALL_K,
 )
 from labelqa.stats.noise_interval import noise_rate_interval
 from labelqa.stats.ranks import RankIndex
@@ -212,7 +213,7 @@ class _BlockRows:
             max_prob = np.empty(self.n, dtype=self.probs.dtype)
             rows = _RowOutputs(self.self_conf, np.empty(self.n, dtype=bool), np.empty(self.n, dtype=bool))
             self.__dict__["_rows"] = (max_prob, rows)
-        if self.entropy_wanted and self.probs.dtype.kind == "f":
+        if self.entropy_wanted and self.probs.dtype.kind == "f" and self.k <= SMALL_K:
             self._entropy = np.empty(self.n, dtype=self.probs.dtype)
         return _confident_joint(self.labels, self.probs, self.thresholds, max_prob, rows, self._entropy)
 

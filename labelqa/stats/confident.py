@@ -399,7 +399,8 @@ class ConfidentJointCounts:
             row_max: Optional output, shape ``(n,)`` in ``pred_probs``' dtype:
                 filled with each row's maximum, from the same pass.
             entropy: Optional output, shape ``(n,)`` in ``pred_probs``' dtype:
-                filled with :func:`row_entropy` (from the same pass at small K).
+                filled with :func:`row_entropy` from the same transposed chunks
+                (K <= :data:`SMALL_K` only; wider rows: call :func:`row_entropy`).
 
         Returns:
             The guessed true label of each row of the batch, shape ``(n,)``
@@ -430,7 +431,7 @@ class ConfidentJointCounts:
             self.joint += np.bincount(cells, minlength=k * (k + 1)).reshape(k, k + 1)[:, 1:]
             return guess
         if entropy is not None:
-            row_entropy(pred_probs, out=entropy)
+            raise ValueError(f"entropy comes from the transposed chunks of K <= {SMALL_K} classes, not {k}")
         confident = pred_probs >= cut  # the one (n, K) temporary, bool
         # Summing the bools as small unsigned ints is faster than count_nonzero(axis=1).
         acc = np.uint8 if k < 1 << 8 else np.uint16 if k < 1 << 16 else np.int64
