@@ -73,6 +73,9 @@ def class_codes(values: pa.Array, classes: tuple[Any, ...]) -> tuple[pa.Array, b
     describe a valid value in messages."""
     k = len(classes)
     if labels_are_codes(values.type, classes):
+        bounds = pc.min_max(values).as_py()
+        if values.null_count == 0 and len(values) and bounds["min"] >= 0 and bounds["max"] < k:
+            return values, True, f"a class code 0..{k - 1} for the {k} classes"  # every code valid: no mask
         in_range = pc.and_(pc.greater_equal(values, 0), pc.less(values, k))
         return pc.if_else(in_range, values, pa.scalar(None, pa.int64())), True, \
             f"a class code 0..{k - 1} for the {k} classes"
@@ -100,4 +103,4 @@ def encode_labels(
             hint="fix those labels, or pass --classes / --classes-file listing every class "
             "in probability-column order",
         )
-    return codes.to_numpy(zero_copy_only=False).astype(np.int64), as_codes
+    return codes.to_numpy(zero_copy_only=False).astype(np.int64, copy=False), as_codes
