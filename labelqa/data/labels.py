@@ -80,6 +80,10 @@ def class_codes(values: pa.Array, classes: tuple[Any, ...]) -> tuple[pa.Array, b
         return pc.if_else(in_range, values, pa.scalar(None, pa.int64())), True, \
             f"a class code 0..{k - 1} for the {k} classes"
     if pa.types.is_integer(values.type):
+        if all(is_int_value(c) and int(c) == i for i, c in enumerate(classes)):  # classes 0..K-1: a value is its code
+            bounds = pc.min_max(values).as_py()
+            if values.null_count == 0 and len(values) and bounds["min"] >= 0 and bounds["max"] < k:
+                return pc.cast(values, pa.int64()), False, f"one of the {k} classes"
         value_set = pa.array([c if is_int_value(c) else None for c in classes], type=pa.int64())
     else:
         value_set = pa.array([str(c) for c in classes], type=values.type)
