@@ -26,10 +26,10 @@ For multi-label data each class is combined on its own (the geometric pool of
 a class pools ``p`` and ``1 - p``); rows need not sum to 1.
 
 Whatever the combination, confident learning's default rule
-(``prune_by_noise_rate_plus``) flags at least as many rows as the largest
-error count of the models that carry weight (:func:`num_issues_floor`):
+(``prune_by_noise_rate_plus``) flags at least as many rows as the error
+count of the model that fits the given labels best (:func:`num_issues_floor`):
 each model's count estimates the same number, and the combination's own
-count is the most cautious of all.
+count can fall below its members'.
 
 ``docs/multimodel.md`` has the measurement on CIFAR-10N behind the default:
 ``log_linear`` with the count floor beats the best single model on F1 and
@@ -408,26 +408,33 @@ def member_num_issues(models: Sequence[Any], labels: Any) -> list[int]:
     return [plus_num_issues(labels, m) for m in mats]
 
 
-def num_issues_floor(counts: Sequence[int], weights: Sequence[float] | None = None,
+def num_issues_floor(counts: Sequence[int], log_losses: Sequence[float], weights: Sequence[float] | None = None,
                      suspect: Sequence[bool] | None = None) -> int:
-    """The least count the combination flags: the largest member count among the models that carry weight.
+    """The least count the combination flags: the error count of the model that fits the given labels best.
 
-    Every member's ``T`` estimates the same number (the wrong labels);
+    Every model's ``T`` estimates the same number, the wrong labels, and
     ``T`` is cautious by construction (the smaller of two estimates, ``W``
-    and ``R``) and pooling sharpens the combination, which leaves it fewer
-    uncertain rows to extrapolate to, so its own ``T`` is the lowest of all
-    (docs/detection.md, docs/multimodel.md). The largest member count is
-    the least biased. Models with weight 0 and in-sample suspects do not
-    count (unless every model is a suspect): the first add nothing to the
-    combination, the second hide errors and under-count anyway.
+    and ``R``); pooling sharpens the combination, which leaves it fewer
+    uncertain rows to extrapolate to, so its own ``T`` can fall below its
+    members' (docs/multimodel.md). The member with the lowest log loss on
+    the given labels -- the likelihood the fitted weights maximise -- is
+    the one whose probabilities explain the labels best; its count is the
+    floor. Not the largest count: a badly calibrated member (boosted trees
+    on small tabular data) overcounts. Models with weight 0 and in-sample
+    suspects (unless every model is one) are passed over: the first add
+    nothing to the combination, the second fit the labels because they saw
+    them.
     """
     c = np.asarray(counts, dtype=np.int64)
+    loss = np.asarray(log_losses, dtype=np.float64)
     keep = np.ones(c.size, dtype=bool)
     if weights is not None:
         keep &= np.asarray(weights, dtype=np.float64) > 0
     if suspect is not None and not np.all(suspect):
         keep &= ~np.asarray(suspect, dtype=bool)
-    return int(c[keep].max()) if keep.any() else 0
+    if not keep.any():
+        return 0
+    return int(c[np.flatnonzero(keep)[np.argmin(loss[keep])]])
 
 
 def drop_suspects(weights: np.ndarray, suspect: np.ndarray, *, normalize: bool = True) -> np.ndarray:

@@ -273,7 +273,8 @@ def _check_and_combine(
     """Validate each model like a single matrix, then combine them (one new N x K array).
 
     Multiclass: also each model's own error count and the count floor of the
-    combination's flags (``meta["model_num_issues"]``, ``meta["num_issues_floor"]``;
+    combination's flags, the count of the model with the lowest log loss
+    (``meta["model_num_issues"]``, ``meta["num_issues_floor"]``;
     :func:`labelqa.models.num_issues_floor`).
     """
     from labelqa.detectors.confident import NUM_ISSUES_FLOOR_META
@@ -316,10 +317,9 @@ def _check_and_combine(
         meta["model_weights"] = [float(x) for x in weights]
     if not multilabel:
         counts = member_num_issues(checked, Y)
-        # fitted weights already give in-sample suspects 0; equal weights do not
-        suspect = in_sample_check(checked, Y)["suspect"] if weights is None else None
+        check = in_sample_check(checked, Y)
         meta["model_num_issues"] = counts
-        meta[NUM_ISSUES_FLOOR_META] = num_issues_floor(counts, weights, suspect)
+        meta[NUM_ISSUES_FLOOR_META] = num_issues_floor(counts, check["mean_log_loss"], weights, check["suspect"])
     return combined, tuple(_readonly(m) for m in checked)
 
 
