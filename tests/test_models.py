@@ -379,3 +379,24 @@ def test_log_linear_holds_an_in_sample_model_back():
     data = LabelData.from_arrays(given, [a, b], combine_models="log_linear")
     assert data.meta["combine_models"] == "log_linear" and len(data.meta["model_weights"]) == 2
     np.testing.assert_allclose(data.pred_probs, log_linear_pool([a, b], data.meta["model_weights"]), rtol=1e-6)
+
+
+def test_log_linear_multilabel_recovers_the_sharpening_the_labels_need():
+    """Multi-label: each cell's label drawn from q; the models are q's logit halved and pure noise: w ~ (2, 0),
+    and the pool is sigmoid(sum_m w_m logit p_m)."""
+    rng = np.random.default_rng(6)
+    n, k = 8000, 3
+    logit_q = rng.normal(0.0, 2.0, (n, k))
+    q = 1 / (1 + np.exp(-logit_q))
+    y = rng.random((n, k)) < q
+    soft = 1 / (1 + np.exp(-logit_q / 2))
+    noise = rng.uniform(0.05, 0.95, (n, k))
+    w = fit_log_linear_weights([soft, noise], y, task="multilabel")
+    assert w[0] == pytest.approx(2.0, abs=0.15) and w[1] < 0.1
+    out = combine_pred_probs([soft, noise], "log_linear", labels=y, task="multilabel")
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    np.testing.assert_allclose(out, 1 / (1 + np.exp(-(w[0] * logit(soft) + w[1] * logit(noise)))), rtol=1e-6)
+    np.testing.assert_allclose(out, q, atol=0.05)
+    data = LabelData.from_arrays(y, [soft, noise], task="multilabel")  # the default holds for multi-label data
+    assert data.meta["combine_models"] == "log_linear" and "model_num_issues" not in data.meta
+    np.testing.assert_allclose(data.pred_probs, out, rtol=1e-6)
