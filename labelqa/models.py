@@ -462,7 +462,7 @@ def in_sample_check(models: Sequence[Any], labels: Any, names: Sequence[str] | N
     ``λ >= 1/K`` of its mass on the given label it never doubts one. An
     out-of-sample model doubts many of the labels the others doubt: wrong
     labels are wrong for every model, and models err on the same hard rows
-    (CIFAR-10N: 71-93% of the labels another model doubts; on the correctly
+    (CIFAR-10N: 71-90% of the labels another model doubts; on the correctly
     labelled rows alone still 4-54%).
 
     A model is a suspect when it doubts **none** of the ``R`` labels another

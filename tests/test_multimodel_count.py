@@ -175,7 +175,8 @@ def test_a_leaky_model_neither_takes_the_weight_nor_sets_the_count():
 
 # --------------------------------------------------------------------------- CIFAR-10N: issue 14's bar
 def _read_cifar(noise: str, model: str):
-    table = pq.read_table(CIFAR_DIR / f"cifar10n_{noise}_{model}.parquet", columns=["label", "pred_probs", "true_label"])
+    path = CIFAR_DIR / f"cifar10n_{noise}_{model}.parquet"
+    table = pq.read_table(path, columns=["label", "pred_probs", "true_label"])
     col = table.column("pred_probs").combine_chunks()
     probs = col.flatten().to_numpy().reshape(len(col), -1)
     labels, truth = (np.searchsorted(CLASSES, table.column(c).to_numpy(zero_copy_only=False).astype(str))

@@ -473,7 +473,7 @@ class Estimates:
     unc_weight: np.ndarray = None  # type: ignore[assignment]
     #: the dispute-margin trend sums (:func:`trend_sums`); None when the plan did not need them
     trend: np.ndarray | None = None
-    #: several models: the largest of the members' own ``T`` (:data:`NUM_ISSUES_FLOOR_META`); 0 for one model
+    #: several models: the ``T`` of the member fitting the given labels best (:data:`NUM_ISSUES_FLOOR_META`)
     num_issues_floor: int = 0
 
     def __post_init__(self) -> None:
@@ -1338,7 +1338,7 @@ class ConfidentLearning(Detector):
         floor = int((data.meta or {}).get(NUM_ISSUES_FLOOR_META, 0) or 0)
         if not floor:
             return super().detect(data)
-        block = Block.of(data)  # several models: the plan with the members' count as the floor of T
+        block = Block.of(data)  # several models: the plan with the best-fitting member's count as the floor of T
         rule = run_on_block(self.plan(info, num_issues_floor=floor), block)
         rows = rule.rows(block)
         return DetectorResult(name=self.name, scores=rows.scores, issues=rows.issues, suggested=rows.suggested,
