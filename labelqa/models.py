@@ -86,8 +86,8 @@ _BLOCK_ELEMENTS = 1 << 18
 LOG_LINEAR_FIT_ELEMENTS = 1 << 24
 #: Multi-label: a model predicts class k for a row when ``p >= 0.5``.
 MULTILABEL_THRESHOLD = 0.5
-#: A model that doubts none of the labels the others doubt "looks in-sample" (:func:`in_sample_check`)
-#: when a model doubting as often as they do would do so by chance with less than this probability
+#: A model that doubts no given label while the others doubt R "looks in-sample" (:func:`in_sample_check`)
+#: when a model doubting as often as they do would miss all R by chance with less than this probability
 #: (a conventional significance level: a leak gives chances below 1e-100 on CIFAR-10N).
 IN_SAMPLE_CHANCE = 1e-3
 
@@ -326,11 +326,21 @@ def fit_log_linear_weights(models: Sequence[Any], labels: Any, *, task: str = "m
                            seed: int = 0) -> np.ndarray:
     """Weights ``w_m >= 0`` of the log-linear pool maximising the likelihood of the given labels.
 
-    Multiclass: the mean log loss of ``softmax(sum_m w_m log p_m)``;
-    multi-label: the mean binary log loss of ``sigmoid(sum_m w_m logit p_m)``
-    per (row, class) cell, the geometric pool of ``p`` and ``1 - p``. Both
-    are convex in ``w``; minimised by L-BFGS-B (scipy) from equal weights, on
-    a seeded sample of rows when N x K x M exceeds
+    The pool is ``q = softmax(sum_m w_m log p_m)`` (multi-label, per cell:
+    ``sigmoid(sum_m w_m logit p_m)``, the geometric pool of ``p`` and
+    ``1 - p``). The given labels are noisy -- that is why they are being
+    checked -- so their likelihood is taken through a uniform noise channel:
+    a label is the pool's class with probability ``1 - ε`` and each other
+    class with ``ε / (K - 1)`` (multi-label: a cell flips with ``ε``), i.e.
+    ``P(s) = (1 - ε) q_s + ε (1 - q_s) / (K - 1)``, with ``ε`` fitted along
+    with the weights. Without the channel a model that rules a wrong label
+    out (probability near 0) is punished without bound for being right, and
+    the fit moves the weight to models that doubt less; with it, a doubted
+    label costs at most ``-log(ε / (K - 1))``. On CIFAR-10N's neural models
+    the fitted ``ε`` is about 0 and nothing changes; with k-nearest
+    neighbours or boosted trees (exact zeros) it is what keeps their weight
+    (docs/multimodel.md). Minimised by L-BFGS-B (scipy) from equal weights
+    and ``ε = 0``, on a seeded sample of rows when N x K x M exceeds
     :data:`LOG_LINEAR_FIT_ELEMENTS`. Weights may sum to more than 1 (the
     pool is then sharper than a mean of logs: models that agree reinforce
     each other) or less (softer).
@@ -373,30 +383,44 @@ def fit_log_linear_weights(models: Sequence[Any], labels: Any, *, task: str = "m
             return np.log(np.maximum(block, LOG_FLOOR)) - np.log(np.maximum(1.0 - block, LOG_FLOOR))
 
         logits = np.stack([logit(m) for m in mats])  # (M, n, K)
-        target = y[rows].astype(np.float64)
+        sign = np.where(y[rows], 1.0, -1.0)  # +1 where the cell's label is set
+        top_noise = 0.5
 
-        def loss_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
-            z = np.tensordot(w, logits, axes=1)
-            loss = float(np.mean(np.logaddexp(0.0, z) - target * z))
-            grad = np.einsum("mnk,nk->m", logits, 1.0 / (1.0 + np.exp(-z)) - target) / z.size
-            return loss, grad
+        def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            w, noise = theta[:-1], theta[-1]
+            z = np.tensordot(w, logits, axes=1) * sign  # the given value's logit
+            log_q = -np.logaddexp(0.0, -z)  # log P(the given value) under the pool
+            log_p = np.logaddexp(np.log1p(-2.0 * noise) + log_q, np.log(noise) if noise > 0 else -np.inf)
+            share = np.exp(np.log1p(-2.0 * noise) + log_q - log_p)  # d log p / d log q
+            dz = share * (1.0 - np.exp(log_q)) * sign  # d log p / d (w . logits)
+            grad_w = -np.einsum("mnk,nk->m", logits, dz) / z.size
+            grad_noise = -float(np.mean((1.0 - 2.0 * np.exp(log_q)) / np.exp(log_p)))
+            return float(-np.mean(log_p)), np.append(grad_w, grad_noise)
     else:
         logs = np.stack([np.log(np.maximum(np.asarray(m)[rows].astype(np.float64), LOG_FLOOR)) for m in mats])
         ys = y[rows]
         idx = np.arange(rows.size)
+        top_noise = (k - 1) / k
 
-        def loss_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            w, noise = theta[:-1], theta[-1]
             z = np.tensordot(w, logs, axes=1)
             z -= z.max(axis=1, keepdims=True)
-            ez = np.exp(z)
-            total = ez.sum(axis=1)
-            q = ez / total[:, None]
-            loss = float(np.mean(np.log(total) - z[idx, ys]))
-            grad = np.einsum("mnk,nk->m", logs, q) / rows.size - logs[:, idx, ys].mean(axis=1)
-            return loss, grad
+            log_total = np.log(np.exp(z).sum(axis=1))
+            log_q = z[idx, ys] - log_total  # log q_s, the pool's probability of the given label
+            flip = noise / (k - 1)
+            log_p = np.logaddexp(np.log1p(-noise - flip) + log_q, np.log(flip) if flip > 0 else -np.inf)
+            share = np.exp(np.log1p(-noise - flip) + log_q - log_p)  # d log p / d log q_s
+            q = np.exp(z - log_total[:, None])
+            dlog_q = logs[:, idx, ys] - np.einsum("mnk,nk->mn", logs, q)  # d log q_s / d w_m
+            grad_w = -(dlog_q * share).mean(axis=1)
+            grad_noise = -float(np.mean((1.0 - k * np.exp(log_q)) / ((k - 1) * np.exp(log_p))))
+            return float(-np.mean(log_p)), np.append(grad_w, grad_noise)
 
-    res = minimize(loss_and_grad, start, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * m_count)
-    w = np.asarray(res.x if np.isfinite(res.fun) else start, dtype=np.float64)
+    start_theta = np.append(start, 0.0)
+    bounds = [(0.0, None)] * m_count + [(0.0, top_noise * (1 - 1e-6))]
+    res = minimize(loss_and_grad, start_theta, jac=True, method="L-BFGS-B", bounds=bounds)
+    w = np.asarray(res.x[:-1] if np.isfinite(res.fun) else start, dtype=np.float64)
     return w if w.any() else start
 
 
@@ -465,10 +489,13 @@ def in_sample_check(models: Sequence[Any], labels: Any, names: Sequence[str] | N
     (CIFAR-10N: 71-90% of the labels another model doubts; on the correctly
     labelled rows alone still 4-54%).
 
-    A model is a suspect when it doubts **none** of the ``R`` labels another
-    model doubts, and that is no accident: a model doubting labels as often
-    as the others do (their mean rate ``u``) would doubt none of ``R`` with
-    probability ``(1 - u)^R``, required below :data:`IN_SAMPLE_CHANCE`.
+    A model is a suspect when it doubts **no** given label at all while the
+    others doubt ``R`` of them, and that is no accident: a model doubting
+    labels as often as the others do (their mean rate ``u``) would doubt
+    none of those ``R`` with probability ``(1 - u)^R``, required below
+    :data:`IN_SAMPLE_CHANCE`. (Not "none of the ``R``" alone: a strong
+    honest model on labels without errors doubts few labels, its own
+    mistakes, and may miss every one of a weaker model's.)
     (Near-perfect agreement with the given labels is no evidence: an honest
     model agrees with 99% of correct labels; ``backs_label_where_others_dispute``,
     the share of the rows where every other model's argmax disputes the
@@ -505,7 +532,7 @@ def in_sample_check(models: Sequence[Any], labels: Any, names: Sequence[str] | N
         doubted = int(np.count_nonzero(others_doubt))
         shared = int(np.count_nonzero(doubts[i] & others_doubt))
         chance = float((1.0 - rate[others].mean()) ** doubted) if others.size else 1.0
-        never_doubts = doubted > 0 and shared == 0 and chance < IN_SAMPLE_CHANCE
+        never_doubts = doubted > 0 and not doubts[i].any() and chance < IN_SAMPLE_CHANCE
         others_dispute = ~agree[others].any(axis=0) if others.size else np.zeros(n, dtype=bool)
         disputed = int(np.count_nonzero(others_dispute))
         backs = float(np.count_nonzero(agree[i] & others_dispute) / disputed) if disputed else None
@@ -522,7 +549,7 @@ def in_sample_check(models: Sequence[Any], labels: Any, names: Sequence[str] | N
 
 def in_sample_warning(check: dict[str, Any]) -> str | None:
     """One warning line naming the suspects of :func:`in_sample_check` (``None`` when there are none)."""
-    parts = [f"{name} gives none of the {count:,} labels the other models doubt less than 1/K (chance, doubting "
+    parts = [f"{name} gives no given label less than 1/K where the other models doubt {count:,} (chance, doubting "
              f"as often as they do: {chance:.0e}); it agrees with {agree:.1%} of the given labels"
              for name, count, chance, agree, bad in zip(check["names"], check["rows_others_doubt"],
                                                         check["chance_of_no_doubt"], check["agreement_with_given"],

@@ -400,3 +400,22 @@ def test_log_linear_multilabel_recovers_the_sharpening_the_labels_need():
     data = LabelData.from_arrays(y, [soft, noise], task="multilabel")  # the default holds for multi-label data
     assert data.meta["combine_models"] == "log_linear" and "model_num_issues" not in data.meta
     np.testing.assert_allclose(data.pred_probs, out, rtol=1e-6)
+
+
+def test_log_linear_keeps_a_model_that_rules_wrong_labels_out():
+    """Labels 15% flipped. A k-nearest-neighbours-like model gives exact zeros, among them to most wrong labels;
+    the plain likelihood of the given labels would charge it log(1e-12) for each and drop it. Through the noise
+    channel a doubted label costs at most -log(ε / (K - 1)): it keeps the larger weight."""
+    rng = np.random.default_rng(8)
+    n, k = 3000, 3
+    true = rng.integers(0, k, n)
+    given = np.where(rng.random(n) < 0.15, (true + rng.integers(1, k, n)) % k, true)
+    votes = np.eye(k)[true] * 4 + np.eye(k)[rng.integers(0, k, n)]  # 5 neighbours, 4 of them right
+    knn = votes / 5
+    alpha = np.full((n, k), 1.0)
+    alpha[np.arange(n), true] += 1.5
+    soft = rng.gamma(alpha)
+    soft /= soft.sum(axis=1, keepdims=True)
+    assert (knn[np.arange(n), given] == 0).mean() > 0.05  # most of the 15% wrong labels
+    w = fit_log_linear_weights([knn, soft], given)
+    assert w[0] > w[1] and w[0] > 0.5

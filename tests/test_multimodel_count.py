@@ -159,7 +159,8 @@ def test_scan_cli_with_two_pred_probs_cols(tmp_path, capsys):
 
 def test_a_leaky_model_neither_takes_the_weight_nor_sets_the_count():
     """A model with 0.3 of its mass on the given label: a suspect, weight 0, and the floor is the honest
-    model's count -- the default then flags what the honest model supports instead of nothing."""
+    model's count -- the default then flags what the honest model supports instead of hiding the errors.
+    (The honest model alone is recalibrated by the fit, sharper here, and flags somewhat more than alone.)"""
     labels, true, (strong, weak) = _honest_models(seed=3)
     leaky = 0.7 * weak + 0.3 * np.eye(strong.shape[1])[labels]
     data = LabelData.from_arrays(labels, [leaky, strong], model_names=["leaky", "strong"])
@@ -170,7 +171,10 @@ def test_a_leaky_model_neither_takes_the_weight_nor_sets_the_count():
     flags = ConfidentLearning().detect(data).issues
     alone = ConfidentLearning().detect(LabelData.from_arrays(labels, strong)).issues
     f1 = lambda f: 2 * np.count_nonzero(f & is_error) / (f.sum() + is_error.sum())  # noqa: E731
-    assert f1(flags) >= f1(alone) - 0.01
+    assert f1(flags) >= f1(alone) - 0.05 and flags.sum() >= alone.sum()
+    # unguarded, the fit gave the leaky model all the weight: about the leaky model alone, which hides errors
+    leaky_alone = ConfidentLearning().detect(LabelData.from_arrays(labels, leaky)).issues
+    assert f1(flags) > f1(leaky_alone) + 0.2
 
 
 # --------------------------------------------------------------------------- CIFAR-10N: issue 14's bar
