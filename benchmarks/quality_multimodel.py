@@ -1,27 +1,31 @@
-"""Do two models find label errors better than the better one alone? Measured on CIFAR-10N.
+"""Do several models find label errors better than the best one alone? Measured on CIFAR-10N.
 
-For each noise set in --data-dir (``cifar10n_<set>_<model>.parquet``, two
-models with the same row order; see the README there) it runs labelqa's
-confident learning (``--filter-by``, default the scan's ``prune_by_noise_rate_plus``) and the
-``self_confidence`` label quality score on:
+For each noise set in --data-dir (``cifar10n_<set>_<model>.parquet``, models
+with the same row order; see the README there) it runs the scan's ``cl``
+detector (``ConfidentLearning().detect``: ``--filter-by``, default the scan's
+``prune_by_noise_rate_plus``, with the several-models count floor) and its
+``self_confidence`` score on:
 
-- each model alone (resnet18, swin);
-- both models combined into one matrix by every ``combine_models`` method of
-  :mod:`labelqa.models` (built with ``LabelData.from_arrays([...])``, the path
-  ``load()`` takes);
+- each model alone (resnet18, swin, resnet50d);
+- resnet18 + swin, and all three, combined into one matrix by every
+  ``combine_models`` method of :mod:`labelqa.models` (built with
+  ``LabelData.from_arrays([...])``, the path ``load()`` takes; the default is
+  marked);
 - for reference, per-model results combined afterwards (not a labelqa option):
   the union / intersection of the two models' flags, with the lower / mean
   self-confidence as score;
-- a stress test of the combinations: swin plus a *leaky* resnet18, i.e. one
-  scored partly in-sample, simulated as ``(1 - LEAK) * resnet18 + LEAK *
-  one_hot(given label)`` -- the mistake (a model that saw the rows in
-  training) the combination should survive.
+- a stress test: swin plus a *leaky* resnet18, i.e. one scored partly
+  in-sample, simulated as ``(1 - LEAK) * resnet18 + LEAK * one_hot(given
+  label)`` -- the mistake (a model that saw the rows in training) the
+  combination should survive -- by every method, the default with all three,
+  and the fitted methods with a leak of ``2 * LEAK``.
 
-Against the ground truth ``label != true_label`` it reports precision,
-recall and F1 of the flagged rows, and AUROC and average precision of the
-score (sklearn.metrics; lower score = more suspect). It also reports how
-often the models disagree (argmax) and the error rate on those rows, which is
-what the ``models_disagree`` report column shows.
+Each row names the fitted weights, the count floor and the number of
+in-sample suspects. Against the ground truth ``label != true_label`` it
+reports precision, recall and F1 of the flagged rows, and AUROC and average
+precision of the score (sklearn.metrics; lower score = more suspect). It also
+reports how often the models disagree (argmax) and the error rate on those
+rows, which is what the ``models_disagree`` report column shows.
 
 ``true_label`` is split off right after reading: only ``label`` and
 ``pred_probs`` reach labelqa. The files are read in place and never copied.
