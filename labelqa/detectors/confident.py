@@ -79,6 +79,7 @@ __all__ = [
     "FILTER_METHODS",
     "MIDPOINT_ESTIMATOR",
     "MIDPOINT_METHOD",
+    "NUM_ISSUES_FLOOR_META",
     "PLUS_ESTIMATOR",
     "PLUS_METHOD",
     "SCORE_METHODS",
@@ -90,6 +91,7 @@ __all__ = [
     "find_label_issues",
     "get_label_quality_scores",
     "noise_rate_estimates",
+    "plus_num_issues",
     "per_class_thresholds",
 ]
 
@@ -102,6 +104,9 @@ FILTER_METHODS = (
     "low_self_confidence",
     "low_normalized_margin",
 )
+#: ``LabelData.meta`` key of several models' count floor: the plus rule's ``T`` is at least this
+#: (set by the combination, :func:`labelqa.models.num_issues_floor`; docs/multimodel.md).
+NUM_ISSUES_FLOOR_META = "num_issues_floor"
 #: Multiclass only: the T rows with the lowest normalized margin, T = the
 #: disputed-rows midpoint estimate (see :attr:`Estimates.midpoint_num_issues`
 #: and docs/detection.md).
@@ -468,6 +473,8 @@ class Estimates:
     unc_weight: np.ndarray = None  # type: ignore[assignment]
     #: the dispute-margin trend sums (:func:`trend_sums`); None when the plan did not need them
     trend: np.ndarray | None = None
+    #: several models: the ``T`` of the member fitting the given labels best (:data:`NUM_ISSUES_FLOOR_META`)
+    num_issues_floor: int = 0
 
     def __post_init__(self) -> None:
         if self.unc_weight is None:
@@ -529,9 +536,11 @@ class Estimates:
         ``W`` (:attr:`weighted_disputes`) bounds what the uncertain disputes
         can hold by the model's own margins; ``R`` (:attr:`trend_issues`)
         estimates it from how the confident rows' disputes grow with the
-        model's uncertainty (docs/detection.md).
+        model's uncertainty (docs/detection.md). With several models, at
+        least :attr:`num_issues_floor` (docs/multimodel.md).
         """
-        return self.estimated_num_issues + int(math.floor(min(self.weighted_disputes, self.trend_issues) + 0.5))
+        own = self.estimated_num_issues + int(math.floor(min(self.weighted_disputes, self.trend_issues) + 0.5))
+        return max(own, int(self.num_issues_floor))
 
     def caps(self, min_examples: int) -> np.ndarray:
         """Most rows of each class that may be flagged, keeping ``min_examples`` unflagged."""
@@ -1175,7 +1184,8 @@ class ConfidentRule(RowRule):
         rate_k = np.divide(n - diag, n, out=np.zeros(n.size), where=n > 0)
         estimates = noise_rate_estimates(est)
         chosen = ESTIMATOR_OF.get(self.flag.method, CALIBRATED_ESTIMATOR)
-        return {
+        floor = {"num_issues_floor": est.num_issues_floor} if est.num_issues_floor else {}
+        return floor | {
             "thresholds": [float(t) for t in est.thresholds],
             "confident_joint": est.joint.tolist(),
             "confident_joint_calibrated": cal.tolist(),
@@ -1309,15 +1319,19 @@ class ConfidentLearning(Detector):
     def _ntr(self, n_classes: int) -> np.ndarray | None:
         return _per_class_counts(self.num_to_remove_per_class, n_classes)
 
-    def plan(self, info: DatasetInfo) -> Plan:
-        """Class sums, confident joint, the selection stages of ``filter_by``; then the row rule."""
+    def plan(self, info: DatasetInfo, num_issues_floor: int = 0) -> Plan:
+        """Class sums, confident joint, the selection stages of ``filter_by``; then the row rule.
+
+        ``num_issues_floor``: the least ``T`` of ``prune_by_noise_rate_plus`` (several models' combination).
+        """
         k = info.n_classes
         ntr = self._ntr(k)
         sums: ClassProbSums = yield ClassSumsStep(k)
         thresholds = sums.thresholds()
         p2: JointCounts = yield JointStep(thresholds, trend=self.filter_by == PLUS_METHOD)
         est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy(),
-                        p2.cand_unc.copy(), p2.unc_weight.copy(), p2.trend.copy() if p2.with_trend else None)
+                        p2.cand_unc.copy(), p2.unc_weight.copy(), p2.trend.copy() if p2.with_trend else None,
+                        int(num_issues_floor))
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
         yield from selection_stages(flag)
@@ -1329,7 +1343,8 @@ class ConfidentLearning(Detector):
         Raises:
             LabelqaError: On an invalid parameter or non-multiclass data.
         """
-        self.check(DatasetInfo.of(data))
+        info = DatasetInfo.of(data)
+        self.check(info)
         if data.n_rows == 0:
             empty = np.zeros(0)
             return DetectorResult(
@@ -1337,7 +1352,16 @@ class ConfidentLearning(Detector):
                 suggested=np.zeros(0, dtype=np.int64), suggested_confidence=empty,
                 summary={}, params=self.get_params(),
             )
-        return super().detect(data)
+        floor = int((data.meta or {}).get(NUM_ISSUES_FLOOR_META, 0) or 0)
+        if not floor:
+            return super().detect(data)
+        block = Block.of(data)  # several models: the plan with the best-fitting member's count as the floor of T
+        rule = run_on_block(self.plan(info, num_issues_floor=floor), block)
+        rows = rule.rows(block)
+        return DetectorResult(name=self.name, scores=rows.scores, issues=rows.issues, suggested=rows.suggested,
+                              suggested_confidence=rows.suggested_confidence,
+                              summary=rule.summary(rule.tally(block, rows)), params=self.get_params(),
+                              extra=rows.extra)
 
 
 # --------------------------------------------------------------------------- array API
@@ -1529,3 +1553,13 @@ def get_label_quality_scores(
     options.check(options.OPTIONS["score_method"], method)
     thresholds = ClassProbSums(probs.shape[1]).update(labs, probs).thresholds() if adjust_pred_probs else None
     return _scores(labs, probs, method, adjust=bool(adjust_pred_probs), thresholds=thresholds)
+
+
+def plus_num_issues(labels: Any, pred_probs: Any) -> int:
+    """``T = A + min(W, R)`` of ``prune_by_noise_rate_plus`` for one model's probabilities (docs/detection.md)."""
+    block, info = _array_block(labels, pred_probs)
+    if info.n_rows == 0:
+        return 0
+    rule = run_on_block(ConfidentLearning(filter_by=PLUS_METHOD).plan(info), block)
+    assert isinstance(rule, ConfidentRule)
+    return rule.est.plus_num_issues
