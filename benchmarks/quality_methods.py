@@ -14,9 +14,12 @@ the ratio of the number of rows flagged to the true number of errors
 Datasets (ground truth kept apart from what the detectors see):
 
 - CIFAR-10N (real human noise, ``aggre`` and ``worst``) with each of three
-  models' out-of-sample probabilities, and the models combined by
-  ``labelqa.models.combine_pred_probs`` (default method): resnet18+swin and
-  all three. Read from --data-dir; skipped when absent.
+  models' out-of-sample probabilities, and the models combined into one
+  matrix by ``labelqa.models.combine_pred_probs`` with equal-weight
+  ``geometric`` pooling: resnet18+swin and all three (each method's rule on
+  a fixed combined matrix; the several-models default, ``log_linear`` with the
+  count floor of the scan, is measured by quality_multimodel.py). Read from
+  --data-dir; skipped when absent.
 - Synthetic noise injected into the CIFAR-10N true labels (uniform and
   pair-flip ``k -> k+1``, 10/20/40%, seed 0), scored with the resnet18 and
   swin probabilities (also skipped when the data are absent).
@@ -44,11 +47,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labelqa.detectors.confident import find_label_issues, get_label_quality_scores  # noqa: E402
-from labelqa.models import DEFAULT_COMBINE, combine_pred_probs  # noqa: E402
+from labelqa.models import combine_pred_probs  # noqa: E402
 from labelqa.train.crossval import cross_val_probs  # noqa: E402
 
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "cifar10n"
 CLASSES = np.array(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"])
+#: How the rows of several models are pooled here (fixed, so every method sees the same matrix).
+COMBINE = "geometric"
 MODELS = {"resnet18": "resnet18", "resnet50d": "resnet50d", "swin": "swin_base_patch4_window7_224"}
 METHODS = ("prune_by_noise_rate", "prune_by_noise_rate_plus", "low_normalized_margin", "low_margin_midpoint")
 RATES = (0.1, 0.2, 0.4)
@@ -116,8 +121,8 @@ def cifar_datasets(data_dir: Path):
         for m in MODELS:
             yield f"CIFAR-10N {noise}, {m}", labels, read_out[m][1], is_error
         for combo in (("resnet18", "swin"), tuple(MODELS)):
-            probs = combine_pred_probs([read_out[m][1] for m in combo], DEFAULT_COMBINE, labels=labels)
-            yield f"CIFAR-10N {noise}, {'+'.join(combo)} ({DEFAULT_COMBINE})", labels, probs, is_error
+            probs = combine_pred_probs([read_out[m][1] for m in combo], COMBINE, labels=labels)
+            yield f"CIFAR-10N {noise}, {'+'.join(combo)} ({COMBINE})", labels, probs, is_error
 
 
 def cifar_synthetic(data_dir: Path):

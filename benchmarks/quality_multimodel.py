@@ -1,27 +1,31 @@
-"""Do two models find label errors better than the better one alone? Measured on CIFAR-10N.
+"""Do several models find label errors better than the best one alone? Measured on CIFAR-10N.
 
-For each noise set in --data-dir (``cifar10n_<set>_<model>.parquet``, two
-models with the same row order; see the README there) it runs labelqa's
-confident learning (``--filter-by``, default the scan's ``prune_by_noise_rate_plus``) and the
-``self_confidence`` label quality score on:
+For each noise set in --data-dir (``cifar10n_<set>_<model>.parquet``, models
+with the same row order; see the README there) it runs the scan's ``cl``
+detector (``ConfidentLearning().detect``: ``--filter-by``, default the scan's
+``prune_by_noise_rate_plus``, with the several-models count floor) and its
+``self_confidence`` score on:
 
-- each model alone (resnet18, swin);
-- both models combined into one matrix by every ``combine_models`` method of
-  :mod:`labelqa.models` (built with ``LabelData.from_arrays([...])``, the path
-  ``load()`` takes);
+- each model alone (resnet18, swin, resnet50d);
+- resnet18 + swin, and all three, combined into one matrix by every
+  ``combine_models`` method of :mod:`labelqa.models` (built with
+  ``LabelData.from_arrays([...])``, the path ``load()`` takes; the default is
+  marked);
 - for reference, per-model results combined afterwards (not a labelqa option):
   the union / intersection of the two models' flags, with the lower / mean
   self-confidence as score;
-- a stress test of the combinations: swin plus a *leaky* resnet18, i.e. one
-  scored partly in-sample, simulated as ``(1 - LEAK) * resnet18 + LEAK *
-  one_hot(given label)`` -- the mistake (a model that saw the rows in
-  training) the combination should survive.
+- a stress test: swin plus a *leaky* resnet18, i.e. one scored partly
+  in-sample, simulated as ``(1 - LEAK) * resnet18 + LEAK * one_hot(given
+  label)`` -- the mistake (a model that saw the rows in training) the
+  combination should survive -- by every method, the default with all three,
+  and the fitted methods with a leak of ``2 * LEAK``.
 
-Against the ground truth ``label != true_label`` it reports precision,
-recall and F1 of the flagged rows, and AUROC and average precision of the
-score (sklearn.metrics; lower score = more suspect). It also reports how
-often the models disagree (argmax) and the error rate on those rows, which is
-what the ``models_disagree`` report column shows.
+Each row names the fitted weights, the count floor and the number of
+in-sample suspects. Against the ground truth ``label != true_label`` it
+reports precision, recall and F1 of the flagged rows, and AUROC and average
+precision of the score (sklearn.metrics; lower score = more suspect). It also
+reports how often the models disagree (argmax) and the error rate on those
+rows, which is what the ``models_disagree`` report column shows.
 
 ``true_label`` is split off right after reading: only ``label`` and
 ``pred_probs`` reach labelqa. The files are read in place and never copied.
@@ -47,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labelqa.data import LabelData  # noqa: E402
-from labelqa.detectors.confident import PLUS_METHOD, find_label_issues, get_label_quality_scores  # noqa: E402
+from labelqa.detectors.confident import PLUS_METHOD, ConfidentLearning  # noqa: E402
 from labelqa.models import COMBINE_METHODS, DEFAULT_COMBINE, disagreement_summary, model_disagreement  # noqa: E402
 
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "cifar10n"
@@ -87,8 +91,27 @@ def row(name: str, flags: np.ndarray, scores: np.ndarray, is_error: np.ndarray) 
 
 
 def cl(data: LabelData, filter_by: str) -> tuple[np.ndarray, np.ndarray]:
-    return (find_label_issues(data.labels, data.pred_probs, filter_by=filter_by),
-            get_label_quality_scores(data.labels, data.pred_probs, method="self_confidence"))
+    """The flags and self-confidence scores of the scan's ``cl`` detector (with several models' count floor)."""
+    result = ConfidentLearning(filter_by=filter_by, score_method="self_confidence").detect(data)
+    return result.issues, result.scores
+
+
+def label(prefix: str, method: str, data: LabelData) -> str:
+    """A table row's name: the method, its fitted weights, the count floor and in-sample suspects."""
+    name = f"{prefix}, {method}"
+    notes = []
+    if "model_weights" in data.meta:
+        notes.append("weights " + ", ".join(f"{w:.2f}" for w in data.meta["model_weights"]))
+    if data.meta.get("num_issues_floor"):
+        notes.append(f"count floor {data.meta['num_issues_floor']}")
+    suspects = disagreement_summary(data)["in_sample_suspects"]
+    if suspects:
+        notes.append(f"in-sample suspects: {len(suspects)}")
+    if notes:
+        name += " (" + "; ".join(notes) + ")"
+    if method == DEFAULT_COMBINE:
+        name += " [default]"
+    return name
 
 
 def evaluate(data_dir: Path, noise: str, filter_by: str) -> tuple[list[dict], dict] | None:
@@ -112,12 +135,7 @@ def evaluate(data_dir: Path, noise: str, filter_by: str) -> tuple[list[dict], di
     for method in COMBINE_METHODS:
         data = LabelData.from_arrays(given, probs, classes=CLASSES, combine_models=method,
                                      model_names=list(MODELS))
-        name = f"both, {method}"
-        if "model_weights" in data.meta:
-            name += " (weights " + ", ".join(f"{w:.2f}" for w in data.meta["model_weights"]) + ")"
-        if method == DEFAULT_COMBINE:
-            name += " [default]"
-        rows.append(row(name, *run(data), is_error))
+        rows.append(row(label("both", method, data), *run(data), is_error))
     (f_a, s_a), (f_b, s_b) = alone.values()
     rows.append(row("ref: either model flags (union; min score)", f_a | f_b, np.minimum(s_a, s_b), is_error))
     rows.append(row("ref: both models flag (intersection; mean score)", f_a & f_b, (s_a + s_b) / 2, is_error))
@@ -130,10 +148,7 @@ def evaluate(data_dir: Path, noise: str, filter_by: str) -> tuple[list[dict], di
         rows.append(row("resnet50d alone", *run(LabelData.from_arrays(given, probs3, classes=CLASSES)), is_error))
         for method in COMBINE_METHODS:
             d3 = LabelData.from_arrays(given, [probs[0], probs3, probs[1]], classes=CLASSES, combine_models=method)
-            name = f"all three, {method}"
-            if "model_weights" in d3.meta:
-                name += " (weights " + ", ".join(f"{w:.2f}" for w in d3.meta["model_weights"]) + ")"
-            rows.append(row(name, *run(d3), is_error))
+            rows.append(row(label("all three", method, d3), *run(d3), is_error))
 
     codes = np.asarray(data.labels)
     leaky = ((1 - LEAK) * probs[0]).astype(np.float32)
@@ -141,18 +156,15 @@ def evaluate(data_dir: Path, noise: str, filter_by: str) -> tuple[list[dict], di
     stress = [row("leaky resnet18 alone", *run(LabelData.from_arrays(given, leaky, classes=CLASSES)), is_error)]
     for method in COMBINE_METHODS:
         d = LabelData.from_arrays(given, [leaky, probs[1]], classes=CLASSES, combine_models=method)
-        name = f"swin + leaky resnet18, {method}"
-        if "model_weights" in d.meta:
-            name += " (weights " + ", ".join(f"{w:.2f}" for w in d.meta["model_weights"]) + ")"
-        stress.append(row(name, *run(d), is_error))
-    fully = ((1 - 2 * LEAK) * probs[0]).astype(np.float32)  # a model leaking more: the in-sample guard's case
+        stress.append(row(label("swin + leaky resnet18", method, d), *run(d), is_error))
+    if third.is_file():
+        d = LabelData.from_arrays(given, [leaky, probs3, probs[1]], classes=CLASSES)
+        stress.append(row(label("all three, resnet18 leaky", DEFAULT_COMBINE, d), *run(d), is_error))
+    fully = ((1 - 2 * LEAK) * probs[0]).astype(np.float32)  # a model leaking more
     fully[np.arange(len(codes)), codes] += 2 * LEAK
     for method in ("loss_weighted", "log_linear"):
         d = LabelData.from_arrays(given, [fully, probs[1]], classes=CLASSES, combine_models=method)
-        suspects = disagreement_summary(d)["in_sample_suspects"]
-        name = (f"swin + resnet18 leaking {2 * LEAK:g}, {method} (weights "
-                + ", ".join(f"{w:.2f}" for w in d.meta["model_weights"]) + f"; in-sample suspects: {len(suspects)})")
-        stress.append(row(name, *run(d), is_error))
+        stress.append(row(label(f"swin + resnet18 leaking {2 * LEAK:g}", method, d), *run(d), is_error))
 
     dis = model_disagreement(data.model_pred_probs)["models_disagree"]
     extra = {
@@ -188,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filter-by", default=PLUS_METHOD,
                         help=f"confident-learning flag rule (default {PLUS_METHOD}, the scan default; "
                              "prune_by_noise_rate is cleanlab's)")
+    parser.add_argument("--markdown", action="store_true", help="print markdown tables (the only format)")
     args = parser.parse_args(argv)
     if not args.data_dir.is_dir():
         print(f"skipped: data not found ({args.data_dir})")

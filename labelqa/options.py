@@ -223,8 +223,9 @@ _DECLARED = [
            "unless --classes orders them.", "load", SFE, metavar="PATTERNS", example="p_*"),
     Option("pred_probs", "path", None, "N x K .npy file of predicted probabilities (row order = data order); "
            "repeat for several models.", "load", SFE, repeatable=True),
-    Option("combine_models", "str", "geometric", "How several models' probabilities combine: geometric (default), "
-           "mean, loss_weighted or log_linear (docs/multimodel.md).", "load", SFE,
+    Option("combine_models", "str", "log_linear", "How several models' probabilities combine: log_linear (default: "
+           "weights fitted to the labels, in-sample models held back), geometric, mean or loss_weighted "
+           "(docs/multimodel.md).", "load", SFE,
            choices=("geometric", "mean", "loss_weighted", "log_linear")),
     Option("classes", "values", None, "Comma-separated class names in probability-column order.", "load",
            (S, F, E, T), metavar="A,B,C"),

@@ -83,6 +83,8 @@ _ORIENTATION = "noise_matrix[i][j] = P(given label = classes[i] | true label = c
 #: The report file holding every K x K matrix of the summary (confident joint, noise matrix...), stacked as
 #: one float64 ``(M, K, K)`` array in NumPy's .npy format (``np.load(path, allow_pickle=False)``).
 MATRICES_FILE = "matrices.npy"
+#: Rows per batch of the in-memory issues table handed to report writers (issues.parquet's row group).
+MEMORY_BATCH_ROWS = 1 << 18
 #: Up to this many classes the K x K matrices are also written inline in summary.json (K^2 numbers each);
 #: above it they are ``null`` there and live only in :data:`MATRICES_FILE`, so summary.json stays small at any K.
 MATRIX_INLINE_CLASSES = 20
@@ -243,11 +245,14 @@ def summarize(
     outcomes: Mapping[str, DetectorOutcome],
     options: dict[str, Any],
     models: dict[str, Any] | None = None,
+    matrices: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """The summary.json dict (versioned schema), from aggregates only."""
+    """The summary.json dict (versioned schema), from aggregates only (``matrices``: :func:`summary_matrices`
+    of these outcomes, when the caller already has them)."""
     k = len(classes)
     det = outcomes[primary].summary
-    matrices = summary_matrices(outcomes, primary, k)
+    if matrices is None:
+        matrices = summary_matrices(outcomes, primary, k)
     inline = k <= MATRIX_INLINE_CLASSES
 
     def detector_summary(name: str, summ: dict[str, Any]) -> Any:
@@ -392,61 +397,78 @@ class _Rows:
                                  multilabel=self.multilabel, outliers=outliers)
 
     def table(self, ranks: np.ndarray | None = None) -> pa.Table:
-        data = self.data
-        flags = np.asarray(self.is_label_issue, dtype=bool)
-        # The rank sort releases the GIL: it runs beside the text columns built below (on arrays computed here
-        # first, so the two threads never both fill the same cache entry).
-        quality = self.label_quality
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            rank_job = pool.submit(rank_rows, quality, flags) if ranks is None else None
-            columns = self._row_columns(flags, quality)
-            columns["rank"] = pa.array(rank_job.result() if rank_job is not None else ranks)
+        """The whole issues table (one block of every row)."""
+        return next(self.blocks(max(self.data.n_rows, 1), ranks))
+
+    def blocks(self, block_rows: int, ranks: np.ndarray | None = None) -> Iterator[pa.Table]:
+        """The issues table in blocks of ``block_rows`` rows, in input order, each built when asked for.
+
+        A writer can encode one block while the next is built. The rank sort
+        (global, and it releases the GIL) runs on a side thread beside the
+        first block's text columns; the arrays every block reads are computed
+        here first, so the two threads never both fill the same cache entry.
+        """
         from labelqa.models import disagreement_columns
 
-        for key, values in disagreement_columns(data).items():  # several models: where they disagree
-            columns[key] = pa.array(values)
-        return pa.table(columns)
+        data = self.data
+        n = data.n_rows
+        flags = np.asarray(self.is_label_issue, dtype=bool)
+        quality = self.label_quality
+        self.suggestion()
+        disagreement = disagreement_columns(data)  # several models: where they disagree
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            rank_job = pool.submit(rank_rows, quality, flags) if ranks is None else None
+            for start in range(0, max(n, 1), block_rows):
+                rows = slice(start, min(start + block_rows, n))
+                columns = self._row_columns(flags, quality, rows)
+                if rank_job is not None:
+                    ranks, rank_job = rank_job.result(), None
+                columns["rank"] = pa.array(np.asarray(ranks)[rows])
+                for key, values in disagreement.items():
+                    columns[key] = pa.array(values[rows])
+                yield pa.table(columns)
 
-    def _row_columns(self, flags: np.ndarray, quality: np.ndarray) -> dict[str, pa.Array | None]:
-        """The issues table's columns but ``rank`` (left as a ``None`` placeholder, to keep its position)."""
+    def _row_columns(self, flags: np.ndarray, quality: np.ndarray, rows: slice) -> dict[str, pa.Array | None]:
+        """The issues table's columns for ``rows`` but ``rank`` (a ``None`` placeholder, to keep its position)."""
         data = self.data
         suggested, conf = self.suggestion()
+        size = rows.stop - rows.start
         if self.multilabel:
-            given = class_sets(data.labels, data.classes)
-            suggested_col = class_sets(suggested, data.classes)
+            given = class_sets(data.labels[rows], data.classes)
+            suggested_col = class_sets(suggested[rows], data.classes)
         else:
-            given = class_array(data.labels, data.classes)
-            suggested_col = class_array(suggested, data.classes)
+            given = class_array(data.labels[rows], data.classes)
+            suggested_col = class_array(suggested[rows], data.classes)
         columns: dict[str, pa.Array | None] = {
-            "id": pa.array(data.ids),
+            "id": pa.array(data.ids[rows]),
             "given_label": given,
             "suggested_label": suggested_col,
-            "label_quality": pa.array(np.asarray(quality, dtype=np.float64)),
-            "is_label_issue": pa.array(flags),
-            "rank": None,  # filled in by table()
+            "label_quality": pa.array(np.asarray(quality[rows], dtype=np.float64)),
+            "is_label_issue": pa.array(flags[rows]),
+            "rank": None,  # filled in by blocks()
             "suggested_confidence": pa.array(
-                np.asarray(conf, dtype=np.float64) if conf is not None else np.full(data.n_rows, np.nan)
+                np.asarray(conf[rows], dtype=np.float64) if conf is not None else np.full(size, np.nan)
             ),
-            "detectors": self._detectors_column(),
-            "reason": self._reason_column(),
+            "detectors": self._detectors_column(rows),
+            "reason": self._reason_column(rows),
         }
         if self.multilabel:
             for key in _CLASS_SET_EXTRAS:
-                mats = [r.extra[key] for r in self.results.values() if key in r.extra]
+                mats = [r.extra[key][rows] for r in self.results.values() if key in r.extra]
                 if mats:
-                    columns[key] = class_sets(np.logical_or.reduce(mats) & flags[:, None], data.classes)
+                    columns[key] = class_sets(np.logical_or.reduce(mats) & flags[rows, None], data.classes)
         single = len(self.results) == 1  # its score and flag are label_quality and is_label_issue: not repeated
         for name, res in self.results.items():
             if not single:
-                columns[f"{name}_score"] = pa.array(np.asarray(res.scores, dtype=np.float64))
-                columns[f"{name}_issue"] = pa.array(np.asarray(res.issues, dtype=bool))
+                columns[f"{name}_score"] = pa.array(np.asarray(res.scores[rows], dtype=np.float64))
+                columns[f"{name}_issue"] = pa.array(np.asarray(res.issues[rows], dtype=bool))
             for key in _NAMED_EXTRAS:
                 if key in res.extra and key not in columns:
-                    columns[key] = pa.array(np.asarray(res.extra[key]))
+                    columns[key] = pa.array(np.asarray(res.extra[key][rows]))
         return columns
 
-    def _detectors_column(self) -> pa.Array:
-        """Comma-separated names of the detectors that flagged each row ("" for none).
+    def _detectors_column(self, rows: slice) -> pa.Array:
+        """Comma-separated names of the detectors that flagged each of ``rows`` ("" for none).
 
         Rows are coded by the bitmask of their flags, so only the few distinct
         patterns are turned into strings; only the flagged rows' text is taken,
@@ -456,9 +478,9 @@ class _Rows:
         if len(names) > 62:
             raise ValueError("at most 62 detectors per scan")
         dtype = np.uint8 if len(names) <= 8 else np.int64  # a byte a row for the usual few detectors
-        code = np.zeros(self.data.n_rows, dtype=dtype)
+        code = np.zeros(rows.stop - rows.start, dtype=dtype)
         for bit, res in enumerate(self.results.values()):
-            code |= np.asarray(res.issues, dtype=dtype) << dtype(bit)
+            code |= np.asarray(res.issues[rows], dtype=dtype) << dtype(bit)
         fired = np.flatnonzero(code)
         fired_code = code[fired]
         patterns = np.flatnonzero(np.bincount(fired_code, minlength=1))
@@ -466,15 +488,15 @@ class _Rows:
         lookup = np.zeros(int(patterns[-1]) + 1 if patterns.size else 1, dtype=np.int32)  # pattern -> label index
         lookup[patterns] = np.arange(patterns.size, dtype=np.int32)
         text = pa.array(labels, pa.string()).take(pa.array(lookup[fired_code]))
-        return scatter_text(text, fired, self.data.n_rows)
+        return scatter_text(text, fired, code.size)
 
-    def _reason_column(self) -> pa.Array:
-        """A short human reason for flagged rows ("" for the others).
+    def _reason_column(self, rows: slice) -> pa.Array:
+        """A short human reason for the flagged ones of ``rows`` ("" for the others).
 
         Each detector that fired contributes a phrase; several are joined
         with "; " (Arrow kernels throughout, no per-row Python).
         """
-        idx = np.flatnonzero(self.is_label_issue)
+        idx = rows.start + np.flatnonzero(self.is_label_issue[rows])
         parts = [reasons_for(self.data, res, idx) for res in self.results.values()]
         if len(parts) == 1:
             joined = parts[0]
@@ -490,7 +512,7 @@ class _Rows:
                 rest = np.setdiff1d(np.arange(idx.size), fired)
                 phrase = ensemble.joint_reason(list(self.results.values()), idx[rest], self.relative)
                 joined = pc.if_else(pc.equal(joined, ""), scatter_text(phrase, rest, idx.size), joined)
-        return scatter_text(joined, idx, self.data.n_rows)
+        return scatter_text(joined, idx - rows.start, rows.stop - rows.start)
 
 
 def class_array(codes: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
@@ -558,6 +580,7 @@ class ScanResult:
     _rows_source: RowSource | None = field(default=None, repr=False)
     _views: _Rows | None = field(default=None, init=False, repr=False)
     _top: pa.Table | None = field(default=None, init=False, repr=False)
+    _matrices: dict[str, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.issue_rule not in ensemble.ISSUE_RULES:
@@ -731,11 +754,18 @@ class ScanResult:
         return self._views._cached("issues", lambda: self._views.table())  # type: ignore[union-attr]
 
     def iter_issue_batches(self) -> Iterator[pa.Table]:
-        """The issues table batch by batch, in input order, with global ranks (one batch in memory)."""
+        """The issues table batch by batch, in input order, with global ranks.
+
+        In memory: blocks of :data:`MEMORY_BATCH_ROWS` rows, each built when
+        asked for (a report writer encodes one while the next is built), or
+        the cached table once :meth:`issues_table` has built it.
+        """
         if self._rows_source is not None:
             yield from self._rows_source.issue_batches()
-        else:
+        elif "issues" in self._views._cache:  # type: ignore[union-attr]
             yield self.issues_table()
+        else:
+            yield from self._views.blocks(MEMORY_BATCH_ROWS)  # type: ignore[union-attr]
 
     def top_issues(self, n: int) -> pa.Table:
         """The ``n`` best-ranked flagged rows of the issues table, in rank order.
@@ -832,6 +862,7 @@ class ScanResult:
             outcomes=self.outcomes,
             options=self.options,
             models=models,
+            matrices=self.matrices(),
         )
         if self.gate is not None:
             out["gate"] = self.gate.as_dict()
@@ -843,4 +874,6 @@ class ScanResult:
         Written to :data:`MATRICES_FILE` by :func:`labelqa.write_report`; above
         :data:`MATRIX_INLINE_CLASSES` classes they are ``null`` in :meth:`summary`.
         """
-        return summary_matrices(self.outcomes, self.primary, len(self.classes))
+        if self._matrices is None:  # built once: at K = 1,000 the nested lists take ~0.1 s to turn into arrays
+            self._matrices = summary_matrices(self.outcomes, self.primary, len(self.classes))
+        return self._matrices

@@ -193,7 +193,7 @@ def test_several_models(tmp_path, capsys):
     code, out, err = run(["scan", path, "--pred-probs-col", "a", "--pred-probs-col", "b", "-o", tmp_path / "r"],
                          capsys)
     assert code == 0, err
-    assert "2 combined by geometric" in out
+    assert "2 combined by log_linear" in out
     issues = pq.read_table(tmp_path / "r" / "issues.parquet")
     disagree = issues.column("models_disagree").to_numpy(zero_copy_only=False)
     assert np.array_equal(disagree, p1.argmax(1) != p2.argmax(1))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labelqa.data.build import validated_fields
 from labelqa.data.model import LabelData
@@ -44,3 +46,18 @@ def test_convert_ids_keeps_uint64_beyond_int64_and_decodes_dictionaries():
     big = pa.array([2**63, 2**63 + 1], pa.uint64())
     assert convert_ids(big, 2, "w", "id").dtype == np.uint64
     assert convert_ids(pa.array(["x", "y"]).dictionary_encode(), 2, "w", "id").tolist() == ["x", "y"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(-5, 40), min_size=1, max_size=40), st.booleans(), st.sampled_from(["int64", "int32", "uint8"]))
+def test_integer_ids_pass_exactly_when_distinct(values, sort, dtype):
+    """Increasing ids skip the hash count; any order, any integer type: accepted iff no value repeats."""
+    values = sorted(values) if sort else values
+    if dtype == "uint8":
+        values = [abs(v) for v in values]
+    arr = np.asarray(values, dtype=dtype)
+    if len(set(values)) == len(values):
+        assert convert_ids(arr, len(values), "f, column 'id'", "id").tolist() == values
+    else:
+        with pytest.raises(LabelqaError, match="duplicate ids"):
+            convert_ids(arr, len(values), "f, column 'id'", "id")

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labelqa.data import LabelData
 from labelqa.data.labels import class_codes, label_arrow_type, labels_are_codes, normalize_labels
@@ -86,3 +88,28 @@ def test_codes_or_values():
     assert as_codes and codes.to_pylist() == [1, 0, None]
     codes, as_codes, what = class_codes(pa.array([7, 5]), (5, 7))
     assert not as_codes and codes.to_pylist() == [1, 0] and what == "one of the 2 classes"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(-2, 7), st.none()), min_size=1, max_size=40),
+       st.sampled_from(["range", "shuffled", "gaps", "names"]), st.sampled_from(["int64", "int32", "uint8"]),
+       st.randoms(use_true_random=False))
+def test_class_codes_is_the_index_of_each_label(values, kind, dtype, rnd):
+    """Every path (0..K-1 classes with all labels in range, any other integer classes, class names with labels
+    as codes) gives the label's position in the classes, null where it is not a class."""
+    from labelqa.data.labels import class_codes
+
+    k = 5
+    classes = {"range": list(range(k)), "gaps": [0, 2, 3, 6, 7], "names": list("abcde")}.get(kind)
+    if kind == "shuffled":
+        classes = list(range(k))
+        rnd.shuffle(classes)
+    if dtype == "uint8":
+        values = [None if v is None else abs(v) for v in values]
+    arr = pa.array(values, type=getattr(pa, dtype)())
+    codes, as_codes, _ = class_codes(arr, tuple(classes))
+    if kind == "names":
+        expected = [v if v is not None and 0 <= v < k else None for v in values]
+    else:
+        expected = [classes.index(v) if v in classes else None for v in values]
+    assert codes.to_pylist() == expected and as_codes == (kind == "names")

@@ -9,7 +9,7 @@ import pytest
 
 from labelqa.data import LabelData, load
 from labelqa.errors import LabelqaError
-from labelqa.models import COMBINE_METHODS, combine_pred_probs
+from labelqa.models import COMBINE_METHODS, DEFAULT_COMBINE, combine_pred_probs, log_linear_pool
 
 CLASSES = ["ant", "bee", "cat"]
 LABELS = ["bee", "ant", "cat", "cat", "bee"]
@@ -61,11 +61,13 @@ def test_two_columns_equal_each_alone_combined(two_cols, method):
     assert a.model_pred_probs is None and a.n_models == 1 and "models" not in a.meta
 
 
-def test_default_is_geometric_and_single_model_is_unchanged(two_cols):
+def test_default_is_log_linear_and_single_model_is_unchanged(two_cols):
     d = load(two_cols, pred_probs_col=["resnet", "swin"])
+    assert d.meta["combine_models"] == DEFAULT_COMBINE == "log_linear"
+    np.testing.assert_allclose(d.pred_probs, log_linear_pool([P1, P2], d.meta["model_weights"]))
     g = np.sqrt(np.maximum(P1, 1e-12) * P2)
-    np.testing.assert_allclose(d.pred_probs, g / g.sum(axis=1, keepdims=True))
-    assert d.meta["combine_models"] == "geometric"
+    np.testing.assert_allclose(load(two_cols, pred_probs_col=["resnet", "swin"], combine_models="geometric").pred_probs,
+                               g / g.sum(axis=1, keepdims=True))
     np.testing.assert_allclose(load(two_cols, pred_probs_col=["resnet", "swin"], combine_models="mean").pred_probs,
                                (P1 + P2) / 2)
     # a one-element list is a single model, like the string
@@ -181,7 +183,7 @@ def test_from_arrays_list():
     np.testing.assert_allclose(d.pred_probs, (P1 + P2) / 2)
     assert d.meta["models"] == ["pred_probs[0]", "pred_probs[1]"]
     d = LabelData.from_arrays(LABELS, (P1.tolist(), P2.tolist()), classes=CLASSES, model_names=["a", "b"])
-    assert d.meta["models"] == ["a", "b"] and d.meta["combine_models"] == "geometric"
+    assert d.meta["models"] == ["a", "b"] and d.meta["combine_models"] == DEFAULT_COMBINE
     # a single matrix given as nested lists is still one model
     one = LabelData.from_arrays(LABELS, P1.tolist(), classes=CLASSES)
     assert one.model_pred_probs is None

@@ -1007,3 +1007,59 @@ def test_one_pass_row_state_equals_plain_numpy(k, n, dtype, seed, grid, task_row
     dis = np.flatnonzero(want["disagrees_strictly"])
     assert np.array_equal(rows, dis[np.argsort(labels[dis], kind="stable")])
     assert np.array_equal(np.diff(starts), np.bincount(labels[dis], minlength=k))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([3, 10, cl_module.ROWWISE_ENTROPY_K - 1, cl_module.ROWWISE_ENTROPY_K, 300]),
+       st.integers(1, 700), st.integers(1, 300), st.integers(0, 2**31), st.sampled_from([np.float32, np.float64]))
+def test_trend_sums_add_up_over_any_split_and_match_the_float64_entropy(k, n, cut, seed, dtype):
+    """Each row's rounded entropy does not depend on the chunk (transposed below ROWWISE_ENTROPY_K classes,
+    row-wise from it): the sums of two parts equal the whole's; and they are the float64 definition's
+    ``rint(H / ln K * 2**16)`` up to one unit a row (the rounding of a float32 or reordered sum)."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(k, 0.3), size=n).astype(dtype)
+    probs[rng.random((n, k)) < 0.2] = 0  # zero probabilities: 0 log 0 = 0
+    self_conf, max_prob = probs[:, 0].copy(), probs.max(axis=1)
+    disputed, counted = rng.random(n) < 0.3, rng.random(n) < 0.6
+    whole = cl_module.trend_sums(probs, self_conf, max_prob, disputed, counted)
+    cut = min(cut, n)
+    parts = [cl_module.trend_sums(probs[s], self_conf[s], max_prob[s], disputed[s], counted[s])
+             for s in (slice(0, cut), slice(cut, n))]
+    np.testing.assert_array_equal(parts[0] + parts[1], whole)
+    p64 = probs.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(p64 > 0, p64 * np.log(p64), 0.0).sum(axis=1)
+    x = np.rint(np.clip(ent / math.log(k), 0, 1) * cl_module.TREND_SCALE).astype(np.int64)
+    assert whole[0] == counted.sum() and whole[5] == (~counted).sum()
+    assert abs(int(whole[1]) - int(x[counted].sum())) <= counted.sum()
+    assert abs(int(whole[6]) - int(x[~counted].sum())) <= (~counted).sum()
+
+
+def test_plus_default_streamed_equals_memory_at_many_classes(tmp_path):
+    """From ROWWISE_ENTROPY_K classes the trend's entropy is summed along rows: streamed in 257-row batches
+    the default rule still gives the memory engine's count, trend and flags."""
+    import labelqa
+    import pyarrow.parquet as pq
+
+    from tests.conftest import write_parquet
+
+    k = cl_module.ROWWISE_ENTROPY_K + 16
+    rng = np.random.default_rng(5)
+    n = 4000
+    true = rng.integers(0, k, n)
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), true] += rng.uniform(1, 6, n)  # easy and hard rows
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+    given_ = np.where(rng.random(n) < 0.15, rng.integers(0, k, n), true)
+    path = write_parquet(tmp_path / "many.parquet", given_, probs)
+    summaries, flags = {}, {}
+    for engine, options in (("memory", {}), ("stream", {"batch_size": 257})):
+        with labelqa.scan(str(path), engine=engine, trust_class_order=True, **options) as result:
+            labelqa.write_report(result, tmp_path / engine)
+            summaries[engine] = result.summary()["detectors"]["cl"]["summary"]
+        flags[engine] = pq.read_table(tmp_path / engine / "issues.parquet").column("is_label_issue").to_numpy()
+    for key in ("trend_issues", "estimated_num_issues_weighted", "estimated_noise_rate"):
+        assert summaries["memory"][key] == summaries["stream"][key], key
+    assert summaries["memory"]["trend_issues"] > 0
+    np.testing.assert_array_equal(flags["memory"], flags["stream"])

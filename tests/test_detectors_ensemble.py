@@ -126,3 +126,37 @@ def test_suggestion_prefers_primary_then_run_order():
     sugg, conf = combined_suggestion([b, a, c], "cl", labels)
     assert sugg.tolist() == [1, 2, 3, 0]  # primary wins row 0; nrg (earlier) row 1; aum row 2
     assert conf[0] == 0.9 and conf[1] == 0.4 and np.isnan(conf[2]) and conf[3] == 0.6
+
+
+def first_flagger_suggestion(results, primary, labels):
+    """The module-doc rule written row by row: the first detector (primary, then run order) that flags
+    a row suggests its label and confidence; unflagged rows keep the label and the primary's confidence."""
+    ordered = sorted(results, key=lambda r: r.name != primary)
+    prim = next(r for r in results if r.name == primary)
+    suggested, confidence = np.array(labels, copy=True), np.full(len(labels), np.nan)
+    for i in range(len(labels)):
+        by = next((r for r in ordered if r.issues[i]), None)
+        source = by if by is not None else prim
+        if by is not None:
+            suggested[i] = by.suggested[i]
+        if source.suggested_confidence is not None:
+            confidence[i] = source.suggested_confidence[i]
+    return suggested, confidence
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 3), st.booleans(), st.integers(0, 2**31), st.booleans())
+def test_combined_suggestion_is_the_first_flagger_rule(n, n_det, multilabel, seed, some_without_conf):
+    """Whole columns at once (np.where) give the row-by-row rule, for label codes and label-set rows."""
+    rng = np.random.default_rng(seed)
+    shape = (n, 4) if multilabel else (n,)
+    labels = rng.integers(0, 2 if multilabel else 4, size=shape)
+    results = [res(f"d{i}", rng.random(n), rng.random(n) < 0.4, rng.integers(0, 2 if multilabel else 4, size=shape),
+                   None if some_without_conf and i == n_det - 1 else rng.random(n).astype(np.float32))
+               for i in range(n_det)]
+    primary = results[int(rng.integers(0, n_det))].name
+    sugg, conf = combined_suggestion(results, primary, labels)
+    want_sugg, want_conf = first_flagger_suggestion(results, primary, labels)
+    assert sugg.dtype == labels.dtype and sugg is not labels
+    np.testing.assert_array_equal(sugg, want_sugg)
+    np.testing.assert_array_equal(conf, want_conf)

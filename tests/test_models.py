@@ -12,6 +12,7 @@ from labelqa.data import LabelData
 from labelqa.errors import LabelqaError
 from labelqa.models import (
     COMBINE_METHODS,
+    DEFAULT_COMBINE,
     combine_pred_probs,
     disagreement_columns,
     disagreement_summary,
@@ -84,7 +85,8 @@ def test_mean_and_geometric_do_not_depend_on_model_order(data, rnd):
 
 def test_mean_is_the_average_and_identical_models_are_a_fixed_point():
     np.testing.assert_allclose(combine_pred_probs([A, B], "mean"), (A + B) / 2)
-    np.testing.assert_allclose(combine_pred_probs([A, B]), combine_pred_probs([A, B], "geometric"))  # the default
+    np.testing.assert_allclose(combine_pred_probs([A, B], labels=LABELS),  # the default
+                               combine_pred_probs([A, B], "log_linear", labels=LABELS))
     for method in COMBINE_METHODS:
         if method != "log_linear":
             np.testing.assert_allclose(combine_pred_probs([A, A, A], method, labels=LABELS), A, atol=1e-9)
@@ -111,7 +113,7 @@ def test_weights():
     np.testing.assert_allclose(combine_pred_probs([A, B], "mean", weights=[1, 0]), A)
     for bad in ([1], [-1, 2], [0, 0], [np.nan, 1]):
         with pytest.raises(LabelqaError, match="weight"):
-            combine_pred_probs([A, B], weights=bad)
+            combine_pred_probs([A, B], "mean", weights=bad)
 
 
 def test_loss_weighted_prefers_the_model_that_fits_the_given_labels():
@@ -185,7 +187,7 @@ def test_disagreement_columns_and_summary():
     np.testing.assert_array_equal(cols["models_agree_with_label"], [2, 1, 2, 1])
     assert all(len(v) == 4 for v in cols.values())
     summ = disagreement_summary(data)
-    assert summ["n_models"] == 2 and summ["models"] == ["resnet", "swin"] and summ["combine_models"] == "geometric"
+    assert summ["n_models"] == 2 and summ["models"] == ["resnet", "swin"] and summ["combine_models"] == DEFAULT_COMBINE
     assert summ["rows_disagree"] == 2 and summ["rows_disagree_rate"] == 0.5
     assert summ["agreement_with_given"] == [1.0, 0.5]
     assert summ["mean_model_spread"] == pytest.approx(1.5 / 4)
@@ -235,16 +237,69 @@ def _honest_and_leaky(seed=0, n=3000, k=4, noise=0.1, leak=0.5):
 
 def test_in_sample_check_flags_a_model_that_backs_its_training_labels():
     given, a, b, leaky = _honest_and_leaky()
+    k = a.shape[1]
     honest = in_sample_check([a, b], given, names=["a", "b"])
     assert honest["suspect"] == [False, False]
-    assert max(honest["backs_label_where_others_dispute"]) < 0.5  # out-of-sample: side with the evidence
+    # out-of-sample: each doubts (p < 1/K) most labels the other doubts, far more often than labels at large
+    assert min(honest["doubts_where_others_doubt"]) > 0.5
+    assert min(np.subtract(honest["doubts_where_others_doubt"], honest["doubt_rate"])) > 0.3
     check = in_sample_check([leaky, b], given, names=["leaky", "b"])
     assert check["suspect"] == [True, False]
-    assert check["agreement_with_given"][0] == 1.0 and check["backs_label_where_others_dispute"][0] == 1.0
-    assert check["rows_others_dispute"][0] == int(np.count_nonzero(b.argmax(axis=1) != given))
+    assert check["doubts_where_others_doubt"][0] == 0.0 and check["doubt_rate"][0] == 0.0
+    doubted = int(np.count_nonzero(b[np.arange(len(given)), given] < 1 / k))
+    assert check["rows_others_doubt"] == [doubted, 0] and check["doubts_where_others_doubt"][1] is None
+    # by hand: a model doubting as often as b would doubt none of b's doubted labels with chance (1 - u_b)^R
+    assert check["chance_of_no_doubt"][0] == pytest.approx((1 - doubted / len(given)) ** doubted)
     assert check["mean_log_loss"][0] < check["mean_log_loss"][1]
-    # a model right on every label where a poor one is wrong, but not near-perfect, is no suspect
-    assert in_sample_check([a, np.full_like(a, 0.25) + 1e-3 * b], given)["suspect"] == [False, False]
+    # a model right on every label where a poor one is wrong is no suspect, nor is the poor one
+    poor = np.full_like(a, 0.25) + 1e-3 * b
+    assert in_sample_check([a, poor / poor.sum(axis=1, keepdims=True)], given)["suspect"] == [False, False]
+
+
+def test_in_sample_check_by_hand():
+    """Three rows, K = 2 (doubt: p < 1/2). b doubts rows 0 and 1; a doubts neither; chance (1 - 2/3)^2 = 1/9."""
+    given = np.array([0, 0, 1])
+    a = np.array([[0.6, 0.4], [0.9, 0.1], [0.2, 0.8]])
+    b = np.array([[0.3, 0.7], [0.1, 0.9], [0.4, 0.6]])
+    check = in_sample_check([a, b], given)
+    assert check["rows_others_doubt"] == [2, 0] and check["doubts_where_others_doubt"] == [0.0, None]
+    assert check["doubt_rate"] == [0.0, pytest.approx(2 / 3)]
+    assert check["chance_of_no_doubt"][0] == pytest.approx(1 / 9)
+    assert check["suspect"] == [False, False]  # 1/9 could be chance: too little evidence
+
+
+@pytest.mark.parametrize("leak", [0.3, 0.6])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_in_sample_check_catches_a_partial_leak_and_spares_honest_models(seed, leak):
+    """Injected noise with known truth: a model with ``leak`` of its mass on the given label is the only suspect,
+    with one or two honest models beside it; honest models alone are never suspects."""
+    given, a, b, leaky = _honest_and_leaky(seed=seed, leak=leak, noise=0.2)
+    assert in_sample_check([a, b], given)["suspect"] == [False, False]
+    assert in_sample_check([leaky, b], given)["suspect"] == [True, False]
+    assert in_sample_check([b, leaky, a], given)["suspect"] == [False, True, False]
+    # the weights: the leaky model gets none, the others are fitted without it
+    w = fit_log_linear_weights([leaky, b, a], given)
+    assert w[0] == 0.0 and w[1:].min() > 0
+    np.testing.assert_allclose(w[1:], fit_log_linear_weights([b, a], given))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.0, 0.4), st.integers(2, 6))
+def test_honest_models_are_never_suspects(seed, noise, k):
+    """Property: models that never saw the labels (Dirichlet around the true class, labels flipped at any rate,
+    including none) are no suspects, however they err."""
+    rng = np.random.default_rng(seed)
+    n = 1500
+    true = rng.integers(0, k, n)
+    given = np.where(rng.random(n) < noise, (true + rng.integers(1, k, n)) % k, true)
+    mats = []
+    for strength in (4.0, 1.5, 0.3):  # a good, a fair and a nearly useless model
+        alpha = np.full((n, k), 0.7)
+        alpha[np.arange(n), true] += strength
+        p = rng.gamma(alpha)
+        mats.append(p / p.sum(axis=1, keepdims=True))
+    assert not any(in_sample_check(mats, given)["suspect"])
+    assert not any(in_sample_check(mats[:2], given)["suspect"])
 
 
 def test_a_leaky_model_cannot_take_the_weight():
@@ -315,8 +370,6 @@ def test_log_linear_recovers_the_sharpening_the_labels_need():
     np.testing.assert_allclose(out, p, atol=0.05)  # the pool undoes the flattening
     with pytest.raises(LabelqaError, match="needs the given labels"):
         combine_pred_probs([soft, noise], "log_linear")
-    with pytest.raises(LabelqaError, match="multiclass"):
-        combine_pred_probs([soft, noise], "log_linear", labels=y > 0, task="multilabel")
 
 
 def test_log_linear_holds_an_in_sample_model_back():
@@ -326,3 +379,43 @@ def test_log_linear_holds_an_in_sample_model_back():
     data = LabelData.from_arrays(given, [a, b], combine_models="log_linear")
     assert data.meta["combine_models"] == "log_linear" and len(data.meta["model_weights"]) == 2
     np.testing.assert_allclose(data.pred_probs, log_linear_pool([a, b], data.meta["model_weights"]), rtol=1e-6)
+
+
+def test_log_linear_multilabel_recovers_the_sharpening_the_labels_need():
+    """Multi-label: each cell's label drawn from q; the models are q's logit halved and pure noise: w ~ (2, 0),
+    and the pool is sigmoid(sum_m w_m logit p_m)."""
+    rng = np.random.default_rng(6)
+    n, k = 8000, 3
+    logit_q = rng.normal(0.0, 2.0, (n, k))
+    q = 1 / (1 + np.exp(-logit_q))
+    y = rng.random((n, k)) < q
+    soft = 1 / (1 + np.exp(-logit_q / 2))
+    noise = rng.uniform(0.05, 0.95, (n, k))
+    w = fit_log_linear_weights([soft, noise], y, task="multilabel")
+    assert w[0] == pytest.approx(2.0, abs=0.15) and w[1] < 0.1
+    out = combine_pred_probs([soft, noise], "log_linear", labels=y, task="multilabel")
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    np.testing.assert_allclose(out, 1 / (1 + np.exp(-(w[0] * logit(soft) + w[1] * logit(noise)))), rtol=1e-6)
+    np.testing.assert_allclose(out, q, atol=0.05)
+    data = LabelData.from_arrays(y, [soft, noise], task="multilabel")  # the default holds for multi-label data
+    assert data.meta["combine_models"] == "log_linear" and "model_num_issues" not in data.meta
+    np.testing.assert_allclose(data.pred_probs, out, rtol=1e-6)
+
+
+def test_log_linear_keeps_a_model_that_rules_wrong_labels_out():
+    """Labels 15% flipped. A k-nearest-neighbours-like model gives exact zeros, among them to most wrong labels;
+    the plain likelihood of the given labels would charge it log(1e-12) for each and drop it. Through the noise
+    channel a doubted label costs at most -log(ε / (K - 1)): it keeps the larger weight."""
+    rng = np.random.default_rng(8)
+    n, k = 3000, 3
+    true = rng.integers(0, k, n)
+    given = np.where(rng.random(n) < 0.15, (true + rng.integers(1, k, n)) % k, true)
+    votes = np.eye(k)[true] * 4 + np.eye(k)[rng.integers(0, k, n)]  # 5 neighbours, 4 of them right
+    knn = votes / 5
+    alpha = np.full((n, k), 1.0)
+    alpha[np.arange(n), true] += 1.5
+    soft = rng.gamma(alpha)
+    soft /= soft.sum(axis=1, keepdims=True)
+    assert (knn[np.arange(n), given] == 0).mean() > 0.05  # most of the 15% wrong labels
+    w = fit_log_linear_weights([knn, soft], given)
+    assert w[0] > w[1] and w[0] > 0.5

@@ -151,3 +151,37 @@ def test_detectors_and_reason_columns_match_the_per_row_flags(n, n_det, rule, se
     flags = table.column("is_label_issue").to_pylist()
     assert table.column("reason").null_count == 0
     assert all((text != "") == flag for text, flag in zip(reason, flags))
+
+
+@pytest.mark.parametrize("case", ["one detector", "cl+nrg relative_rank", "cl+nrg primary_or_2", "two models",
+                                  "multi-label"])
+def test_issue_batches_in_blocks_equal_the_whole_table(case, monkeypatch):
+    """In memory the issues table reaches writers in blocks built on demand: concatenated, the blocks are the
+    table built in one piece (ranks global, reasons and detector names per block, every extra column)."""
+    import labelqa.result as result_module
+
+    given_, _, probs, _ = noisy_dataset(n=1000, k=4, seed=3)
+    rng = np.random.default_rng(3)
+    options: dict = {}
+    if case.startswith("cl+nrg"):
+        emb = (np.eye(4)[given_] + rng.normal(0, 0.6, (1000, 4))).astype(np.float32)
+        data = LabelData.from_arrays(given_, probs, embeddings=emb)
+        options = {"detectors": ["cl", "nrg"], "issue_rule": case.split()[1]}
+    elif case == "two models":
+        other = np.clip(probs + rng.normal(0, 0.05, probs.shape), 1e-4, None)
+        data = LabelData.from_arrays(given_, [probs, other / other.sum(axis=1, keepdims=True)])
+    elif case == "multi-label":
+        true_sets = rng.random((1000, 4)) < 0.3
+        ml_probs = np.clip(np.where(true_sets, 0.85, 0.1) + rng.normal(0, 0.08, (1000, 4)), 0.01, 0.99)
+        sets = true_sets ^ (rng.random((1000, 4)) < 0.05)  # 5% of the (row, class) cells flipped
+        data = LabelData.from_arrays(sets, ml_probs, task="multilabel")
+    else:
+        data = LabelData.from_arrays(given_, probs)
+    result = scan(data, **options)
+    monkeypatch.setattr(result_module, "MEMORY_BATCH_ROWS", 97)
+    blocks = list(result.iter_issue_batches())
+    assert len(blocks) == 11 and [b.num_rows for b in blocks[:-1]] == [97] * 10
+    whole = result.issues_table()
+    assert result.n_issues > 0
+    assert pa.concat_tables(blocks).combine_chunks().equals(whole.combine_chunks())
+    assert list(result.iter_issue_batches()) == [whole]  # once built, the cached table is handed out

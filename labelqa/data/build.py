@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from labelqa.models import DEFAULT_COMBINE
 from labelqa.data.arrays import is_list_type, to_arrow_1d, type_name
 from labelqa.data.class_order import check_class_order
 from labelqa.data.classes import check_class_count, given_classes_like, infer_classes, normalize_classes
@@ -61,7 +62,7 @@ def validated_fields(
     meta: dict[str, Any] | None = None,
     task: str = "multiclass",
     embeddings: Any = None,
-    combine_models: str = "geometric",
+    combine_models: str = DEFAULT_COMBINE,
     model_names: Sequence[str] | None = None,
     trust_class_order: bool = False,
 ) -> dict[str, Any]:
@@ -103,8 +104,8 @@ def validated_fields(
         embeddings: Optional N x D feature embeddings: finite, no all-zero
             row; stored as C-contiguous float32 (not copied if already so).
         combine_models: How several models' probabilities combine into
-            ``pred_probs`` (see :mod:`labelqa.models`): ``geometric``
-            (default), ``mean`` or ``loss_weighted``.
+            ``pred_probs`` (see :mod:`labelqa.models`): ``log_linear``
+            (default), ``geometric``, ``mean`` or ``loss_weighted``.
         model_names: Source names of the models when ``pred_probs`` is a list
             of matrices (``"column a"``, ``"file p.npy"``; default
             ``pred_probs[0]``, ``pred_probs[1]``...), for messages and
@@ -269,8 +270,23 @@ def _check_and_combine(
     mats: list[np.ndarray], wheres: list[Where], Y: np.ndarray, rows: Rows, meta: dict[str, Any], *,
     renormalize: bool, multilabel: bool, method: str,
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    """Validate each model like a single matrix, then combine them (one new N x K array)."""
-    from labelqa.models import combine_pred_probs, fit_log_linear_weights, fit_model_weights, log_linear_pool
+    """Validate each model like a single matrix, then combine them (one new N x K array).
+
+    Multiclass: also each model's own error count and the count floor of the
+    combination's flags, the count of the model with the lowest log loss
+    (``meta["model_num_issues"]``, ``meta["num_issues_floor"]``;
+    :func:`labelqa.models.num_issues_floor`).
+    """
+    from labelqa.detectors.confident import NUM_ISSUES_FLOOR_META
+    from labelqa.models import (
+        combine_pred_probs,
+        fit_log_linear_weights,
+        fit_model_weights,
+        in_sample_check,
+        log_linear_pool,
+        member_num_issues,
+        num_issues_floor,
+    )
 
     checked = []
     renormalized_rows = []
@@ -288,19 +304,22 @@ def _check_and_combine(
         meta["renormalized_rows"] = int(max(renormalized_rows))
         meta["model_renormalized_rows"] = [int(r) for r in renormalized_rows]
     task = "multilabel" if multilabel else "multiclass"
+    weights = None
     if method == "loss_weighted":
         weights = fit_model_weights(checked, Y, task=task)
-        meta["model_weights"] = [float(x) for x in weights]
         combined = combine_pred_probs(checked, "mean", weights, task=task)
     elif method == "log_linear":
-        if multilabel:
-            raise LabelqaError("log_linear combines multiclass probabilities only",
-                               "use --combine-models geometric, mean or loss_weighted for multi-label data")
-        weights = fit_log_linear_weights(checked, Y)
-        meta["model_weights"] = [float(x) for x in weights]
-        combined = log_linear_pool(checked, weights)
+        weights = fit_log_linear_weights(checked, Y, task=task)
+        combined = log_linear_pool(checked, weights, task=task)
     else:
         combined = combine_pred_probs(checked, method, task=task)
+    if weights is not None:
+        meta["model_weights"] = [float(x) for x in weights]
+    if not multilabel:
+        counts = member_num_issues(checked, Y)
+        check = in_sample_check(checked, Y)
+        meta["model_num_issues"] = counts
+        meta[NUM_ISSUES_FLOOR_META] = num_issues_floor(counts, check["mean_log_loss"], weights, check["suspect"])
     return combined, tuple(_readonly(m) for m in checked)
 
 

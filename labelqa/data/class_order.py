@@ -27,6 +27,7 @@ import numpy as np
 
 from labelqa.data.rows import format_values
 from labelqa.errors import LabelqaError
+from labelqa.parallel import for_row_blocks
 
 #: A better assignment must explain at least this fraction of the rows more ...
 MIN_GAIN_FRACTION = 0.10
@@ -36,6 +37,8 @@ MIN_GAIN_ROWS = 20
 MIN_BEST_AGREEMENT = 0.5
 #: Above this K the assignment is greedy (a lower bound of the best one, so a trip is still justified).
 MAX_EXACT_K = 2000
+#: About this many probabilities per row block of the models' argmax (blocks run on the shared threads).
+ARGMAX_BLOCK_ELEMENTS = 1 << 20
 #: The option that lets a run go on anyway.
 OVERRIDE = "--trust-class-order (trust_class_order=True)"
 
@@ -43,7 +46,13 @@ OVERRIDE = "--trust-class-order (trust_class_order=True)"
 def label_vs_top_counts(codes: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The non-zero cells of the K x K count matrix (given label, model's top class): ``(labels, tops, counts)``."""
     n, k = pred_probs.shape
-    top = np.asarray(pred_probs).argmax(axis=1).astype(np.int64)
+    probs = np.asarray(pred_probs)
+    top = np.empty(n, dtype=np.intp)
+
+    def block(a: int, b: int) -> None:
+        np.argmax(probs[a:b], axis=1, out=top[a:b])
+
+    for_row_blocks(block, n, max(1, ARGMAX_BLOCK_ELEMENTS // max(k, 1)), elements=n * k)  # both cores
     pairs = np.asarray(codes, dtype=np.int64) * k + top
     if k * k <= 4 * n + (1 << 20):
         counts = np.bincount(pairs, minlength=k * k)

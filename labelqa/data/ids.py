@@ -48,6 +48,10 @@ def convert_ids(ids: Any, n_rows: int, where: str, id_col: str | None) -> np.nda
     if len(arr) != n_rows:
         raise LabelqaError(f"{where}: {len(arr)} ids for {n_rows} rows", hint="give one id per row")
     arr = decode_ids(arr, where, Rows())
+    if pa.types.is_integer(arr.type) and arr.null_count == 0:
+        np_ids = arr.to_numpy(zero_copy_only=False)
+        if np_ids.size < 2 or bool(np.all(np_ids[1:] > np_ids[:-1])):  # increasing ids (the usual): all distinct
+            return np_ids
     n_distinct = pc.count_distinct(arr).as_py()
     if n_distinct != n_rows:
         counts = pc.value_counts(arr)

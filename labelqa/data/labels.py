@@ -73,10 +73,17 @@ def class_codes(values: pa.Array, classes: tuple[Any, ...]) -> tuple[pa.Array, b
     describe a valid value in messages."""
     k = len(classes)
     if labels_are_codes(values.type, classes):
+        bounds = pc.min_max(values).as_py()
+        if values.null_count == 0 and len(values) and bounds["min"] >= 0 and bounds["max"] < k:
+            return values, True, f"a class code 0..{k - 1} for the {k} classes"  # every code valid: no mask
         in_range = pc.and_(pc.greater_equal(values, 0), pc.less(values, k))
         return pc.if_else(in_range, values, pa.scalar(None, pa.int64())), True, \
             f"a class code 0..{k - 1} for the {k} classes"
     if pa.types.is_integer(values.type):
+        if all(is_int_value(c) and int(c) == i for i, c in enumerate(classes)):  # classes 0..K-1: a value is its code
+            bounds = pc.min_max(values).as_py()
+            if values.null_count == 0 and len(values) and bounds["min"] >= 0 and bounds["max"] < k:
+                return pc.cast(values, pa.int64()), False, f"one of the {k} classes"
         value_set = pa.array([c if is_int_value(c) else None for c in classes], type=pa.int64())
     else:
         value_set = pa.array([str(c) for c in classes], type=values.type)
@@ -100,4 +107,4 @@ def encode_labels(
             hint="fix those labels, or pass --classes / --classes-file listing every class "
             "in probability-column order",
         )
-    return codes.to_numpy(zero_copy_only=False).astype(np.int64), as_codes
+    return codes.to_numpy(zero_copy_only=False).astype(np.int64, copy=False), as_codes

@@ -57,6 +57,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from labelqa.models import DEFAULT_COMBINE
 from labelqa.data.build import validated_fields
 from labelqa.data.classes import given_classes
 from labelqa.data.columns import EMBEDDING_WORDS, list_column_to_matrix, parquet_list_column_to_matrix
@@ -86,7 +87,7 @@ def load(
     pred_probs_col: str | Sequence[str] = DEFAULT_PRED_PROBS_COL,
     pred_probs_cols: str | Sequence[str] | None = None,
     pred_probs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
-    combine_models: str = "geometric",
+    combine_models: str = DEFAULT_COMBINE,
     classes: Sequence[Any] | str | None = None,
     classes_file: str | os.PathLike[str] | None = None,
     id_col: str | None = None,
@@ -117,7 +118,7 @@ def load(
         pred_probs: An N x K ``.npy`` file (or a list of them); takes precedence over a
             ``pred_probs_col`` string.
         combine_models: How several models combine into ``pred_probs``:
-            ``"geometric"`` (default), ``"mean"`` or ``"loss_weighted"`` (see
+            ``"log_linear"`` (default), ``"geometric"``, ``"mean"`` or ``"loss_weighted"`` (see
             :mod:`labelqa.models` and ``docs/multimodel.md``).
 
     Several models: ``pred_probs_col`` may be a list of column names and

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from labelqa.data.build import validated_fields
+from labelqa.models import DEFAULT_COMBINE
 
 Task = Literal["multiclass", "multilabel"]
 
@@ -46,8 +47,8 @@ class LabelData:
             (``pred_probs_col=["a", "b"]``, several files, or a list of
             matrices), each model's validated ``(N, K)`` matrix, in the order
             given; ``pred_probs`` is then their combination
-            (``meta["combine_models"]``: ``geometric``, ``mean`` or
-            ``loss_weighted``, see :mod:`labelqa.models`) and
+            (``meta["combine_models"]``: ``log_linear``, ``geometric``, ``mean``
+            or ``loss_weighted``, see :mod:`labelqa.models`) and
             ``meta["models"]`` names their sources (``"column a"``,
             ``"file p.npy"``). ``None`` for a single model. Detectors read
             ``pred_probs``; reports use these to show where the models
@@ -111,7 +112,7 @@ class LabelData:
         source: str | None = None,
         task: Task = "multiclass",
         embeddings: Any = None,
-        combine_models: str = "geometric",
+        combine_models: str = DEFAULT_COMBINE,
         model_names: Any = None,
     ) -> LabelData:
         """Build validated data from in-memory arrays.
@@ -138,8 +139,8 @@ class LabelData:
                 then independent per class, each in [0, 1]).
             embeddings: Optional ``(N, D)`` feature embeddings, stored as
                 float32.
-            combine_models: ``"geometric"`` (default), ``"mean"`` or
-                ``"loss_weighted"``; see :mod:`labelqa.models`.
+            combine_models: ``"log_linear"`` (default), ``"geometric"``, ``"mean"``
+                or ``"loss_weighted"``; see :mod:`labelqa.models`.
             model_names: Names of the models for messages and
                 ``meta["models"]`` (default ``pred_probs[0]``, ...).
 

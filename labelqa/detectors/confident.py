@@ -86,6 +86,7 @@ __all__ = [
     "FILTER_METHODS",
     "MIDPOINT_ESTIMATOR",
     "MIDPOINT_METHOD",
+    "NUM_ISSUES_FLOOR_META",
     "PLUS_ESTIMATOR",
     "PLUS_METHOD",
     "SCORE_METHODS",
@@ -97,6 +98,7 @@ __all__ = [
     "find_label_issues",
     "get_label_quality_scores",
     "noise_rate_estimates",
+    "plus_num_issues",
     "per_class_thresholds",
 ]
 
@@ -109,6 +111,9 @@ FILTER_METHODS = (
     "low_self_confidence",
     "low_normalized_margin",
 )
+#: ``LabelData.meta`` key of several models' count floor: the plus rule's ``T`` is at least this
+#: (set by the combination, :func:`labelqa.models.num_issues_floor`; docs/multimodel.md).
+NUM_ISSUES_FLOOR_META = "num_issues_floor"
 #: Multiclass only: the T rows with the lowest normalized margin, T = the
 #: disputed-rows midpoint estimate (see :attr:`Estimates.midpoint_num_issues`
 #: and docs/detection.md).
@@ -558,6 +563,8 @@ class Estimates:
     unc_weight: np.ndarray = None  # type: ignore[assignment]
     #: the dispute-margin trend sums (:func:`trend_sums`); None when the plan did not need them
     trend: np.ndarray | None = None
+    #: several models: the ``T`` of the member fitting the given labels best (:data:`NUM_ISSUES_FLOOR_META`)
+    num_issues_floor: int = 0
 
     def __post_init__(self) -> None:
         if self.unc_weight is None:
@@ -619,9 +626,11 @@ class Estimates:
         ``W`` (:attr:`weighted_disputes`) bounds what the uncertain disputes
         can hold by the model's own margins; ``R`` (:attr:`trend_issues`)
         estimates it from how the confident rows' disputes grow with the
-        model's uncertainty (docs/detection.md).
+        model's uncertainty (docs/detection.md). With several models, at
+        least :attr:`num_issues_floor` (docs/multimodel.md).
         """
-        return self.estimated_num_issues + int(math.floor(min(self.weighted_disputes, self.trend_issues) + 0.5))
+        own = self.estimated_num_issues + int(math.floor(min(self.weighted_disputes, self.trend_issues) + 0.5))
+        return max(own, int(self.num_issues_floor))
 
     def caps(self, min_examples: int) -> np.ndarray:
         """Most rows of each class that may be flagged, keeping ``min_examples`` unflagged."""
@@ -636,6 +645,11 @@ TREND_SUMS = 7
 TREND_SCALE = 1 << 16
 #: Rows whose trend sums are exact float64 sums (x * x and x * y below 2**32 + 1: partial sums below 2**53).
 _TREND_SUM_ROWS = 1 << 20
+#: From this many classes the trend's entropy is summed along each row instead (a row is long enough for
+#: a vectorised reduction, and a transposed chunk would no longer fit the cache: 200k x 1,000, 1.4 -> 0.3 s).
+ROWWISE_ENTROPY_K = 64
+#: About this many probabilities per row block of that row-wise entropy.
+_ENTROPY_BLOCK_ELEMENTS = 1 << 18
 
 
 def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, disputed: np.ndarray,
@@ -646,19 +660,21 @@ def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, d
     dispute margin ``(m_i - s_i) / (m_i + s_i)`` of a disputed row (0 for the
     others), both rounded to multiples of ``1 / TREND_SCALE``; ``counted``:
     the rows the confident joint counts (some class reaches its threshold).
-    The entropy (:func:`~labelqa.stats.confident.row_entropy`, or ``entropy``
-    when the caller has it) is summed class by class in the probabilities'
-    dtype: each row's value does not depend on the chunk. The margins are
-    computed for the disputed rows only (the others' are 0), and the sums of
-    each :data:`_TREND_SUM_ROWS` rows are float64 sums of whole numbers below
-    2**53: exact, whatever the order of the additions.
+    The entropy is summed class by class in the probabilities' dtype
+    (:func:`~labelqa.stats.confident.row_entropy`, or ``entropy`` when the
+    caller has it), or along each row from :data:`ROWWISE_ENTROPY_K` classes
+    (:func:`_trend_entropy`): either way each row's value does not depend on
+    the chunk. The margins are computed for the disputed rows only (the
+    others' are 0), and the sums of each :data:`_TREND_SUM_ROWS` rows are
+    float64 sums of whole numbers below 2**53: exact, whatever the order of
+    the additions.
     """
     n, k = probs.shape
     out = np.zeros(TREND_SUMS, dtype=np.int64)
     if n == 0:
         return out
     if k > 1 and entropy is None:
-        entropy = row_entropy(probs if probs.dtype.kind == "f" else probs.astype(np.float64))
+        entropy = _trend_entropy(probs if probs.dtype.kind == "f" else probs.astype(np.float64))
     log_k = math.log(k) if k > 1 else 1.0
     dis = np.flatnonzero(disputed)
     margin = dispute_weights(self_conf[dis], max_prob[dis], TREND_SCALE).astype(np.float64)
@@ -685,6 +701,24 @@ def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, d
             totals[i] += int(value)
     out[:] = totals
     return out
+
+
+def _trend_entropy(probs: np.ndarray) -> np.ndarray:
+    """The trend's entropy of each row: class by class (:func:`~labelqa.stats.confident.row_entropy`), or from
+    :data:`ROWWISE_ENTROPY_K` classes summed along the row (numpy's pairwise sum), in blocks of rows."""
+    n, k = probs.shape
+    if k < ROWWISE_ENTROPY_K:
+        return row_entropy(probs)
+    ent = np.empty(n, dtype=probs.dtype)
+    tiny = np.finfo(probs.dtype).tiny
+    step = max(1, _ENTROPY_BLOCK_ELEMENTS // k)
+    for start in range(0, n, step):
+        part = probs[start:start + step]
+        logs = np.maximum(part, tiny)
+        np.log(logs, out=logs)
+        logs *= part
+        np.negative(np.add.reduce(logs, axis=1), out=ent[start:start + step])
+    return ent
 
 
 def trend_count(sums: np.ndarray) -> float:
@@ -1444,7 +1478,8 @@ class ConfidentRule(RowRule):
         rate_k = np.divide(n - diag, n, out=np.zeros(n.size), where=n > 0)
         estimates = noise_rate_estimates(est)
         chosen = ESTIMATOR_OF.get(self.flag.method, CALIBRATED_ESTIMATOR)
-        return {
+        floor = {"num_issues_floor": est.num_issues_floor} if est.num_issues_floor else {}
+        return floor | {
             "thresholds": [float(t) for t in est.thresholds],
             "confident_joint": est.joint.tolist(),
             "confident_joint_calibrated": cal.tolist(),
@@ -1578,15 +1613,19 @@ class ConfidentLearning(Detector):
     def _ntr(self, n_classes: int) -> np.ndarray | None:
         return _per_class_counts(self.num_to_remove_per_class, n_classes)
 
-    def plan(self, info: DatasetInfo) -> Plan:
-        """Class sums, confident joint, the selection stages of ``filter_by``; then the row rule."""
+    def plan(self, info: DatasetInfo, num_issues_floor: int = 0) -> Plan:
+        """Class sums, confident joint, the selection stages of ``filter_by``; then the row rule.
+
+        ``num_issues_floor``: the least ``T`` of ``prune_by_noise_rate_plus`` (several models' combination).
+        """
         k = info.n_classes
         ntr = self._ntr(k)
         sums: ClassProbSums = yield ClassSumsStep(k)
         thresholds = sums.thresholds()
         p2: JointCounts = yield JointStep(thresholds, trend=self.filter_by == PLUS_METHOD)
         est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy(),
-                        p2.cand_unc.copy(), p2.unc_weight.copy(), p2.trend.copy() if p2.with_trend else None)
+                        p2.cand_unc.copy(), p2.unc_weight.copy(), p2.trend.copy() if p2.with_trend else None,
+                        int(num_issues_floor))
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
         if info.gather_rows:
@@ -1600,7 +1639,8 @@ class ConfidentLearning(Detector):
         Raises:
             LabelqaError: On an invalid parameter or non-multiclass data.
         """
-        self.check(DatasetInfo.of(data))
+        info = DatasetInfo.of(data)
+        self.check(info)
         if data.n_rows == 0:
             empty = np.zeros(0)
             return DetectorResult(
@@ -1608,7 +1648,16 @@ class ConfidentLearning(Detector):
                 suggested=np.zeros(0, dtype=np.int64), suggested_confidence=empty,
                 summary={}, params=self.get_params(),
             )
-        return super().detect(data)
+        floor = int((data.meta or {}).get(NUM_ISSUES_FLOOR_META, 0) or 0)
+        if not floor:
+            return super().detect(data)
+        block = Block.of(data)  # several models: the plan with the best-fitting member's count as the floor of T
+        rule = run_on_block(self.plan(info, num_issues_floor=floor), block)
+        rows = rule.rows(block)
+        return DetectorResult(name=self.name, scores=rows.scores, issues=rows.issues, suggested=rows.suggested,
+                              suggested_confidence=rows.suggested_confidence,
+                              summary=rule.summary(rule.tally(block, rows)), params=self.get_params(),
+                              extra=rows.extra)
 
 
 # --------------------------------------------------------------------------- array API
@@ -1800,3 +1849,13 @@ def get_label_quality_scores(
     options.check(options.OPTIONS["score_method"], method)
     thresholds = ClassProbSums(probs.shape[1]).update(labs, probs).thresholds() if adjust_pred_probs else None
     return _scores(labs, probs, method, adjust=bool(adjust_pred_probs), thresholds=thresholds)
+
+
+def plus_num_issues(labels: Any, pred_probs: Any) -> int:
+    """``T = A + min(W, R)`` of ``prune_by_noise_rate_plus`` for one model's probabilities (docs/detection.md)."""
+    block, info = _array_block(labels, pred_probs)
+    if info.n_rows == 0:
+        return 0
+    rule = run_on_block(ConfidentLearning(filter_by=PLUS_METHOD).plan(info), block)
+    assert isinstance(rule, ConfidentRule)
+    return rule.est.plus_num_issues

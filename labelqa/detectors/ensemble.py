@@ -141,17 +141,20 @@ def combined_suggestion(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Suggested label (codes) and its confidence, by the module-doc rule."""
     ordered = sorted(results, key=lambda r: r.name != primary)  # primary first, then run order
-    suggested = np.asarray(labels).copy()
-    confidence = np.full(suggested.shape[0], np.nan)
-    decided = np.zeros(suggested.shape[0], dtype=bool)
-    for res in ordered:
+    labels = np.asarray(labels)
+    suggested = labels
+    confidence = np.full(labels.shape[0], np.nan)
+    decided = np.zeros(labels.shape[0], dtype=bool)
+    for res in ordered:  # np.where over whole columns: a boolean-mask assignment costs several times more
         take = np.asarray(res.issues, dtype=bool) & ~decided
-        suggested[take] = np.asarray(res.suggested)[take]
+        rows = take.reshape(-1, *([1] * (labels.ndim - 1)))  # multi-label: whole label-set rows
+        suggested = np.where(rows, np.asarray(res.suggested), suggested).astype(labels.dtype, copy=False)
         if res.suggested_confidence is not None:
-            confidence[take] = np.asarray(res.suggested_confidence)[take]
+            confidence = np.where(take, np.asarray(res.suggested_confidence, dtype=np.float64), confidence)
         decided |= take
     prim = next(r for r in results if r.name == primary)
     if prim.suggested_confidence is not None:
-        rest = ~decided
-        confidence[rest] = np.asarray(prim.suggested_confidence)[rest]
+        confidence = np.where(decided, confidence, np.asarray(prim.suggested_confidence, dtype=np.float64))
+    if suggested is labels:  # nothing flagged by anyone: still a new array, as callers may write to it
+        suggested = labels.copy()
     return suggested, confidence
