@@ -189,6 +189,15 @@ def _named_totals(named: NamedRows, n_classes: int) -> RowTotals:
     return RowTotals(int(counts.sum()), int(named.labels.size), counts, pairs.sum(axis=1), pairs.sum(axis=0), pairs)
 
 
+def _ranked_issues_piece(block: Block, rules: dict[str, RowRule], primary: str, issue_rule: str,
+                         classes: tuple[Any, ...], task: str, folds: ScoreFolds | None,
+                         index: RankIndex) -> tuple[pa.Table, tuple[Any, ...]]:
+    """:func:`_issues_piece` with the rank index's searches for its rows (:meth:`RankIndex.prepare`), on the
+    worker thread: the consumer only completes them in input order."""
+    table, quality, flags, offset = _issues_piece(block, rules, primary, issue_rule, classes, task, folds)
+    return table, index.prepare(quality, flags, np.arange(offset, offset + flags.size, dtype=np.int64))
+
+
 class RunnerRows:
     """The issues table of an out-of-core scan, recomputed batch by batch by its runner."""
 
@@ -211,6 +220,14 @@ class RunnerRows:
         """Each batch's rows with their global ranks (and, with several detectors, dataset-wide relative ranks)."""
         self.index.restart()
         rank_col = None
+        if self.runner.engine == "stream":  # threads of this process share the finished index
+            for table, prepared in self.runner.map(_ranked_issues_piece, self.rules, self.primary, self.issue_rule,
+                                                   self.info.classes, self.info.task, self.folds, self.index,
+                                                   name="issues"):
+                if rank_col is None:
+                    rank_col = table.column_names.index("rank")
+                yield table.set_column(rank_col, "rank", pa.array(self.index.ranks_of(prepared)))
+            return
         for table, quality, flags, offset in self.runner.map(_issues_piece, self.rules, self.primary,
                                                              self.issue_rule, self.info.classes, self.info.task,
                                                              self.folds, name="issues"):

@@ -12,6 +12,8 @@ scores earlier in the input)``. With a single batch the index simply holds
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["RankIndex", "rank_rows"]
@@ -167,35 +169,51 @@ class RankIndex:
 
     def ranks(self, scores: np.ndarray, flags: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Ranks of one batch; batches must come in input order (call :meth:`restart` before each walk)."""
+        return self.ranks_of(self.prepare(scores, flags, positions))
+
+    def prepare(self, scores: np.ndarray, flags: np.ndarray, positions: np.ndarray) -> tuple[Any, ...]:
+        """The searches behind one batch's ranks, which read the finished index only (any thread, any order).
+
+        :meth:`ranks_of` then completes them, batch after batch in input order.
+        """
         if self._single_ranks is not None:
             start, ranks = self._single_ranks
-            return ranks[positions - start] if positions.size != ranks.size else ranks
+            return (ranks[positions - start] if positions.size != ranks.size else ranks,)
         flags = np.asarray(flags, dtype=bool)
         out = np.empty(scores.size, dtype=np.int64)
         if flags.any():
             out[flags] = self.flag_rank[np.searchsorted(self.flag_pos, positions[flags])]
         unf = ~flags
         s = np.asarray(scores[unf], dtype=self.dtype)
-        # Keys sorted once (stable: equal scores keep input order) serve both searches, which then walk the
-        # big arrays in order, and make the tied rows of each repeated value one run already in input order.
+        # Keys sorted once (stable: equal scores keep input order) walk the big array in order, and make the
+        # tied rows of each repeated value one run already in input order.
         order = stable_argsort(s)
         keys = s[order]
         start_of = np.searchsorted(self.sorted, keys, side="left")  # where each score's run starts
         r = self.n_flagged + 1 + start_of
+        sd = heads = within = None
         if self.has_ties and keys.size:
             # a score is tied when its run holds a second value (every fed score is in ``sorted``)
             nxt = np.minimum(start_of + 1, self.sorted.size - 1)
             hit = (start_of + 1 < self.sorted.size) & _same(self.sorted[nxt], keys)
+            r_hit = np.flatnonzero(hit)
             sd = start_of[hit]  # non-decreasing
-            if sd.size:
-                start = np.r_[True, sd[1:] != sd[:-1]]
-                heads = np.flatnonzero(start)
-                at = np.arange(sd.size)
-                first = heads[np.cumsum(start) - 1]
-                r[hit] += self.seen[sd] + (at - first)
-                self.seen[sd[heads]] += np.diff(np.r_[heads, sd.size])  # each value once: no add.at
-        ranked = np.empty(keys.size, dtype=np.int64)
+            start = np.r_[True, sd[1:] != sd[:-1]] if sd.size else np.zeros(0, dtype=bool)
+            heads = np.flatnonzero(start)
+            within = np.arange(sd.size) - heads[np.cumsum(start) - 1]  # place among this batch's equal scores
+            r[r_hit] += within
+            within = r_hit
+        return out, unf, order, r, sd, heads, within
+
+    def ranks_of(self, prepared: tuple[Any, ...]) -> np.ndarray:
+        """Ranks of one batch from :meth:`prepare`: the rows tied with earlier batches' counted (input order)."""
+        if len(prepared) == 1:
+            return prepared[0]
+        out, unf, order, r, sd, heads, tied_rows = prepared
+        if sd is not None and sd.size:
+            r[tied_rows] += self.seen[sd]
+            self.seen[sd[heads]] += np.diff(np.r_[heads, sd.size])  # each value once: no add.at
+        ranked = np.empty(r.size, dtype=np.int64)
         ranked[order] = r
-        r = ranked
-        out[unf] = r
+        out[unf] = ranked
         return out
