@@ -410,11 +410,15 @@ class GroupedTop:
         if m == 0 or c.size == 0 or c.max() <= 0:
             return (*empty, np.empty(0, dtype=np.int64)) if columns else empty
         top = int(c.max())
-        if top >= m:
-            rows = np.repeat(np.arange(c.size), m)
-            keep = c[rows] > 0
-            out = rows[keep], vals.ravel()[keep]
-            return (*out, np.tile(np.arange(m), c.size)[keep]) if columns else out
+        if top >= m:  # every value of the rows, but those that cannot reach their group's cut (see _bound)
+            keep = np.broadcast_to((c > 0)[:, None], vals.shape)
+            bound = self._bound
+            if bound is not None:
+                b = bound[np.asarray(groups, dtype=np.int64)][:, None]
+                keep = keep & ~((vals < -b) if self.largest else (vals > b))
+            rows, cols = np.nonzero(keep)
+            out = rows, vals[rows, cols]
+            return (*out, cols) if columns else out
         narrowed = narrowed_beyond(vals, c, largest=self.largest, columns=columns)  # long rows: no sorted window
         if narrowed is not None:
             return narrowed
