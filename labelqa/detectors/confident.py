@@ -1053,8 +1053,10 @@ class FlagRule:
                 self.selected = (strict + equal).reshape(k, k)
             if stage == "cuts" and self._names_rows:
                 self._settle(acc)
+                acc.tops.clear()  # read: free their values before the gathered rows are joined
                 if self.flag_positions is not None and "rows" in acc.gathered:
                     self.named = acc.gathered["rows"].named(self.flag_positions, self.est.class_counts)
+                acc.gathered.clear()
         elif stage == "pbnr ties":
             self.allow_ties = ~(self.need_count & (acc.counts["union"] > self.caps))
         elif stage == "global":
@@ -1299,14 +1301,16 @@ class GatheredRows:
 
     def __init__(self) -> None:
         self.index = RankIndex()
-        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        #: the disputed rows' positions, labels, suggestions and scores, a list of block pieces each
+        self.parts: tuple[list[np.ndarray], ...] = ([], [], [], [])
 
     def empty(self) -> GatheredRows:
         return GatheredRows()
 
     def merge(self, other: GatheredRows) -> GatheredRows:
         self.index.merge(other.index)
-        self.parts += other.parts
+        for mine, theirs in zip(self.parts, other.parts):
+            mine += theirs
         return self
 
     def add(self, rs: _BlockRows, scores: np.ndarray) -> None:
@@ -1319,16 +1323,16 @@ class GatheredRows:
         at = rows + rs.offset
         held = scores[rows]
         narrow = held.astype(np.float32)
-        self.parts.append((at.astype(np.int32) if rs.offset + rs.n < 2**31 else at, rs.labels[rows].astype(codes),
-                           _suggestions(rs, rows).astype(codes),
-                           narrow if np.array_equal(narrow, held, equal_nan=True) else held))
+        for column, piece in zip(self.parts, (at.astype(np.int32) if rs.offset + rs.n < 2**31 else at,
+                                              rs.labels[rows].astype(codes), _suggestions(rs, rows).astype(codes),
+                                              narrow if np.array_equal(narrow, held, equal_nan=True) else held)):
+            column.append(piece)
 
     def named(self, flagged_positions: np.ndarray, class_counts: np.ndarray) -> NamedRows | None:
         """The rows of the index and totals once the flagged rows are named (``None`` if one was not gathered)."""
-        if not self.parts:
+        if not self.parts[0]:
             return None
-        positions, labels, suggested, scores = (np.concatenate(col) for col in zip(*self.parts))
-        self.parts = []
+        positions, labels, suggested, scores = (self._joined(i) for i in range(4))  # pieces freed as joined
         marked = np.zeros(int(class_counts.sum()), dtype=bool)  # a byte a row: one lookup per disputed row
         marked[flagged_positions] = True
         flagged = marked[positions]
@@ -1337,11 +1341,20 @@ class GatheredRows:
             return None
         index = self.index
         calm = ~flagged
-        index.add(scores[calm].astype(np.float64), np.zeros(int(np.count_nonzero(calm)), dtype=bool), positions[calm])
-        index.add(scores[flagged].astype(np.float64), np.ones(flagged_positions.size, dtype=bool),
-                  positions[flagged].astype(np.int64))
+        n_calm = int(np.count_nonzero(calm))
+        # unflagged rows need no position (a view of one zero stands for them); scores stay in their narrow type
+        index.add(scores[calm], np.zeros(n_calm, dtype=bool), np.broadcast_to(np.int64(0), (n_calm,)))
+        del calm
+        index.add(scores[flagged], np.ones(flagged_positions.size, dtype=bool), positions[flagged].astype(np.int64))
         return NamedRows(index, labels[flagged].astype(np.int64), suggested[flagged].astype(np.int64),
                          class_counts.copy())
+
+    def _joined(self, column: int) -> np.ndarray:
+        """One column of the disputed rows in one array; its pieces are dropped."""
+        pieces = self.parts[column]
+        out = np.concatenate(pieces)
+        pieces.clear()
+        return out
 
 
 def _position_mask(positions: np.ndarray, offset: int, n: int) -> np.ndarray:

@@ -70,10 +70,35 @@ def bound_freed_memory() -> bool:
 
 
 def release_arrow_memory() -> None:
-    """Hand the Arrow memory pool's unused pages back to the system (mimalloc and jemalloc keep them)."""
+    """Hand the Arrow memory pool's unused pages, and glibc's free heap pages (:func:`trim_heap`), back to the
+    system (mimalloc and jemalloc keep them)."""
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
+    trim_heap()
+
+
+_malloc_trim: Any = None
+
+
+def trim_heap() -> None:
+    """Hand glibc's free heap pages back to the system (``malloc_trim(0)``; nothing off glibc).
+
+    Batch-sized arrays are mapped on their own (:func:`bound_freed_memory`), but the many smaller ones a
+    batch leaves (a selection's candidates, a rank index's parts) are freed into the heap, whose free
+    pages between live blocks glibc keeps: at 16M x 10 that held ~100 MB more at the peak.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+            _malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 def info_of(src: Source) -> DatasetInfo:
@@ -155,6 +180,7 @@ class StreamRunner:
                     del item
                     if len(pending) >= lanes:  # one batch per lane in flight, besides the reader's queue
                         renormalized += pending.popleft().result()
+                        trim_heap()
                 while pending:
                     renormalized += pending.popleft().result()
             finally:
@@ -166,6 +192,7 @@ class StreamRunner:
         merged = partials[0]
         for lane in partials[1:]:
             merged = [step.merge(a, b) for step, a, b in zip(steps, merged, lane)]
+        trim_heap()
         self.passes.append(", ".join(s.name for s in steps))
         return merged
 

@@ -142,11 +142,15 @@ class RankIndex:
         fp = np.concatenate(self._fp) if self._fp else np.empty(0, dtype=np.int64)
         self._fs, self._fp = [], []
         order = np.lexsort((fp, fs))
+        del fs
         frank = np.empty(fp.size, dtype=np.int64)
         frank[order] = np.arange(1, fp.size + 1)
+        del order
         by_pos = np.argsort(fp, kind="stable")
         self.flag_pos = fp[by_pos]
+        del fp
         self.flag_rank = frank[by_pos]
+        del frank, by_pos  # (each temporary freed once used: the peak of a large index is its sorted scores)
         s = np.empty(sum(part.size for part in self._unflagged), dtype=self.dtype)
         at = 0
         while self._unflagged:  # fill one array, freeing each part as it is copied (no second copy of all)
@@ -157,9 +161,19 @@ class RankIndex:
         s.sort()
         self.sorted = s
         # Tied scores are runs of ``s`` (NaN ties NaN, as in rank_rows' sort). A run is named by where it starts,
-        # which the search for a score finds anyway: ``seen[start]`` counts its rows already ranked.
-        self.has_ties = bool(s.size > 1 and _same(s[1:], s[:-1]).any())
-        self.seen = np.zeros(s.size if self.has_ties else 0, dtype=np.int64 if s.size >= 2**31 else np.int32)
+        # which the search for a score finds anyway; ``seen[i]`` counts the rows already ranked of the i-th run.
+        index_type = np.int64 if s.size >= 2**31 else np.int32
+        repeats = np.equal(s[1:], s[:-1])  # s[i + 1] repeats s[i]; NaN sorts last, so only the tail can be NaN
+        if s.size and np.isnan(s[-1]):
+            nan_from = int(np.searchsorted(s, np.nan))  # NaN ties NaN, as in rank_rows' sort
+            repeats[nan_from:] = True
+        starts = repeats.copy()  # a run of ties starts where s repeats and did not just before
+        starts[1:] &= ~repeats[:-1]
+        del repeats
+        self.tie_starts = np.flatnonzero(starts).astype(index_type)
+        del starts
+        self.has_ties = bool(self.tie_starts.size)
+        self.seen = np.zeros(self.tie_starts.size, dtype=index_type)
         return self
 
     def restart(self) -> None:
@@ -197,7 +211,7 @@ class RankIndex:
             nxt = np.minimum(start_of + 1, self.sorted.size - 1)
             hit = (start_of + 1 < self.sorted.size) & _same(self.sorted[nxt], keys)
             r_hit = np.flatnonzero(hit)
-            sd = start_of[hit]  # non-decreasing
+            sd = np.searchsorted(self.tie_starts, start_of[hit])  # which tied run (non-decreasing)
             start = np.r_[True, sd[1:] != sd[:-1]] if sd.size else np.zeros(0, dtype=bool)
             heads = np.flatnonzero(start)
             within = np.arange(sd.size) - heads[np.cumsum(start) - 1]  # place among this batch's equal scores
