@@ -152,3 +152,17 @@ def test_the_light_row_pass_equals_the_joint_pass(problem, pick):
         assert np.array_equal(a, b)
     assert np.array_equal(light.joint, full.joint)  # the joint pass after the light one: the same figures
     assert np.array_equal(light.agrees, full.agrees) and np.array_equal(light.guess, full.guess)
+
+
+def test_beyond_the_gathering_limit_the_ranks_get_their_own_pass(monkeypatch):
+    """Above GATHER_ROWS_MAX rows the cuts pass gathers no scores: a ranks pass, and the same results."""
+    import labelqa.run.driver as driver
+
+    given_, _t, probs, _ = noisy_dataset(n=3000, k=10, noise=0.12, seed=11)
+    data = LabelData.from_arrays(given_, probs.astype(np.float32))
+    bounds = list(range(0, 3000, 257)) + [3000]
+    gathered, _ = assert_same_as_unsettled(monkeypatch, data, bounds, filter_by=PLUS_METHOD)
+    monkeypatch.setattr(driver, "GATHER_ROWS_MAX", 2999)
+    own_pass, _ = assert_same_as_unsettled(monkeypatch, data, bounds, filter_by=PLUS_METHOD)
+    assert "ranks" not in gathered and own_pass == ["class sums", "confident joint", "selection (cuts)", "ranks",
+                                                    "issues"]
