@@ -529,7 +529,7 @@ class GroupedTop:
         v = -key if self.largest else key
         self._g, self._v, self._pending = [g], [v], g.size
         self._i = [ids] if ids is not None else []
-        self._budget = max(self._budget, g.size + g.size // 4)  # room for a quarter as much again before the next
+        self._budget = max(self._budget, g.size + g.size // 2)  # room for half as much again before the next
         self._compacted = True
         return g, key
 
