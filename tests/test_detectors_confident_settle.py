@@ -114,9 +114,11 @@ def test_flags_by_position_equal_the_mask_rule_per_block(filter_by):
     given_, _t, probs, _ = noisy_dataset(n=4000, k=5, noise=0.15, seed=4)
     probs = probs.astype(np.float32)
     data = LabelData.from_arrays(given_, probs)
+    import dataclasses
+
     det = ConfidentLearning(filter_by=filter_by)
     whole = Block.of(data)
-    rule = run_on_block(det.plan(DatasetInfo.of(data)), whole)
+    rule = run_on_block(det.plan(dataclasses.replace(DatasetInfo.of(data), gather_rows=True)), whole)
     flag = rule.flag
     assert flag.flag_positions is not None
     expected = flag.flags(_block_rows(whole, rule.est.thresholds))

@@ -849,6 +849,7 @@ class FlagRule:
         #: GatheredRows), and ``named`` holds what the driver's ranks pass would count when the rows were named
         self.scoring: tuple[str, bool] | None = None
         self.named: NamedRows | None = None
+        self.name_pbnr_rows = False
 
     # ---- planning ------------------------------------------------------------
     def _pick(self, count: int, n: int, largest: bool = False, dtype: np.dtype | None = None) -> Pick:
@@ -873,8 +874,10 @@ class FlagRule:
 
     @property
     def _names_rows(self) -> bool:
-        """Whether the cuts pass keeps each PBNR candidate's position (PBNR and PLUS_METHOD: flags by position)."""
-        return self.method in ("prune_by_noise_rate", PLUS_METHOD)
+        """Whether the cuts pass keeps each PBNR candidate's position (flags by position): PLUS_METHOD (its own
+        passes fold into the cuts pass), and PBNR when later passes read the data again (``name_pbnr_rows``;
+        in memory the margins' masks cost less than the positions)."""
+        return self.method == PLUS_METHOD or (self.method == "prune_by_noise_rate" and self.name_pbnr_rows)
 
     @property
     def _plus_target(self) -> int:
@@ -1641,8 +1644,9 @@ class ConfidentLearning(Detector):
                         int(num_issues_floor))
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
-        if info.gather_rows:
+        if info.gather_rows:  # out of core: later passes read the data again
             flag.scoring = (self.score_method, bool(self.adjust_pred_probs))
+            flag.name_pbnr_rows = True
         yield from selection_stages(flag)
         return ConfidentRule(est, flag, self.score_method, bool(self.adjust_pred_probs))
 
