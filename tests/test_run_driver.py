@@ -142,7 +142,10 @@ def assert_same_as_memory(data: LabelData, make, runner: ArrayRunner) -> None:
     mem = scan_memory(data, [make()])
     messages: list[str] = []
     got = scan_out_of_core(runner, make(), source=None, meta=dict(data.meta), progress=messages.append)
-    assert messages[-1].endswith("ranks and totals") and len(runner.passes) == len(messages)
+    if messages[-1] == "ranks and totals from the last pass":  # one detector that gathered its rows on the way
+        assert len(runner.passes) == len(messages) - 1
+    else:
+        assert messages[-1].endswith("ranks and totals") and len(runner.passes) == len(messages)
     table = pa.concat_tables(list(got.iter_issue_batches()))
     want = mem.issues_table()
     assert table.schema.equals(want.schema)

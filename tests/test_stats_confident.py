@@ -343,6 +343,27 @@ def test_row_top_equals_numpy_argmax_and_max(k, n, dtype, seed, chunk):
 
 
 @FAST
+@given(st.integers(1, 40), st.integers(0, 500), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31),
+       st.sampled_from([3, 100, 16384]), st.booleans())
+def test_row_max_equals_numpy_max(k, n, dtype, seed, chunk, given_out):
+    from labelqa.stats.confident import row_max, row_top
+
+    rng = np.random.default_rng(seed)
+    probs = (rng.integers(0, 4, size=(n, k)) / 3).astype(dtype)  # ties everywhere
+    if n > 2:
+        probs[rng.integers(0, n), rng.integers(0, k)] = np.nan  # a NaN row's maximum is NaN
+        probs[rng.integers(0, n)] = -0.0
+        probs[rng.integers(0, n), rng.integers(0, k)] = -np.inf
+    out = np.full(n, 7, dtype=dtype) if given_out else None
+    with chunk_rows("_CHUNK_ROWS", chunk):
+        best = row_max(probs, out=out)
+        _, top_best = row_top(probs)
+    assert best.dtype == probs.dtype and (out is None or best is out)
+    assert np.array_equal(best, probs.max(axis=1), equal_nan=True)
+    assert np.array_equal(best.view(np.uint8), top_best.view(np.uint8))  # bit for bit the row pass's maxima
+
+
+@FAST
 @given(st.integers(1, 30), st.integers(1, 400), st.integers(0, 2**31), st.sampled_from([1, 5, 1 << 20]))
 def test_class_sums_exact_in_any_chunking(k, n, seed, rows):
     """The float64 bincount of whole numbers equals the int64 sums (np.add.at), whatever the chunk size."""

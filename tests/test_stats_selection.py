@@ -283,6 +283,75 @@ def test_grouped_top_update_rows_and_reduce_rows(data, largest, cuts, via_reduce
     assert reducer.fed.sum() == 0  # reducing is read-only
 
 
+def ref_kept(counts, groups, values, largest) -> list[set]:
+    """Per group, the indices of the values a top keeps: at or beyond the cut when complete, else every one."""
+    out = []
+    for g, c in enumerate(counts):
+        at = np.flatnonzero(groups == g)
+        if c <= 0:
+            out.append(set())
+            continue
+        complete, cut, _, _ = ref_cut(values[at], int(c), largest)
+        if not complete:
+            out.append(set(at.tolist()))
+        else:
+            beyond = values[at] >= cut if largest else values[at] <= cut
+            out.append(set(at[beyond].tolist()))
+    return out
+
+
+@SETTINGS
+@given(data=row_matrices(), largest=st.booleans(), cuts=st.lists(st.integers(0, 8), max_size=3),
+       order=st.randoms(use_true_random=False), min_rows=st.sampled_from([1, 4096]), peek=st.booleans())
+def test_grouped_top_ids_name_the_values_at_or_beyond_each_cut(data, largest, cuts, order, min_rows, peek):
+    """Ids fed beside the values (reduced rows with their columns, merged in any order) name exactly the kept values."""
+    import labelqa.stats.selection as sel
+
+    counts, rows, matrix, dtype = data
+    m = matrix.shape[1]
+    ids = np.arange(rows.size * m).reshape(rows.size, m) * 3 + 7  # any integers, one per value
+    template = GroupedTop(counts, largest=largest, dtype=dtype, ids=True)
+    parts = []
+    old = sel.PREFILTER_MIN_ROWS
+    sel.PREFILTER_MIN_ROWS = min_rows
+    try:
+        for a, b in split_points(rows.size, cuts):
+            part = template.empty()
+            r, values, cols = template.reduce_rows(rows[a:b], matrix[a:b], columns=True)
+            plain = template.reduce_rows(rows[a:b], matrix[a:b])
+            assert sorted(zip(r.tolist(), values.tolist())) == sorted(zip(plain[0].tolist(), plain[1].tolist()))
+            assert np.array_equal(matrix[a:b][r, cols], values)
+            part.add_reduced(rows[a:b], m, r, values, ids[a:b][r, cols])
+            if peek:
+                part.cuts()
+            parts.append(part)
+    finally:
+        sel.PREFILTER_MIN_ROWS = old
+    parts = parts or [template.empty()]
+    perm = list(range(len(parts)))
+    order.shuffle(perm)
+    top = merge_in_order(parts, perm)
+    groups, values, got_ids = top.kept()
+    flat_groups, flat_values = np.repeat(rows, m), matrix.ravel()
+    want = ref_kept(counts, flat_groups, flat_values, largest)
+    for g in range(counts.size):
+        assert set(((got_ids[groups == g] - 7) // 3).tolist()) == want[g]
+    assert np.array_equal(flat_values[(got_ids - 7) // 3], values)
+    assert_cuts_equal(top, counts, flat_groups, flat_values, largest)
+
+
+def test_grouped_top_ids_are_required_and_checked():
+    top = GroupedTop(np.array([1]), ids=True)
+    with pytest.raises(ValueError, match="ids"):
+        top.update(np.array([0]), np.array([0.5]))
+    with pytest.raises(ValueError, match="ids"):
+        top.merge(GroupedTop(np.array([1])))
+    with pytest.raises(ValueError, match="no ids"):
+        GroupedTop(np.array([1])).kept()
+    top.update(np.array([0, 0]), np.array([0.5, 0.2]), np.array([10, 11]))
+    assert top.kept()[2].tolist() == [11]
+
+
 def test_grouped_top_reduce_rows_keeps_ties_outside_the_window():
     """Row values tied with the c-th but beyond the partition window are counted too."""
     counts = np.array([2, 3])

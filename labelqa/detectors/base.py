@@ -44,14 +44,42 @@ __all__ = [
     "Detector",
     "DetectorResult",
     "DetectorRows",
+    "NamedRows",
     "Plan",
     "RowRule",
     "SelectStep",
     "Step",
     "add_tallies",
+    "lockless_cached_property",
     "run_on_block",
     "selection_stages",
 ]
+
+
+class lockless_cached_property:  # noqa: N801 - used as a decorator, like functools.cached_property
+    """:func:`functools.cached_property` without its lock: computed on first use, then an instance attribute.
+
+    On Python 3.11 ``cached_property`` holds one lock per *property*, shared
+    by every instance: two threads computing it for two different blocks
+    (the streaming runner's lanes) ran one after the other. Per-block row
+    state needs no lock: each block is worked on by one thread, and a plan
+    computes a property before it hands the block's classes to threads.
+    """
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = self.fn(obj)
+        obj.__dict__[self.name] = value  # shadows this (non-data) descriptor from now on
+        return value
 
 
 @dataclass(eq=False)
@@ -103,12 +131,16 @@ class DatasetInfo:
         classes: Class values in probability-column order.
         task: ``"multiclass"`` or ``"multilabel"``.
         prob_dtype: dtype of the probability blocks (float32 or float64).
+        gather_rows: The runner would rather the plan gathered its rows' scores
+            in its last pass (:meth:`RowRule.named_rows`) than read the data
+            once more to rank them: set out of core with one detector.
     """
 
     n_rows: int
     classes: tuple[Any, ...]
     task: str = "multiclass"
     prob_dtype: np.dtype = np.dtype(np.float64)
+    gather_rows: bool = False
 
     @property
     def n_classes(self) -> int:
@@ -247,8 +279,36 @@ class DetectorRows:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass(eq=False)
+class NamedRows:
+    """What a rows pass would count of a detector's rows, gathered by its plan's last pass (see :meth:`RowRule.named_rows`).
+
+    Attributes:
+        index: Every row's score (the detector's label quality) and flag, fed
+            (:class:`~labelqa.stats.ranks.RankIndex`, not finished).
+        labels: Given labels of the flagged rows.
+        suggested: Suggested labels of the flagged rows.
+        class_counts: Rows given each class.
+        tallies: The summed :meth:`RowRule.tally` of every row.
+    """
+
+    index: Any
+    labels: np.ndarray
+    suggested: np.ndarray
+    class_counts: np.ndarray
+    tallies: dict[str, Any] = field(default_factory=dict)
+
+
 class RowRule:
     """The end of a plan: per-row outputs of any block, and the detector's summary."""
+
+    def named_rows(self) -> NamedRows | None:
+        """Its rows' scores, flags and suggestions when the plan gathered them already (else ``None``).
+
+        With one detector, the driver then needs no pass to rank the rows and
+        count the totals: the plan's last pass did it on the way.
+        """
+        return None
 
     def rows(self, block: Block) -> DetectorRows:
         """Scores, flags and suggestions of the block's rows."""

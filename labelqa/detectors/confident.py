@@ -48,12 +48,14 @@ from labelqa.detectors.base import (
     Detector,
     DetectorResult,
     DetectorRows,
+    NamedRows,
     Plan,
     RowRule,
     Step,
+    lockless_cached_property,
+    run_on_block,
     selection_stages,
 )
-from labelqa.detectors.base import run_on_block
 from labelqa import options
 from labelqa.errors import LabelqaError
 from labelqa.parallel import MIN_PARALLEL_ELEMENTS, for_row_blocks, row_ranges, thread_map
@@ -66,9 +68,14 @@ from labelqa.stats.confident import (
     estimate_latent,
     noise_rate,
     round_rows,
+    row_entropy,
+    row_max,
+    row_top,
     scale_rows_to,
+    SMALL_K,
 )
 from labelqa.stats.noise_interval import noise_rate_interval
+from labelqa.stats.ranks import RankIndex
 from labelqa.stats.selection import Cut, GroupedTop, Pick, Selections
 
 __all__ = [
@@ -179,29 +186,86 @@ def _chunks(n_rows: int, n_cols: int) -> Iterator[slice]:
 
 # --------------------------------------------------------------------------- per-row state of a block
 class _BlockRows:
-    """Per-row quantities of one block, computed once per block (and thresholds).
+    """Per-row quantities of one block, each computed once per block (and thresholds), when first asked for.
 
-    One threaded pass over the matrix (:func:`_confident_joint`) gives the confident
-    joint, the guesses, the row maxima, the agreement masks and the block's
-    candidate tallies.
+    The statistics pass asks for the confident joint: one threaded pass over
+    the matrix (:func:`_confident_joint`) gives it with the guesses, the row
+    maxima, the agreement masks and the block's candidate tallies. A
+    selection pass over a fresh batch needs only the agreement masks: a
+    lighter pass gives them (:func:`_agreement`, the same values); a rows
+    pass whose flags are named by position needs neither.
     """
 
     def __init__(self, block: Block, thresholds: np.ndarray) -> None:
+        self.offset = int(block.offset)
         self.labels = np.asarray(block.labels, dtype=np.int64)
         self.probs = block.pred_probs
         self.n, self.k = self.probs.shape
         self.thresholds = thresholds
         self.self_conf = self_confidence(block)
-        self.max_prob = np.empty(self.n, dtype=self.probs.dtype)
-        #: ``p_{i,s_i} >= max_k p_ik - 1e-6``: the prediction agrees with the label (ties favour the label)
-        self.agrees = np.empty(self.n, dtype=bool)
-        #: ``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class
-        self.disagrees_strictly = np.empty(self.n, dtype=bool)
-        self._row_outputs = _RowOutputs(self.self_conf, self.agrees, self.disagrees_strictly)
-        self.joint, self.guess, self.tallies, self.unc_weight = _confident_joint(
-            self.labels, self.probs, thresholds, self.max_prob, self._row_outputs)
+        #: fill each row's entropy in the joint pass (for the trend: its transposed chunks serve both)
+        self.entropy_wanted = False
+        self._entropy: np.ndarray | None = None
 
-    @cached_property
+    @lockless_cached_property
+    def _joint_pass(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(joint, guess, tallies, unc_weight)`` (:func:`_confident_joint`); fills the agreement masks too."""
+        if "_rows" in self.__dict__:
+            max_prob, rows = self._rows
+            rows = _RowOutputs(rows.self_conf, np.empty_like(rows.agrees), np.empty_like(rows.disagrees_strictly))
+            max_prob = np.empty_like(max_prob)  # written again, equal: the masks above stay as they were
+        else:
+            max_prob = np.empty(self.n, dtype=self.probs.dtype)
+            rows = _RowOutputs(self.self_conf, np.empty(self.n, dtype=bool), np.empty(self.n, dtype=bool))
+            self.__dict__["_rows"] = (max_prob, rows)
+        if self.entropy_wanted and self.probs.dtype.kind == "f" and self.k <= SMALL_K:
+            self._entropy = np.empty(self.n, dtype=self.probs.dtype)
+        return _confident_joint(self.labels, self.probs, self.thresholds, max_prob, rows, self._entropy)
+
+    @lockless_cached_property
+    def _rows(self) -> tuple[np.ndarray, _RowOutputs]:
+        """``(max_prob, row outputs)``: from the joint pass when it ran first, else the lighter :func:`_agreement`."""
+        return _agreement(self.labels, self.probs, self.self_conf)
+
+    @property
+    def joint(self) -> np.ndarray:
+        return self._joint_pass[0]
+
+    @property
+    def guess(self) -> np.ndarray:
+        """Each row's guessed true label (-1: no confident class)."""
+        return self._joint_pass[1]
+
+    @property
+    def tallies(self) -> np.ndarray:
+        return self._joint_pass[2]
+
+    @property
+    def unc_weight(self) -> np.ndarray:
+        return self._joint_pass[3]
+
+    @property
+    def max_prob(self) -> np.ndarray:
+        """Row maxima, in the probabilities' dtype."""
+        return self._rows[0]
+
+    @property
+    def agrees(self) -> np.ndarray:
+        """``p_{i,s_i} >= max_k p_ik - 1e-6``: the prediction agrees with the label (ties favour the label)."""
+        return self._rows[1].agrees
+
+    @property
+    def disagrees_strictly(self) -> np.ndarray:
+        """``max_k p_ik > p_{i,s_i}``: the only rows with a positive margin for some other class."""
+        return self._rows[1].disagrees_strictly
+
+    def guesses(self, rows: np.ndarray) -> np.ndarray:
+        """:attr:`guess` of some rows, without the joint pass over the block when it has not run (same values)."""
+        if "_joint_pass" in self.__dict__:
+            return self.guess[rows]
+        return ConfidentJointCounts(self.k).update(self.labels[rows], self.probs[rows], self.thresholds)
+
+    @lockless_cached_property
     def trend(self) -> np.ndarray:
         """The block's :data:`TREND_SUMS` dispute-margin trend sums (:func:`trend_sums`), on threads for large blocks.
 
@@ -209,20 +273,22 @@ class _BlockRows:
         """
         disputed = ~self.agrees
         counted = self.guess >= 0
+        entropy = self._entropy
 
         def one(sl: slice) -> np.ndarray:
-            return trend_sums(self.probs[sl], self.self_conf[sl], self.max_prob[sl], disputed[sl], counted[sl])
+            return trend_sums(self.probs[sl], self.self_conf[sl], self.max_prob[sl], disputed[sl], counted[sl],
+                              None if entropy is None else entropy[sl])
 
         tasks = [slice(a, b) for a, b in row_ranges(self.n, _JOINT_TASK_ROWS)]
         parts = thread_map(one, tasks, parallel=self.probs.size >= MIN_PARALLEL_ELEMENTS)
         return sum(parts, np.zeros(TREND_SUMS, dtype=np.int64))
 
-    @cached_property
+    @lockless_cached_property
     def off_diagonal(self) -> np.ndarray:
         """Rows counted off the diagonal of the raw confident joint."""
         return (self.guess >= 0) & (self.guess != self.labels)
 
-    @cached_property
+    @lockless_cached_property
     def groups(self) -> tuple[np.ndarray, np.ndarray]:
         """``(order, starts)``: rows sorted stably by label; class k is ``order[starts[k]:starts[k+1]]``."""
         k = self.k
@@ -235,7 +301,7 @@ class _BlockRows:
         order, starts = self.groups
         return order[starts[k] : starts[k + 1]]
 
-    @cached_property
+    @lockless_cached_property
     def disagreeing_groups(self) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, starts)``: the rows with ``max_k p_ik > p_{i,s_i}``, grouped stably by label (a share of the block).
 
@@ -243,7 +309,7 @@ class _BlockRows:
         pieces (task order, then class order keeps every group ascending).
         """
         k = self.k
-        parts = self._row_outputs.disagreeing_parts
+        parts = self._rows[1].disagreeing_parts
         sizes = sum((size for _, size in parts), np.zeros(k, dtype=np.int64))
         starts = np.concatenate([[0], np.cumsum(sizes)])
         if parts and k * len(parts) <= _MAX_JOINED_PIECES:
@@ -259,7 +325,7 @@ class _BlockRows:
         rows, starts = self.disagreeing_groups
         return rows[starts[k] : starts[k + 1]]
 
-    @cached_property
+    @lockless_cached_property
     def normalized_margin(self) -> np.ndarray:
         return _normalized_margin(self.labels, self.probs)
 
@@ -324,11 +390,12 @@ def _small_int(k: int) -> type:
 
 def _confident_joint(
     labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, max_prob: np.ndarray | None = None,
-    rows: _RowOutputs | None = None,
+    rows: _RowOutputs | None = None, entropy: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight)``.
 
-    Fills ``max_prob`` (row maxima) when given. With ``rows``, also fills the agreement masks and
+    Fills ``max_prob`` (row maxima) and ``entropy`` (:func:`~labelqa.stats.confident.row_entropy`) when
+    given. With ``rows``, also fills the agreement masks and
     returns, per given class, ``tallies`` ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it,
     with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
     of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own
@@ -343,7 +410,8 @@ def _confident_joint(
         counts = ConfidentJointCounts(k)
         lab = labels[sl]
         g = guess[sl]
-        g[:] = counts.update(lab, probs[sl], thresholds, row_max=None if max_prob is None else max_prob[sl])
+        g[:] = counts.update(lab, probs[sl], thresholds, row_max=None if max_prob is None else max_prob[sl],
+                             entropy=None if entropy is None else entropy[sl])
         if rows is None:
             return counts.joint, None, None, None
         sc, mx = rows.self_conf[sl], max_prob[sl]  # type: ignore[index]
@@ -381,6 +449,26 @@ def _confident_joint(
             weight += w
             rows.disagreeing_parts.append(dis)  # type: ignore[union-attr]
     return joint, guess, tallies, weight
+
+
+def _agreement(labels: np.ndarray, probs: np.ndarray, self_conf: np.ndarray) -> tuple[np.ndarray, _RowOutputs]:
+    """``(max_prob, row outputs)``: the row maxima and agreement masks of :func:`_confident_joint`, without the joint.
+
+    The same values (row maxima over transposed chunks at small K,
+    :func:`~labelqa.stats.confident.row_max`); the rows that disagree
+    strictly come as one part grouped stably by label.
+    """
+    n, k = probs.shape
+    max_prob = np.empty(n, dtype=probs.dtype)
+    for_row_blocks(lambda a, b: row_max(probs[a:b], out=max_prob[a:b]), n, _JOINT_TASK_ROWS, elements=probs.size)
+    agrees = np.greater_equal(self_conf.astype(np.float64, copy=False),
+                              max_prob.astype(np.float64, copy=False) - AGREEMENT_TOLERANCE)
+    strictly = np.greater(max_prob, self_conf)
+    strict = np.flatnonzero(strictly)
+    strict_labels = labels[strict]
+    order = np.argsort(strict_labels.astype(_small_int(k), copy=False), kind="stable")
+    rows = _RowOutputs(self_conf, agrees, strictly, [(strict[order], np.bincount(strict_labels, minlength=k))])
+    return max_prob, rows
 
 
 # --------------------------------------------------------------------------- statistics passes
@@ -424,6 +512,8 @@ class JointCounts:
         self.unc_weight = np.zeros(k, dtype=np.int64) if self.unc_weight is None else self.unc_weight
 
     def update(self, rs: _BlockRows) -> JointCounts:
+        if self.with_trend:
+            rs.entropy_wanted = True  # from the joint pass's transposed chunks, if it has not run yet
         self.joint += rs.joint
         # rs.tallies columns, all disagreeing rows: on C's diagonal, off it, not counted in C
         self.cand_png += rs.tallies.sum(axis=1)
@@ -553,8 +643,8 @@ TREND_SUMS = 7
 #: Fixed-point unit of the trend's x and y (2**-16): products stay below 2**32, so int64 sums of up to
 #: 2**31 rows are exact, whatever the batching.
 TREND_SCALE = 1 << 16
-#: Rows per transposed chunk of the trend's entropy (K x 16,384 floats stay in the L2 cache).
-_TREND_CHUNK_ROWS = 1 << 14
+#: Rows whose trend sums are exact float64 sums (x * x and x * y below 2**32 + 1: partial sums below 2**53).
+_TREND_SUM_ROWS = 1 << 20
 #: From this many classes the trend's entropy is summed along each row instead (a row is long enough for
 #: a vectorised reduction, and a transposed chunk would no longer fit the cache: 200k x 1,000, 1.4 -> 0.3 s).
 ROWWISE_ENTROPY_K = 64
@@ -563,52 +653,72 @@ _ENTROPY_BLOCK_ELEMENTS = 1 << 18
 
 
 def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, disputed: np.ndarray,
-               counted: np.ndarray) -> np.ndarray:
+               counted: np.ndarray, entropy: np.ndarray | None = None) -> np.ndarray:
     """The trend's :data:`TREND_SUMS` integer sums over one chunk of rows.
 
     ``x_i`` = the normalized entropy ``H(p_i) / ln K`` and ``y_i`` = the
     dispute margin ``(m_i - s_i) / (m_i + s_i)`` of a disputed row (0 for the
     others), both rounded to multiples of ``1 / TREND_SCALE``; ``counted``:
     the rows the confident joint counts (some class reaches its threshold).
-    The entropy is summed class by class over a transposed copy (in the
-    probabilities' dtype), or along each row from :data:`ROWWISE_ENTROPY_K`
-    classes: either way each row's value does not depend on the chunk.
+    The entropy is summed class by class in the probabilities' dtype
+    (:func:`~labelqa.stats.confident.row_entropy`, or ``entropy`` when the
+    caller has it), or along each row from :data:`ROWWISE_ENTROPY_K` classes
+    (:func:`_trend_entropy`): either way each row's value does not depend on
+    the chunk. The margins are computed for the disputed rows only (the
+    others' are 0), and the sums of each :data:`_TREND_SUM_ROWS` rows are
+    float64 sums of whole numbers below 2**53: exact, whatever the order of
+    the additions.
     """
     n, k = probs.shape
     out = np.zeros(TREND_SUMS, dtype=np.int64)
     if n == 0:
         return out
-    dtype = probs.dtype if probs.dtype.kind == "f" else np.dtype(np.float64)
-    ent = np.zeros(n, dtype=dtype)
-    tiny = np.finfo(dtype).tiny
-    if k >= ROWWISE_ENTROPY_K:  # long rows: each row's sum along the row (pairwise), blocks of rows
-        step = max(1, _ENTROPY_BLOCK_ELEMENTS // k)
-        for start in range(0, n, step):
-            part = probs[start:start + step].astype(dtype, copy=False)
-            logs = np.maximum(part, tiny)
-            np.log(logs, out=logs)
-            logs *= part
-            np.negative(np.add.reduce(logs, axis=1), out=ent[start:start + step])
-        n_chunks = 0
-    else:
-        n_chunks = n
-    for start in range(0, n_chunks, _TREND_CHUNK_ROWS):  # short rows: cache-sized transposed chunks
-        stop = min(start + _TREND_CHUNK_ROWS, n)
-        cols = np.ascontiguousarray(probs[start:stop].T, dtype=dtype)  # (K, rows)
-        logs = np.maximum(cols, tiny)
-        np.log(logs, out=logs)
-        logs *= cols  # 0 * log(tiny) = 0: 0 log 0 = 0
-        part = ent[start:stop]
-        for row in logs:  # a fixed order per element, whatever the chunk
-            part -= row
-    x = np.rint(np.clip(ent.astype(np.float64) / math.log(k), 0.0, 1.0) * TREND_SCALE).astype(np.int64) if k > 1 \
-        else np.zeros(n, dtype=np.int64)
-    y = dispute_weights(self_conf, max_prob, TREND_SCALE) * disputed
-    xc, yc = x[counted], y[counted]
-    out[:5] = (xc.size, xc.sum(), yc.sum(), (xc * xc).sum(), (xc * yc).sum())
-    xu = x[~counted]
-    out[5:] = (xu.size, xu.sum())
+    if k > 1 and entropy is None:
+        entropy = _trend_entropy(probs if probs.dtype.kind == "f" else probs.astype(np.float64))
+    log_k = math.log(k) if k > 1 else 1.0
+    dis = np.flatnonzero(disputed)
+    margin = dispute_weights(self_conf[dis], max_prob[dis], TREND_SCALE).astype(np.float64)
+    margin_counted = np.asarray(counted, dtype=bool)[dis]
+    totals = [0] * TREND_SUMS
+    for start in range(0, n, _TREND_SUM_ROWS):
+        stop = min(start + _TREND_SUM_ROWS, n)
+        if k > 1:  # whole numbers <= 2**16
+            x = np.rint(np.clip(entropy[start:stop].astype(np.float64) / log_k, 0.0, 1.0) * TREND_SCALE)
+        else:
+            x = np.zeros(stop - start)
+        here = np.asarray(counted[start:stop], dtype=bool)
+        xc = x[here]
+        a, b = np.searchsorted(dis, (start, stop))
+        on = margin_counted[a:b]
+        y = margin[a:b][on]
+        xc_sum = float(xc.sum())
+        xy = x[dis[a:b][on] - start]
+        xy *= y
+        xc *= xc
+        # (not np.dot: BLAS starts its own threads for every small vector, and these run on threads already)
+        for i, value in enumerate((np.count_nonzero(here), xc_sum, y.sum(), xc.sum(), xy.sum(),
+                                   here.size - np.count_nonzero(here), float(x.sum()) - xc_sum)):
+            totals[i] += int(value)
+    out[:] = totals
     return out
+
+
+def _trend_entropy(probs: np.ndarray) -> np.ndarray:
+    """The trend's entropy of each row: class by class (:func:`~labelqa.stats.confident.row_entropy`), or from
+    :data:`ROWWISE_ENTROPY_K` classes summed along the row (numpy's pairwise sum), in blocks of rows."""
+    n, k = probs.shape
+    if k < ROWWISE_ENTROPY_K:
+        return row_entropy(probs)
+    ent = np.empty(n, dtype=probs.dtype)
+    tiny = np.finfo(probs.dtype).tiny
+    step = max(1, _ENTROPY_BLOCK_ELEMENTS // k)
+    for start in range(0, n, step):
+        part = probs[start:start + step]
+        logs = np.maximum(part, tiny)
+        np.log(logs, out=logs)
+        logs *= part
+        np.negative(np.add.reduce(logs, axis=1), out=ent[start:start + step])
+    return ent
 
 
 def trend_count(sums: np.ndarray) -> float:
@@ -730,6 +840,16 @@ class FlagRule:
         self.plus_extra = 0  # PLUS_METHOD: rows to add to prune_by_noise_rate's
         self.plus_cut: Cut | None = None
         self.plus_counts: dict[str, np.ndarray] = {}
+        #: prune_by_noise_rate's rows by global position (sorted), once the cuts pass settled them (see _settle)
+        self.pbnr_positions: np.ndarray | None = None
+        self.plus_settled = False  # PLUS_METHOD: the extra rows' cut is known
+        #: every flagged row by global position (sorted), when the selections named them all: flags by lookup
+        self.flag_positions: np.ndarray | None = None
+        #: ``(score_method, adjust)`` of the row rule: the cuts pass then also gathers every row's score (see
+        #: GatheredRows), and ``named`` holds what the driver's ranks pass would count when the rows were named
+        self.scoring: tuple[str, bool] | None = None
+        self.named: NamedRows | None = None
+        self.name_pbnr_rows = False
 
     # ---- planning ------------------------------------------------------------
     def _pick(self, count: int, n: int, largest: bool = False, dtype: np.dtype | None = None) -> Pick:
@@ -752,6 +872,18 @@ class FlagRule:
     def _pbnr(self) -> bool:
         return self.method in ("prune_by_noise_rate", "both", PLUS_METHOD)
 
+    @property
+    def _names_rows(self) -> bool:
+        """Whether the cuts pass keeps each PBNR candidate's position (flags by position): PLUS_METHOD (its own
+        passes fold into the cuts pass), and PBNR when later passes read the data again (``name_pbnr_rows``;
+        in memory the margins' masks cost less than the positions)."""
+        return self.method == PLUS_METHOD or (self.method == "prune_by_noise_rate" and self.name_pbnr_rows)
+
+    @property
+    def _plus_target(self) -> int:
+        """PLUS_METHOD's ``T`` rows to flag in all, ``frac_noise`` applied."""
+        return int(np.rint(self.frac * self.est.plus_num_issues))
+
     def stages(self) -> Iterator[tuple[str, Selections]]:
         """The selection stages, in order; each is fed every block, then :meth:`finish` ed."""
         m, est = self.method, self.est
@@ -763,8 +895,18 @@ class FlagRule:
                 first.picks[("pbc", int(c))] = self._pick(totals[c], self.n_k[c])
         if self._pbnr:
             self.cells = noise_cells(est, self.frac, self.ntr, self.min_ex)
+            # positions as int32 while they fit (4 bytes a kept value less)
+            ids_dtype = np.int32 if int(est.class_counts.sum()) < 2**31 - 1 else np.int64
             if self.cells.any():
-                first.tops["pbnr"] = GroupedTop(self.cells.ravel(), largest=True, dtype=self.dtype)
+                first.tops["pbnr"] = GroupedTop(self.cells.ravel(), largest=True, dtype=self.dtype,
+                                                ids=self._names_rows, ids_dtype=ids_dtype)
+            if m == PLUS_METHOD and self.ntr is None and self._plus_target > 0:
+                # The T lowest self-confidences of the disputed rows, by position: the extra rows' cut lies among
+                # them (see _settle), so the plus count and plus passes are not needed.
+                first.tops["plus candidates"] = GroupedTop(np.array([self._plus_target]), dtype=self.dtype, ids=True,
+                                                           ids_dtype=ids_dtype)
+            if self._names_rows and self.scoring is not None:
+                first.gathered["rows"] = GatheredRows()
         if m in ("confident_learning", "predicted_neq_given"):
             counts = est.cand_cl if m == "confident_learning" else est.cand_png
             totals = self.ntr if self.ntr is not None else np.rint(self.frac * counts).astype(np.int64)
@@ -783,7 +925,7 @@ class FlagRule:
                         first.picks[("elig", int(c))] = self._pick(self.caps[c], self.n_k[c], dtype=self._low_dtype())
         if first:
             yield "cuts", first
-        if self._pbnr:
+        if self._pbnr and self.pbnr_positions is None:
             full = Selections()
             for c, j in zip(*np.nonzero((self.cells > 0) & ~self.resolved)):
                 full.picks[("pbnr", int(c), int(j))] = self._pick(self.cells[c, j], self.n_k[c], largest=True)
@@ -793,7 +935,7 @@ class FlagRule:
             if need.any():
                 self.need_count = need
                 yield "pbnr ties", Selections(counts={"union": np.zeros(est.n_classes, dtype=np.int64)})
-        if m == PLUS_METHOD and self.ntr is None:
+        if m == PLUS_METHOD and self.ntr is None and not self.plus_settled:
             yield from self._plus_stages()
         if self._low and self.ntr is None and self.total > 0:
             n_elig = 0
@@ -806,10 +948,10 @@ class FlagRule:
         """PLUS_METHOD after PBNR: count its flags and the other disputed rows, cap per class, one global cut."""
         k = self.est.n_classes
         zeros = np.zeros(k, dtype=np.int64)
-        yield "plus count", Selections(counts={"pbnr": zeros.copy(), "other": zeros.copy()})
+        if not self.plus_counts:  # known already when the cuts pass named prune_by_noise_rate's rows
+            yield "plus count", Selections(counts={"pbnr": zeros.copy(), "other": zeros.copy()})
         flagged, other = self.plus_counts["pbnr"], self.plus_counts["other"]
-        target = int(np.rint(self.frac * self.est.plus_num_issues))
-        self.plus_extra = max(target - int(flagged.sum()), 0)
+        self.plus_extra = max(self._plus_target - int(flagged.sum()), 0)
         if self.plus_extra == 0 or not other.any():
             return
         room = np.maximum(self.caps - flagged, 0)  # keep min_examples_per_class rows of every class unflagged
@@ -833,6 +975,57 @@ class FlagRule:
                 rows = rows[other[rows]]
                 other[rows] = cut.select(rs.self_conf[rows])
         return other
+
+    def _settle(self, acc: Selections) -> None:
+        """After the cuts pass: name prune_by_noise_rate's rows, and for PLUS_METHOD settle the extra rows.
+
+        When every PBNR cell was settled among the rows that disagree with
+        their label and no class's cap can bind (no tie count needed), the
+        flagged rows are those the cells' tops kept (ids: positions, negative
+        for a row whose prediction agrees with its label within the
+        tolerance, which is never flagged). Then PLUS_METHOD's counts need no
+        pass, and, when no class's cap binds, its extra rows are the lowest
+        self-confidences among the other disputed rows: fewer than ``T``
+        disputed rows score below their cut (the PBNR rows plus fewer than
+        the ``T - flagged`` extra ones), so the ``T`` lowest, kept with their
+        positions, hold it and all its ties. Otherwise the remaining passes
+        run as before (same results).
+        """
+        k, est = self.est.n_classes, self.est
+        if self.cells.any():
+            if not (self.resolved | (self.cells == 0)).all() or self._need_count().any():
+                return
+            groups, _, ids = acc.tops["pbnr"].kept()
+            ids, first = np.unique(ids, return_index=True)
+            named = ids >= 0  # not the rows that agree with their label within the tolerance
+            positions, classes = ids[named], groups[first][named] // k
+        else:
+            positions, classes = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        self.pbnr_positions = positions
+        if self.method != PLUS_METHOD or self.ntr is not None:
+            self.flag_positions = positions
+            return
+        flagged = np.bincount(classes, minlength=k).astype(np.int64)
+        other = est.cand_png - flagged  # disputed rows prune_by_noise_rate left
+        self.plus_counts = {"pbnr": flagged, "other": other}
+        self.plus_extra = max(self._plus_target - int(flagged.sum()), 0)
+        if self.plus_extra == 0 or not other.any():
+            self.plus_settled = True
+            self.flag_positions = positions
+            return
+        if (other > np.maximum(self.caps - flagged, 0)).any() or "plus candidates" not in acc.tops:
+            return  # a class's cap binds: the plus caps and plus passes decide
+        n_other = int(other.sum())
+        _, values, ids = acc.tops["plus candidates"].kept()
+        others = ~_in_sorted(ids, positions)
+        values, ids = values[others], ids[others]
+        if self.plus_extra >= n_other or ids.size < self.plus_extra:
+            return  # every other disputed row (T = all disputes), or not held (a cap binds): the plus pass decides
+        cut = np.partition(values, self.plus_extra - 1)[self.plus_extra - 1]
+        picked = values <= cut
+        self.plus_cut = Cut("ties", cut, False, int(np.count_nonzero(picked)))  # what Pick.cut gives
+        self.flag_positions = np.sort(np.concatenate([positions, ids[picked]]))  # disjoint: no duplicates
+        self.plus_settled = True
 
     def _need_count(self) -> np.ndarray:
         """Classes whose PBNR selections might together exceed the cap (then ties are counted)."""
@@ -861,6 +1054,12 @@ class FlagRule:
                 self.resolved = (complete & (cut > 0)).reshape(k, k)
                 self.cell_cut = cut.astype(self.dtype).reshape(k, k)
                 self.selected = (strict + equal).reshape(k, k)
+            if stage == "cuts" and self._names_rows:
+                self._settle(acc)
+                acc.tops.clear()  # read: free their values before the gathered rows are joined
+                if self.flag_positions is not None and "rows" in acc.gathered:
+                    self.named = acc.gathered["rows"].named(self.flag_positions, self.est.class_counts)
+                acc.gathered.clear()
         elif stage == "pbnr ties":
             self.allow_ties = ~(self.need_count & (acc.counts["union"] > self.caps))
         elif stage == "global":
@@ -899,6 +1098,13 @@ class FlagRule:
                     p.update(low[rows])  # type: ignore[index]
             if "pbnr" in acc.tops:
                 self._feed_margins(acc.tops["pbnr"], rs)
+            if "rows" in acc.gathered:
+                acc.gathered["rows"].add(rs, _scores(rs.labels, rs.probs, self.scoring[0], adjust=self.scoring[1],  # type: ignore[index]
+                                                     thresholds=self.est.thresholds, self_conf=rs.self_conf))
+            if "plus candidates" in acc.tops:
+                disputed = np.flatnonzero(~rs.agrees)
+                acc.tops["plus candidates"].update(np.zeros(disputed.size, dtype=np.int64), rs.self_conf[disputed],
+                                                   rs.offset + disputed)
         elif stage == "pbnr ties":
             for c in np.flatnonzero(self.need_count):
                 _, strict, tied = self._pbnr_class(rs, int(c))
@@ -933,10 +1139,15 @@ class FlagRule:
         """
         k = rs.k
 
-        def reduce(c: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        def reduce(c: int) -> tuple[Any, ...]:
             cells = c * k + np.flatnonzero(self.cells[c])
             margins = self._margins(rs, c)
-            return cells, margins.shape[1], *top.reduce_rows(cells, margins)
+            if not top.ids:
+                return cells, margins.shape[1], *top.reduce_rows(cells, margins)
+            rows, values, cols = top.reduce_rows(cells, margins, columns=True)
+            at = rs.disagreeing_rows(c)[cols]
+            ids = at + rs.offset
+            return cells, margins.shape[1], rows, values, np.where(rs.agrees[at], -ids - 1, ids)
 
         rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads below
         for got in thread_map(reduce, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
@@ -1006,6 +1217,8 @@ class FlagRule:
     def _pbnr_mask(self, rs: _BlockRows) -> np.ndarray:
         """``prune_by_noise_rate``'s rows of one block (agreeing rows removed), memoised per block."""
         def build() -> np.ndarray:
+            if self.pbnr_positions is not None:
+                return _position_mask(self.pbnr_positions, rs.offset, rs.n)
             pbnr = np.zeros(rs.n, dtype=bool)
             rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads
             if ((self.cells > 0) & ~self.resolved).any():
@@ -1024,6 +1237,8 @@ class FlagRule:
     def flags(self, rs: _BlockRows) -> np.ndarray:
         """The rule's flags for the rows of one block."""
         m = self.method
+        if self.flag_positions is not None:
+            return _position_mask(self.flag_positions, rs.offset, rs.n)
         if m == PLUS_METHOD:
             mask = self._pbnr_mask(rs).copy()
             if self.plus_cut is not None:
@@ -1058,6 +1273,99 @@ class FlagRule:
         if m in AGREEMENT_RULE_METHODS:
             mask &= ~rs.agrees
         return mask
+
+
+def _in_sorted(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_values)`` for a sorted ``sorted_values``: one binary search per value."""
+    if sorted_values.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_values, values), sorted_values.size - 1)
+    return sorted_values[at] == values
+
+
+def _suggestions(rs: _BlockRows, rows: np.ndarray) -> np.ndarray:
+    """Suggested labels of some (flagged) rows: the confident-joint guess when it names another class, else the best
+    other class."""
+    guess = rs.guesses(rows)
+    usable = (guess >= 0) & (guess != rs.labels[rows])
+    return np.where(usable, guess, _best_other_class(rs.labels[rows], rs.probs[rows]))
+
+
+class GatheredRows:
+    """Every row's score, gathered by the cuts pass for the ranks that a later pass would otherwise count.
+
+    Only rows that disagree with their label can be flagged (PBNR and
+    PLUS_METHOD): the others' scores go straight into a
+    :class:`~labelqa.stats.ranks.RankIndex` as unflagged; the disputed rows
+    are kept with their position, label and suggestion until the cuts name
+    the flagged ones (:meth:`named`). Mergeable in any order, like a
+    selection.
+    """
+
+    def __init__(self) -> None:
+        self.index = RankIndex()
+        #: the disputed rows' positions, labels, suggestions and scores, a list of block pieces each
+        self.parts: tuple[list[np.ndarray], ...] = ([], [], [], [])
+
+    def empty(self) -> GatheredRows:
+        return GatheredRows()
+
+    def merge(self, other: GatheredRows) -> GatheredRows:
+        self.index.merge(other.index)
+        for mine, theirs in zip(self.parts, other.parts):
+            mine += theirs
+        return self
+
+    def add(self, rs: _BlockRows, scores: np.ndarray) -> None:
+        """One block's rows and their scores (the row rule's); disputed rows kept in narrow types."""
+        disputed = ~rs.agrees
+        calm = np.flatnonzero(~disputed)
+        self.index.add(scores[calm], np.zeros(calm.size, dtype=bool), calm + rs.offset)
+        rows = np.flatnonzero(disputed)
+        codes = _small_int(rs.k)
+        at = rows + rs.offset
+        held = scores[rows]
+        narrow = held.astype(np.float32)
+        for column, piece in zip(self.parts, (at.astype(np.int32) if rs.offset + rs.n < 2**31 else at,
+                                              rs.labels[rows].astype(codes), _suggestions(rs, rows).astype(codes),
+                                              narrow if np.array_equal(narrow, held, equal_nan=True) else held)):
+            column.append(piece)
+
+    def named(self, flagged_positions: np.ndarray, class_counts: np.ndarray) -> NamedRows | None:
+        """The rows of the index and totals once the flagged rows are named (``None`` if one was not gathered)."""
+        if not self.parts[0]:
+            return None
+        positions, labels, suggested, scores = (self._joined(i) for i in range(4))  # pieces freed as joined
+        marked = np.zeros(int(class_counts.sum()), dtype=bool)  # a byte a row: one lookup per disputed row
+        marked[flagged_positions] = True
+        flagged = marked[positions]
+        del marked
+        if int(np.count_nonzero(flagged)) != flagged_positions.size:
+            return None
+        index = self.index
+        calm = ~flagged
+        n_calm = int(np.count_nonzero(calm))
+        # unflagged rows need no position (a view of one zero stands for them); scores stay in their narrow type
+        index.add(scores[calm], np.zeros(n_calm, dtype=bool), np.broadcast_to(np.int64(0), (n_calm,)))
+        del calm
+        index.add(scores[flagged], np.ones(flagged_positions.size, dtype=bool), positions[flagged].astype(np.int64))
+        return NamedRows(index, labels[flagged].astype(np.int64), suggested[flagged].astype(np.int64),
+                         class_counts.copy())
+
+    def _joined(self, column: int) -> np.ndarray:
+        """One column of the disputed rows in one array; its pieces are dropped."""
+        pieces = self.parts[column]
+        out = np.concatenate(pieces)
+        pieces.clear()
+        return out
+
+
+def _position_mask(positions: np.ndarray, offset: int, n: int) -> np.ndarray:
+    """Bool mask of rows ``offset .. offset + n - 1`` that are in ``positions`` (sorted global positions)."""
+    mask = np.zeros(n, dtype=bool)
+    a, b = np.searchsorted(positions, [offset, offset + n])
+    mask[positions[a:b] - offset] = True
+    return mask
 
 
 def rs_cache(rs: _BlockRows, key: Any, build: Any) -> Any:
@@ -1146,7 +1454,7 @@ def _best_other_class(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     for sl in _chunks(*probs.shape):
         block = probs[sl].copy()
         block[np.arange(block.shape[0]), labels[sl]] = -np.inf
-        out[sl] = block.argmax(axis=1)
+        out[sl] = row_top(block)[0]  # numpy's argmax, over transposed chunks at small K
     return out
 
 
@@ -1169,11 +1477,13 @@ class ConfidentRule(RowRule):
         suggested_confidence = rs.self_conf.astype(np.float64)  # unflagged rows keep their label
         flagged = np.flatnonzero(issues)
         if flagged.size:
-            guess = rs.guess[flagged]
-            usable = (guess >= 0) & (guess != rs.labels[flagged])
-            suggested[flagged] = np.where(usable, guess, _best_other_class(rs.labels[flagged], rs.probs[flagged]))
+            suggested[flagged] = _suggestions(rs, flagged)
             suggested_confidence[flagged] = rs.probs[flagged, suggested[flagged]]
         return DetectorRows(scores, issues, suggested, suggested_confidence)
+
+    def named_rows(self) -> NamedRows | None:
+        """What the cuts pass gathered when it named every flagged row (see :class:`GatheredRows`)."""
+        return self.flag.named
 
     def summary(self, tallies: dict[str, Any]) -> dict[str, Any]:
         est = self.est
@@ -1334,6 +1644,9 @@ class ConfidentLearning(Detector):
                         int(num_issues_floor))
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
+        if info.gather_rows:  # out of core: later passes read the data again
+            flag.scoring = (self.score_method, bool(self.adjust_pred_probs))
+            flag.name_pbnr_rows = True
         yield from selection_stages(flag)
         return ConfidentRule(est, flag, self.score_method, bool(self.adjust_pred_probs))
 

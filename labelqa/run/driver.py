@@ -12,6 +12,7 @@ writing the report is one more rows pass, each batch given its global ranks.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ from labelqa.detectors.base import (
     Detector,
     DetectorResult,
     DetectorRows,
+    NamedRows,
     Plan,
     RowRule,
     Step,
@@ -42,6 +44,11 @@ from labelqa.stats.ranks import RankIndex
 __all__ = ["Runner", "run_plans", "scan_memory", "scan_out_of_core"]
 
 Progress = Callable[[str], None]
+
+#: Up to this many rows a single detector's last pass also gathers every row's score for the ranks (no ranks
+#: pass, :meth:`~labelqa.detectors.base.RowRule.named_rows`); beyond, the scores would be held beside the
+#: selections' values (16M x 10: peak ~600 MB instead of ~520) and the ranks get their own pass.
+GATHER_ROWS_MAX = 8_000_000
 
 
 class Runner(Protocol):
@@ -178,6 +185,24 @@ def _issues_piece(block: Block, rules: dict[str, RowRule], primary: str, issue_r
     return table, quality, flags, block.offset
 
 
+def _named_totals(named: NamedRows, n_classes: int) -> RowTotals:
+    """:meth:`RowTotals.of_rows` of every row, from a detector's gathered rows (its flagged rows' labels and
+    suggestions; one detector: its flags and suggestions are the scan's)."""
+    k = n_classes
+    pairs = np.bincount(named.labels * k + named.suggested, minlength=k * k).reshape(k, k)
+    counts = np.asarray(named.class_counts, dtype=np.int64).copy()
+    return RowTotals(int(counts.sum()), int(named.labels.size), counts, pairs.sum(axis=1), pairs.sum(axis=0), pairs)
+
+
+def _ranked_issues_piece(block: Block, rules: dict[str, RowRule], primary: str, issue_rule: str,
+                         classes: tuple[Any, ...], task: str, folds: ScoreFolds | None,
+                         index: RankIndex) -> tuple[pa.Table, tuple[Any, ...]]:
+    """:func:`_issues_piece` with the rank index's searches for its rows (:meth:`RankIndex.prepare`), on the
+    worker thread: the consumer only completes them in input order."""
+    table, quality, flags, offset = _issues_piece(block, rules, primary, issue_rule, classes, task, folds)
+    return table, index.prepare(quality, flags, np.arange(offset, offset + flags.size, dtype=np.int64))
+
+
 class RunnerRows:
     """The issues table of an out-of-core scan, recomputed batch by batch by its runner."""
 
@@ -200,6 +225,14 @@ class RunnerRows:
         """Each batch's rows with their global ranks (and, with several detectors, dataset-wide relative ranks)."""
         self.index.restart()
         rank_col = None
+        if self.runner.engine == "stream":  # threads of this process share the finished index
+            for table, prepared in self.runner.map(_ranked_issues_piece, self.rules, self.primary, self.issue_rule,
+                                                   self.info.classes, self.info.task, self.folds, self.index,
+                                                   name="issues"):
+                if rank_col is None:
+                    rank_col = table.column_names.index("rank")
+                yield table.set_column(rank_col, "rank", pa.array(self.index.ranks_of(prepared)))
+            return
         for table, quality, flags, offset in self.runner.map(_issues_piece, self.rules, self.primary,
                                                              self.issue_rule, self.info.classes, self.info.task,
                                                              self.folds, name="issues"):
@@ -256,8 +289,10 @@ def scan_out_of_core(runner: Runner, detectors: Detector | Sequence[Detector], *
     info = runner.info
     for det in dets:
         det.check(info)
-    rules = run_plans({d.name: d.plan(info) for d in dets}, runner, say)
+    plan_info = dataclasses.replace(info, gather_rows=len(dets) == 1 and info.n_rows <= GATHER_ROWS_MAX)
+    rules = run_plans({d.name: d.plan(plan_info) for d in dets}, runner, say)
     rules = {name: rules[name] for name in names}  # run order
+    named = rules[names[0]].named_rows() if len(dets) == 1 else None
     folds: ScoreFolds | None = None
     if len(dets) > 1:
         say(f"pass {len(runner.passes) + 1}: score ranks")
@@ -266,19 +301,28 @@ def scan_out_of_core(runner: Runner, detectors: Detector | Sequence[Detector], *
             counts = [a.merge(b) for a, b in zip(counts, part)]
             flagged = [a + b for a, b in zip(flagged, part_flagged)]
         folds = ScoreFolds([c.finish() for c in counts], flagged)
-    say(f"pass {len(runner.passes) + 1}: ranks and totals")
     multilabel = info.task == "multilabel"
-    index = RankIndex()
     totals: RowTotals | None = None
     own: dict[str, RowTotals] = {}
     tallies: dict[str, dict[str, Any]] = {name: {} for name in names}
-    for tally, part, own_part, quality, flags, offset in runner.map(
-            _rank_piece, rules, info.n_classes, multilabel, primary, issue_rule, folds, name="ranks"):
-        index.add(quality, flags, np.arange(offset, offset + flags.size, dtype=np.int64))
-        totals = part if totals is None else totals.merge(part)
-        for name in names:
-            own[name] = own_part[name] if name not in own else own[name].merge(own_part[name])
-            tallies[name] = add_tallies(tallies[name], tally[name])
+    if named is not None:  # one detector whose last pass gathered its rows: no pass to rank them
+        say("ranks and totals from the last pass")
+        from labelqa.run.stream import trim_heap  # (not imported with the in-memory driver: pyarrow.dataset)
+
+        trim_heap()  # the selections' freed values, before the index sorts every row's score
+        index = named.index
+        totals, own[names[0]] = _named_totals(named, info.n_classes), _named_totals(named, info.n_classes)
+        tallies[names[0]] = dict(named.tallies)
+    else:
+        say(f"pass {len(runner.passes) + 1}: ranks and totals")
+        index = RankIndex()
+        for tally, part, own_part, quality, flags, offset in runner.map(
+                _rank_piece, rules, info.n_classes, multilabel, primary, issue_rule, folds, name="ranks"):
+            index.add(quality, flags, np.arange(offset, offset + flags.size, dtype=np.int64))
+            totals = part if totals is None else totals.merge(part)
+            for name in names:
+                own[name] = own_part[name] if name not in own else own[name].merge(own_part[name])
+                tallies[name] = add_tallies(tallies[name], tally[name])
     index.finish()
     assert totals is not None, "a dataset has rows"
     options: dict[str, Any] = {"detectors": {d.name: d.get_params() for d in dets}}

@@ -5,14 +5,16 @@ decodes and validates them: the first pass checks every row, later passes
 only decode), so memory is bounded by a few batches plus the plans' partial
 aggregates, whatever the number of rows.
 
-Both cores work: a reader thread reads and decodes the next batches
-(:func:`labelqa.parallel.prefetch`) while they are computed on (pyarrow and
-numpy release the GIL); :meth:`StreamRunner.fold` feeds the batches to
-:data:`MAX_LANES` lanes, each folding its own partials on its own thread
-(merged at the end: partials are exact), and :meth:`StreamRunner.map` runs
+Both cores work: a reader thread reads the next record batches from the
+file (:func:`labelqa.parallel.prefetch`; Parquet decoding releases the GIL)
+while the threads that compute on them first decode and validate them
+(:meth:`~labelqa.data.source.Source.decode`, numpy and pyarrow, also off the
+GIL): :meth:`StreamRunner.fold` feeds the batches to :data:`MAX_LANES` lanes,
+each decoding and folding into its own partials on its own thread (merged at
+the end: partials are exact), and :meth:`StreamRunner.map` runs decoding and
 its per-batch function on :func:`~labelqa.parallel.worker_count` threads,
-yielding results in input order. At most :data:`PREFETCH` decoded batches
-wait in the queue and one per thread is in work, so memory stays bounded.
+yielding results in input order. At most :data:`PREFETCH` read batches wait
+in the queue and one per thread is in work, so memory stays bounded.
 ``LABELQA_THREADS=1`` runs every pass on the calling thread (same results).
 
 Freed memory goes back to the system as the passes go, so the peak RSS is
@@ -68,10 +70,37 @@ def bound_freed_memory() -> bool:
 
 
 def release_arrow_memory() -> None:
-    """Hand the Arrow memory pool's unused pages back to the system (mimalloc and jemalloc keep them)."""
+    """Hand the Arrow memory pool's unused pages, and glibc's free heap pages (:func:`trim_heap`), back to the
+    system (mimalloc and jemalloc keep them)."""
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
+
+
+_malloc_trim: Any = None
+#: A pass hands the heap's free pages back every this many batches (each trim makes the next allocations
+#: fault their pages in again: after every batch that cost ~0.5 s of CPU at 4M x 10).
+TRIM_EVERY = 4
+
+
+def trim_heap() -> None:
+    """Hand glibc's free heap pages back to the system (``malloc_trim(0)``; nothing off glibc).
+
+    Batch-sized arrays are mapped on their own (:func:`bound_freed_memory`), but the many smaller ones a
+    batch leaves (a selection's candidates, a rank index's parts) are freed into the heap, whose free
+    pages between live blocks glibc keeps: at 16M x 10 that held ~100 MB more at the peak.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+            _malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 def info_of(src: Source) -> DatasetInfo:
@@ -106,20 +135,21 @@ class StreamRunner:
         self._validated = False
         bound_freed_memory()
 
-    def _decoded(self) -> Iterator[Any]:
-        """The source's decoded batches, in order (validated on the first pass only)."""
-        validate = not self._validated
-        for offset, table in self.src.tables(self.batch_size):
-            yield self.src.decode(table, offset, validate=validate)
+    def _tables(self) -> Iterator[tuple[int, Any]]:
+        """``(offset, Arrow table)`` of every batch, read ahead on a thread unless ``LABELQA_THREADS=1``."""
+        return prefetch(self.src.tables(self.batch_size), PREFETCH if worker_count() > 1 else 0)
 
-    def _blocks(self) -> Iterator[Block]:
-        """Decoded batches as blocks, read ahead on a thread unless ``LABELQA_THREADS=1``; reader errors raised here."""
-        validate = not self._validated
-        for item in prefetch(self._decoded(), PREFETCH if worker_count() > 1 else 0):
-            if validate:
-                self.renormalized_rows += item.renormalized_rows
-            yield block_of(item)
-        self._validated = True
+    def _decode(self, item: tuple[int, Any], validate: bool) -> tuple[Block, int]:
+        """One read batch decoded (validated on the first pass) as a block, and its renormalized rows."""
+        offset, table = item
+        batch = self.src.decode(table, offset, validate=validate)
+        return block_of(batch), batch.renormalized_rows
+
+    def _pass_done(self, validate: bool, renormalized: int) -> None:
+        """A whole pass ran: the first one validated every row and counted the renormalized ones."""
+        if validate:
+            self.renormalized_rows += renormalized
+            self._validated = True
 
     def fold(self, steps: Sequence[Step]) -> list[Any]:
         """One pass: every step is fed every batch; returns the partials (in step order).
@@ -130,34 +160,42 @@ class StreamRunner:
         """
         lanes = min(worker_count(), MAX_LANES)
         partials = [[s.start() for s in steps] for _ in range(lanes)]
+        validate = not self._validated
+        renormalized = 0
 
-        def feed(lane: list[Any], block: Block) -> None:
+        def feed(lane: list[Any], item: tuple[int, Any]) -> int:
+            block, renormalized_rows = self._decode(item, validate)
             for i, step in enumerate(steps):
                 lane[i] = step.feed(lane[i], block)
+            return renormalized_rows
 
         if lanes == 1:
-            for block in self._blocks():
-                feed(partials[0], block)
+            for item in self._tables():
+                renormalized += feed(partials[0], item)
         else:
             pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelqa-fold",
                                         initializer=run_nested_maps_inline) for _ in range(lanes)]
-            pending: deque[Future[None]] = deque()
+            pending: deque[Future[int]] = deque()
             try:
-                for n, block in enumerate(self._blocks()):
-                    pending.append(pools[n % lanes].submit(feed, partials[n % lanes], block))
-                    del block
+                for n, item in enumerate(self._tables()):
+                    pending.append(pools[n % lanes].submit(feed, partials[n % lanes], item))
+                    del item
                     if len(pending) >= lanes:  # one batch per lane in flight, besides the reader's queue
-                        pending.popleft().result()
+                        renormalized += pending.popleft().result()
+                        if n % TRIM_EVERY == 0:
+                            trim_heap()
                 while pending:
-                    pending.popleft().result()
+                    renormalized += pending.popleft().result()
             finally:
                 for future in pending:
                     future.cancel()
                 for pool in pools:
                     pool.shutdown(wait=True)
+        self._pass_done(validate, renormalized)
         merged = partials[0]
         for lane in partials[1:]:
             merged = [step.merge(a, b) for step, a, b in zip(steps, merged, lane)]
+        trim_heap()
         self.passes.append(", ".join(s.name for s in steps))
         return merged
 
@@ -165,27 +203,45 @@ class StreamRunner:
         """One pass: ``fn(block, *args)`` for every batch on :func:`~labelqa.parallel.worker_count` threads
         (inline with one), results in input order."""
         workers = worker_count()
+        validate = not self._validated
+        renormalized = 0
+
+        def run(item: tuple[int, Any]) -> tuple[Any, int]:
+            block, renormalized_rows = self._decode(item, validate)
+            return fn(block, *args), renormalized_rows
+
         if workers == 1:
-            for block in self._blocks():
-                yield fn(block, *args)
+            for item in self._tables():
+                out, rows = run(item)
+                renormalized += rows
+                yield out
                 release_arrow_memory()
+            self._pass_done(validate, renormalized)
             self.passes.append(name)
             return
-        pending: deque[Any] = deque()
+        pending: deque[Future[tuple[Any, int]]] = deque()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelqa-map",
                                 initializer=run_nested_maps_inline) as pool:
             try:
-                for block in self._blocks():
-                    pending.append(pool.submit(fn, block, *args))
+                for n, item in enumerate(self._tables()):
+                    pending.append(pool.submit(run, item))
+                    del item
                     if len(pending) > workers:
-                        yield pending.popleft().result()
+                        out, rows = pending.popleft().result()
+                        renormalized += rows
+                        yield out
                         release_arrow_memory()  # the consumer is done with the batch it was handed
+                        if n % TRIM_EVERY == 0:
+                            trim_heap()
                 while pending:
-                    yield pending.popleft().result()
+                    out, rows = pending.popleft().result()
+                    renormalized += rows
+                    yield out
                     release_arrow_memory()
             finally:
                 for future in pending:
                     future.cancel()
+        self._pass_done(validate, renormalized)
         self.passes.append(name)
 
     def close(self) -> None:

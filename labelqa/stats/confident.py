@@ -44,6 +44,8 @@ __all__ = [
     "estimate_latent",
     "noise_rate",
     "round_rows",
+    "row_entropy",
+    "row_max",
     "row_top",
     "scale_rows_to",
 ]
@@ -161,15 +163,74 @@ def row_top(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return arg.astype(np.int64), best
 
 
+def row_max(probs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``probs.max(axis=1)``, the same values, faster at small K (columns of transposed chunks, see :data:`SMALL_K`).
+
+    Args:
+        probs: Shape ``(n, K)`` floats, ``K >= 1``.
+        out: Optional output, shape ``(n,)`` in ``probs``' dtype.
+
+    Returns:
+        Each row's maximum (NaN when the row holds one, as numpy's).
+    """
+    probs = np.asarray(probs)
+    n, k = probs.shape
+    if out is None:
+        out = np.empty(n, dtype=probs.dtype)
+    if k > SMALL_K or n == 0 or probs.dtype.kind != "f":
+        np.max(probs, axis=1, out=out)
+        return out
+    step = min(_CHUNK_ROWS, n)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        cols = _columns(probs[start:stop])
+        best = out[start:stop]
+        np.copyto(best, cols[0])
+        for j in range(1, k):
+            np.maximum(best, cols[j], out=best)
+    return out
+
+
+def _entropy_into(cols: np.ndarray, out: np.ndarray) -> None:
+    """``out = -sum_j p_j log p_j`` of a transposed ``(K, rows)`` chunk, in its dtype, class by class (0 log 0 = 0)."""
+    logs = np.maximum(cols, np.finfo(cols.dtype).tiny)
+    np.log(logs, out=logs)
+    logs *= cols  # 0 * log(tiny) = 0
+    out[:] = 0
+    for row in logs:  # a fixed order per element, whatever the chunk
+        out -= row
+
+
+def row_entropy(probs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Each row's entropy ``-sum_k p_k log p_k`` (0 log 0 = 0), summed class by class in the probabilities' dtype.
+
+    Over transposed cache-sized chunks: a row's value does not depend on
+    the chunking (the same operations on the same values, in the same order).
+
+    Args:
+        probs: Shape ``(n, K)`` floats.
+        out: Optional output, shape ``(n,)`` in ``probs``' dtype.
+    """
+    probs = np.asarray(probs)
+    n = probs.shape[0]
+    if out is None:
+        out = np.empty(n, dtype=probs.dtype)
+    for start in range(0, n, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n)
+        _entropy_into(_columns(probs[start:stop]), out[start:stop])
+    return out
+
+
 def _confident_guess(probs: np.ndarray, cut: np.ndarray, argmax: np.ndarray | None,
-                     row_max: np.ndarray | None = None) -> np.ndarray:
+                     row_max: np.ndarray | None = None, entropy: np.ndarray | None = None) -> np.ndarray:
     """The guessed true label of each row (see :class:`ConfidentJointCounts`), over transposed chunks.
 
     One transposed copy per chunk serves every reduction. Per class ``j``: ``conf = p_j >= cut_j`` adds to
     the row's count of confident classes and ``conf * j`` to a uint8 sum of its confident classes (it may
     wrap, but a row with one confident class holds exactly that class); with the argmax (given, or found
     in the same pass) the guess is ``-1`` (none), that class (one), or the argmax (several). ``row_max``
-    (same dtype as ``probs``), when given, is filled with the row maxima from the same pass.
+    (same dtype as ``probs``), when given, is filled with the row maxima from the same pass, and ``entropy``
+    with :func:`row_entropy` (the same values).
     """
     n, k = probs.shape
     guess = np.empty(n, dtype=np.int64)
@@ -181,6 +242,8 @@ def _confident_guess(probs: np.ndarray, cut: np.ndarray, argmax: np.ndarray | No
         stop = min(start + step, n)
         m = stop - start
         cols = _columns(probs[start:stop])
+        if entropy is not None:
+            _entropy_into(cols, entropy[start:stop])
         c, w, sc, f = count[:m], total[:m], scratch[:m], flag[:m]
         c[:] = 0
         w[:] = 0
@@ -321,6 +384,7 @@ class ConfidentJointCounts:
         thresholds: np.ndarray,
         argmax: np.ndarray | None = None,
         row_max: np.ndarray | None = None,
+        entropy: np.ndarray | None = None,
     ) -> np.ndarray:
         """Count one batch of rows into the joint.
 
@@ -334,6 +398,9 @@ class ConfidentJointCounts:
                 the caller already has it (saves a pass over the batch).
             row_max: Optional output, shape ``(n,)`` in ``pred_probs``' dtype:
                 filled with each row's maximum, from the same pass.
+            entropy: Optional output, shape ``(n,)`` in ``pred_probs``' dtype:
+                filled with :func:`row_entropy` from the same transposed chunks
+                (K <= :data:`SMALL_K` only; wider rows: call :func:`row_entropy`).
 
         Returns:
             The guessed true label of each row of the batch, shape ``(n,)``
@@ -353,14 +420,18 @@ class ConfidentJointCounts:
                 raise ValueError(f"argmax must have shape ({n},), got {argmax.shape}")
         if row_max is not None and (row_max.shape != (n,) or row_max.dtype != pred_probs.dtype):
             raise ValueError(f"row_max must have shape ({n},) and dtype {pred_probs.dtype}")
+        if entropy is not None and (entropy.shape != (n,) or entropy.dtype != pred_probs.dtype):
+            raise ValueError(f"entropy must have shape ({n},) and dtype {pred_probs.dtype}")
         if k <= SMALL_K:  # the row reductions over transposed chunks (same guesses as below)
-            guess = _confident_guess(pred_probs, cut, argmax, row_max)
+            guess = _confident_guess(pred_probs, cut, argmax, row_max, entropy)
             # cell (s, g + 1) of a K x (K + 1) count, column 0 = not counted: no row compaction needed
             cells = labels * (k + 1)
             cells += guess
             cells += 1
             self.joint += np.bincount(cells, minlength=k * (k + 1)).reshape(k, k + 1)[:, 1:]
             return guess
+        if entropy is not None:
+            raise ValueError(f"entropy comes from the transposed chunks of K <= {SMALL_K} classes, not {k}")
         confident = pred_probs >= cut  # the one (n, K) temporary, bool
         # Summing the bools as small unsigned ints is faster than count_nonzero(axis=1).
         acc = np.uint8 if k < 1 << 8 else np.uint16 if k < 1 << 16 else np.int64

@@ -12,6 +12,8 @@ scores earlier in the input)``. With a single batch the index simply holds
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["RankIndex", "rank_rows"]
@@ -140,11 +142,15 @@ class RankIndex:
         fp = np.concatenate(self._fp) if self._fp else np.empty(0, dtype=np.int64)
         self._fs, self._fp = [], []
         order = np.lexsort((fp, fs))
+        del fs
         frank = np.empty(fp.size, dtype=np.int64)
         frank[order] = np.arange(1, fp.size + 1)
+        del order
         by_pos = np.argsort(fp, kind="stable")
         self.flag_pos = fp[by_pos]
+        del fp
         self.flag_rank = frank[by_pos]
+        del frank, by_pos  # (each temporary freed once used: the peak of a large index is its sorted scores)
         s = np.empty(sum(part.size for part in self._unflagged), dtype=self.dtype)
         at = 0
         while self._unflagged:  # fill one array, freeing each part as it is copied (no second copy of all)
@@ -154,14 +160,20 @@ class RankIndex:
             del part
         s.sort()
         self.sorted = s
-        # Values that occur more than once: ``s`` is sorted, so equal values are runs (NaN ties NaN,
-        # as in rank_rows' sort) and each run's value is taken once, in order, without another sort.
-        repeated = s[1:][_same(s[1:], s[:-1])]
-        first = np.ones(repeated.size, dtype=bool)
-        first[1:] = ~_same(repeated[1:], repeated[:-1])
-        self.dups = repeated[first]
-        del repeated, first
-        self.seen = np.zeros(self.dups.size, dtype=np.int64 if s.size >= 2**31 else np.int32)
+        # Tied scores are runs of ``s`` (NaN ties NaN, as in rank_rows' sort). A run is named by where it starts,
+        # which the search for a score finds anyway; ``seen[i]`` counts the rows already ranked of the i-th run.
+        index_type = np.int64 if s.size >= 2**31 else np.int32
+        repeats = np.equal(s[1:], s[:-1])  # s[i + 1] repeats s[i]; NaN sorts last, so only the tail can be NaN
+        if s.size and np.isnan(s[-1]):
+            nan_from = int(np.searchsorted(s, np.nan))  # NaN ties NaN, as in rank_rows' sort
+            repeats[nan_from:] = True
+        starts = repeats.copy()  # a run of ties starts where s repeats and did not just before
+        starts[1:] &= ~repeats[:-1]
+        del repeats
+        self.tie_starts = np.flatnonzero(starts).astype(index_type)
+        del starts
+        self.has_ties = bool(self.tie_starts.size)
+        self.seen = np.zeros(self.tie_starts.size, dtype=index_type)
         return self
 
     def restart(self) -> None:
@@ -171,34 +183,51 @@ class RankIndex:
 
     def ranks(self, scores: np.ndarray, flags: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Ranks of one batch; batches must come in input order (call :meth:`restart` before each walk)."""
+        return self.ranks_of(self.prepare(scores, flags, positions))
+
+    def prepare(self, scores: np.ndarray, flags: np.ndarray, positions: np.ndarray) -> tuple[Any, ...]:
+        """The searches behind one batch's ranks, which read the finished index only (any thread, any order).
+
+        :meth:`ranks_of` then completes them, batch after batch in input order.
+        """
         if self._single_ranks is not None:
             start, ranks = self._single_ranks
-            return ranks[positions - start] if positions.size != ranks.size else ranks
+            return (ranks[positions - start] if positions.size != ranks.size else ranks,)
         flags = np.asarray(flags, dtype=bool)
         out = np.empty(scores.size, dtype=np.int64)
         if flags.any():
             out[flags] = self.flag_rank[np.searchsorted(self.flag_pos, positions[flags])]
         unf = ~flags
         s = np.asarray(scores[unf], dtype=self.dtype)
-        # Keys sorted once (stable: equal scores keep input order) serve both searches, which then walk the
-        # big arrays in order, and make the tied rows of each repeated value one run already in input order.
+        # Keys sorted once (stable: equal scores keep input order) walk the big array in order, and make the
+        # tied rows of each repeated value one run already in input order.
         order = stable_argsort(s)
         keys = s[order]
-        r = self.n_flagged + 1 + np.searchsorted(self.sorted, keys, side="left")
-        if self.dups.size and keys.size:
-            di = np.searchsorted(self.dups, keys, side="left")
-            hit = di < self.dups.size
-            hit[hit] = _same(self.dups[di[hit]], keys[hit])
-            sd = di[hit]  # non-decreasing
-            if sd.size:
-                start = np.r_[True, sd[1:] != sd[:-1]]
-                heads = np.flatnonzero(start)
-                at = np.arange(sd.size)
-                first = heads[np.cumsum(start) - 1]
-                r[hit] += self.seen[sd] + (at - first)
-                self.seen[sd[heads]] += np.diff(np.r_[heads, sd.size])  # each value once: no add.at
-        ranked = np.empty(keys.size, dtype=np.int64)
+        start_of = np.searchsorted(self.sorted, keys, side="left")  # where each score's run starts
+        r = self.n_flagged + 1 + start_of
+        sd = heads = within = None
+        if self.has_ties and keys.size:
+            # a score is tied when its run holds a second value (every fed score is in ``sorted``)
+            nxt = np.minimum(start_of + 1, self.sorted.size - 1)
+            hit = (start_of + 1 < self.sorted.size) & _same(self.sorted[nxt], keys)
+            r_hit = np.flatnonzero(hit)
+            sd = np.searchsorted(self.tie_starts, start_of[hit])  # which tied run (non-decreasing)
+            start = np.r_[True, sd[1:] != sd[:-1]] if sd.size else np.zeros(0, dtype=bool)
+            heads = np.flatnonzero(start)
+            within = np.arange(sd.size) - heads[np.cumsum(start) - 1]  # place among this batch's equal scores
+            r[r_hit] += within
+            within = r_hit
+        return out, unf, order, r, sd, heads, within
+
+    def ranks_of(self, prepared: tuple[Any, ...]) -> np.ndarray:
+        """Ranks of one batch from :meth:`prepare`: the rows tied with earlier batches' counted (input order)."""
+        if len(prepared) == 1:
+            return prepared[0]
+        out, unf, order, r, sd, heads, tied_rows = prepared
+        if sd is not None and sd.size:
+            r[tied_rows] += self.seen[sd]
+            self.seen[sd[heads]] += np.diff(np.r_[heads, sd.size])  # each value once: no add.at
+        ranked = np.empty(r.size, dtype=np.int64)
         ranked[order] = r
-        r = ranked
-        out[unf] = r
+        out[unf] = ranked
         return out

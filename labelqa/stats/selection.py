@@ -30,6 +30,7 @@ for the other side, is exact).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,6 +236,11 @@ class Pick:
         return self._acc.nbytes if self._acc is not None else 0
 
 
+#: One compaction of a grouped top at a time in this process: the streaming runner's lanes each fold their own
+#: tops, and two compactions at once (each holding a few copies of its values) made the peak memory of a 16M-row
+#: scan vary by ~60 MB from run to run.
+_COMPACTION = threading.Lock()
+
 #: :func:`top_window` first narrows rows at least this long to about 1.3 times the window (see there).
 PREFILTER_MIN_ROWS = 4096
 #: One value in this many is sampled to find the narrowing pivot.
@@ -255,7 +261,8 @@ def _pivots(vals: np.ndarray, top: int, largest: bool) -> np.ndarray:
     return np.partition(sample, kth, axis=1)[:, kth]
 
 
-def narrowed_beyond(vals: np.ndarray, counts: np.ndarray, *, largest: bool) -> tuple[np.ndarray, np.ndarray] | None:
+def narrowed_beyond(vals: np.ndarray, counts: np.ndarray, *, largest: bool,
+                    columns: bool = False) -> tuple[np.ndarray, ...] | None:
     """Per row ``i`` with ``counts[i] > 0``: its values at or beyond its ``counts[i]``-th most extreme, as ``(row, value)``.
 
     Each row is first narrowed to the values at or beyond a sampled pivot
@@ -263,7 +270,8 @@ def narrowed_beyond(vals: np.ndarray, counts: np.ndarray, *, largest: bool) -> t
     cut and every tie of it, else the whole row is used. No window is
     sorted. NaN counts as the largest value, as in ``np.partition``, and is
     never returned (no comparison with it holds). ``None`` when the rows are
-    too short to gain (then see :func:`top_window`).
+    too short to gain (then see :func:`top_window`). With ``columns``,
+    ``(row, value, column)``: each value's column in ``vals`` too.
     """
     c = np.asarray(counts, dtype=np.int64)
     top = int(c.max()) if c.size else 0
@@ -272,19 +280,23 @@ def narrowed_beyond(vals: np.ndarray, counts: np.ndarray, *, largest: bool) -> t
     pivot = _pivots(vals, top, largest)
     rows: list[np.ndarray] = []
     values: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
     for i in np.flatnonzero(c > 0):  # few rows (one per cell of a class), each a short partition
         row, count = vals[i], int(c[i])
-        kept = row[~(row < pivot[i])] if largest else row[row <= pivot[i]]
-        if kept.size < count:
-            kept = row
+        at = np.flatnonzero(~(row < pivot[i]) if largest else row <= pivot[i])
+        if at.size < count:
+            at = np.arange(row.size)
+        kept = row[at]
         kth = kept.size - count if largest else count - 1
         cut = np.partition(kept, kth)[kth]
-        picked = kept[kept >= cut] if largest else kept[kept <= cut]
-        rows.append(np.full(picked.size, i, dtype=np.int64))
-        values.append(picked)
+        beyond = np.flatnonzero(kept >= cut if largest else kept <= cut)
+        rows.append(np.full(beyond.size, i, dtype=np.int64))
+        values.append(kept[beyond])
+        cols.append(at[beyond])
     if not rows:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=vals.dtype)
-    return np.concatenate(rows), np.concatenate(values)
+        rows, values, cols = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=vals.dtype)], [np.empty(0, dtype=np.int64)]
+    out = np.concatenate(rows), np.concatenate(values)
+    return (*out, np.concatenate(cols)) if columns else out
 
 
 def top_window(values: np.ndarray, top: int, *, largest: bool) -> np.ndarray:
@@ -333,36 +345,52 @@ class GroupedTop:
     cut, which only moves towards the final cut, so it is never a tie of the
     final cut: the strict and tie counts of :meth:`cuts` are exact.
 
+    With ``ids``, every value comes with an integer id (e.g. its row's
+    global position), kept beside it: :meth:`kept` then names the rows at or
+    beyond each group's cut.
+
     Args:
         counts: ``(G,)`` how many values each group selects (``<= 0``: none).
         largest: Select the largest values instead of the smallest.
         dtype: Value dtype (float32 stays float32).
+        ids: Keep an id beside every value.
+        ids_dtype: Integer dtype of the ids (int32 halves their memory when they fit).
     """
 
-    def __init__(self, counts: np.ndarray, *, largest: bool = False, dtype: np.dtype | type = np.float64) -> None:
+    def __init__(self, counts: np.ndarray, *, largest: bool = False, dtype: np.dtype | type = np.float64,
+                 ids: bool = False, ids_dtype: np.dtype | type = np.int64) -> None:
         self.counts = np.asarray(counts, dtype=np.int64).copy()
         self.largest = bool(largest)
         self.dtype = np.dtype(dtype)
+        self.ids = bool(ids)
+        self.ids_dtype = np.dtype(ids_dtype)
         self.fed = np.zeros(self.counts.size, dtype=np.int64)
         self._g: list[np.ndarray] = []
         self._v: list[np.ndarray] = []
+        self._i: list[np.ndarray] = []
         self._pending = 0
-        self._budget = 2 * int(np.maximum(self.counts, 0).sum()) + (1 << 16)
+        # the first compaction comes once the groups may hold their counts: from then on the bounds below drop
+        # most values as they arrive; later ones when the buffers double what was kept
+        self._budget = int(np.maximum(self.counts, 0).sum()) + (1 << 16)
+        self._compacted = True  # the buffers hold one compacted part (nothing added since)
+        #: per group, the key of its cut among the values kept so far (once it holds its count): a value whose key
+        #: is larger can never reach the final cut, which only moves towards the extreme as values arrive
+        self._bound: np.ndarray | None = None
         # group numbers are kept in the narrowest type that holds them (2 bytes a value for <= 65,536 groups)
         self._group_dtype = np.dtype(np.uint16 if self.counts.size <= 1 << 16 else np.int64)
 
     def empty(self) -> GroupedTop:
         """A fresh partial for the same groups."""
-        return GroupedTop(self.counts, largest=self.largest, dtype=self.dtype)
+        return GroupedTop(self.counts, largest=self.largest, dtype=self.dtype, ids=self.ids, ids_dtype=self.ids_dtype)
 
     # ---- feeding -----------------------------------------------------------
-    def update(self, groups: np.ndarray, values: np.ndarray) -> GroupedTop:
-        """Fold ``(group, value)`` pairs in; returns ``self``."""
+    def update(self, groups: np.ndarray, values: np.ndarray, ids: np.ndarray | None = None) -> GroupedTop:
+        """Fold ``(group, value)`` pairs in (with their ``ids`` when the top keeps ids); returns ``self``."""
         groups = np.asarray(groups, dtype=np.int64).ravel()
         values = np.asarray(values, dtype=self.dtype).ravel()
         if groups.size:
             self.fed += np.bincount(groups, minlength=self.counts.size)
-            self._add(groups, values)
+            self._add(groups, values, ids)
         return self
 
     def update_rows(self, groups: np.ndarray, matrix: np.ndarray) -> GroupedTop:
@@ -373,31 +401,42 @@ class GroupedTop:
         groups = np.asarray(groups, dtype=np.int64)
         return self.add_reduced(groups, matrix.shape[1], *self.reduce_rows(groups, matrix))
 
-    def reduce_rows(self, groups: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def reduce_rows(self, groups: np.ndarray, matrix: np.ndarray, *, columns: bool = False) -> tuple[np.ndarray, ...]:
         """Each row of ``matrix`` reduced to its values at or beyond its own ``c``-th (read-only: thread-safe).
 
         Long rows: :func:`narrowed_beyond`; else one ``np.partition`` for all
         rows. Returns ``(row, value)`` pairs for :meth:`add_reduced` (their
-        order is unspecified).
+        order is unspecified); with ``columns``, ``(row, value, column)``:
+        each value's column in ``matrix`` too (to name its id).
         """
         m = matrix.shape[1]
         c = self.counts[np.asarray(groups, dtype=np.int64)]
         vals = np.asarray(matrix, dtype=self.dtype)
         empty = np.empty(0, dtype=np.int64), np.empty(0, dtype=self.dtype)
         if m == 0 or c.size == 0 or c.max() <= 0:
-            return empty
+            return (*empty, np.empty(0, dtype=np.int64)) if columns else empty
         top = int(c.max())
-        if top >= m:
-            rows = np.repeat(np.arange(c.size), m)
-            keep = c[rows] > 0
-            return rows[keep], vals.ravel()[keep]
-        narrowed = narrowed_beyond(vals, c, largest=self.largest)  # long rows: no sorted window needed
+        if top >= m:  # every value of the rows, but those that cannot reach their group's cut (see _bound)
+            keep = np.broadcast_to((c > 0)[:, None], vals.shape)
+            bound = self._bound
+            if bound is not None:
+                b = bound[np.asarray(groups, dtype=np.int64)][:, None]
+                keep = keep & ~((vals < -b) if self.largest else (vals > b))
+            rows, cols = np.nonzero(keep)
+            out = rows, vals[rows, cols]
+            return (*out, cols) if columns else out
+        narrowed = narrowed_beyond(vals, c, largest=self.largest, columns=columns)  # long rows: no sorted window
         if narrowed is not None:
             return narrowed
         # The `top` most extreme values of each row, sorted towards the extreme (a window of the row).
         window = top_window(vals, top, largest=self.largest)
         idx = np.arange(c.size)
         cut = window[idx, np.clip(c - 1, 0, top - 1)]
+        if columns:  # the values at or beyond each row's cut, found in the whole row (ties included)
+            beyond = vals >= cut[:, None] if self.largest else vals <= cut[:, None]
+            beyond[c <= 0] = False
+            rows, cols = np.nonzero(beyond)
+            return rows, vals[rows, cols], cols
         # Every value beyond the cut lies in the window; ties of the cut may lie outside it only when the
         # cut is the window's last value: count those rows' ties over the whole row.
         beyond = window >= cut[:, None] if self.largest else window <= cut[:, None]
@@ -413,22 +452,39 @@ class GroupedTop:
             values = np.concatenate([values, cut[more]])
         return rows, values
 
-    def add_reduced(self, groups: np.ndarray, m: int, rows: np.ndarray, values: np.ndarray) -> GroupedTop:
-        """Fold in what :meth:`reduce_rows` returned for ``groups`` and ``m`` values per row."""
+    def add_reduced(self, groups: np.ndarray, m: int, rows: np.ndarray, values: np.ndarray,
+                    ids: np.ndarray | None = None) -> GroupedTop:
+        """Fold in what :meth:`reduce_rows` returned for ``groups`` and ``m`` values per row (``ids``: one per value)."""
         if m == 0 or len(groups) == 0:
             return self
         groups = np.asarray(groups, dtype=np.int64)
         np.add.at(self.fed, groups, m)  # a group may own several rows
         if rows.size:
-            self._add(groups[rows], values)
+            self._add(groups[rows], values, ids)
         return self
 
-    def _add(self, groups: np.ndarray, values: np.ndarray) -> None:
+    def _add(self, groups: np.ndarray, values: np.ndarray, ids: np.ndarray | None = None) -> None:
+        if self.ids:
+            if ids is None or np.shape(ids) != np.shape(values):
+                raise ValueError("this top keeps ids: give one per value")
+            ids = np.asarray(ids).ravel()
+            if ids.dtype != self.ids_dtype:
+                ids = ids.astype(self.ids_dtype)
+        if self._bound is not None:  # drop what cannot reach its group's cut (NaN keys stay, as before)
+            bound = self._bound[groups]
+            keep = ~((bound < values) if not self.largest else (-bound > values))
+            if not keep.all():
+                groups, values = groups[keep], values[keep]
+                ids = ids[keep] if ids is not None else None
+        if ids is not None:
+            self._i.append(ids.copy() if ids.base is not None else ids)
+        self._compacted = False
         self._g.append(groups.astype(self._group_dtype, copy=False))
         self._v.append(values.copy() if values.base is not None else values)
         self._pending += groups.size
         if self._pending > self._budget:
-            self._compact()
+            with _COMPACTION:
+                self._compact()
 
     def _compact(self) -> tuple[np.ndarray, np.ndarray]:
         """Keep per group its ``counts[g]`` most extreme values and the ties of the ``counts[g]``-th.
@@ -438,17 +494,26 @@ class GroupedTop:
         Values are grouped with a stable integer sort; only groups holding
         more than their count are partitioned (one ``np.partition`` each).
         """
+        if self._compacted and len(self._g) == 1:
+            g, v = self._g[0], self._v[0]
+            return g, (-v if self.largest else v)
         g = np.concatenate(self._g) if self._g else np.empty(0, dtype=self._group_dtype)
         v = np.concatenate(self._v) if self._v else np.empty(0, dtype=self.dtype)
-        self._g, self._v = [], []
+        ids = (np.concatenate(self._i) if self._i else np.empty(0, dtype=self.ids_dtype)) if self.ids else None
+        self._g, self._v, self._i = [], [], []
         live = self.counts[g] > 0
         if not live.all():
             g, v = g[live], v[live]
-        key = -v if self.largest else v  # smallest first; negation is exact
+            ids = ids[live] if ids is not None else None
+        key = np.negative(v, out=v) if self.largest else v  # smallest first; negation is exact (v is our copy)
         del v
         size = self.counts.size
-        order = np.argsort(g, kind="stable")
-        g, key = g[order], key[order]
+        if size > 1:  # one group: already grouped
+            order = np.argsort(g, kind="stable")
+            g = g[order]
+            key = key[order]
+            ids = ids[order] if ids is not None else None
+            del order
         bounds = np.searchsorted(g, np.arange(size + 1))
         over = np.flatnonzero(bounds[1:] - bounds[:-1] > np.maximum(self.counts, 0))  # a count < 0 selects none
         if over.size:
@@ -459,18 +524,43 @@ class GroupedTop:
                 c = int(self.counts[grp])
                 keep[a:b] = seg <= np.partition(seg, c - 1)[c - 1]
             g, key = g[keep], key[keep]
+            ids = ids[keep] if ids is not None else None
+        self._tighten(g, key)
         v = -key if self.largest else key
         self._g, self._v, self._pending = [g], [v], g.size
-        self._budget = max(self._budget, 2 * g.size)
+        self._i = [ids] if ids is not None else []
+        self._budget = max(self._budget, g.size + g.size // 2)  # room for half as much again before the next
+        self._compacted = True
         return g, key
+
+    def _tighten(self, g: np.ndarray, key: np.ndarray) -> None:
+        """Bound each group holding at least its count by its current cut key (see ``_bound``); ``g`` grouped."""
+        starts = np.searchsorted(g, np.arange(self.counts.size + 1))
+        sizes = starts[1:] - starts[:-1]
+        held = np.flatnonzero(sizes > 0)
+        if held.size == 0:
+            return
+        largest_key = np.maximum.reduceat(key, starts[held])  # held groups are consecutive runs of g
+        is_full = (self.counts[held] > 0) & (sizes[held] >= self.counts[held])
+        full, cut = held[is_full], largest_key[is_full]  # a full group keeps no key past its cut
+        if full.size == 0:
+            return
+        ok = ~np.isnan(cut)
+        if self._bound is None:
+            self._bound = np.full(self.counts.size, np.inf, dtype=np.float64)
+        bound = self._bound.copy()  # a new array: a reader on another thread sees the old bound or the new one
+        bound[full[ok]] = np.minimum(bound[full[ok]], cut[ok].astype(np.float64))
+        self._bound = bound
 
     def merge(self, other: GroupedTop) -> GroupedTop:
         """Fold another partial (over other values) in; returns ``self``."""
         if other.counts.shape != self.counts.shape or other.largest != self.largest:
             raise ValueError("cannot merge selections of different groups")
+        if other.ids != self.ids:
+            raise ValueError("cannot merge a top with ids and one without")
         self.fed += other.fed
-        for g, v in zip(other._g, other._v):
-            self._add(g, v)
+        for n, (g, v) in enumerate(zip(other._g, other._v)):
+            self._add(g, v, other._i[n] if self.ids else None)
         return self
 
     # ---- results -----------------------------------------------------------
@@ -499,10 +589,26 @@ class GroupedTop:
         cut = -cut_key if self.largest else cut_key
         return complete, cut, strict, equal
 
+    def kept(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(groups, values, ids)`` of every value kept, grouped by group (a top made with ``ids``).
+
+        For a complete group (see :meth:`cuts`) these are exactly its values
+        at or beyond the cut (those :meth:`cuts` counts as ``strict`` and
+        ``equal``); for a group fed fewer values than its count, every value
+        fed; none for a group whose count is ``<= 0``.
+
+        Raises:
+            ValueError: The top keeps no ids.
+        """
+        if not self.ids:
+            raise ValueError("this top keeps no ids")
+        g, key = self._compact()
+        return g.astype(np.int64), (-key if self.largest else key), self._i[0]
+
     @property
     def nbytes(self) -> int:
         """Bytes held."""
-        return sum(int(a.nbytes) for a in self._g) + sum(int(a.nbytes) for a in self._v)
+        return sum(int(a.nbytes) for a in (*self._g, *self._v, *self._i))
 
 
 
@@ -588,11 +694,15 @@ class GroupCuts:
 
 @dataclass
 class Selections:
-    """The partial of one selection stage: scalar picks, grouped selections and counters, each by key."""
+    """The partial of one selection stage: scalar picks, grouped selections and counters, each by key.
+
+    ``gathered``: any other partials of the stage, each with ``empty()`` and ``merge(other)``.
+    """
 
     picks: dict[Any, Pick] = field(default_factory=dict)
     tops: dict[Any, GroupedTop] = field(default_factory=dict)
     counts: dict[Any, np.ndarray] = field(default_factory=dict)
+    gathered: dict[Any, Any] = field(default_factory=dict)
 
     def empty(self) -> Selections:
         """A fresh partial with the same selections."""
@@ -600,6 +710,7 @@ class Selections:
             {key: Pick(p.count, p.n, largest=p.largest, dtype=p.dtype) for key, p in self.picks.items()},
             {key: t.empty() for key, t in self.tops.items()},
             {key: np.zeros_like(c) for key, c in self.counts.items()},
+            {key: g.empty() for key, g in self.gathered.items()},
         )
 
     def merge(self, other: Selections) -> Selections:
@@ -610,7 +721,9 @@ class Selections:
             self.tops[key].merge(t)
         for key, c in other.counts.items():
             self.counts[key] += c
+        for key, g in other.gathered.items():
+            self.gathered[key] = self.gathered[key].merge(g)
         return self
 
     def __bool__(self) -> bool:
-        return bool(self.picks or self.tops or self.counts)
+        return bool(self.picks or self.tops or self.counts or self.gathered)

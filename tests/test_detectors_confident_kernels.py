@@ -1,0 +1,103 @@
+"""Kernels of the confident-learning detector against plain numpy references (hypothesis).
+
+The kernels reorder work for speed (chunking, float64 dot products of whole
+numbers, the disputed rows only); their integers must be those of the
+plain formulas, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from labelqa.detectors.confident import ROWWISE_ENTROPY_K, TREND_SCALE, TREND_SUMS, dispute_weights, trend_sums
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def trend_sums_reference(probs, self_conf, max_prob, disputed, counted) -> np.ndarray:
+    """The trend sums as written in the method's description: every row's x and y, then int64 sums."""
+    n, k = probs.shape
+    out = np.zeros(TREND_SUMS, dtype=np.int64)
+    if n == 0:
+        return out
+    dtype = probs.dtype
+    tiny = np.finfo(dtype).tiny
+    if k >= ROWWISE_ENTROPY_K:  # long rows: numpy's sum along each row
+        ent = -(np.log(np.maximum(probs, tiny)) * probs).sum(axis=1)
+    else:  # class by class, in a fixed order
+        cols = np.ascontiguousarray(probs.T)
+        logs = np.log(np.maximum(cols, tiny)) * cols
+        ent = np.zeros(n, dtype=dtype)
+        for row in logs:
+            ent -= row
+    x = (np.rint(np.clip(ent.astype(np.float64) / math.log(k), 0.0, 1.0) * TREND_SCALE).astype(np.int64) if k > 1
+         else np.zeros(n, dtype=np.int64))
+    y = dispute_weights(self_conf, max_prob, TREND_SCALE) * disputed
+    xc, yc = x[counted], y[counted]
+    out[:5] = (xc.size, xc.sum(), yc.sum(), (xc * xc).sum(), (xc * yc).sum())
+    xu = x[~counted]
+    out[5:] = (xu.size, xu.sum())
+    return out
+
+
+@SETTINGS
+@given(n=st.integers(0, 40_000), k=st.integers(1, 40) | st.integers(60, 120), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**31), ties=st.booleans(), counted_share=st.sampled_from([0.0, 0.5, 0.9, 1.0]))
+def test_trend_sums_equal_the_plain_formulas(n, k, dtype, seed, ties, counted_share):
+    rng = np.random.default_rng(seed)
+    if ties:
+        probs = rng.integers(0, 4, (n, k)).astype(np.float64)
+        probs[probs.sum(axis=1) == 0, 0] = 1.0
+    else:
+        probs = rng.dirichlet(np.full(k, 0.3), n) if n else np.zeros((0, k))
+        probs[rng.random(n) < 0.05] = np.eye(k)[0]  # one-hot rows: 0 log 0 = 0
+    probs = (probs / probs.sum(axis=1, keepdims=True)).astype(dtype)
+    labels = rng.integers(0, k, n)
+    self_conf = probs[np.arange(n), labels]
+    max_prob = probs.max(axis=1) if n else np.zeros(0, dtype)
+    disputed = self_conf < max_prob - 1e-6
+    counted = rng.random(n) < counted_share
+    got = trend_sums(probs, self_conf, max_prob, disputed, counted)
+    assert got.dtype == np.int64
+    assert got.tolist() == trend_sums_reference(probs, self_conf, max_prob, disputed, counted).tolist()
+
+
+def test_trend_sums_over_several_chunks_equal_the_plain_formulas():
+    """Rows across several cache-sized chunks (16,384 rows each), realistic probabilities."""
+    from tests.conftest import noisy_dataset
+
+    labels, _t, probs, _ = noisy_dataset(n=70_001, k=10, noise=0.2, seed=9)
+    self_conf = probs[np.arange(labels.size), labels]
+    max_prob = probs.max(axis=1)
+    disputed = self_conf < max_prob - 1e-6
+    counted = np.random.default_rng(1).random(labels.size) < 0.8
+    want = trend_sums_reference(probs, self_conf, max_prob, disputed, counted)
+    assert trend_sums(probs, self_conf, max_prob, disputed, counted).tolist() == want.tolist()
+    assert want[2] > 0 and want[5] > 0
+
+
+@SETTINGS
+@given(n=st.integers(0, 3000), k=st.integers(1, 300), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**31), zeros=st.booleans())
+def test_row_entropy_equals_the_class_by_class_sum(n, k, dtype, seed, zeros):
+    """Narrow rows (transposed chunks) and wide rows (a running sum along each row): the reference's floats."""
+    from labelqa.stats.confident import row_entropy
+
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(k, 0.2), n).astype(dtype) if n else np.zeros((0, k), dtype)
+    if zeros and n:
+        probs[rng.random((n, k)) < 0.3] = 0.0
+        probs[rng.random(n) < 0.1] = np.eye(k, dtype=dtype)[rng.integers(0, k)]  # one-hot rows: entropy 0
+    cols = np.ascontiguousarray(probs.T)
+    logs = np.log(np.maximum(cols, np.finfo(dtype).tiny)) * cols
+    want = np.zeros(n, dtype=dtype)
+    for row in logs:
+        want -= row
+    got = row_entropy(probs)
+    assert got.dtype == dtype
+    # bit for bit, but the sign of a zero entropy (one-hot rows; x = 0 either way in the trend)
+    assert np.array_equal((got + dtype(0)).view(np.uint8), (want + dtype(0)).view(np.uint8))
