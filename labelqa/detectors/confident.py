@@ -279,7 +279,7 @@ class _BlockRows:
             return trend_sums(self.probs[sl], self.self_conf[sl], self.max_prob[sl], disputed[sl], counted[sl],
                               None if entropy is None else entropy[sl])
 
-        tasks = [slice(a, b) for a, b in row_ranges(self.n, _JOINT_TASK_ROWS)]
+        tasks = [slice(a, b) for a, b in row_ranges(self.n, _task_rows(self.probs.shape[1]))]
         parts = thread_map(one, tasks, parallel=self.probs.size >= MIN_PARALLEL_ELEMENTS)
         return sum(parts, np.zeros(TREND_SUMS, dtype=np.int64))
 
@@ -358,7 +358,7 @@ def given_probs(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
         idx += labels[a:b]
         np.take(flat, idx, out=out[a:b])
 
-    for_row_blocks(gather, n, _JOINT_TASK_ROWS, elements=probs.size)
+    for_row_blocks(gather, n, _task_rows(k), elements=probs.size)
     return out
 
 
@@ -379,6 +379,15 @@ class _RowOutputs:
 
 #: Rows per task of the confident-joint pass: many small tasks keep both threads busy to the end.
 _JOINT_TASK_ROWS = 1 << 16
+#: ... and at most about this many probabilities per task: at 200k x 1,000, 2^16-row tasks made 4 tasks
+#: (one nearly empty), so one thread did two of them while the other idled (scan 1.4-1.9 -> 1.2-1.5 s).
+_JOINT_TASK_ELEMENTS = 1 << 24
+
+
+def _task_rows(k: int) -> int:
+    """Rows per task of the row passes over K classes (:data:`_JOINT_TASK_ROWS`, fewer for wide rows)."""
+    return min(_JOINT_TASK_ROWS, max(1024, _JOINT_TASK_ELEMENTS // max(k, 1)))
+
 #: At most this many (class, task) pieces are joined into the disagreeing groups; more: one sort instead.
 _MAX_JOINED_PIECES = 4096
 
@@ -441,7 +450,7 @@ def _confident_joint(
     joint = np.zeros((k, k), dtype=np.int64)
     tallies = np.zeros((k, 3), dtype=np.int64)
     weight = np.zeros(k, dtype=np.int64)
-    tasks = [slice(a, b) for a, b in row_ranges(n, _JOINT_TASK_ROWS)]
+    tasks = [slice(a, b) for a, b in row_ranges(n, _task_rows(k))]
     for part, tal, w, dis in thread_map(count, tasks, parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
         joint += part
         if tal is not None:
@@ -460,7 +469,7 @@ def _agreement(labels: np.ndarray, probs: np.ndarray, self_conf: np.ndarray) -> 
     """
     n, k = probs.shape
     max_prob = np.empty(n, dtype=probs.dtype)
-    for_row_blocks(lambda a, b: row_max(probs[a:b], out=max_prob[a:b]), n, _JOINT_TASK_ROWS, elements=probs.size)
+    for_row_blocks(lambda a, b: row_max(probs[a:b], out=max_prob[a:b]), n, _task_rows(k), elements=probs.size)
     agrees = np.greater_equal(self_conf.astype(np.float64, copy=False),
                               max_prob.astype(np.float64, copy=False) - AGREEMENT_TOLERANCE)
     strictly = np.greater(max_prob, self_conf)
