@@ -293,13 +293,15 @@ def _log_losses(mats: Sequence[np.ndarray], labels: Any, task: str, w_grid: np.n
     return total / (n * k)
 
 
-def fit_model_weights(models: Sequence[Any], labels: Any, *, task: str = "multiclass") -> np.ndarray:
+def fit_model_weights(models: Sequence[Any], labels: Any, *, task: str = "multiclass",
+                      suspect: Sequence[bool] | None = None) -> np.ndarray:
     """Weights for ``loss_weighted``: ``exp(-T * log_loss_m)``, normalised, with ``T`` from
     :data:`TEMPERATURES` minimising the mean's log loss against the given labels.
 
     A model that looks in-sample (:func:`in_sample_check`) fits the given labels
     best because it saw them: it gets no weight while another model does not
     look in-sample (:func:`drop_suspects`), so it cannot take the weight.
+    ``suspect``: :func:`in_sample_check`'s ``suspect`` when the caller has it (multiclass).
     """
     mats, _ = _check_models(models, None)
     losses = _log_losses(mats, labels, task)
@@ -308,8 +310,9 @@ def fit_model_weights(models: Sequence[Any], labels: Any, *, task: str = "multic
     best = int(np.argmin(_log_losses(mats, labels, task, grid)))
     weights = grid[best]
     if task == "multiclass":
-        suspect = np.array(in_sample_check(mats, labels)["suspect"], dtype=bool)
-        weights = drop_suspects(weights, suspect)
+        if suspect is None:
+            suspect = in_sample_check(mats, labels)["suspect"]
+        weights = drop_suspects(weights, np.array(suspect, dtype=bool))
     return weights
 
 
@@ -328,7 +331,7 @@ def log_linear_pool(models: Sequence[Any], weights: Sequence[float], *, task: st
 
 
 def fit_log_linear_weights(models: Sequence[Any], labels: Any, *, task: str = "multiclass",
-                           seed: int = 0) -> np.ndarray:
+                           seed: int = 0, suspect: Sequence[bool] | None = None) -> np.ndarray:
     """Weights ``w_m >= 0`` of the log-linear pool maximising the likelihood of the given labels.
 
     The pool is ``q = softmax(sum_m w_m log p_m)`` (multi-label, per cell:
@@ -354,6 +357,7 @@ def fit_log_linear_weights(models: Sequence[Any], labels: Any, *, task: str = "m
     weight 0 and the others' weights are fitted without it (unless every
     model looks in-sample): it fits the given labels best because it saw
     them, so a free fit would give it all the weight.
+    ``suspect``: :func:`in_sample_check`'s ``suspect`` when the caller has it.
     """
     from scipy.optimize import minimize
 
@@ -372,7 +376,11 @@ def fit_log_linear_weights(models: Sequence[Any], labels: Any, *, task: str = "m
     start = np.full(m_count, 1.0 / m_count)
     if n == 0:
         return start
-    suspect = np.zeros(m_count, dtype=bool) if multilabel else np.array(in_sample_check(mats, y)["suspect"])
+    if multilabel:
+        suspect = np.zeros(m_count, dtype=bool)
+    elif suspect is None:
+        suspect = in_sample_check(mats, y)["suspect"]
+    suspect = np.array(suspect, dtype=bool)
     active = np.flatnonzero(~suspect) if not suspect.all() else np.arange(m_count)
     if active.size < m_count:  # fit the others alone: a suspect gets no weight
         w = np.zeros(m_count)

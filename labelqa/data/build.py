@@ -304,20 +304,21 @@ def _check_and_combine(
         meta["renormalized_rows"] = int(max(renormalized_rows))
         meta["model_renormalized_rows"] = [int(r) for r in renormalized_rows]
     task = "multilabel" if multilabel else "multiclass"
+    check = None if multilabel else in_sample_check(checked, Y)  # once: the fits and the count floor read it
+    suspect = None if check is None else check["suspect"]
     weights = None
     if method == "loss_weighted":
-        weights = fit_model_weights(checked, Y, task=task)
+        weights = fit_model_weights(checked, Y, task=task, suspect=suspect)
         combined = combine_pred_probs(checked, "mean", weights, task=task)
     elif method == "log_linear":
-        weights = fit_log_linear_weights(checked, Y, task=task)
+        weights = fit_log_linear_weights(checked, Y, task=task, suspect=suspect)
         combined = log_linear_pool(checked, weights, task=task)
     else:
         combined = combine_pred_probs(checked, method, task=task)
     if weights is not None:
         meta["model_weights"] = [float(x) for x in weights]
-    if not multilabel:
+    if check is not None:
         counts = member_num_issues(checked, Y)
-        check = in_sample_check(checked, Y)
         meta["model_num_issues"] = counts
         meta[NUM_ISSUES_FLOOR_META] = num_issues_floor(counts, check["mean_log_loss"], weights, check["suspect"])
     return combined, tuple(_readonly(m) for m in checked)

@@ -68,22 +68,27 @@ def labels_are_codes(label_type: pa.DataType, classes: tuple[Any, ...]) -> bool:
     return pa.types.is_integer(label_type) and not any(is_int_value(c) for c in classes)
 
 
+def _all_in_range(values: pa.Array, k: int) -> bool:
+    """Integer ``values``, none null, all in ``0..k-1`` (one min/max pass)."""
+    if values.null_count or not len(values):
+        return False
+    bounds = pc.min_max(values).as_py()
+    return bounds["min"] >= 0 and bounds["max"] < k
+
+
 def class_codes(values: pa.Array, classes: tuple[Any, ...]) -> tuple[pa.Array, bool, str]:
     """Codes of ``values`` in ``classes`` (null where not found), whether they were taken as codes, and how to
     describe a valid value in messages."""
     k = len(classes)
     if labels_are_codes(values.type, classes):
-        bounds = pc.min_max(values).as_py()
-        if values.null_count == 0 and len(values) and bounds["min"] >= 0 and bounds["max"] < k:
+        if _all_in_range(values, k):
             return values, True, f"a class code 0..{k - 1} for the {k} classes"  # every code valid: no mask
         in_range = pc.and_(pc.greater_equal(values, 0), pc.less(values, k))
         return pc.if_else(in_range, values, pa.scalar(None, pa.int64())), True, \
             f"a class code 0..{k - 1} for the {k} classes"
     if pa.types.is_integer(values.type):
-        if all(is_int_value(c) and int(c) == i for i, c in enumerate(classes)):  # classes 0..K-1: a value is its code
-            bounds = pc.min_max(values).as_py()
-            if values.null_count == 0 and len(values) and bounds["min"] >= 0 and bounds["max"] < k:
-                return pc.cast(values, pa.int64()), False, f"one of the {k} classes"
+        if all(is_int_value(c) and int(c) == i for i, c in enumerate(classes)) and _all_in_range(values, k):
+            return pc.cast(values, pa.int64()), False, f"one of the {k} classes"  # classes 0..K-1: value = code
         value_set = pa.array([c if is_int_value(c) else None for c in classes], type=pa.int64())
     else:
         value_set = pa.array([str(c) for c in classes], type=values.type)

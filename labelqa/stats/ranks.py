@@ -205,19 +205,17 @@ class RankIndex:
         keys = s[order]
         start_of = np.searchsorted(self.sorted, keys, side="left")  # where each score's run starts
         r = self.n_flagged + 1 + start_of
-        sd = heads = within = None
+        sd = heads = tied_rows = None
         if self.has_ties and keys.size:
             # a score is tied when its run holds a second value (every fed score is in ``sorted``)
             nxt = np.minimum(start_of + 1, self.sorted.size - 1)
             hit = (start_of + 1 < self.sorted.size) & _same(self.sorted[nxt], keys)
-            r_hit = np.flatnonzero(hit)
+            tied_rows = np.flatnonzero(hit)
             sd = np.searchsorted(self.tie_starts, start_of[hit])  # which tied run (non-decreasing)
             start = np.r_[True, sd[1:] != sd[:-1]] if sd.size else np.zeros(0, dtype=bool)
             heads = np.flatnonzero(start)
-            within = np.arange(sd.size) - heads[np.cumsum(start) - 1]  # place among this batch's equal scores
-            r[r_hit] += within
-            within = r_hit
-        return out, unf, order, r, sd, heads, within
+            r[tied_rows] += np.arange(sd.size) - heads[np.cumsum(start) - 1]  # place among this batch's ties
+        return out, unf, order, r, sd, heads, tied_rows
 
     def ranks_of(self, prepared: tuple[Any, ...]) -> np.ndarray:
         """Ranks of one batch from :meth:`prepare`: the rows tied with earlier batches' counted (input order)."""
