@@ -17,7 +17,7 @@ logic. With several detectors, per-row score, flag and suggestion come from
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -400,13 +400,30 @@ class _Rows:
         """The whole issues table (one block of every row)."""
         return next(self.blocks(max(self.data.n_rows, 1), ranks))
 
+    def ranks_future(self) -> Future[np.ndarray]:
+        """The rows' ranks (:func:`rank_rows`), sorted on a side thread started on first call.
+
+        The sort releases the GIL, so it runs beside whatever the caller does
+        next (the summary, the first block's text columns). The arrays it
+        reads are computed here first, so the two threads never both fill the
+        same cache entry.
+        """
+        if "ranks" not in self._cache:
+            flags = np.asarray(self.is_label_issue, dtype=bool)
+            quality = self.label_quality
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelqa-rank")
+            self._cache["ranks"] = pool.submit(rank_rows, quality, flags)
+            pool.shutdown(wait=False)  # the thread ends with its one job
+        return self._cache["ranks"]
+
     def blocks(self, block_rows: int, ranks: np.ndarray | None = None) -> Iterator[pa.Table]:
         """The issues table in blocks of ``block_rows`` rows, in input order, each built when asked for.
 
-        A writer can encode one block while the next is built. The rank sort
-        (global, and it releases the GIL) runs on a side thread beside the
-        first block's text columns; the arrays every block reads are computed
-        here first, so the two threads never both fill the same cache entry.
+        A writer can encode one block while the next is built. The first block
+        is a quarter of the others when that splits the rows: the writer starts
+        sooner, and the writer is what the report waits for. The rank sort
+        (global) runs on a side thread (:meth:`ranks_future`) beside the first
+        block's text columns.
         """
         from labelqa.models import disagreement_columns
 
@@ -416,17 +433,19 @@ class _Rows:
         quality = self.label_quality
         self.suggestion()
         disagreement = disagreement_columns(data)  # several models: where they disagree
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            rank_job = pool.submit(rank_rows, quality, flags) if ranks is None else None
-            for start in range(0, max(n, 1), block_rows):
-                rows = slice(start, min(start + block_rows, n))
-                columns = self._row_columns(flags, quality, rows)
-                if rank_job is not None:
-                    ranks, rank_job = rank_job.result(), None
-                columns["rank"] = pa.array(np.asarray(ranks)[rows])
-                for key, values in disagreement.items():
-                    columns[key] = pa.array(values[rows])
-                yield pa.table(columns)
+        pending = self.ranks_future() if ranks is None else None
+        first = block_rows // 4 if n > block_rows else block_rows
+        starts = [0, *range(first, max(n, 1), block_rows)] if first < block_rows else range(0, max(n, 1), block_rows)
+        for start in starts:
+            stop = min(start + (first if start == 0 else block_rows), n)
+            rows = slice(start, stop)
+            columns = self._row_columns(flags, quality, rows)
+            if pending is not None:
+                ranks, pending = pending.result(), None
+            columns["rank"] = pa.array(np.asarray(ranks)[rows])
+            for key, values in disagreement.items():
+                columns[key] = pa.array(values[rows])
+            yield pa.table(columns)
 
     def _row_columns(self, flags: np.ndarray, quality: np.ndarray, rows: slice) -> dict[str, pa.Array | None]:
         """The issues table's columns for ``rows`` but ``rank`` (a ``None`` placeholder, to keep its position)."""
@@ -581,6 +600,7 @@ class ScanResult:
     _views: _Rows | None = field(default=None, init=False, repr=False)
     _top: pa.Table | None = field(default=None, init=False, repr=False)
     _matrices: dict[str, np.ndarray] | None = field(default=None, init=False, repr=False)
+    _summary: tuple[Any, dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.issue_rule not in ensemble.ISSUE_RULES:
@@ -709,7 +729,16 @@ class ScanResult:
 
     def ranks(self) -> np.ndarray:
         """Rank of every row (see :func:`~labelqa.stats.ranks.rank_rows`)."""
-        return rank_rows(self.label_quality, self.is_label_issue)
+        return self._memory().ranks_future().result().copy()
+
+    def prefetch_ranks(self) -> None:
+        """Start sorting the rows for their ranks on a side thread (in memory; out of core nothing to do).
+
+        The issue batches then take the ranks from it; meanwhile the caller
+        goes on (e.g. with :meth:`summary`).
+        """
+        if self._views is not None:
+            self._views.ranks_future()
 
     def totals_for(self, detectors: list[str] | None = None) -> RowTotals:
         """Row totals of the rows flagged by any of ``detectors`` (default: the combined flags).
@@ -846,7 +875,16 @@ class ScanResult:
         return self.summary()["confused_pairs"][:top]
 
     def summary(self) -> dict[str, Any]:
-        """The dataset summary, as written to summary.json (versioned schema), with the gate when judged."""
+        """The dataset summary, as written to summary.json (versioned schema), with the gate when judged.
+
+        Built once (and again only when the gate changes): the report writer and the terminal share it.
+        Treat it as read-only.
+        """
+        if self._summary is None or self._summary[0] is not self.gate:
+            self._summary = (self.gate, self._build_summary())
+        return self._summary[1]
+
+    def _build_summary(self) -> dict[str, Any]:
         models = None
         if self.data is not None:
             from labelqa.models import disagreement_summary

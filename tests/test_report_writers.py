@@ -346,6 +346,11 @@ def test_issues_parquet_encodings_chosen_per_column(toy, tmp_path):
     assert "BYTE_STREAM_SPLIT" in encodings["label_quality"]
     assert "DELTA_BINARY_PACKED" in encodings["id"] and "DELTA_BINARY_PACKED" in encodings["rank"]
     assert any("DICTIONARY" in e for e in encodings["detectors"])
+    assert not any("DICTIONARY" in e for e in encodings["reason"])  # phrases: mostly distinct
+    group = meta.row_group(0)
+    stats = {group.column(i).path_in_schema: group.column(i).is_stats_set for i in range(meta.num_columns)}
+    assert stats["rank"] and stats["is_label_issue"] and stats["label_quality"]  # readers skip row groups by these
+    assert not stats["reason"] and not stats["detectors"]
 
 
 def test_issues_parquet_read_by_polars(toy, tmp_path):

@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 
 from labelqa.data.model import LabelData
 from labelqa.errors import LabelqaError
-from labelqa.stats.noise_interval import bootstrap_noise_rates, noise_rate_interval, noise_rate_point
+from labelqa.stats.noise_interval import (
+    bootstrap_noise_rates,
+    linear_quantiles,
+    noise_rate_interval,
+    noise_rate_point,
+)
 from labelqa.scan import scan
 from tests.conftest import noisy_dataset
 
@@ -148,3 +153,20 @@ def test_interval_always_brackets_the_point(data):
     point = noise_rate_point(joint, counts)
     low, high = noise_rate_interval(joint, counts, n_boot=50)
     assert 0.0 <= low <= point <= high <= 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=300),
+       st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4))
+def test_linear_quantiles_equal_numpys_quantile(values, quantiles):
+    """The sort-based quantiles are numpy's default (linear) quantiles, bit for bit, at any size and level."""
+    values = np.array(values)
+    assert np.array_equal(linear_quantiles(values, quantiles), np.quantile(values, quantiles))
+
+
+def test_linear_quantiles_by_hand():
+    """[1, 2, 4, 8]: position q * 3; 0.5 -> between 2 and 4; 0.25 -> 1.75 of the way -> 1 + 0.75 * 1."""
+    values = np.array([8.0, 1.0, 4.0, 2.0])
+    assert linear_quantiles(values, [0.0, 0.25, 0.5, 1.0]).tolist() == [1.0, 1.75, 3.0, 8.0]
+    with pytest.raises(ValueError):
+        linear_quantiles(np.array([]), [0.5])

@@ -28,6 +28,7 @@ import numpy as np
 from labelqa.data.rows import format_values
 from labelqa.errors import LabelqaError
 from labelqa.parallel import for_row_blocks
+from labelqa.stats.confident import row_top
 
 #: A better assignment must explain at least this fraction of the rows more ...
 MIN_GAIN_FRACTION = 0.10
@@ -50,7 +51,7 @@ def label_vs_top_counts(codes: np.ndarray, pred_probs: np.ndarray) -> tuple[np.n
     top = np.empty(n, dtype=np.intp)
 
     def block(a: int, b: int) -> None:
-        np.argmax(probs[a:b], axis=1, out=top[a:b])
+        top[a:b] = row_top(probs[a:b])[0]  # numpy's argmax, faster over the short rows of small K
 
     for_row_blocks(block, n, max(1, ARGMAX_BLOCK_ELEMENTS // max(k, 1)), elements=n * k)  # both cores
     pairs = np.asarray(codes, dtype=np.int64) * k + top
