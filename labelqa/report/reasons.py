@@ -40,14 +40,25 @@ def _pct_text(values: np.ndarray) -> pa.Array:
     return pc.binary_join_element_wise(pc.cast(pa.array(pct), pa.string()), "%", "")
 
 
+def _cells(probs: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``probs[rows, cols]``: one flat take on a C-contiguous matrix (2-D fancy indexing is ~3x slower)."""
+    if not probs.flags.c_contiguous:
+        return probs[rows, cols]
+    flat = rows.astype(np.int64) * probs.shape[1]
+    flat += cols
+    return probs.reshape(-1).take(flat)
+
+
 def _cl(data: LabelData, res: DetectorResult, idx: np.ndarray) -> pa.Array:
-    names = pa.array(data.class_names, pa.string())
+    names = data.class_names
     given, sugg = data.labels[idx], np.asarray(res.suggested)[idx]
-    text = pc.binary_join_element_wise(
-        "given '", names.take(pa.array(given)), "' (", _pct_text(data.pred_probs[idx, given]),
-        "), model says '", names.take(pa.array(sugg)), "' (", _pct_text(data.pred_probs[idx, sugg]), ")", "",
+    probs = np.asarray(data.pred_probs)
+    opening = pa.array([f"given '{name}' (" for name in names], pa.string())  # the class's text, joined once
+    middle = pa.array([f"), model says '{name}' (" for name in names], pa.string())
+    return pc.binary_join_element_wise(
+        opening.take(pa.array(given)), _pct_text(_cells(probs, idx, given)),
+        middle.take(pa.array(sugg)), _pct_text(_cells(probs, idx, sugg)), ")", "",
     )
-    return text
 
 
 def _aum(data: LabelData, res: DetectorResult, idx: np.ndarray) -> list[str]:
