@@ -179,7 +179,7 @@ def _cell(v: Any) -> Any:
     return str(v)
 
 
-def confusion_counts(summary: dict[str, Any], issues: pa.Table | None) -> tuple[list[list[float]] | None, str]:
+def confusion_counts(summary: dict[str, Any], issues: pa.Table | None) -> tuple[np.ndarray | None, str]:
     """The heatmap counts and a note of where they come from.
 
     Prefers the confident-learning detector's ``confident_joint_calibrated``
@@ -194,7 +194,7 @@ def confusion_counts(summary: dict[str, Any], issues: pa.Table | None) -> tuple[
         cj = ((detectors.get(name) or {}).get("summary") or {}).get("confident_joint_calibrated")
         if cj is not None and len(cj) == k and all(len(r) == k for r in cj):
             # an array from matrices.npy (large K) or nested lists (inline): the same floats either way
-            return np.asarray(cj, dtype=np.float64).tolist(), (
+            return np.asarray(cj, dtype=np.float64), (
                 f"Calibrated confident joint of the {name!r} detector: estimated row counts by given label "
                 "(rows) and suggested, i.e. likely true, label (columns). Off-diagonal cells are likely label errors."
             )
@@ -211,7 +211,7 @@ def confusion_counts(summary: dict[str, Any], issues: pa.Table | None) -> tuple[
     for g, s in zip(given, sugg):
         if g in pos and s in pos:
             mat[pos[g], pos[s]] += 1
-    return mat.tolist(), "Flagged rows counted by given label (rows) and suggested label (columns)."
+    return mat, "Flagged rows counted by given label (rows) and suggested label (columns)."
 
 
 class QualityHistogram:
@@ -389,17 +389,16 @@ def _heatmap_panel(summary: dict[str, Any], issues: pa.Table | None) -> str:
     k = len(classes)
     keep = list(range(k))
     if k > MAX_HEATMAP_CLASSES:
-        m = np.asarray(counts)
-        off = m.sum(axis=0) + m.sum(axis=1) - 2 * np.diag(m)
+        off = counts.sum(axis=0) + counts.sum(axis=1) - 2 * np.diag(counts)
         keep = sorted(np.argsort(-off, kind="stable")[:MAX_HEATMAP_CLASSES].tolist())
         note += f" Showing the {MAX_HEATMAP_CLASSES} of {k} classes most involved in confusions."
     nm = summary.get("noise_matrix")
-    sub_counts = [[counts[i][j] for j in keep] for i in keep]
+    sub_counts = counts[np.ix_(keep, keep)].tolist()  # only the shown cells become Python floats (K = 1,000: 1M)
     legend_scale = "darker = more rows (square-root scale, each colour on its own scale)"
     if nm is not None and len(nm) == k and all(len(r) == k for r in nm) and not note.startswith("Flagged rows"):
         # noise_matrix[i][j] = P(given = i | true = j): rows of the heatmap are given labels, columns true labels;
         # each column sums to 1. The cells show the probabilities, the tooltips the row counts.
-        values = [[float(nm[i][j]) for j in keep] for i in keep]
+        values = np.asarray(nm, dtype=np.float64)[np.ix_(keep, keep)].tolist()
         notes = [[f"{svg.fmt_count(sub_counts[a][b])} rows in the calibrated confident joint"
                   for b in range(len(keep))] for a in range(len(keep))]
         chart = svg.heatmap(values, [classes[i] for i in keep], [classes[j] for j in keep],
