@@ -75,6 +75,27 @@ def test_parallel_row_groups_load_like_one(tmp_path, two_threads, monkeypatch, b
     assert np.array_equal(one.labels, many.labels)
 
 
+def test_wide_rows_decode_in_batches_sized_by_values(tmp_path, two_threads, monkeypatch):
+    """Batches hold at most PARQUET_BATCH_VALUES values (wide rows: fewer rows a batch): same matrix, and
+    the decoder is asked for batches of that many rows."""
+    from labelqa.data import columns
+
+    monkeypatch.setattr(columns, "PARQUET_BATCH_VALUES", 700)  # 7 classes: 100 rows a batch
+    given, _, probs, _ = noisy_dataset(n=70_000, k=7, seed=10)
+    path = write(tmp_path / "many.parquet", given, probs, row_group_size=6_000, fixed=False)
+    asked = []
+    real = pq.ParquetFile.iter_batches
+
+    def spy(self, batch_size=65536, **kwargs):
+        asked.append(batch_size)
+        return real(self, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    data = load(path)
+    assert set(asked) == {100}
+    np.testing.assert_array_equal(data.pred_probs, probs)
+
+
 def test_parallel_ragged_row_group_names_the_later_rows(tmp_path, two_threads):
     given, _, probs, _ = noisy_dataset(n=70_000, k=3, seed=9)
     wide = np.hstack([probs, np.zeros((len(probs), 1), probs.dtype)])
