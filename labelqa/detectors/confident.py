@@ -1567,7 +1567,7 @@ def noise_rate_estimates(est: Estimates) -> dict[str, dict[str, Any]]:
     low, high = est.disputed_bounds
     per_row = 1.0 / n_rows if n_rows else 0.0
     cal_rate = noise_rate(est.calibrated)
-    cal_interval = list(noise_rate_interval(est.joint, est.class_counts))
+    cal_interval = list(noise_rate_interval(est.joint, est.class_counts, point=cal_rate))
     out: dict[str, dict[str, Any]] = {
         CALIBRATED_ESTIMATOR: {
             "rate": cal_rate,
