@@ -30,7 +30,7 @@ from labelqa.data.model import LabelData
 from labelqa.detectors import ensemble
 from labelqa.detectors.base import DetectorResult
 from labelqa.errors import LabelqaError
-from labelqa.jsonable import jsonable
+from labelqa.jsonable import MatrixList, jsonable
 from labelqa.report.reasons import reasons_for, scatter_text
 from labelqa.stats.multilabel import set_members
 from labelqa.stats.ranks import rank_rows
@@ -103,6 +103,8 @@ def summary_matrices(outcomes: Mapping[str, DetectorOutcome], primary: str, k: i
         for key, value in outcome.summary.items():
             if isinstance(value, np.ndarray):
                 arr = value
+            elif isinstance(value, MatrixList):
+                arr = value.array
             elif isinstance(value, list) and len(value) == k and isinstance(value[0], (list, np.ndarray)):
                 try:
                     arr = np.asarray(value, dtype=np.float64)

@@ -61,3 +61,35 @@ def test_known_values():
     out = jsonable(value)
     assert type(out["1"]) is int and type(out["b"]) is bool and type(out["f"]) is float
     assert jsonable([True, 1, 2.0]) == [True, 1, 2.0] and type(jsonable([True, 1])[0]) is bool
+
+
+def test_matrix_list_is_the_nested_lists_and_keeps_its_array():
+    """Equal to tolist() and dumped as such; the array it holds is a read-only copy, and survives pickling."""
+    import json
+    import pickle
+
+    from labelqa.jsonable import MatrixList, matrix_list
+
+    source = np.array([[1.5, 0.0], [0.25, 2.0]])
+    m = matrix_list(source)
+    assert isinstance(m, MatrixList) and m == source.tolist()
+    assert json.dumps(m) == json.dumps(source.tolist()) and jsonable(m) == source.tolist()
+    source[0, 0] = 9.0  # the caller's array changing later does not reach it
+    assert m.array[0, 0] == 1.5 and not m.array.flags.writeable
+    assert np.array_equal(pickle.loads(pickle.dumps(m)).array, m.array)
+
+
+def test_summary_matrices_take_the_detectors_arrays():
+    """The summary's matrices are the arrays behind the confident-learning summary's nested lists."""
+    from labelqa.data.model import LabelData
+    from labelqa.result import summary_matrices
+    from labelqa.scan import scan
+    from tests.conftest import noisy_dataset
+
+    given, _, probs, _ = noisy_dataset(n=400, k=3, seed=2)
+    result = scan(LabelData.from_arrays(given, probs))
+    found = summary_matrices(result.outcomes, result.primary, 3)
+    cl = result.outcomes["cl"].summary
+    assert found["detectors.cl.summary.confident_joint"] is cl["confident_joint"].array
+    for key in ("confident_joint", "confident_joint_calibrated", "noise_matrix", "inverse_noise_matrix"):
+        assert np.array_equal(found[f"detectors.cl.summary.{key}"], np.asarray(cl[key], dtype=np.float64))

@@ -58,6 +58,7 @@ from labelqa.detectors.base import (
 )
 from labelqa import options
 from labelqa.errors import LabelqaError
+from labelqa.jsonable import matrix_list
 from labelqa.parallel import MIN_PARALLEL_ELEMENTS, for_row_blocks, row_ranges, thread_map
 from labelqa.stats.confident import (
     PROB_SCALE,
@@ -1506,10 +1507,10 @@ class ConfidentRule(RowRule):
         floor = {"num_issues_floor": est.num_issues_floor} if est.num_issues_floor else {}
         return floor | {
             "thresholds": [float(t) for t in est.thresholds],
-            "confident_joint": est.joint.tolist(),
-            "confident_joint_calibrated": cal.tolist(),
-            "noise_matrix": latent.noise_matrix.tolist(),
-            "inverse_noise_matrix": latent.inverse_noise_matrix.tolist(),
+            "confident_joint": matrix_list(est.joint),
+            "confident_joint_calibrated": matrix_list(cal),
+            "noise_matrix": matrix_list(latent.noise_matrix),
+            "inverse_noise_matrix": matrix_list(latent.inverse_noise_matrix),
             "latent_prior": latent.latent_prior.tolist(),
             "estimated_num_issues": est.estimated_num_issues,
             "estimated_num_issues_midpoint": est.midpoint_num_issues,
