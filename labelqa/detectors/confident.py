@@ -1297,8 +1297,12 @@ def _suggestions(rs: _BlockRows, rows: np.ndarray) -> np.ndarray:
     """Suggested labels of some (flagged) rows: the confident-joint guess when it names another class, else the best
     other class."""
     guess = rs.guesses(rows)
-    usable = (guess >= 0) & (guess != rs.labels[rows])
-    return np.where(usable, guess, _best_other_class(rs.labels[rows], rs.probs[rows]))
+    given = rs.labels[rows]
+    other = np.flatnonzero((guess < 0) | (guess == given))  # usually few: only their rows are read again
+    out = guess.copy()
+    if other.size:
+        out[other] = _best_other_class(given[other], rs.probs[rows[other]])
+    return out
 
 
 class GatheredRows:
