@@ -101,3 +101,24 @@ def test_row_entropy_equals_the_class_by_class_sum(n, k, dtype, seed, zeros):
     assert got.dtype == dtype
     # bit for bit, but the sign of a zero entropy (one-hot rows; x = 0 either way in the trend)
     assert np.array_equal((got + dtype(0)).view(np.uint8), (want + dtype(0)).view(np.uint8))
+
+
+@SETTINGS
+@given(st.integers(1, 300), st.integers(0, 2**31), st.sampled_from([np.float32, np.float64]), st.booleans())
+def test_agreement_masks_equal_the_float64_formula(n, seed, dtype, with_nan):
+    """The masks from one comparison in the probabilities' dtype plus the float64 test on the strictly
+    disagreeing rows only are the float64 formula's, near-ties (within 1e-6) and NaN rows included."""
+    from labelqa.detectors import confident as cl_module
+
+    rng = np.random.default_rng(seed)
+    self_conf = rng.choice(np.array([0.0, 0.25, 0.5, 0.5 + 5e-7, 0.5 + 2e-6, 1.0]), n).astype(dtype)
+    max_prob = np.maximum(self_conf, rng.choice(np.array([0.0, 0.5, 0.5 + 1e-6, 0.75, 1.0]), n).astype(dtype))
+    if with_nan:
+        self_conf[rng.random(n) < 0.1] = np.nan
+        max_prob[rng.random(n) < 0.1] = np.nan
+    agrees, strictly = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
+    dis = cl_module._agreement_masks(self_conf, max_prob, agrees, strictly)
+    want = self_conf.astype(np.float64) >= max_prob.astype(np.float64) - cl_module.AGREEMENT_TOLERANCE
+    assert np.array_equal(agrees, want)
+    assert np.array_equal(strictly, max_prob > self_conf)
+    assert np.array_equal(dis, np.flatnonzero(~want))
