@@ -122,3 +122,60 @@ def test_agreement_masks_equal_the_float64_formula(n, seed, dtype, with_nan):
     assert np.array_equal(agrees, want)
     assert np.array_equal(strictly, max_prob > self_conf)
     assert np.array_equal(dis, np.flatnonzero(~want))
+
+
+@SETTINGS
+@given(st.integers(1, 12), st.integers(0, 400), st.integers(0, 2**31), st.sampled_from([np.int32, np.int64]))
+def test_named_rows_equal_unique_with_first_index(k, n, seed, dtype):
+    """Distinct non-negative ids (repeats across a class's cells; negative ids: rows that agree) and their class,
+    as np.unique(return_index=True) then the first cell of each id gives them."""
+    from labelqa.detectors import confident as cl_module
+
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, max(1, n // 2) + 1, n)
+    row_class = rng.integers(0, k, rows.max(initial=0) + 1)  # each row's given class
+    cells = row_class[rows] * k + rng.integers(0, k, n)
+    agree = rng.random(rows.max(initial=0) + 1) < 0.2  # a row that agrees has the id -row - 1 in every cell
+    ids = np.where(agree[rows], -rows - 1, rows).astype(dtype)
+    positions, classes = cl_module._named_rows(cells, ids, k)
+    uniq, first = np.unique(ids, return_index=True)
+    named = uniq >= 0
+    assert positions.dtype == ids.dtype
+    assert np.array_equal(positions, uniq[named])
+    assert np.array_equal(classes, cells[first][named] // k)
+
+
+@SETTINGS
+@given(st.integers(1, 12), st.integers(0, 500), st.integers(0, 2**31), st.sampled_from([np.float32, np.float64]),
+       st.sampled_from([1, 7, 64, 1 << 16]), st.sampled_from([1, 5, 1 << 14]), st.sampled_from(["1", "2"]),
+       st.booleans())
+def test_given_probs_and_sums_in_one_pass_equal_the_plain_ones(k, n, seed, dtype, task_rows, gather_rows, threads,
+                                                               fortran):
+    """The fused gather + class sums (tasks on threads, flat gathers through a reused index) give p_{i,s_i}
+    and the exact integer sums and counts of one plain ClassProbSums.update, for any task and gather size."""
+    import os
+
+    from labelqa import parallel
+    from labelqa.detectors import confident as cl_module
+    from labelqa.stats.confident import ClassProbSums
+
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(k), n).astype(dtype) if n else np.zeros((0, k), dtype)
+    if fortran:
+        probs = np.asfortranarray(probs)
+    labels = rng.integers(0, k, n)
+    saved = (cl_module._JOINT_TASK_ROWS, cl_module._GATHER_ROWS, parallel.MIN_PARALLEL_ELEMENTS,
+             os.environ.get("LABELQA_THREADS"))
+    cl_module._JOINT_TASK_ROWS, cl_module._GATHER_ROWS, parallel.MIN_PARALLEL_ELEMENTS = task_rows, gather_rows, 0
+    os.environ["LABELQA_THREADS"] = threads
+    try:
+        given_probs, sums = cl_module._given_probs_and_sums(labels, probs)
+    finally:
+        cl_module._JOINT_TASK_ROWS, cl_module._GATHER_ROWS, parallel.MIN_PARALLEL_ELEMENTS = saved[:3]
+        if saved[3] is None:
+            os.environ.pop("LABELQA_THREADS", None)
+        else:
+            os.environ["LABELQA_THREADS"] = saved[3]
+    want = ClassProbSums(k).update(labels, probs)
+    assert given_probs.dtype == probs.dtype and np.array_equal(given_probs, probs[np.arange(n), labels])
+    assert np.array_equal(sums.sums, want.sums) and np.array_equal(sums.counts, want.counts)

@@ -347,19 +347,46 @@ def self_confidence(block: Block) -> np.ndarray:
 
 def given_probs(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """``probs[i, labels[i]]`` for every row: flat gathers of row blocks, on threads for large inputs."""
+    return _given_probs_and_sums(labels, probs, with_sums=False)[0]
+
+
+#: Rows per flat gather of :func:`given_probs` (its int64 index stays in cache and is reused within a task).
+_GATHER_ROWS = 1 << 14
+
+
+def _given_probs_and_sums(labels: np.ndarray, probs: np.ndarray,
+                          with_sums: bool = True) -> tuple[np.ndarray, ClassProbSums | None]:
+    """``(given_probs(labels, probs), their ClassProbSums)`` in one threaded pass over row blocks.
+
+    Each task gathers its rows (flat gathers through one small reused index) and, with ``with_sums``, folds
+    them into its own :class:`~labelqa.stats.confident.ClassProbSums` (exact integers, merged in task
+    order): the bincounts, which hold the GIL, overlap the other thread's gathers.
+    """
     n, k = probs.shape
+    labels = np.asarray(labels, dtype=np.int64)
     if not probs.flags.c_contiguous or n == 0:
-        return probs[np.arange(n), labels]
+        out = probs[np.arange(n), labels]
+        return out, (ClassProbSums(k).update_given(labels, out) if with_sums else None)
     flat = probs.reshape(-1)
     out = np.empty(n, dtype=probs.dtype)
 
-    def gather(a: int, b: int) -> None:
-        idx = np.arange(a * k, b * k, k)
-        idx += labels[a:b]
-        np.take(flat, idx, out=out[a:b])
+    def task(ab: tuple[int, int]) -> ClassProbSums | None:
+        a, b = ab
+        offsets = np.arange(0, min(_GATHER_ROWS, b - a) * k, k)
+        idx = np.empty_like(offsets)
+        for start in range(a, b, _GATHER_ROWS):
+            stop = min(start + _GATHER_ROWS, b)
+            m = stop - start
+            np.add(offsets[:m], labels[start:stop], out=idx[:m])
+            idx[:m] += start * k
+            np.take(flat, idx[:m], out=out[start:stop])
+        return ClassProbSums(k).update_given(labels[a:b], out[a:b]) if with_sums else None
 
-    for_row_blocks(gather, n, _task_rows(k), elements=probs.size)
-    return out
+    sums = ClassProbSums(k) if with_sums else None
+    for part in thread_map(task, row_ranges(n, _task_rows(k)), parallel=probs.size >= MIN_PARALLEL_ELEMENTS):
+        if sums is not None:
+            sums.merge(part)  # type: ignore[arg-type]
+    return out, sums
 
 
 def _block_rows(block: Block, thresholds: np.ndarray) -> _BlockRows:
@@ -508,7 +535,15 @@ class ClassSumsStep(Step):
         return ClassProbSums(self.n_classes)
 
     def feed(self, partial: ClassProbSums, block: Block) -> ClassProbSums:
-        return partial.update_given(block.labels, self_confidence(block))
+        fused: list[ClassProbSums] = []
+
+        def build() -> np.ndarray:  # the block's p_{i,s_i} and their sums in one pass
+            given, sums = _given_probs_and_sums(np.asarray(block.labels, dtype=np.int64), block.pred_probs)
+            fused.append(sums)  # type: ignore[arg-type]
+            return given
+
+        given = block.cached("cl.self_conf", build)
+        return partial.merge(fused[0]) if fused else partial.update_given(block.labels, given)
 
 
 @dataclass
@@ -1020,9 +1055,7 @@ class FlagRule:
             if not (self.resolved | (self.cells == 0)).all() or self._need_count().any():
                 return
             groups, _, ids = acc.tops["pbnr"].kept()
-            ids, first = np.unique(ids, return_index=True)
-            named = ids >= 0  # not the rows that agree with their label within the tolerance
-            positions, classes = ids[named], groups[first][named] // k
+            positions, classes = _named_rows(groups, ids, k)
         else:
             positions, classes = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         self.pbnr_positions = positions
@@ -1297,6 +1330,27 @@ class FlagRule:
         if m in AGREEMENT_RULE_METHODS:
             mask &= ~rs.agrees
         return mask
+
+
+def _named_rows(cells: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(positions, classes)``: the distinct non-negative ``ids`` (ascending, in ``ids``' dtype) and the given
+    class of each, ``cell // k`` (a row sits only in cells of its own class, so any of its cells gives it).
+
+    One sort of ``id * k + class`` keys, then dropping repeats: the same as ``np.unique(ids, return_index=True)``
+    and the first cell of each id, without the stable argsort (135k ids at 1M x 10: 5.8 -> ~2 ms).
+    """
+    named = ids >= 0  # not the rows that agree with their label within the tolerance
+    key = ids[named].astype(np.int64)
+    key *= k
+    key += np.asarray(cells)[named] // k
+    key.sort()
+    if key.size:
+        fresh = np.empty(key.size, dtype=bool)
+        fresh[0] = True
+        np.not_equal(key[1:], key[:-1], out=fresh[1:])
+        key = key[fresh]
+    positions, classes = np.divmod(key, k)
+    return positions.astype(ids.dtype, copy=False), classes
 
 
 def _in_sorted(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
