@@ -179,3 +179,40 @@ def test_given_probs_and_sums_in_one_pass_equal_the_plain_ones(k, n, seed, dtype
     want = ClassProbSums(k).update(labels, probs)
     assert given_probs.dtype == probs.dtype and np.array_equal(given_probs, probs[np.arange(n), labels])
     assert np.array_equal(sums.sums, want.sums) and np.array_equal(sums.counts, want.counts)
+
+
+def test_row_arrays_are_disjoint_aligned_views_of_one_buffer():
+    from labelqa.detectors import confident as cl_module
+
+    for n, dtype, k in ((1, np.float32, 2), (7, np.float64, 40), (1001, np.float32, 10)):
+        arrays = cl_module._RowArrays(n, np.dtype(dtype), k)
+        views = [arrays.self_conf, arrays.max_prob, arrays.guess, arrays.agrees, arrays.disagrees_strictly]
+        assert [v.dtype for v in views] == [np.dtype(dtype)] * 2 + [np.dtype(np.int8 if k <= 32 else np.int64)] + [
+            np.dtype(bool)] * 2
+        base = views[0].base
+        assert all(v.shape == (n,) and v.flags.c_contiguous and v.ctypes.data % 64 == views[0].ctypes.data % 64
+                   for v in views)
+        for i, a in enumerate(views):  # writing one leaves the others as they were
+            for b in views[i + 1:]:
+                assert not np.shares_memory(a, b)
+        assert base is not None
+
+
+def test_two_thresholds_on_one_block_keep_their_own_guesses():
+    """The block's row arrays are shared, but the guesses depend on the thresholds: a second row state gets its own."""
+    from labelqa.detectors import confident as cl_module
+    from labelqa.detectors.base import Block
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(4), 300).astype(np.float32)
+    labels = rng.integers(0, 4, 300)
+    block = Block(labels, probs)
+    low, high = np.full(4, 0.1), np.full(4, 0.6)
+    first = cl_module._block_rows(block, low)
+    second = cl_module._block_rows(block, high)
+    g1, g2 = first.guess.copy(), second.guess
+    assert not np.shares_memory(first.guess, second.guess)
+    assert np.array_equal(first.guess, g1)
+    want_low = cl_module.compute_confident_joint(labels, probs, low)[1]
+    want_high = cl_module.compute_confident_joint(labels, probs, high)[1]
+    assert np.array_equal(g1, want_low) and np.array_equal(g2, want_high)

@@ -203,6 +203,7 @@ class _BlockRows:
         self.n, self.k = self.probs.shape
         self.thresholds = thresholds
         self.self_conf = self_confidence(block)
+        self.row_arrays = _row_arrays(block)  # (not the block itself: it caches this object, no cycle)
         #: fill each row's entropy in the joint pass (for the trend: its transposed chunks serve both)
         self.entropy_wanted = False
         self._entropy: np.ndarray | None = None
@@ -214,13 +215,17 @@ class _BlockRows:
             max_prob, rows = self._rows
             rows = _RowOutputs(rows.self_conf, np.empty_like(rows.agrees), np.empty_like(rows.disagrees_strictly))
             max_prob = np.empty_like(max_prob)  # written again, equal: the masks above stay as they were
-        else:
-            max_prob = np.empty(self.n, dtype=self.probs.dtype)
-            rows = _RowOutputs(self.self_conf, np.empty(self.n, dtype=bool), np.empty(self.n, dtype=bool))
+        else:  # the block's row arrays (the same values for any thresholds)
+            arrays = self.row_arrays
+            max_prob = arrays.max_prob
+            rows = _RowOutputs(self.self_conf, arrays.agrees, arrays.disagrees_strictly)
             self.__dict__["_rows"] = (max_prob, rows)
         if self.entropy_wanted and self.probs.dtype.kind == "f" and self.k <= SMALL_K:
             self._entropy = np.empty(self.n, dtype=self.probs.dtype)
-        return _confident_joint(self.labels, self.probs, self.thresholds, max_prob, rows, self._entropy)
+        arrays = self.row_arrays
+        guess = None if arrays.guess_taken else arrays.guess
+        arrays.guess_taken = True
+        return _confident_joint(self.labels, self.probs, self.thresholds, max_prob, rows, self._entropy, guess)
 
     @lockless_cached_property
     def _rows(self) -> tuple[np.ndarray, _RowOutputs]:
@@ -337,10 +342,43 @@ class _BlockRows:
         return cand
 
 
+class _RowArrays:
+    """The per-row arrays a block keeps through its passes, carved from one allocation.
+
+    ``self_conf`` and ``max_prob`` (the probabilities' dtype), ``guess`` (int8 up to :data:`SMALL_K`
+    classes, else int64), ``agrees`` and ``disagrees_strictly`` (bool): 11 bytes a row at float32. In
+    one piece of 4 MiB or more (1M rows: 11 MB), numpy asks the kernel for transparent huge pages, so a
+    process's first call takes a few hundred page faults for them instead of ~2,750 (page faults were
+    about a quarter of a first call's time). Each array starts on a 64-byte boundary.
+    """
+
+    def __init__(self, n: int, dtype: np.dtype, k: int) -> None:
+        layout = (("self_conf", np.dtype(dtype)), ("max_prob", np.dtype(dtype)),
+                  ("guess", np.dtype(np.int8 if k <= SMALL_K else np.int64)),
+                  ("agrees", np.dtype(bool)), ("disagrees_strictly", np.dtype(bool)))
+        offsets, total = [], 0
+        for _, dt in layout:
+            total = -(-total // 64) * 64
+            offsets.append(total)
+            total += n * dt.itemsize
+        buffer = np.empty(total, dtype=np.uint8)
+        for (name, dt), at in zip(layout, offsets):
+            setattr(self, name, buffer[at:at + n * dt.itemsize].view(dt))
+        #: the guesses depend on the thresholds: the first row state to ask takes them, others get their own
+        self.guess_taken = False
+
+
+def _row_arrays(block: Block) -> _RowArrays:
+    """The block's :class:`_RowArrays` (made on first use)."""
+    probs = block.pred_probs
+    return block.cached("cl.row arrays", lambda: _RowArrays(probs.shape[0], probs.dtype, probs.shape[1]))
+
+
 def self_confidence(block: Block) -> np.ndarray:
     """``p_{i, s_i}`` of a block's rows, in the probabilities' dtype (computed once per block)."""
     def build() -> np.ndarray:
-        return given_probs(np.asarray(block.labels, dtype=np.int64), block.pred_probs)
+        return _given_probs_and_sums(np.asarray(block.labels, dtype=np.int64), block.pred_probs, with_sums=False,
+                                     out=_row_arrays(block).self_conf)[0]
 
     return block.cached("cl.self_conf", build)
 
@@ -354,21 +392,23 @@ def given_probs(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
 _GATHER_ROWS = 1 << 14
 
 
-def _given_probs_and_sums(labels: np.ndarray, probs: np.ndarray,
-                          with_sums: bool = True) -> tuple[np.ndarray, ClassProbSums | None]:
+def _given_probs_and_sums(labels: np.ndarray, probs: np.ndarray, with_sums: bool = True,
+                          out: np.ndarray | None = None) -> tuple[np.ndarray, ClassProbSums | None]:
     """``(given_probs(labels, probs), their ClassProbSums)`` in one threaded pass over row blocks.
 
     Each task gathers its rows (flat gathers through one small reused index) and, with ``with_sums``, folds
     them into its own :class:`~labelqa.stats.confident.ClassProbSums` (exact integers, merged in task
-    order): the bincounts, which hold the GIL, overlap the other thread's gathers.
+    order): the bincounts, which hold the GIL, overlap the other thread's gathers. ``out``: where to write
+    the gathered probabilities (shape ``(n,)``, ``probs``' dtype), else a new array.
     """
     n, k = probs.shape
     labels = np.asarray(labels, dtype=np.int64)
+    if out is None:
+        out = np.empty(n, dtype=probs.dtype)
     if not probs.flags.c_contiguous or n == 0:
-        out = probs[np.arange(n), labels]
+        out[:] = probs[np.arange(n), labels]
         return out, (ClassProbSums(k).update_given(labels, out) if with_sums else None)
     flat = probs.reshape(-1)
-    out = np.empty(n, dtype=probs.dtype)
 
     def task(ab: tuple[int, int]) -> ClassProbSums | None:
         a, b = ab
@@ -426,12 +466,12 @@ def _small_int(k: int) -> type:
 
 def _confident_joint(
     labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, max_prob: np.ndarray | None = None,
-    rows: _RowOutputs | None = None, entropy: np.ndarray | None = None,
+    rows: _RowOutputs | None = None, entropy: np.ndarray | None = None, guess: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight)``.
 
     Fills ``max_prob`` (row maxima) and ``entropy`` (:func:`~labelqa.stats.confident.row_entropy`) when
-    given. With ``rows``, also fills the agreement masks and
+    given, and ``guess`` (int8 up to :data:`SMALL_K` classes, else int64) when given. With ``rows``, also fills the agreement masks and
     returns, per given class, ``tallies`` ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it,
     with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
     of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own
@@ -439,7 +479,8 @@ def _confident_joint(
     """
     n, k = probs.shape
     # int8 guesses while K fits (-1..K-1): an eighth of the fresh memory of int64 (fewer page faults)
-    guess = np.empty(labels.size, dtype=np.int8 if k <= SMALL_K else np.int64)
+    if guess is None:
+        guess = np.empty(labels.size, dtype=np.int8 if k <= SMALL_K else np.int64)
     if max_prob is None and rows is not None:
         max_prob = np.empty(n, dtype=probs.dtype)
 
@@ -538,7 +579,8 @@ class ClassSumsStep(Step):
         fused: list[ClassProbSums] = []
 
         def build() -> np.ndarray:  # the block's p_{i,s_i} and their sums in one pass
-            given, sums = _given_probs_and_sums(np.asarray(block.labels, dtype=np.int64), block.pred_probs)
+            given, sums = _given_probs_and_sums(np.asarray(block.labels, dtype=np.int64), block.pred_probs,
+                                                out=_row_arrays(block).self_conf)
             fused.append(sums)  # type: ignore[arg-type]
             return given
 
