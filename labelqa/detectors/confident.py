@@ -1267,6 +1267,8 @@ class FlagRule:
             margins -= values[c]
             return margins
 
+        if self._names_rows:  # flags by position: the margins are needed in the cuts pass only
+            return build()
         return rs_cache(rs, ("pbnr margins", c), build)
 
     # ---- flags -----------------------------------------------------------------
