@@ -216,3 +216,15 @@ def test_two_thresholds_on_one_block_keep_their_own_guesses():
     want_low = cl_module.compute_confident_joint(labels, probs, low)[1]
     want_high = cl_module.compute_confident_joint(labels, probs, high)[1]
     assert np.array_equal(g1, want_low) and np.array_equal(g2, want_high)
+
+
+@SETTINGS
+@given(st.integers(0, 300), st.integers(0, 300), st.sampled_from([10, 1000, 10**7]), st.integers(0, 2**31))
+def test_in_sorted_equals_isin_for_narrow_and_wide_ranges(n_values, n_sorted, span, seed):
+    """The lookup-table path (narrow ranges) and the binary-search path (wide ranges) both give np.isin."""
+    from labelqa.detectors import confident as cl_module
+
+    rng = np.random.default_rng(seed)
+    sorted_values = np.unique(rng.integers(0, span, n_sorted)).astype(np.int32)
+    values = rng.integers(-2, span + 2, n_values).astype(np.int32)
+    assert np.array_equal(cl_module._in_sorted(values, sorted_values), np.isin(values, sorted_values))

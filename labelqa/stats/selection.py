@@ -386,10 +386,15 @@ class GroupedTop:
     # ---- feeding -----------------------------------------------------------
     def update(self, groups: np.ndarray, values: np.ndarray, ids: np.ndarray | None = None) -> GroupedTop:
         """Fold ``(group, value)`` pairs in (with their ``ids`` when the top keeps ids); returns ``self``."""
-        groups = np.asarray(groups, dtype=np.int64).ravel()
+        groups = np.asarray(groups).ravel()
+        if groups.dtype.kind not in "iu":
+            groups = groups.astype(np.int64)
         values = np.asarray(values, dtype=self.dtype).ravel()
         if groups.size:
-            self.fed += np.bincount(groups, minlength=self.counts.size)
+            if self.counts.size == 1 and not groups.any():  # one group: no int64 copy, no bincount
+                self.fed[0] += groups.size
+            else:
+                self.fed += np.bincount(groups.astype(np.int64, copy=False), minlength=self.counts.size)
             self._add(groups, values, ids)
         return self
 
