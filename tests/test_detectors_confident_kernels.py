@@ -117,11 +117,12 @@ def test_agreement_masks_equal_the_float64_formula(n, seed, dtype, with_nan):
         self_conf[rng.random(n) < 0.1] = np.nan
         max_prob[rng.random(n) < 0.1] = np.nan
     agrees, strictly = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
-    dis = cl_module._agreement_masks(self_conf, max_prob, agrees, strictly)
+    dis, strict = cl_module._agreement_masks(self_conf, max_prob, agrees, strictly)
     want = self_conf.astype(np.float64) >= max_prob.astype(np.float64) - cl_module.AGREEMENT_TOLERANCE
     assert np.array_equal(agrees, want)
     assert np.array_equal(strictly, max_prob > self_conf)
     assert np.array_equal(dis, np.flatnonzero(~want))
+    assert np.array_equal(strict, np.flatnonzero(max_prob > self_conf))
 
 
 @SETTINGS

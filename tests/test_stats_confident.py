@@ -17,6 +17,7 @@ from labelqa.stats.confident import (
     calibrate_confident_joint,
     confident_cutoffs,
     round_rows,
+    row_entropy,
 )
 
 # The known-answer toy: thresholds (0.75, 4.8/7, 0.8); row 2 is the label error.
@@ -475,3 +476,22 @@ def test_class_sums_in_small_chunks_equal_one_pass(k, n, seed, rows):
         sums = ClassProbSums(k).update_given(labels, given_p)
     assert np.array_equal(sums.sums, want)
     assert np.array_equal(sums.counts, np.bincount(labels, minlength=k))
+
+
+@FAST
+@given(st.integers(1, 32), st.integers(1, 600), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31),
+       st.sampled_from([0.05, 0.5, 3.0]), st.sampled_from([1, 7, 16384]))
+def test_row_entropy_bit_for_bit_the_class_by_class_subtraction(k, n, dtype, seed, alpha, chunk):
+    """One reduction over the classes then ``0 - sum`` gives the bits of subtracting the terms from 0 class by
+    class (signed zeros of one-hot rows included), in any chunking."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(k, alpha), n).astype(dtype)
+    probs[rng.random((n, k)) < 0.1] = 0
+    probs[: n // 4] = np.round(probs[: n // 4] * 4) / 4  # one-hot and tied rows
+    terms = np.log(np.maximum(probs, np.finfo(dtype).tiny)) * probs
+    want = np.zeros(n, dtype=dtype)
+    for j in range(k):
+        want -= terms[:, j]
+    with chunk_rows("_CHUNK_ROWS", chunk):
+        got = row_entropy(probs)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()

@@ -493,7 +493,7 @@ def _confident_joint(
         if rows is None:
             return counts.joint, None, None, None
         sc, mx = rows.self_conf[sl], max_prob[sl]  # type: ignore[index]
-        dis = _agreement_masks(sc, mx, rows.agrees[sl], rows.disagrees_strictly[sl])
+        dis, strict = _agreement_masks(sc, mx, rows.agrees[sl], rows.disagrees_strictly[sl])
         ld, gd = lab[dis], g[dis]
         # code per disagreeing row: 0 on C's diagonal, 1 off it, 2 no guess (guess -1 differs from any label)
         code = ld * 3
@@ -501,7 +501,6 @@ def _confident_joint(
         unc = gd < 0
         code += unc
         tallies = np.bincount(code, minlength=3 * k).reshape(k, 3)
-        strict = np.flatnonzero(rows.disagrees_strictly[sl])
         strict_labels = lab[strict]
         order = np.argsort(strict_labels.astype(_small_int(k), copy=False), kind="stable")
         strict = strict[order]
@@ -526,9 +525,9 @@ def _confident_joint(
 
 
 def _agreement_masks(self_conf: np.ndarray, max_prob: np.ndarray, agrees: np.ndarray,
-                     disagrees_strictly: np.ndarray) -> np.ndarray:
+                     disagrees_strictly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fill ``agrees`` (``s >= m - AGREEMENT_TOLERANCE`` in float64) and ``disagrees_strictly`` (``m > s``);
-    return the positions of the rows that do not agree.
+    return the positions of the rows that do not agree, and of those that disagree strictly.
 
     The float64 test runs only on the rows with ``m > s`` (the others agree, or hold NaN and do not),
     so the whole block is compared once in its own dtype, with no float64 copies.
@@ -541,7 +540,7 @@ def _agreement_masks(self_conf: np.ndarray, max_prob: np.ndarray, agrees: np.nda
     dis = strict[~near]
     if dis.size != agrees.size - np.count_nonzero(agrees):  # NaN rows: neither agree nor disagree strictly
         dis = np.flatnonzero(~agrees)
-    return dis
+    return dis, strict
 
 
 def _agreement(labels: np.ndarray, probs: np.ndarray, self_conf: np.ndarray) -> tuple[np.ndarray, _RowOutputs]:
@@ -555,8 +554,7 @@ def _agreement(labels: np.ndarray, probs: np.ndarray, self_conf: np.ndarray) -> 
     max_prob = np.empty(n, dtype=probs.dtype)
     for_row_blocks(lambda a, b: row_max(probs[a:b], out=max_prob[a:b]), n, _task_rows(k), elements=probs.size)
     agrees, strictly = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
-    _agreement_masks(self_conf, max_prob, agrees, strictly)
-    strict = np.flatnonzero(strictly)
+    _, strict = _agreement_masks(self_conf, max_prob, agrees, strictly)
     strict_labels = labels[strict]
     order = np.argsort(strict_labels.astype(_small_int(k), copy=False), kind="stable")
     rows = _RowOutputs(self_conf, agrees, strictly, [(strict[order], np.bincount(strict_labels, minlength=k))])
