@@ -229,3 +229,25 @@ def test_in_sorted_equals_isin_for_narrow_and_wide_ranges(n_values, n_sorted, sp
     sorted_values = np.unique(rng.integers(0, span, n_sorted)).astype(np.int32)
     values = rng.integers(-2, span + 2, n_values).astype(np.int32)
     assert np.array_equal(cl_module._in_sorted(values, sorted_values), np.isin(values, sorted_values))
+
+
+@SETTINGS
+@given(st.integers(0, 200), st.integers(0, 2**31), st.sampled_from([np.float32, np.float64]),
+       st.sampled_from([TREND_SCALE, float(2**32)]), st.booleans())
+def test_dispute_weight_values_equal_the_masked_formula(n, seed, dtype, scale, zeros_and_nan):
+    """The in-place weights (masked division only when some m + s <= 0 or NaN) are the masked formula's."""
+    from labelqa.detectors.confident import dispute_weight_values
+
+    rng = np.random.default_rng(seed)
+    s = rng.choice(np.array([0.0, 0.1, 0.25, 0.5]), n).astype(dtype)
+    m = (s + rng.choice(np.array([0.0, 1e-7, 0.3, 0.5]), n)).astype(dtype)
+    if zeros_and_nan and n:
+        s[rng.random(n) < 0.2] = 0
+        m[rng.random(n) < 0.2] = 0
+        m[rng.random(n) < 0.05] = np.nan
+    s64, m64 = s.astype(np.float64), m.astype(np.float64)
+    total = m64 + s64
+    want = np.rint(np.clip(np.divide(m64 - s64, total, out=np.zeros_like(total), where=total > 0), 0.0, 1.0) * scale)
+    got = dispute_weight_values(s, m, scale)
+    assert got.dtype == np.float64 and np.array_equal(got, want, equal_nan=True)
+    assert np.array_equal(dispute_weights(s, m, scale), want.astype(np.int64)) or np.isnan(want).any()
