@@ -495,3 +495,26 @@ def test_row_entropy_bit_for_bit_the_class_by_class_subtraction(k, n, dtype, see
     with chunk_rows("_CHUNK_ROWS", chunk):
         got = row_entropy(probs)
     assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+
+
+@FAST
+@given(st.integers(33, 70), st.integers(1, 200), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31),
+       st.sampled_from([1, 37, 500, 1 << 20]), st.booleans(), st.booleans())
+def test_wide_joint_in_blocks_equals_the_plain_rows(k, n, dtype, seed, block, pass_argmax, with_nan):
+    """Above SMALL_K the confident sets are found in blocks of rows (one reused bool buffer): guesses, joint and
+    row maxima are the plain definition's for any block size, ties, exact cutoffs and NaN rows."""
+    rng = np.random.default_rng(seed)
+    probs = (rng.integers(0, 5, size=(n, k)) / 4).astype(dtype)
+    if with_nan:
+        probs[rng.random(n) < 0.1, rng.integers(0, k)] = np.nan
+    labels = rng.integers(0, k, n)
+    thresholds = rng.choice(np.array([0.0, 0.25, 0.5, 0.75, 1.0, EMPTY_CLASS_THRESHOLD]), size=k)
+    want_guess, want_joint = _plain_guess(labels, probs, thresholds)
+    row_max = np.empty(n, dtype=dtype)
+    with chunk_rows("_WIDE_BLOCK_ELEMENTS", block):
+        counts = ConfidentJointCounts(k)
+        guess = counts.update(labels, probs, thresholds, argmax=probs.argmax(axis=1) if pass_argmax else None,
+                              row_max=row_max)
+    assert guess.dtype == np.int64 and np.array_equal(guess, want_guess)
+    assert np.array_equal(counts.joint, want_joint)
+    assert np.array_equal(row_max, probs[np.arange(n), probs.argmax(axis=1)], equal_nan=True)

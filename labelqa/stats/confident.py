@@ -105,6 +105,9 @@ _CHUNK_ROWS = 16384
 _EXACT_FLOAT_ROWS = 1 << 20
 #: Rows per chunk of the class sums (its float temporaries stay in cache).
 _SUM_CHUNK_ROWS = 1 << 16
+#: Above :data:`SMALL_K` classes, the confident sets are found in blocks of about this many probabilities
+#: (a 256 KB bool matrix, reused; the block's 1 MB of float32 stays in cache for the argmax after the comparison).
+_WIDE_BLOCK_ELEMENTS = 1 << 18
 
 
 def _columns(block: np.ndarray) -> np.ndarray:
@@ -471,26 +474,39 @@ class ConfidentJointCounts:
             return guess if guess_out is not None else guess.astype(np.int64)
         if entropy is not None:
             raise ValueError(f"entropy comes from the transposed chunks of K <= {SMALL_K} classes, not {k}")
-        confident = pred_probs >= cut  # the one (n, K) temporary, bool
         # Summing the bools as small unsigned ints is faster than count_nonzero(axis=1).
         acc = np.uint8 if k < 1 << 8 else np.uint16 if k < 1 << 16 else np.int64
-        n_confident = confident.view(np.uint8).sum(axis=1, dtype=acc)
+        n_confident = np.empty(n, dtype=acc)
         if argmax is None:
-            guess = pred_probs.argmax(axis=1)
+            guess = np.empty(n, dtype=np.int64)
         else:
             guess = np.array(argmax, dtype=np.int64, copy=True)
             if guess.shape != (n,):
                 raise ValueError(f"argmax must have shape ({n},), got {guess.shape}")
-        if row_max is not None:
-            row_max[:] = pred_probs[np.arange(n), guess]
-        # Rows with exactly one confident class: that class, which is not
-        # always the argmax (p = (.5, .4), t = (.6, .3) -> class 1).
-        single = np.flatnonzero(n_confident == 1)
-        if single.size:
-            off = ~confident[single, guess[single]]
-            if off.any():
-                rows = single[off]
-                guess[rows] = confident[rows].argmax(axis=1)
+        # Blocks of rows whose (rows, K) bool matrix stays in cache, in one reused buffer: a bool matrix of the
+        # whole batch (16 MB per 2^24-probability task) was freshly paged in by every task.
+        step = max(1, _WIDE_BLOCK_ELEMENTS // k)
+        buffer = np.empty((min(step, n), k), dtype=bool)
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            block = pred_probs[start:stop]
+            confident = buffer[: stop - start]
+            np.greater_equal(block, cut, out=confident)
+            counts = n_confident[start:stop]
+            np.add.reduce(confident.view(np.uint8), axis=1, dtype=acc, out=counts)
+            top = guess[start:stop]
+            if argmax is None:
+                np.argmax(block, axis=1, out=top)
+            if row_max is not None:  # the maximum, at the argmax (before the correction below)
+                row_max[start:stop] = block[np.arange(stop - start), top]
+            # Rows with exactly one confident class: that class, which is not
+            # always the argmax (p = (.5, .4), t = (.6, .3) -> class 1).
+            single = np.flatnonzero(counts == 1)
+            if single.size:
+                off = ~confident[single, top[single]]
+                if off.any():
+                    rows = single[off]
+                    top[rows] = confident[rows].argmax(axis=1)
         guess[n_confident == 0] = -1
         counted = guess >= 0
         cells = labels[counted] * k + guess[counted]
