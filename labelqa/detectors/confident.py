@@ -230,7 +230,7 @@ class _BlockRows:
     @lockless_cached_property
     def _rows(self) -> tuple[np.ndarray, _RowOutputs]:
         """``(max_prob, row outputs)``: from the joint pass when it ran first, else the lighter :func:`_agreement`."""
-        return _agreement(self.labels, self.probs, self.self_conf)
+        return _agreement(self.labels, self.probs, self.self_conf, self.row_arrays)
 
     @property
     def joint(self) -> np.ndarray:
@@ -470,9 +470,9 @@ def _confident_joint(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight)``.
 
-    Fills ``max_prob`` (row maxima) and ``entropy`` (:func:`~labelqa.stats.confident.row_entropy`) when
-    given, and ``guess`` (int8 up to :data:`SMALL_K` classes, else int64) when given. With ``rows``, also fills the agreement masks and
-    returns, per given class, ``tallies`` ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it,
+    Fills ``max_prob`` (row maxima), ``entropy`` (:func:`~labelqa.stats.confident.row_entropy`) and
+    ``guess`` (int8 up to :data:`SMALL_K` classes, else int64) when given. With ``rows``, also fills the
+    agreement masks and returns, per given class, ``tallies`` ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it,
     with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
     of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own
     integer partials, which are summed: the result does not depend on how chunks are scheduled.
@@ -544,7 +544,8 @@ def _agreement_masks(self_conf: np.ndarray, max_prob: np.ndarray, agrees: np.nda
     return dis, strict
 
 
-def _agreement(labels: np.ndarray, probs: np.ndarray, self_conf: np.ndarray) -> tuple[np.ndarray, _RowOutputs]:
+def _agreement(labels: np.ndarray, probs: np.ndarray, self_conf: np.ndarray,
+               arrays: _RowArrays | None = None) -> tuple[np.ndarray, _RowOutputs]:
     """``(max_prob, row outputs)``: the row maxima and agreement masks of :func:`_confident_joint`, without the joint.
 
     The same values (row maxima over transposed chunks at small K,
@@ -552,9 +553,12 @@ def _agreement(labels: np.ndarray, probs: np.ndarray, self_conf: np.ndarray) -> 
     strictly come as one part grouped stably by label.
     """
     n, k = probs.shape
-    max_prob = np.empty(n, dtype=probs.dtype)
+    if arrays is not None:  # the block's row arrays (a later joint pass writes its own)
+        max_prob, agrees, strictly = arrays.max_prob, arrays.agrees, arrays.disagrees_strictly
+    else:
+        max_prob = np.empty(n, dtype=probs.dtype)
+        agrees, strictly = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
     for_row_blocks(lambda a, b: row_max(probs[a:b], out=max_prob[a:b]), n, _task_rows(k), elements=probs.size)
-    agrees, strictly = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
     _, strict = _agreement_masks(self_conf, max_prob, agrees, strictly)
     strict_labels = labels[strict]
     order = np.argsort(strict_labels.astype(_small_int(k), copy=False), kind="stable")
