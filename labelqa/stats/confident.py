@@ -194,13 +194,19 @@ def row_max(probs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def _entropy_into(cols: np.ndarray, out: np.ndarray) -> None:
-    """``out = -sum_j p_j log p_j`` of a transposed ``(K, rows)`` chunk, in its dtype, class by class (0 log 0 = 0)."""
-    logs = np.maximum(cols, np.finfo(cols.dtype).tiny)
+def _entropy_into(cols: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None) -> None:
+    """``out = -sum_j p_j log p_j`` of a transposed ``(K, rows)`` chunk, in its dtype, class by class (0 log 0 = 0).
+
+    ``scratch``: an optional buffer shaped like ``cols`` for the terms (a chunk-sized allocation less).
+    """
+    if cols.shape[0] == 0:  # no classes: an empty sum
+        out[:] = 0
+        return
+    logs = np.maximum(cols, np.finfo(cols.dtype).tiny, out=scratch)
     np.log(logs, out=logs)
     logs *= cols  # 0 * log(tiny) = 0
-    out[:] = 0
-    for row in logs:  # a fixed order per element, whatever the chunk
+    np.subtract(0, logs[0], out=out)  # from 0, as every later term: a fixed order per element, whatever the chunk
+    for row in logs[1:]:
         out -= row
 
 
@@ -218,9 +224,10 @@ def row_entropy(probs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     n = probs.shape[0]
     if out is None:
         out = np.empty(n, dtype=probs.dtype)
+    scratch = np.empty((probs.shape[1], min(_CHUNK_ROWS, n)), dtype=probs.dtype)
     for start in range(0, n, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, n)
-        _entropy_into(_columns(probs[start:stop]), out[start:stop])
+        _entropy_into(_columns(probs[start:stop]), out[start:stop], scratch[:, : stop - start])
     return out
 
 
