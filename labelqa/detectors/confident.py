@@ -1346,8 +1346,13 @@ class FlagRule:
                     if not active.all():
                         margins = margins[active]
                     cut = self.cell_cut[c, (self.cells[c] > 0) & self.resolved[c]][:, None]
-                    strict[sub] = (margins > cut).any(axis=0)
-                    tied[sub] = (margins == cut).any(axis=0)
+                    test = np.empty(margins.shape, dtype=bool)  # one (cells, rows) buffer for both tests
+                    if unresolved.size:
+                        strict[sub] = np.logical_or.reduce(np.greater(margins, cut, out=test), axis=0)
+                        tied[sub] = np.logical_or.reduce(np.equal(margins, cut, out=test), axis=0)
+                    else:  # sub is every row: reduce straight into the masks
+                        np.logical_or.reduce(np.greater(margins, cut, out=test), axis=0, out=strict)
+                        np.logical_or.reduce(np.equal(margins, cut, out=test), axis=0, out=tied)
             for j in unresolved:
                 cut = self.cuts[("pbnr", int(c), int(j))]
                 if cut.mode == "all":
