@@ -187,9 +187,10 @@ def test_row_arrays_are_disjoint_aligned_views_of_one_buffer():
 
     for n, dtype, k in ((1, np.float32, 2), (7, np.float64, 40), (1001, np.float32, 10)):
         arrays = cl_module._RowArrays(n, np.dtype(dtype), k)
-        views = [arrays.self_conf, arrays.max_prob, arrays.guess, arrays.agrees, arrays.disagrees_strictly]
+        views = [arrays.self_conf, arrays.max_prob, arrays.guess, arrays.agrees, arrays.disagrees_strictly,
+                 arrays.entropy]
         assert [v.dtype for v in views] == [np.dtype(dtype)] * 2 + [np.dtype(np.int8 if k <= 32 else np.int64)] + [
-            np.dtype(bool)] * 2
+            np.dtype(bool)] * 2 + [np.dtype(dtype)]
         base = views[0].base
         assert all(v.shape == (n,) and v.flags.c_contiguous and v.ctypes.data % 64 == views[0].ctypes.data % 64
                    for v in views)

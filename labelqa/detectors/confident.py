@@ -221,7 +221,7 @@ class _BlockRows:
             rows = _RowOutputs(self.self_conf, arrays.agrees, arrays.disagrees_strictly)
             self.__dict__["_rows"] = (max_prob, rows)
         if self.entropy_wanted and self.probs.dtype.kind == "f" and self.k <= SMALL_K:
-            self._entropy = np.empty(self.n, dtype=self.probs.dtype)
+            self._entropy = self.row_arrays.entropy  # the same values for any thresholds
         arrays = self.row_arrays
         guess = None if arrays.guess_taken else arrays.guess
         arrays.guess_taken = True
@@ -346,7 +346,8 @@ class _RowArrays:
     """The per-row arrays a block keeps through its passes, carved from one allocation.
 
     ``self_conf`` and ``max_prob`` (the probabilities' dtype), ``guess`` (int8 up to :data:`SMALL_K`
-    classes, else int64), ``agrees`` and ``disagrees_strictly`` (bool): 11 bytes a row at float32. In
+    classes, else int64), ``agrees`` and ``disagrees_strictly`` (bool): 11 bytes a row at float32; then
+    ``entropy`` (the probabilities' dtype), written only for the plus rule's trend. In
     one piece of 4 MiB or more (1M rows: 11 MB), numpy asks the kernel for transparent huge pages, so a
     process's first call takes a few hundred page faults for them instead of ~2,750 (page faults were
     about a quarter of a first call's time). Each array starts on a 64-byte boundary.
@@ -355,7 +356,8 @@ class _RowArrays:
     def __init__(self, n: int, dtype: np.dtype, k: int) -> None:
         layout = (("self_conf", np.dtype(dtype)), ("max_prob", np.dtype(dtype)),
                   ("guess", np.dtype(np.int8 if k <= SMALL_K else np.int64)),
-                  ("agrees", np.dtype(bool)), ("disagrees_strictly", np.dtype(bool)))
+                  ("agrees", np.dtype(bool)), ("disagrees_strictly", np.dtype(bool)),
+                  ("entropy", np.dtype(dtype)))  # last: never touched (no memory) unless the trend wants it
         offsets, total = [], 0
         for _, dt in layout:
             total = -(-total // 64) * 64
