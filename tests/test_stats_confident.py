@@ -17,6 +17,7 @@ from labelqa.stats.confident import (
     calibrate_confident_joint,
     confident_cutoffs,
     round_rows,
+    row_entropy,
 )
 
 # The known-answer toy: thresholds (0.75, 4.8/7, 0.8); row 2 is the label error.
@@ -324,6 +325,55 @@ def test_joint_over_transposed_chunks_equals_the_plain_rows(batch, chunk, pass_a
         assert np.array_equal(row_max, probs.max(axis=1))
 
 
+def test_guess_picks_none_one_or_the_argmax_by_hand():
+    """The arithmetic choice of the guess: no confident class -> -1, one -> it (even when it is not the argmax),
+    several -> the argmax (first column on ties), into an int8 output."""
+    probs = np.array([[0.44, 0.4, 0.16],  # confident: 1 only -> 1 (argmax 0)
+                      [0.2, 0.2, 0.6],    # none (t_2 = 0.7) -> -1
+                      [0.45, 0.45, 0.1],  # 0 and 1, tied maximum -> 0
+                      [0.1, 0.3, 0.6],    # 1 only (0.6 < 0.7) -> 1
+                      [0.0, 0.3, 0.7]],   # 1 and 2 -> argmax 2
+                     dtype=np.float32)
+    thresholds = np.array([0.45, 0.3, 0.7])
+    out = np.full(5, 99, dtype=np.int8)
+    counts = ConfidentJointCounts(3)
+    got = counts.update(np.array([0, 1, 2, 0, 1]), probs, thresholds, guess_out=out)
+    assert got is out
+    assert out.tolist() == [1, -1, 0, 1, 2]
+    assert counts.joint.tolist() == [[0, 2, 0], [0, 0, 1], [1, 0, 0]]
+
+
+@FAST
+@given(st.integers(1, 32), st.integers(1, 300), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31),
+       st.sampled_from([1, 7, 64, 16384]), st.sampled_from([np.int8, np.int16, np.int64]), st.booleans())
+def test_guess_out_any_signed_dtype_up_to_small_k(k, n, dtype, seed, chunk, out_dtype, with_nan):
+    """Up to SMALL_K classes (uint8 arithmetic) and any output dtype, the guesses and row maxima are the plain
+    definition's, whatever the chunking; rows holding NaN take numpy's argmax and max, as before."""
+    rng = np.random.default_rng(seed)
+    probs = (rng.integers(0, 5, size=(n, k)) / 4).astype(dtype)
+    if with_nan:
+        probs[rng.random(n) < 0.1, rng.integers(0, k)] = np.nan
+    labels = rng.integers(0, k, n)
+    thresholds = rng.choice(np.array([0.0, 0.25, 0.5, 0.75, 1.0, EMPTY_CLASS_THRESHOLD]), size=k)
+    want_guess, want_joint = _plain_guess(labels, probs, thresholds)
+    out = np.full(n, 99, dtype=out_dtype)
+    row_max = np.empty(n, dtype=dtype)
+    with chunk_rows("_CHUNK_ROWS", chunk):
+        counts = ConfidentJointCounts(k)
+        got = counts.update(labels, probs, thresholds, row_max=row_max, guess_out=out)
+    assert got is out and np.array_equal(out, want_guess)
+    assert np.array_equal(counts.joint, want_joint)
+    assert np.array_equal(row_max, probs.max(axis=1), equal_nan=True)
+
+
+def test_guess_out_must_fit_the_classes():
+    probs = np.full((2, 3), 1 / 3)
+    with pytest.raises(ValueError, match="guess_out"):
+        ConfidentJointCounts(3).update(np.array([0, 1]), probs, np.full(3, 0.3), guess_out=np.zeros(2, np.uint8))
+    with pytest.raises(ValueError, match="guess_out"):
+        ConfidentJointCounts(3).update(np.array([0, 1]), probs, np.full(3, 0.3), guess_out=np.zeros(3, np.int8))
+
+
 @FAST
 @given(st.integers(1, 40), st.integers(0, 500), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31),
        st.sampled_from([3, 100, 16384]))
@@ -426,3 +476,45 @@ def test_class_sums_in_small_chunks_equal_one_pass(k, n, seed, rows):
         sums = ClassProbSums(k).update_given(labels, given_p)
     assert np.array_equal(sums.sums, want)
     assert np.array_equal(sums.counts, np.bincount(labels, minlength=k))
+
+
+@FAST
+@given(st.integers(1, 32), st.integers(1, 600), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31),
+       st.sampled_from([0.05, 0.5, 3.0]), st.sampled_from([1, 7, 16384]))
+def test_row_entropy_bit_for_bit_the_class_by_class_subtraction(k, n, dtype, seed, alpha, chunk):
+    """One reduction over the classes then ``0 - sum`` gives the bits of subtracting the terms from 0 class by
+    class (signed zeros of one-hot rows included), in any chunking."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(k, alpha), n).astype(dtype)
+    probs[rng.random((n, k)) < 0.1] = 0
+    probs[: n // 4] = np.round(probs[: n // 4] * 4) / 4  # one-hot and tied rows
+    terms = np.log(np.maximum(probs, np.finfo(dtype).tiny)) * probs
+    want = np.zeros(n, dtype=dtype)
+    for j in range(k):
+        want -= terms[:, j]
+    with chunk_rows("_CHUNK_ROWS", chunk):
+        got = row_entropy(probs)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+
+
+@FAST
+@given(st.integers(33, 70), st.integers(1, 200), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31),
+       st.sampled_from([1, 37, 500, 1 << 20]), st.booleans(), st.booleans())
+def test_wide_joint_in_blocks_equals_the_plain_rows(k, n, dtype, seed, block, pass_argmax, with_nan):
+    """Above SMALL_K the confident sets are found in blocks of rows (one reused bool buffer): guesses, joint and
+    row maxima are the plain definition's for any block size, ties, exact cutoffs and NaN rows."""
+    rng = np.random.default_rng(seed)
+    probs = (rng.integers(0, 5, size=(n, k)) / 4).astype(dtype)
+    if with_nan:
+        probs[rng.random(n) < 0.1, rng.integers(0, k)] = np.nan
+    labels = rng.integers(0, k, n)
+    thresholds = rng.choice(np.array([0.0, 0.25, 0.5, 0.75, 1.0, EMPTY_CLASS_THRESHOLD]), size=k)
+    want_guess, want_joint = _plain_guess(labels, probs, thresholds)
+    row_max = np.empty(n, dtype=dtype)
+    with chunk_rows("_WIDE_BLOCK_ELEMENTS", block):
+        counts = ConfidentJointCounts(k)
+        guess = counts.update(labels, probs, thresholds, argmax=probs.argmax(axis=1) if pass_argmax else None,
+                              row_max=row_max)
+    assert guess.dtype == np.int64 and np.array_equal(guess, want_guess)
+    assert np.array_equal(counts.joint, want_joint)
+    assert np.array_equal(row_max, probs[np.arange(n), probs.argmax(axis=1)], equal_nan=True)

@@ -556,3 +556,25 @@ def test_narrowed_beyond_equals_the_sorted_reference(g, m, largest, dtype, seed,
         cut = ordered[::-1][counts[i] - 1] if largest else ordered[counts[i] - 1]
         want = np.sort(vals[i][vals[i] >= cut] if largest else vals[i][vals[i] <= cut])
         assert np.array_equal(mine, want)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 3), st.integers(0, 300), st.integers(0, 2**31), st.booleans())
+def test_grouped_top_small_dtype_groups_equal_int64_groups(n_groups, n, seed, largest):
+    """Groups given as uint8 (one group: no bincount) keep and count exactly what int64 groups do."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 40, n_groups)
+    groups = rng.integers(0, n_groups, n)
+    values = rng.integers(0, 8, n).astype(np.float32)  # many ties
+    ids = np.arange(n)
+    a = GroupedTop(counts, largest=largest, dtype=np.float32, ids=True, ids_dtype=np.int32)
+    b = GroupedTop(counts, largest=largest, dtype=np.float32, ids=True, ids_dtype=np.int32)
+    half = n // 2
+    for sl in (slice(0, half), slice(half, n)):
+        a.update(groups[sl], values[sl], ids[sl])
+        b.update(groups[sl].astype(np.uint8), values[sl], ids[sl].astype(np.int32))
+    assert np.array_equal(a.fed, b.fed)
+    for x, y in zip(a.cuts(), b.cuts()):
+        assert np.array_equal(x, y)
+    for x, y in zip(a.kept(), b.kept()):
+        assert np.array_equal(np.sort(x), np.sort(y))

@@ -105,6 +105,9 @@ _CHUNK_ROWS = 16384
 _EXACT_FLOAT_ROWS = 1 << 20
 #: Rows per chunk of the class sums (its float temporaries stay in cache).
 _SUM_CHUNK_ROWS = 1 << 16
+#: Above :data:`SMALL_K` classes, the confident sets are found in blocks of about this many probabilities
+#: (a 256 KB bool matrix, reused; the block's 1 MB of float32 stays in cache for the argmax after the comparison).
+_WIDE_BLOCK_ELEMENTS = 1 << 18
 
 
 def _columns(block: np.ndarray) -> np.ndarray:
@@ -191,13 +194,19 @@ def row_max(probs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def _entropy_into(cols: np.ndarray, out: np.ndarray) -> None:
-    """``out = -sum_j p_j log p_j`` of a transposed ``(K, rows)`` chunk, in its dtype, class by class (0 log 0 = 0)."""
-    logs = np.maximum(cols, np.finfo(cols.dtype).tiny)
+def _entropy_into(cols: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None) -> None:
+    """``out = -sum_j p_j log p_j`` of a transposed ``(K, rows)`` chunk, in its dtype, class by class (0 log 0 = 0).
+
+    ``scratch``: an optional buffer shaped like ``cols`` for the terms (a chunk-sized allocation less).
+    """
+    if cols.shape[0] == 0:  # no classes: an empty sum
+        out[:] = 0
+        return
+    logs = np.maximum(cols, np.finfo(cols.dtype).tiny, out=scratch)
     np.log(logs, out=logs)
     logs *= cols  # 0 * log(tiny) = 0
-    out[:] = 0
-    for row in logs:  # a fixed order per element, whatever the chunk
+    np.subtract(0, logs[0], out=out)  # from 0, as every later term: a fixed order per element, whatever the chunk
+    for row in logs[1:]:
         out -= row
 
 
@@ -215,56 +224,83 @@ def row_entropy(probs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     n = probs.shape[0]
     if out is None:
         out = np.empty(n, dtype=probs.dtype)
+    scratch = np.empty((probs.shape[1], min(_CHUNK_ROWS, n)), dtype=probs.dtype)
     for start in range(0, n, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, n)
-        _entropy_into(_columns(probs[start:stop]), out[start:stop])
+        _entropy_into(_columns(probs[start:stop]), out[start:stop], scratch[:, : stop - start])
     return out
 
 
 def _confident_guess(probs: np.ndarray, cut: np.ndarray, argmax: np.ndarray | None,
-                     row_max: np.ndarray | None = None, entropy: np.ndarray | None = None) -> np.ndarray:
+                     row_max: np.ndarray | None = None, entropy: np.ndarray | None = None,
+                     out: np.ndarray | None = None) -> np.ndarray:
     """The guessed true label of each row (see :class:`ConfidentJointCounts`), over transposed chunks.
 
-    One transposed copy per chunk serves every reduction. Per class ``j``: ``conf = p_j >= cut_j`` adds to
-    the row's count of confident classes and ``conf * j`` to a uint8 sum of its confident classes (it may
-    wrap, but a row with one confident class holds exactly that class); with the argmax (given, or found
-    in the same pass) the guess is ``-1`` (none), that class (one), or the argmax (several). ``row_max``
-    (same dtype as ``probs``), when given, is filled with the row maxima from the same pass, and ``entropy``
-    with :func:`row_entropy` (the same values).
+    One transposed copy per chunk serves every reduction, each one numpy call over the whole ``(K, rows)``
+    chunk (no per-class Python loop): ``conf = cols >= cut`` (per class), its count per row, and the
+    largest confident class index (a row with one confident class: that class); the row maxima and their
+    first column (as :func:`numpy.argmax`: the largest ``K - j`` among the columns equal to the maximum).
+    The guess is then chosen arithmetically (no masked writes, no branches): ``-1`` (none), that class
+    (one), or the argmax (several; given, or found in the same pass). ``row_max`` (same dtype as
+    ``probs``), when given, is filled with the row maxima, and ``entropy`` with :func:`row_entropy` (the
+    same values).
+
+    Returns:
+        ``out`` (or a new array): int8 guesses (``K <= SMALL_K < 128``); ``out`` may be any signed
+        integer array of shape ``(n,)``.
     """
     n, k = probs.shape
-    guess = np.empty(n, dtype=np.int64)
+    if out is None:
+        out = np.empty(n, dtype=np.int8)
     step = min(_CHUNK_ROWS, n)
-    count, total, scratch, top = (np.empty(step, dtype=np.uint8) for _ in range(4))
-    flag = np.empty(step, dtype=bool)
+    flags = np.empty((k, step), dtype=bool)
+    weighted = np.empty((k, step), dtype=np.uint8)
+    count, pick, top, other = (np.empty(step, dtype=np.uint8) for _ in range(4))
+    is_one = np.empty(step, dtype=bool)
     best = np.empty(step, dtype=probs.dtype)
+    cut_column = np.asarray(cut, dtype=probs.dtype)[:, None]
+    class_index = np.arange(k, dtype=np.uint8)[:, None]  # j
+    reverse_index = (k - np.arange(k)).astype(np.uint8)[:, None]  # K - j: the largest is the first column
+    narrow = out.dtype == np.int8
     for start in range(0, n, step):
         stop = min(start + step, n)
         m = stop - start
         cols = _columns(probs[start:stop])
         if entropy is not None:
             _entropy_into(cols, entropy[start:stop])
-        c, w, sc, f = count[:m], total[:m], scratch[:m], flag[:m]
-        c[:] = 0
-        w[:] = 0
-        for j in range(k):
-            np.greater_equal(cols[j], cut[j], out=f)
-            fv = f.view(np.uint8)
-            c += fv
-            np.multiply(fv, np.uint8(j), out=sc)
-            w += sc
-        out = guess[start:stop]
+        f, fu, wt = flags[:, :m], flags[:, :m].view(np.uint8), weighted[:, :m]
+        c, p, t, o, one = count[:m], pick[:m], top[:m], other[:m], is_one[:m]
+        np.greater_equal(cols, cut_column, out=f)
+        np.add.reduce(fu, axis=0, out=c)
+        np.multiply(fu, class_index, out=wt)
+        np.maximum.reduce(wt, axis=0, out=p)  # the confident class of a row with exactly one
         if argmax is None or row_max is not None:
             b = best[:m] if row_max is None else row_max[start:stop]
-            _running_argmax(cols, b, top[:m], sc, f)
+            np.maximum.reduce(cols, axis=0, out=b)
             if np.isnan(b).any():  # numpy's argmax picks the first NaN
                 chunk = probs[start:stop]
-                top[:m] = chunk.argmax(axis=1)
-                b[:] = chunk[np.arange(m), top[:m]]
-        # no masked writes: one confident class -> w, none -> 255, which reads as -1 in int8 (K <= SMALL_K < 128)
-        pick = np.where(c == 1, w, top[:m] if argmax is None else argmax[start:stop].astype(np.uint8))
-        out[:] = np.where(c == 0, np.uint8(255), pick).view(np.int8)
-    return guess
+                t[:] = chunk.argmax(axis=1)
+                b[:] = chunk[np.arange(m), t]
+            else:
+                np.equal(cols, b, out=f)
+                np.multiply(fu, reverse_index, out=wt)
+                np.maximum.reduce(wt, axis=0, out=t)
+                np.subtract(np.uint8(k), t, out=t)
+        if argmax is not None:
+            t[:] = argmax[start:stop]
+        # one confident class -> p, several -> t: t + (p - t) * [c == 1] (uint8, wrapping); none -> 255 (-1)
+        np.subtract(p, t, out=p)
+        np.equal(c, 1, out=one)
+        np.multiply(p, one.view(np.uint8), out=p)
+        np.add(p, t, out=p)
+        np.equal(c, 0, out=one)
+        np.negative(one.view(np.uint8), out=o)  # 0 or 255
+        if narrow:
+            np.bitwise_or(p, o, out=out[start:stop].view(np.uint8))
+        else:
+            np.bitwise_or(p, o, out=p)
+            out[start:stop] = p.view(np.int8)
+    return out
 
 
 @dataclass
@@ -318,7 +354,9 @@ class ClassProbSums:
             ``self``, for chaining.
         """
         labels = np.asarray(labels).astype(np.int64, copy=False)
-        self_conf = np.asarray(given_probs).astype(np.float64)
+        self_conf = np.asarray(given_probs)
+        if self_conf.dtype.kind != "f":
+            self_conf = self_conf.astype(np.float64)
         if self_conf.shape != labels.shape:
             raise ValueError(f"given_probs must have shape {labels.shape}, got {self_conf.shape}")
         if labels.size == 0:
@@ -330,7 +368,10 @@ class ClassProbSums:
         step = min(_EXACT_FLOAT_ROWS, _SUM_CHUNK_ROWS)
         for start in range(0, labels.size, step):
             sl = slice(start, start + step)
-            fixed = np.rint(self_conf[sl] * PROB_SCALE)  # whole numbers in [0, 2**32] (as floats)
+            # whole numbers in [0, 2**32] (as floats); float64 a chunk at a time (no float64 copy of the batch)
+            fixed = self_conf[sl].astype(np.float64)
+            fixed *= PROB_SCALE
+            np.rint(fixed, out=fixed)
             self.sums += np.bincount(labels[sl], weights=fixed, minlength=k).astype(np.int64)
         self.counts += np.bincount(labels, minlength=k)
         return self
@@ -385,6 +426,7 @@ class ConfidentJointCounts:
         argmax: np.ndarray | None = None,
         row_max: np.ndarray | None = None,
         entropy: np.ndarray | None = None,
+        guess_out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Count one batch of rows into the joint.
 
@@ -401,10 +443,14 @@ class ConfidentJointCounts:
             entropy: Optional output, shape ``(n,)`` in ``pred_probs``' dtype:
                 filled with :func:`row_entropy` from the same transposed chunks
                 (K <= :data:`SMALL_K` only; wider rows: call :func:`row_entropy`).
+            guess_out: Optional output for the guesses, shape ``(n,)``, a
+                signed integer dtype holding ``-1..K-1`` (e.g. int8 for
+                K <= :data:`SMALL_K`: an eighth of the memory of int64).
 
         Returns:
             The guessed true label of each row of the batch, shape ``(n,)``
-            int64, ``-1`` for rows with no confident class.
+            (``guess_out`` when given, else int64), ``-1`` for rows with no
+            confident class.
         """
         labels, pred_probs = _check_batch(labels, pred_probs, self.n_classes)
         k = self.n_classes
@@ -422,40 +468,59 @@ class ConfidentJointCounts:
             raise ValueError(f"row_max must have shape ({n},) and dtype {pred_probs.dtype}")
         if entropy is not None and (entropy.shape != (n,) or entropy.dtype != pred_probs.dtype):
             raise ValueError(f"entropy must have shape ({n},) and dtype {pred_probs.dtype}")
+        if guess_out is not None and (guess_out.shape != (n,) or guess_out.dtype.kind != "i"
+                                      or np.iinfo(guess_out.dtype).max < k - 1):
+            raise ValueError(f"guess_out must have shape ({n},) and a signed integer dtype holding 0..{k - 1}")
         if k <= SMALL_K:  # the row reductions over transposed chunks (same guesses as below)
-            guess = _confident_guess(pred_probs, cut, argmax, row_max, entropy)
+            guess = _confident_guess(pred_probs, cut, argmax, row_max, entropy, guess_out)
             # cell (s, g + 1) of a K x (K + 1) count, column 0 = not counted: no row compaction needed
             cells = labels * (k + 1)
             cells += guess
             cells += 1
             self.joint += np.bincount(cells, minlength=k * (k + 1)).reshape(k, k + 1)[:, 1:]
-            return guess
+            return guess if guess_out is not None else guess.astype(np.int64)
         if entropy is not None:
             raise ValueError(f"entropy comes from the transposed chunks of K <= {SMALL_K} classes, not {k}")
-        confident = pred_probs >= cut  # the one (n, K) temporary, bool
         # Summing the bools as small unsigned ints is faster than count_nonzero(axis=1).
         acc = np.uint8 if k < 1 << 8 else np.uint16 if k < 1 << 16 else np.int64
-        n_confident = confident.view(np.uint8).sum(axis=1, dtype=acc)
+        n_confident = np.empty(n, dtype=acc)
         if argmax is None:
-            guess = pred_probs.argmax(axis=1)
+            guess = np.empty(n, dtype=np.int64)
         else:
             guess = np.array(argmax, dtype=np.int64, copy=True)
             if guess.shape != (n,):
                 raise ValueError(f"argmax must have shape ({n},), got {guess.shape}")
-        if row_max is not None:
-            row_max[:] = pred_probs[np.arange(n), guess]
-        # Rows with exactly one confident class: that class, which is not
-        # always the argmax (p = (.5, .4), t = (.6, .3) -> class 1).
-        single = np.flatnonzero(n_confident == 1)
-        if single.size:
-            off = ~confident[single, guess[single]]
-            if off.any():
-                rows = single[off]
-                guess[rows] = confident[rows].argmax(axis=1)
+        # Blocks of rows whose (rows, K) bool matrix stays in cache, in one reused buffer: a bool matrix of the
+        # whole batch (16 MB per 2^24-probability task) was freshly paged in by every task.
+        step = max(1, _WIDE_BLOCK_ELEMENTS // k)
+        buffer = np.empty((min(step, n), k), dtype=bool)
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            block = pred_probs[start:stop]
+            confident = buffer[: stop - start]
+            np.greater_equal(block, cut, out=confident)
+            counts = n_confident[start:stop]
+            np.add.reduce(confident.view(np.uint8), axis=1, dtype=acc, out=counts)
+            top = guess[start:stop]
+            if argmax is None:
+                np.argmax(block, axis=1, out=top)
+            if row_max is not None:  # the maximum, at the argmax (before the correction below)
+                row_max[start:stop] = block[np.arange(stop - start), top]
+            # Rows with exactly one confident class: that class, which is not
+            # always the argmax (p = (.5, .4), t = (.6, .3) -> class 1).
+            single = np.flatnonzero(counts == 1)
+            if single.size:
+                off = ~confident[single, top[single]]
+                if off.any():
+                    rows = single[off]
+                    top[rows] = confident[rows].argmax(axis=1)
         guess[n_confident == 0] = -1
         counted = guess >= 0
         cells = labels[counted] * k + guess[counted]
         self.joint += np.bincount(cells, minlength=k * k).reshape(k, k)
+        if guess_out is not None:
+            guess_out[:] = guess
+            return guess_out
         return guess.astype(np.int64, copy=False)
 
     def merge(self, other: ConfidentJointCounts) -> ConfidentJointCounts:

@@ -386,10 +386,15 @@ class GroupedTop:
     # ---- feeding -----------------------------------------------------------
     def update(self, groups: np.ndarray, values: np.ndarray, ids: np.ndarray | None = None) -> GroupedTop:
         """Fold ``(group, value)`` pairs in (with their ``ids`` when the top keeps ids); returns ``self``."""
-        groups = np.asarray(groups, dtype=np.int64).ravel()
+        groups = np.asarray(groups).ravel()
+        if groups.dtype.kind not in "iu":
+            groups = groups.astype(np.int64)
         values = np.asarray(values, dtype=self.dtype).ravel()
         if groups.size:
-            self.fed += np.bincount(groups, minlength=self.counts.size)
+            if self.counts.size == 1 and not groups.any():  # one group: no int64 copy, no bincount
+                self.fed[0] += groups.size
+            else:
+                self.fed += np.bincount(groups.astype(np.int64, copy=False), minlength=self.counts.size)
             self._add(groups, values, ids)
         return self
 
@@ -576,14 +581,20 @@ class GroupedTop:
         size = self.counts.size
         complete = (self.counts >= 1) & (self.fed >= self.counts)
         cut_key = np.zeros(size, dtype=self.dtype)
-        present = np.flatnonzero(np.bincount(g, minlength=size) > 0)
-        if present.size:
-            starts = np.searchsorted(g, present)
+        strict = np.zeros(size, dtype=np.int64)
+        equal = np.zeros(size, dtype=np.int64)
+        if g.size:  # g is grouped: each present group is one run, reduced in place (no bincounts)
+            first = np.empty(g.size, dtype=bool)
+            first[0] = True
+            np.not_equal(g[1:], g[:-1], out=first[1:])
+            starts = np.flatnonzero(first)
+            present = g[starts].astype(np.int64)
             # a complete group keeps exactly the values at or before its cut: the cut is its largest key
             cut_key[present] = np.maximum.reduceat(key, starts)
-        cut_key[~complete] = 0
-        strict = np.bincount(g, weights=(key < cut_key[g]), minlength=size).astype(np.int64)
-        equal = np.bincount(g, weights=(key == cut_key[g]), minlength=size).astype(np.int64)
+            cut_key[~complete] = 0
+            at_cut = cut_key[g]
+            strict[present] = np.add.reduceat(key < at_cut, starts, dtype=np.int64)
+            equal[present] = np.add.reduceat(key == at_cut, starts, dtype=np.int64)
         strict[~complete] = 0
         equal[~complete] = 0
         cut = -cut_key if self.largest else cut_key
