@@ -9,9 +9,10 @@ Both cores work: a reader thread reads the next record batches from the
 file (:func:`labelqa.parallel.prefetch`; Parquet decoding releases the GIL)
 while the threads that compute on them first decode and validate them
 (:meth:`~labelqa.data.source.Source.decode`, numpy and pyarrow, also off the
-GIL): :meth:`StreamRunner.fold` feeds the batches to :data:`MAX_LANES` lanes,
-each decoding and folding into its own partials on its own thread (merged at
-the end: partials are exact), and :meth:`StreamRunner.map` runs decoding and
+GIL): :meth:`StreamRunner.fold` runs :data:`MAX_LANES` lanes, each taking
+the next batch when it is free (:class:`SharedBatches`), decoding it and
+folding it into its own partials on its own thread (merged at the end:
+partials are exact), and :meth:`StreamRunner.map` runs decoding and
 its per-batch function on :func:`~labelqa.parallel.worker_count` threads,
 yielding results in input order. At most :data:`PREFETCH` read batches wait
 in the queue and one per thread is in work, so memory stays bounded.
@@ -23,7 +24,9 @@ blocks above :data:`MMAP_THRESHOLD` on their own and to trim its heap (by
 default it raises that threshold as arrays are freed, then keeps every
 freed batch-sized array in its heap), and Arrow's pool releases its unused
 pages after each batch of a rows pass. At 16M x 10 this took the peak from
-~650 MB to under 500 MB.
+~650 MB to under 500 MB. Statistics passes of up to :data:`REUSE_HEAP_MAX_ROWS`
+rows let glibc keep batch-sized blocks for the next batch instead
+(:func:`reused_heap`: fewer page faults, little more memory at that size).
 """
 
 from __future__ import annotations
