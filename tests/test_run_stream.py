@@ -546,3 +546,71 @@ def test_error_in_the_reader_thread_is_the_usual_one_line_error(tmp_path, capsys
     assert len(err.strip().splitlines()) == 1 and err.startswith("labelqa: error: "), err
     assert threading.active_count() == before
     assert not (tmp_path / "o").exists()
+
+
+class _OffsetsStep:
+    """A step recording which batches (offsets and sizes) a partial was fed, and on which thread; batches at
+    ``slow`` offsets take a while, and a batch at an offset in ``fail`` raises (after ``fail[offset]`` s)."""
+
+    name = "offsets"
+
+    def __init__(self, slow: tuple[int, ...] = (), fail: dict[int, float] | None = None) -> None:
+        self.slow = slow
+        self.fail = fail or {}
+
+    def start(self) -> list[tuple[int, int, str]]:
+        return []
+
+    def feed(self, partial: list[tuple[int, int, str]], block: Any) -> list[tuple[int, int, str]]:
+        import threading
+        import time
+
+        if block.offset in self.fail:
+            time.sleep(self.fail[block.offset])
+            raise LabelqaError(f"batch at {block.offset} failed")
+        if block.offset in self.slow:
+            time.sleep(0.3)
+        partial.append((block.offset, block.n, threading.current_thread().name))
+        return partial
+
+    def merge(self, a: list, b: list) -> list:
+        return a + b
+
+
+def test_fold_lanes_take_batches_as_they_are_free(mc_file, monkeypatch):
+    """A lane busy with a slow batch does not hold the other back: the other takes the next batches meanwhile
+    (batch ``i`` is not tied to lane ``i % 2``); every batch is fed once, as with one thread."""
+    from labelqa.data.source import open_source
+    from labelqa.run.stream import StreamRunner
+
+    monkeypatch.setenv("LABELQA_THREADS", "2")
+    runner = StreamRunner(open_source(str(mc_file)), batch_size=BATCH)
+    [fed] = runner.fold([_OffsetsStep(slow=(0,))])
+    assert sorted((offset, n) for offset, n, _ in fed) == [(o, min(BATCH, N - o)) for o in range(0, N, BATCH)]
+    lanes = {thread for _, _, thread in fed}
+    assert len(lanes) == 2
+    slow_lane = next(thread for offset, _, thread in fed if offset == 0)
+    # while batch 0 slept, the other lane fed most batches (with i % 2 it would have fed one, then waited)
+    assert sum(thread != slow_lane for _, _, thread in fed) >= len(fed) // 2 + 2
+    monkeypatch.setenv("LABELQA_THREADS", "1")
+    [alone] = StreamRunner(open_source(str(mc_file)), batch_size=BATCH).fold([_OffsetsStep()])
+    assert [(o, n) for o, n, _ in alone] == sorted((o, n) for o, n, _ in fed)
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_fold_raises_the_error_of_the_earliest_failing_batch(mc_file, monkeypatch, threads):
+    """When several batches fail, the error raised is the first one in input order, even when a later batch
+    fails first on another lane; no lane or reader thread is left behind."""
+    import threading
+
+    from labelqa.data.source import open_source
+    from labelqa.run.stream import StreamRunner
+
+    monkeypatch.setenv("LABELQA_THREADS", threads)
+    runner = StreamRunner(open_source(str(mc_file)), batch_size=BATCH)
+    before = threading.active_count()
+    with pytest.raises(LabelqaError, match=f"batch at {2 * BATCH} failed"):
+        runner.fold([_OffsetsStep(fail={2 * BATCH: 0.3, 3 * BATCH: 0.0})])
+    assert threading.active_count() == before
+    [fed] = runner.fold([_OffsetsStep()])  # the runner still works
+    assert len(fed) == len(range(0, N, BATCH))

@@ -9,9 +9,10 @@ Both cores work: a reader thread reads the next record batches from the
 file (:func:`labelqa.parallel.prefetch`; Parquet decoding releases the GIL)
 while the threads that compute on them first decode and validate them
 (:meth:`~labelqa.data.source.Source.decode`, numpy and pyarrow, also off the
-GIL): :meth:`StreamRunner.fold` feeds the batches to :data:`MAX_LANES` lanes,
-each decoding and folding into its own partials on its own thread (merged at
-the end: partials are exact), and :meth:`StreamRunner.map` runs decoding and
+GIL): :meth:`StreamRunner.fold` runs :data:`MAX_LANES` lanes, each taking
+the next batch when it is free (:class:`SharedBatches`), decoding it and
+folding it into its own partials on its own thread (merged at the end:
+partials are exact), and :meth:`StreamRunner.map` runs decoding and
 its per-batch function on :func:`~labelqa.parallel.worker_count` threads,
 yielding results in input order. At most :data:`PREFETCH` read batches wait
 in the queue and one per thread is in work, so memory stays bounded.
@@ -23,11 +24,15 @@ blocks above :data:`MMAP_THRESHOLD` on their own and to trim its heap (by
 default it raises that threshold as arrays are freed, then keeps every
 freed batch-sized array in its heap), and Arrow's pool releases its unused
 pages after each batch of a rows pass. At 16M x 10 this took the peak from
-~650 MB to under 500 MB.
+~650 MB to under 500 MB. Statistics passes of up to :data:`REUSE_HEAP_MAX_ROWS`
+rows let glibc keep batch-sized blocks for the next batch instead
+(:func:`reused_heap`: fewer page faults, little more memory at that size).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,7 +43,7 @@ from labelqa.data.source import Source
 from labelqa.parallel import prefetch, run_nested_maps_inline, worker_count
 from labelqa.runtime import set_malloc_thresholds
 
-__all__ = ["DEFAULT_BATCH_SIZE", "StreamRunner", "info_of"]
+__all__ = ["DEFAULT_BATCH_SIZE", "SharedBatches", "StreamRunner", "info_of"]
 
 #: Rows per record batch of the streaming and Dask runners.
 DEFAULT_BATCH_SIZE = 262_144
@@ -82,6 +87,39 @@ _malloc_trim: Any = None
 #: fault their pages in again: after every batch that cost ~0.5 s of CPU at 4M x 10).
 TRIM_EVERY = 4
 
+#: While a statistics pass of a dataset of at most :data:`REUSE_HEAP_MAX_ROWS` rows runs, blocks up to this size
+#: come from the heap, and up to this much free memory stays at the top of a thread's heap, so the next batch
+#: reuses the pages the last one freed (:func:`reused_heap`).
+FOLD_MMAP_THRESHOLD = 32 << 20
+#: Rows up to which the statistics passes keep freed blocks for reuse (:func:`reused_heap`); larger datasets keep
+#: the tight setting, which holds their peak.
+REUSE_HEAP_MAX_ROWS = 8_000_000
+
+
+@contextlib.contextmanager
+def reused_heap(reuse: bool = True) -> Iterator[None]:
+    """Within (when ``reuse``): glibc keeps blocks up to :data:`FOLD_MMAP_THRESHOLD` in its heap for reuse; after:
+    back to :data:`MMAP_THRESHOLD`, and a trim either way.
+
+    The selection passes free a few MB of temporaries per batch (per-row arrays of 1 MB at 131,072 rows, some
+    (n, K) ones): with :data:`MMAP_THRESHOLD` each was mapped afresh, or trimmed from the top of a thread's heap,
+    and page-faulted again by the next batch (4M x 10: ~200,000 faults in the cuts pass, 130,000 with reuse).
+    The heap kept between trims costs ~25 MB at 4M x 10; at 16M x 10 the selections' growing arrays then
+    fragment it (cuts-pass peak 470 -> 590-660 MB), so above :data:`REUSE_HEAP_MAX_ROWS` rows the setting stays.
+    """
+    if not (reuse and bound_freed_memory()):
+        try:
+            yield
+        finally:
+            trim_heap()
+        return
+    set_malloc_thresholds(FOLD_MMAP_THRESHOLD, FOLD_MMAP_THRESHOLD)
+    try:
+        yield
+    finally:
+        set_malloc_thresholds(MMAP_THRESHOLD, MMAP_THRESHOLD)
+        trim_heap()
+
 
 def trim_heap() -> None:
     """Hand glibc's free heap pages back to the system (``malloc_trim(0)``; nothing off glibc).
@@ -111,6 +149,64 @@ def info_of(src: Source) -> DatasetInfo:
 def block_of(batch: Any) -> Block:
     """A decoded batch of a source as a plan's block."""
     return Block(batch.labels, batch.probs, batch.ids, batch.offset, columns=batch.columns)
+
+
+class SharedBatches:
+    """An iterator of batches shared by threads: each :meth:`take` hands out the next batch and its index.
+
+    A failure (:meth:`fail`, or the iterator's own error) stops handing out batches; :meth:`raise_failure`
+    then raises the error of the earliest failing batch. Every batch before it was taken before it, so once
+    the takers have finished their batches, the first error in input order is known.
+    """
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+        self._lock = threading.Lock()
+        self._next = 0
+        self._stopped = False
+        self._failure: tuple[int, BaseException] | None = None
+
+    def take(self) -> tuple[int, Any] | None:
+        """``(index, batch)`` of the next batch, or ``None`` when there is none (or a failure stopped them)."""
+        with self._lock:
+            if self._stopped:
+                return None
+            try:
+                item = next(self._items)
+            except StopIteration:
+                self._stopped = True
+                return None
+            except BaseException as exc:  # noqa: BLE001 - the reader's error, raised by raise_failure
+                self._record(self._next, exc)
+                return None
+            self._next += 1
+            return self._next - 1, item
+
+    def fail(self, index: int, exc: BaseException) -> None:
+        """Batch ``index`` failed with ``exc``: hand out no more batches."""
+        with self._lock:
+            self._record(index, exc)
+
+    def _record(self, index: int, exc: BaseException) -> None:
+        self._stopped = True
+        if self._failure is None or index < self._failure[0]:
+            self._failure = (index, exc)
+
+    def stop(self) -> None:
+        """Hand out no more batches."""
+        with self._lock:
+            self._stopped = True
+
+    def close(self) -> None:
+        """Close the underlying iterator (stops a reader thread); call once no thread takes batches."""
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+    def raise_failure(self) -> None:
+        """Raise the earliest failing batch's error, if any."""
+        if self._failure is not None:
+            raise self._failure[1]
 
 
 class StreamRunner:
@@ -154,14 +250,16 @@ class StreamRunner:
     def fold(self, steps: Sequence[Step]) -> list[Any]:
         """One pass: every step is fed every batch; returns the partials (in step order).
 
-        With several threads, batch ``i`` goes to lane ``i % lanes``: each lane folds its batches into its
-        own partials on its own thread, and the lanes' partials are merged at the end (partials are exact,
-        so the result is that of one lane; the Dask runner merges in any order too).
+        With several threads, :data:`MAX_LANES` lanes each take the next batch as soon as they are free and fold
+        it into their own partials on their own thread; the lanes' partials are merged at the end (partials are
+        exact, so the result is that of one lane whatever batches each lane took; the Dask runner merges in any
+        order too). Taking batches as they come keeps both lanes busy when batches differ in size or cost (a
+        Parquet row group of 419,430 rows is read as batches of 131,072, 131,072, 131,072 and 26,214 rows: with
+        batch ``i`` on lane ``i % 2`` one lane got 62% of the rows and the other waited).
         """
         lanes = min(worker_count(), MAX_LANES)
         partials = [[s.start() for s in steps] for _ in range(lanes)]
         validate = not self._validated
-        renormalized = 0
 
         def feed(lane: list[Any], item: tuple[int, Any]) -> int:
             block, renormalized_rows = self._decode(item, validate)
@@ -169,35 +267,51 @@ class StreamRunner:
                 lane[i] = step.feed(lane[i], block)
             return renormalized_rows
 
-        if lanes == 1:
-            for item in self._tables():
-                renormalized += feed(partials[0], item)
-        else:
-            pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelqa-fold",
-                                        initializer=run_nested_maps_inline) for _ in range(lanes)]
-            pending: deque[Future[int]] = deque()
-            try:
-                for n, item in enumerate(self._tables()):
-                    pending.append(pools[n % lanes].submit(feed, partials[n % lanes], item))
-                    del item
-                    if len(pending) >= lanes:  # one batch per lane in flight, besides the reader's queue
-                        renormalized += pending.popleft().result()
-                        if n % TRIM_EVERY == 0:
-                            trim_heap()
-                while pending:
-                    renormalized += pending.popleft().result()
-            finally:
-                for future in pending:
-                    future.cancel()
-                for pool in pools:
-                    pool.shutdown(wait=True)
-        self._pass_done(validate, renormalized)
-        merged = partials[0]
-        for lane in partials[1:]:
-            merged = [step.merge(a, b) for step, a, b in zip(steps, merged, lane)]
-        trim_heap()
+        with reused_heap(self.info.n_rows <= REUSE_HEAP_MAX_ROWS):
+            if lanes == 1:
+                renormalized = 0
+                for item in self._tables():
+                    renormalized += feed(partials[0], item)
+            else:
+                renormalized = self._fold_on_lanes(feed, partials)
+            self._pass_done(validate, renormalized)
+            merged = partials[0]
+            for lane in partials[1:]:
+                merged = [step.merge(a, b) for step, a, b in zip(steps, merged, lane)]
         self.passes.append(", ".join(s.name for s in steps))
         return merged
+
+    def _fold_on_lanes(self, feed: Callable[[list[Any], tuple[int, Any]], int], partials: list[list[Any]]) -> int:
+        """Feed every batch to one of the lanes (one thread each, taking batches in input order as they are
+        free); returns the renormalized rows. The error of the earliest failing batch is raised, after every
+        batch before it was fed, as one thread would."""
+        batches = SharedBatches(self._tables())
+
+        def lane(partial: list[Any]) -> int:
+            renormalized = 0
+            while (taken := batches.take()) is not None:
+                n, item = taken
+                try:
+                    renormalized += feed(partial, item)
+                except BaseException as exc:  # noqa: BLE001 - raised by the caller, earliest batch first
+                    batches.fail(n, exc)
+                    break
+                del item, taken
+                if n % TRIM_EVERY == TRIM_EVERY - 1:
+                    trim_heap()
+            return renormalized
+
+        pool = ThreadPoolExecutor(max_workers=len(partials), thread_name_prefix="labelqa-fold",
+                                  initializer=run_nested_maps_inline)
+        try:
+            futures = [pool.submit(lane, partial) for partial in partials]
+            renormalized = sum(future.result() for future in futures)
+        finally:
+            batches.stop()
+            pool.shutdown(wait=True)
+            batches.close()
+        batches.raise_failure()
+        return renormalized
 
     def map(self, fn: Callable[..., Any], *args: Any, name: str = "rows") -> Iterator[Any]:
         """One pass: ``fn(block, *args)`` for every batch on :func:`~labelqa.parallel.worker_count` threads
