@@ -6,7 +6,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MatrixList", "jsonable", "matrix_list"]
+__all__ = ["MATRIX_INLINE_CLASSES", "MatrixList", "jsonable", "matrix_list", "summary_matrix"]
+
+#: Up to this many classes the K x K matrices are also written inline in summary.json (K^2 numbers each);
+#: above it they are ``null`` there and live only in the matrices file, so summary.json stays small at any K.
+MATRIX_INLINE_CLASSES = 20
 
 
 def jsonable(value: Any) -> Any:
@@ -47,4 +51,18 @@ def matrix_list(matrix: np.ndarray) -> MatrixList:
     out = MatrixList(matrix.tolist())
     out.array = np.array(matrix, copy=True)
     out.array.flags.writeable = False
+    return out
+
+
+def summary_matrix(matrix: np.ndarray) -> MatrixList | np.ndarray:
+    """A detector summary's K x K matrix: :func:`matrix_list` up to :data:`MATRIX_INLINE_CLASSES` classes (where
+    summary.json shows it), a read-only copy of the array above (summary.json names it in the matrices file).
+
+    At K = 1,000 the nested lists were a million Python floats a matrix (30-100 ms each, with the garbage
+    collector's passes over them) that nothing read.
+    """
+    if matrix.ndim == 2 and matrix.shape[0] <= MATRIX_INLINE_CLASSES:
+        return matrix_list(matrix)
+    out = np.array(matrix, copy=True)
+    out.flags.writeable = False
     return out

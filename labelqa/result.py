@@ -30,7 +30,7 @@ from labelqa.data.model import LabelData
 from labelqa.detectors import ensemble
 from labelqa.detectors.base import DetectorResult
 from labelqa.errors import LabelqaError
-from labelqa.jsonable import MatrixList, jsonable
+from labelqa.jsonable import MATRIX_INLINE_CLASSES, MatrixList, jsonable
 from labelqa.report.reasons import reasons_for, scatter_text
 from labelqa.stats.multilabel import set_members
 from labelqa.stats.ranks import rank_rows
@@ -85,9 +85,6 @@ _ORIENTATION = "noise_matrix[i][j] = P(given label = classes[i] | true label = c
 MATRICES_FILE = "matrices.npy"
 #: Rows per batch of the in-memory issues table handed to report writers (issues.parquet's row group).
 MEMORY_BATCH_ROWS = 1 << 18
-#: Up to this many classes the K x K matrices are also written inline in summary.json (K^2 numbers each);
-#: above it they are ``null`` there and live only in :data:`MATRICES_FILE`, so summary.json stays small at any K.
-MATRIX_INLINE_CLASSES = 20
 
 
 def summary_matrices(outcomes: Mapping[str, DetectorOutcome], primary: str, k: int) -> dict[str, np.ndarray]:

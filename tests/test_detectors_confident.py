@@ -27,6 +27,7 @@ from labelqa.detectors.confident import (
     per_class_thresholds,
 )
 from labelqa.errors import LabelqaError
+from labelqa.jsonable import jsonable
 from labelqa.stats.confident import SMALL_K
 
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -934,7 +935,9 @@ def test_threaded_detection_equals_single_threaded(monkeypatch, filter_by):
     np.testing.assert_array_equal(one.issues, two.issues)
     np.testing.assert_array_equal(one.suggested, two.suggested)
     np.testing.assert_array_equal(one.scores, two.scores)
-    assert json.dumps(one.summary) == json.dumps(two.summary)
+    assert isinstance(one.summary["noise_matrix"], np.ndarray)  # K = 80: arrays, not a million nested floats
+    assert not one.summary["noise_matrix"].flags.writeable
+    assert json.dumps(jsonable(one.summary)) == json.dumps(jsonable(two.summary))
 
 
 def _plain_row_pass(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:
@@ -1066,3 +1069,21 @@ def test_plus_default_streamed_equals_memory_at_many_classes(tmp_path):
         assert summaries["memory"][key] == summaries["stream"][key], key
     assert summaries["memory"]["trend_issues"] > 0
     np.testing.assert_array_equal(flags["memory"], flags["stream"])
+
+
+@pytest.mark.parametrize("k", [3, 50])
+def test_best_other_class_of_gathered_rows_is_the_definition(monkeypatch, k):
+    """The best class other than the label, lowest index on ties, of some rows gathered chunk by chunk on threads
+    (several chunks, forced onto threads) equals the plain definition over a masked copy of those rows."""
+    monkeypatch.setattr(cl_module, "MIN_PARALLEL_ELEMENTS", 0)
+    monkeypatch.setattr(cl_module, "_CHUNK_ELEMENTS", 4096)
+    rng = np.random.default_rng(k)
+    probs = np.round(rng.dirichlet(np.ones(k), size=3000), 2).astype(np.float32)  # rounded: many ties
+    rows = np.sort(rng.choice(3000, size=1200, replace=False))
+    labels = rng.integers(0, k, rows.size)
+    masked = probs[rows].astype(np.float64)
+    masked[np.arange(rows.size), labels] = -np.inf
+    expected = masked.argmax(axis=1)
+    assert (expected != labels).all()
+    np.testing.assert_array_equal(cl_module._best_other_class(labels, probs, rows), expected)
+    np.testing.assert_array_equal(cl_module._best_other_class(labels, probs[rows]), expected)

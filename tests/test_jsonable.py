@@ -79,6 +79,21 @@ def test_matrix_list_is_the_nested_lists_and_keeps_its_array():
     assert np.array_equal(pickle.loads(pickle.dumps(m)).array, m.array)
 
 
+def test_summary_matrix_lists_only_what_summary_json_shows():
+    """Up to MATRIX_INLINE_CLASSES classes nested lists (summary.json shows them); above, a read-only array copy
+    that jsonable still turns into the same lists."""
+    from labelqa.jsonable import MATRIX_INLINE_CLASSES, MatrixList, summary_matrix
+
+    rng = np.random.default_rng(0)
+    small = rng.random((MATRIX_INLINE_CLASSES, MATRIX_INLINE_CLASSES))
+    assert isinstance(summary_matrix(small), MatrixList) and summary_matrix(small) == small.tolist()
+    big = rng.random((MATRIX_INLINE_CLASSES + 1, MATRIX_INLINE_CLASSES + 1))
+    held = summary_matrix(big)
+    assert isinstance(held, np.ndarray) and not held.flags.writeable and np.array_equal(held, big)
+    big[0, 0] = -1.0  # a copy: the caller's array changing later does not reach it
+    assert held[0, 0] != -1.0 and jsonable(held) == held.tolist()
+
+
 def test_summary_matrices_take_the_detectors_arrays():
     """The summary's matrices are the arrays behind the confident-learning summary's nested lists."""
     from labelqa.data.model import LabelData

@@ -99,7 +99,10 @@ class DetectorResult:
         suggested_confidence: Per-row probability of the suggested label,
             shape ``(N,)``, or ``None`` when the detector has no such notion.
         summary: Dataset-level figures, JSON-serialisable (lists, floats,
-            ints, strings); e.g. noise matrix and thresholds.
+            ints, strings); e.g. noise matrix and thresholds. K x K matrices
+            above :data:`labelqa.jsonable.MATRIX_INLINE_CLASSES` classes are
+            read-only arrays instead (:func:`labelqa.jsonable.jsonable` turns
+            them into lists; summary.json keeps them in matrices.npy).
         params: The detector's parameters, as given.
         extra: Further per-row arrays, length N in the first axis (e.g. for
             multi-label: ``labels_to_remove``/``labels_to_add`` as N x K
