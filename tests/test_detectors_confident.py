@@ -365,13 +365,13 @@ def test_detector_suggests_another_class_when_the_model_agrees_with_the_label():
 
 def test_detector_computes_the_confident_joint_once(monkeypatch):
     calls = []
-    original = cl_module.ConfidentJointCounts.update
+    original = cl_module.confident_guesses
 
-    def counting(self, *args, **kwargs):
-        calls.append(len(args[0]))
-        return original(self, *args, **kwargs)
+    def counting(probs, *args, **kwargs):
+        calls.append(len(probs))
+        return original(probs, *args, **kwargs)
 
-    monkeypatch.setattr(cl_module.ConfidentJointCounts, "update", counting)
+    monkeypatch.setattr(cl_module, "confident_guesses", counting)
     ConfidentLearning(filter_by="both", score_method="normalized_margin").detect(make_data(TOY_LABELS, TOY_PROBS))
     assert sum(calls) == len(TOY_LABELS)  # every row counted exactly once
 

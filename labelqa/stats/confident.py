@@ -41,6 +41,7 @@ __all__ = [
     "LatentEstimates",
     "calibrate_confident_joint",
     "confident_cutoffs",
+    "confident_guesses",
     "estimate_latent",
     "noise_rate",
     "round_rows",
@@ -396,6 +397,103 @@ class ClassProbSums:
         return out
 
 
+def confident_guesses(
+    pred_probs: np.ndarray,
+    thresholds: np.ndarray,
+    argmax: np.ndarray | None = None,
+    row_max: np.ndarray | None = None,
+    entropy: np.ndarray | None = None,
+    guess_out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each row's guessed true label for the confident joint (see :class:`ConfidentJointCounts`), uncounted.
+
+    Args:
+        pred_probs: Probabilities of the batch, shape ``(n, K)`` (float32 stays float32).
+        thresholds: Per-class thresholds of the whole dataset, shape ``(K,)``
+            (from :meth:`ClassProbSums.thresholds`).
+        argmax: Optional ``pred_probs.argmax(axis=1)`` of the batch, when the
+            caller already has it (saves a pass over the batch).
+        row_max: Optional output, shape ``(n,)`` in ``pred_probs``' dtype:
+            filled with each row's maximum, from the same pass.
+        entropy: Optional output, shape ``(n,)`` in ``pred_probs``' dtype:
+            filled with :func:`row_entropy` from the same transposed chunks
+            (K <= :data:`SMALL_K` only; wider rows: call :func:`row_entropy`).
+        guess_out: Optional output for the guesses, shape ``(n,)``, a signed
+            integer dtype holding ``-1..K-1`` (e.g. int8 for K <= :data:`SMALL_K`:
+            an eighth of the memory of int64).
+
+    Returns:
+        The guessed true label of each row, shape ``(n,)`` (``guess_out`` when
+        given, else int64), ``-1`` for rows with no confident class.
+    """
+    pred_probs = np.asarray(pred_probs)
+    if pred_probs.ndim != 2:
+        raise ValueError(f"pred_probs must have shape (n, K), got {pred_probs.shape}")
+    n, k = pred_probs.shape
+    if n == 0:
+        return np.empty(0, dtype=np.int64) if guess_out is None else guess_out
+    if pred_probs.dtype.kind != "f":
+        pred_probs = pred_probs.astype(np.float64)
+    cut = confident_cutoffs(np.asarray(thresholds, dtype=np.float64), pred_probs.dtype)
+    if argmax is not None:
+        argmax = np.asarray(argmax)
+        if argmax.shape != (n,):
+            raise ValueError(f"argmax must have shape ({n},), got {argmax.shape}")
+    if row_max is not None and (row_max.shape != (n,) or row_max.dtype != pred_probs.dtype):
+        raise ValueError(f"row_max must have shape ({n},) and dtype {pred_probs.dtype}")
+    if entropy is not None and (entropy.shape != (n,) or entropy.dtype != pred_probs.dtype):
+        raise ValueError(f"entropy must have shape ({n},) and dtype {pred_probs.dtype}")
+    if guess_out is not None and (guess_out.shape != (n,) or guess_out.dtype.kind != "i"
+                                  or np.iinfo(guess_out.dtype).max < k - 1):
+        raise ValueError(f"guess_out must have shape ({n},) and a signed integer dtype holding 0..{k - 1}")
+    if k <= SMALL_K:  # the row reductions over transposed chunks (same guesses as below)
+        guess = _confident_guess(pred_probs, cut, argmax, row_max, entropy, guess_out)
+        return guess if guess_out is not None else guess.astype(np.int64)
+    if entropy is not None:
+        raise ValueError(f"entropy comes from the transposed chunks of K <= {SMALL_K} classes, not {k}")
+    guess = _wide_guess(pred_probs, cut, argmax, row_max)
+    if guess_out is not None:
+        guess_out[:] = guess
+        return guess_out
+    return guess
+
+
+def _wide_guess(pred_probs: np.ndarray, cut: np.ndarray, argmax: np.ndarray | None,
+                row_max: np.ndarray | None) -> np.ndarray:
+    """:func:`confident_guesses` of rows wider than :data:`SMALL_K` classes (int64), in cache-sized row blocks."""
+    n, k = pred_probs.shape
+    # Summing the bools as small unsigned ints is faster than count_nonzero(axis=1).
+    acc = np.uint8 if k < 1 << 8 else np.uint16 if k < 1 << 16 else np.int64
+    n_confident = np.empty(n, dtype=acc)
+    guess = np.empty(n, dtype=np.int64) if argmax is None else np.array(argmax, dtype=np.int64, copy=True)
+    # Blocks of rows whose (rows, K) bool matrix stays in cache, in one reused buffer: a bool matrix of the
+    # whole batch (16 MB per 2^24-probability task) was freshly paged in by every task.
+    step = max(1, _WIDE_BLOCK_ELEMENTS // k)
+    buffer = np.empty((min(step, n), k), dtype=bool)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        block = pred_probs[start:stop]
+        confident = buffer[: stop - start]
+        np.greater_equal(block, cut, out=confident)
+        counts = n_confident[start:stop]
+        np.add.reduce(confident.view(np.uint8), axis=1, dtype=acc, out=counts)
+        top = guess[start:stop]
+        if argmax is None:
+            np.argmax(block, axis=1, out=top)
+        if row_max is not None:  # the maximum, at the argmax (before the correction below)
+            row_max[start:stop] = block[np.arange(stop - start), top]
+        # Rows with exactly one confident class: that class, which is not
+        # always the argmax (p = (.5, .4), t = (.6, .3) -> class 1).
+        single = np.flatnonzero(counts == 1)
+        if single.size:
+            off = ~confident[single, top[single]]
+            if off.any():
+                rows = single[off]
+                top[rows] = confident[rows].argmax(axis=1)
+    guess[n_confident == 0] = -1
+    return guess
+
+
 @dataclass
 class ConfidentJointCounts:
     """The confident joint ``C``: rows = given label, columns = guessed true label.
@@ -432,96 +530,32 @@ class ConfidentJointCounts:
 
         Args:
             labels: Given labels of the batch, shape ``(n,)``.
-            pred_probs: Probabilities of the batch, shape ``(n, K)`` (float32
-                stays float32).
-            thresholds: Per-class thresholds of the whole dataset, shape
-                ``(K,)`` (from :meth:`ClassProbSums.thresholds`).
-            argmax: Optional ``pred_probs.argmax(axis=1)`` of the batch, when
-                the caller already has it (saves a pass over the batch).
-            row_max: Optional output, shape ``(n,)`` in ``pred_probs``' dtype:
-                filled with each row's maximum, from the same pass.
-            entropy: Optional output, shape ``(n,)`` in ``pred_probs``' dtype:
-                filled with :func:`row_entropy` from the same transposed chunks
-                (K <= :data:`SMALL_K` only; wider rows: call :func:`row_entropy`).
-            guess_out: Optional output for the guesses, shape ``(n,)``, a
-                signed integer dtype holding ``-1..K-1`` (e.g. int8 for
-                K <= :data:`SMALL_K`: an eighth of the memory of int64).
+            pred_probs, thresholds, argmax, row_max, entropy, guess_out: As
+                :func:`confident_guesses`.
 
         Returns:
-            The guessed true label of each row of the batch, shape ``(n,)``
-            (``guess_out`` when given, else int64), ``-1`` for rows with no
-            confident class.
+            The guessed true label of each row of the batch (:func:`confident_guesses`).
         """
         labels, pred_probs = _check_batch(labels, pred_probs, self.n_classes)
+        guess = confident_guesses(pred_probs, thresholds, argmax, row_max, entropy, guess_out)
+        self.add_guesses(labels, guess)
+        return guess
+
+    def add_guesses(self, labels: np.ndarray, guesses: np.ndarray) -> None:
+        """Count rows by given label and guess (:func:`confident_guesses`; ``-1``: not counted) into the joint."""
         k = self.n_classes
-        n = labels.size
-        if n == 0:
-            return np.empty(0, dtype=np.int64)
-        if pred_probs.dtype.kind != "f":
-            pred_probs = pred_probs.astype(np.float64)
-        cut = confident_cutoffs(np.asarray(thresholds, dtype=np.float64), pred_probs.dtype)
-        if argmax is not None:
-            argmax = np.asarray(argmax)
-            if argmax.shape != (n,):
-                raise ValueError(f"argmax must have shape ({n},), got {argmax.shape}")
-        if row_max is not None and (row_max.shape != (n,) or row_max.dtype != pred_probs.dtype):
-            raise ValueError(f"row_max must have shape ({n},) and dtype {pred_probs.dtype}")
-        if entropy is not None and (entropy.shape != (n,) or entropy.dtype != pred_probs.dtype):
-            raise ValueError(f"entropy must have shape ({n},) and dtype {pred_probs.dtype}")
-        if guess_out is not None and (guess_out.shape != (n,) or guess_out.dtype.kind != "i"
-                                      or np.iinfo(guess_out.dtype).max < k - 1):
-            raise ValueError(f"guess_out must have shape ({n},) and a signed integer dtype holding 0..{k - 1}")
-        if k <= SMALL_K:  # the row reductions over transposed chunks (same guesses as below)
-            guess = _confident_guess(pred_probs, cut, argmax, row_max, entropy, guess_out)
-            # cell (s, g + 1) of a K x (K + 1) count, column 0 = not counted: no row compaction needed
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.size == 0:
+            return
+        if k <= SMALL_K:  # cell (s, g + 1) of a K x (K + 1) count, column 0 = not counted: no row compaction
             cells = labels * (k + 1)
-            cells += guess
+            cells += guesses
             cells += 1
             self.joint += np.bincount(cells, minlength=k * (k + 1)).reshape(k, k + 1)[:, 1:]
-            return guess if guess_out is not None else guess.astype(np.int64)
-        if entropy is not None:
-            raise ValueError(f"entropy comes from the transposed chunks of K <= {SMALL_K} classes, not {k}")
-        # Summing the bools as small unsigned ints is faster than count_nonzero(axis=1).
-        acc = np.uint8 if k < 1 << 8 else np.uint16 if k < 1 << 16 else np.int64
-        n_confident = np.empty(n, dtype=acc)
-        if argmax is None:
-            guess = np.empty(n, dtype=np.int64)
-        else:
-            guess = np.array(argmax, dtype=np.int64, copy=True)
-            if guess.shape != (n,):
-                raise ValueError(f"argmax must have shape ({n},), got {guess.shape}")
-        # Blocks of rows whose (rows, K) bool matrix stays in cache, in one reused buffer: a bool matrix of the
-        # whole batch (16 MB per 2^24-probability task) was freshly paged in by every task.
-        step = max(1, _WIDE_BLOCK_ELEMENTS // k)
-        buffer = np.empty((min(step, n), k), dtype=bool)
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            block = pred_probs[start:stop]
-            confident = buffer[: stop - start]
-            np.greater_equal(block, cut, out=confident)
-            counts = n_confident[start:stop]
-            np.add.reduce(confident.view(np.uint8), axis=1, dtype=acc, out=counts)
-            top = guess[start:stop]
-            if argmax is None:
-                np.argmax(block, axis=1, out=top)
-            if row_max is not None:  # the maximum, at the argmax (before the correction below)
-                row_max[start:stop] = block[np.arange(stop - start), top]
-            # Rows with exactly one confident class: that class, which is not
-            # always the argmax (p = (.5, .4), t = (.6, .3) -> class 1).
-            single = np.flatnonzero(counts == 1)
-            if single.size:
-                off = ~confident[single, top[single]]
-                if off.any():
-                    rows = single[off]
-                    top[rows] = confident[rows].argmax(axis=1)
-        guess[n_confident == 0] = -1
-        counted = guess >= 0
-        cells = labels[counted] * k + guess[counted]
+            return
+        counted = guesses >= 0
+        cells = labels[counted] * k + guesses[counted]
         self.joint += np.bincount(cells, minlength=k * k).reshape(k, k)
-        if guess_out is not None:
-            guess_out[:] = guess
-            return guess_out
-        return guess.astype(np.int64, copy=False)
 
     def merge(self, other: ConfidentJointCounts) -> ConfidentJointCounts:
         """Fold another partial (from other rows) into this one; returns ``self``."""
