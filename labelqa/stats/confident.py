@@ -555,7 +555,10 @@ class ConfidentJointCounts:
             return
         counted = guesses >= 0
         cells = labels[counted] * k + guesses[counted]
-        self.joint += np.bincount(cells, minlength=k * k).reshape(k, k)
+        if self.joint.flags.c_contiguous:  # in place: only the pages of the counted cells (a K x K bincount at
+            np.add.at(self.joint.reshape(-1), cells, 1)  # K = 1,000 was 16 MB of fresh memory per call)
+        else:
+            self.joint += np.bincount(cells, minlength=k * k).reshape(k, k)
 
     def merge(self, other: ConfidentJointCounts) -> ConfidentJointCounts:
         """Fold another partial (from other rows) into this one; returns ``self``."""
