@@ -199,3 +199,43 @@ def test_fast_probability_stats_flag_the_same_rows(n, k, seed, defect, threaded)
     finite = np.isfinite(full[0])
     assert np.array_equal(np.flatnonzero((fast[1] < 0) & finite), np.flatnonzero((full[1] < 0) & finite))
     assert np.array_equal(np.flatnonzero(fast[2] > 1 + tol), np.flatnonzero(full[2] > 1 + tol))
+
+
+def test_row_facts_gathered_in_any_order_equal_one_pass():
+    """Blocks added out of order (as decoding threads finish) give the one-pass facts: numpy's row sums and
+    argmax, and the extremes; describes() only a matrix whose every row was added, of the same dtype."""
+    from labelqa.data.probabilities import RowFacts
+
+    rng = np.random.default_rng(3)
+    P = rng.dirichlet(np.ones(6), 1000).astype(np.float32)
+    whole = RowFacts.of(P)
+    parts = RowFacts(1000)
+    edges = [0, 130, 131, 500, 999, 1000]
+    blocks = list(zip(edges[:-1], edges[1:]))
+    for a, b in blocks[::-1]:
+        assert not parts.describes(P)
+        parts.add(a, P[a:b])
+    assert parts.describes(P) and not parts.describes(P.astype(np.float64)) and not parts.describes(P[:999])
+    for facts in (whole, parts):
+        assert np.array_equal(facts.sums, np.add.reduce(P, axis=1)) and np.array_equal(facts.top, P.argmax(axis=1))
+        assert (facts.low, facts.high) == (P.min(), P.max())
+    P[400, 2] = np.nan
+    assert np.isnan(RowFacts.of(P).low) and np.isnan(RowFacts.of(P).high)
+    assert RowFacts.of(P, top=False).top is None
+
+
+def test_check_probabilities_reads_given_facts_and_still_names_bad_rows():
+    """With facts gathered elsewhere no pass over the matrix is made for them, and bad rows are still named."""
+    from labelqa.data.probabilities import RowFacts, check_probabilities
+    from labelqa.data.rows import Rows, Where
+
+    rng = np.random.default_rng(4)
+    P = rng.dirichlet(np.ones(4), 300)
+    facts = RowFacts.of(P)
+    out, meta = check_probabilities(P, renormalize=False, where=Where(None, "label", None, {}), rows=Rows(None),
+                                    facts=facts)
+    assert out is P and meta["renormalized"] is False
+    P[17] *= 1.5
+    with pytest.raises(LabelqaError, match="row 17"):
+        check_probabilities(P, renormalize=False, where=Where(None, "label", None, {}), rows=Rows(None),
+                            facts=RowFacts.of(P))

@@ -136,3 +136,26 @@ def test_parallel_batches_name_global_rows(tmp_path, two_threads, monkeypatch):
     pq.write_table(pa.table({"label": pa.array(given), "pred_probs": lists}), path, row_group_size=7_000)
     with pytest.raises(LabelqaError, match=r"row 50001\b"):
         load(path)
+
+
+def test_checks_read_the_facts_gathered_while_decoding(tmp_path, two_threads, monkeypatch):
+    """Row groups decoded on threads gather the checks' row sums and top classes on the way: no second pass
+    (RowFacts.of is not called), the same matrix, and the checks still stop bad rows and a wrong class order."""
+    from labelqa.data import class_order, probabilities
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the checks passed over the matrix again")
+
+    given, _, probs, _ = noisy_dataset(n=70_000, k=5, seed=9)
+    one = load(write(tmp_path / "one.parquet", given, probs, row_group_size=100_000))  # viewed in place
+    monkeypatch.setattr(probabilities.RowFacts, "of", no_second_pass)
+    monkeypatch.setattr(class_order, "row_top", no_second_pass)
+    many = load(write(tmp_path / "many.parquet", given, probs, row_group_size=6_000))
+    assert np.array_equal(one.pred_probs, many.pred_probs)
+    bad = probs.copy()
+    bad[65_001, 0] = -0.25
+    with pytest.raises(LabelqaError, match="row 65001"):
+        load(write(tmp_path / "bad.parquet", given, bad, row_group_size=6_000))
+    swapped = probs[:, [1, 0, 2, 3, 4]]
+    with pytest.raises(LabelqaError, match="class order"):
+        load(write(tmp_path / "swapped.parquet", given, swapped, row_group_size=6_000))

@@ -518,3 +518,42 @@ def test_wide_joint_in_blocks_equals_the_plain_rows(k, n, dtype, seed, block, pa
     assert guess.dtype == np.int64 and np.array_equal(guess, want_guess)
     assert np.array_equal(counts.joint, want_joint)
     assert np.array_equal(row_max, probs[np.arange(n), probs.argmax(axis=1)], equal_nan=True)
+
+
+@st.composite
+def any_width_rows(draw):
+    """Rows of 1..40 classes (both sides of SMALL_K) on a coarse grid (ties), some holding NaN or inf."""
+    k = draw(st.integers(1, 40))
+    n = draw(st.integers(0, 400))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    probs = rng.dirichlet(np.ones(k), n).astype(dtype) if draw(st.booleans()) else \
+        (rng.integers(-1, 9, size=(n, k)) / 8).astype(dtype)
+    if n and draw(st.booleans()):
+        probs[rng.integers(0, n), rng.integers(0, k)] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    return probs
+
+
+@FAST
+@given(any_width_rows(), st.sampled_from([1, 5, 16384]), st.booleans())
+def test_row_sum_argmax_is_numpy_bit_for_bit(probs, chunk, want_top):
+    """Row sums as np.add.reduce (the same bits: numpy's summation order), argmax as numpy (first NaN), and
+    min/max of the whole matrix (NaN when a value is NaN or a row sums to NaN), for any chunking."""
+    from labelqa.stats.confident import row_sum_argmax
+
+    n = probs.shape[0]
+    sums = np.full(n, 7.0, dtype=probs.dtype)
+    top = np.full(n, -1, dtype=np.int32) if want_top else None
+    with chunk_rows("_CHUNK_ROWS", chunk), chunk_rows("_WIDE_BLOCK_ELEMENTS", max(1, chunk * probs.shape[1])), \
+            np.errstate(all="ignore"):
+        low, high = row_sum_argmax(probs, sums, top)
+        want = np.add.reduce(probs, axis=1)
+    assert np.array_equal(sums.view(np.uint8), want.view(np.uint8))  # bit for bit, NaN included
+    if want_top:
+        assert np.array_equal(top, probs.argmax(axis=1))
+    if n == 0:
+        assert (low, high) == (np.inf, -np.inf)
+    elif np.isnan(want).any():
+        assert np.isnan(low) and np.isnan(high)
+    else:
+        assert (low, high) == (probs.min(), probs.max())

@@ -36,6 +36,7 @@ from labelqa.data.labelsets import (
     scatter_label_sets,
 )
 from labelqa.data.probabilities import (
+    RowFacts,
     as_prob_matrix,
     check_classes_fit,
     check_min_classes,
@@ -65,6 +66,7 @@ def validated_fields(
     combine_models: str = DEFAULT_COMBINE,
     model_names: Sequence[str] | None = None,
     trust_class_order: bool = False,
+    prob_facts: RowFacts | None = None,
 ) -> dict[str, Any]:
     """Validate labels, probabilities, classes, ids and embeddings: the fields of a :class:`LabelData`.
 
@@ -113,6 +115,9 @@ def validated_fields(
         trust_class_order: Multiclass: skip the check that the labels do
             not fit another order of the probability columns far better
             (:mod:`labelqa.data.class_order`).
+        prob_facts: :class:`~labelqa.data.probabilities.RowFacts` of a
+            single ``pred_probs`` matrix, gathered while it was read (used
+            only when they describe it; else one pass gathers them).
 
     ``pred_probs`` may be a list of N x K matrices, one per model: each is
     validated like a single matrix (messages name its source), all must
@@ -244,10 +249,17 @@ def validated_fields(
     elif multilabel:
         meta.update(check_multilabel_probabilities(P, where=where, rows=rows))
     else:
-        P, prob_meta = check_probabilities(P, renormalize=renormalize, where=where, rows=rows)
+        if prob_facts is None or not prob_facts.describes(P):  # one pass for both checks
+            prob_facts = RowFacts.of(P, top=not trust_class_order)
+        checked, prob_meta = check_probabilities(P, renormalize=renormalize, where=where, rows=rows,
+                                                 facts=prob_facts)
+        if checked is not P:  # renormalized: its top classes are not read from the given rows
+            prob_facts = None
+        P = checked
         meta.update(prob_meta)
     if not multilabel and not trust_class_order:
-        check_class_order(Y, P, cls, classes_source=meta.get("classes_source"), probs_where=where.probs)
+        check_class_order(Y, P, cls, classes_source=meta.get("classes_source"), probs_where=where.probs,
+                          top=None if prob_facts is None else prob_facts.top)
 
     E = None if embeddings is None else check_embeddings(embeddings, n, where, rows)
 

@@ -44,17 +44,23 @@ ARGMAX_BLOCK_ELEMENTS = 1 << 20
 OVERRIDE = "--trust-class-order (trust_class_order=True)"
 
 
-def label_vs_top_counts(codes: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The non-zero cells of the K x K count matrix (given label, model's top class): ``(labels, tops, counts)``."""
+def label_vs_top_counts(codes: np.ndarray, pred_probs: np.ndarray,
+                        top: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-zero cells of the K x K count matrix (given label, model's top class): ``(labels, tops, counts)``.
+
+    ``top``: the rows' ``pred_probs.argmax(axis=1)`` when the caller has it (else found here, on threads).
+    """
     n, k = pred_probs.shape
-    probs = np.asarray(pred_probs)
-    top = np.empty(n, dtype=np.intp)
+    if top is None:
+        probs = np.asarray(pred_probs)
+        top = np.empty(n, dtype=np.intp)
 
-    def block(a: int, b: int) -> None:
-        top[a:b] = row_top(probs[a:b])[0]  # numpy's argmax, faster over the short rows of small K
+        def block(a: int, b: int) -> None:
+            top[a:b] = row_top(probs[a:b])[0]  # numpy's argmax, faster over the short rows of small K
 
-    for_row_blocks(block, n, max(1, ARGMAX_BLOCK_ELEMENTS // max(k, 1)), elements=n * k)  # both cores
-    pairs = np.asarray(codes, dtype=np.int64) * k + top
+        for_row_blocks(block, n, max(1, ARGMAX_BLOCK_ELEMENTS // max(k, 1)), elements=n * k)  # both cores
+    pairs = np.asarray(codes, dtype=np.int64) * k
+    pairs += top
     if k * k <= 4 * n + (1 << 20):
         counts = np.bincount(pairs, minlength=k * k)
         cells = np.flatnonzero(counts)
@@ -86,13 +92,15 @@ def best_assignment(labels: np.ndarray, tops: np.ndarray, counts: np.ndarray, k:
 
 
 def check_class_order(codes: np.ndarray, pred_probs: np.ndarray, classes: Sequence[Any], *,
-                      classes_source: str | None, probs_where: str, rows_word: str = "rows") -> dict[str, float]:
+                      classes_source: str | None, probs_where: str, rows_word: str = "rows",
+                      top: np.ndarray | None = None) -> dict[str, float]:
     """Raise when another assignment of probability columns to classes fits the labels far better.
 
     Args:
         codes, pred_probs: The rows' class codes and N x K probabilities (all rows, or a sample).
         classes, classes_source, probs_where: For the message.
         rows_word: What the rows are, for the message (``"the first 100,000 rows"`` for a sample).
+        top: The rows' ``pred_probs.argmax(axis=1)``, when already known.
 
     Returns:
         ``{"label_model_agreement": ..., "best_order_agreement": ...}`` (fractions of rows).
@@ -102,7 +110,7 @@ def check_class_order(codes: np.ndarray, pred_probs: np.ndarray, classes: Sequen
             how to pass it (or to go on anyway).
     """
     n, k = pred_probs.shape
-    labels, tops, counts = label_vs_top_counts(codes, pred_probs)
+    labels, tops, counts = label_vs_top_counts(codes, pred_probs, top)
     identity = int(counts[labels == tops].sum())
     needed = max(MIN_GAIN_FRACTION * n, MIN_GAIN_ROWS)
     row_max = np.zeros(k, dtype=np.int64)

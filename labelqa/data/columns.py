@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -415,7 +415,8 @@ def _values_per_row(pf: Any, col: str) -> float:
     return values / meta.num_rows
 
 
-def parquet_list_column_to_matrix(path: Any, col: str, where: str, rows: Rows) -> np.ndarray | None:
+def parquet_list_column_to_matrix(path: Any, col: str, where: str, rows: Rows,
+                                  on_rows: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray | None:
     """:func:`list_column_to_matrix` of a Parquet column, filled batch by batch.
 
     Row groups are decoded on :func:`labelqa.parallel.worker_count` threads
@@ -429,6 +430,11 @@ def parquet_list_column_to_matrix(path: Any, col: str, where: str, rows: Rows) -
     copy). Same checks and messages, with global row numbers; when several
     parts are bad, the first one's error is raised. Returns ``None`` for a
     file without row groups.
+
+    ``on_rows(start, rows)`` is called (on the decoding threads) with each
+    batch's rows of the result as soon as they are copied in, still in cache
+    (e.g. :meth:`labelqa.data.probabilities.RowFacts.add`); not for a file of
+    one row group, whose matrix is not copied.
     """
     import threading
 
@@ -475,6 +481,8 @@ def parquet_list_column_to_matrix(path: Any, col: str, where: str, rows: Rows) -
                     hint="every row needs exactly one probability per class",
                 )
             out[start : start + len(part)] = part
+            if on_rows is not None:
+                on_rows(start, out[start : start + len(part)])
             start += len(part)
 
     for _ in thread_map(fill, range(pf.num_row_groups), parallel=n >= 1 << 16):

@@ -65,6 +65,7 @@ from labelqa.data.embeddings import read_parquet_embeddings
 from labelqa.data.model import LabelData
 from labelqa.data.readers import check_file, read_npy, read_schema, read_table, resolve_format
 from labelqa.data.rows import Rows
+from labelqa.data.probabilities import RowFacts
 from labelqa.data.schema import (
     DEFAULT_EMBEDDINGS_COL,
     DEFAULT_PRED_PROBS_COL,
@@ -252,6 +253,7 @@ def load(
         labels = layout.label_sets(table)
 
     model_names: list[str] | None = None
+    prob_facts: RowFacts | None = None
     if layout.probs == "models":
         pred_probs: Any = []
         model_names = []
@@ -264,7 +266,11 @@ def load(
     elif layout.probs == "file":
         pred_probs = _read_probs_file(layout.prob_files[0], n, p)
     else:
-        pred_probs = parquet_list_column_to_matrix(p, probs_col, layout.probs_where, rows) if by_row_group else None
+        # the checks' row sums, extremes and top classes, gathered while the rows are decoded (still in cache)
+        prob_facts = RowFacts(n, top=not trust_class_order) if by_row_group and not layout.multilabel else None
+        pred_probs = parquet_list_column_to_matrix(
+            p, probs_col, layout.probs_where, rows, None if prob_facts is None else prob_facts.add,
+        ) if by_row_group else None
         if pred_probs is None:
             if by_row_group:
                 table = read_table(p, input_format, columns + [probs_col])
@@ -306,6 +312,7 @@ def load(
         combine_models=combine_models,
         model_names=model_names,
         trust_class_order=trust_class_order,
+        prob_facts=prob_facts,
     ))
     if logits_by_epoch is None:
         return data

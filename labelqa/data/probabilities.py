@@ -25,6 +25,7 @@ import numpy as np
 from labelqa.data.rows import MAX_ROWS_SHOWN, Rows, Where, count_rows, format_number
 from labelqa.errors import LabelqaError
 from labelqa.parallel import for_row_blocks
+from labelqa.stats.confident import row_sum_argmax
 
 #: Absolute tolerance on row sums for float64 probabilities (see module doc).
 SUM_TOLERANCE = 1e-3
@@ -87,33 +88,84 @@ def row_stats(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return sums, mins, maxs
 
 
-def prob_row_stats(P: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class RowFacts:
+    """Each row's sum and top class, and the smallest and largest value, of an N x K probability matrix
+    (:func:`labelqa.stats.confident.row_sum_argmax`), gathered block by block as the rows arrive (from any
+    thread, in any order; e.g. while a Parquet column is decoded, with the rows still in cache): the
+    probability checks and the class-order check read them instead of passing over the matrix again.
+
+    Attributes:
+        n_rows: Rows of the matrix.
+        sums: ``(n,)`` row sums in the matrix's dtype (``np.add.reduce(P, axis=1)``, bit for bit); ``None``
+            before the first block.
+        top: ``(n,)`` int32 first column of each row's maximum (``P.argmax(axis=1)``), or ``None`` when not
+            wanted.
+    """
+
+    def __init__(self, n_rows: int, *, top: bool = True) -> None:
+        self.n_rows = int(n_rows)
+        self.sums: np.ndarray | None = None
+        self.top = np.empty(self.n_rows, dtype=np.int32) if top else None
+        self._bounds: list[tuple[float, float]] = []
+        self._filled = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, P: np.ndarray, *, top: bool = True) -> RowFacts:
+        """The facts of a whole C-contiguous matrix, in row blocks on threads."""
+        n, k = P.shape
+        facts = cls(n, top=top)
+        for_row_blocks(lambda a, b: facts.add(a, P[a:b]), n, max(1, BLOCK_ELEMENTS // max(k, 1)), elements=n * k)
+        if n == 0:
+            facts.sums = np.empty(0, dtype=P.dtype)
+        return facts
+
+    def add(self, start: int, block: np.ndarray) -> None:
+        """The facts of rows ``start .. start + len(block)`` (each row once)."""
+        if self.sums is None:
+            with self._lock:
+                if self.sums is None:
+                    self.sums = np.empty(self.n_rows, dtype=block.dtype)
+        stop = start + block.shape[0]
+        with np.errstate(all="ignore"):  # (per thread) NaN and inf are reported by the checks, not warned of
+            bounds = row_sum_argmax(block, self.sums[start:stop], None if self.top is None else self.top[start:stop])
+        with self._lock:
+            self._bounds.append(bounds)
+            self._filled += block.shape[0]
+
+    def describes(self, P: np.ndarray) -> bool:
+        """Whether every row was added, from a matrix of ``P``'s shape and dtype."""
+        return self._filled == self.n_rows == P.shape[0] and self.sums is not None and self.sums.dtype == P.dtype
+
+    @property
+    def low(self) -> float:
+        """The smallest value (NaN when some value is NaN)."""
+        lows = [b[0] for b in self._bounds]
+        return float("nan") if any(np.isnan(lows)) else min(lows, default=np.inf)
+
+    @property
+    def high(self) -> float:
+        """The largest value (NaN when some value is NaN)."""
+        highs = [b[1] for b in self._bounds]
+        return float("nan") if any(np.isnan(highs)) else max(highs, default=-np.inf)
+
+
+def prob_row_stats(P: np.ndarray, tol: float, facts: RowFacts | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`row_stats`, cheaper for valid probabilities.
 
     Per-row minima and maxima only matter when some value is negative or above
     ``1 + tol`` (or NaN): the matrix-wide min and max (a vectorised pass, much
-    faster than per-row ones) tell, and otherwise stand in for them.
+    faster than per-row ones) tell, and otherwise stand in for them (read-only
+    broadcasts, no memory). ``facts``: :class:`RowFacts` of ``P`` already gathered.
     """
-    n, k = P.shape
-    sums = np.empty(n, dtype=P.dtype)
-    lows = []
-    highs = []
-    lock = threading.Lock()
-
-    def block(a: int, b: int) -> None:
-        with np.errstate(all="ignore"):
-            part = P[a:b]
-            np.add.reduce(part, axis=1, out=sums[a:b])
-            low, high = part.min(initial=np.inf), part.max(initial=-np.inf)
-        with lock:
-            lows.append(low)
-            highs.append(high)
-
-    for_row_blocks(block, n, max(1, BLOCK_ELEMENTS // max(k, 1)), elements=n * k)
-    low, high = np.min(lows, initial=np.inf), np.max(highs, initial=-np.inf)  # NaN propagates
+    n, _ = P.shape
+    if facts is None or not facts.describes(P):
+        facts = RowFacts.of(P, top=False)
+    low, high = facts.low, facts.high
     if not (low >= 0 and high <= 1 + tol):
         return row_stats(P)
-    return sums, np.full(n, low, dtype=P.dtype), np.full(n, high, dtype=P.dtype)
+    return (facts.sums, np.broadcast_to(np.asarray(low, dtype=P.dtype), (n,)),  # type: ignore[return-value]
+            np.broadcast_to(np.asarray(high, dtype=P.dtype), (n,)))
 
 
 def check_finite_rows(
@@ -156,15 +208,16 @@ def _cell_detail(P: np.ndarray, where: Where, pick: Callable[[np.ndarray], Any])
 
 
 def check_probabilities(
-    P: np.ndarray, *, renormalize: bool, where: Where, rows: Rows
+    P: np.ndarray, *, renormalize: bool, where: Where, rows: Rows, facts: RowFacts | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Reject NaN/inf, negatives, values above 1 and rows not summing to 1; or renormalize.
 
+    ``facts``: :class:`RowFacts` of ``P`` when already gathered (else one pass gathers them).
     Returns the (possibly renormalized) matrix and figures for ``meta``.
     """
     n, k = P.shape
     tol = sum_tolerance(P.dtype, k)
-    sums, mins, maxs = prob_row_stats(P, tol)
+    sums, mins, maxs = prob_row_stats(P, tol, facts)
     loc = where.probs
 
     check_finite_rows(P, sums, loc, where.cell, rows)

@@ -47,6 +47,7 @@ __all__ = [
     "round_rows",
     "row_entropy",
     "row_max",
+    "row_sum_argmax",
     "row_top",
     "scale_rows_to",
 ]
@@ -165,6 +166,77 @@ def row_top(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             arg[start:stop] = chunk.argmax(axis=1)
             best[start:stop] = chunk[np.arange(m), arg[start:stop]]
     return arg.astype(np.int64), best
+
+
+def _column_sums(cols: np.ndarray, out: np.ndarray, acc: np.ndarray) -> None:
+    """``out`` = each row's sum of the transposed ``(K, rows)`` chunk ``cols`` (``K <= SMALL_K``), added in numpy's
+    own order for a contiguous row (``np.add.reduce(probs, axis=1)``, bit-identical): fewer than 8 terms in
+    sequence; else 8 running sums, combined pairwise, then the rest in sequence. ``acc``: an ``(8, rows)`` buffer."""
+    k = cols.shape[0]
+    if k < 8:
+        np.copyto(out, cols[0])
+        for j in range(1, k):
+            np.add(out, cols[j], out=out)
+        return
+    np.copyto(acc, cols[:8])
+    j, stop = 8, k - k % 8
+    while j < stop:
+        np.add(acc, cols[j : j + 8], out=acc)
+        j += 8
+    np.add(acc[0::2], acc[1::2], out=acc[0::2])  # (r0 + r1), (r2 + r3), (r4 + r5), (r6 + r7)
+    np.add(acc[0::4], acc[2::4], out=acc[0::4])  # ... + ..., pairwise
+    np.add(acc[0], acc[4], out=out)
+    for j in range(stop, k):
+        np.add(out, cols[j], out=out)
+
+
+def row_sum_argmax(probs: np.ndarray, sums: np.ndarray, top: np.ndarray | None) -> tuple[float, float]:
+    """Each row's sum and first maximum column, and the smallest and largest value, in one pass.
+
+    The same values as ``np.add.reduce(probs, axis=1)``, ``probs.argmax(axis=1)``, ``probs.min()`` and
+    ``probs.max()`` (NaN when ``probs`` holds one), read from cache-sized chunks (transposed ones up to
+    :data:`SMALL_K` classes, see there) instead of four passes over the matrix.
+
+    Args:
+        probs: Shape ``(n, K)`` floats, C-contiguous rows, ``K >= 1``.
+        sums: Output, shape ``(n,)`` in ``probs``' dtype.
+        top: Output, shape ``(n,)``, any integer dtype holding ``0..K-1``; ``None``: no argmax.
+
+    Returns:
+        ``(min, max)`` of ``probs``.
+    """
+    n, k = probs.shape
+    low, high = np.inf, -np.inf
+    if n == 0:
+        return low, high
+    if k > SMALL_K or probs.dtype.kind != "f":
+        step = max(1, _WIDE_BLOCK_ELEMENTS // k)
+        for start in range(0, n, step):
+            block = probs[start : start + step]
+            np.add.reduce(block, axis=1, out=sums[start : start + step])
+            if top is not None:
+                top[start : start + step] = block.argmax(axis=1)
+            low, high = min(low, float(block.min())), max(high, float(block.max()))
+        return (np.nan, np.nan) if np.isnan(sums).any() else (float(low), float(high))
+    step = min(_CHUNK_ROWS, n)
+    acc = np.empty((8, step), dtype=probs.dtype)
+    arg, best = np.empty(step, dtype=np.uint8), np.empty(step, dtype=probs.dtype)
+    scratch, flag = np.empty(step, dtype=np.uint8), np.empty(step, dtype=bool)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        m = stop - start
+        cols = _columns(probs[start:stop])
+        _column_sums(cols, sums[start:stop], acc[:, :m])
+        if top is None:
+            low, high = min(low, float(cols.min())), max(high, float(cols.max()))
+            continue
+        _running_argmax(cols, best[:m], arg[:m], scratch[:m], flag[:m])
+        if np.isnan(best[:m]).any():  # numpy's argmax picks the first NaN
+            top[start:stop] = probs[start:stop].argmax(axis=1)
+            continue
+        top[start:stop] = arg[:m]
+        low, high = min(low, float(cols.min())), max(high, float(best[:m].max()))
+    return (np.nan, np.nan) if np.isnan(sums).any() else (float(low), float(high))
 
 
 def row_max(probs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
