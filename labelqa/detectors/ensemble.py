@@ -140,8 +140,15 @@ def combined_suggestion(
     results: Sequence[DetectorResult], primary: str, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Suggested label (codes) and its confidence, by the module-doc rule."""
-    ordered = sorted(results, key=lambda r: r.name != primary)  # primary first, then run order
     labels = np.asarray(labels)
+    if len(results) == 1:  # its own suggestions on its flagged rows, its confidence everywhere (as below)
+        (res,) = results
+        rows = np.asarray(res.issues, dtype=bool).reshape(-1, *([1] * (labels.ndim - 1)))
+        suggested = np.where(rows, np.asarray(res.suggested), labels).astype(labels.dtype, copy=False)
+        if res.suggested_confidence is None:
+            return suggested, np.full(labels.shape[0], np.nan)
+        return suggested, np.array(res.suggested_confidence, dtype=np.float64)  # a copy: callers may write to it
+    ordered = sorted(results, key=lambda r: r.name != primary)  # primary first, then run order
     suggested = labels
     confidence = np.full(labels.shape[0], np.nan)
     decided = np.zeros(labels.shape[0], dtype=bool)
