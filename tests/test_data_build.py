@@ -30,3 +30,20 @@ def test_meta_and_source():
 def test_row_count_mismatch():
     with pytest.raises(LabelqaError, match=r"3 labels but 4 rows of predicted probabilities"):
         LabelData.from_arrays([0, 1, 2], P)
+
+
+def test_top_class_is_the_checks_argmax_and_only_for_its_matrix():
+    """LabelData keeps the probability checks' argmax (ties: the first column); it is dropped when the matrix
+    is renormalized, for multi-label data, and for any other matrix put in by dataclasses.replace."""
+    import dataclasses
+
+    from labelqa.data import LabelData
+
+    probs = np.array([[0.2, 0.5, 0.3], [0.4, 0.4, 0.2], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
+    data = LabelData.from_arrays([1, 0, 2, 0], probs)
+    assert np.array_equal(data.top_class(), [1, 0, 2, 0]) and not data.top_class().flags.writeable
+    assert LabelData.from_arrays([1, 0, 2, 0], probs * 2, renormalize=True).top_class() is None
+    assert dataclasses.replace(data, pred_probs=data.pred_probs[::-1].copy()).top_class() is None
+    assert dataclasses.replace(data, labels=np.array([0, 0, 0, 0])).top_class() is data.top_class()
+    multi = LabelData.from_arrays(np.array([[1, 0, 1], [0, 1, 0], [0, 0, 1], [1, 0, 0]]), probs, task="multilabel")
+    assert multi.top_class() is None

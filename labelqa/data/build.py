@@ -263,9 +263,12 @@ def validated_fields(
 
     E = None if embeddings is None else check_embeddings(embeddings, n, where, rows)
 
+    probs = _readonly(P)
+    top = None if prob_facts is None or prob_facts.top is None else _readonly(prob_facts.top)
     return dict(
         labels=_readonly(Y),
-        pred_probs=_readonly(P),
+        pred_probs=probs,
+        known_top=None if top is None else (probs, top),
         classes=tuple(cls),
         ids=_readonly(ids_np),
         task=task,  # type: ignore[arg-type]

@@ -53,6 +53,11 @@ class LabelData:
             ``"file p.npy"``). ``None`` for a single model. Detectors read
             ``pred_probs``; reports use these to show where the models
             disagree (:func:`labelqa.models.disagreement_columns`).
+        known_top: ``(pred_probs, top)``: each row's most probable class
+            (``pred_probs.argmax(axis=1)``, int32) as the probability checks
+            found it, or ``None``; read it with :meth:`top_class`, which
+            ignores it for any other ``pred_probs`` (e.g. after
+            ``dataclasses.replace``).
     """
 
     labels: np.ndarray
@@ -67,6 +72,13 @@ class LabelData:
     id_col: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     model_pred_probs: tuple[np.ndarray, ...] | None = None
+    known_top: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def top_class(self) -> np.ndarray | None:
+        """Each row's most probable class (``pred_probs.argmax(axis=1)``) when the checks found it, else ``None``."""
+        if self.known_top is None or self.known_top[0] is not self.pred_probs:
+            return None
+        return self.known_top[1]
 
     @property
     def n_models(self) -> int:
