@@ -121,3 +121,19 @@ def test_merge_into_an_empty_index():
     part = RankIndex().add(scores, flags, np.arange(3))
     index = RankIndex().merge(part).finish()
     assert index.ranks(scores, flags, np.arange(3)).tolist() == rank_rows(scores, flags).tolist()
+
+
+@SETTINGS
+@given(st.lists(st.one_of(st.sampled_from([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, 0.5]),
+                          st.floats(-3, 3, width=32)), min_size=0, max_size=300),
+       st.booleans())
+def test_stable_argsort_is_numpy_stable_argsort(values, with_nan):
+    """Packed-integer sort of float32 values (64 or more, no NaN) == numpy's stable argsort: ties in position
+    order, -0.0 tied with 0.0, infinities at the ends; NaN and short inputs go to numpy itself."""
+    from labelqa.stats.ranks import stable_argsort
+
+    arr = np.asarray(values, dtype=np.float32)
+    if with_nan and arr.size:
+        arr[arr.size // 2] = np.nan
+    got = stable_argsort(arr)
+    assert got.dtype == np.intp and np.array_equal(got, np.argsort(arr, kind="stable"))
