@@ -60,6 +60,9 @@ DEFAULT_BATCH_SIZE = 262_144
 #: Decoded batches the reader thread may hold ahead of the consumer.
 PREFETCH = 2
 
+#: Row groups of a Parquet file read at once, on as many threads (:func:`labelqa.data.source.scan_batches`).
+MAX_READERS = 2
+
 #: Blocks at least this large are mapped and unmapped on their own by glibc (``M_MMAP_THRESHOLD``; also its
 #: ``M_TRIM_THRESHOLD``): a freed batch array goes back to the system instead of staying in the heap.
 MMAP_THRESHOLD = 4 << 20
@@ -291,7 +294,9 @@ class StreamRunner:
         if self._keep:
             self._keeping = {}
             self._kept_bytes = 0
-        return prefetch(self.src.tables(self.batch_size), PREFETCH if worker_count() > 1 else 0)
+        workers = worker_count()
+        readers = min(workers, MAX_READERS)
+        return prefetch(self.src.tables(self.batch_size, readers=readers), PREFETCH if workers > 1 else 0)
 
     def _decode(self, n: int, item: Any, validate: bool) -> tuple[Block, int]:
         """Batch ``n`` (a kept one, or one read and now decoded and, on the first pass, validated) as a block, and
