@@ -3,11 +3,12 @@
 Every pass reads the data again, batch by batch (:mod:`labelqa.data.source`
 decodes and validates them: the first pass checks every row, later passes
 only decode), so memory is bounded by a few batches plus the plans' partial
-aggregates, whatever the number of rows.
+aggregates, whatever the number of rows; only a dataset small enough to keep
+(:data:`KEEP_BYTES`, below) is read once.
 
 Both cores work: a reader thread reads the next record batches from the
-file (:func:`labelqa.parallel.prefetch`; Parquet decoding releases the GIL)
-while the threads that compute on them first decode and validate them
+file (:func:`labelqa.parallel.prefetch`; Parquet decoding releases the GIL),
+:data:`MAX_READERS` row groups at once, while the threads that compute on them first decode and validate them
 (:meth:`~labelqa.data.source.Source.decode`, numpy and pyarrow, also off the
 GIL): :meth:`StreamRunner.fold` runs :data:`MAX_LANES` lanes, each taking
 the next batch when it is free (:class:`SharedBatches`), decoding it and
