@@ -146,3 +146,27 @@ def test_kept_scan_writes_its_report_without_the_file(tmp_path):
         labelqa.write_report(result, tmp_path / "after", csv=True)
     a, b = (tmp_path / "before" / "issues.parquet").read_bytes(), (tmp_path / "after" / "issues.parquet").read_bytes()
     assert a == b
+
+
+def test_closing_the_runner_drops_the_kept_batches(tmp_path, monkeypatch):
+    """Closing a scan frees its kept batches; a runner used after that reads the file again, with the same rows."""
+    given, _t, probs, _ = noisy_dataset(n=N, k=3, noise=0.1, seed=9)
+    runner = StreamRunner(open_source(str(write_parquet(tmp_path / "c.parquet", given, probs))), batch_size=BATCH)
+    first = [block.labels.copy() for block in runner.map(lambda block: block)]
+    assert runner.kept is not None
+    runner.close()
+    assert runner.kept is None
+    again = [block.labels.copy() for block in runner.map(lambda block: block)]
+    assert runner.kept is None  # not kept again once closed
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    closed: list[StreamRunner] = []
+    close = StreamRunner.close
+
+    def recorded(self: StreamRunner) -> None:
+        closed.append(self)
+        close(self)
+
+    monkeypatch.setattr(StreamRunner, "close", recorded)
+    with labelqa.scan(str(tmp_path / "c.parquet"), engine="stream", batch_size=BATCH) as result:
+        labelqa.write_report(result, tmp_path / "r")
+    assert len(closed) == 1 and closed[0].kept is None and closed[0].passes[-1] == "issues"

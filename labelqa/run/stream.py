@@ -451,4 +451,7 @@ class StreamRunner:
         self.passes.append(name)
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Drop the kept batches (a later pass reads the file)."""
+        self.kept = None
+        self._keeping = None
+        self._keep = False
