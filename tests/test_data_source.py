@@ -136,11 +136,14 @@ def test_arrow_ipc_batches_in_order_with_partitions_and_missing_columns(tmp_path
 
 
 @pytest.mark.parametrize("readers", [2, 3])
-def test_parquet_row_groups_read_at_once_come_in_dataset_order(tmp_path, readers):
-    """Row groups of a folder of Parquet files read on several threads: the batches of one reader, in order; a scan
-    stopped early leaves no reading thread behind."""
+@pytest.mark.parametrize("ahead", ["all", "small", "none"])
+def test_parquet_row_groups_read_at_once_come_in_dataset_order(tmp_path, monkeypatch, readers, ahead):
+    """Row groups of a folder of Parquet files read on several threads (all of them, the small ones only, or none:
+    a row group over READ_AHEAD_BYTES is read alone): the batches of one reader, in order; a scan stopped early
+    leaves no reading thread behind."""
     import threading
 
+    import labelqa.data.source as source
     from labelqa.data.source import open_dataset, scan_batches
 
     folder = tmp_path / "ds"
@@ -154,6 +157,9 @@ def test_parquet_row_groups_read_at_once_come_in_dataset_order(tmp_path, readers
                        row_group_size=300)
         start += n
     dataset = open_dataset(str(folder), "parquet")
+    full = pq.ParquetFile(folder / "p0.parquet").metadata.row_group(0).total_byte_size  # a row group of 300 rows
+    limit = {"all": source.READ_AHEAD_BYTES, "small": full - 1, "none": 0}[ahead]
+    monkeypatch.setattr(source, "READ_AHEAD_BYTES", limit)
     one = list(scan_batches(dataset, "parquet", ["label", "pred_probs"], 128))
     many = list(scan_batches(dataset, "parquet", ["label", "pred_probs"], 128, readers=readers))
     assert [b.num_rows for b in many] == [b.num_rows for b in one] and len(one) > 12
