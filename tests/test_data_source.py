@@ -133,3 +133,41 @@ def test_arrow_ipc_batches_in_order_with_partitions_and_missing_columns(tmp_path
     assert got.column("label").to_pylist() == [0, 1, 1, 0, 1, 1, 0]
     assert got.column("split").to_pylist() == ["a"] * 5 + ["b"] * 2
     assert got.column("note").to_pylist() == ["x", "y", "z", "u", "v", None, None]
+
+
+@pytest.mark.parametrize("readers", [2, 3])
+@pytest.mark.parametrize("ahead", ["all", "small", "none"])
+def test_parquet_row_groups_read_at_once_come_in_dataset_order(tmp_path, monkeypatch, readers, ahead):
+    """Row groups of a folder of Parquet files read on several threads (all of them, the small ones only, or none:
+    a row group over READ_AHEAD_BYTES is read alone): the batches of one reader, in order; a scan stopped early
+    leaves no reading thread behind."""
+    import threading
+
+    import labelqa.data.source as source
+    from labelqa.data.source import open_dataset, scan_batches
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    start = 0
+    for i, n in enumerate((1_000, 37, 2_500)):  # row groups of 300 rows, and a file smaller than one
+        labels = np.arange(start, start + n)
+        probs = rng.random((n, 3)).astype(np.float32)
+        pq.write_table(pa.table({"label": labels, "pred_probs": pa.array(list(probs))}), folder / f"p{i}.parquet",
+                       row_group_size=300)
+        start += n
+    dataset = open_dataset(str(folder), "parquet")
+    full = pq.ParquetFile(folder / "p0.parquet").metadata.row_group(0).total_byte_size  # a row group of 300 rows
+    limit = {"all": source.READ_AHEAD_BYTES, "small": full - 1, "none": 0}[ahead]
+    monkeypatch.setattr(source, "READ_AHEAD_BYTES", limit)
+    one = list(scan_batches(dataset, "parquet", ["label", "pred_probs"], 128))
+    many = list(scan_batches(dataset, "parquet", ["label", "pred_probs"], 128, readers=readers))
+    assert [b.num_rows for b in many] == [b.num_rows for b in one] and len(one) > 12
+    assert pa.Table.from_batches(many).equals(pa.Table.from_batches(one))
+    assert pa.Table.from_batches(many).column("label").to_pylist() == list(range(start))
+    before = threading.active_count()
+    for _ in range(5):
+        for i, _batch in enumerate(scan_batches(dataset, "parquet", ["label"], 128, readers=readers)):
+            if i == 3:
+                break
+    assert threading.active_count() == before

@@ -363,8 +363,9 @@ def test_failed_scan_leaves_an_existing_report_untouched(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "out"]  # no staging left
 
 
-def test_data_gone_while_writing_leaves_an_existing_report_untouched(tmp_path):
-    """The rows of a streamed scan are read again when written: a failure then publishes nothing."""
+def test_data_gone_while_writing_leaves_an_existing_report_untouched(tmp_path, monkeypatch):
+    """The rows of a streamed scan too large to keep are read again when written: a failure then publishes nothing."""
+    monkeypatch.setattr("labelqa.run.stream.KEEP_BYTES", 0)
     given_, _t, probs, _ = noisy_dataset(n=N, k=4, noise=0.1, seed=1)
     path = write_parquet(tmp_path / "d.parquet", given_, probs)
     out = tmp_path / "out"

@@ -26,7 +26,9 @@ imported by ``import labelqa``.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,26 +122,78 @@ def _ipc_batches(frag: ds.Fragment, schema: pa.Schema, columns: list[str], size:
         yield from pa.Table.from_arrays(arrays, schema=out_schema).to_batches(max_chunksize=size)
 
 
-def scan_batches(dataset: ds.Dataset, fmt: str, columns: Sequence[str], batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Record batches in dataset order, one Parquet row group decoded at a time.
+#: Row groups read at once (``scan_batches(readers=...)``) are those of at most this many bytes (uncompressed, all
+#: columns, from the file's metadata); a larger one is read alone (K = 1,000: a row group of 100,000 rows is 400 MB).
+READ_AHEAD_BYTES = 64 << 20
+
+
+def _row_group_bytes(piece: ds.Fragment) -> int | None:
+    """Uncompressed bytes of a Parquet fragment's row groups, from the file's metadata (``None`` if unknown)."""
+    try:
+        return sum(int(rg.total_byte_size) for rg in piece.row_groups)
+    except (AttributeError, TypeError, ValueError, pa.ArrowException):
+        return None
+
+
+def scan_batches(dataset: ds.Dataset, fmt: str, columns: Sequence[str], batch_size: int,
+                 readers: int = 1) -> Iterator[pa.RecordBatch]:
+    """Record batches in dataset order, one Parquet row group decoded at a time (``readers``: at a time each).
 
     Synchronous on purpose: pyarrow's scanner reads ahead of a slow consumer
     (and, with pre-buffering, keeps whole files), so its memory grew with N
     (~800 MB of Arrow memory at 20M x 10 float32). Reading row group by row
     group bounds memory by the largest row group plus one batch.
+
+    With ``readers > 1``, that many row groups of at most
+    :data:`READ_AHEAD_BYTES` each are read at once on threads (Parquet
+    decoding releases the GIL) and handed out in order: one reading thread
+    decoded 4M x 10 in ~0.45 s, longer than the two lanes took to validate
+    and fold the batches it gave them. Memory: ``readers`` small row groups
+    in work instead of one; a larger row group is read alone. Arrow IPC
+    files are read in one thread.
     """
     cols = list(columns)
     schema = dataset.schema
     size = int(batch_size)
     opts = ds.ParquetFragmentScanOptions(pre_buffer=False) if fmt == "parquet" else None
-    for frag in dataset.get_fragments():
-        if fmt != "parquet":
+
+    def read(piece: ds.Fragment) -> pa.Table:
+        return piece.to_table(schema=schema, columns=cols, use_threads=True, fragment_scan_options=opts)
+
+    if fmt != "parquet":
+        for frag in dataset.get_fragments():
             yield from _ipc_batches(frag, schema, cols, size)
-            continue
-        for piece in frag.split_by_row_group():
-            table = piece.to_table(schema=schema, columns=cols, use_threads=True, fragment_scan_options=opts)
+        return
+    pending: deque[Future[pa.Table]] = deque()
+    pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="labelqa-read") if readers > 1 else None
+    try:
+        for frag in dataset.get_fragments():
+            for piece in frag.split_by_row_group():
+                nbytes = _row_group_bytes(piece) if pool is not None else None
+                if pool is not None and nbytes is not None and nbytes <= READ_AHEAD_BYTES:
+                    pending.append(pool.submit(read, piece))
+                    if len(pending) < readers:
+                        continue
+                    table = pending.popleft().result()
+                    yield from table.to_batches(max_chunksize=size)
+                    del table
+                    continue
+                while pending:  # the row groups before this one, in order
+                    table = pending.popleft().result()
+                    yield from table.to_batches(max_chunksize=size)
+                    del table
+                table = read(piece)
+                yield from table.to_batches(max_chunksize=size)
+                del table
+        while pending:
+            table = pending.popleft().result()
             yield from table.to_batches(max_chunksize=size)
             del table
+    finally:
+        for future in pending:
+            future.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def _from_schema(name: str, doc: str) -> Any:
@@ -214,12 +268,14 @@ class Source:
         extra = tuple(dict.fromkeys([*self.extra_cols, *names]))
         return dataclasses.replace(self, extra_cols=extra)
 
-    def tables(self, batch_size: int, columns: Sequence[str] | None = None) -> Iterator[tuple[int, pa.Table]]:
-        """``(offset, table)`` per record batch, in dataset order."""
+    def tables(self, batch_size: int, columns: Sequence[str] | None = None,
+               readers: int = 1) -> Iterator[tuple[int, pa.Table]]:
+        """``(offset, table)`` per record batch, in dataset order (``readers`` row groups read at once, see
+        :func:`scan_batches`)."""
         dataset = self.dataset()
         cols = list(columns) if columns is not None else self.read_columns
         offset = 0
-        for rb in scan_batches(dataset, self.fmt, cols, batch_size):
+        for rb in scan_batches(dataset, self.fmt, cols, batch_size, readers):
             if rb.num_rows == 0:
                 continue
             yield offset, pa.Table.from_batches([rb])

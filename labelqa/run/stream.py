@@ -3,11 +3,12 @@
 Every pass reads the data again, batch by batch (:mod:`labelqa.data.source`
 decodes and validates them: the first pass checks every row, later passes
 only decode), so memory is bounded by a few batches plus the plans' partial
-aggregates, whatever the number of rows.
+aggregates, whatever the number of rows; only a dataset small enough to keep
+(:data:`KEEP_BYTES`, below) is read once.
 
 Both cores work: a reader thread reads the next record batches from the
-file (:func:`labelqa.parallel.prefetch`; Parquet decoding releases the GIL)
-while the threads that compute on them first decode and validate them
+file (:func:`labelqa.parallel.prefetch`; Parquet decoding releases the GIL),
+:data:`MAX_READERS` row groups at once, while the threads that compute on them first decode and validate them
 (:meth:`~labelqa.data.source.Source.decode`, numpy and pyarrow, also off the
 GIL): :meth:`StreamRunner.fold` runs :data:`MAX_LANES` lanes, each taking
 the next batch when it is free (:class:`SharedBatches`), decoding it and
@@ -26,30 +27,43 @@ freed batch-sized array in its heap), and Arrow's pool releases its unused
 pages after each batch of a rows pass. At 16M x 10 this took the peak from
 ~650 MB to under 500 MB. Statistics passes of up to :data:`REUSE_HEAP_MAX_ROWS`
 rows let glibc keep batch-sized blocks for the next batch instead
-(:func:`reused_heap`: fewer page faults, little more memory at that size).
+(:func:`reused_heap`: fewer page faults, little more memory at that size), and so
+do the rows passes (Arrow's pool is then released every :data:`TRIM_EVERY` batches).
+
+A dataset whose decoded batches fit in :data:`KEEP_BYTES` is read and decoded
+once: the first pass keeps every decoded, validated batch (:class:`KeptBatch`)
+and the later passes take them from memory instead of reading and decoding
+the file again (at 4M x 10 each read cost ~0.5 s of CPU). Larger datasets keep
+the bounded memory of reading every pass.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import dataclass
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from labelqa.detectors.base import Block, DatasetInfo, Step
-from labelqa.data.source import Source
+from labelqa.data.source import Batch, Source
 from labelqa.parallel import prefetch, run_nested_maps_inline, worker_count
 from labelqa.runtime import set_malloc_thresholds
 
-__all__ = ["DEFAULT_BATCH_SIZE", "SharedBatches", "StreamRunner", "info_of"]
+__all__ = ["DEFAULT_BATCH_SIZE", "KEEP_BYTES", "KeptBatch", "SharedBatches", "StreamRunner", "info_of"]
 
 #: Rows per record batch of the streaming and Dask runners.
 DEFAULT_BATCH_SIZE = 262_144
 
 #: Decoded batches the reader thread may hold ahead of the consumer.
 PREFETCH = 2
+
+#: Row groups of a Parquet file read at once, on as many threads (:func:`labelqa.data.source.scan_batches`).
+MAX_READERS = 2
 
 #: Blocks at least this large are mapped and unmapped on their own by glibc (``M_MMAP_THRESHOLD``; also its
 #: ``M_TRIM_THRESHOLD``): a freed batch array goes back to the system instead of staying in the heap.
@@ -59,6 +73,10 @@ _heap_bounded = False
 
 #: At most this many lanes (threads, each with its own partials) fold a statistics pass.
 MAX_LANES = 2
+
+#: A dataset whose decoded batches (probabilities, labels, ids) take at most this many bytes is decoded once: the
+#: first pass keeps the batches for the later ones (4M x 10 float32: 192 MB; 16M x 10 is read every pass).
+KEEP_BYTES = 256 << 20
 
 
 def bound_freed_memory() -> bool:
@@ -151,6 +169,40 @@ def block_of(batch: Any) -> Block:
     return Block(batch.labels, batch.probs, batch.ids, batch.offset, columns=batch.columns)
 
 
+@dataclass(frozen=True)
+class KeptBatch:
+    """A decoded, validated batch kept by the first pass for the later ones (ids ``None``: the row positions)."""
+
+    offset: int
+    labels: np.ndarray
+    probs: np.ndarray
+    ids: np.ndarray | None
+    columns: Any = None
+
+    @classmethod
+    def of(cls, batch: Batch, positions_as_ids: bool) -> KeptBatch:
+        """``batch`` to keep; ``positions_as_ids``: its ids are its row positions (made again when asked for)."""
+        return cls(batch.offset, batch.labels, batch.probs, None if positions_as_ids else batch.ids, batch.columns)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the batch's arrays (object ids count their pointers only)."""
+        held = self.labels.nbytes + self.probs.nbytes + (self.ids.nbytes if self.ids is not None else 0)
+        return held + (int(self.columns.nbytes) if self.columns is not None else 0)
+
+    def block(self) -> Block:
+        """A fresh block of the batch (blocks memoize per-pass row state: never shared between passes)."""
+        return Block(self.labels, self.probs, self.ids, self.offset, columns=self.columns)
+
+
+def kept_bytes_estimate(info: DatasetInfo) -> int:
+    """The bytes every decoded batch of a dataset would take: probabilities, int64 labels (multi-label: a bool
+    matrix) and int64 ids."""
+    k = info.n_classes
+    per_row = k * np.dtype(info.prob_dtype).itemsize + (k if info.task == "multilabel" else 8) + 8
+    return info.n_rows * per_row
+
+
 class SharedBatches:
     """An iterator of batches shared by threads: each :meth:`take` hands out the next batch and its index.
 
@@ -229,23 +281,58 @@ class StreamRunner:
         self.renormalized_rows = 0
         self.passes: list[str] = []
         self._validated = False
+        #: every decoded batch, in input order, once a pass kept them all (see KEEP_BYTES)
+        self.kept: list[KeptBatch] | None = None
+        self._keeping: dict[int, KeptBatch] | None = None
+        self._kept_bytes = 0
+        self._keep = kept_bytes_estimate(self.info) <= KEEP_BYTES
         bound_freed_memory()
 
-    def _tables(self) -> Iterator[tuple[int, Any]]:
-        """``(offset, Arrow table)`` of every batch, read ahead on a thread unless ``LABELQA_THREADS=1``."""
-        return prefetch(self.src.tables(self.batch_size), PREFETCH if worker_count() > 1 else 0)
+    def _tables(self) -> Iterator[Any]:
+        """Every batch: the kept ones, else ``(offset, Arrow table)`` read ahead on a thread unless
+        ``LABELQA_THREADS=1``."""
+        if self.kept is not None:
+            return iter(self.kept)
+        if self._keep:
+            self._keeping = {}
+            self._kept_bytes = 0
+        workers = worker_count()
+        readers = min(workers, MAX_READERS)
+        return prefetch(self.src.tables(self.batch_size, readers=readers), PREFETCH if workers > 1 else 0)
 
-    def _decode(self, item: tuple[int, Any], validate: bool) -> tuple[Block, int]:
-        """One read batch decoded (validated on the first pass) as a block, and its renormalized rows."""
+    def _decode(self, n: int, item: Any, validate: bool) -> tuple[Block, int]:
+        """Batch ``n`` (a kept one, or one read and now decoded and, on the first pass, validated) as a block, and
+        its renormalized rows. While the pass keeps batches, the decoded one is kept."""
+        if isinstance(item, KeptBatch):
+            return item.block(), 0
         offset, table = item
         batch = self.src.decode(table, offset, validate=validate)
+        self._keep_batch(n, batch)
         return block_of(batch), batch.renormalized_rows
 
+    def _keep_batch(self, n: int, batch: Batch) -> None:
+        """Keep batch ``n`` for the later passes, unless the kept ones outgrow :data:`KEEP_BYTES` (string ids,
+        extra columns): then none is kept and every pass reads the file."""
+        keeping = self._keeping
+        if keeping is None:
+            return
+        kept = KeptBatch.of(batch, positions_as_ids=self.src.id_col is None)
+        self._kept_bytes += kept.nbytes  # (a race between lanes only misjudges the total by one batch)
+        if self._kept_bytes > KEEP_BYTES or (kept.ids is not None and kept.ids.dtype == object):
+            self._keep = False
+            self._keeping = None
+            return
+        keeping[n] = kept
+
     def _pass_done(self, validate: bool, renormalized: int) -> None:
-        """A whole pass ran: the first one validated every row and counted the renormalized ones."""
+        """A whole pass ran: the first one validated every row and counted the renormalized ones, and the batches
+        it kept serve the later passes."""
         if validate:
             self.renormalized_rows += renormalized
             self._validated = True
+        keeping, self._keeping = self._keeping, None
+        if keeping is not None and self._keep:
+            self.kept = [keeping[n] for n in range(len(keeping))]
 
     def fold(self, steps: Sequence[Step]) -> list[Any]:
         """One pass: every step is fed every batch; returns the partials (in step order).
@@ -261,8 +348,8 @@ class StreamRunner:
         partials = [[s.start() for s in steps] for _ in range(lanes)]
         validate = not self._validated
 
-        def feed(lane: list[Any], item: tuple[int, Any]) -> int:
-            block, renormalized_rows = self._decode(item, validate)
+        def feed(lane: list[Any], n: int, item: Any) -> int:
+            block, renormalized_rows = self._decode(n, item, validate)
             for i, step in enumerate(steps):
                 lane[i] = step.feed(lane[i], block)
             return renormalized_rows
@@ -270,8 +357,8 @@ class StreamRunner:
         with reused_heap(self.info.n_rows <= REUSE_HEAP_MAX_ROWS):
             if lanes == 1:
                 renormalized = 0
-                for item in self._tables():
-                    renormalized += feed(partials[0], item)
+                for n, item in enumerate(self._tables()):
+                    renormalized += feed(partials[0], n, item)
             else:
                 renormalized = self._fold_on_lanes(feed, partials)
             self._pass_done(validate, renormalized)
@@ -281,7 +368,7 @@ class StreamRunner:
         self.passes.append(", ".join(s.name for s in steps))
         return merged
 
-    def _fold_on_lanes(self, feed: Callable[[list[Any], tuple[int, Any]], int], partials: list[list[Any]]) -> int:
+    def _fold_on_lanes(self, feed: Callable[[list[Any], int, Any], int], partials: list[list[Any]]) -> int:
         """Feed every batch to one of the lanes (one thread each, taking batches in input order as they are
         free); returns the renormalized rows. The error of the earliest failing batch is raised, after every
         batch before it was fed, as one thread would."""
@@ -292,7 +379,7 @@ class StreamRunner:
             while (taken := batches.take()) is not None:
                 n, item = taken
                 try:
-                    renormalized += feed(partial, item)
+                    renormalized += feed(partial, n, item)
                 except BaseException as exc:  # noqa: BLE001 - raised by the caller, earliest batch first
                     batches.fail(n, exc)
                     break
@@ -320,13 +407,13 @@ class StreamRunner:
         validate = not self._validated
         renormalized = 0
 
-        def run(item: tuple[int, Any]) -> tuple[Any, int]:
-            block, renormalized_rows = self._decode(item, validate)
+        def run(n: int, item: Any) -> tuple[Any, int]:
+            block, renormalized_rows = self._decode(n, item, validate)
             return fn(block, *args), renormalized_rows
 
         if workers == 1:
-            for item in self._tables():
-                out, rows = run(item)
+            for n, item in enumerate(self._tables()):
+                out, rows = run(n, item)
                 renormalized += rows
                 yield out
                 release_arrow_memory()
@@ -334,18 +421,23 @@ class StreamRunner:
             self.passes.append(name)
             return
         pending: deque[Future[tuple[Any, int]]] = deque()
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelqa-map",
-                                initializer=run_nested_maps_inline) as pool:
+        # Up to REUSE_HEAP_MAX_ROWS rows the freed memory of a batch serves the next ones (glibc's heap kept, Arrow's
+        # pool released every TRIM_EVERY batches: 4M x 10, ~100,000 page faults and ~0.3 s of system time less);
+        # larger datasets hand it back after every batch, which holds their peak.
+        reuse = self.info.n_rows <= REUSE_HEAP_MAX_ROWS
+        with reused_heap(reuse), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelqa-map",
+                                                    initializer=run_nested_maps_inline) as pool:
             try:
                 for n, item in enumerate(self._tables()):
-                    pending.append(pool.submit(run, item))
+                    pending.append(pool.submit(run, n, item))
                     del item
                     if len(pending) > workers:
                         out, rows = pending.popleft().result()
                         renormalized += rows
                         yield out
-                        release_arrow_memory()  # the consumer is done with the batch it was handed
-                        if n % TRIM_EVERY == 0:
+                        if not reuse or n % TRIM_EVERY == 0:
+                            release_arrow_memory()  # the consumer is done with the batch it was handed
+                        if not reuse and n % TRIM_EVERY == 0:
                             trim_heap()
                 while pending:
                     out, rows = pending.popleft().result()
@@ -359,4 +451,7 @@ class StreamRunner:
         self.passes.append(name)
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Drop the kept batches (a later pass reads the file)."""
+        self.kept = None
+        self._keeping = None
+        self._keep = False
