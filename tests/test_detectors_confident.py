@@ -1087,3 +1087,35 @@ def test_best_other_class_of_gathered_rows_is_the_definition(monkeypatch, k):
     assert (expected != labels).all()
     np.testing.assert_array_equal(cl_module._best_other_class(labels, probs, rows), expected)
     np.testing.assert_array_equal(cl_module._best_other_class(labels, probs[rows]), expected)
+
+
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "prune_by_noise_rate_plus", "both"])
+def test_wide_rows_reuse_the_loaded_top_class_with_the_same_result(monkeypatch, filter_by):
+    """Above SMALL_K classes the joint pass takes the argmax the probability checks found (LabelData.top_class)
+    instead of finding it again; the result is the same as without it."""
+    import dataclasses
+
+    from tests.conftest import noisy_dataset
+
+    given, _, probs, _ = noisy_dataset(n=3000, k=SMALL_K + 8, noise=0.2, seed=21)
+    data = LabelData.from_arrays(given, probs.astype(np.float32))
+    bare = dataclasses.replace(data, pred_probs=data.pred_probs.copy())  # another matrix: no known top class
+    assert data.top_class() is not None and bare.top_class() is None
+    passed = []
+    original = cl_module.confident_guesses
+
+    def spy(probs, *args, **kwargs):
+        passed.append(kwargs.get("argmax") is not None)
+        return original(probs, *args, **kwargs)
+
+    monkeypatch.setattr(cl_module, "confident_guesses", spy)
+    det = cl_module.ConfidentLearning(filter_by=filter_by)
+    with_top = det.detect(data)
+    assert passed and all(passed)
+    passed.clear()
+    without = det.detect(bare)
+    assert passed and not any(passed)
+    assert with_top.issues.any()
+    for name in ("issues", "scores", "suggested", "suggested_confidence"):
+        np.testing.assert_array_equal(getattr(with_top, name), getattr(without, name))
+    assert json.dumps(jsonable(with_top.summary)) == json.dumps(jsonable(without.summary))
