@@ -62,7 +62,8 @@ DEFAULT_BATCH_SIZE = 262_144
 #: Decoded batches the reader thread may hold ahead of the consumer.
 PREFETCH = 2
 
-#: Row groups of a Parquet file read at once, on as many threads (:func:`labelqa.data.source.scan_batches`).
+#: Row groups of a Parquet file read at once, on as many threads (:func:`labelqa.data.source.scan_batches`), for
+#: datasets of up to :data:`REUSE_HEAP_MAX_ROWS` rows (larger ones read one at a time: their peak is the bound).
 MAX_READERS = 2
 
 #: Blocks at least this large are mapped and unmapped on their own by glibc (``M_MMAP_THRESHOLD``; also its
@@ -297,7 +298,8 @@ class StreamRunner:
             self._keeping = {}
             self._kept_bytes = 0
         workers = worker_count()
-        readers = min(workers, MAX_READERS)
+        # two row groups in work at once only while memory is not the bound (16M x 10: +70-100 MB of peak)
+        readers = min(workers, MAX_READERS) if self.info.n_rows <= REUSE_HEAP_MAX_ROWS else 1
         return prefetch(self.src.tables(self.batch_size, readers=readers), PREFETCH if workers > 1 else 0)
 
     def _decode(self, n: int, item: Any, validate: bool) -> tuple[Block, int]:
