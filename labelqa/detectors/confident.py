@@ -480,11 +480,12 @@ def _confident_joint(
     """One chunked pass (on threads for large inputs): ``(joint, guess, tallies, unc_weight)``.
 
     Fills ``max_prob`` (row maxima), ``entropy`` (:func:`~labelqa.stats.confident.row_entropy`) and
-    ``guess`` (int8 up to :data:`SMALL_K` classes, else int64) when given; ``top``: each row's argmax, when known. With ``rows``, also fills the
-    agreement masks and returns, per given class, ``tallies`` ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it,
-    with no guess; and ``unc_weight`` ``(K,)``: the fixed-point dispute weights
-    of the last kind (:func:`dispute_weights`); else those two are zeros. Each chunk counts into its own
-    integer partials, which are summed: the result does not depend on how chunks are scheduled.
+    ``guess`` (int8 up to :data:`SMALL_K` classes, else int64) when given; ``top``: each row's argmax, when
+    known. With ``rows``, also fills the agreement masks and returns, per given class, ``tallies``
+    ``(K, 3)``: rows that disagree on ``C``'s diagonal, off it, with no guess; and ``unc_weight`` ``(K,)``:
+    the fixed-point dispute weights of the last kind (:func:`dispute_weights`); else those two are zeros.
+    Each chunk counts into its own integer partials, which are summed: the result does not depend on how
+    chunks are scheduled.
     """
     n, k = probs.shape
     # int8 guesses while K fits (-1..K-1): an eighth of the fresh memory of int64 (fewer page faults)
@@ -500,13 +501,14 @@ def _confident_joint(
     def count(sl: slice) -> tuple[np.ndarray | None, Any, Any, Any]:
         lab = labels[sl]
         g = guess[sl]
-        own = None if wide else ConfidentJointCounts(k)
         confident_guesses(probs[sl], thresholds, argmax=None if top is None else top[sl],
                           row_max=None if max_prob is None else max_prob[sl],
                           entropy=None if entropy is None else entropy[sl], guess_out=g)
-        if own is not None:
+        part_joint = None
+        if not wide:
+            own = ConfidentJointCounts(k)
             own.add_guesses(lab, g)
-        part_joint = None if own is None else own.joint
+            part_joint = own.joint
         if rows is None:
             return part_joint, None, None, None
         sc, mx = rows.self_conf[sl], max_prob[sl]  # type: ignore[index]
@@ -541,8 +543,7 @@ def _confident_joint(
             weight += w
             rows.disagreeing_parts.append(dis)  # type: ignore[union-attr]
     if wide:
-        whole = ConfidentJointCounts(k, joint)
-        whole.add_guesses(labels, guess)
+        ConfidentJointCounts(k, joint).add_guesses(labels, guess)  # counts into ``joint`` in place
     return joint, guess, tallies, weight
 
 
