@@ -351,6 +351,9 @@ def test_issues_parquet_encodings_chosen_per_column(toy, tmp_path):
     stats = {group.column(i).path_in_schema: group.column(i).is_stats_set for i in range(meta.num_columns)}
     assert stats["rank"] and stats["is_label_issue"] and stats["label_quality"]  # readers skip row groups by these
     assert not stats["reason"] and not stats["detectors"]
+    codecs = {group.column(i).path_in_schema: group.column(i).compression for i in range(meta.num_columns)}
+    assert codecs["label_quality"] == codecs["reason"] == "LZ4"  # byte-split floats, phrases: fast, near zstd's size
+    assert codecs["rank"] == "UNCOMPRESSED" and codecs["id"] == codecs["given_label"] == "ZSTD"
 
 
 def test_issues_parquet_read_by_polars(toy, tmp_path):
