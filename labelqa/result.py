@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from labelqa._version import __version__
+from labelqa.data.arrays import from_numpy
 from labelqa.data.model import LabelData
 from labelqa.detectors import ensemble
 from labelqa.detectors.base import DetectorResult
@@ -441,9 +442,9 @@ class _Rows:
             columns = self._row_columns(flags, quality, rows)
             if pending is not None:
                 ranks, pending = pending.result(), None
-            columns["rank"] = pa.array(np.asarray(ranks)[rows])
+            columns["rank"] = from_numpy(np.asarray(ranks)[rows])
             for key, values in disagreement.items():
-                columns[key] = pa.array(values[rows])
+                columns[key] = from_numpy(values[rows])
             yield pa.table(columns)
 
     def _row_columns(self, flags: np.ndarray, quality: np.ndarray, rows: slice) -> dict[str, pa.Array | None]:
@@ -458,13 +459,13 @@ class _Rows:
             given = class_array(data.labels[rows], data.classes)
             suggested_col = class_array(suggested[rows], data.classes)
         columns: dict[str, pa.Array | None] = {
-            "id": pa.array(data.ids[rows]),
+            "id": from_numpy(data.ids[rows]),
             "given_label": given,
             "suggested_label": suggested_col,
-            "label_quality": pa.array(np.asarray(quality[rows], dtype=np.float64)),
-            "is_label_issue": pa.array(flags[rows]),
+            "label_quality": from_numpy(np.asarray(quality[rows], dtype=np.float64)),
+            "is_label_issue": from_numpy(flags[rows]),
             "rank": None,  # filled in by blocks()
-            "suggested_confidence": pa.array(
+            "suggested_confidence": from_numpy(
                 np.asarray(conf[rows], dtype=np.float64) if conf is not None else np.full(size, np.nan)
             ),
             "detectors": self._detectors_column(rows),
@@ -505,7 +506,7 @@ class _Rows:
         labels = [",".join(n for b, n in enumerate(names) if (int(p) >> b) & 1) for p in patterns]
         lookup = np.zeros(int(patterns[-1]) + 1 if patterns.size else 1, dtype=np.int32)  # pattern -> label index
         lookup[patterns] = np.arange(patterns.size, dtype=np.int32)
-        text = pa.array(labels, pa.string()).take(pa.array(lookup[fired_code]))
+        text = pa.array(labels, pa.string()).take(from_numpy(lookup[fired_code]))
         return scatter_text(text, fired, code.size)
 
     def _reason_column(self, rows: slice) -> pa.Array:
@@ -537,7 +538,7 @@ def class_array(codes: np.ndarray, classes: tuple[Any, ...]) -> pa.Array:
     """Class values for integer codes, as Arrow ints or strings like the label column."""
     codes = np.asarray(codes, dtype=np.int64)
     if classes and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes):
-        return pa.array(np.asarray(classes, dtype=np.int64)[codes])
+        return from_numpy(np.asarray(classes, dtype=np.int64)[codes])
     return pa.array(np.asarray([str(c) for c in classes])[codes], type=pa.string())
 
 

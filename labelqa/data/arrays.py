@@ -1,4 +1,4 @@
-"""Arrow types and arrays: the one list-type check, type names, 1-D conversions, null rows."""
+"""Arrow types and arrays: the one list-type check, type names, 1-D conversions (numpy in: :func:`from_numpy`), null rows."""
 
 from __future__ import annotations
 
@@ -59,6 +59,32 @@ def refuse_nulls(arr: pa.Array, where: str, rows: Rows, what: str, hint: str) ->
             f"{where}: {count_rows(len(bad))} {'has' if len(bad) == 1 else 'have'} {what}: {rows.many(bad)}",
             hint=hint,
         )
+
+
+#: numpy dtypes (native byte order) whose arrays :func:`from_numpy` wraps, and their Arrow types.
+_WRAPPED_TYPES = {np.dtype(t): a for t, a in (
+    (np.int8, pa.int8()), (np.int16, pa.int16()), (np.int32, pa.int32()), (np.int64, pa.int64()),
+    (np.uint8, pa.uint8()), (np.uint16, pa.uint16()), (np.uint32, pa.uint32()), (np.uint64, pa.uint64()),
+    (np.float32, pa.float32()), (np.float64, pa.float64()))}
+
+
+def from_numpy(values: np.ndarray) -> pa.Array:
+    """``pa.array(values)`` for a 1-D numpy array: the same array (no nulls, NaN kept as a value).
+
+    Integers and floats are wrapped over their (contiguous) buffer, no copy; bools are bit-packed.
+    ``pa.array`` of a numpy array imports ``numpy.ma`` on its first call (~7 ms of a scan's run); other
+    dtypes and shapes go to it.
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        return pa.array(arr)
+    if arr.dtype == np.bool_:
+        bits = np.packbits(arr, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), arr.size, [None, pa.py_buffer(bits)], null_count=0)
+    arrow_type = _WRAPPED_TYPES.get(arr.dtype)
+    if arrow_type is None:
+        return pa.array(arr)
+    return pa.Array.from_buffers(arrow_type, arr.size, [None, pa.py_buffer(np.ascontiguousarray(arr))], null_count=0)
 
 
 def to_arrow_1d(values: Any, what: str) -> pa.Array:

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from labelqa.data.arrays import from_numpy
 from labelqa.data.model import LabelData
 from labelqa.detectors.base import DetectorResult
 
@@ -36,7 +37,7 @@ def _pct_text(values: np.ndarray) -> pa.Array:
     """Probabilities as whole percentages, e.g. ``93%`` (vectorised: a lookup for values in [0, 1])."""
     pct = np.rint(np.asarray(values, dtype=np.float64) * 100).astype(np.int64)
     if pct.size and pct.min() >= 0 and pct.max() <= 100:
-        return _percents().take(pa.array(pct))
+        return _percents().take(from_numpy(pct))
     return pc.binary_join_element_wise(pc.cast(pa.array(pct), pa.string()), "%", "")
 
 
@@ -56,8 +57,8 @@ def _cl(data: LabelData, res: DetectorResult, idx: np.ndarray) -> pa.Array:
     opening = pa.array([f"given '{name}' (" for name in names], pa.string())  # the class's text, joined once
     middle = pa.array([f"), model says '{name}' (" for name in names], pa.string())
     return pc.binary_join_element_wise(
-        opening.take(pa.array(given)), _pct_text(_cells(probs, idx, given)),
-        middle.take(pa.array(sugg)), _pct_text(_cells(probs, idx, sugg)), ")", "",
+        opening.take(from_numpy(given)), _pct_text(_cells(probs, idx, given)),
+        middle.take(from_numpy(sugg)), _pct_text(_cells(probs, idx, sugg)), ")", "",
     )
 
 

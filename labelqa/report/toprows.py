@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from labelqa.data.arrays import from_numpy
+
 __all__ = ["TopRows", "top_issue_rows"]
 
 
@@ -20,7 +22,7 @@ def top_issue_rows(issues: pa.Table, max_rows: int) -> pa.Table:
             part = np.argpartition(ranks, max_rows - 1)[:max_rows]
             idx, ranks = idx[part], ranks[part]
         idx = idx[np.argsort(ranks, kind="stable")]
-    return issues.take(pa.array(idx[:max_rows], type=pa.int64()))
+    return issues.take(from_numpy(idx[:max_rows].astype(np.int64, copy=False)))
 
 
 class TopRows:
