@@ -188,6 +188,26 @@ def test_estimate_latent_guards_empty_classes():
     assert np.isfinite(estimate_latent(np.zeros((3, 3))).noise_matrix).all()
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_estimate_latent_equals_its_definition_with_empty_lines(seed):
+    """Q = C / N; the noise matrix Q over its column sums and the inverse over its row sums, with an identity
+    column (row) where the sum is 0, bit for bit; the noise rate 1 - trace(Q) from the diagonal alone."""
+    from labelqa.stats.confident import noise_rate
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 40))
+    c = rng.integers(0, 5, (k, k)) * (rng.random((k, k)) < 0.4)
+    c[rng.random(k) < 0.3] = 0  # empty rows
+    c[:, rng.random(k) < 0.3] = 0  # empty columns
+    latent = estimate_latent(c)
+    q = c / c.sum() if c.sum() else np.zeros((k, k))
+    col, row = q.sum(axis=0), q.sum(axis=1)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(latent.noise_matrix, np.where(col > 0, q / col, np.eye(k)))
+        np.testing.assert_array_equal(latent.inverse_noise_matrix, np.where(row[:, None] > 0, q / row[:, None], np.eye(k)))
+    assert noise_rate(c) == (float(1.0 - np.trace(q)) if c.sum() else 0.0)
+
+
 # --------------------------------------------------------------------------- flagging by hand
 # Class 1 and 2 rows have t_1 = t_2 = .5. Class 0: row 0 (0, .5, .5) is confident
 # for 1 and 2 (argmax tie -> 1); row 1 (.125, .25, .625) is confident for 2; rows

@@ -657,7 +657,19 @@ def round_rows(values: np.ndarray) -> np.ndarray:
     flat = np.ascontiguousarray(x.reshape(-1, x.shape[-1])) if x.size else x.reshape(-1, max(x.shape[-1:], default=0))
     ints = np.round(flat)
     targets = np.round(flat.sum(axis=1))
-    for r in np.flatnonzero(ints.sum(axis=1) != targets):
+    off = np.flatnonzero(ints.sum(axis=1) != targets)
+    if off.size and flat.shape[1]:  # every such row's first move at once: one argsort along the rows
+        # (numpy sorts each row alone, by the same algorithm as a 1-D argsort: the same order among ties)
+        got = ints[off]
+        d = targets[off] - got.sum(axis=1)
+        order = np.argsort(flat[off] - got, axis=1)
+        count = np.minimum(np.abs(d), flat.shape[1])[:, None]
+        place = np.arange(flat.shape[1])[None, :]
+        moved = np.where(d[:, None] > 0, place >= flat.shape[1] - count, place < count)  # the last |d| or first |d|
+        step = np.zeros_like(got)
+        np.put_along_axis(step, order, moved * np.sign(d)[:, None], axis=1)
+        ints[off] = got + step
+    for r in np.flatnonzero(ints.sum(axis=1) != targets):  # rows a first move did not settle (|d| > K)
         row, got = flat[r], ints[r]
         while (d := targets[r] - got.sum()) != 0:
             step = 1.0 if d > 0 else -1.0
@@ -702,13 +714,18 @@ def calibrate_confident_joint(confident_joint: Any, class_counts: Any) -> np.nda
         raise LabelqaError(f"need a (K, K) joint and K class counts, got {c.shape} and {n.shape}")
     row_sums = c.sum(axis=1)
     has = row_sums > 0
-    scaled = np.zeros_like(c)
-    scaled[has] = c[has] / row_sums[has, None] * n[has, None]
+    # in place on one fresh copy (at K = 1,000 each K x K temporary is 8 MB of fresh pages); the same
+    # operations in this order give cleanlab's floats bit for bit
+    scaled = np.array(c, dtype=np.float64, copy=True)
+    np.divide(scaled, np.where(has, row_sums, 1.0)[:, None], out=scaled)
+    np.multiply(scaled, n[:, None], out=scaled)
+    scaled[~has] = 0.0
     empty = np.flatnonzero(~has & (n > 0))
     scaled[empty, empty] = n[empty]
     total = scaled.sum()
     if total > 0:
-        scaled = scaled / total * n.sum()  # this order of operations gives cleanlab's floats bit for bit
+        np.divide(scaled, total, out=scaled)
+        np.multiply(scaled, n.sum(), out=scaled)
     return round_rows(scaled)
 
 
@@ -747,14 +764,28 @@ def estimate_latent(calibrated: Any) -> LatentEstimates:
     c = np.asarray(calibrated, dtype=np.float64)
     total = c.sum()
     q = c / total if total > 0 else np.zeros_like(c)
-    eye = np.eye(c.shape[0])
     col = q.sum(axis=0)
     row = q.sum(axis=1)
-    noise = np.where(col > 0, q / np.where(col > 0, col, 1.0), eye)
-    inverse = np.where(row[:, None] > 0, q / np.where(row > 0, row, 1.0)[:, None], eye)
+    # three fresh K x K arrays, no more (at K = 1,000 each temporary is 8 MB of fresh pages)
+    noise = q / np.where(col > 0, col, 1.0)
+    _identity_lines(noise, np.flatnonzero(~(col > 0)), axis=1)
+    inverse = q / np.where(row > 0, row, 1.0)[:, None]
+    _identity_lines(inverse, np.flatnonzero(~(row > 0)), axis=0)
     return LatentEstimates(joint=q, noise_matrix=noise, inverse_noise_matrix=inverse, latent_prior=col)
 
 
+def _identity_lines(matrix: np.ndarray, lines: np.ndarray, axis: int) -> None:
+    """Make the given columns (``axis=1``) or rows (``axis=0``) of a square matrix those of the identity, in place."""
+    if lines.size:
+        if axis == 1:
+            matrix[:, lines] = 0.0
+        else:
+            matrix[lines, :] = 0.0
+        matrix[lines, lines] = 1.0
+
+
 def noise_rate(calibrated: np.ndarray) -> float:
-    """The estimated noise rate ``1 - trace(Q)`` (0 for an empty joint)."""
-    return float(1.0 - np.trace(estimate_latent(calibrated).joint)) if np.sum(calibrated) > 0 else 0.0
+    """The estimated noise rate ``1 - trace(Q)`` (0 for an empty joint); ``Q``'s diagonal only."""
+    c = np.asarray(calibrated, dtype=np.float64)
+    total = c.sum()
+    return float(1.0 - np.add.reduce(np.diagonal(c) / total)) if total > 0 else 0.0
