@@ -278,6 +278,18 @@ def test_round_rows_equals_the_row_by_row_rule(seed, k, n_rows, kind):
     np.testing.assert_array_equal(round_rows(x), _round_rows_row_by_row(x))
 
 
+def test_round_rows_sorted_on_threads_equals_the_row_by_row_rule():
+    """300 mostly-zero rows of 1,000 (a sparse calibrated joint: ties everywhere, as many moves as rows) are
+    sorted in parts on threads; the moves are still the rule's, entry for entry."""
+    from labelqa.stats.confident import PARALLEL_SORT_ELEMENTS
+
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 4, (300, 1000)) * (rng.random((300, 1000)) < 0.02)
+    x = counts * (rng.integers(50, 150, (300, 1)) / np.maximum(counts.sum(axis=1, keepdims=True), 1))
+    assert x.size >= PARALLEL_SORT_ELEMENTS
+    np.testing.assert_array_equal(round_rows(x), _round_rows_row_by_row(x))
+
+
 def test_calibration_at_large_k_keeps_class_counts():
     rng = np.random.default_rng(0)
     k = 1000

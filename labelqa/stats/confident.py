@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from labelqa.errors import LabelqaError
+from labelqa.parallel import row_ranges, thread_map, worker_count
 
 __all__ = [
     "CONFIDENT_EPS",
@@ -641,6 +642,11 @@ class ConfidentJointCounts:
 
 
 # --------------------------------------------------------------------------- math on the aggregates
+#: :func:`round_rows` sorts its rows on threads from this many entries (sorting costs far more per entry
+#: than the passes :data:`labelqa.parallel.MIN_PARALLEL_ELEMENTS` is tuned for).
+PARALLEL_SORT_ELEMENTS = 1 << 16
+
+
 def round_rows(values: np.ndarray) -> np.ndarray:
     """Round to integers keeping each row's rounded sum; rows along the last axis, any number of them.
 
@@ -662,7 +668,16 @@ def round_rows(values: np.ndarray) -> np.ndarray:
         # (numpy sorts each row alone, by the same algorithm as a 1-D argsort: the same order among ties)
         got = ints[off]
         d = targets[off] - got.sum(axis=1)
-        order = np.argsort(flat[off] - got, axis=1)
+        residual = flat[off] - got
+        order = np.empty(residual.shape, dtype=np.intp)  # rows sorted on threads: mostly-zero rows of a sparse
+        # K = 1,000 joint are slow for numpy's default sort (~60 ms), and its order among ties is the rule's
+
+        def sort_rows(rows: tuple[int, int]) -> None:
+            order[rows[0]:rows[1]] = np.argsort(residual[rows[0]:rows[1]], axis=1)
+
+        parts = row_ranges(off.size, -(-off.size // worker_count()))
+        for _ in thread_map(sort_rows, parts, parallel=residual.size >= PARALLEL_SORT_ELEMENTS):
+            pass
         count = np.minimum(np.abs(d), flat.shape[1])[:, None]
         place = np.arange(flat.shape[1])[None, :]
         moved = np.where(d[:, None] > 0, place >= flat.shape[1] - count, place < count)  # the last |d| or first |d|
