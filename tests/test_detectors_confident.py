@@ -1139,3 +1139,28 @@ def test_wide_rows_reuse_the_loaded_top_class_with_the_same_result(monkeypatch, 
     for name in ("issues", "scores", "suggested", "suggested_confidence"):
         np.testing.assert_array_equal(getattr(with_top, name), getattr(without, name))
     assert json.dumps(jsonable(with_top.summary)) == json.dumps(jsonable(without.summary))
+
+
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", cl_module.PLUS_METHOD])
+def test_two_rules_on_one_block_keep_their_own_margins(filter_by):
+    """Two confident-learning rules with different noise cells (all of the estimated noise, or a few rows per
+    class) run on one block (the same row state: same thresholds) each give the flags they give alone; the
+    per-block margins (a class's disagreeing rows against its cells' columns) are each rule's own."""
+    from labelqa.detectors.base import Block, DatasetInfo, run_on_block
+
+    rng = np.random.default_rng(5)
+    n, k = 6_000, 6
+    truth = rng.integers(0, k, n)
+    probs = rng.dirichlet(np.ones(k) * 0.6, n)
+    probs[np.arange(n), truth] += 1.5
+    probs /= probs.sum(axis=1, keepdims=True)
+    labels = np.where(rng.random(n) < 0.2, rng.integers(0, k, n), truth)
+    data = make_data(labels, probs)
+    params = {"all": {}, "few": {"num_to_remove_per_class": [3] * k}}
+    alone = {name: ConfidentLearning(filter_by=filter_by, **p).detect(data).issues for name, p in params.items()}
+    assert alone["all"].sum() > alone["few"].sum() > 0  # different cells, different flags
+    info, block = DatasetInfo.of(data), Block.of(data)
+    rules = {name: run_on_block(ConfidentLearning(filter_by=filter_by, **p).plan(info), block)
+             for name, p in params.items()}
+    for name, rule in rules.items():
+        np.testing.assert_array_equal(rule.rows(block).issues, alone[name])

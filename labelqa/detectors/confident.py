@@ -1317,7 +1317,7 @@ class FlagRule:
                 at += j * m
             return slabs
 
-        return rs_cache(rs, ("pbnr margin slabs",), build)
+        return rs_cache(rs, (self.token, "pbnr margin slabs"), build)
 
     def _margins(self, rs: _BlockRows, c: int) -> np.ndarray:
         """``(J, m)`` margins ``p_ij - p_ic`` of class ``c``'s ``m`` disagreeing rows, for its cells' columns ``j``.
@@ -1345,7 +1345,7 @@ class FlagRule:
 
         if self._names_rows:  # flags by position: the margins are needed in the cuts pass only
             return build()
-        return rs_cache(rs, ("pbnr margins", c), lambda: build(self._margin_slabs(rs).get(c)))
+        return rs_cache(rs, (self.token, "pbnr margins", c), lambda: build(self._margin_slabs(rs).get(c)))
 
     # ---- flags -----------------------------------------------------------------
     def _pbnr_class(self, rs: _BlockRows, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
