@@ -69,6 +69,20 @@ examples/digits/digits_noisy.parquet`` (0.25-0.27 s, 110 MB with every trick),
    ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` variables, when
    set, are respected; other C libraries are left alone.
 
+6. **One malloc arena for every thread** (:func:`one_malloc_arena`; ``main``
+   calls it). glibc gives each new thread its own arena, a heap of at most
+   64 MB: the worker threads' large blocks (decoding, the detectors' chunk
+   passes, the rank sort) then came from mappings of their own, unmapped on
+   ``free`` and never reused by another thread, so trick 5 held for the
+   main thread only. With one arena every thread reuses what any freed;
+   labelqa's threads allocate few, large blocks, so its lock is not
+   contended. ``labelqa scan``, three interleaved runs each: 200k x 1,000
+   2.33-3.26 -> 1.90-1.94 s (system time 1.2-2.3 -> 0.75 s), multi-label
+   1M x 50 2.23-2.51 -> 1.81-2.01 s (system time 1.0-1.5 -> 0.45 s, peak
+   RSS 0.89 -> 0.81 GB), 1M x 100 1.23-1.35 -> 1.12-1.34 s; 1M x 10, fifteen
+   runs each: best 0.616 -> 0.577 s, median 0.658 -> 0.645 s. glibc's
+   ``MALLOC_ARENA_MAX``, when set, is respected.
+
 Not a trick but process set-up too: :func:`signals_unwind` makes SIGTERM
 (and SIGHUP) unwind the stack like Ctrl-C does, so the ``finally`` blocks of
 :mod:`labelqa.atomic` remove staging folders and temporary files.
@@ -104,7 +118,7 @@ def prefer_small_pages() -> bool:
 
 
 #: glibc's ``mallopt`` parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 #: Blocks up to this size come from the heap, freed ones reused (trick 5).
 MMAP_THRESHOLD = 1 << 30
 #: Free memory at the top of the heap kept, not returned to the system, up to this size (trick 5).
@@ -119,18 +133,41 @@ def set_malloc_thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
     Returns:
         Whether both were set (``False`` under another C library).
     """
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) & bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+def one_malloc_arena() -> bool:
+    """Let every thread allocate from glibc's main arena (trick 6 above), unless ``MALLOC_ARENA_MAX`` is set.
+
+    Call it before threads start: a thread keeps the arena it got.
+
+    Returns:
+        Whether the setting was changed (``False`` under another C library).
+    """
+    if os.environ.get("MALLOC_ARENA_MAX") is not None:
+        return False
+    mallopt = _mallopt()
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, 1))
+
+
+@functools.cache
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt`` through ctypes, or ``None`` under another C library."""
     import ctypes
     import platform
 
     if platform.libc_ver()[0] != "glibc":
-        return False
+        return None
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # pragma: no cover - a glibc without it
-        return False
+        return None
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) & bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+    return mallopt  # type: ignore[no-any-return]
 
 
 def keep_freed_memory() -> bool:

@@ -86,6 +86,37 @@ def test_keep_freed_memory_respects_the_users_choice(name):
     assert _malloc({name: "131072"}) == "False"
 
 
+def _reuse_across_threads(env_extra: dict[str, str], one_arena: bool) -> tuple[str, int]:
+    """(changed, page faults) of a main-thread block of 48 MB allocated after a worker thread freed one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    code = (
+        "import resource, threading, numpy as np\n"
+        "from labelqa.runtime import keep_freed_memory, one_malloc_arena, prefer_small_pages\n"
+        f"prefer_small_pages(); keep_freed_memory(); changed = one_malloc_arena() if {one_arena} else None\n"
+        "def work():\n"
+        "    a = np.ones(6 << 20); del a\n"
+        "t = threading.Thread(target=work); t.start(); t.join()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "b = np.ones(6 << 20)\n"
+        "print(changed, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, **env_extra, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, check=True)
+    changed, faults = proc.stdout.split()
+    return changed, int(faults)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+                    reason="glibc only")
+def test_one_malloc_arena_lets_the_main_thread_reuse_a_workers_freed_block():
+    """A worker's freed 48 MB block is reused by the main thread (no fresh pages) with one arena only."""
+    changed, faults = _reuse_across_threads({}, one_arena=True)
+    assert changed == "True" and faults < 1_000
+    _, apart = _reuse_across_threads({}, one_arena=False)
+    assert apart > 10_000  # 48 MB of fresh 4 kB pages
+    assert _reuse_across_threads({"MALLOC_ARENA_MAX": "4"}, one_arena=True)[0] == "False"  # the user's choice wins
+
+
 def test_pyarrow_pandas_probe_skipped_and_pandas_still_works():
     """After the skip a scan never imports pandas, yet to_pandas and import pandas work as usual."""
     code = (

@@ -17,7 +17,14 @@ import typer
 from labelqa._version import __version__
 from labelqa.cli.console import EXIT_OK, EXIT_USAGE, error_line, os_error_text
 from labelqa.errors import LabelqaError
-from labelqa.runtime import Terminated, exit_now, keep_freed_memory, prefer_small_pages, signals_unwind
+from labelqa.runtime import (
+    Terminated,
+    exit_now,
+    keep_freed_memory,
+    one_malloc_arena,
+    prefer_small_pages,
+    signals_unwind,
+)
 
 app = typer.Typer(
     name="labelqa",
@@ -106,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     prefer_small_pages()
     keep_freed_memory()
+    one_malloc_arena()
     name = invoked_command(sys.argv[1:] if argv is None else list(argv))
     command = typer.main.get_command(register(None if name is None else [name]))
     with signals_unwind() as stopped:
