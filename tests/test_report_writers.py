@@ -361,3 +361,20 @@ def test_issues_parquet_read_by_polars(toy, tmp_path):
     write_report(toy, tmp_path / "rep")
     frame = pl.read_parquet(tmp_path / "rep" / "issues.parquet")
     assert frame.equals(pl.from_arrow(toy.issues_table()))
+
+
+def test_write_matrices_has_the_bytes_of_np_save_of_the_stack(tmp_path):
+    """matrices.npy written matrix by matrix == np.save of the stacked (M, K, K) float64 array, byte for byte
+    (int64 and float32 inputs widened as np.stack of float64 copies would)."""
+    from labelqa.result import write_matrices
+
+    rng = np.random.default_rng(2)
+    k = 7
+    noise = rng.random((k, k))
+    matrices = {"confident_joint": rng.integers(0, 50, (k, k)), "noise_matrix": noise,
+                "detectors.cl.summary.x": rng.random((k, k)).astype(np.float32),
+                "detectors.cl.summary.noise_matrix": noise}  # the same array: stored once
+    write_matrices(tmp_path / "m.npy", matrices)
+    distinct = list(matrices.values())[:3]
+    np.save(tmp_path / "ref.npy", np.stack([np.asarray(m, dtype=np.float64) for m in distinct]), allow_pickle=False)
+    assert (tmp_path / "m.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
