@@ -1164,3 +1164,23 @@ def test_two_rules_on_one_block_keep_their_own_margins(filter_by):
              for name, p in params.items()}
     for name, rule in rules.items():
         np.testing.assert_array_equal(rule.rows(block).issues, alone[name])
+
+
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", cl_module.PLUS_METHOD, "both"])
+def test_margins_gathered_by_cell_equal_the_copied_rows(filter_by, monkeypatch):
+    """A class's margins gathered cell by cell from the matrix (few of many columns) == those taken from
+    copies of its rows (every branch forced in turn): the same flags and the same selection."""
+    rng = np.random.default_rng(11)
+    n, k = 20_000, 200
+    truth = rng.integers(0, k, n)
+    probs = rng.dirichlet(np.ones(k) * 0.05, n).astype(np.float32)
+    probs[np.arange(n), truth] += 2.0
+    probs /= probs.sum(axis=1, keepdims=True)
+    labels = np.where(rng.random(n) < 0.15, rng.integers(0, k, n), truth)
+    data = make_data(labels, probs)
+    got = {}
+    for name, line in (("gather", 1), ("copy", 10**9)):
+        monkeypatch.setattr(cl_module, "_CACHE_LINE", line)
+        got[name] = ConfidentLearning(filter_by=filter_by, frac_noise=0.5).detect(data).issues  # cuts inside cells
+    assert got["gather"].sum() > 0
+    np.testing.assert_array_equal(got["gather"], got["copy"])

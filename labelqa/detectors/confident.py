@@ -774,6 +774,8 @@ _TREND_SUM_ROWS = 1 << 20
 #: From this many classes the trend's entropy is summed along each row instead (a row is long enough for
 #: a vectorised reduction, and a transposed chunk would no longer fit the cache: 200k x 1,000, 1.4 -> 0.3 s).
 ROWWISE_ENTROPY_K = 64
+#: Bytes a gather from memory reads per value: a cache line (:meth:`FlagRule._margins`).
+_CACHE_LINE = 64
 #: About this many probabilities per row block of that row-wise entropy.
 _ENTROPY_BLOCK_ELEMENTS = 1 << 18
 
@@ -1328,9 +1330,19 @@ class FlagRule:
         def build(margins: np.ndarray | None = None) -> np.ndarray:
             sub = rs.disagreeing_rows(c)
             cols = np.flatnonzero(self.cells[c])
-            rows = np.take(rs.probs, sub, axis=0)
+            probs = rs.probs
             if margins is None:
-                margins = np.empty((cols.size, sub.size), dtype=rows.dtype)
+                margins = np.empty((cols.size, sub.size), dtype=probs.dtype)
+            k = probs.shape[1]
+            if probs.flags.c_contiguous and (cols.size + 1) * _CACHE_LINE <= k * probs.itemsize:
+                # few of many columns (K = 1,000: a class's cells are a few dozen): gather just those cells, a
+                # cache line each, instead of copying the rows whole (200k x 1,000: ~0.12 s of CPU -> ~0.01 s)
+                flat = probs.reshape(-1)
+                base = sub.astype(np.int64) * k
+                np.take(flat, base[None, :] + cols[:, None], out=margins)
+                margins -= flat.take(base + c)
+                return margins
+            rows = np.take(probs, sub, axis=0)
             if cols.size > SMALL_K:  # many cells: one transposed copy of the rows, one vectorised subtraction
                 values = np.ascontiguousarray(rows.T)
                 np.take(values, cols, axis=0, out=margins)  # contiguous per column j
