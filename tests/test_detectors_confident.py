@@ -1187,11 +1187,14 @@ def test_margins_gathered_by_cell_equal_the_copied_rows(filter_by, monkeypatch):
 
 
 @FAST
-@given(st.integers(0, 2**32 - 1), st.sampled_from([64, 100, 300]), st.sampled_from(["positive", "zeros", "subnormal"]),
-       st.sampled_from([np.float32, np.float64]))
+@given(st.integers(0, 2**32 - 1), st.sampled_from([40, 64, 100, 300]),
+       st.sampled_from(["positive", "zeros", "subnormal"]), st.sampled_from([np.float32, np.float64]))
 def test_trend_entropy_of_wide_rows_equals_its_formula(seed, k, kind, dtype):
-    """Wide rows' entropy, block by block, skipping the lift of zeros where a block has none: equal, bit for bit,
-    to -sum(p log max(p, tiny)) along each row (numpy's pairwise sum), zeros and subnormals included."""
+    """The trend's entropy, block by block (skipping the lift of zeros where a block has none), and the same
+    entropy filled by the joint pass's guesses while each block is in cache: equal, bit for bit, to its
+    formula (class by class below 64 classes, else -sum(p log max(p, tiny)) along each row)."""
+    from labelqa.stats import confident as stats_cl
+
     rng = np.random.default_rng(seed)
     probs = rng.dirichlet(np.ones(k) * 0.3, 700).astype(dtype)
     tiny = np.finfo(dtype).tiny
@@ -1200,11 +1203,19 @@ def test_trend_entropy_of_wide_rows_equals_its_formula(seed, k, kind, dtype):
     elif kind == "subnormal":
         probs[rng.random(probs.shape) < 0.01] = tiny / 8
     probs[:300] = np.maximum(probs[:300], tiny)  # some blocks with nothing to lift, some with
-    want = -np.add.reduce(probs * np.log(np.maximum(probs, tiny)), axis=1)
-    saved = cl_module._ENTROPY_BLOCK_ELEMENTS
-    cl_module._ENTROPY_BLOCK_ELEMENTS = 100 * k  # blocks of 100 rows: 3 with nothing to lift, 4 with
+    if k < stats_cl.ROWWISE_ENTROPY_K:
+        want = stats_cl.row_entropy(probs)
+    else:
+        want = -np.add.reduce(probs * np.log(np.maximum(probs, tiny)), axis=1)
+    saved = stats_cl._ENTROPY_BLOCK_ELEMENTS, stats_cl._WIDE_BLOCK_ELEMENTS
+    stats_cl._ENTROPY_BLOCK_ELEMENTS = stats_cl._WIDE_BLOCK_ELEMENTS = 100 * k  # blocks of 100 rows
     try:
-        got = cl_module._trend_entropy(probs)
+        got = stats_cl.trend_entropy(probs)
+        fused = np.full(probs.shape[0], np.nan, dtype=dtype)
+        thresholds = np.full(k, 1.5 / k)
+        guesses = stats_cl.confident_guesses(probs, thresholds, entropy=fused)
     finally:
-        cl_module._ENTROPY_BLOCK_ELEMENTS = saved
+        stats_cl._ENTROPY_BLOCK_ELEMENTS, stats_cl._WIDE_BLOCK_ELEMENTS = saved
     np.testing.assert_array_equal(got, want.astype(dtype))
+    np.testing.assert_array_equal(fused, got)
+    np.testing.assert_array_equal(guesses, stats_cl.confident_guesses(probs, thresholds))

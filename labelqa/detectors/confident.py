@@ -62,6 +62,7 @@ from labelqa.jsonable import summary_matrix
 from labelqa.parallel import MIN_PARALLEL_ELEMENTS, for_row_blocks, row_ranges, thread_map
 from labelqa.stats.confident import (
     PROB_SCALE,
+    ROWWISE_ENTROPY_K,
     ClassProbSums,
     ConfidentJointCounts,
     LatentEstimates,
@@ -71,6 +72,7 @@ from labelqa.stats.confident import (
     noise_rate,
     round_rows,
     row_entropy,
+    trend_entropy,
     row_max,
     row_top,
     scale_rows_to,
@@ -225,7 +227,7 @@ class _BlockRows:
             max_prob = arrays.max_prob
             rows = _RowOutputs(self.self_conf, arrays.agrees, arrays.disagrees_strictly)
             self.__dict__["_rows"] = (max_prob, rows)
-        if self.entropy_wanted and self.probs.dtype.kind == "f" and self.k <= SMALL_K:
+        if self.entropy_wanted and self.probs.dtype.kind == "f":
             self._entropy = self.row_arrays.entropy  # the same values for any thresholds
         arrays = self.row_arrays
         guess = None if arrays.guess_taken else arrays.guess
@@ -773,11 +775,8 @@ TREND_SCALE = 1 << 16
 _TREND_SUM_ROWS = 1 << 20
 #: From this many classes the trend's entropy is summed along each row instead (a row is long enough for
 #: a vectorised reduction, and a transposed chunk would no longer fit the cache: 200k x 1,000, 1.4 -> 0.3 s).
-ROWWISE_ENTROPY_K = 64
 #: Bytes a gather from memory reads per value: a cache line (:meth:`FlagRule._margins`).
 _CACHE_LINE = 64
-#: About this many probabilities per row block of that row-wise entropy.
-_ENTROPY_BLOCK_ELEMENTS = 1 << 18
 
 
 def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, disputed: np.ndarray,
@@ -790,8 +789,8 @@ def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, d
     the rows the confident joint counts (some class reaches its threshold).
     The entropy is summed class by class in the probabilities' dtype
     (:func:`~labelqa.stats.confident.row_entropy`, or ``entropy`` when the
-    caller has it), or along each row from :data:`ROWWISE_ENTROPY_K` classes
-    (:func:`_trend_entropy`): either way each row's value does not depend on
+    caller has it), or along each row from :data:`~labelqa.stats.confident.ROWWISE_ENTROPY_K` classes
+    (:func:`~labelqa.stats.confident.trend_entropy`): either way each row's value does not depend on
     the chunk. The margins are computed for the disputed rows only (the
     others' are 0), and the sums of each :data:`_TREND_SUM_ROWS` rows are
     float64 sums of whole numbers below 2**53: exact, whatever the order of
@@ -802,7 +801,7 @@ def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, d
     if n == 0:
         return out
     if k > 1 and entropy is None:
-        entropy = _trend_entropy(probs if probs.dtype.kind == "f" else probs.astype(np.float64))
+        entropy = trend_entropy(probs if probs.dtype.kind == "f" else probs.astype(np.float64))
     log_k = math.log(k) if k > 1 else 1.0
     dis = np.flatnonzero(disputed)
     margin = dispute_weight_values(self_conf[dis], max_prob[dis], TREND_SCALE)
@@ -833,27 +832,6 @@ def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, d
             totals[i] += int(value)
     out[:] = totals
     return out
-
-
-def _trend_entropy(probs: np.ndarray) -> np.ndarray:
-    """The trend's entropy of each row: class by class (:func:`~labelqa.stats.confident.row_entropy`), or from
-    :data:`ROWWISE_ENTROPY_K` classes summed along the row (numpy's pairwise sum), in blocks of rows."""
-    n, k = probs.shape
-    if k < ROWWISE_ENTROPY_K:
-        return row_entropy(probs)
-    ent = np.empty(n, dtype=probs.dtype)
-    tiny = np.finfo(probs.dtype).tiny
-    step = max(1, _ENTROPY_BLOCK_ELEMENTS // k)
-    for start in range(0, n, step):
-        part = probs[start:start + step]
-        if part.min(initial=np.inf) >= tiny:  # no zero (nor subnormal) to lift: the same logs without that pass
-            logs = np.log(part)  # (200k x 1,000: ~0.08 s less CPU)
-        else:
-            logs = np.maximum(part, tiny)
-            np.log(logs, out=logs)
-        logs *= part
-        np.negative(np.add.reduce(logs, axis=1), out=ent[start:start + step])
-    return ent
 
 
 def trend_count(sums: np.ndarray) -> float:
