@@ -1219,3 +1219,26 @@ def test_trend_entropy_of_wide_rows_equals_its_formula(seed, k, kind, dtype):
     np.testing.assert_array_equal(got, want.astype(dtype))
     np.testing.assert_array_equal(fused, got)
     np.testing.assert_array_equal(guesses, stats_cl.confident_guesses(probs, thresholds))
+
+
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", cl_module.PLUS_METHOD])
+def test_per_class_work_on_threads_or_inline_gives_the_same_flags(filter_by, monkeypatch):
+    """The per-class stages (margins' tops, the PBNR mask) run on threads only for classes of many rows;
+    forced either way on a 4.4M-probability block (22k x 200) they give the same flags and scores."""
+    rng = np.random.default_rng(12)
+    n, k = 22_000, 200
+    truth = rng.integers(0, k, n)
+    probs = rng.dirichlet(np.ones(k) * 0.05, n).astype(np.float32)
+    probs[np.arange(n), truth] += 2.0
+    probs /= probs.sum(axis=1, keepdims=True)
+    labels = np.where(rng.random(n) < 0.15, rng.integers(0, k, n), truth)
+    data = make_data(labels, probs)
+    assert probs.size >= cl_module.MIN_PARALLEL_ELEMENTS
+    got = {}
+    for name, rows in (("threads", 0), ("inline", 10**9)):
+        monkeypatch.setattr(cl_module, "_CLASS_TASK_ROWS", rows)
+        res = ConfidentLearning(filter_by=filter_by, frac_noise=0.5).detect(data)
+        got[name] = (res.issues, res.scores)
+    assert got["threads"][0].sum() > 0
+    np.testing.assert_array_equal(got["threads"][0], got["inline"][0])
+    np.testing.assert_array_equal(got["threads"][1], got["inline"][1])

@@ -777,6 +777,8 @@ _TREND_SUM_ROWS = 1 << 20
 #: a vectorised reduction, and a transposed chunk would no longer fit the cache: 200k x 1,000, 1.4 -> 0.3 s).
 #: Bytes a gather from memory reads per value: a cache line (:meth:`FlagRule._margins`).
 _CACHE_LINE = 64
+#: Average rows a class from which per-class work on a block runs on threads (:func:`_classes_in_parallel`).
+_CLASS_TASK_ROWS = 2048
 
 
 def trend_sums(probs: np.ndarray, self_conf: np.ndarray, max_prob: np.ndarray, disputed: np.ndarray,
@@ -1280,7 +1282,8 @@ class FlagRule:
         rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads below
         if not self._names_rows:
             self._margin_slabs(rs)  # likewise
-        for got in thread_map(reduce, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
+        classes = self._pbnr_classes()
+        for got in thread_map(reduce, classes, parallel=_classes_in_parallel(rs, classes.size)):
             top.add_reduced(*got)
 
     def _margin_slabs(self, rs: _BlockRows) -> dict[int, np.ndarray]:
@@ -1405,7 +1408,8 @@ class FlagRule:
                 rows, strict, tied = self._pbnr_class(rs, c)
                 return rows, strict | tied if self.allow_ties[c] else strict
 
-            for rows, picked in thread_map(one, self._pbnr_classes(), parallel=rs.probs.size >= MIN_PARALLEL_ELEMENTS):
+            classes = self._pbnr_classes()
+            for rows, picked in thread_map(one, classes, parallel=_classes_in_parallel(rs, classes.size)):
                 pbnr[rows] = picked
             return np.greater(pbnr, rs.agrees, out=pbnr)  # pbnr & ~agrees, in place
 
@@ -1576,6 +1580,14 @@ def _position_mask(positions: np.ndarray, offset: int, n: int) -> np.ndarray:
     a, b = np.searchsorted(positions, [offset, offset + n])
     mask[positions[a:b] - offset] = True
     return mask
+
+
+def _classes_in_parallel(rs: _BlockRows, n_classes: int) -> bool:
+    """Whether per-class work on a block runs on threads: a large block with classes of
+    :data:`_CLASS_TASK_ROWS` rows or more on average. Smaller classes are mostly Python per class, which
+    threads only fight over the GIL for (200k x 1,000: the cuts and plus-count stages took 170-200 and
+    150-160 ms on two threads, 60 and 45-50 ms on one; 1M x 100, 10k rows a class: 185 -> 101-112 ms on two)."""
+    return rs.probs.size >= MIN_PARALLEL_ELEMENTS and rs.n >= _CLASS_TASK_ROWS * max(n_classes, 1)
 
 
 def rs_cache(rs: _BlockRows, key: Any, build: Any) -> Any:
