@@ -157,7 +157,7 @@ def near_tied_float64(draw):
     return values
 
 
-@SETTINGS
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(near_tied_float64(), st.booleans())
 def test_stable_argsort_float64_is_numpy_stable_argsort(values, with_nan):
     """The float64 packed sort (cut keys above positions, then the runs holding inversions re-sorted) ==
