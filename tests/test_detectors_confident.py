@@ -28,7 +28,7 @@ from labelqa.detectors.confident import (
 )
 from labelqa.errors import LabelqaError
 from labelqa.jsonable import jsonable
-from labelqa.stats.confident import SMALL_K
+from labelqa.stats.confident import ROWWISE_ENTROPY_K, SMALL_K
 
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -1036,7 +1036,7 @@ def test_one_pass_row_state_equals_plain_numpy(k, n, dtype, seed, grid, task_row
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from([3, 10, cl_module.ROWWISE_ENTROPY_K - 1, cl_module.ROWWISE_ENTROPY_K, 300]),
+@given(st.sampled_from([3, 10, ROWWISE_ENTROPY_K - 1, ROWWISE_ENTROPY_K, 300]),
        st.integers(1, 700), st.integers(1, 300), st.integers(0, 2**31), st.sampled_from([np.float32, np.float64]))
 def test_trend_sums_add_up_over_any_split_and_match_the_float64_entropy(k, n, cut, seed, dtype):
     """Each row's rounded entropy does not depend on the chunk (transposed below ROWWISE_ENTROPY_K classes,
@@ -1069,7 +1069,7 @@ def test_plus_default_streamed_equals_memory_at_many_classes(tmp_path):
 
     from tests.conftest import write_parquet
 
-    k = cl_module.ROWWISE_ENTROPY_K + 16
+    k = ROWWISE_ENTROPY_K + 16
     rng = np.random.default_rng(5)
     n = 4000
     true = rng.integers(0, k, n)

@@ -13,7 +13,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labelqa.detectors.confident import ROWWISE_ENTROPY_K, TREND_SCALE, TREND_SUMS, dispute_weights, trend_sums
+from labelqa.detectors.confident import TREND_SCALE, TREND_SUMS, dispute_weights, trend_sums
+from labelqa.stats.confident import ROWWISE_ENTROPY_K
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -43,7 +43,7 @@ def rank_rows(scores: np.ndarray, flags: np.ndarray) -> np.ndarray:
 
 def _score_order(scores: np.ndarray) -> np.ndarray:
     """``np.argsort(scores, kind="stable")`` (by :func:`stable_argsort`); float64 scores that are all exactly
-    float32 (confident learning's self-confidence) sort as float32, whose packed sort needs no tie check."""
+    float32 (confident learning's self-confidence) sort as float32, by radix passes with no tie check."""
     if scores.dtype == np.float64 and scores.size >= 64:
         narrow = scores.astype(np.float32)
         if np.array_equal(narrow, scores):  # False with any NaN: the plain sort handles those
