@@ -51,6 +51,19 @@ def make_data(labels, probs) -> LabelData:
     )
 
 
+def peaked_noisy_data(seed: int, n: int, k: int, *, spread: float, peak: float, noise: float,
+                      dtype: type = np.float64) -> LabelData:
+    """Dirichlet(``spread``) rows with ``peak`` added at the true class, renormalised; ``noise`` of the labels
+    redrawn uniformly."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, k, n)
+    probs = rng.dirichlet(np.ones(k) * spread, n).astype(dtype)
+    probs[np.arange(n), truth] += peak
+    probs /= probs.sum(axis=1, keepdims=True)
+    labels = np.where(rng.random(n) < noise, rng.integers(0, k, n), truth)
+    return make_data(labels, probs)
+
+
 # --------------------------------------------------------------------------- the toy
 def test_toy_thresholds():
     np.testing.assert_allclose(per_class_thresholds(TOY_LABELS, TOY_PROBS), [0.75, 0.6857, 0.8], atol=5e-5)
@@ -1148,14 +1161,8 @@ def test_two_rules_on_one_block_keep_their_own_margins(filter_by):
     per-block margins (a class's disagreeing rows against its cells' columns) are each rule's own."""
     from labelqa.detectors.base import Block, DatasetInfo, run_on_block
 
-    rng = np.random.default_rng(5)
-    n, k = 6_000, 6
-    truth = rng.integers(0, k, n)
-    probs = rng.dirichlet(np.ones(k) * 0.6, n)
-    probs[np.arange(n), truth] += 1.5
-    probs /= probs.sum(axis=1, keepdims=True)
-    labels = np.where(rng.random(n) < 0.2, rng.integers(0, k, n), truth)
-    data = make_data(labels, probs)
+    k = 6
+    data = peaked_noisy_data(5, 6_000, k, spread=0.6, peak=1.5, noise=0.2)
     params = {"all": {}, "few": {"num_to_remove_per_class": [3] * k}}
     alone = {name: ConfidentLearning(filter_by=filter_by, **p).detect(data).issues for name, p in params.items()}
     assert alone["all"].sum() > alone["few"].sum() > 0  # different cells, different flags
@@ -1170,14 +1177,7 @@ def test_two_rules_on_one_block_keep_their_own_margins(filter_by):
 def test_margins_gathered_by_cell_equal_the_copied_rows(filter_by, monkeypatch):
     """A class's margins gathered cell by cell from the matrix (few of many columns) == those taken from
     copies of its rows (every branch forced in turn): the same flags and the same selection."""
-    rng = np.random.default_rng(11)
-    n, k = 20_000, 200
-    truth = rng.integers(0, k, n)
-    probs = rng.dirichlet(np.ones(k) * 0.05, n).astype(np.float32)
-    probs[np.arange(n), truth] += 2.0
-    probs /= probs.sum(axis=1, keepdims=True)
-    labels = np.where(rng.random(n) < 0.15, rng.integers(0, k, n), truth)
-    data = make_data(labels, probs)
+    data = peaked_noisy_data(11, 20_000, 200, spread=0.05, peak=2.0, noise=0.15, dtype=np.float32)
     got = {}
     for name, line in (("gather", 1), ("copy", 10**9)):
         monkeypatch.setattr(cl_module, "_CACHE_LINE", line)
@@ -1225,15 +1225,8 @@ def test_trend_entropy_of_wide_rows_equals_its_formula(seed, k, kind, dtype):
 def test_per_class_work_on_threads_or_inline_gives_the_same_flags(filter_by, monkeypatch):
     """The per-class stages (margins' tops, the PBNR mask) run on threads only for classes of many rows;
     forced either way on a 4.4M-probability block (22k x 200) they give the same flags and scores."""
-    rng = np.random.default_rng(12)
-    n, k = 22_000, 200
-    truth = rng.integers(0, k, n)
-    probs = rng.dirichlet(np.ones(k) * 0.05, n).astype(np.float32)
-    probs[np.arange(n), truth] += 2.0
-    probs /= probs.sum(axis=1, keepdims=True)
-    labels = np.where(rng.random(n) < 0.15, rng.integers(0, k, n), truth)
-    data = make_data(labels, probs)
-    assert probs.size >= cl_module.MIN_PARALLEL_ELEMENTS
+    data = peaked_noisy_data(12, 22_000, 200, spread=0.05, peak=2.0, noise=0.15, dtype=np.float32)
+    assert data.pred_probs.size >= cl_module.MIN_PARALLEL_ELEMENTS
     got = {}
     for name, rows in (("threads", 0), ("inline", 10**9)):
         monkeypatch.setattr(cl_module, "_CLASS_TASK_ROWS", rows)
