@@ -172,23 +172,14 @@ def scan_batches(dataset: ds.Dataset, fmt: str, columns: Sequence[str], batch_si
                 nbytes = _row_group_bytes(piece) if pool is not None else None
                 if pool is not None and nbytes is not None and nbytes <= READ_AHEAD_BYTES:
                     pending.append(pool.submit(read, piece))
-                    if len(pending) < readers:
-                        continue
-                    table = pending.popleft().result()
-                    yield from table.to_batches(max_chunksize=size)
-                    del table
+                    if len(pending) == readers:
+                        yield from pending.popleft().result().to_batches(max_chunksize=size)
                     continue
                 while pending:  # the row groups before this one, in order
-                    table = pending.popleft().result()
-                    yield from table.to_batches(max_chunksize=size)
-                    del table
-                table = read(piece)
-                yield from table.to_batches(max_chunksize=size)
-                del table
+                    yield from pending.popleft().result().to_batches(max_chunksize=size)
+                yield from read(piece).to_batches(max_chunksize=size)
         while pending:
-            table = pending.popleft().result()
-            yield from table.to_batches(max_chunksize=size)
-            del table
+            yield from pending.popleft().result().to_batches(max_chunksize=size)
     finally:
         for future in pending:
             future.cancel()
