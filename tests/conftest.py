@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): one test worker per CPU this process may run on, at most 8.
+
+    pytest-xdist would ask psutil for physical cores, which some 2-vCPU machines report as 1.
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set.
+    """
+    env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
+    if env.isdigit():
+        return int(env)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
 
 # The known-answer toy of the spine issue: every method flags exactly row 2.
 TOY_PROBS = np.array(
