@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -97,6 +97,19 @@ def for_row_blocks(fn: Callable[[int, int], None], n: int, step: int, *, element
     """
     for _ in thread_map(lambda ab: fn(*ab), row_ranges(n, step), parallel=elements >= MIN_PARALLEL_ELEMENTS):
         pass
+
+
+def beside(fn: Callable[..., R], *args: Any, name: str = "labelqa-beside", **kwargs: Any) -> Future[R]:
+    """Start ``fn(*args, **kwargs)`` now on a thread of its own; its result (or exception) comes from the future.
+
+    For one GIL-releasing job (a sort, random draws) run beside the caller's next steps. The thread ends
+    with the job; the shared pool of :func:`thread_map` stays free for the caller's own maps.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    try:
+        return pool.submit(fn, *args, **kwargs)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one job
 
 
 _DONE = object()

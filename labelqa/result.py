@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ from labelqa.detectors import ensemble
 from labelqa.detectors.base import DetectorResult
 from labelqa.errors import LabelqaError
 from labelqa.jsonable import MATRIX_INLINE_CLASSES, MatrixList, jsonable
+from labelqa.parallel import beside
 from labelqa.report.reasons import reasons_for, scatter_text
 from labelqa.stats.multilabel import set_members
 from labelqa.stats.ranks import rank_rows
@@ -422,9 +423,7 @@ class _Rows:
         if "ranks" not in self._cache:
             flags = np.asarray(self.is_label_issue, dtype=bool)
             quality = self.label_quality
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelqa-rank")
-            self._cache["ranks"] = pool.submit(rank_rows, quality, flags)
-            pool.shutdown(wait=False)  # the thread ends with its one job
+            self._cache["ranks"] = beside(rank_rows, quality, flags, name="labelqa-rank")
         return self._cache["ranks"]
 
     def blocks(self, block_rows: int, ranks: np.ndarray | None = None) -> Iterator[pa.Table]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from labelqa import parallel
-from labelqa.parallel import for_row_blocks, prefetch, row_ranges, thread_map, worker_count
+from labelqa.parallel import beside, for_row_blocks, prefetch, row_ranges, thread_map, worker_count
 
 
 def test_row_ranges_cover_range_exactly():
@@ -151,3 +151,19 @@ def test_prefetch_stops_its_reader_when_the_consumer_stops_early():
                 break
     assert threading.active_count() == before
     assert len(produced) < 30  # bounded read-ahead: the reader stopped instead of reading everything
+
+
+def test_beside_runs_the_job_on_a_thread_of_its_own():
+    caller = threading.get_ident()
+    future = beside(lambda a, b=0: (threading.get_ident(), a + b), 2, b=3)
+    ident, total = future.result(timeout=10)
+    assert total == 5 and ident != caller
+
+
+def test_beside_hands_the_jobs_error_to_the_future():
+    def fail():
+        raise ValueError("boom")
+
+    future = beside(fail)
+    with pytest.raises(ValueError, match="boom"):
+        future.result(timeout=10)

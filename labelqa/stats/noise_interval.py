@@ -40,7 +40,7 @@ import numpy as np
 from labelqa.errors import LabelqaError
 from labelqa.stats.confident import calibrate_confident_joint, noise_rate
 
-__all__ = ["noise_rate_interval", "noise_rate_point", "bootstrap_noise_rates"]
+__all__ = ["bootstrap_noise_rates", "interval_from_replicates", "noise_rate_interval", "noise_rate_point"]
 
 #: Most replicate-by-cell entries drawn in one block (bounds memory for huge K).
 _BLOCK_ELEMENTS = 1 << 22
@@ -165,8 +165,18 @@ def noise_rate_interval(
     if point is None:
         point = noise_rate_point(confident_joint, class_counts)
     reps, smooth = bootstrap_noise_rates(confident_joint, class_counts, n_boot=int(n_boot), seed=seed)
+    return interval_from_replicates(reps, smooth, point, level=level)
+
+
+def interval_from_replicates(replicates: np.ndarray, smooth: float, point: float, *,
+                             level: float = 0.95) -> tuple[float, float]:
+    """:func:`noise_rate_interval` from :func:`bootstrap_noise_rates`' ``(replicates, smooth)`` drawn already.
+
+    The replicates' spread around ``smooth`` is moved to ``point`` and clipped to ``[0, 1]``, so that
+    ``low <= point <= high``.
+    """
     alpha = (1.0 - float(level)) / 2.0
-    lo, hi = linear_quantiles(reps - smooth, [alpha, 1.0 - alpha])
+    lo, hi = linear_quantiles(np.asarray(replicates) - smooth, [alpha, 1.0 - alpha])
     low = min(max(point + float(lo), 0.0), point)
     high = max(min(point + float(hi), 1.0), point)
     return float(low), float(high)
