@@ -29,6 +29,8 @@ from labelqa.detectors.confident import (
 from labelqa.errors import LabelqaError
 from labelqa.jsonable import jsonable
 from labelqa.stats.confident import ROWWISE_ENTROPY_K, SMALL_K
+from labelqa.run.driver import scan_out_of_core
+from tests.test_run_driver import ArrayRunner, multiclass_data, random_bounds
 
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -1235,3 +1237,86 @@ def test_per_class_work_on_threads_or_inline_gives_the_same_flags(filter_by, mon
     assert got["threads"][0].sum() > 0
     np.testing.assert_array_equal(got["threads"][0], got["inline"][0])
     np.testing.assert_array_equal(got["threads"][1], got["inline"][1])
+
+
+# --------------------------------------------------------------------------- every class's margins at once
+def _gathered_vs_per_class(monkeypatch, run):
+    """``run()`` with every class's PBNR margins gathered at once (forced, whatever the shape) and with the
+    per-class work only; returns both results and how often the gathered path ran."""
+    calls = []
+    gather = cl_module._gather_margins
+    with monkeypatch.context() as m:
+        m.setattr(cl_module, "_GATHERED_SLAB_CLASSES", 1)
+        m.setattr(cl_module, "_gathers_cells", lambda probs, n_cells: True)
+        m.setattr(cl_module, "_gather_margins", lambda *a: calls.append(1) or gather(*a))
+        got = run()
+    with monkeypatch.context() as m:
+        m.setattr(cl_module, "_GATHERED_SLAB_CLASSES", 10**9)
+        want = run()
+    return got, want, len(calls)
+
+
+def _assert_same_rows(got: DetectorResult, want: DetectorResult) -> None:
+    np.testing.assert_array_equal(got.issues, want.issues)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    np.testing.assert_array_equal(got.suggested, want.suggested)
+    assert json.dumps(jsonable(got.summary), sort_keys=True) == json.dumps(jsonable(want.summary), sort_keys=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(problem=multiclass_data(), filter_by=st.sampled_from(["prune_by_noise_rate", "both", cl_module.PLUS_METHOD]),
+       frac=st.sampled_from([1.0, 0.5]), min_ex=st.integers(0, 6))
+def test_gathered_margins_flag_like_the_per_class_work_on_tie_heavy_data(monkeypatch, problem, filter_by, frac,
+                                                                          min_ex):
+    data, rng = problem
+    det = ConfidentLearning(filter_by=filter_by, frac_noise=frac, min_examples_per_class=min_ex)
+    got, want, _ = _gathered_vs_per_class(monkeypatch, lambda: det.detect(data))
+    _assert_same_rows(got, want)
+    bounds = random_bounds(data.n_rows, rng)  # out of core: each block gathers its own margins
+
+    def out_of_core():
+        return scan_out_of_core(ArrayRunner(data, bounds), det, source=None, meta=dict(data.meta)).issues_table()
+
+    got_table, want_table, _ = _gathered_vs_per_class(monkeypatch, out_of_core)
+    assert got_table.equals(want_table)
+
+
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", cl_module.PLUS_METHOD])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gathered_margins_flag_like_the_per_class_work_at_many_classes(monkeypatch, filter_by, dtype):
+    # 150 classes, ~5% noise: every class has a few PBNR cells, some settled among the disputed rows, some not
+    data = peaked_noisy_data(5, 12_000, 150, spread=0.3, peak=1.5, noise=0.05, dtype=dtype)
+    det = ConfidentLearning(filter_by=filter_by)
+    got, want, calls = _gathered_vs_per_class(monkeypatch, lambda: det.detect(data))
+    assert calls == 1  # the gathered path ran, once for the block
+    assert want.issues.sum() > 300
+    _assert_same_rows(got, want)
+
+
+def test_gathered_margins_run_unforced_at_many_classes_with_few_cells(monkeypatch):
+    data = peaked_noisy_data(6, 20_000, 400, spread=0.2, peak=2.0, noise=0.03, dtype=np.float32)
+    calls = []
+    gather = cl_module._gather_margins
+    monkeypatch.setattr(cl_module, "_gather_margins", lambda *a: calls.append(1) or gather(*a))
+    got = ConfidentLearning(filter_by="prune_by_noise_rate").detect(data)
+    assert calls == [1]
+    monkeypatch.setattr(cl_module, "_GATHERED_SLAB_CLASSES", 10**9)
+    _assert_same_rows(got, ConfidentLearning(filter_by="prune_by_noise_rate").detect(data))
+
+
+def test_estimates_pickle_while_the_bootstrap_draws():
+    import pickle
+
+    from labelqa.stats.noise_interval import bootstrap_noise_rates
+
+    k = 4
+    joint = np.array([[50, 3, 1, 0], [2, 40, 0, 5], [0, 1, 30, 2], [4, 0, 0, 60]])
+    counts = joint.sum(axis=1) + 3
+    est = cl_module.Estimates(counts, np.full(k, 0.5), joint, np.zeros(k, np.int64), np.zeros(k, np.int64),
+                              np.zeros(k, np.int64))
+    started = est.noise_rate_draws  # a future on a side thread: Dask ships the estimates to its workers
+    shipped = pickle.loads(pickle.dumps(est))
+    reps, smooth = bootstrap_noise_rates(joint, counts)
+    for draws in (started.result(), shipped.noise_rate_draws.result()):
+        np.testing.assert_array_equal(draws[0], reps)
+        assert draws[1] == smooth

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -697,6 +697,12 @@ class Estimates:
         if self.unc_weight is None:
             self.unc_weight = np.zeros(self.class_counts.size, dtype=np.int64)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (Dask ships the rule to its workers) without the side thread's future, drawn again if asked."""
+        state = dict(self.__dict__)
+        state.pop("noise_rate_draws", None)
+        return state
+
     @cached_property
     def noise_rate_draws(self) -> Future[tuple[np.ndarray, float]]:
         """:func:`~labelqa.stats.noise_interval.bootstrap_noise_rates` of the joint (seed 0), drawn on a side
@@ -1283,30 +1289,46 @@ class FlagRule:
             return cells, margins.shape[1], rows, values, np.where(rs.agrees[at], -ids - 1, ids)
 
         rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads below
-        if not self._names_rows:
+        if not self._names_rows or self._gathers_all(rs):
             self._margin_slabs(rs)  # likewise
         classes = self._pbnr_classes()
         for got in thread_map(reduce, classes, parallel=_classes_in_parallel(rs, classes.size)):
             top.add_reduced(*got)
 
-    def _margin_slabs(self, rs: _BlockRows) -> dict[int, np.ndarray]:
+    def _margin_slabs(self, rs: _BlockRows) -> _Slabs:
         """Per class with cells, the ``(J, m)`` array its kept margins are written to, all from one allocation.
 
         The kept margins (8.6 MB at 1M x 10) in one piece of 4 MiB or more, for which numpy asks for
         transparent huge pages: a first call takes a few dozen page faults for them instead of ~2,000.
+        ``filled`` when every class's margins were gathered into them at once (many classes with few cells
+        each: :func:`_gather_margins`); else :meth:`_margins` fills a class's slab when first asked.
         """
-        def build() -> dict[int, np.ndarray]:
+        def build() -> _Slabs:
             _, starts = rs.disagreeing_groups
-            shapes = {int(c): (int(np.count_nonzero(self.cells[c])), int(starts[c + 1] - starts[c]))
-                      for c in self._pbnr_classes()}
-            buffer = np.empty(sum(j * m for j, m in shapes.values()), dtype=rs.probs.dtype)
-            slabs, at = {}, 0
-            for c, (j, m) in shapes.items():
-                slabs[c] = buffer[at:at + j * m].reshape(j, m)
-                at += j * m
-            return slabs
+            classes = self._pbnr_classes()
+            layout = _SlabLayout.of(classes, self.cells[classes] > 0, starts)
+            buffer = np.empty(int(layout.offsets[-1]), dtype=rs.probs.dtype)
+            n_cells = np.diff(np.append(layout.col_starts, layout.cols.size))
+            slabs = {c: buffer[a:b].reshape(j, m) for c, a, b, j, m in zip(
+                classes.tolist(), layout.offsets[:-1].tolist(), layout.offsets[1:].tolist(), n_cells.tolist(),
+                layout.rows_per_class.tolist())}
+            filled = self._gathers_all(rs)
+            if filled:
+                _gather_margins(rs, layout, buffer)
+            return _Slabs(slabs, filled, layout, buffer)
 
         return rs_cache(rs, (self.token, "pbnr margin slabs"), build)
+
+    def _gathers_all(self, rs: _BlockRows) -> bool:
+        """Whether every class's margins are gathered at once (:func:`_gather_margins`): many classes with
+        PBNR cells, each with few of many columns. They are then kept for the block, also when the flags go
+        by position (a share of the block's rows times a few cells)."""
+        def build() -> bool:
+            classes = self._pbnr_classes()
+            most = int(np.count_nonzero(self.cells[classes], axis=1).max(initial=0))
+            return classes.size >= _GATHERED_SLAB_CLASSES and _gathers_cells(rs.probs, most)
+
+        return rs_cache(rs, (self.token, "pbnr margins gathered"), build)
 
     def _margins(self, rs: _BlockRows, c: int) -> np.ndarray:
         """``(J, m)`` margins ``p_ij - p_ic`` of class ``c``'s ``m`` disagreeing rows, for its cells' columns ``j``.
@@ -1321,7 +1343,7 @@ class FlagRule:
             if margins is None:
                 margins = np.empty((cols.size, sub.size), dtype=probs.dtype)
             k = probs.shape[1]
-            if probs.flags.c_contiguous and (cols.size + 1) * _CACHE_LINE <= k * probs.itemsize:
+            if _gathers_cells(probs, cols.size):
                 # few of many columns (K = 1,000: a class's cells are a few dozen): gather just those cells, a
                 # cache line each, instead of copying the rows whole (200k x 1,000: ~0.12 s of CPU -> ~0.01 s)
                 flat = probs.reshape(-1)
@@ -1342,9 +1364,12 @@ class FlagRule:
                 np.subtract(rows[:, j], own, out=margins[i])
             return margins
 
-        if self._names_rows:  # flags by position: the margins are needed in the cuts pass only
+        if self._names_rows and not self._gathers_all(rs):  # flags by position: needed in the cuts pass only
             return build()
-        return rs_cache(rs, (self.token, "pbnr margins", c), lambda: build(self._margin_slabs(rs).get(c)))
+        slabs = self._margin_slabs(rs)
+        if slabs.filled:  # every class's margins gathered at once already
+            return slabs.by_class[c]
+        return rs_cache(rs, (self.token, "pbnr margins", c), lambda: build(slabs.by_class.get(c)))
 
     # ---- flags -----------------------------------------------------------------
     def _pbnr_class(self, rs: _BlockRows, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1402,7 +1427,7 @@ class FlagRule:
                 return _position_mask(self.pbnr_positions, rs.offset, rs.n)
             pbnr = np.zeros(rs.n, dtype=bool)
             rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads
-            if not self._names_rows:
+            if not self._names_rows or self._gathers_all(rs):
                 self._margin_slabs(rs)  # likewise
             if ((self.cells > 0) & ~self.resolved).any():
                 rs.groups  # noqa: B018 - likewise
@@ -1412,11 +1437,37 @@ class FlagRule:
                 return rows, strict | tied if self.allow_ties[c] else strict
 
             classes = self._pbnr_classes()
+            if self._gathers_all(rs):  # the classes whose every cell was settled among the disagreeing rows: at once
+                settled = ~((self.cells[classes] > 0) & ~self.resolved[classes]).any(axis=1)
+                pbnr[self._settled_pbnr_rows(rs, settled)] = True
+                classes = classes[~settled]
             for rows, picked in thread_map(one, classes, parallel=_classes_in_parallel(rs, classes.size)):
                 pbnr[rows] = picked
             return np.greater(pbnr, rs.agrees, out=pbnr)  # pbnr & ~agrees, in place
 
         return rs_cache(rs, (self.token, "pbnr mask"), build)
+
+    def _settled_pbnr_rows(self, rs: _BlockRows, settled: np.ndarray) -> np.ndarray:
+        """Block positions of the rows :meth:`_pbnr_class` picks in the classes of ``settled`` (by slot of the
+        gathered margins): a margin beyond its cell's cut, or at it where the class allows ties. The same
+        tests as per class, over every class's gathered margins at once."""
+        slabs = self._margin_slabs(rs)
+        layout, values = slabs.layout, slabs.buffer
+        rows, _ = rs.disagreeing_groups
+
+        def picked(ab: tuple[int, int]) -> np.ndarray:
+            slot, col, at = layout.positions(*ab)
+            c = layout.classes[slot]
+            cut = self.cell_cut[c, col]
+            part = values[ab[0]:ab[1]]
+            take = np.greater(part, cut)
+            take |= np.equal(part, cut) & self.allow_ties[c]
+            take &= settled[slot]
+            return at[take]
+
+        parts = list(thread_map(picked, row_ranges(values.size, _SLAB_TASK_VALUES),
+                                parallel=values.size >= MIN_PARALLEL_ELEMENTS))
+        return rows[np.concatenate(parts)] if parts else np.zeros(0, dtype=np.int64)
 
     def flags(self, rs: _BlockRows) -> np.ndarray:
         """The rule's flags for the rows of one block."""
@@ -1583,6 +1634,76 @@ def _position_mask(positions: np.ndarray, offset: int, n: int) -> np.ndarray:
     a, b = np.searchsorted(positions, [offset, offset + n])
     mask[positions[a:b] - offset] = True
     return mask
+
+
+def _gathers_cells(probs: np.ndarray, n_cells: int) -> bool:
+    """Whether a class's margins over ``n_cells`` of the columns are gathered cell by cell (a cache line each)
+    rather than copied with the rows whole: few of many columns of a row-major matrix."""
+    return probs.flags.c_contiguous and (n_cells + 1) * _CACHE_LINE <= probs.shape[1] * probs.itemsize
+
+
+#: From this many classes with PBNR cells, the margins of them all are gathered at once
+#: (:func:`_gather_margins`): per class, a gather is a dozen numpy calls on a few dozen rows
+#: (200k x 1,000: ~35 ms of Python for the 1,000 classes, ~5 ms at once).
+_GATHERED_SLAB_CLASSES = 64
+
+
+class _SlabLayout(NamedTuple):
+    """Where the ``(J, m)`` margins of each class with PBNR cells lie in one flat buffer, class after class
+    (:meth:`FlagRule._margin_slabs`): value ``(a, r)`` of class slot ``s`` is the margin of the class's
+    ``a``-th cell column and its ``r``-th disagreeing row."""
+
+    classes: np.ndarray  # (S,) the classes
+    cols: np.ndarray  # each class's cell columns, in order, class after class
+    col_starts: np.ndarray  # (S,) where each class's columns start in ``cols``
+    rows_per_class: np.ndarray  # (S,) m: each class's disagreeing rows
+    row_starts: np.ndarray  # (S,) where they start among the block's disagreeing rows (``disagreeing_groups``)
+    offsets: np.ndarray  # (S + 1,) where each class's values start in the buffer
+
+    @classmethod
+    def of(cls, classes: np.ndarray, cells: np.ndarray, starts: np.ndarray) -> _SlabLayout:
+        """The layout for ``classes`` with cell columns ``cells[s]`` (bool, S x K) and the groups' ``starts``."""
+        n_cells = np.count_nonzero(cells, axis=1)
+        rows_per_class = starts[classes + 1] - starts[classes]
+        return cls(classes, np.nonzero(cells)[1], np.concatenate([[0], np.cumsum(n_cells)])[:-1].astype(np.int64),
+                   rows_per_class, starts[classes], np.concatenate([[0], np.cumsum(n_cells * rows_per_class)]))
+
+    def positions(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(slot, column, row)`` of the buffer's values ``a .. b - 1``: the class slot, the cell's column and
+        the row's index among the block's disagreeing rows."""
+        at = np.arange(a, b, dtype=np.int64)
+        slot = np.searchsorted(self.offsets, at, side="right") - 1
+        cell, row = np.divmod(at - self.offsets[slot], self.rows_per_class[slot])
+        return slot, self.cols[self.col_starts[slot] + cell], self.row_starts[slot] + row
+
+
+class _Slabs(NamedTuple):
+    """:meth:`FlagRule._margin_slabs`: each class's margins array, views of one buffer laid out by ``layout``."""
+
+    by_class: dict[int, np.ndarray]
+    filled: bool  # every class's margins gathered already (_gather_margins)
+    layout: _SlabLayout
+    buffer: np.ndarray
+
+
+#: Values of the margin buffer per task of :func:`_gather_margins` and :meth:`FlagRule._settled_pbnr_rows`.
+_SLAB_TASK_VALUES = 1 << 18
+
+
+def _gather_margins(rs: _BlockRows, layout: _SlabLayout, buffer: np.ndarray) -> None:
+    """Fill ``buffer`` with every class's margins ``p_ij - p_ic`` as laid out by ``layout``: the same values as
+    the per-class gather of :meth:`FlagRule._margins`, in one pass (on threads when large)."""
+    k = rs.probs.shape[1]
+    flat = rs.probs.reshape(-1)
+    rows, _ = rs.disagreeing_groups
+
+    def fill(a: int, b: int) -> None:
+        slot, col, at = layout.positions(a, b)
+        base = rows[at].astype(np.int64) * k
+        np.take(flat, base + col, out=buffer[a:b])
+        buffer[a:b] -= flat.take(base + layout.classes[slot])
+
+    for_row_blocks(fill, buffer.size, _SLAB_TASK_VALUES, elements=buffer.size * 8)
 
 
 def _classes_in_parallel(rs: _BlockRows, n_classes: int) -> bool:
