@@ -1245,14 +1245,31 @@ def _gathered_vs_per_class(monkeypatch, run):
     per-class work only; returns both results and how often the gathered path ran."""
     calls = []
     gather = cl_module._gather_margins
+    finish = cl_module.FlagRule.finish
+
+    def with_tops(seen):
+        def spy(self, stage, acc):  # the PBNR top of each stage as it is finished: counts fed, cuts, kept rows
+            if "pbnr" in acc.tops:
+                top = acc.tops["pbnr"]
+                kept = top.kept() if top.ids else ()
+                order = np.lexsort((kept[2], kept[0])) if top.ids else ()
+                seen.append((stage, top.fed.tolist(), [a.tolist() for a in top.cuts()],
+                             [a[order].tolist() for a in kept]))
+            return finish(self, stage, acc)
+        return spy
+
+    tops_got, tops_want = [], []
     with monkeypatch.context() as m:
         m.setattr(cl_module, "_GATHERED_SLAB_CLASSES", 1)
         m.setattr(cl_module, "_gathers_cells", lambda probs, n_cells: True)
         m.setattr(cl_module, "_gather_margins", lambda *a: calls.append(1) or gather(*a))
+        m.setattr(cl_module.FlagRule, "finish", with_tops(tops_got))
         got = run()
     with monkeypatch.context() as m:
         m.setattr(cl_module, "_GATHERED_SLAB_CLASSES", 10**9)
+        m.setattr(cl_module.FlagRule, "finish", with_tops(tops_want))
         want = run()
+    assert tops_got == tops_want  # the same state, not only the same flags (later passes would mend a wrong cut)
     return got, want, len(calls)
 
 
@@ -1320,3 +1337,52 @@ def test_estimates_pickle_while_the_bootstrap_draws():
     for draws in (started.result(), shipped.noise_rate_draws.result()):
         np.testing.assert_array_equal(draws[0], reps)
         assert draws[1] == smooth
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), largest=st.booleans(), ids=st.booleans(), max_count=st.sampled_from([1, 3, 40]))
+def test_reduce_gathered_feeds_a_top_like_one_reduction_a_class(seed, largest, ids, max_count):
+    from types import SimpleNamespace
+
+    from labelqa.stats.selection import GroupedTop
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 9))
+    classes = np.sort(rng.choice(k, int(rng.integers(1, k + 1)), replace=False))
+    cells = rng.random((classes.size, k)) < 0.5
+    cells[np.arange(classes.size), classes] = False
+    sizes = np.zeros(k, dtype=np.int64)
+    sizes[classes] = rng.integers(0, 20, classes.size)  # disagreeing rows per class: none, one, a few (2^i +- 1)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    rows = rng.permutation(int(starts[-1]) + 5)[: starts[-1]]
+    rs = SimpleNamespace(k=k, disagreeing_groups=(rows, starts), offset=int(rng.integers(0, 1000)),
+                         agrees=rng.random(rows.max(initial=0) + 1) < 0.3)
+    layout = cl_module._SlabLayout.of(classes, cells, starts)
+    values = rng.integers(-3, 4, int(layout.offsets[-1])).astype(np.float32) / 4  # ties everywhere
+    slabs = cl_module._Slabs({}, True, layout, values)
+    counts = rng.integers(-1, max_count + 1, k * k)
+    make = lambda: GroupedTop(counts, largest=largest, dtype=np.float32, ids=ids, ids_dtype=np.int64)  # noqa: E731
+
+    got = make()
+    for args in cl_module._reduce_gathered(got, rs, slabs):
+        got.add_reduced(*args)
+    want = make()
+    n_cells = np.count_nonzero(cells, axis=1)
+    for s, c in enumerate(classes):  # one reduction a class, as FlagRule._feed_margins does without the gather
+        groups = c * k + np.flatnonzero(cells[s])
+        m = int(layout.rows_per_class[s])
+        matrix = values[layout.offsets[s]:layout.offsets[s + 1]].reshape(n_cells[s], m)
+        if not ids:
+            want.add_reduced(groups, m, *want.reduce_rows(groups, matrix))
+            continue
+        got_rows, vals, cols = want.reduce_rows(groups, matrix, columns=True)
+        at = rows[starts[c]:starts[c + 1]][cols]
+        want.add_reduced(groups, m, got_rows, vals, np.where(rs.agrees[at], -(at + rs.offset) - 1, at + rs.offset))
+    assert got.fed.tolist() == want.fed.tolist()
+    for a, b in zip(got.cuts(), want.cuts()):
+        np.testing.assert_array_equal(a, b)
+    if ids:
+        kept_got, kept_want = got.kept(), want.kept()
+        order_got, order_want = np.lexsort(kept_got[::-1]), np.lexsort(kept_want[::-1])
+        for a, b in zip(kept_got, kept_want):
+            np.testing.assert_array_equal(a[order_got], b[order_want])

@@ -1289,7 +1289,11 @@ class FlagRule:
             return cells, margins.shape[1], rows, values, np.where(rs.agrees[at], -ids - 1, ids)
 
         rs.disagreeing_groups  # noqa: B018 - computed here, not raced for by the threads below
-        if not self._names_rows or self._gathers_all(rs):
+        if self._gathers_all(rs):  # every class's margins at once: a few padded reductions instead of one a class
+            for got in _reduce_gathered(top, rs, self._margin_slabs(rs)):
+                top.add_reduced(*got)
+            return
+        if not self._names_rows:
             self._margin_slabs(rs)  # likewise
         classes = self._pbnr_classes()
         for got in thread_map(reduce, classes, parallel=_classes_in_parallel(rs, classes.size)):
@@ -1668,12 +1672,18 @@ class _SlabLayout(NamedTuple):
         return cls(classes, np.nonzero(cells)[1], np.concatenate([[0], np.cumsum(n_cells)])[:-1].astype(np.int64),
                    rows_per_class, starts[classes], np.concatenate([[0], np.cumsum(n_cells * rows_per_class)]))
 
-    def positions(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(slot, column, row)`` of the buffer's values ``a .. b - 1``: the class slot, the cell's column and
-        the row's index among the block's disagreeing rows."""
+    def places(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(slot, cell, row)`` of the buffer's values ``a .. b - 1``: the class slot, and the value's place
+        ``(cell, row)`` in that class's ``(J, m)`` slab."""
         at = np.arange(a, b, dtype=np.int64)
         slot = np.searchsorted(self.offsets, at, side="right") - 1
         cell, row = np.divmod(at - self.offsets[slot], self.rows_per_class[slot])
+        return slot, cell, row
+
+    def positions(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(slot, column, row)`` of the buffer's values ``a .. b - 1``: the class slot, the cell's column and
+        the row's index among the block's disagreeing rows."""
+        slot, cell, row = self.places(a, b)
         return slot, self.cols[self.col_starts[slot] + cell], self.row_starts[slot] + row
 
 
@@ -1704,6 +1714,45 @@ def _gather_margins(rs: _BlockRows, layout: _SlabLayout, buffer: np.ndarray) -> 
         buffer[a:b] -= flat.take(base + layout.classes[slot])
 
     for_row_blocks(fill, buffer.size, _SLAB_TASK_VALUES, elements=buffer.size * 8)
+
+
+def _reduce_gathered(top: GroupedTop, rs: _BlockRows, slabs: _Slabs) -> Iterator[tuple[Any, ...]]:
+    """:meth:`GroupedTop.reduce_rows` of every class's cells (the rows of its slab), as ``add_reduced``
+    arguments, from one call per bucket of classes whose row counts ``m`` share a power of two.
+
+    A bucket's slabs are stacked into one matrix as wide as its largest ``m``, shorter rows padded with
+    values that are never selected before a real one (-inf when the top keeps the largest); a cut that
+    falls on padding keeps the whole row. What the padding lets through is dropped by its column; each
+    group is fed its own ``m``. The same values, ids and counts as one call a class.
+    """
+    layout, buffer = slabs.layout, slabs.buffer
+    k = rs.k
+    rows_all, _ = rs.disagreeing_groups
+    n_cells = np.diff(np.append(layout.col_starts, layout.cols.size))
+    m = layout.rows_per_class
+    pad = -np.inf if top.largest else np.inf
+    slot, cell, row = layout.places(0, buffer.size)
+    bucket = np.ceil(np.log2(np.maximum(m, 1))).astype(np.int64)  # classes of 1, 2, 3-4, 5-8, ... rows
+    for b in np.unique(bucket[(m > 0) & (n_cells > 0)]):
+        slots = np.flatnonzero((bucket == b) & (m > 0) & (n_cells > 0))
+        first = np.zeros(layout.classes.size, dtype=np.int64)  # each slot's first row in the stacked matrix
+        first[slots] = np.concatenate([[0], np.cumsum(n_cells[slots])])[:-1]
+        width = int(m[slots].max())
+        stacked = np.full((int(n_cells[slots].sum()), width), pad, dtype=buffer.dtype)
+        mine = np.isin(slot, slots) if slots.size < layout.classes.size else slice(None)
+        stacked[first[slot[mine]] + cell[mine], row[mine]] = buffer[mine]
+        owner = np.repeat(slots, n_cells[slots])  # the slot of each stacked row
+        groups = layout.classes[owner] * k + layout.cols[layout.col_starts[owner] + (
+            np.arange(owner.size) - first[owner])]
+        got_rows, values, cols = top.reduce_rows(groups, stacked, columns=True)
+        real = cols < m[owner[got_rows]]
+        got_rows, values, cols = got_rows[real], values[real], cols[real]
+        if not top.ids:
+            yield groups, m[owner], got_rows, values
+            continue
+        at = rows_all[layout.row_starts[owner[got_rows]] + cols]
+        ids = at + rs.offset
+        yield groups, m[owner], got_rows, values, np.where(rs.agrees[at], -ids - 1, ids)
 
 
 def _classes_in_parallel(rs: _BlockRows, n_classes: int) -> bool:

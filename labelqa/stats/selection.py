@@ -457,10 +457,11 @@ class GroupedTop:
             values = np.concatenate([values, cut[more]])
         return rows, values
 
-    def add_reduced(self, groups: np.ndarray, m: int, rows: np.ndarray, values: np.ndarray,
+    def add_reduced(self, groups: np.ndarray, m: int | np.ndarray, rows: np.ndarray, values: np.ndarray,
                     ids: np.ndarray | None = None) -> GroupedTop:
-        """Fold in what :meth:`reduce_rows` returned for ``groups`` and ``m`` values per row (``ids``: one per value)."""
-        if m == 0 or len(groups) == 0:
+        """Fold in what :meth:`reduce_rows` returned for ``groups`` and ``m`` values per row (or ``m[i]`` in
+        row ``i``; ``ids``: one per value)."""
+        if len(groups) == 0 or not np.any(m):
             return self
         groups = np.asarray(groups, dtype=np.int64)
         np.add.at(self.fed, groups, m)  # a group may own several rows
