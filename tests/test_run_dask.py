@@ -8,6 +8,9 @@ engine; errors name rows by their global index.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +102,13 @@ def test_local_cluster_when_no_scheduler(tmp_path):
     given_, _t, probs, _ = noisy_dataset(n=1500, k=3, noise=0.1, seed=6)
     path = write_parquet(tmp_path / "small.parquet", given_, probs)
     report(path, tmp_path / "mem", "memory")
-    report(path, tmp_path / "dask", "dask", batch_size=400)  # starts its own loopback cluster; `with` closes it
+    with socket.socket() as dashboard, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.suppress(OSError):  # dask's dashboard port taken (e.g. a notebook's cluster): no warning
+            dashboard.bind(("127.0.0.1", 8787))
+            dashboard.listen()
+        report(path, tmp_path / "dask", "dask", batch_size=400)  # starts its own loopback cluster; `with` closes it
+    assert not [w for w in caught if "8787" in str(w.message)]
     assert_same_report(tmp_path / "mem", tmp_path / "dask", "dask")
 
 

@@ -15,7 +15,9 @@ writes the report from the pieces sent back. The data must be readable under
 the same path on the client and every worker.
 
 Without ``scheduler`` a loopback ``distributed.LocalCluster`` (2 workers, 1
-thread each, no dashboard) is started and closed by :meth:`DaskRunner.close`.
+thread each; its scheduler's web server on a free port, so a dashboard already
+on 8787, e.g. a notebook's cluster, costs no warning) is started and closed by
+:meth:`DaskRunner.close`.
 Needs the optional extra ``labelqa[dask]`` (``distributed``).
 """
 
@@ -181,7 +183,7 @@ class DaskRunner:
                 quiet_resource_tracker()
                 # the workers' own log lines ("Compute Failed" and a traceback) would precede labelqa's error line
                 cluster = self._stack.enter_context(distributed.LocalCluster(
-                    n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                    n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
                     silence_logs=logging.CRITICAL))
                 client = self._stack.enter_context(distributed.Client(cluster))
         self.client = client
