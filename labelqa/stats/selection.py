@@ -521,18 +521,22 @@ class GroupedTop:
             ids = ids[order] if ids is not None else None
             del order
         starts, present = _runs(g)  # each present group's run (O(values), not O(groups): K = 1,000 has 1M cells)
-        ends = np.append(starts[1:], g.size)
-        over = np.flatnonzero(ends - starts > np.maximum(self.counts[present], 0))  # a count < 0 selects none
+        sizes = np.diff(starts, append=g.size)
+        over = np.flatnonzero(sizes > np.maximum(self.counts[present], 0))  # a count < 0 selects none
         if over.size:
             keep = np.ones(g.size, dtype=bool)
             for r in over:
-                a, b = starts[r], ends[r]
+                a, b = starts[r], starts[r] + sizes[r]
                 seg = key[a:b]
                 c = int(self.counts[present[r]])
                 keep[a:b] = seg <= np.partition(seg, c - 1)[c - 1]
+                sizes[r] = np.count_nonzero(keep[a:b])  # c or more, but none when the c-th key is NaN
             g, key = g[keep], key[keep]
             ids = ids[keep] if ids is not None else None
-        self._tighten(g, key)
+            held = sizes > 0
+            sizes, present = sizes[held], present[held]
+            starts = np.concatenate([[0], np.cumsum(sizes[:-1])]).astype(np.intp)
+        self._tighten(key, starts, sizes, present)
         v = -key if self.largest else key
         self._g, self._v, self._pending = [g], [v], g.size
         self._i = [ids] if ids is not None else []
@@ -540,13 +544,12 @@ class GroupedTop:
         self._compacted = True
         return g, key
 
-    def _tighten(self, g: np.ndarray, key: np.ndarray) -> None:
-        """Bound each group holding at least its count by its current cut key (see ``_bound``); ``g`` grouped."""
-        starts, held = _runs(g)
+    def _tighten(self, key: np.ndarray, starts: np.ndarray, sizes: np.ndarray, held: np.ndarray) -> None:
+        """Bound each group holding at least its count by its current cut key (see ``_bound``): the keys are
+        grouped, group ``held[r]``'s run of ``sizes[r]`` keys starting at ``starts[r]``."""
         if held.size == 0:
             return
-        sizes = np.diff(starts, append=g.size)
-        largest_key = np.maximum.reduceat(key, starts)  # held groups are consecutive runs of g
+        largest_key = np.maximum.reduceat(key, starts)  # held groups are consecutive runs of the keys
         is_full = (self.counts[held] > 0) & (sizes >= self.counts[held])
         full, cut = held[is_full], largest_key[is_full]  # a full group keeps no key past its cut
         if full.size == 0:
