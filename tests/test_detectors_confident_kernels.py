@@ -127,19 +127,25 @@ def test_agreement_masks_equal_the_float64_formula(n, seed, dtype, with_nan):
 
 
 @SETTINGS
-@given(st.integers(1, 12), st.integers(0, 400), st.integers(0, 2**31), st.sampled_from([np.int32, np.int64]))
-def test_named_rows_equal_unique_with_first_index(k, n, seed, dtype):
+@given(st.integers(1, 12), st.integers(0, 400), st.integers(0, 2**31), st.sampled_from([np.int32, np.int64]),
+       st.sampled_from([1, 200]), st.sampled_from([0, 32]))
+def test_named_rows_equal_unique_with_first_index(k, n, seed, dtype, spread, dense_share):
     """Distinct non-negative ids (repeats across a class's cells; negative ids: rows that agree) and their class,
-    as np.unique(return_index=True) then the first cell of each id gives them."""
+    as np.unique(return_index=True) then the first cell of each id gives them; marked in a mask when dense,
+    else sorted (``dense_share`` 0: always sorted; ``spread``: ids far apart)."""
     from labelqa.detectors import confident as cl_module
 
     rng = np.random.default_rng(seed)
-    rows = rng.integers(0, max(1, n // 2) + 1, n)
+    rows = rng.integers(0, max(1, n // 2) + 1, n) * spread
     row_class = rng.integers(0, k, rows.max(initial=0) + 1)  # each row's given class
     cells = row_class[rows] * k + rng.integers(0, k, n)
     agree = rng.random(rows.max(initial=0) + 1) < 0.2  # a row that agrees has the id -row - 1 in every cell
     ids = np.where(agree[rows], -rows - 1, rows).astype(dtype)
-    positions, classes = cl_module._named_rows(cells, ids, k)
+    old, cl_module._DENSE_SHARE = cl_module._DENSE_SHARE, dense_share
+    try:
+        positions, classes = cl_module._named_rows(cells, ids, k)
+    finally:
+        cl_module._DENSE_SHARE = old
     uniq, first = np.unique(ids, return_index=True)
     named = uniq >= 0
     assert positions.dtype == ids.dtype
@@ -253,3 +259,16 @@ def test_dispute_weight_values_equal_the_masked_formula(n, seed, dtype, scale, z
     got = dispute_weight_values(s, m, scale)
     assert got.dtype == np.float64 and np.array_equal(got, want, equal_nan=True)
     assert np.array_equal(dispute_weights(s, m, scale), want.astype(np.int64)) or np.isnan(want).any()
+
+
+@SETTINGS
+@given(st.integers(0, 500), st.integers(1, 100), st.integers(0, 2**31), st.sampled_from([np.int32, np.int64]))
+def test_sorted_positions_equal_numpys_sort(n, spread, seed, dtype):
+    """Distinct positions sorted: by a mask when dense, by np.sort when sparse; the same array either way."""
+    from labelqa.detectors import confident as cl_module
+
+    rng = np.random.default_rng(seed)
+    positions = rng.permutation(n * spread)[:n].astype(dtype)
+    got = cl_module._sorted_positions(positions)
+    assert got.dtype == positions.dtype and np.array_equal(got, np.sort(positions))
+    assert cl_module._dense(n, n * spread) == (0 < n * spread <= cl_module._DENSE_SHARE * n)

@@ -9,6 +9,8 @@ batching of the values and the order in which partials merge.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -225,23 +227,37 @@ def test_grouped_top_update_in_batches(data, largest, cuts, peek):
     assert_cuts_equal(top, counts, groups, values, largest)
 
 
+@contextlib.contextmanager
+def compaction_chunks(values: int | None):
+    """Compactions of more than ``values`` values work through ranges of groups (None: the shipped limit)."""
+    import labelqa.stats.selection as sel
+
+    old = sel._COMPACT_CHUNK_VALUES
+    sel._COMPACT_CHUNK_VALUES = old if values is None else values
+    try:
+        yield
+    finally:
+        sel._COMPACT_CHUNK_VALUES = old
+
+
 @SETTINGS
 @given(data=grouped_values(), largest=st.booleans(), cuts=st.lists(st.integers(0, 70), max_size=6),
-       order=st.randoms(use_true_random=False), peek=st.booleans())
-def test_grouped_top_merge_in_any_order(data, largest, cuts, order, peek):
+       order=st.randoms(use_true_random=False), peek=st.booleans(), chunk=st.sampled_from([None, 1, 5]))
+def test_grouped_top_merge_in_any_order(data, largest, cuts, order, peek, chunk):
     counts, groups, values, dtype = data
     template = GroupedTop(counts, largest=largest, dtype=dtype)
     parts = []
-    for a, b in split_points(values.size, cuts):
-        part = template.empty().update(groups[a:b], values[a:b])
-        if peek:
-            part.cuts()
-        parts.append(part)
-    parts = parts or [template.empty()]
-    perm = list(range(len(parts)))
-    order.shuffle(perm)
-    merged = merge_in_order(parts, perm)
-    assert_cuts_equal(merged, counts, groups, values, largest)
+    with compaction_chunks(chunk):
+        for a, b in split_points(values.size, cuts):
+            part = template.empty().update(groups[a:b], values[a:b])
+            if peek:
+                part.cuts()
+            parts.append(part)
+        parts = parts or [template.empty()]
+        perm = list(range(len(parts)))
+        order.shuffle(perm)
+        merged = merge_in_order(parts, perm)
+        assert_cuts_equal(merged, counts, groups, values, largest)
 
 
 @st.composite
@@ -302,8 +318,9 @@ def ref_kept(counts, groups, values, largest) -> list[set]:
 
 @SETTINGS
 @given(data=row_matrices(), largest=st.booleans(), cuts=st.lists(st.integers(0, 8), max_size=3),
-       order=st.randoms(use_true_random=False), min_rows=st.sampled_from([1, 4096]), peek=st.booleans())
-def test_grouped_top_ids_name_the_values_at_or_beyond_each_cut(data, largest, cuts, order, min_rows, peek):
+       order=st.randoms(use_true_random=False), min_rows=st.sampled_from([1, 4096]), peek=st.booleans(),
+       chunk=st.sampled_from([None, 1, 5]))
+def test_grouped_top_ids_name_the_values_at_or_beyond_each_cut(data, largest, cuts, order, min_rows, peek, chunk):
     """Ids fed beside the values (reduced rows with their columns, merged in any order) name exactly the kept values."""
     import labelqa.stats.selection as sel
 
@@ -314,6 +331,8 @@ def test_grouped_top_ids_name_the_values_at_or_beyond_each_cut(data, largest, cu
     parts = []
     old = sel.PREFILTER_MIN_ROWS
     sel.PREFILTER_MIN_ROWS = min_rows
+    chunks = compaction_chunks(chunk)
+    chunks.__enter__()
     try:
         for a, b in split_points(rows.size, cuts):
             part = template.empty()
@@ -325,13 +344,14 @@ def test_grouped_top_ids_name_the_values_at_or_beyond_each_cut(data, largest, cu
             if peek:
                 part.cuts()
             parts.append(part)
+        parts = parts or [template.empty()]
+        perm = list(range(len(parts)))
+        order.shuffle(perm)
+        top = merge_in_order(parts, perm)
+        groups, values, got_ids = top.kept()  # compacts, in ranges of groups when ``chunk`` is set
     finally:
         sel.PREFILTER_MIN_ROWS = old
-    parts = parts or [template.empty()]
-    perm = list(range(len(parts)))
-    order.shuffle(perm)
-    top = merge_in_order(parts, perm)
-    groups, values, got_ids = top.kept()
+        chunks.__exit__(None, None, None)
     flat_groups, flat_values = np.repeat(rows, m), matrix.ravel()
     want = ref_kept(counts, flat_groups, flat_values, largest)
     for g in range(counts.size):
@@ -578,3 +598,29 @@ def test_grouped_top_small_dtype_groups_equal_int64_groups(n_groups, n, seed, la
         assert np.array_equal(x, y)
     for x, y in zip(a.kept(), b.kept()):
         assert np.array_equal(np.sort(x), np.sort(y))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n_groups=st.integers(2, 40), largest=st.booleans(), ids=st.booleans(),
+       chunk=st.sampled_from([1, 7, 64]))
+def test_grouped_top_compacts_in_ranges_of_groups_to_the_same_state(seed, n_groups, largest, ids, chunk):
+    """Compactions in ranges of groups keep the same values, ids, order and bounds as one compaction of all."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(-1, 12, n_groups)
+    tops = [GroupedTop(counts, largest=largest, dtype=np.float32, ids=ids) for _ in range(2)]
+    for step in range(4):  # feed, compact, feed more (the bounds of the last compaction drop values)
+        n = int(rng.integers(0, 300))
+        groups = rng.integers(0, n_groups, n)
+        values = (rng.integers(-20, 20, n) / 4).astype(np.float32)  # ties everywhere
+        named = rng.permutation(10_000)[:n] if ids else None
+        for top, limit in zip(tops, [None, chunk]):
+            with compaction_chunks(limit):
+                top.update(groups, values, named)
+                top._compact()
+        whole, ranged = tops
+        assert np.array_equal(whole._g[0], ranged._g[0]) and np.array_equal(whole._v[0], ranged._v[0])
+        if ids:
+            assert np.array_equal(whole._i[0], ranged._i[0])
+        assert (whole._bound is None) == (ranged._bound is None)
+        if whole._bound is not None:
+            assert np.array_equal(whole._bound, ranged._bound)

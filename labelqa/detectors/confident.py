@@ -1161,7 +1161,7 @@ class FlagRule:
         cut = np.partition(values, self.plus_extra - 1)[self.plus_extra - 1]
         picked = values <= cut
         self.plus_cut = Cut("ties", cut, False, int(np.count_nonzero(picked)))  # what Pick.cut gives
-        self.flag_positions = np.sort(np.concatenate([positions, ids[picked]]))  # disjoint: no duplicates
+        self.flag_positions = _sorted_positions(np.concatenate([positions, ids[picked]]))  # disjoint: no repeats
         self.plus_settled = True
 
     def _need_count(self) -> np.ndarray:
@@ -1523,6 +1523,12 @@ def _named_rows(cells: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray,
     and the first cell of each id, without the stable argsort (135k ids at 1M x 10: 5.8 -> ~2 ms).
     """
     named = ids >= 0  # not the rows that agree with their label within the tolerance
+    span = int(ids.max(initial=-1)) + 1
+    if _dense(int(np.count_nonzero(named)), span):  # a code a position, no sort: rows sit in one class each
+        codes = np.full(span, -1, dtype=np.int16 if k < 2**15 else np.int64)
+        codes[ids[named]] = np.asarray(cells)[named] // k
+        positions = np.flatnonzero(codes >= 0)
+        return positions.astype(ids.dtype, copy=False), codes[positions].astype(np.int64)
     key = ids[named].astype(np.int64)
     key *= k
     key += np.asarray(cells)[named] // k
@@ -1534,6 +1540,27 @@ def _named_rows(cells: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray,
         key = key[fresh]
     positions, classes = np.divmod(key, k)
     return positions.astype(ids.dtype, copy=False), classes
+
+
+#: Positions at least 1 in this many of their range: a byte (or code) per position of the range, then one
+#: pass, costs less than sorting them (numpy sorts 64-bit words without SIMD on our VM: ~50 ms a million).
+_DENSE_SHARE = 32
+
+
+def _dense(count: int, span: int) -> bool:
+    """Whether ``count`` distinct positions in ``range(span)`` are dense enough to mark rather than sort."""
+    return 0 < span <= _DENSE_SHARE * count
+
+
+def _sorted_positions(positions: np.ndarray) -> np.ndarray:
+    """``np.sort(positions)`` of distinct non-negative positions (in their dtype): marked in a mask when dense
+    (4M rows streamed, 0.5M flagged: ~20 -> ~3 ms)."""
+    span = int(positions.max(initial=-1)) + 1
+    if not _dense(positions.size, span):
+        return np.sort(positions)
+    marked = np.zeros(span, dtype=bool)
+    marked[positions] = True
+    return np.flatnonzero(marked).astype(positions.dtype, copy=False)
 
 
 def _in_sorted(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
