@@ -11,10 +11,11 @@ interleaved, best of ``--repeat``:
    summary.md, report.html; issues.csv only with ``--csv``). Multi-label cleanlab runs
    with ``n_jobs=1`` (its pool of 2 is slower on this machine and far
    bigger).
-2. **stream vs memory**: ``labelqa.scan(engine=...)`` + ``write_report``
-   (report.html included) at 4M x 10 (``--large``: also 16M x 10): wall
-   time, CPU time (user + system: above wall = both cores busy), peak RSS
-   of the process, seconds per million rows, and stream / memory.
+2. **stream vs memory**: ``labelqa scan FILE --engine memory|stream --out
+   DIR -q`` (every default report file, report.html included) at 1M and 4M
+   x 10 (``--large``: also 16M x 10): wall time, CPU time (user + system:
+   above wall = both cores busy), peak RSS of the process, seconds per
+   million rows, and stream / memory.
 
 The machine is shared: the load average (``/proc/loadavg``) is printed
 before and after each table, and each row says the load while it ran.
@@ -111,14 +112,6 @@ def cleanlab_child(path: str, out: str, task: str) -> None:
     print(json.dumps({"flagged": int(np.count_nonzero(flags))}))
 
 
-def stream_child(path: str, out: str, engine: str) -> None:
-    import labelqa
-
-    with labelqa.scan(path, engine=engine) as result:
-        labelqa.write_report(result, out)  # every default report file, report.html included
-        print(json.dumps({"flagged": result.n_issues}))
-
-
 # --------------------------------------------------------------------------- measuring
 def compile_packages() -> None:
     """Byte-compile labelqa once before timing, so the first timed process does not pay for writing .pyc files."""
@@ -181,6 +174,11 @@ def stream_vs_memory(case: str, repeat: int) -> list[dict]:
     from bench_stream import generate  # noqa: PLC0415
 
     path = generate(n, k)
+    from bench_confident import labelqa_exe  # noqa: PLC0415
+
+    exe = labelqa_exe()
+    if exe is None:
+        raise SystemExit("the labelqa command is not installed in this environment (pip install -e .)")
     out = DATA / "e2e-stream-out"
     runs: dict[str, list[dict]] = {"memory": [], "stream": []}
     engines = ["memory", "stream"] if n <= 4_000_000 else ["stream"]
@@ -188,7 +186,7 @@ def stream_vs_memory(case: str, repeat: int) -> list[dict]:
     for _ in range(repeat):
         for engine in engines:
             shutil.rmtree(out, ignore_errors=True)
-            runs[engine].append(measured([sys.executable, __file__, "--child", "stream", str(path), str(out), engine]))
+            runs[engine].append(measured([exe, "scan", str(path), "--engine", engine, "--out", str(out), "-q"]))
         loads.append(load())
     shutil.rmtree(out, ignore_errors=True)
     rows = []
@@ -211,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        kind, *rest = args.child
-        (cleanlab_child if kind == "cleanlab" else stream_child)(*rest)
+        _kind, *rest = args.child  # "cleanlab"
+        cleanlab_child(*rest)
         return 0
     compile_packages()
     sizes = QUICK if args.quick else {"multiclass": MULTICLASS, "multilabel": MULTILABEL,
