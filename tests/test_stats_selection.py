@@ -253,11 +253,16 @@ def test_grouped_top_merge_in_any_order(data, largest, cuts, order, peek, chunk)
             if peek:
                 part.cuts()
             parts.append(part)
-        parts = parts or [template.empty()]
-        perm = list(range(len(parts)))
-        order.shuffle(perm)
-        merged = merge_in_order(parts, perm)
+        merged = shuffled_merge(parts, template, order)
         assert_cuts_equal(merged, counts, groups, values, largest)
+
+
+def shuffled_merge(parts: list[GroupedTop], template: GroupedTop, order) -> GroupedTop:
+    """The parts (one empty part if none) merged in the order ``order`` shuffles them into."""
+    parts = parts or [template.empty()]
+    perm = list(range(len(parts)))
+    order.shuffle(perm)
+    return merge_in_order(parts, perm)
 
 
 @st.composite
@@ -331,27 +336,23 @@ def test_grouped_top_ids_name_the_values_at_or_beyond_each_cut(data, largest, cu
     parts = []
     old = sel.PREFILTER_MIN_ROWS
     sel.PREFILTER_MIN_ROWS = min_rows
-    chunks = compaction_chunks(chunk)
-    chunks.__enter__()
     try:
-        for a, b in split_points(rows.size, cuts):
-            part = template.empty()
-            r, values, cols = template.reduce_rows(rows[a:b], matrix[a:b], columns=True)
-            plain = template.reduce_rows(rows[a:b], matrix[a:b])
-            assert sorted(zip(r.tolist(), values.tolist())) == sorted(zip(plain[0].tolist(), plain[1].tolist()))
-            assert np.array_equal(matrix[a:b][r, cols], values)
-            part.add_reduced(rows[a:b], m, r, values, ids[a:b][r, cols])
-            if peek:
-                part.cuts()
-            parts.append(part)
-        parts = parts or [template.empty()]
-        perm = list(range(len(parts)))
-        order.shuffle(perm)
-        top = merge_in_order(parts, perm)
-        groups, values, got_ids = top.kept()  # compacts, in ranges of groups when ``chunk`` is set
+        with compaction_chunks(chunk):
+            for a, b in split_points(rows.size, cuts):
+                part = template.empty()
+                r, values, cols = template.reduce_rows(rows[a:b], matrix[a:b], columns=True)
+                plain = template.reduce_rows(rows[a:b], matrix[a:b])
+                assert sorted(zip(r.tolist(), values.tolist())) == sorted(zip(plain[0].tolist(),
+                                                                               plain[1].tolist()))
+                assert np.array_equal(matrix[a:b][r, cols], values)
+                part.add_reduced(rows[a:b], m, r, values, ids[a:b][r, cols])
+                if peek:
+                    part.cuts()
+                parts.append(part)
+            top = shuffled_merge(parts, template, order)
+            groups, values, got_ids = top.kept()  # compacts, in ranges of groups when ``chunk`` is set
     finally:
         sel.PREFILTER_MIN_ROWS = old
-        chunks.__exit__(None, None, None)
     flat_groups, flat_values = np.repeat(rows, m), matrix.ravel()
     want = ref_kept(counts, flat_groups, flat_values, largest)
     for g in range(counts.size):
