@@ -1313,10 +1313,9 @@ class FlagRule:
             classes = self._pbnr_classes()
             layout = _SlabLayout.of(classes, self.cells[classes] > 0, starts)
             buffer = np.empty(int(layout.offsets[-1]), dtype=rs.probs.dtype)
-            n_cells = np.diff(np.append(layout.col_starts, layout.cols.size))
             slabs = {c: buffer[a:b].reshape(j, m) for c, a, b, j, m in zip(
-                classes.tolist(), layout.offsets[:-1].tolist(), layout.offsets[1:].tolist(), n_cells.tolist(),
-                layout.rows_per_class.tolist())}
+                classes.tolist(), layout.offsets[:-1].tolist(), layout.offsets[1:].tolist(),
+                layout.n_cells.tolist(), layout.rows_per_class.tolist())}
             filled = self._gathers_all(rs)
             if filled:
                 _gather_margins(rs, layout, buffer)
@@ -1687,6 +1686,7 @@ class _SlabLayout(NamedTuple):
 
     classes: np.ndarray  # (S,) the classes
     cols: np.ndarray  # each class's cell columns, in order, class after class
+    n_cells: np.ndarray  # (S,) J: how many columns each class has
     col_starts: np.ndarray  # (S,) where each class's columns start in ``cols``
     rows_per_class: np.ndarray  # (S,) m: each class's disagreeing rows
     row_starts: np.ndarray  # (S,) where they start among the block's disagreeing rows (``disagreeing_groups``)
@@ -1697,8 +1697,9 @@ class _SlabLayout(NamedTuple):
         """The layout for ``classes`` with cell columns ``cells[s]`` (bool, S x K) and the groups' ``starts``."""
         n_cells = np.count_nonzero(cells, axis=1)
         rows_per_class = starts[classes + 1] - starts[classes]
-        return cls(classes, np.nonzero(cells)[1], np.concatenate([[0], np.cumsum(n_cells)])[:-1].astype(np.int64),
-                   rows_per_class, starts[classes], np.concatenate([[0], np.cumsum(n_cells * rows_per_class)]))
+        return cls(classes, np.nonzero(cells)[1], n_cells,
+                   np.concatenate([[0], np.cumsum(n_cells)])[:-1].astype(np.int64), rows_per_class,
+                   starts[classes], np.concatenate([[0], np.cumsum(n_cells * rows_per_class)]))
 
     def places(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(slot, cell, row)`` of the buffer's values ``a .. b - 1``: the class slot, and the value's place
@@ -1757,8 +1758,7 @@ def _reduce_gathered(top: GroupedTop, rs: _BlockRows, slabs: _Slabs) -> Iterator
     layout, buffer = slabs.layout, slabs.buffer
     k = rs.k
     rows_all, _ = rs.disagreeing_groups
-    n_cells = np.diff(np.append(layout.col_starts, layout.cols.size))
-    m = layout.rows_per_class
+    n_cells, m = layout.n_cells, layout.rows_per_class
     pad = -np.inf if top.largest else np.inf
     slot, cell, row = layout.places(0, buffer.size)
     bucket = np.ceil(np.log2(np.maximum(m, 1))).astype(np.int64)  # classes of 1, 2, 3-4, 5-8, ... rows
