@@ -165,3 +165,27 @@ def test_console_script_exit_codes_and_complete_output(noisy_parquet, tmp_path):
     proc = subprocess.run([*cmd, "--top", "-1"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stdout == ""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+                    reason="glibc only")
+def test_trim_heap_hands_kept_free_pages_back():
+    """Freed heap blocks that trick 5 keeps stay resident until trim_heap returns their pages."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    code = (
+        "import numpy as np\n"
+        "from labelqa.runtime import keep_freed_memory, trim_heap\n"
+        "def rss():\n"
+        "    return int(open('/proc/self/statm').read().split()[1]) * 4096 >> 20\n"
+        "assert keep_freed_memory()\n"
+        "blocks = [np.ones(1 << 17) for _ in range(200)]  # 200 MB of 1 MB heap blocks\n"
+        "keep = np.ones(1)  # a live block above them: the heap's top cannot shrink\n"
+        "del blocks\n"
+        "kept = rss()\n"
+        "trim_heap()\n"
+        "print(kept, rss())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, check=True)
+    kept, trimmed = map(int, proc.stdout.split())
+    assert kept - trimmed > 150, (kept, trimmed)

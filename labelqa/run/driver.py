@@ -38,6 +38,7 @@ from labelqa.detectors.base import (
 )
 from labelqa.errors import LabelqaError
 from labelqa.result import DetectorOutcome, RowTotals, ScanResult, build_issues_table
+from labelqa.runtime import trim_heap
 from labelqa.stats.score_counts import ScoreCounts
 from labelqa.stats.ranks import RankIndex
 
@@ -307,8 +308,6 @@ def scan_out_of_core(runner: Runner, detectors: Detector | Sequence[Detector], *
     tallies: dict[str, dict[str, Any]] = {name: {} for name in names}
     if named is not None:  # one detector whose last pass gathered its rows: no pass to rank them
         say("ranks and totals from the last pass")
-        from labelqa.run.stream import trim_heap  # (not imported with the in-memory driver: pyarrow.dataset)
-
         trim_heap()  # the selections' freed values, before the index sorts every row's score
         index = named.index
         totals, own[names[0]] = _named_totals(named, info.n_classes), _named_totals(named, info.n_classes)

@@ -52,7 +52,7 @@ import numpy as np
 from labelqa.detectors.base import Block, DatasetInfo, Step
 from labelqa.data.source import Batch, Source
 from labelqa.parallel import prefetch, run_nested_maps_inline, worker_count
-from labelqa.runtime import set_malloc_thresholds
+from labelqa.runtime import set_malloc_thresholds, trim_heap
 
 __all__ = ["DEFAULT_BATCH_SIZE", "KEEP_BYTES", "KeptBatch", "SharedBatches", "StreamRunner", "info_of"]
 
@@ -101,7 +101,6 @@ def release_arrow_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
-_malloc_trim: Any = None
 #: A pass hands the heap's free pages back every this many batches (each trim makes the next allocations
 #: fault their pages in again: after every batch that cost ~0.5 s of CPU at 4M x 10).
 TRIM_EVERY = 4
@@ -138,26 +137,6 @@ def reused_heap(reuse: bool = True) -> Iterator[None]:
     finally:
         set_malloc_thresholds(MMAP_THRESHOLD, MMAP_THRESHOLD)
         trim_heap()
-
-
-def trim_heap() -> None:
-    """Hand glibc's free heap pages back to the system (``malloc_trim(0)``; nothing off glibc).
-
-    Batch-sized arrays are mapped on their own (:func:`bound_freed_memory`), but the many smaller ones a
-    batch leaves (a selection's candidates, a rank index's parts) are freed into the heap, whose free
-    pages between live blocks glibc keeps: at 16M x 10 that held ~100 MB more at the peak.
-    """
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL(None).malloc_trim
-            _malloc_trim.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
 
 
 def info_of(src: Source) -> DatasetInfo:
