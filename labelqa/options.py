@@ -327,6 +327,10 @@ _DECLARED = [
            "memory, stream (bounded memory) or dask.", "engine", (S,), choices=("auto", "memory", "stream", "dask")),
     Option("batch_size", "int", 262_144, "Rows per record batch of the stream and dask engines.", "engine", (S,),
            interval=AT_LEAST_1),
+    Option("spill_dir", "str", "auto", "Where --engine stream keeps the decoded rows of a dataset too large to "
+           "keep in memory, so that later passes read them back instead of decoding the input again: auto (the "
+           "system's temporary folder), a folder, or off (decode the input on every pass). The file has no name "
+           "and is freed when the scan ends; it is only made where twice its size is free.", "engine", (S,)),
     Option("scheduler", "str", None, "Dask scheduler address (default: a local cluster on this machine).", "engine",
            (S,)),
     # ------------------------------------------------------------------ gate

@@ -287,6 +287,13 @@ def _has_column(path: Path, name: str) -> bool:
 OUT_OF_CORE_DETECTORS = ("cl", "dup")
 
 
+def _spill_dir(given: str) -> str:
+    """The ``spill_dir`` option checked: ``auto``, ``off`` or an existing folder."""
+    if given in ("auto", "off") or Path(given).is_dir():
+        return given
+    raise LabelqaError(f"--spill-dir {given}: no such folder", "give an existing folder, auto or off")
+
+
 def _scan_out_of_core(engine: str, data: Path, s: opts.Settings, progress: Progress | None) -> ScanResult:
     """Open the source, build the detectors for its task (cl, exact dup), run them on the stream or Dask runner."""
     from labelqa.data.source import open_source
@@ -317,7 +324,7 @@ def _scan_out_of_core(engine: str, data: Path, s: opts.Settings, progress: Progr
     if engine == "stream":
         from labelqa.run.stream import StreamRunner
 
-        runner: Any = StreamRunner(src, s["batch_size"])
+        runner: Any = StreamRunner(src, s["batch_size"], spill_dir=_spill_dir(s["spill_dir"]))
         say(f"scanning {data} with the stream engine (batches of {s['batch_size']:,} rows)")
     else:
         from labelqa.run.dask import DaskRunner

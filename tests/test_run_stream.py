@@ -364,14 +364,15 @@ def test_failed_scan_leaves_an_existing_report_untouched(tmp_path, capsys):
 
 
 def test_data_gone_while_writing_leaves_an_existing_report_untouched(tmp_path, monkeypatch):
-    """The rows of a streamed scan too large to keep are read again when written: a failure then publishes nothing."""
+    """The rows of a streamed scan too large to keep (and not spilled) are read again when written: a failure then
+    publishes nothing."""
     monkeypatch.setattr("labelqa.run.stream.KEEP_BYTES", 0)
     given_, _t, probs, _ = noisy_dataset(n=N, k=4, noise=0.1, seed=1)
     path = write_parquet(tmp_path / "d.parquet", given_, probs)
     out = tmp_path / "out"
     report(path, out, "stream")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    with labelqa.scan(str(path), engine="stream", batch_size=BATCH) as result:
+    with labelqa.scan(str(path), engine="stream", batch_size=BATCH, spill_dir="off") as result:
         path.unlink()
         with pytest.raises(Exception, match="d.parquet"):
             labelqa.write_report(result, out, csv=True)

@@ -9,6 +9,8 @@ the in-memory engine's and the one of a runner that reads every pass
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 
 import labelqa
 from labelqa.data.source import Source, open_source
-from labelqa.run import stream
+from labelqa.run import kept, stream
 from labelqa.run.stream import StreamRunner, kept_bytes_estimate
 from tests.conftest import noisy_dataset, write_parquet
 from tests.test_run_stream import BATCH, N, assert_same_report, ml_data, report, write_ml
@@ -38,19 +40,23 @@ def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def three_ways(path: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple[list[str], int]:
-    """Reports of ``path`` in memory, streamed with kept batches and streamed reading every pass: all equal.
-    Returns the kept scan's passes and how many fewer batches it decoded than the scan reading every pass."""
+    """Reports of ``path`` in memory, streamed with kept batches, streamed with spilled batches and streamed
+    reading every pass: all equal. Returns the kept scan's passes and how many fewer batches it decoded than the
+    scan reading every pass (the spilled scan decodes as few as the kept one)."""
     report(path, tmp / "mem", "memory", **options)
     decoded = count_decodes(monkeypatch)
     kept = report(path, tmp / "kept", "stream", **options)
     n_kept = len(decoded)
     monkeypatch.setattr(stream, "KEEP_BYTES", 0)
-    read = report(path, tmp / "read", "stream", **options)
-    n_read = len(decoded) - n_kept
+    spilled = report(path, tmp / "spilled", "stream", spill_dir=str(tmp), **options)
+    n_spilled = len(decoded) - n_kept
+    read = report(path, tmp / "read", "stream", spill_dir="off", **options)
+    n_read = len(decoded) - n_kept - n_spilled
     monkeypatch.undo()
-    assert_same_report(tmp / "mem", tmp / "kept", "stream")
-    assert_same_report(tmp / "mem", tmp / "read", "stream")
-    assert kept.passes == read.passes
+    for way in ("kept", "spilled", "read"):
+        assert_same_report(tmp / "mem", tmp / way, "stream")
+    assert kept.passes == read.passes == spilled.passes
+    assert n_spilled == n_kept
     return kept.passes, n_read - n_kept
 
 
@@ -170,3 +176,73 @@ def test_closing_the_runner_drops_the_kept_batches(tmp_path, monkeypatch):
     with labelqa.scan(str(tmp_path / "c.parquet"), engine="stream", batch_size=BATCH) as result:
         labelqa.write_report(result, tmp_path / "r")
     assert len(closed) == 1 and closed[0].kept is None and closed[0].passes[-1] == "issues"
+
+
+def test_spilled_scan_writes_its_report_without_the_file(tmp_path, monkeypatch):
+    """A dataset too large to keep spills its decoded batches: they serve the issues pass once the file is gone."""
+    given, _t, probs, _ = noisy_dataset(n=N, k=4, noise=0.1, seed=1)
+    path = write_parquet(tmp_path / "d.parquet", given, probs)
+    report(path, tmp_path / "before", "stream")
+    monkeypatch.setattr(stream, "KEEP_BYTES", 0)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    with labelqa.scan(str(path), engine="stream", batch_size=BATCH, spill_dir=str(spill)) as result:
+        path.rename(tmp_path / "moved.parquet")
+        labelqa.write_report(result, tmp_path / "after", csv=True)
+        assert list(spill.iterdir()) == []  # the spill file has no name
+    a, b = (tmp_path / "before" / "issues.parquet").read_bytes(), (tmp_path / "after" / "issues.parquet").read_bytes()
+    assert a == b
+
+
+def test_a_disk_filling_up_while_spilling_reads_the_input_instead(tmp_path, monkeypatch):
+    """The spill file's writes fail from the third batch on: the scan gives the file up and reads every pass."""
+    given, _t, probs, _ = noisy_dataset(n=N, k=4, noise=0.1, seed=2)
+    path = write_parquet(tmp_path / "d.parquet", given, probs)
+    report(path, tmp_path / "mem", "memory")
+    monkeypatch.setattr(stream, "KEEP_BYTES", 0)
+    writes = []
+    pwrite = os.pwrite
+
+    def filling(fd: int, data: Any, at: int) -> int:
+        writes.append(at)
+        if len(writes) > 4:  # labels and probabilities of two batches
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return pwrite(fd, data, at)
+
+    monkeypatch.setattr(kept.os, "pwrite", filling)
+    runner = StreamRunner(open_source(str(path)), batch_size=BATCH, spill_dir=str(tmp_path))
+    decoded = count_decodes(monkeypatch)
+    first = list(runner.map(lambda block: block.n))
+    assert runner.spilled is None and len(writes) > 4
+    assert list(runner.map(lambda block: block.n)) == first  # read from the input again
+    assert len(decoded) == 2 * len(first)
+    before = len(decoded)
+    scanned = report(path, tmp_path / "full", "stream", spill_dir=str(tmp_path))
+    assert_same_report(tmp_path / "mem", tmp_path / "full", "stream")
+    assert len(decoded) - before >= len(scanned.passes) * len(first)  # every pass decoded every batch
+
+
+def test_closing_the_runner_frees_the_spill_file(tmp_path, monkeypatch):
+    given, _t, probs, _ = noisy_dataset(n=N, k=3, noise=0.1, seed=8)
+    monkeypatch.setattr(stream, "KEEP_BYTES", 0)
+    runner = StreamRunner(open_source(str(write_parquet(tmp_path / "a.parquet", given, probs))), batch_size=BATCH)
+    offsets = list(runner.map(lambda block: block.offset))
+    spilled = runner.spilled
+    assert spilled is not None and len(spilled) == len(offsets)
+    assert list(runner.map(lambda block: block.offset)) == offsets
+    runner.close()
+    assert runner.spilled is None
+    with pytest.raises(OSError):
+        spilled.get(0)
+
+
+def test_cli_refuses_a_spill_folder_that_does_not_exist(tmp_path, capsys):
+    from labelqa.cli.app import main
+
+    given, _t, probs, _ = noisy_dataset(n=N, k=3, noise=0.1, seed=8)
+    path = write_parquet(tmp_path / "a.parquet", given, probs)
+    code = main(["scan", str(path), "--engine", "stream", "--spill-dir", str(tmp_path / "nope"), "-o",
+                 str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "nope" in err
+    assert not (tmp_path / "out").exists()

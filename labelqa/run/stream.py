@@ -40,8 +40,8 @@ the bounded memory of reading every pass.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
-from dataclasses import dataclass
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,10 +51,12 @@ import numpy as np
 
 from labelqa.detectors.base import Block, DatasetInfo, Step
 from labelqa.data.source import Batch, Source
+from labelqa.run.kept import KeptBatch, SpilledBatch, SpillFile, kept_bytes_estimate
 from labelqa.parallel import prefetch, run_nested_maps_inline, worker_count
 from labelqa.runtime import set_malloc_thresholds, trim_heap
 
-__all__ = ["DEFAULT_BATCH_SIZE", "KEEP_BYTES", "KeptBatch", "SharedBatches", "StreamRunner", "info_of"]
+__all__ = ["DEFAULT_BATCH_SIZE", "KEEP_BYTES", "KeptBatch", "SharedBatches", "StreamRunner", "info_of",
+           "kept_bytes_estimate"]
 
 #: Rows per record batch of the streaming and Dask runners.
 DEFAULT_BATCH_SIZE = 262_144
@@ -149,40 +151,6 @@ def block_of(batch: Any) -> Block:
     return Block(batch.labels, batch.probs, batch.ids, batch.offset, columns=batch.columns)
 
 
-@dataclass(frozen=True)
-class KeptBatch:
-    """A decoded, validated batch kept by the first pass for the later ones (ids ``None``: the row positions)."""
-
-    offset: int
-    labels: np.ndarray
-    probs: np.ndarray
-    ids: np.ndarray | None
-    columns: Any = None
-
-    @classmethod
-    def of(cls, batch: Batch, positions_as_ids: bool) -> KeptBatch:
-        """``batch`` to keep; ``positions_as_ids``: its ids are its row positions (made again when asked for)."""
-        return cls(batch.offset, batch.labels, batch.probs, None if positions_as_ids else batch.ids, batch.columns)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the batch's arrays (object ids count their pointers only)."""
-        held = self.labels.nbytes + self.probs.nbytes + (self.ids.nbytes if self.ids is not None else 0)
-        return held + (int(self.columns.nbytes) if self.columns is not None else 0)
-
-    def block(self) -> Block:
-        """A fresh block of the batch (blocks memoize per-pass row state: never shared between passes)."""
-        return Block(self.labels, self.probs, self.ids, self.offset, columns=self.columns)
-
-
-def kept_bytes_estimate(info: DatasetInfo) -> int:
-    """The bytes every decoded batch of a dataset would take: probabilities, int64 labels (multi-label: a bool
-    matrix) and int64 ids."""
-    k = info.n_classes
-    per_row = k * np.dtype(info.prob_dtype).itemsize + (k if info.task == "multilabel" else 8) + 8
-    return info.n_rows * per_row
-
-
 class SharedBatches:
     """An iterator of batches shared by threads: each :meth:`take` hands out the next batch and its index.
 
@@ -254,7 +222,8 @@ class StreamRunner:
 
     engine = "stream"
 
-    def __init__(self, src: Source, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(self, src: Source, batch_size: int = DEFAULT_BATCH_SIZE,
+                 spill_dir: str | os.PathLike[str] | None = "auto") -> None:
         self.src = src
         self.batch_size = int(batch_size)
         self.info = info_of(src)
@@ -266,16 +235,27 @@ class StreamRunner:
         self._keeping: dict[int, KeptBatch] | None = None
         self._kept_bytes = 0
         self._keep = kept_bytes_estimate(self.info) <= KEEP_BYTES
+        #: every decoded batch in a temporary file, once a pass wrote them all (a dataset too large to keep)
+        self.spilled: SpillFile | None = None
+        self._spilling: SpillFile | None = None
+        self._spill_dir = None if spill_dir in (None, "off") else (None if spill_dir == "auto" else spill_dir)
+        self._spill = spill_dir not in (None, "off")  # (tried once keeping in memory is out)
         bound_freed_memory()
 
     def _tables(self) -> Iterator[Any]:
-        """Every batch: the kept ones, else ``(offset, Arrow table)`` read ahead on a thread unless
-        ``LABELQA_THREADS=1``."""
+        """Every batch: the kept ones, handles on the spilled ones, else ``(offset, Arrow table)`` read ahead on
+        a thread unless ``LABELQA_THREADS=1``."""
         if self.kept is not None:
             return iter(self.kept)
+        if self.spilled is not None:
+            return iter(self.spilled.batches())
         if self._keep:
             self._keeping = {}
             self._kept_bytes = 0
+        elif self._spill:
+            self._drop_spilling()  # a pass abandoned before its end wrote part of one
+            self._spilling = SpillFile.create(self._spill_dir, kept_bytes_estimate(self.info))
+            self._spill = self._spilling is not None
         workers = worker_count()
         # two row groups in work at once only while memory is not the bound (16M x 10: +70-100 MB of peak)
         readers = min(workers, MAX_READERS) if self.info.n_rows <= REUSE_HEAP_MAX_ROWS else 1
@@ -286,9 +266,15 @@ class StreamRunner:
         its renormalized rows. While the pass keeps batches, the decoded one is kept."""
         if isinstance(item, KeptBatch):
             return item.block(), 0
+        if isinstance(item, SpilledBatch):
+            assert self.spilled is not None, "spilled batches come from the spill file"
+            return self.spilled.get(item.n).block(), 0
         offset, table = item
         batch = self.src.decode(table, offset, validate=validate)
         self._keep_batch(n, batch)
+        spilling = self._spilling
+        if spilling is not None:
+            spilling.put(n, KeptBatch.of(batch, positions_as_ids=self.src.id_col is None))
         return block_of(batch), batch.renormalized_rows
 
     def _keep_batch(self, n: int, batch: Batch) -> None:
@@ -314,6 +300,25 @@ class StreamRunner:
         keeping, self._keeping = self._keeping, None
         if keeping is not None and self._keep:
             self.kept = [keeping[n] for n in range(len(keeping))]
+        spilling, self._spilling = self._spilling, None
+        if spilling is not None:
+            if spilling.complete():
+                self.spilled = spilling
+            else:  # a write failed (disk full, a batch with string ids): every pass reads the input
+                spilling.close()
+                self._spill = False
+
+    def _drop_spilling(self) -> None:
+        """Close the spill file a pass was writing (it did not finish: no thread writes any more)."""
+        spilling, self._spilling = self._spilling, None
+        if spilling is not None:
+            spilling.close()
+
+    def _reuses_heap(self) -> bool:
+        """Whether a pass keeps freed memory for the next batches (:func:`reused_heap`): up to
+        :data:`REUSE_HEAP_MAX_ROWS` rows, and whenever the batches come from the spill file (no Arrow decoding
+        buffers then: 16M x 10, peak ~520-545 MB with it, page faults 3.7M -> 0.9M)."""
+        return self.info.n_rows <= REUSE_HEAP_MAX_ROWS or self.spilled is not None
 
     def fold(self, steps: Sequence[Step]) -> list[Any]:
         """One pass: every step is fed every batch; returns the partials (in step order).
@@ -335,7 +340,7 @@ class StreamRunner:
                 lane[i] = step.feed(lane[i], block)
             return renormalized_rows
 
-        with reused_heap(self.info.n_rows <= REUSE_HEAP_MAX_ROWS):
+        with reused_heap(self._reuses_heap()):
             if lanes == 1:
                 renormalized = 0
                 for n, item in enumerate(self._tables()):
@@ -402,10 +407,11 @@ class StreamRunner:
             self.passes.append(name)
             return
         pending: deque[Future[tuple[Any, int]]] = deque()
-        # Up to REUSE_HEAP_MAX_ROWS rows the freed memory of a batch serves the next ones (glibc's heap kept, Arrow's
-        # pool released every TRIM_EVERY batches: 4M x 10, ~100,000 page faults and ~0.3 s of system time less);
-        # larger datasets hand it back after every batch, which holds their peak.
-        reuse = self.info.n_rows <= REUSE_HEAP_MAX_ROWS
+        # Up to REUSE_HEAP_MAX_ROWS rows, or from the spill file, the freed memory of a batch serves the next ones
+        # (glibc's heap kept, Arrow's pool released every TRIM_EVERY batches: 4M x 10, ~100,000 page faults and
+        # ~0.3 s of system time less); larger datasets read from the input hand it back after every batch, which
+        # holds their peak.
+        reuse = self._reuses_heap()
         with reused_heap(reuse), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labelqa-map",
                                                     initializer=run_nested_maps_inline) as pool:
             try:
@@ -432,7 +438,12 @@ class StreamRunner:
         self.passes.append(name)
 
     def close(self) -> None:
-        """Drop the kept batches (a later pass reads the file)."""
+        """Drop the kept batches and the spill file (a later pass reads the input)."""
         self.kept = None
         self._keeping = None
         self._keep = False
+        self._drop_spilling()
+        spilled, self.spilled = self.spilled, None
+        if spilled is not None:
+            spilled.close()
+        self._spill = False
