@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labelqa.stats.ranks import RankIndex, rank_rows
+from labelqa.stats import ranks
+from labelqa.stats.ranks import RankIndex, rank_rows, sort_in_place
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -184,3 +186,18 @@ def test_stable_argsort_float64_mends_ties_of_the_cut_key_at_scale():
     assert np.array_equal(stable_argsort(arr), np.argsort(arr, kind="stable"))
     dense = 1.0 + rng.integers(0, 1 << 17, n) * np.spacing(1.0)
     assert np.array_equal(stable_argsort(dense), np.argsort(dense, kind="stable"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.sampled_from([0.0, -0.0, 0.5, 0.25, 1.0, -3.0, float("nan"), float("inf")])
+                       | st.floats(allow_nan=True, width=32), max_size=300),
+       dtype=st.sampled_from([np.float32, np.float64]), threshold=st.integers(1, 400))
+def test_sort_in_place_sorts_as_numpy_on_two_threads(values, dtype, threshold):
+    """Halves sorted side by side then merged: numpy's order (NaN last; -0.0 and 0.0 equal) at any size."""
+    got = np.asarray(values, dtype=dtype)
+    want = np.sort(got)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ranks, "PARALLEL_SORT_MIN", threshold)
+        patch.setattr(ranks, "worker_count", lambda: 2)
+        sort_in_place(got)
+    assert np.array_equal(got, want, equal_nan=True)
