@@ -1386,3 +1386,31 @@ def test_reduce_gathered_feeds_a_top_like_one_reduction_a_class(seed, largest, i
         order_got, order_want = np.lexsort(kept_got[::-1]), np.lexsort(kept_want[::-1])
         for a, b in zip(kept_got, kept_want):
             np.testing.assert_array_equal(a[order_got], b[order_want])
+
+
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "both", cl_module.PLUS_METHOD])
+def test_out_of_core_the_joint_pass_bounds_the_pbnr_cuts(monkeypatch, filter_by):
+    """Out of core the joint pass counts the disagreeing rows' margins per cell; the cuts pass's PBNR top starts
+    bounded by them (in memory it is not), and every flag, score and rank stays the in-memory one."""
+    from labelqa.run.driver import scan_memory
+    from labelqa.stats.selection import GroupedTop
+    from tests.conftest import noisy_dataset
+
+    given_, _t, probs, _ = noisy_dataset(n=6000, k=5, noise=0.2, seed=11)
+    data = LabelData.from_arrays(given_, probs)
+    bounded: list[int] = []
+    bound = GroupedTop.bound
+
+    def counted(self, groups, values):
+        bounded.append(len(groups))
+        return bound(self, groups, values)
+
+    monkeypatch.setattr(GroupedTop, "bound", counted)
+    det = ConfidentLearning(filter_by=filter_by)
+    want = scan_memory(data, [det]).issues_table()
+    assert bounded == []
+    got = scan_out_of_core(ArrayRunner(data, list(range(0, 6000, 700)) + [6000]), det, source=None,
+                           meta=dict(data.meta))
+    assert len(bounded) == 1 and 0 < bounded[0] <= 5 * 4  # one top, bounded in (nearly) every off-diagonal cell
+    assert got.issues_table().equals(want)
+    assert cl_module.margin_histogram(5) is not None and cl_module.margin_histogram(100) is None  # 32 bins a cell

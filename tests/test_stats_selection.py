@@ -398,6 +398,31 @@ def test_grouped_top_compacts_under_its_budget():
     assert_cuts_equal(top, counts, groups, values, True)
 
 
+def test_grouped_top_partials_share_their_cuts_as_bounds():
+    """A partial drops the values another partial's cut already excludes (the lanes of a stream pass), and the
+    merged cuts stay exact, ties of the final cut included; pickled (Dask), a partial keeps a copy of them."""
+    import pickle
+
+    rng = np.random.default_rng(5)
+    counts = np.array([50, 3, 7])
+    groups = rng.integers(0, 3, 40_000)
+    values = (rng.integers(0, 400, groups.size) / 16).astype(np.float32)  # ties at every cut
+    template = GroupedTop(counts, largest=True, dtype=np.float32)
+    first, second, alone = template.empty(), template.empty(), GroupedTop(counts, largest=True, dtype=np.float32)
+    half = values.size // 2
+    first.update(groups[:half], values[:half]).cuts()  # compacted: its cuts now bound every partial
+    second.update(groups[half:], values[half:])
+    alone.update(groups[half:], values[half:])
+    assert second.nbytes < alone.nbytes // 20
+    assert_cuts_equal(first.merge(second), counts, groups, values, True)
+    shipped = pickle.loads(pickle.dumps(template.empty()))
+    assert np.array_equal(shipped._bounds.keys, template._bounds.keys)  # a copy: tightened on its own
+    assert shipped._bounds is not template._bounds
+    shipped.update(groups[half:], values[half:])
+    assert_cuts_equal(template.empty().update(groups[:half], values[:half]).merge(shipped), counts, groups, values,
+                      True)
+
+
 def test_grouped_top_merge_refuses_other_groups():
     with pytest.raises(ValueError, match="different groups"):
         GroupedTop(np.array([1, 2])).merge(GroupedTop(np.array([1, 2, 3])))
@@ -622,6 +647,6 @@ def test_grouped_top_compacts_in_ranges_of_groups_to_the_same_state(seed, n_grou
         assert np.array_equal(whole._g[0], ranged._g[0]) and np.array_equal(whole._v[0], ranged._v[0])
         if ids:
             assert np.array_equal(whole._i[0], ranged._i[0])
-        assert (whole._bound is None) == (ranged._bound is None)
-        if whole._bound is not None:
-            assert np.array_equal(whole._bound, ranged._bound)
+        assert (whole._bounds.keys is None) == (ranged._bounds.keys is None)
+        if whole._bounds.keys is not None:
+            assert np.array_equal(whole._bounds.keys, ranged._bounds.keys)

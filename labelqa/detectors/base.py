@@ -137,6 +137,9 @@ class DatasetInfo:
         gather_rows: The runner would rather the plan gathered its rows' scores
             in its last pass (:meth:`RowRule.named_rows`) than read the data
             once more to rank them: set out of core with one detector.
+        out_of_core: The passes see the rows in many blocks (stream, Dask): a
+            statistics pass may also count what bounds a later selection,
+            which in memory one block selects directly.
     """
 
     n_rows: int
@@ -144,6 +147,7 @@ class DatasetInfo:
     task: str = "multiclass"
     prob_dtype: np.dtype = np.dtype(np.float64)
     gather_rows: bool = False
+    out_of_core: bool = False
 
     @property
     def n_classes(self) -> int:

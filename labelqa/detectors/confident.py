@@ -78,6 +78,7 @@ from labelqa.stats.confident import (
     SMALL_K,
 )
 from labelqa.stats.noise_interval import bootstrap_noise_rates, interval_from_replicates
+from labelqa.stats.histogram import GroupHistogram
 from labelqa.stats.ranks import RankIndex
 from labelqa.stats.selection import Cut, GroupedTop, Pick, Selections
 
@@ -628,6 +629,8 @@ class JointCounts:
     #: fixed-point sums of the dispute-margin trend (:func:`trend_sums`), kept when ``with_trend``
     trend: np.ndarray = None  # type: ignore[assignment]
     with_trend: bool = False
+    #: out of core, prune_by_noise_rate's margins counted per cell (:func:`margin_histogram`): they bound its cuts
+    margins: GroupHistogram | None = None
 
     def __post_init__(self) -> None:
         k = self.n_classes
@@ -649,6 +652,8 @@ class JointCounts:
         self.unc_weight += rs.unc_weight
         if self.with_trend:
             self.trend += rs.trend
+        if self.margins is not None:
+            self.margins.update(*_disagreeing_margins(rs))
         return self
 
     def merge(self, other: JointCounts) -> JointCounts:
@@ -658,7 +663,41 @@ class JointCounts:
         self.cand_unc += other.cand_unc
         self.unc_weight += other.unc_weight
         self.trend += other.trend
+        if self.margins is not None and other.margins is not None:
+            self.margins.merge(other.margins)
         return self
+
+
+#: The margin histogram (:func:`margin_histogram`) holds at most this many counters (K x K cells x bins: 4 MB).
+MARGIN_HISTOGRAM_COUNTERS = 1 << 19
+#: Fewer bins a cell than this would bound its cut too loosely to pay for counting them (from ~90 classes on).
+MARGIN_HISTOGRAM_MIN_BINS = 64
+
+
+def margin_histogram(n_classes: int) -> GroupHistogram | None:
+    """An empty histogram of the disagreeing rows' margins ``p_ij - p_ic`` over ``[-1, 1)``, one group per cell
+    ``(c, j)`` (``c * K + j``), with as many bins as fit :data:`MARGIN_HISTOGRAM_COUNTERS`; ``None`` when fewer
+    than :data:`MARGIN_HISTOGRAM_MIN_BINS` fit.
+
+    Out of core, the joint pass counts them; once the joint gives each PBNR cell its count, the histogram
+    bounds the cell's cut (:meth:`GroupHistogram.bounds`), and the cuts pass drops at once the margins that
+    cannot reach it instead of keeping and compacting them in each lane (4M x 10: ~3.7M values kept along
+    the way -> about the 0.5M it selects).
+    """
+    cells = n_classes * n_classes
+    bins = 1 << max(int(MARGIN_HISTOGRAM_COUNTERS // max(cells, 1)).bit_length() - 1, 0)
+    return GroupHistogram(cells, bins) if bins >= MARGIN_HISTOGRAM_MIN_BINS else None
+
+
+def _disagreeing_margins(rs: _BlockRows) -> tuple[np.ndarray, np.ndarray]:
+    """``(cells, margins)``: each disagreeing row's margins ``p_ij - p_ic`` over every column ``j`` (``c`` its
+    label), computed as the cuts pass computes them (in the probabilities' type), and their cells ``c * K + j``."""
+    rows, _ = rs.disagreeing_groups
+    k = rs.k
+    margins = np.take(rs.probs, rows, axis=0)
+    labels = rs.labels[rows].astype(np.int64)
+    margins -= margins[np.arange(rows.size), labels][:, None]
+    return labels[:, None] * k + np.arange(k), margins
 
 
 class JointStep(Step):
@@ -666,12 +705,14 @@ class JointStep(Step):
 
     name = "confident joint"
 
-    def __init__(self, thresholds: np.ndarray, trend: bool = False) -> None:
+    def __init__(self, thresholds: np.ndarray, trend: bool = False, margins: bool = False) -> None:
         self.thresholds = thresholds
         self.trend = bool(trend)
+        self.margins = bool(margins)
 
     def start(self) -> JointCounts:
-        return JointCounts(self.thresholds.size, with_trend=self.trend)
+        k = self.thresholds.size
+        return JointCounts(k, with_trend=self.trend, margins=margin_histogram(k) if self.margins else None)
 
     def feed(self, partial: JointCounts, block: Block) -> JointCounts:
         return partial.update(_block_rows(block, self.thresholds))
@@ -989,6 +1030,8 @@ class FlagRule:
         self.scoring: tuple[str, bool] | None = None
         self.named: NamedRows | None = None
         self.name_pbnr_rows = False
+        #: the joint pass's histogram of the disagreeing rows' margins (out of core): bounds the PBNR cuts
+        self.margin_counts: GroupHistogram | None = None
 
     # ---- planning ------------------------------------------------------------
     def _pick(self, count: int, n: int, largest: bool = False, dtype: np.dtype | None = None) -> Pick:
@@ -1037,8 +1080,11 @@ class FlagRule:
             # positions as int32 while they fit (4 bytes a kept value less)
             ids_dtype = np.int32 if int(est.class_counts.sum()) < 2**31 - 1 else np.int64
             if self.cells.any():
-                first.tops["pbnr"] = GroupedTop(self.cells.ravel(), largest=True, dtype=self.dtype,
-                                                ids=self._names_rows, ids_dtype=ids_dtype)
+                top = first.tops["pbnr"] = GroupedTop(self.cells.ravel(), largest=True, dtype=self.dtype,
+                                                      ids=self._names_rows, ids_dtype=ids_dtype)
+                if self.margin_counts is not None:  # the cuts pass drops what the histogram rules out
+                    top.bound(*self.margin_counts.bounds(self.cells.ravel(), largest=True))
+            self.margin_counts = None  # read once: the rule travels to Dask's workers without it
             if m == PLUS_METHOD and self.ntr is None and self._plus_target > 0:
                 # The T lowest self-confidences of the disputed rows, by position: the extra rows' cut lies among
                 # them (see _settle), so the plus count and plus passes are not needed.
@@ -2072,7 +2118,9 @@ class ConfidentLearning(Detector):
         ntr = self._ntr(k)
         sums: ClassProbSums = yield ClassSumsStep(k)
         thresholds = sums.thresholds()
-        p2: JointCounts = yield JointStep(thresholds, trend=self.filter_by == PLUS_METHOD)
+        pbnr = self.filter_by in ("prune_by_noise_rate", "both", PLUS_METHOD)
+        p2: JointCounts = yield JointStep(thresholds, trend=self.filter_by == PLUS_METHOD,
+                                          margins=pbnr and info.out_of_core)
         est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy(),
                         p2.cand_unc.copy(), p2.unc_weight.copy(), p2.trend.copy() if p2.with_trend else None,
                         int(num_issues_floor))
@@ -2080,6 +2128,7 @@ class ConfidentLearning(Detector):
         est.noise_rate_draws  # noqa: B018 - then the summary's bootstrap starts, beside the selection passes
         flag = FlagRule(est, self.filter_by, float(self.frac_noise), ntr, int(self.min_examples_per_class),
                         info.prob_dtype)
+        flag.margin_counts = p2.margins
         if info.gather_rows:  # out of core: later passes read the data again
             flag.scoring = (self.score_method, bool(self.adjust_pred_probs))
             flag.name_pbnr_rows = True

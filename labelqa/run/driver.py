@@ -290,7 +290,8 @@ def scan_out_of_core(runner: Runner, detectors: Detector | Sequence[Detector], *
     info = runner.info
     for det in dets:
         det.check(info)
-    plan_info = dataclasses.replace(info, gather_rows=len(dets) == 1 and info.n_rows <= GATHER_ROWS_MAX)
+    plan_info = dataclasses.replace(info, gather_rows=len(dets) == 1 and info.n_rows <= GATHER_ROWS_MAX,
+                                    out_of_core=True)
     rules = run_plans({d.name: d.plan(plan_info) for d in dets}, runner, say)
     rules = {name: rules[name] for name in names}  # run order
     named = rules[names[0]].named_rows() if len(dets) == 1 else None

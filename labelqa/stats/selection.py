@@ -374,15 +374,30 @@ class GroupedTop:
         # most values as they arrive; later ones when the buffers double what was kept
         self._budget = int(np.maximum(self.counts, 0).sum()) + (1 << 16)
         self._compacted = True  # the buffers hold one compacted part (nothing added since)
-        #: per group, the key of its cut among the values kept so far (once it holds its count): a value whose key
-        #: is larger can never reach the final cut, which only moves towards the extreme as values arrive
-        self._bound: np.ndarray | None = None
+        #: per group, the key of its cut among the values some partial of this selection kept (see _CutBounds)
+        self._bounds = _CutBounds()
         # group numbers are kept in the narrowest type that holds them (2 bytes a value for <= 65,536 groups)
         self._group_dtype = np.dtype(np.uint16 if self.counts.size <= 1 << 16 else np.int64)
 
     def empty(self) -> GroupedTop:
-        """A fresh partial for the same groups."""
-        return GroupedTop(self.counts, largest=self.largest, dtype=self.dtype, ids=self.ids, ids_dtype=self.ids_dtype)
+        """A fresh partial for the same groups (over other values of the same selection: it shares the bounds
+        of the cuts, so each partial drops what another's cut already excludes)."""
+        top = GroupedTop(self.counts, largest=self.largest, dtype=self.dtype, ids=self.ids, ids_dtype=self.ids_dtype)
+        top._bounds = self._bounds
+        return top
+
+    def bound(self, groups: np.ndarray, values: np.ndarray) -> GroupedTop:
+        """Drop from now on every value of group ``groups[i]`` beyond ``values[i]`` (smaller when selecting the
+        largest, else larger), in this partial and the others of the selection; returns ``self``.
+
+        The caller vouches that no such value is among the group's selected ones nor ties its cut (e.g.
+        :meth:`labelqa.stats.histogram.GroupHistogram.bounds` from a pass over the same values).
+        """
+        groups = np.asarray(groups, dtype=np.int64)
+        if groups.size:
+            keys = np.asarray(values, dtype=np.float64)
+            self._bounds.tighten(self.counts.size, groups, -keys if self.largest else keys)
+        return self
 
     # ---- feeding -----------------------------------------------------------
     def update(self, groups: np.ndarray, values: np.ndarray, ids: np.ndarray | None = None) -> GroupedTop:
@@ -422,9 +437,9 @@ class GroupedTop:
         if m == 0 or c.size == 0 or c.max() <= 0:
             return (*empty, np.empty(0, dtype=np.int64)) if columns else empty
         top = int(c.max())
-        if top >= m:  # every value of the rows, but those that cannot reach their group's cut (see _bound)
+        if top >= m:  # every value of the rows, but those that cannot reach their group's cut (see _CutBounds)
             keep = np.broadcast_to((c > 0)[:, None], vals.shape)
-            bound = self._bound
+            bound = self._bounds.keys
             if bound is not None:
                 b = bound[np.asarray(groups, dtype=np.int64)][:, None]
                 keep = keep & ~((vals < -b) if self.largest else (vals > b))
@@ -477,8 +492,9 @@ class GroupedTop:
             ids = np.asarray(ids).ravel()
             if ids.dtype != self.ids_dtype:
                 ids = ids.astype(self.ids_dtype)
-        if self._bound is not None:  # drop what cannot reach its group's cut (NaN keys stay, as before)
-            bound = self._bound[groups]
+        bounds = self._bounds.keys
+        if bounds is not None:  # drop what cannot reach its group's cut (NaN keys stay, as before)
+            bound = bounds[groups]
             keep = ~((bound < values) if not self.largest else (-bound > values))
             if not keep.all():
                 groups, values = groups[keep], values[keep]
@@ -565,21 +581,16 @@ class GroupedTop:
         return g, key, ids, sizes, present
 
     def _tighten(self, key: np.ndarray, starts: np.ndarray, sizes: np.ndarray, held: np.ndarray) -> None:
-        """Bound each group holding at least its count by its current cut key (see ``_bound``): the keys are
-        grouped, group ``held[r]``'s run of ``sizes[r]`` keys starting at ``starts[r]``."""
+        """Bound each group holding at least its count by its current cut key (see :class:`_CutBounds`): the
+        keys are grouped, group ``held[r]``'s run of ``sizes[r]`` keys starting at ``starts[r]``."""
         if held.size == 0:
             return
         largest_key = np.maximum.reduceat(key, starts)  # held groups are consecutive runs of the keys
         is_full = (self.counts[held] > 0) & (sizes >= self.counts[held])
         full, cut = held[is_full], largest_key[is_full]  # a full group keeps no key past its cut
-        if full.size == 0:
-            return
         ok = ~np.isnan(cut)
-        if self._bound is None:
-            self._bound = np.full(self.counts.size, np.inf, dtype=np.float64)
-        bound = self._bound.copy()  # a new array: a reader on another thread sees the old bound or the new one
-        bound[full[ok]] = np.minimum(bound[full[ok]], cut[ok].astype(np.float64))
-        self._bound = bound
+        if np.any(ok):
+            self._bounds.tighten(self.counts.size, full[ok], cut[ok])
 
     def merge(self, other: GroupedTop) -> GroupedTop:
         """Fold another partial (over other values) in; returns ``self``."""
@@ -758,6 +769,38 @@ class Selections:
 
     def __bool__(self) -> bool:
         return bool(self.picks or self.tops or self.counts or self.gathered)
+
+
+class _CutBounds:
+    """Per group, a key no value of the final selection lies beyond: the tightest cut a partial published.
+
+    A partial that holds at least ``counts[g]`` values of group ``g`` has a
+    cut (its ``counts[g]``-th key) that is at or beyond the final cut, which
+    only moves towards the extreme as values arrive; so a value whose key is
+    larger can never be selected, nor tie the final cut. The partials of one
+    selection (:meth:`GroupedTop.empty`: the lanes of a stream pass, the
+    chunks of a block) share one object, so each drops what any other's cut
+    excludes; bounds known before the pass (:meth:`GroupedTop.bound`) start
+    it. Pickled (Dask), each process gets a copy and tightens its own.
+    """
+
+    def __init__(self) -> None:
+        self.keys: np.ndarray | None = None  # float64 (inf: no bound yet); replaced, never changed in place
+        self._lock = threading.Lock()
+
+    def tighten(self, size: int, groups: np.ndarray, cut: np.ndarray) -> None:
+        """Bound ``groups`` by the keys ``cut`` (where tighter than their bound)."""
+        with self._lock:  # a new array: a reader on another thread sees the old bounds or the new ones
+            keys = np.full(size, np.inf, dtype=np.float64) if self.keys is None else self.keys.copy()
+            keys[groups] = np.minimum(keys[groups], cut.astype(np.float64))
+            self.keys = keys
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"keys": self.keys}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.keys = state["keys"]
+        self._lock = threading.Lock()
 
 
 #: A compaction of more values than this (and of several groups) works through ranges of groups in turn.
