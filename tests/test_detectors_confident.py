@@ -1413,4 +1413,4 @@ def test_out_of_core_the_joint_pass_bounds_the_pbnr_cuts(monkeypatch, filter_by)
                            meta=dict(data.meta))
     assert len(bounded) == 1 and 0 < bounded[0] <= 5 * 4  # one top, bounded in (nearly) every off-diagonal cell
     assert got.issues_table().equals(want)
-    assert cl_module.margin_histogram(5) is not None and cl_module.margin_histogram(100) is None  # 32 bins a cell
+    assert cl_module.margin_histogram(5) is not None and cl_module.margin_histogram(100) is None  # 8 bins a cell

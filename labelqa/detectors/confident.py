@@ -668,16 +668,17 @@ class JointCounts:
         return self
 
 
-#: The margin histogram (:func:`margin_histogram`) holds at most this many counters (K x K cells x bins: 4 MB).
-MARGIN_HISTOGRAM_COUNTERS = 1 << 19
-#: Fewer bins a cell than this would bound its cut too loosely to pay for counting them (from ~90 classes on).
+#: The margin histogram (:func:`margin_histogram`) holds at most this many counters (K x K cells x bins: 1 MB, which
+#: Dask ships back from every piece).
+MARGIN_HISTOGRAM_COUNTERS = 1 << 17
+#: Fewer bins a cell than this would bound its cut too loosely to pay for counting them (from ~45 classes on).
 MARGIN_HISTOGRAM_MIN_BINS = 64
 
 
 def margin_histogram(n_classes: int) -> GroupHistogram | None:
     """An empty histogram of the disagreeing rows' margins ``p_ij - p_ic`` over ``[-1, 1)``, one group per cell
     ``(c, j)`` (``c * K + j``), with as many bins as fit :data:`MARGIN_HISTOGRAM_COUNTERS`; ``None`` when fewer
-    than :data:`MARGIN_HISTOGRAM_MIN_BINS` fit.
+    than :data:`MARGIN_HISTOGRAM_MIN_BINS` fit (K > 45).
 
     Out of core, the joint pass counts them; once the joint gives each PBNR cell its count, the histogram
     bounds the cell's cut (:meth:`GroupHistogram.bounds`), and the cuts pass drops at once the margins that
