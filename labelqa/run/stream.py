@@ -33,8 +33,11 @@ do the rows passes (Arrow's pool is then released every :data:`TRIM_EVERY` batch
 A dataset whose decoded batches fit in :data:`KEEP_BYTES` is read and decoded
 once: the first pass keeps every decoded, validated batch (:class:`KeptBatch`)
 and the later passes take them from memory instead of reading and decoding
-the file again (at 4M x 10 each read cost ~0.5 s of CPU). Larger datasets keep
-the bounded memory of reading every pass.
+the file again (at 4M x 10 each read cost ~0.5 s of CPU). A larger one
+writes them to an unnamed temporary file instead (:class:`~labelqa.run.kept.SpillFile`,
+``spill_dir``), which the later passes read back in one system call a batch;
+memory stays bounded by a few batches. With ``spill_dir="off"``, or when no
+folder has room, every pass reads the input.
 """
 
 from __future__ import annotations
