@@ -171,3 +171,27 @@ def test_parquet_row_groups_read_at_once_come_in_dataset_order(tmp_path, monkeyp
             if i == 3:
                 break
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("value_type", [pa.float32(), pa.float64()])
+def test_fixed_size_probability_lists_give_k_and_dtype_without_reading_a_row(tmp_path, monkeypatch, value_type):
+    """A fixed-size list of floats says K and the dtype in its type: open_source reads no row group for them
+    (with the class order trusted, none at all); a null list is then reported by the first pass that decodes it."""
+    import labelqa.data.source as source
+
+    probs = pa.FixedSizeListArray.from_arrays(pa.array(P.reshape(-1), type=value_type), 2)
+    rows = probs.to_pylist()
+    rows[4] = None
+    path = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"label": [0, 1, 0, 0, 1, 1], "pred_probs": pa.array(rows, type=probs.type)}), path)
+    reads = []
+    scan = source.scan_batches
+    monkeypatch.setattr(source, "scan_batches", lambda *a, **k: (reads.append(a[2]), scan(*a, **k))[1])
+    src = open_source(path, classes=["x", "y"], trust_class_order=True)
+    assert reads == [] and src.n_classes == 2 and src.prob_dtype() == np.dtype(value_type.to_pandas_dtype())
+    with pytest.raises(LabelqaError, match="row 4"):
+        [src.decode(t, off) for off, t in src.tables(3)]
+    variable = write(tmp_path / "v.parquet", [0, 1, 0, 0, 1, 1])  # list<float>: K read from the first rows
+    reads.clear()
+    assert open_source(variable, classes=["x", "y"], trust_class_order=True).n_classes == 2
+    assert reads == [["pred_probs"]]

@@ -368,6 +368,8 @@ def open_source(
         k = len(layout.prob_cols)
         types = [dataset.schema.field(c).type for c in layout.prob_cols]
         src.dtype = "float32" if all(pa.types.is_float32(t) for t in types) else "float64"
+    elif (fixed := _fixed_width(dataset.schema.field(pred_probs_col).type)) is not None:
+        k, src.dtype = fixed  # from the type: no row group read for it (each pass checks every row's lists)
     else:
         first = pa.Table.from_batches([next(iter(scan_batches(
             dataset, fmt, [pred_probs_col] + ([id_col] if id_col else []), 1024)))])
@@ -406,6 +408,13 @@ def open_source(
     if not layout.multilabel and not trust_class_order:
         _check_class_order_on_first_rows(src, batch_size)
     return src
+
+
+def _fixed_width(t: pa.DataType) -> tuple[int, str] | None:
+    """``(K, dtype)`` of a fixed-size list of float32 or float64 probabilities, known from its type alone."""
+    if pa.types.is_fixed_size_list(t) and (pa.types.is_float32(t.value_type) or pa.types.is_float64(t.value_type)):
+        return int(t.list_size), "float32" if pa.types.is_float32(t.value_type) else "float64"
+    return None
 
 
 #: The streaming engines check the class order on the dataset's first rows (the in-memory engine on all rows).
