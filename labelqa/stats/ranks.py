@@ -206,16 +206,16 @@ class RankIndex:
         fs = np.concatenate(self._fs) if self._fs else np.empty(0)
         fp = np.concatenate(self._fp) if self._fp else np.empty(0, dtype=np.int64)
         self._fs, self._fp = [], []
-        order = np.lexsort((fp, fs))
-        del fs
-        frank = np.empty(fp.size, dtype=np.int64)
-        frank[order] = np.arange(1, fp.size + 1)
-        del order
+        # flagged rows by position, then stably by score: rank order (score, position), as rank_rows; a sort of
+        # positions that come in sorted runs and a radix sort of the scores (4M x 10: ~65 -> ~25 ms, no lexsort)
         by_pos = np.argsort(fp, kind="stable")
         self.flag_pos = fp[by_pos]
         del fp
-        self.flag_rank = frank[by_pos]
-        del frank, by_pos  # (each temporary freed once used: the peak of a large index is its sorted scores)
+        order = _score_order(fs[by_pos])
+        del fs, by_pos
+        self.flag_rank = np.empty(order.size, dtype=np.int64)
+        self.flag_rank[order] = np.arange(1, order.size + 1)
+        del order  # (each temporary freed once used: the peak of a large index is its sorted scores)
         s = np.empty(sum(part.size for part in self._unflagged), dtype=self.dtype)
         at = 0
         while self._unflagged:  # fill one array, freeing each part as it is copied (no second copy of all)
