@@ -130,6 +130,8 @@ PLUS_METHOD = "prune_by_noise_rate_plus"
 CL_FILTER_METHODS = FILTER_METHODS + (MIDPOINT_METHOD, PLUS_METHOD)
 #: Methods that flag the globally lowest-scoring rows (``low_*``).
 _LOW_METHODS = ("low_self_confidence", "low_normalized_margin", MIDPOINT_METHOD)
+#: The methods that select prune_by_noise_rate's cells (alone, with prune_by_class, or plus the extra rows).
+_PBNR_METHODS = ("prune_by_noise_rate", "both", PLUS_METHOD)
 SCORE_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 
 #: Methods after which a row whose prediction agrees with its label is unflagged.
@@ -1053,7 +1055,7 @@ class FlagRule:
 
     @property
     def _pbnr(self) -> bool:
-        return self.method in ("prune_by_noise_rate", "both", PLUS_METHOD)
+        return self.method in _PBNR_METHODS
 
     @property
     def _names_rows(self) -> bool:
@@ -2119,9 +2121,8 @@ class ConfidentLearning(Detector):
         ntr = self._ntr(k)
         sums: ClassProbSums = yield ClassSumsStep(k)
         thresholds = sums.thresholds()
-        pbnr = self.filter_by in ("prune_by_noise_rate", "both", PLUS_METHOD)
         p2: JointCounts = yield JointStep(thresholds, trend=self.filter_by == PLUS_METHOD,
-                                          margins=pbnr and info.out_of_core)
+                                          margins=self.filter_by in _PBNR_METHODS and info.out_of_core)
         est = Estimates(sums.counts.copy(), thresholds, p2.joint.copy(), p2.cand_cl.copy(), p2.cand_png.copy(),
                         p2.cand_unc.copy(), p2.unc_weight.copy(), p2.trend.copy() if p2.with_trend else None,
                         int(num_issues_floor))

@@ -241,8 +241,8 @@ class StreamRunner:
         #: every decoded batch in a temporary file, once a pass wrote them all (a dataset too large to keep)
         self.spilled: SpillFile | None = None
         self._spilling: SpillFile | None = None
-        self._spill_dir = None if spill_dir in (None, "off") else (None if spill_dir == "auto" else spill_dir)
         self._spill = spill_dir not in (None, "off")  # (tried once keeping in memory is out)
+        self._spill_dir = None if spill_dir in (None, "off", "auto") else spill_dir  # None: the system's folder
         bound_freed_memory()
 
     def _tables(self) -> Iterator[Any]:
