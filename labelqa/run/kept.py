@@ -112,7 +112,10 @@ class SpillFile:
     @classmethod
     def create(cls, folder: str | os.PathLike[str] | None, need: int) -> SpillFile | None:
         """A spill file in ``folder`` (``None``: the system's temporary folder) if it has :data:`SPILL_ROOM` x
-        ``need`` bytes free and a file can be made there; else ``None``."""
+        ``need`` bytes free and a file can be made there; else ``None`` (also where the system has no
+        positioned reads and writes, e.g. Windows)."""
+        if not (hasattr(os, "preadv") and hasattr(os, "pwrite")):
+            return None
         where = folder if folder is not None else tempfile.gettempdir()
         try:
             if shutil.disk_usage(where).free < SPILL_ROOM * need:
