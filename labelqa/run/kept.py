@@ -143,19 +143,19 @@ class SpillFile:
             self.failed = True
             return False
         arrays = [np.ascontiguousarray(a) for a in (batch.labels, batch.probs, batch.ids) if a is not None]
-        columns = _ipc_bytes(batch.columns) if batch.columns is not None else b""
-        size = sum(a.nbytes for a in arrays) + len(columns)
+        columns = memoryview(_ipc_buffer(batch.columns) if batch.columns is not None else b"")
+        size = sum(a.nbytes for a in arrays) + columns.nbytes
         with self._lock:
             at, self._end = self._end, self._end + size
         try:
-            _write_all(self._fd, [memoryview(a).cast("B") for a in arrays if a.nbytes] + [memoryview(columns)], at)
+            _write_all(self._fd, [memoryview(a).cast("B") for a in arrays if a.nbytes] + [columns], at)
         except OSError:  # e.g. the disk filled up since the file was made: read the input again instead
             self.failed = True
             return False
         forms = tuple((a.dtype.str, a.shape) if a is not None else None for a in (batch.labels, batch.probs,
                                                                                   batch.ids))
         with self._lock:
-            self._entries[n] = _Entry(batch.offset, at, forms, len(columns))
+            self._entries[n] = _Entry(batch.offset, at, forms, columns.nbytes)
         return True
 
     def get(self, n: int) -> KeptBatch:
@@ -182,12 +182,12 @@ class SpillFile:
         self._file.close()
 
 
-def _ipc_bytes(table: pa.Table) -> bytes:
-    """``table`` as an Arrow IPC stream (its exact values and types)."""
+def _ipc_buffer(table: pa.Table) -> pa.Buffer:
+    """``table`` as an Arrow IPC stream (its exact values and types), in Arrow's buffer (no copy to bytes)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return sink.getvalue()
 
 
 def _write_all(fd: int, views: list[memoryview], at: int) -> None:

@@ -439,10 +439,9 @@ class GroupedTop:
         top = int(c.max())
         if top >= m:  # every value of the rows, but those that cannot reach their group's cut (see _CutBounds)
             keep = np.broadcast_to((c > 0)[:, None], vals.shape)
-            bound = self._bounds.keys
-            if bound is not None:
-                b = bound[np.asarray(groups, dtype=np.int64)][:, None]
-                keep = keep & ~((vals < -b) if self.largest else (vals > b))
+            beyond = self._bounds.beyond(np.asarray(groups, dtype=np.int64)[:, None], vals, self.largest)
+            if beyond is not None:
+                keep = keep & ~beyond
             rows, cols = np.nonzero(keep)
             out = rows, vals[rows, cols]
             return (*out, cols) if columns else out
@@ -492,10 +491,9 @@ class GroupedTop:
             ids = np.asarray(ids).ravel()
             if ids.dtype != self.ids_dtype:
                 ids = ids.astype(self.ids_dtype)
-        bounds = self._bounds.keys
-        if bounds is not None:  # drop what cannot reach its group's cut (NaN keys stay, as before)
-            bound = bounds[groups]
-            keep = ~((bound < values) if not self.largest else (-bound > values))
+        beyond = self._bounds.beyond(groups, values, self.largest)
+        if beyond is not None:  # drop what cannot reach its group's cut (NaN keys stay, as before)
+            keep = ~beyond
             if not keep.all():
                 groups, values = groups[keep], values[keep]
                 ids = ids[keep] if ids is not None else None
@@ -787,6 +785,15 @@ class _CutBounds:
     def __init__(self) -> None:
         self.keys: np.ndarray | None = None  # float64 (inf: no bound yet); replaced, never changed in place
         self._lock = threading.Lock()
+
+    def beyond(self, groups: np.ndarray, values: np.ndarray, largest: bool) -> np.ndarray | None:
+        """Which ``values`` lie beyond their group's bound (``groups`` broadcast against ``values``; NaN never
+        does), or ``None`` while no group is bounded."""
+        keys = self.keys
+        if keys is None:
+            return None
+        bound = keys[groups]
+        return values < -bound if largest else values > bound
 
     def tighten(self, size: int, groups: np.ndarray, cut: np.ndarray) -> None:
         """Bound ``groups`` by the keys ``cut`` (where tighter than their bound)."""
